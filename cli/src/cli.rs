@@ -1,0 +1,189 @@
+//! Command-line definition.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use clap::Parser;
+use clap::Subcommand;
+use clap::ValueEnum;
+
+/// CodePilot: an autonomous software-engineering agent that reads, edits and runs your code.
+#[derive(Debug, Parser)]
+#[command(name = "codepilot", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one task to completion and exit.
+    Run(RunArgs),
+    /// Talk to the agent: each line you type is a task, in one session.
+    Chat(ChatArgs),
+    /// Write a commented starter agent.yaml.
+    Init(InitArgs),
+    /// Run an offline demo: a scripted model fixes a failing test in a temporary copy of a small project.
+    Demo(DemoArgs),
+    /// Attach this terminal to one of an agent's shells (detach with Ctrl-]).
+    Attach(AttachArgs),
+    /// List, show or delete stored sessions.
+    Sessions(SessionsArgs),
+}
+
+/// Where sessions are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SessionKind {
+    /// Kept in memory; gone when the process exits.
+    Memory,
+    /// One JSON file per session under $CODEPILOT_HOME/sessions/.
+    File,
+    /// A database: SQLite at $CODEPILOT_HOME/sessions.db, or --db-url.
+    Db,
+}
+
+/// Options shared by `run` and `chat`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent file.
+    #[arg(long, short = 'c', value_name = "FILE", default_value = "agent.yaml")]
+    pub config: PathBuf,
+    /// Where the session is stored.
+    #[arg(long, value_enum, default_value_t = SessionKind::Db)]
+    pub session: SessionKind,
+    /// Resume (or create) this session.
+    #[arg(long, value_name = "ID")]
+    pub session_id: Option<String>,
+    /// Database URL for `--session db` (sqlite://… or postgres://…). Default: SQLite under $CODEPILOT_HOME.
+    #[arg(long, value_name = "URL", env = "CODEPILOT_DB_URL", hide_env_values = true)]
+    pub db_url: Option<String>,
+    /// Approve every tool that asks for permission, without prompting.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print one JSON event per line on stdout instead of human output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `codepilot run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Agent options.
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// The task. `-` (or no task with piped stdin) reads it from stdin.
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
+}
+
+/// `codepilot chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Agent options.
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// `codepilot init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write the file.
+    #[arg(value_name = "FILE", default_value = "agent.yaml")]
+    pub path: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `codepilot demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo project afterwards (its path is printed).
+    #[arg(long)]
+    pub keep: bool,
+    /// Print one JSON event per line on stdout instead of human output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `codepilot attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The runtime's socket directory (printed by `codepilot run` when it starts).
+    #[arg(long, value_name = "DIR", env = "CODEPILOT_SOCKET_DIR")]
+    pub socket_dir: PathBuf,
+    /// The terminal to attach to.
+    #[arg(value_name = "NAME", default_value = "main")]
+    pub name: String,
+}
+
+/// `codepilot sessions`.
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SessionsCommand,
+    /// Where sessions are stored.
+    #[arg(long, value_enum, default_value_t = SessionKind::Db, global = true)]
+    pub session: SessionKind,
+    /// Database URL (sqlite://… or postgres://…). Default: SQLite under $CODEPILOT_HOME.
+    #[arg(long, value_name = "URL", env = "CODEPILOT_DB_URL", hide_env_values = true, global = true)]
+    pub db_url: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `codepilot sessions …`.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions, newest first.
+    List,
+    /// Show one session's transcript.
+    Show {
+        /// Session id.
+        id: String,
+    },
+    /// Delete a session.
+    Rm {
+        /// Session id.
+        id: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn parses_run_with_flags() {
+        let cli = Cli::parse_from(["codepilot", "run", "--json", "--yes", "--session", "memory", "fix it"]);
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(args.task.as_deref(), Some("fix it"));
+        assert!(args.agent.json);
+        assert!(args.agent.yes);
+        assert_eq!(args.agent.session, SessionKind::Memory);
+        assert_eq!(args.agent.config, PathBuf::from("agent.yaml"));
+    }
+
+    #[test]
+    fn sessions_flags_are_global() {
+        let cli = Cli::parse_from(["codepilot", "sessions", "list", "--session", "file", "--json"]);
+        let Command::Sessions(args) = cli.command else {
+            panic!("expected sessions");
+        };
+        assert_eq!(args.session, SessionKind::File);
+        assert!(args.json);
+    }
+
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

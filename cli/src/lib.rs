@@ -1,0 +1,378 @@
+//! The `codepilot` command-line interface.
+//!
+//! stdout is a contract: human mode prints only the final summary there, `--json` exactly one JSON event per line.
+//! Progress, streamed text, prompts and errors go to stderr. Exit codes: 0 completed (or replied), 1 other errors,
+//! 2 bad configuration or usage, 3 step limit reached, 4 aborted.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+mod demo;
+mod output;
+mod prompts;
+mod sessions;
+
+use std::io::IsTerminal;
+use std::io::Read;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use codepilot::AgentFile;
+use codepilot::AsyncRuntime;
+use codepilot::Outcome;
+use codepilot::Session;
+
+pub use cli::Cli;
+pub use cli::Command;
+use cli::AgentArgs;
+use cli::SessionKind;
+use output::HumanOutput;
+use output::JsonlOutput;
+use output::Output;
+
+/// Process exit codes (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The task completed, or the agent replied.
+    Completed = 0,
+    /// Any other error.
+    Error = 1,
+    /// Bad configuration or usage.
+    Usage = 2,
+    /// The step limit was reached.
+    MaxSteps = 3,
+    /// The run was aborted.
+    Aborted = 4,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// An error that knows its exit code.
+struct Failure {
+    exit: Exit,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error: anyhow::Error = e.into();
+        let exit = match error.downcast_ref::<codepilot::Error>() {
+            Some(e) if e.is_config() => Exit::Usage,
+            _ => Exit::Error,
+        };
+        Self { exit, error }
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure {
+        exit: Exit::Usage,
+        error: anyhow::anyhow!(msg.into()),
+    }
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run_main(cli: Cli) -> ExitCode {
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::err_line(&format!("codepilot: could not start the async runtime: {e}"));
+            return Exit::Error.into();
+        }
+    };
+    let result = rt.block_on(dispatch(cli));
+    // Terminals and their processes are torn down by the runtime before we get here; don't wait for stray tasks.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(exit) => exit.into(),
+        Err(f) => {
+            output::err_line(&format!("codepilot: {:#}", f.error));
+            f.exit.into()
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CODEPILOT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
+    match cli.command {
+        Command::Run(args) => {
+            let task = read_task(args.task)?;
+            let agent = load_agent(&args.agent.config)?;
+            run_one(agent, &args.agent, &task).await
+        }
+        Command::Chat(args) => {
+            let agent = load_agent(&args.agent.config)?;
+            chat(agent, &args.agent).await
+        }
+        Command::Init(args) => init(&args.path, args.force),
+        Command::Demo(args) => demo::run(args.keep, args.json).await,
+        Command::Attach(args) => {
+            codepilot::terminal::client::attach_interactive(&args.socket_dir, &args.name)
+                .await
+                .with_context(|| format!("attaching to terminal '{}'", args.name))?;
+            Ok(Exit::Completed)
+        }
+        Command::Sessions(args) => sessions::run(args).await,
+    }
+}
+
+fn read_task(task: Option<String>) -> Result<String, Failure> {
+    let from_stdin = match task.as_deref() {
+        Some("-") => true,
+        Some(_) => false,
+        None => !std::io::stdin().is_terminal(),
+    };
+    let task = if from_stdin {
+        let mut buf = String::new();
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .context("reading the task from stdin")?;
+        buf
+    } else {
+        task.unwrap_or_default()
+    };
+    if task.trim().is_empty() {
+        return Err(usage(
+            "no task given. Usage: codepilot run \"describe the task\" (or pipe it on stdin, or pass - to read stdin)",
+        ));
+    }
+    Ok(task)
+}
+
+fn load_agent(path: &Path) -> Result<AgentFile, Failure> {
+    if !path.exists() {
+        return Err(usage(format!(
+            "agent file {} not found. Create one with `codepilot init`, or pass --config FILE",
+            path.display()
+        )));
+    }
+    AgentFile::load(path).map_err(|e| Failure {
+        exit: Exit::Usage,
+        error: e.into(),
+    })
+}
+
+/// `$CODEPILOT_HOME`, default `~/.codepilot`.
+pub(crate) fn codepilot_home() -> Result<PathBuf, Failure> {
+    if let Some(h) = std::env::var_os("CODEPILOT_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".codepilot")),
+        None => Err(usage("cannot find a home directory: set CODEPILOT_HOME or HOME")),
+    }
+}
+
+/// The session backend the flags ask for.
+pub(crate) fn session_backend(kind: SessionKind, db_url: Option<&str>) -> Result<Session, Failure> {
+    Ok(match kind {
+        SessionKind::Memory => Session::Memory,
+        SessionKind::File => Session::File(codepilot_home()?.join("sessions")),
+        SessionKind::Db => match db_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Session::Postgres(url.to_owned())
+            }
+            Some(url) if url.starts_with("sqlite:") => Session::Sqlite(url.to_owned()),
+            Some(url) => {
+                return Err(usage(format!(
+                    "--db-url {url:?} is not a sqlite:// or postgres:// URL"
+                )));
+            }
+            None => {
+                let home = codepilot_home()?;
+                Session::Sqlite(format!("sqlite://{}", home.join("sessions.db").display()))
+            }
+        },
+    })
+}
+
+pub(crate) async fn build_runtime(
+    agent: AgentFile,
+    args: &AgentArgs,
+    out: &Arc<dyn Output>,
+) -> Result<AsyncRuntime, Failure> {
+    if args.db_url.is_some() && args.session != SessionKind::Db {
+        return Err(usage("--db-url only applies with --session db"));
+    }
+    let mut builder = AsyncRuntime::builder(agent).session(session_backend(args.session, args.db_url.as_deref())?);
+    if let Some(id) = &args.session_id {
+        builder = builder.session_id(id.clone());
+    }
+    builder = prompts::install(builder, args.yes, Arc::clone(out));
+    let rt = builder.build().await?;
+    let sink = Arc::clone(out);
+    rt.on_event(move |e| sink.on_event(e));
+    Ok(rt)
+}
+
+fn outcome_exit(outcome: &Outcome) -> Exit {
+    match outcome {
+        Outcome::Completed { .. } | Outcome::Replied { .. } => Exit::Completed,
+        Outcome::MaxSteps { .. } => Exit::MaxSteps,
+        Outcome::Aborted { .. } => Exit::Aborted,
+        _ => Exit::Error,
+    }
+}
+
+fn outcome_json(outcome: &Outcome, session_id: &str) -> serde_json::Value {
+    let (kind, text, steps) = match outcome {
+        Outcome::Completed { summary, steps } => ("completed", Some(summary.as_str()), *steps),
+        Outcome::Replied { text, steps } => ("replied", Some(text.as_str()), *steps),
+        Outcome::MaxSteps { steps } => ("max_steps", None, *steps),
+        Outcome::Aborted { steps } => ("aborted", None, *steps),
+        _ => ("unknown", None, 0),
+    };
+    serde_json::json!({
+        "type": "outcome",
+        "outcome": kind,
+        "summary": text,
+        "steps": steps,
+        "session_id": session_id,
+        "exit_code": outcome_exit(outcome) as u8,
+    })
+}
+
+/// Runs one task with Ctrl-C wired to abort; prints the outcome.
+pub(crate) async fn run_task(rt: &AsyncRuntime, task: &str, json: bool, out: &Arc<dyn Output>) -> Result<Exit, Failure> {
+    let run = rt.run(task);
+    tokio::pin!(run);
+    let mut interrupts = 0u32;
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            s = tokio::signal::ctrl_c() => {
+                if s.is_err() {
+                    continue;
+                }
+                interrupts += 1;
+                if interrupts == 1 {
+                    out.suspend();
+                    output::err_line("codepilot: interrupted — aborting the task (Ctrl-C again to quit at once)");
+                    rt.abort();
+                } else {
+                    return Ok(Exit::Aborted);
+                }
+            }
+        }
+    };
+    let outcome = result?;
+    out.suspend();
+    if json {
+        output::emit_stdout(&outcome_json(&outcome, &rt.session_id()).to_string());
+    } else {
+        match &outcome {
+            Outcome::Completed { summary, .. } => output::emit_stdout(summary.trim_end()),
+            Outcome::Replied { .. } => {}
+            Outcome::MaxSteps { steps } => output::err_line(&format!(
+                "codepilot: the task did not complete within {steps} steps (runtime.max_steps); resume with \
+                 --session-id {}",
+                rt.session_id()
+            )),
+            Outcome::Aborted { .. } => output::err_line("codepilot: aborted"),
+            _ => {}
+        }
+    }
+    Ok(outcome_exit(&outcome))
+}
+
+fn make_output(json: bool) -> Arc<dyn Output> {
+    if json {
+        Arc::new(JsonlOutput)
+    } else {
+        Arc::new(HumanOutput::new())
+    }
+}
+
+async fn run_one(agent: AgentFile, args: &AgentArgs, task: &str) -> Result<Exit, Failure> {
+    let out = make_output(args.json);
+    let rt = build_runtime(agent, args, &out).await?;
+    if !args.json {
+        announce(&rt);
+    }
+    let exit = run_task(&rt, task, args.json, &out).await;
+    if let Err(e) = rt.close().await {
+        output::err_line(&format!("codepilot: closing the session: {e}"));
+    }
+    exit
+}
+
+fn announce(rt: &AsyncRuntime) {
+    let mut line = format!("session {} · work_dir {}", rt.session_id(), rt.work_dir().display());
+    if let Some(t) = rt.terminals() {
+        line.push_str(&format!(
+            " · watch the shell: codepilot attach --socket-dir {} main",
+            t.socket_dir().display()
+        ));
+    }
+    output::err_line(&line);
+}
+
+async fn chat(agent: AgentFile, args: &AgentArgs) -> Result<Exit, Failure> {
+    let out = make_output(args.json);
+    let rt = build_runtime(agent, args, &out).await?;
+    if !args.json {
+        announce(&rt);
+        output::err_line("Type a task and press Enter. /exit or Ctrl-D quits.");
+    }
+    let mut last = Exit::Completed;
+    loop {
+        if !args.json {
+            output::err_write("› ");
+        }
+        let line = tokio::task::spawn_blocking(|| {
+            let mut s = String::new();
+            std::io::stdin().read_line(&mut s).map(|n| (n, s))
+        })
+        .await
+        .context("reading stdin")?
+        .context("reading stdin")?;
+        let (n, text) = line;
+        let text = text.trim();
+        if n == 0 || text == "/exit" || text == "/quit" {
+            break;
+        }
+        if text.is_empty() {
+            continue;
+        }
+        last = run_task(&rt, text, args.json, &out).await?;
+    }
+    rt.close().await?;
+    Ok(last)
+}
+
+fn init(path: &Path, force: bool) -> Result<Exit, Failure> {
+    if path.exists() && !force {
+        return Err(usage(format!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        )));
+    }
+    std::fs::write(path, codepilot::config::STARTER_AGENT_YAML)
+        .with_context(|| format!("writing {}", path.display()))?;
+    output::err_line(&format!(
+        "wrote {}. Set your provider's API key variable, then: codepilot run \"your task\"",
+        path.display()
+    ));
+    Ok(Exit::Completed)
+}

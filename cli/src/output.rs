@@ -1,0 +1,221 @@
+//! Rendering events: a human renderer (stderr, spinner on a TTY) and a JSON-lines renderer (stdout).
+//!
+//! stdout is a contract: in human mode it carries only the final summary; with `--json` exactly one JSON object per
+//! line. Everything else goes to stderr.
+
+use std::io::IsTerminal;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use codepilot::Event;
+use codepilot::events::StreamKind;
+use indicatif::ProgressBar;
+use indicatif::ProgressStyle;
+
+/// Writes one line to stdout. The only place the CLI prints to stdout; a closed pipe is not an error.
+#[allow(clippy::print_stdout)]
+pub(crate) fn emit_stdout(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Writes to stderr without a newline, ignoring a closed pipe.
+pub(crate) fn err_write(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+/// Writes one line to stderr.
+pub(crate) fn err_line(text: &str) {
+    err_write(&format!("{text}\n"));
+}
+
+/// A renderer for the event stream.
+pub(crate) trait Output: Send + Sync {
+    fn on_event(&self, e: &Event);
+    /// Clears any transient UI (the spinner) before something else writes to the terminal.
+    fn suspend(&self) {}
+}
+
+/// One JSON event per line on stdout.
+pub(crate) struct JsonlOutput;
+
+impl Output for JsonlOutput {
+    fn on_event(&self, e: &Event) {
+        match serde_json::to_string(e) {
+            Ok(line) => emit_stdout(&line),
+            Err(err) => emit_stdout(&format!(
+                "{{\"type\":\"runtime_error\",\"kind\":\"internal\",\"message\":\"could not serialize an event: {}\"}}",
+                err.to_string().replace('"', "'")
+            )),
+        }
+    }
+}
+
+struct HumanState {
+    spinner: Option<ProgressBar>,
+    at_line_start: bool,
+    thinking: bool,
+}
+
+/// Streams text and tool activity to stderr; a spinner while the model thinks (TTY only).
+pub(crate) struct HumanOutput {
+    tty: bool,
+    color: bool,
+    state: Mutex<HumanState>,
+}
+
+impl HumanOutput {
+    pub(crate) fn new() -> Self {
+        let tty = std::io::stderr().is_terminal();
+        Self {
+            tty,
+            color: tty && std::env::var_os("NO_COLOR").is_none(),
+            state: Mutex::new(HumanState {
+                spinner: None,
+                at_line_start: true,
+                thinking: false,
+            }),
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn stop_spinner(state: &mut HumanState) {
+        if let Some(s) = state.spinner.take() {
+            s.finish_and_clear();
+        }
+    }
+
+    fn start_spinner(&self, state: &mut HumanState, msg: &str) {
+        if !self.tty {
+            return;
+        }
+        Self::stop_spinner(state);
+        let pb = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+            pb.set_style(style);
+        }
+        pb.set_message(msg.to_owned());
+        pb.enable_steady_tick(Duration::from_millis(100));
+        state.spinner = Some(pb);
+    }
+
+    fn line(&self, state: &mut HumanState, text: &str) {
+        Self::stop_spinner(state);
+        if !state.at_line_start {
+            err_write("\n");
+        }
+        err_line(text);
+        state.at_line_start = true;
+    }
+}
+
+impl Output for HumanOutput {
+    fn suspend(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            Self::stop_spinner(&mut s);
+            if !s.at_line_start {
+                err_write("\n");
+                s.at_line_start = true;
+            }
+        }
+    }
+
+    fn on_event(&self, e: &Event) {
+        let Ok(mut s) = self.state.lock() else { return };
+        match e {
+            Event::Start(_) => {}
+            Event::Step(step) => {
+                let msg = format!("thinking (step {}/{})", step.step, step.max_steps);
+                if self.tty {
+                    self.start_spinner(&mut s, &msg);
+                } else {
+                    self.line(&mut s, &self.paint("2", &format!("— step {}/{}", step.step, step.max_steps)));
+                }
+            }
+            Event::Stream(st) => {
+                Self::stop_spinner(&mut s);
+                match st.kind {
+                    StreamKind::Thinking => {
+                        if !s.thinking {
+                            s.thinking = true;
+                        }
+                        err_write(&self.paint("2;3", &st.text));
+                    }
+                    StreamKind::Text => {
+                        if s.thinking {
+                            s.thinking = false;
+                            err_write("\n");
+                        }
+                        err_write(&st.text);
+                    }
+                }
+                s.at_line_start = st.text.ends_with('\n');
+            }
+            Event::ToolCall(call) => {
+                let text = self.paint("36", &format!("▸ {}", call.label));
+                self.line(&mut s, &text);
+                if self.tty {
+                    let label = call.label.clone();
+                    self.start_spinner(&mut s, &label);
+                }
+            }
+            Event::ToolResult(r) => {
+                Self::stop_spinner(&mut s);
+                if !r.ok {
+                    let first = r.result.lines().next().unwrap_or("").to_owned();
+                    let text = self.paint("31", &format!("  ✗ {first}"));
+                    self.line(&mut s, &text);
+                }
+            }
+            Event::AskUser(_) | Event::PermissionRequest(_) => Self::stop_spinner(&mut s),
+            Event::UserMessageQueued(_) => {}
+            Event::UserMessageInjected(m) => {
+                let text = self.paint("35", &format!("✉ message delivered: {}", m.text));
+                self.line(&mut s, &text);
+            }
+            Event::RuntimeError(err) => {
+                let text = self.paint("33", &format!("! {:?} error: {}", err.kind, first_line(&err.message)));
+                self.line(&mut s, &text);
+            }
+            Event::ModelRetry(r) => {
+                let text = self.paint(
+                    "33",
+                    &format!(
+                        "! model call failed ({}); retry {} in {:.1}s",
+                        r.reason,
+                        r.attempt,
+                        Duration::from_millis(r.delay_ms).as_secs_f64()
+                    ),
+                );
+                self.line(&mut s, &text);
+            }
+            Event::Usage(_) => {}
+            Event::Finish(_) => Self::stop_spinner(&mut s),
+            Event::MaxSteps(m) => {
+                let text = self.paint("33", &format!("! stopped: step limit ({}) reached", m.steps));
+                self.line(&mut s, &text);
+            }
+            Event::Aborted(_) => {
+                let text = self.paint("33", "! aborted");
+                self.line(&mut s, &text);
+            }
+            Event::SessionReset(_) => {}
+            _ => {}
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}

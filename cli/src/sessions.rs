@@ -1,0 +1,95 @@
+//! `codepilot sessions list|show|rm`.
+
+use codepilot::store::SessionId;
+
+use crate::Exit;
+use crate::Failure;
+use crate::cli::SessionsArgs;
+use crate::cli::SessionsCommand;
+use crate::output;
+use crate::session_backend;
+use crate::usage;
+
+fn when(ts: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let ago = now.saturating_sub(ts).max(0);
+    match ago {
+        0..60 => format!("{ago}s ago"),
+        60..3600 => format!("{}m ago", ago / 60),
+        3600..86_400 => format!("{}h ago", ago / 3600),
+        _ => format!("{}d ago", ago / 86_400),
+    }
+}
+
+pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
+    let store = codepilot::store::open_store(session_backend(args.session, args.db_url.as_deref())?.into()).await?;
+    match args.command {
+        SessionsCommand::List => {
+            let list = store.list().await?;
+            if args.json {
+                for s in &list {
+                    output::emit_stdout(
+                        &serde_json::json!({
+                            "id": s.id.to_string(),
+                            "agent": s.meta.agent_name,
+                            "title": s.meta.title,
+                            "tasks": s.task_counter,
+                            "messages": s.meta.message_count,
+                            "created_at": s.meta.created_at,
+                            "updated_at": s.meta.updated_at,
+                            "input_tokens": s.usage.input_tokens,
+                            "output_tokens": s.usage.output_tokens,
+                        })
+                        .to_string(),
+                    );
+                }
+            } else if list.is_empty() {
+                output::err_line("no sessions");
+            } else {
+                for s in &list {
+                    output::emit_stdout(&format!(
+                        "{}  {:>9}  {:>3} task(s)  {:>5} msgs  {}",
+                        s.id,
+                        when(s.meta.updated_at),
+                        s.task_counter,
+                        s.meta.message_count,
+                        s.meta.title.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+        }
+        SessionsCommand::Show { id } => {
+            let id: SessionId = id.parse().map_err(|e| usage(format!("{e}")))?;
+            let Some(rec) = store.load(&id).await? else {
+                return Err(usage(format!("no session {id}; `codepilot sessions list` shows what exists")));
+            };
+            if args.json {
+                output::emit_stdout(&serde_json::to_string(&rec.messages)?);
+            } else {
+                output::emit_stdout(&format!(
+                    "session {} · agent {} · {} task(s) · {} message(s) · tokens in {} out {}",
+                    rec.id,
+                    rec.meta.agent_name,
+                    rec.task_counter,
+                    rec.messages.len(),
+                    rec.usage.input_tokens,
+                    rec.usage.output_tokens
+                ));
+                for m in &rec.messages {
+                    output::emit_stdout(&format!("\n── {} ──\n{}", m.role.as_str(), m.content.trim_end()));
+                }
+            }
+        }
+        SessionsCommand::Rm { id } => {
+            let id: SessionId = id.parse().map_err(|e| usage(format!("{e}")))?;
+            if store.delete(&id).await? {
+                output::err_line(&format!("deleted session {id}"));
+            } else {
+                return Err(usage(format!("no session {id}")));
+            }
+        }
+    }
+    Ok(Exit::Completed)
+}

@@ -1,0 +1,435 @@
+use std::path::Path;
+use std::path::PathBuf;
+
+use pretty_assertions::assert_eq;
+
+use super::AgentFile;
+use super::ConfigError;
+use super::STARTER_AGENT_YAML;
+use super::ThinkingConfig;
+use super::ToolEntry;
+
+const ORIGIN: &str = "agent.yaml";
+
+fn load(text: &str) -> Result<AgentFile, ConfigError> {
+    AgentFile::from_yaml_str(text, Some(Path::new(ORIGIN)))
+}
+
+fn err(text: &str) -> String {
+    match load(text) {
+        Ok(a) => panic!("expected an error, got {a:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const MINIMAL_NESTED: &str = "agent:
+  name: Bot
+  model:
+    provider: anthropic
+    name: claude-sonnet-4-5
+";
+
+const MINIMAL_FLAT: &str = "name: Bot
+model:
+  provider: anthropic
+  name: claude-sonnet-4-5
+";
+
+#[test]
+fn nested_and_flat_load_the_same_with_defaults() {
+    let nested = load(MINIMAL_NESTED).unwrap();
+    let flat = load(MINIMAL_FLAT).unwrap();
+    assert_eq!(nested, flat);
+    assert_eq!(nested.name, "Bot");
+    assert_eq!(nested.role, None);
+    assert_eq!(nested.system_prompt, "");
+    assert_eq!(nested.model.provider, "anthropic");
+    assert_eq!(nested.model.name, "claude-sonnet-4-5");
+    assert_eq!(nested.model.api_key_env, None);
+    assert_eq!(nested.model.base_url, None);
+    assert!(nested.model.temperature.abs() < f32::EPSILON);
+    assert_eq!(nested.model.max_tokens, 4096);
+    assert_eq!(nested.model.context_window, None);
+    assert_eq!(nested.model.thinking, ThinkingConfig::default());
+    assert_eq!(nested.model.thinking.budget_tokens, 8000);
+    assert!(nested.model.stream);
+    assert_eq!(nested.runtime.max_steps, 20);
+    assert_eq!(nested.runtime.step_timeout_s, 600);
+    assert!(!nested.runtime.unsafe_mode);
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(nested.runtime.work_dir, cwd.join("./workspace"));
+    assert_eq!(nested.source, Some(PathBuf::from(ORIGIN)));
+    assert_eq!(nested.tools, Vec::new());
+    assert_eq!(nested.effective_tools().len(), 8);
+}
+
+#[test]
+fn full_file_values_are_read() {
+    let text = "agent:
+  name: Bot
+  role: helper
+  system_prompt: |
+    Be brief.
+    Really.
+  model:
+    provider: llama.cpp
+    name: qwen
+    api_key_env: MY_KEY
+    api_base: http://localhost:8080/v1
+    temperature: 0.7
+    max_tokens: 100
+    context_window: 32768
+    thinking: {enabled: true, budget_tokens: 1000}
+    stream: false
+  runtime:
+    work_dir: /abs/ws
+    max_steps: 5
+    unsafe_mode: true
+    step_timeout_s: 30
+  tools:
+    - {name: execute, config: {require_permission: true, max_output_chars: 500}}
+    - name: ask_user
+      enabled: false
+";
+    let a = load(text).unwrap();
+    assert_eq!(a.role.as_deref(), Some("helper"));
+    assert_eq!(a.system_prompt, "Be brief.\nReally.\n");
+    assert_eq!(a.model.provider, "llama-cpp");
+    assert_eq!(a.model.api_key_env.as_deref(), Some("MY_KEY"));
+    assert_eq!(
+        a.model.base_url.as_deref(),
+        Some("http://localhost:8080/v1")
+    );
+    assert!((a.model.temperature - 0.7).abs() < 1e-6);
+    assert_eq!(a.model.max_tokens, 100);
+    assert_eq!(a.model.context_window, Some(32768));
+    assert_eq!(
+        a.model.thinking,
+        ThinkingConfig {
+            enabled: true,
+            budget_tokens: 1000
+        }
+    );
+    assert!(!a.model.stream);
+    assert_eq!(a.runtime.work_dir, PathBuf::from("/abs/ws"));
+    assert_eq!(a.runtime.max_steps, 5);
+    assert!(a.runtime.unsafe_mode);
+    assert_eq!(a.runtime.step_timeout_s, 30);
+    assert_eq!(a.tools.len(), 2);
+    assert_eq!(
+        a.tools[0].config.get("max_output_chars"),
+        Some(&serde_json::json!(500))
+    );
+    assert!(!a.tools[1].enabled);
+    let effective: Vec<String> = a.effective_tools().into_iter().map(|t| t.name).collect();
+    assert_eq!(
+        effective,
+        vec![
+            "read_file",
+            "write_file",
+            "find",
+            "execute",
+            "read_output",
+            "send_input",
+            "terminate_terminal"
+        ]
+    );
+}
+
+#[test]
+fn provider_aliases_are_normalised() {
+    for (given, want) in [
+        ("openai_compatible", "openai-compatible"),
+        ("llamacpp", "llama-cpp"),
+        ("llama.cpp", "llama-cpp"),
+        ("OpenAI", "openai"),
+        ("scripted", "scripted"),
+        ("gemini", "gemini"),
+    ] {
+        let text =
+            format!("name: B\nmodel:\n  provider: {given}\n  name: m\n  base_url: http://x/v1\n");
+        assert_eq!(load(&text).unwrap().model.provider, want, "{given}");
+    }
+}
+
+#[test]
+fn relative_paths_resolve_against_the_yaml_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("prompts")).unwrap();
+    std::fs::write(dir.path().join("prompts/sys.md"), "# Be careful\n").unwrap();
+    let yaml = dir.path().join("agent.yaml");
+    std::fs::write(
+        &yaml,
+        "agent:
+  name: Bot
+  system_prompt: prompts/sys.md
+  model: {provider: scripted, name: s, script: answers.txt}
+  runtime: {work_dir: ws}
+",
+    )
+    .unwrap();
+    let a = AgentFile::load(&yaml).unwrap();
+    assert_eq!(a.system_prompt, "# Be careful\n");
+    assert_eq!(a.runtime.work_dir, dir.path().join("ws"));
+    assert_eq!(a.model.script, Some(dir.path().join("answers.txt")));
+    assert_eq!(a.source, Some(yaml));
+}
+
+#[test]
+fn missing_system_prompt_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("agent.yaml");
+    std::fs::write(
+        &yaml,
+        "name: Bot\nsystem_prompt: nope.md\nmodel: {provider: openai, name: gpt-4o}\n",
+    )
+    .unwrap();
+    let e = AgentFile::load(&yaml).unwrap_err();
+    let text = e.to_string();
+    let shown = text.replace(&dir.path().display().to_string(), "<DIR>");
+    insta::assert_snapshot!("config_err_missing_prompt_file", shown);
+    assert_eq!(e.line(), Some(2));
+}
+
+#[test]
+fn missing_agent_file_is_a_read_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = AgentFile::load(&dir.path().join("nope.yaml")).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+}
+
+#[test]
+fn starter_file_loads() {
+    let a = AgentFile::from_yaml_str(STARTER_AGENT_YAML, Some(Path::new("agent.yaml"))).unwrap();
+    assert_eq!(a.name, "CodePilot");
+    assert_eq!(a.model.provider, "anthropic");
+    assert_eq!(a.runtime.max_steps, 20);
+    assert_eq!(a.tools, Vec::new());
+}
+
+#[test]
+fn error_unknown_key() {
+    let text = "agent:\n  name: Bot\n  modle:\n    provider: anthropic\n";
+    let e = load(text).unwrap_err();
+    assert_eq!(e.line(), Some(3));
+    insta::assert_snapshot!("config_err_unknown_key", e.to_string());
+}
+
+#[test]
+fn error_unknown_nested_key() {
+    let text = MINIMAL_NESTED.replace("    name: claude", "    temprature: 0.5\n    name: claude");
+    let e = load(&text).unwrap_err();
+    assert_eq!(e.line(), Some(5));
+    insta::assert_snapshot!("config_err_unknown_nested_key", e.to_string());
+}
+
+#[test]
+fn error_unknown_key_without_close_match_lists_valid_keys() {
+    let text = format!("{MINIMAL_NESTED}  runtime:\n    zzzzzz: 1\n");
+    insta::assert_snapshot!("config_err_unknown_key_no_match", err(&text));
+}
+
+#[test]
+fn error_top_level_key_next_to_agent() {
+    let text = format!("{MINIMAL_NESTED}nmae: x\n");
+    let e = load(&text).unwrap_err();
+    assert_eq!(e.line(), Some(6));
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+}
+
+#[test]
+fn error_bad_type() {
+    let text = format!("{MINIMAL_NESTED}  runtime:\n    max_steps: many\n");
+    let e = load(&text).unwrap_err();
+    assert_eq!(e.line(), Some(7));
+    insta::assert_snapshot!("config_err_bad_type", e.to_string());
+}
+
+#[test]
+fn error_bad_types_name_the_line() {
+    let cases = [
+        ("name: [1, 2]\nmodel: {provider: openai, name: x}\n", 1),
+        (
+            "name: B\nmodel: {provider: openai, name: x, temperature: hot}\n",
+            2,
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: x}\nruntime:\n  unsafe_mode: maybe\n",
+            4,
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: x}\ntools: {name: execute}\n",
+            3,
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: x}\ntools:\n  - {name: execute, config: 5}\n",
+            4,
+        ),
+    ];
+    let mut all = String::new();
+    for (text, line) in cases {
+        let e = load(text).unwrap_err();
+        assert_eq!(e.line(), Some(line), "{e}");
+        all.push_str(&e.to_string());
+        all.push('\n');
+    }
+    insta::assert_snapshot!("config_err_bad_types", all);
+}
+
+#[test]
+fn error_missing_name() {
+    let text = "model:\n  provider: anthropic\n  name: x\n";
+    insta::assert_snapshot!("config_err_missing_name", err(text));
+}
+
+#[test]
+fn error_missing_model_name() {
+    let text = "name: B\nmodel:\n  provider: anthropic\n";
+    insta::assert_snapshot!("config_err_missing_model_name", err(text));
+}
+
+#[test]
+fn error_missing_base_url() {
+    let text = "name: B\nmodel:\n  provider: openai-compatible\n  name: local\n";
+    insta::assert_snapshot!("config_err_missing_base_url", err(text));
+}
+
+#[test]
+fn error_bad_tool_name() {
+    let text = format!("{MINIMAL_NESTED}  tools:\n    - name: execute\n    - name: raed_file\n");
+    let e = load(&text).unwrap_err();
+    assert_eq!(e.line(), Some(8));
+    insta::assert_snapshot!("config_err_bad_tool_name", e.to_string());
+}
+
+#[test]
+fn error_duplicate_tool() {
+    let text = format!("{MINIMAL_NESTED}  tools:\n    - name: execute\n    - {{name: execute}}\n");
+    let e = load(&text).unwrap_err();
+    assert_eq!(e.line(), Some(8));
+    insta::assert_snapshot!("config_err_duplicate_tool", e.to_string());
+}
+
+#[test]
+fn error_bad_provider() {
+    let text = "name: B\nmodel:\n  provider: antropic\n  name: x\n";
+    let e = load(text).unwrap_err();
+    assert_eq!(e.line(), Some(3));
+    insta::assert_snapshot!("config_err_bad_provider", e.to_string());
+}
+
+#[test]
+fn error_ranges() {
+    let cases = [
+        (
+            "name: B\nmodel: {provider: openai, name: x, temperature: 2.5}\n",
+            "model.temperature",
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: x, temperature: -0.1}\n",
+            "model.temperature",
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: x, max_tokens: 0}\n",
+            "model.max_tokens",
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: x}\nruntime: {max_steps: 0}\n",
+            "runtime.max_steps",
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: x}\nruntime: {step_timeout_s: 0}\n",
+            "runtime.step_timeout_s",
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: x, thinking: {budget_tokens: 0}}\n",
+            "model.thinking.budget_tokens",
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: ''}\n",
+            "model.name",
+        ),
+        (
+            "name: B\nmodel: {provider: openai, name: x, base_url: 'localhost:1'}\n",
+            "model.base_url",
+        ),
+    ];
+    for (text, key) in cases {
+        match load(text) {
+            Err(ConfigError::Invalid { key: k, line, .. }) => {
+                assert_eq!(k, key, "{text}");
+                assert!(line.is_some(), "{text}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    insta::assert_snapshot!(
+        "config_err_temperature",
+        err("name: B\nmodel:\n  provider: openai\n  name: x\n  temperature: 3\n")
+    );
+}
+
+#[test]
+fn malformed_yaml_never_panics() {
+    let inputs = [
+        "",
+        "   \n",
+        "agent: [",
+        "{{{{",
+        "- a\n- b\n",
+        "hello",
+        "agent: 5",
+        "name: [1, 2]\n",
+        "name: B\nmodel: {provider: openai, name: x}\n---\nname: C\n",
+        "\t\tname: x",
+        "name: B\nname: C\n",
+        "agent:\n  agent:\n    name: x\n",
+        "name: !!binary aGVsbG8=\n",
+        "name: *nope\n",
+    ];
+    let mut all = String::new();
+    for text in inputs {
+        let e = load(text).unwrap_err();
+        all.push_str(&format!("{text:?}\n  => {e}\n"));
+    }
+    insta::assert_snapshot!("config_err_malformed", all);
+}
+
+#[test]
+fn yaml_bomb_is_bounded() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..20 {
+        let prev = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+        ));
+    }
+    text.push_str("name: B\nmodel: {provider: openai, name: x}\n");
+    let e = load(&text).unwrap_err();
+    assert!(matches!(e, ConfigError::Yaml { .. }), "{e}");
+    let deep = format!("name: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+    let e2 = load(&deep).unwrap_err();
+    assert!(matches!(e2, ConfigError::Yaml { .. }), "{e2}");
+    insta::assert_snapshot!("config_err_bombs", format!("{e}\n{e2}"));
+}
+
+#[test]
+fn builder_validates_and_normalises() {
+    let a = AgentFile::builder("Bot", "llamacpp", "qwen")
+        .base_url("http://localhost:8080/v1")
+        .max_steps(3)
+        .tool(ToolEntry::new("execute"))
+        .build()
+        .unwrap();
+    assert_eq!(a.model.provider, "llama-cpp");
+    assert_eq!(a.runtime.max_steps, 3);
+    let e = AgentFile::builder("Bot", "openai-compatible", "m")
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, ConfigError::MissingKey { .. }), "{e}");
+    let e = AgentFile::builder("Bot", "openai", "m")
+        .tool(ToolEntry::new("exec"))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("did you mean 'execute'"), "{e}");
+}

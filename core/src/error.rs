@@ -1,0 +1,80 @@
+//! The runtime's error type.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::tools::RegisterError;
+
+/// Everything that can stop the runtime from being built or a task from running.
+///
+/// Problems inside a step (bad model output, a failing tool, an exception in the control block) are not errors:
+/// they become observations the model reads, and the run goes on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The agent file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The provider needs an API key and its variable is not set.
+    #[error(
+        "the {provider} provider needs an API key: set the environment variable {var} (or point model.api_key_env \
+         in agent.yaml at the variable that holds it)"
+    )]
+    MissingApiKey {
+        /// Provider name.
+        provider: String,
+        /// The variable that was read.
+        var: String,
+    },
+    /// The model provider failed, after retries.
+    #[error("model provider failed: {0}")]
+    Provider(#[from] codepilot_llm::LlmError),
+    /// The session store failed.
+    #[error("session store: {0}")]
+    Store(#[from] codepilot_store::StoreError),
+    /// The terminals could not be started.
+    #[error("terminal: {0}")]
+    Terminal(#[from] codepilot_terminal::TerminalError),
+    /// The work directory could not be created or opened.
+    #[error("work_dir {path}: {source}; check that the directory can be created and is writable")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A task is already running on this runtime.
+    #[error("a task is already running on this runtime; wait for it to finish or call abort() first")]
+    Busy,
+    /// A custom tool could not be registered.
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    /// The runtime's worker thread is gone (blocking facade only).
+    #[error("the runtime's worker thread stopped unexpectedly: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whether this is a configuration or usage problem the user can fix in agent.yaml or the environment.
+    #[must_use]
+    pub fn is_config(&self) -> bool {
+        match self {
+            Error::Config(_) | Error::MissingApiKey { .. } | Error::Register(_) => true,
+            Error::Provider(e) => matches!(
+                e,
+                codepilot_llm::LlmError::MissingApiKey { .. }
+                    | codepilot_llm::LlmError::UnknownProvider { .. }
+                    | codepilot_llm::LlmError::InvalidConfig(_)
+                    | codepilot_llm::LlmError::Script { .. }
+            ),
+            Error::Store(_)
+            | Error::Terminal(_)
+            | Error::WorkDir { .. }
+            | Error::Busy
+            | Error::Internal(_) => false,
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

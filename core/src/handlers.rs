@@ -1,0 +1,67 @@
+//! Host handlers: permission decisions and answers to the agent's questions.
+//!
+//! Both are async so a UI can wait for a person. With no handler registered, a gated tool call is denied and
+//! `ask_user` fails, each with a message that says why; the library never reads stdin.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+/// A gated tool call waiting for a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionRequest {
+    /// The tool asking, e.g. `execute`.
+    pub tool: String,
+    /// What it wants to do, e.g. "Execute: cargo test".
+    pub description: String,
+}
+
+/// The host's answer to a [`PermissionRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum PermissionDecision {
+    /// Run it.
+    Allow,
+    /// Don't; `reason` is shown to the model.
+    Deny {
+        /// Why, if the host says.
+        reason: Option<String>,
+    },
+}
+
+/// A boxed future, as handlers return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Decides gated tool calls (tools configured with `require_permission: true`).
+pub trait PermissionHandler: Send + Sync {
+    /// Decide one request. May wait for a person; the run is cancelled meanwhile only by `abort`.
+    fn decide<'a>(&'a self, request: &'a PermissionRequest) -> BoxFuture<'a, PermissionDecision>;
+}
+
+impl<F, Fut> PermissionHandler for F
+where
+    F: Fn(PermissionRequest) -> Fut + Send + Sync,
+    Fut: Future<Output = PermissionDecision> + Send + 'static,
+{
+    fn decide<'a>(&'a self, request: &'a PermissionRequest) -> BoxFuture<'a, PermissionDecision> {
+        Box::pin(self(request.clone()))
+    }
+}
+
+/// Answers `ask_user(question)`.
+pub trait AskUserHandler: Send + Sync {
+    /// The answer, or `None` if the user gave none.
+    fn ask<'a>(&'a self, question: &'a str) -> BoxFuture<'a, Option<String>>;
+}
+
+impl<F, Fut> AskUserHandler for F
+where
+    F: Fn(String) -> Fut + Send + Sync,
+    Fut: Future<Output = Option<String>> + Send + 'static,
+{
+    fn ask<'a>(&'a self, question: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(self(question.to_owned()))
+    }
+}

@@ -1,0 +1,59 @@
+//! CodePilot: an embeddable runtime for autonomous software-engineering agents.
+//!
+//! A host hands the runtime a task; the runtime asks the model, runs the small program of tool calls the model
+//! wrote in a fenced `codepilot` block, feeds the results back, and repeats until the model completes the task,
+//! replies, or runs out of steps.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), codepilot::Error> {
+//! use codepilot::AgentFile;
+//! use codepilot::AsyncRuntime;
+//!
+//! let rt = AsyncRuntime::builder(AgentFile::load("agent.yaml".as_ref())?).build().await?;
+//! let outcome = rt.run("make the failing test pass").await?;
+//! println!("{outcome:?}");
+//! # Ok(()) }
+//! ```
+//!
+//! Hosts follow and steer a run through [`Event`]s ([`AsyncRuntime::on_event`], [`AsyncRuntime::subscribe`]),
+//! [`PermissionHandler`] and [`AskUserHandler`], [`AsyncRuntime::send_message`] and [`AsyncRuntime::abort`], and extend
+//! it with custom tools ([`FnTool`]).
+
+#![deny(missing_docs, clippy::print_stdout, clippy::print_stderr)]
+
+mod agent;
+pub mod config;
+mod error;
+pub mod events;
+mod handlers;
+mod prompt;
+mod runtime;
+mod tools;
+
+pub use codepilot_llm as llm;
+pub use codepilot_protocol as protocol;
+pub use codepilot_store as store;
+pub use codepilot_terminal as terminal;
+pub use config::AgentFile;
+pub use error::Error;
+pub use error::Result;
+pub use events::Event;
+pub use events::EventStream;
+pub use handlers::AskUserHandler;
+pub use handlers::BoxFuture;
+pub use handlers::PermissionDecision;
+pub use handlers::PermissionHandler;
+pub use handlers::PermissionRequest;
+pub use runtime::AsyncRuntime;
+pub use runtime::Outcome;
+pub use runtime::Runtime;
+pub use runtime::RuntimeBuilder;
+pub use runtime::Session;
+pub use runtime::sqlx_pools;
+pub use tools::BUILTIN_TOOLS;
+pub use tools::FnTool;
+pub use tools::RegisterError;
+pub use tools::Tool;
+pub use tools::ToolError;
+pub use tools::ToolErrorKind;
+pub use tools::ToolOutput;

@@ -1,0 +1,702 @@
+//! The built-in tools: their signatures and docs as the model sees them, and their dispatch.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use codepilot_protocol::Payload;
+use codepilot_script::ParamSpec;
+use codepilot_script::ToolSpec;
+use codepilot_terminal::TerminalManager;
+use serde_json::Value;
+use serde_json::json;
+
+use super::ToolError;
+use super::ToolErrorKind;
+use super::find;
+use super::fs;
+use super::workspace::Workspace;
+use crate::handlers::AskUserHandler;
+
+/// Lines `read_file` returns per call before it pages.
+const READ_PAGE_LINES: usize = 400;
+/// Longest timeout a terminal tool accepts, in seconds.
+const MAX_TERMINAL_TIMEOUT_S: f64 = 600.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    ReadFile,
+    WriteFile,
+    Find,
+    Execute,
+    ReadOutput,
+    SendInput,
+    TerminateTerminal,
+    AskUser,
+}
+
+fn req(name: &str) -> ParamSpec {
+    ParamSpec {
+        name: name.to_owned(),
+        default: None,
+    }
+}
+
+fn opt(name: &str, default: Value) -> ParamSpec {
+    ParamSpec {
+        name: name.to_owned(),
+        default: Some(default),
+    }
+}
+
+impl Builtin {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "read_file" => Self::ReadFile,
+            "write_file" => Self::WriteFile,
+            "find" => Self::Find,
+            "execute" => Self::Execute,
+            "read_output" => Self::ReadOutput,
+            "send_input" => Self::SendInput,
+            "terminate_terminal" => Self::TerminateTerminal,
+            "ask_user" => Self::AskUser,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn is_terminal(self) -> bool {
+        match self {
+            Self::Execute | Self::ReadOutput | Self::SendInput | Self::TerminateTerminal => true,
+            Self::ReadFile | Self::WriteFile | Self::Find | Self::AskUser => false,
+        }
+    }
+
+    pub(crate) fn spec(self) -> ToolSpec {
+        let (name, params, doc) = match self {
+            Self::ReadFile => (
+                "read_file",
+                vec![req("path"), opt("start_line", json!(1)), opt("end_line", Value::Null)],
+                "Read a text file with line numbers, at most 400 lines per call. Returns the numbered lines and \
+                 a footer: [END OF FILE], or [TRUNCATED: k lines remaining — use start_line=m]. Read a file \
+                 before editing it by line number.",
+            ),
+            Self::WriteFile => (
+                "write_file",
+                vec![
+                    req("path"),
+                    opt("mode", json!("w")),
+                    opt("start_line", Value::Null),
+                    opt("end_line", Value::Null),
+                    opt("after_line", Value::Null),
+                    opt("edits", Value::Null),
+                ],
+                "Write a file. The content is NOT an argument: it is the next payload block (```lang \
+                 filename=PATH) after the control block, consumed in call order. Modes: \"w\" create/overwrite \
+                 (parents created); \"a\" append; \"edit\" replace lines start_line..end_line (1-based, inclusive); \
+                 \"insert\" insert after after_line (0 = top); \"multi_edit\" replace several non-overlapping ranges \
+                 edits=[(a, b), ...], one payload block per range, in the order listed. Line-number modes need the \
+                 file read (or written) by you since its last change. Returns a short status string.",
+            ),
+            Self::Find => (
+                "find",
+                vec![
+                    req("pattern"),
+                    opt("scope", json!("codebase")),
+                    opt("target", Value::Null),
+                    opt("include", Value::Null),
+                    opt("max_results", json!(50)),
+                ],
+                "Search file contents with a regular expression (ripgrep engine, .gitignore respected). scope: \
+                 \"codebase\" (optionally include=\"*.py\"), \"file\" (target=path) or \"files\" (target=[paths]). \
+                 Returns a list of {path, line, text}.",
+            ),
+            Self::Execute => (
+                "execute",
+                vec![
+                    req("terminal"),
+                    req("command"),
+                    opt("timeout", json!(10)),
+                    opt("new_terminal", json!(false)),
+                ],
+                "Run a shell command in a persistent bash terminal (cwd and variables persist). Waits up to \
+                 timeout seconds; if the command is still going, returns status \"running\" and it keeps running \
+                 (use read_output / send_input). new_terminal=True creates the named terminal first (use it for \
+                 servers and other long-lived processes). Returns {status, exit_code, output, cwd, pid, terminal}.",
+            ),
+            Self::ReadOutput => (
+                "read_output",
+                vec![req("terminal"), opt("timeout", json!(5))],
+                "Wait up to timeout seconds for more output of the terminal's current command. Returns the same \
+                 dict as execute.",
+            ),
+            Self::SendInput => (
+                "send_input",
+                vec![req("terminal"), req("text"), opt("timeout", json!(5))],
+                "Type raw text into the terminal (no newline is added: end with \"\\n\" to press Enter; \"\\x03\" \
+                 is Ctrl-C). Returns the same dict as execute.",
+            ),
+            Self::TerminateTerminal => (
+                "terminate_terminal",
+                vec![req("terminal")],
+                "Kill a terminal and every process it started. Returns a status string.",
+            ),
+            Self::AskUser => (
+                "ask_user",
+                vec![req("question")],
+                "Ask the user a question and wait for the answer. Returns the answer string. Use it only when you \
+                 cannot proceed without the user.",
+            ),
+        };
+        ToolSpec {
+            name: name.to_owned(),
+            params,
+            doc: doc.to_owned(),
+        }
+    }
+}
+
+/// What a built-in needs from the runtime while a block runs.
+pub(crate) struct BuiltinCtx {
+    pub(crate) workspace: Arc<Workspace>,
+    pub(crate) ledger: Arc<fs::ReadLedger>,
+    pub(crate) terminals: Option<TerminalManager>,
+    pub(crate) ask_user: Option<Arc<dyn AskUserHandler>>,
+    pub(crate) payloads: Mutex<VecDeque<Payload>>,
+}
+
+/// A built-in's result: observation text for the model and value for the block.
+pub(crate) struct BuiltinOutput {
+    pub(crate) observation: String,
+    pub(crate) value: Value,
+}
+
+/// A failure that also carries the observation text.
+pub(crate) struct BuiltinFailure {
+    pub(crate) error: ToolError,
+    pub(crate) observation: String,
+}
+
+fn fail(tool: &str, error: ToolError) -> BuiltinFailure {
+    BuiltinFailure {
+        observation: format!("[{tool}] ERROR: {}", error.message),
+        error,
+    }
+}
+
+fn arg_str(args: &serde_json::Map<String, Value>, tool: &str, name: &str) -> Result<String, BuiltinFailure> {
+    match args.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        other => Err(fail(
+            tool,
+            ToolError {
+                kind: ToolErrorKind::TypeError,
+                message: format!("{tool}(): `{name}` must be a string, got {}", type_name(other)),
+            },
+        )),
+    }
+}
+
+fn arg_opt_int(args: &serde_json::Map<String, Value>, tool: &str, name: &str) -> Result<Option<i64>, BuiltinFailure> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
+        other => Err(fail(
+            tool,
+            ToolError {
+                kind: ToolErrorKind::TypeError,
+                message: format!("{tool}(): `{name}` must be an integer or None, got {}", type_name(other)),
+            },
+        )),
+    }
+}
+
+fn arg_seconds(args: &serde_json::Map<String, Value>, tool: &str, name: &str) -> Result<Duration, BuiltinFailure> {
+    let secs = match args.get(name) {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(-1.0),
+        other => {
+            return Err(fail(
+                tool,
+                ToolError {
+                    kind: ToolErrorKind::TypeError,
+                    message: format!("{tool}(): `{name}` must be a number of seconds, got {}", type_name(other)),
+                },
+            ));
+        }
+    };
+    if !(0.0..=MAX_TERMINAL_TIMEOUT_S).contains(&secs) {
+        return Err(fail(
+            tool,
+            ToolError::value(format!(
+                "{tool}(): `{name}` must be between 0 and {MAX_TERMINAL_TIMEOUT_S} seconds, got {secs}"
+            )),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn type_name(v: Option<&Value>) -> &'static str {
+    match v {
+        None | Some(Value::Null) => "None",
+        Some(Value::Bool(_)) => "bool",
+        Some(Value::Number(n)) if n.is_f64() => "float",
+        Some(Value::Number(_)) => "int",
+        Some(Value::String(_)) => "str",
+        Some(Value::Array(_)) => "list",
+        Some(Value::Object(_)) => "dict",
+    }
+}
+
+fn truncate_label(s: &str, max: usize) -> String {
+    let first = s.lines().next().unwrap_or("");
+    if first.chars().count() > max || first.len() < s.len() {
+        let cut: String = first.chars().take(max).collect();
+        format!("{cut}…")
+    } else {
+        first.to_owned()
+    }
+}
+
+impl Builtin {
+    /// A short human label for the tool call event.
+    pub(crate) fn label(self, args: &serde_json::Map<String, Value>) -> String {
+        let s = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        match self {
+            Self::ReadFile => format!("Reading {}", s("path")),
+            Self::WriteFile => match args.get("mode").and_then(Value::as_str).unwrap_or("w") {
+                "a" => format!("Appending to {}", s("path")),
+                "edit" | "insert" | "multi_edit" => format!("Editing {}", s("path")),
+                _ => format!("Writing {}", s("path")),
+            },
+            Self::Find => format!("Searching for {}", s("pattern")),
+            Self::Execute => format!("Running `{}` in {}", truncate_label(&s("command"), 80), s("terminal")),
+            Self::ReadOutput => format!("Reading output of {}", s("terminal")),
+            Self::SendInput => format!("Typing into {}", s("terminal")),
+            Self::TerminateTerminal => format!("Terminating {}", s("terminal")),
+            Self::AskUser => "Asking the user".to_owned(),
+        }
+    }
+
+    /// What a permission prompt says about this call.
+    pub(crate) fn permission_description(self, args: &serde_json::Map<String, Value>) -> String {
+        let s = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        match self {
+            Self::WriteFile => {
+                let op = match args.get("mode").and_then(Value::as_str).unwrap_or("w") {
+                    "a" => "append".to_owned(),
+                    "edit" => format!(
+                        "replace lines {}–{}",
+                        args.get("start_line").unwrap_or(&Value::Null),
+                        args.get("end_line").unwrap_or(&Value::Null)
+                    ),
+                    "insert" => format!("insert after line {}", args.get("after_line").unwrap_or(&Value::Null)),
+                    "multi_edit" => "replace several line ranges".to_owned(),
+                    _ => "full file".to_owned(),
+                };
+                format!("Write '{}' ({op})", s("path"))
+            }
+            Self::Execute => format!("Execute in {}: {}", s("terminal"), s("command")),
+            Self::SendInput => format!("Send input to terminal {}: {:?}", s("terminal"), s("text")),
+            Self::TerminateTerminal => format!("Terminate terminal {}", s("terminal")),
+            Self::ReadFile => format!("Read '{}'", s("path")),
+            Self::Find => format!("Search for {:?}", s("pattern")),
+            Self::ReadOutput => format!("Read output of terminal {}", s("terminal")),
+            Self::AskUser => "Ask the user a question".to_owned(),
+        }
+    }
+
+    pub(crate) async fn call(
+        self,
+        ctx: &BuiltinCtx,
+        args: serde_json::Map<String, Value>,
+    ) -> Result<BuiltinOutput, BuiltinFailure> {
+        match self {
+            Self::ReadFile => read_file(ctx, &args).await,
+            Self::WriteFile => write_file(ctx, &args).await,
+            Self::Find => find_tool(ctx, &args).await,
+            Self::Execute => execute(ctx, &args).await,
+            Self::ReadOutput => read_output(ctx, &args).await,
+            Self::SendInput => send_input(ctx, &args).await,
+            Self::TerminateTerminal => terminate(ctx, &args).await,
+            Self::AskUser => ask_user(ctx, &args).await,
+        }
+    }
+}
+
+fn from_fs_failure(tool: &str, f: fs::ToolFailure) -> BuiltinFailure {
+    let kind = match f.kind {
+        fs::FailureKind::Permission => ToolErrorKind::PermissionError,
+        fs::FailureKind::NotFound => ToolErrorKind::FileNotFoundError,
+        fs::FailureKind::InvalidArgument | fs::FailureKind::StaleRead => ToolErrorKind::ValueError,
+        fs::FailureKind::Io => ToolErrorKind::RuntimeError,
+    };
+    let observation = format!("[{tool}] ERROR: {}", f.message);
+    BuiltinFailure {
+        error: ToolError {
+            kind,
+            message: f.message,
+        },
+        observation,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    tool: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BuiltinFailure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| fail(tool, ToolError::runtime(format!("{tool}() failed internally: {e}"))))
+}
+
+async fn read_file(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+    let path = arg_str(args, "read_file", "path")?;
+    let start = arg_opt_int(args, "read_file", "start_line")?.unwrap_or(1);
+    let end = arg_opt_int(args, "read_file", "end_line")?;
+    let ws = Arc::clone(&ctx.workspace);
+    let ledger = Arc::clone(&ctx.ledger);
+    let out = blocking("read_file", move || fs::read_file(&ws, &ledger, &path, start, end, READ_PAGE_LINES)).await?;
+    let out = out.map_err(|f| from_fs_failure("read_file", f))?;
+    Ok(BuiltinOutput {
+        observation: out.observation,
+        value: out.value,
+    })
+}
+
+fn parse_edits(args: &serde_json::Map<String, Value>) -> Result<Option<Vec<(i64, i64)>>, BuiltinFailure> {
+    let bad = |what: String| {
+        fail(
+            "write_file",
+            ToolError {
+                kind: ToolErrorKind::TypeError,
+                message: format!("write_file(): `edits` must be a list of (start_line, end_line) pairs; {what}"),
+            },
+        )
+    };
+    match args.get("edits") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => {
+            let mut edits = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let pair = item.as_array().filter(|a| a.len() == 2);
+                let nums = pair.and_then(|a| Some((a[0].as_i64()?, a[1].as_i64()?)));
+                match nums {
+                    Some(p) => edits.push(p),
+                    None => return Err(bad(format!("item {i} is {item}"))),
+                }
+            }
+            Ok(Some(edits))
+        }
+        Some(other) => Err(bad(format!("got {other}"))),
+    }
+}
+
+async fn write_file(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+    let path = arg_str(args, "write_file", "path")?;
+    let mode_text = arg_str(args, "write_file", "mode")?;
+    let edits = parse_edits(args)?;
+    let start_line = arg_opt_int(args, "write_file", "start_line")?;
+    let end_line = arg_opt_int(args, "write_file", "end_line")?;
+    let after_line = arg_opt_int(args, "write_file", "after_line")?;
+    // Payloads are consumed before any other check, so a rejected call never shifts later calls onto the wrong
+    // payload.
+    let wanted = if mode_text == "multi_edit" {
+        edits.as_ref().map_or(1, Vec::len).max(1)
+    } else {
+        1
+    };
+    let payloads = {
+        let mut queue = ctx
+            .payloads
+            .lock()
+            .map_err(|_| fail("write_file", ToolError::runtime("payload queue poisoned")))?;
+        if queue.len() < wanted {
+            let left = queue.len();
+            queue.clear();
+            return Err(fail(
+                "write_file",
+                ToolError::value(format!(
+                    "write_file('{path}', mode={mode_text:?}) needs {wanted} payload block(s) but only {left} \
+                     remain. Put one ```lang filename={path} block per write (one per edit range for multi_edit) \
+                     after the control block, in call order. No file was changed."
+                )),
+            ));
+        }
+        let taken: Vec<Payload> = queue.drain(..wanted).collect();
+        taken
+    };
+    if let Some(mismatch) = payloads.iter().find(|p| !same_path(&p.filename, &path)) {
+        return Err(fail(
+            "write_file",
+            ToolError::value(format!(
+                "write_file('{path}') got the payload block for '{}'. Payload blocks must follow the order of the \
+                 write_file calls. No file was changed.",
+                mismatch.filename
+            )),
+        ));
+    }
+    let mode = fs::WriteMode::parse(&mode_text).map_err(|f| from_fs_failure("write_file", f))?;
+    let req = fs::WriteRequest {
+        path,
+        mode,
+        start_line,
+        end_line,
+        after_line,
+        edits,
+        payloads: payloads.into_iter().map(|p| p.content).collect(),
+    };
+    let ws = Arc::clone(&ctx.workspace);
+    let ledger = Arc::clone(&ctx.ledger);
+    let out = blocking("write_file", move || fs::write_file(&ws, &ledger, req)).await?;
+    let out = out.map_err(|f| from_fs_failure("write_file", f))?;
+    Ok(BuiltinOutput {
+        observation: out.observation,
+        value: out.value,
+    })
+}
+
+fn same_path(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.replace('\\', "/").trim_start_matches("./").to_owned();
+    norm(a) == norm(b)
+}
+
+async fn find_tool(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+    let pattern = arg_str(args, "find", "pattern")?;
+    let scope = arg_str(args, "find", "scope")?;
+    let target = match args.get("target") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(vec![s.clone()]),
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_owned).ok_or_else(|| {
+                        fail(
+                            "find",
+                            ToolError {
+                                kind: ToolErrorKind::TypeError,
+                                message: "find(): `target` must be a path or a list of paths".to_owned(),
+                            },
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => {
+            return Err(fail(
+                "find",
+                ToolError {
+                    kind: ToolErrorKind::TypeError,
+                    message: "find(): `target` must be a path or a list of paths".to_owned(),
+                },
+            ));
+        }
+    };
+    let include = match args.get("include") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(fail(
+                "find",
+                ToolError {
+                    kind: ToolErrorKind::TypeError,
+                    message: "find(): `include` must be a glob string such as \"*.rs\"".to_owned(),
+                },
+            ));
+        }
+    };
+    let max_results = arg_opt_int(args, "find", "max_results")?.unwrap_or(50);
+    let max_results = usize::try_from(max_results.clamp(1, 1000)).unwrap_or(50);
+    let req = find::FindRequest {
+        pattern,
+        scope,
+        target,
+        include,
+        max_results,
+    };
+    let ws = Arc::clone(&ctx.workspace);
+    let stop = Arc::new(AtomicBool::new(false));
+    let guard = StopOnDrop(Arc::clone(&stop));
+    let out = blocking("find", move || find::find(&ws, &req, &stop)).await?;
+    drop(guard);
+    let (out, _matches) = out.map_err(|f| from_fs_failure("find", f))?;
+    Ok(BuiltinOutput {
+        observation: out.observation,
+        value: out.value,
+    })
+}
+
+/// Tells a blocking search to stop when the step is cancelled (the future holding this is dropped).
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn terminals<'a>(ctx: &'a BuiltinCtx, tool: &str) -> Result<&'a TerminalManager, BuiltinFailure> {
+    ctx.terminals.as_ref().ok_or_else(|| {
+        fail(
+            tool,
+            ToolError::runtime(format!("{tool}(): terminals are not enabled for this agent")),
+        )
+    })
+}
+
+fn terminal_failure(tool: &str, e: &codepilot_terminal::TerminalError) -> BuiltinFailure {
+    fail(tool, ToolError::runtime(e.to_string()))
+}
+
+fn command_value(r: &codepilot_terminal::CommandResult) -> Value {
+    json!({
+        "status": match r.status {
+            codepilot_terminal::CommandStatus::Completed => "completed",
+            codepilot_terminal::CommandStatus::Running => "running",
+        },
+        "exit_code": r.exit_code,
+        "output": r.output,
+        "cwd": r.cwd.display().to_string(),
+        "pid": r.pid,
+        "terminal": r.terminal,
+    })
+}
+
+fn command_output(r: &codepilot_terminal::CommandResult) -> BuiltinOutput {
+    BuiltinOutput {
+        observation: r.render(),
+        value: command_value(r),
+    }
+}
+
+async fn execute(
+    ctx: &BuiltinCtx,
+    args: &serde_json::Map<String, Value>,
+) -> Result<BuiltinOutput, BuiltinFailure> {
+    let name = arg_str(args, "execute", "terminal")?;
+    let command = arg_str(args, "execute", "command")?;
+    let timeout = arg_seconds(args, "execute", "timeout")?;
+    let new_terminal = args.get("new_terminal").and_then(Value::as_bool).unwrap_or(false);
+    let mgr = terminals(ctx, "execute")?;
+    let handle = if new_terminal {
+        match mgr.get(&name) {
+            Some(h) => h,
+            None => mgr.create(&name).await.map_err(|e| terminal_failure("execute", &e))?,
+        }
+    } else {
+        mgr.get(&name).ok_or_else(|| {
+            fail(
+                "execute",
+                ToolError {
+                    kind: ToolErrorKind::FileNotFoundError,
+                    message: format!(
+                        "terminal '{name}' does not exist. Live terminals: {}. Pass new_terminal=True to create it.",
+                        live_names(mgr)
+                    ),
+                },
+            )
+        })?
+    };
+    let r = handle
+        .execute(&command, timeout)
+        .await
+        .map_err(|e| terminal_failure("execute", &e))?;
+    Ok(command_output(&r))
+}
+
+fn live_names(mgr: &TerminalManager) -> String {
+    let names: Vec<String> = mgr.list().into_iter().map(|t| t.name).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn existing<'a>(
+    mgr: &'a TerminalManager,
+    tool: &str,
+    name: &str,
+) -> Result<codepilot_terminal::TerminalHandle, BuiltinFailure> {
+    mgr.get(name).ok_or_else(|| {
+        fail(
+            tool,
+            ToolError {
+                kind: ToolErrorKind::FileNotFoundError,
+                message: format!("terminal '{name}' does not exist. Live terminals: {}.", live_names(mgr)),
+            },
+        )
+    })
+}
+
+async fn read_output(
+    ctx: &BuiltinCtx,
+    args: &serde_json::Map<String, Value>,
+) -> Result<BuiltinOutput, BuiltinFailure> {
+    let name = arg_str(args, "read_output", "terminal")?;
+    let timeout = arg_seconds(args, "read_output", "timeout")?;
+    let mgr = terminals(ctx, "read_output")?;
+    let handle = existing(mgr, "read_output", &name)?;
+    let r = handle
+        .read_output(timeout)
+        .await
+        .map_err(|e| terminal_failure("read_output", &e))?;
+    Ok(command_output(&r))
+}
+
+async fn send_input(
+    ctx: &BuiltinCtx,
+    args: &serde_json::Map<String, Value>,
+) -> Result<BuiltinOutput, BuiltinFailure> {
+    let name = arg_str(args, "send_input", "terminal")?;
+    let text = arg_str(args, "send_input", "text")?;
+    let timeout = arg_seconds(args, "send_input", "timeout")?;
+    let mgr = terminals(ctx, "send_input")?;
+    let handle = existing(mgr, "send_input", &name)?;
+    let r = handle
+        .send_input(&text, timeout)
+        .await
+        .map_err(|e| terminal_failure("send_input", &e))?;
+    Ok(command_output(&r))
+}
+
+async fn terminate(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+    let name = arg_str(args, "terminate_terminal", "terminal")?;
+    let mgr = terminals(ctx, "terminate_terminal")?;
+    existing(mgr, "terminate_terminal", &name)?;
+    let report = mgr
+        .terminate(&name)
+        .await
+        .map_err(|e| terminal_failure("terminate_terminal", &e))?;
+    let code = report
+        .exit_code
+        .map_or_else(|| "exit code unknown".to_owned(), |c| format!("exit code {c}"));
+    let text = format!(
+        "[terminal:{name}] Terminal destroyed: {} process(es) killed (shell pid {}, {code}).",
+        report.killed.len(),
+        report.pid
+    );
+    Ok(BuiltinOutput {
+        observation: text.clone(),
+        value: Value::String(text),
+    })
+}
+
+async fn ask_user(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+    let question = arg_str(args, "ask_user", "question")?;
+    let Some(handler) = &ctx.ask_user else {
+        return Err(fail(
+            "ask_user",
+            ToolError::runtime(
+                "nobody can answer: the host registered no ask-user handler. Decide yourself, or finish and put \
+                 the question in your completion summary.",
+            ),
+        ));
+    };
+    let answer = handler.ask(&question).await.unwrap_or_default();
+    Ok(BuiltinOutput {
+        observation: format!("[ask_user] Q: {question}\n[ask_user] A: {answer}"),
+        value: Value::String(answer),
+    })
+}

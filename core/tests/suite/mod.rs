@@ -1,0 +1,7 @@
+mod support;
+
+mod control;
+mod files;
+mod prompt;
+mod step_loop;
+mod terminals;

@@ -1,0 +1,121 @@
+//! Shared helpers: an agent pointed at a scripted server, and an event recorder.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use codepilot::AgentFile;
+use codepilot::AsyncRuntime;
+use codepilot::Event;
+use codepilot::RuntimeBuilder;
+use codepilot_testkit::ScriptedServer;
+use codepilot_testkit::Turn;
+
+/// Which wire format the agent speaks to the scripted server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Anthropic,
+    OpenAi,
+}
+
+pub const BOTH: [Wire; 2] = [Wire::Anthropic, Wire::OpenAi];
+
+/// Agent YAML for `wire`, with `extra` lines appended under `agent:` (indented by the caller with 2 spaces).
+pub fn agent(server: &ScriptedServer, wire: Wire, work: &Path, stream: bool, extra: &str) -> AgentFile {
+    let (provider, base) = match wire {
+        Wire::Anthropic => ("anthropic", server.base_url()),
+        Wire::OpenAi => ("openai-compatible", format!("{}/v1", server.base_url())),
+    };
+    let yaml = format!(
+        "agent:\n  name: TestPilot\n  role: a careful test agent.\n  model:\n    provider: {provider}\n    name: test-model\n    \
+         base_url: {base}\n    stream: {stream}\n  runtime:\n    work_dir: {}\n    max_steps: 6\n{extra}",
+        serde_json::to_string(&work.display().to_string()).unwrap()
+    );
+    AgentFile::from_yaml_str(&yaml, Some(&work.join("agent.yaml"))).unwrap()
+}
+
+/// A builder with a fake API key for providers that need one.
+pub fn builder(agent: AgentFile) -> RuntimeBuilder {
+    AsyncRuntime::builder(agent).env(|var| (var == "ANTHROPIC_API_KEY").then(|| "test-key".to_owned()))
+}
+
+/// A runtime over a server with `answers`, file tools only unless `extra` says otherwise.
+pub async fn start(
+    answers: &[&str],
+    wire: Wire,
+    work: &Path,
+    extra: &str,
+) -> (ScriptedServer, AsyncRuntime, Recorder) {
+    let server = ScriptedServer::start(answers.iter().map(|a| Turn::answer(*a)).collect())
+        .await
+        .unwrap();
+    let extra = if extra.is_empty() { FILE_TOOLS } else { extra };
+    let rt = builder(agent(&server, wire, work, true, extra)).build().await.unwrap();
+    let rec = Recorder::attach(&rt);
+    (server, rt, rec)
+}
+
+/// Tools without terminals, for tests that don't need a shell.
+pub const FILE_TOOLS: &str = "  tools:\n    - {name: execute, enabled: false}\n    - {name: read_output, enabled: false}\n    - {name: send_input, enabled: false}\n    - {name: terminate_terminal, enabled: false}\n";
+
+/// Records every event.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<Event>>>);
+
+impl Recorder {
+    pub fn attach(rt: &AsyncRuntime) -> Self {
+        let rec = Self::default();
+        let inner = Arc::clone(&rec.0);
+        rt.on_event(move |e| inner.lock().unwrap().push(e.clone()));
+        rec
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn streamed_text(&self) -> String {
+        self.events()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Stream(s) => Some(s.text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The text of the last user message of a recorded request, in either wire format.
+pub fn last_user_text(body: &serde_json::Value) -> String {
+    let msgs = body["messages"].as_array().unwrap();
+    let last = msgs.iter().rev().find(|m| m["role"] == "user").unwrap();
+    match &last["content"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        other => panic!("unexpected content {other}"),
+    }
+}
+
+/// The system prompt of a recorded request, in either wire format.
+pub fn system_text(body: &serde_json::Value) -> String {
+    match &body["system"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => {
+            let msgs = body["messages"].as_array().unwrap();
+            msgs.iter()
+                .filter(|m| m["role"] == "system")
+                .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+                .join("")
+        }
+    }
+}

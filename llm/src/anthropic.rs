@@ -1,0 +1,262 @@
+//! Anthropic Messages API: request bodies, prompt-cache breakpoints, stream events and whole responses.
+
+use codepilot_protocol::Message;
+use codepilot_protocol::Role;
+use serde_json::Value;
+use serde_json::json;
+
+use crate::ChatRequest;
+use crate::Completion;
+use crate::StreamDelta;
+use crate::config::ProviderConfig;
+use crate::error::LlmError;
+use crate::error::Result;
+use crate::sse::Accumulator;
+
+/// The `anthropic-version` header value.
+pub(crate) const API_VERSION: &str = "2023-06-01";
+
+/// Anthropic allows 4 cache breakpoints per request; the system block takes one, and we keep a spare.
+pub(crate) const MAX_MESSAGE_BREAKPOINTS: usize = 2;
+
+/// Smallest thinking budget Anthropic accepts.
+pub(crate) const MIN_THINKING_BUDGET: u32 = 1024;
+
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
+}
+
+/// Whether `content` opens a task: `<task_N>` or `[Task N]`.
+fn starts_task(content: &str) -> bool {
+    let digits_then = |rest: &str, close: char| {
+        let n = rest.chars().take_while(char::is_ascii_digit).count();
+        n > 0 && rest[n..].starts_with(close)
+    };
+    let c = content.trim_start();
+    if let Some(rest) = c.strip_prefix("<task_") {
+        digits_then(rest, '>')
+    } else if let Some(rest) = c.strip_prefix("[Task ") {
+        digits_then(rest, ']')
+    } else {
+        false
+    }
+}
+
+/// Indices of the messages that get a rolling cache breakpoint, in priority order (the Python original's
+/// selection): the last assistant message; the last assistant message before the current task; among the
+/// current task's assistant messages, if there are at least 5, the one at `(count/5)*5 - 1`. At most
+/// [`MAX_MESSAGE_BREAKPOINTS`] are kept.
+pub(crate) fn breakpoints(messages: &[Message]) -> Vec<usize> {
+    let task_start = messages
+        .iter()
+        .rposition(|m| m.role == Role::User && starts_task(&m.content))
+        .unwrap_or(0);
+    let assistant = |range: std::ops::Range<usize>| {
+        range
+            .filter(|&i| messages[i].role == Role::Assistant)
+            .collect::<Vec<_>>()
+    };
+    let task_assistants = assistant(task_start..messages.len());
+    let mut picks = Vec::new();
+    let mut add = |i: Option<usize>| {
+        if let Some(i) = i
+            && !picks.contains(&i)
+        {
+            picks.push(i);
+        }
+    };
+    add(messages.iter().rposition(|m| m.role == Role::Assistant));
+    add(assistant(0..task_start).last().copied());
+    let count = task_assistants.len();
+    if count >= 5 {
+        add(task_assistants.get((count / 5) * 5 - 1).copied());
+    }
+    picks.truncate(MAX_MESSAGE_BREAKPOINTS);
+    picks
+}
+
+/// The JSON body of a Messages request.
+pub(crate) fn request_body(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Value {
+    let marks = breakpoints(req.messages);
+    let messages: Vec<Value> = req
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if marks.contains(&i) {
+                json!({
+                    "role": m.role.as_str(),
+                    "content": [{"type": "text", "text": m.content, "cache_control": ephemeral()}],
+                })
+            } else {
+                json!({"role": m.role.as_str(), "content": m.content})
+            }
+        })
+        .collect();
+    let mut body = json!({
+        "model": cfg.model,
+        "max_tokens": cfg.max_tokens,
+        "messages": messages,
+        "temperature": cfg.temperature,
+    });
+    if !req.system.is_empty() {
+        body["system"] =
+            json!([{"type": "text", "text": req.system, "cache_control": ephemeral()}]);
+    }
+    if let Some(budget) = cfg.thinking {
+        body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+        body["temperature"] = json!(1.0);
+        if cfg.max_tokens <= budget {
+            body["max_tokens"] = json!(budget.saturating_add(cfg.max_tokens));
+        }
+    }
+    if cfg.stream {
+        body["stream"] = json!(true);
+    }
+    body
+}
+
+fn u64_at(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+fn read_usage(acc: &mut Accumulator, usage: &Value) {
+    if let Some(n) = u64_at(usage, "input_tokens") {
+        acc.usage.input_tokens = n;
+    }
+    if let Some(n) = u64_at(usage, "output_tokens") {
+        acc.usage.output_tokens = n;
+    }
+    if let Some(n) = u64_at(usage, "cache_read_input_tokens") {
+        acc.usage.cache_read_tokens = n;
+    }
+    if let Some(n) = u64_at(usage, "cache_creation_input_tokens") {
+        acc.usage.cache_write_tokens = n;
+    }
+}
+
+fn api_error(v: &Value) -> LlmError {
+    let err = v.get("error").unwrap_or(v);
+    LlmError::Api {
+        kind: err
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("error")
+            .to_owned(),
+        message: err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("(no message)")
+            .to_owned(),
+    }
+}
+
+/// Handles one SSE event of a Messages stream.
+pub(crate) fn on_event(
+    acc: &mut Accumulator,
+    event: &str,
+    data: &str,
+    on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
+) -> Result<()> {
+    let Ok(v) = serde_json::from_str::<Value>(data) else {
+        tracing::debug!(event, "ignoring an event whose data is not JSON");
+        return Ok(());
+    };
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or(event);
+    match kind {
+        "message_start" => {
+            if let Some(usage) = v.pointer("/message/usage") {
+                read_usage(acc, usage);
+            }
+        }
+        "content_block_start" => {
+            let block = v.get("content_block").unwrap_or(&Value::Null);
+            match block.get("type").and_then(Value::as_str) {
+                Some("text") => {
+                    let text = block.get("text").and_then(Value::as_str).unwrap_or("");
+                    acc.push_text(text, on_delta);
+                }
+                Some("thinking") => {
+                    let t = block.get("thinking").and_then(Value::as_str).unwrap_or("");
+                    if !t.is_empty() {
+                        on_delta(StreamDelta::Thinking(t));
+                    }
+                }
+                _ => {}
+            }
+        }
+        "content_block_delta" => {
+            let delta = v.get("delta").unwrap_or(&Value::Null);
+            match delta.get("type").and_then(Value::as_str) {
+                Some("text_delta") => {
+                    let text = delta.get("text").and_then(Value::as_str).unwrap_or("");
+                    acc.push_text(text, on_delta);
+                }
+                Some("thinking_delta") => {
+                    let t = delta.get("thinking").and_then(Value::as_str).unwrap_or("");
+                    if !t.is_empty() {
+                        on_delta(StreamDelta::Thinking(t));
+                    }
+                }
+                _ => {}
+            }
+        }
+        "message_delta" => {
+            if let Some(reason) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                acc.stop_reason = Some(reason.to_owned());
+                acc.finished = true;
+            }
+            if let Some(usage) = v.get("usage") {
+                read_usage(acc, usage);
+            }
+        }
+        "message_stop" => acc.done = true,
+        "error" => return Err(api_error(&v)),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Parses a whole (non-streamed) Messages response, reporting thinking and text as one delta each.
+pub(crate) fn parse_response(
+    v: &Value,
+    on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
+) -> Result<Completion> {
+    if v.get("type").and_then(Value::as_str) == Some("error") {
+        return Err(api_error(v));
+    }
+    let Some(content) = v.get("content").and_then(Value::as_array) else {
+        return Err(LlmError::Decode(format!(
+            "a Messages response without `content`: {}",
+            crate::http::excerpt(&v.to_string())
+        )));
+    };
+    let mut acc = Accumulator::default();
+    let mut text = String::new();
+    let mut thinking = String::new();
+    for block in content {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("thinking") => {
+                thinking.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or(""));
+            }
+            _ => {}
+        }
+    }
+    if !thinking.is_empty() {
+        on_delta(StreamDelta::Thinking(&thinking));
+    }
+    acc.push_text(&text, on_delta);
+    acc.stop_reason = v
+        .get("stop_reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(usage) = v.get("usage") {
+        read_usage(&mut acc, usage);
+    }
+    Ok(acc.into_completion())
+}
+
+#[cfg(test)]
+#[path = "anthropic_tests.rs"]
+mod tests;

@@ -1,0 +1,172 @@
+//! The text fed back to the model as the next user message (SPEC §4.7, §4.9).
+
+use crate::error::ParseError;
+
+/// Tag of every observation.
+pub const EXECUTION_RESULT_TAG: &str = "[EXECUTION RESULT]";
+
+/// Rendered for a control block that ran without any output.
+pub const NO_OUTPUT: &str = "[Control block executed with no output.]";
+
+/// The results of one control block, in true call order: each tool's formatted result and each `print`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    entries: Vec<String>,
+}
+
+impl Observation {
+    /// An empty observation.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one entry (a tool's formatted result, or printed text).
+    pub fn push(&mut self, entry: impl Into<String>) {
+        self.entries.push(entry.into());
+    }
+
+    /// Whether nothing was pushed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, in order.
+    #[must_use]
+    pub fn entries(&self) -> &[String] {
+        &self.entries
+    }
+
+    /// `[EXECUTION RESULT]`, a newline, then the entries separated by blank lines; with no entries,
+    /// `[Control block executed with no output.]`.
+    #[must_use]
+    pub fn render(&self) -> String {
+        if self.entries.is_empty() {
+            format!("{EXECUTION_RESULT_TAG}\n{NO_OUTPUT}")
+        } else {
+            format!("{EXECUTION_RESULT_TAG}\n{}", self.entries.join("\n\n"))
+        }
+    }
+}
+
+/// How to write a valid answer, appended to every parser error.
+pub const FIX_RULES: &str = "How to fix it:
+1. Write at most one ```codepilot control block per answer.
+2. Put payload blocks after the control block, never before it, each annotated with filename=PATH matching the write_file call that consumes it.
+3. Order payload blocks like the write_file calls: one per call, and one per (start, end) range of a multi_edit. write_file never takes content inline.
+4. Close every block with a fence line at least as long as its opening one; if a payload contains ``` lines, open and close it with ```` (or longer).
+5. Do not add a ```completion block to the answer that fixes this: finish only after you have seen the result of a control block that ran.";
+
+/// The observation for an answer that could not be parsed: nothing of it ran (SPEC §4.7).
+#[must_use]
+pub fn parser_error_observation(err: &ParseError) -> String {
+    format!(
+        "{EXECUTION_RESULT_TAG}\nPARSER ERROR: {err}.\n\n{FIX_RULES}\nNo tool code from the previous response ran."
+    )
+}
+
+/// A control block that failed to compile or raised an exception.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionFailure {
+    /// Exception type, e.g. `NameError`, `SyntaxError`, `TimeoutError`.
+    pub exc_type: String,
+    /// Exception message.
+    pub message: String,
+    /// 1-based line within the control block, if known.
+    pub line: Option<usize>,
+    /// The text of that line, if known.
+    pub line_text: Option<String>,
+    /// The interpreter's traceback, if any.
+    pub traceback: Option<String>,
+    /// Whether any statement ran before the failure.
+    pub ran_anything: bool,
+    /// The block did not compile (nothing ran).
+    pub compile_error: bool,
+}
+
+/// The observation for a failed control block (SPEC §4.7): the results of what already ran, then
+/// `EXECUTION ERROR: …` naming the failing line and exception type and saying what ran.
+#[must_use]
+pub fn execution_error_observation(partial: &Observation, failure: &ExecutionFailure) -> String {
+    let mut out = String::from(EXECUTION_RESULT_TAG);
+    out.push('\n');
+    for entry in &partial.entries {
+        out.push_str(entry);
+        out.push_str("\n\n");
+    }
+    let location = match (failure.line, failure.line_text.as_deref().map(str::trim)) {
+        (Some(n), Some(text)) if !text.is_empty() => format!(" on line {n} of the block: `{text}`"),
+        (Some(n), _) => format!(" on line {n} of the block"),
+        (None, _) => String::new(),
+    };
+    let exc = if failure.exc_type.is_empty() {
+        "Exception"
+    } else {
+        failure.exc_type.as_str()
+    };
+    if failure.compile_error {
+        out.push_str(&format!(
+            "EXECUTION ERROR: the ```codepilot control block did not compile ({exc}{location}).\n"
+        ));
+    } else {
+        out.push_str(&format!(
+            "EXECUTION ERROR: the ```codepilot control block raised {exc}{location}.\n"
+        ));
+    }
+    if failure.message.is_empty() {
+        out.push_str(exc);
+    } else {
+        out.push_str(&format!("{exc}: {}", failure.message));
+    }
+    out.push('\n');
+    let what_ran = if failure.compile_error {
+        "Nothing ran: fix the code and send the whole block again."
+    } else if failure.ran_anything && !partial.entries.is_empty() {
+        "The statements before the failing one ran; their results are above. Nothing after it ran."
+    } else if failure.ran_anything {
+        "The statements before the failing one ran, without output. Nothing after it ran."
+    } else {
+        "Nothing ran before the failing statement, and nothing after it."
+    };
+    out.push_str(what_ran);
+    if let Some(tb) = failure
+        .traceback
+        .as_deref()
+        .map(str::trim_end)
+        .filter(|t| !t.is_empty())
+    {
+        out.push('\n');
+        out.push_str(tb);
+    }
+    out
+}
+
+/// The first message of task `n`: `[Task N][USER INPUT]` then the task.
+#[must_use]
+pub fn task_message(n: u64, task: &str) -> String {
+    format!("[Task {n}][USER INPUT]\n{task}")
+}
+
+/// A message the user sent while the task runs: `[USER MESSAGE]` then the text.
+#[must_use]
+pub fn user_message(text: &str) -> String {
+    format!("[USER MESSAGE]\n{text}")
+}
+
+/// A change to the workspace made outside the agent: `[ENVIRONMENT CHANGE]` then the description.
+#[must_use]
+pub fn environment_change(text: &str) -> String {
+    format!("[ENVIRONMENT CHANGE]\n{text}")
+}
+
+/// The entry added to the observation when a completion block is not honoured (SPEC §4.4), e.g. because the
+/// control block failed. Push it onto the [`Observation`] (or append it after a blank line to a rendered error
+/// observation); `reason` completes "because …".
+#[must_use]
+pub fn completion_rejected(reason: &str) -> String {
+    let reason = reason.trim().trim_end_matches('.');
+    format!(
+        "[COMPLETION NOT ACCEPTED] Your ```completion block was not accepted because {reason}. The task is not finished: fix the problem, check the result, and send the completion block again in a later answer."
+    )
+}

@@ -1,0 +1,3 @@
+//! Integration tests of `codepilot-protocol`, one binary.
+
+mod suite;

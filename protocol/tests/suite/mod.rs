@@ -1,0 +1,13 @@
+mod compaction;
+mod observation;
+mod parse;
+mod payloads;
+mod props;
+mod stream;
+
+/// Joins lines with `\n`, ending with one.
+pub fn lf(lines: &[&str]) -> String {
+    let mut s = lines.join("\n");
+    s.push('\n');
+    s
+}

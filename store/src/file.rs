@@ -1,0 +1,475 @@
+//! JSON file store: one file per session, `<dir>/<id>.json`, and its lease in `<dir>/<id>.lease`.
+//!
+//! Every checkpoint rewrites the whole session file atomically (temp file in the same directory, `fsync`,
+//! `rename`, `fsync` of the directory), so its cost grows with the session (see the crate README for numbers).
+//! Operations on the directory are serialised between threads and processes by an advisory lock on
+//! `<dir>/.lock` (`flock`), held only for the duration of one operation. A file that does not parse is moved to
+//! `<id>.json.corrupt-<unix ms>` and reported as [`StoreError::Corrupt`], never treated as empty.
+
+use std::fs;
+use std::fs::File;
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
+use std::io::Write;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use codepilot_protocol::Message;
+use codepilot_protocol::Usage;
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::SessionStore;
+use crate::error::Result;
+use crate::error::StoreError;
+use crate::id::SessionId;
+use crate::lease::Lease;
+use crate::lease::LeaseHolder;
+use crate::lease::StoreOptions;
+use crate::lease::new_token;
+use crate::lease::now_millis;
+use crate::lease::now_secs;
+use crate::types::Checkpoint;
+use crate::types::SessionMeta;
+use crate::types::SessionRecord;
+use crate::types::SessionSummary;
+use crate::types::overlap_range;
+use crate::types::plan_merge;
+
+const FORMAT: u32 = 1;
+
+/// The on-disk session document.
+#[derive(Debug, Serialize, Deserialize)]
+struct SessionFile {
+    format: u32,
+    id: SessionId,
+    agent_name: String,
+    title: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    task_counter: u64,
+    usage: Usage,
+    message_count: u64,
+    messages: Vec<Message>,
+}
+
+/// The same document without its messages (serde skips them), for `list`.
+#[derive(Debug, Deserialize)]
+struct SummaryFile {
+    id: SessionId,
+    agent_name: String,
+    title: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    task_counter: u64,
+    usage: Usage,
+    message_count: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LeaseFile {
+    token: String,
+    holder: LeaseHolder,
+    expires_at_ms: i64,
+}
+
+impl SessionFile {
+    fn into_record(self) -> SessionRecord {
+        SessionRecord {
+            id: self.id,
+            messages: self.messages,
+            task_counter: self.task_counter,
+            usage: self.usage,
+            meta: SessionMeta {
+                agent_name: self.agent_name,
+                title: self.title,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                message_count: self.message_count,
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    opts: StoreOptions,
+}
+
+/// Sessions as JSON files in one directory.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+impl FileStore {
+    /// A store in `dir`, created (with parents) if missing.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the directory cannot be created.
+    pub fn new(dir: impl Into<PathBuf>, opts: StoreOptions) -> Result<Self> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::io("creating session directory", &dir, e))?;
+        Ok(Self {
+            inner: Arc::new(Inner { dir, opts }),
+        })
+    }
+
+    /// The directory holding the session files.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Path of a session's JSON file.
+    #[must_use]
+    pub fn session_path(&self, id: &SessionId) -> PathBuf {
+        self.inner.json_path(id)
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+/// Holds the directory lock until dropped (closing the file releases the `flock`).
+struct DirLock {
+    _file: File,
+}
+
+impl Inner {
+    fn json_path(&self, id: &SessionId) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn lease_path(&self, id: &SessionId) -> PathBuf {
+        self.dir.join(format!("{id}.lease"))
+    }
+
+    fn lock(&self) -> Result<DirLock> {
+        let path = self.dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("opening lock file", &path, e))?;
+        file.lock()
+            .map_err(|e| StoreError::io("locking", &path, e))?;
+        Ok(DirLock { _file: file })
+    }
+
+    /// Reads a session file. A file that does not parse is moved aside (caller holds the lock).
+    fn read_session(&self, id: &SessionId) -> Result<Option<SessionFile>> {
+        let path = self.json_path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("reading", &path, e)),
+        };
+        let reason = match serde_json::from_slice::<SessionFile>(&bytes) {
+            Ok(f) if f.id != *id => format!("it holds session {} instead", f.id),
+            Ok(f) if u64::try_from(f.messages.len()).ok() != Some(f.message_count) => format!(
+                "message_count says {} but it holds {} messages",
+                f.message_count,
+                f.messages.len()
+            ),
+            Ok(f) if f.format > FORMAT => {
+                return Err(StoreError::Config(format!(
+                    "{} was written by a newer codepilot (format {}); upgrade to read it",
+                    path.display(),
+                    f.format
+                )));
+            }
+            Ok(f) => return Ok(Some(f)),
+            Err(e) => e.to_string(),
+        };
+        let kept_at = self.dir.join(format!("{id}.json.corrupt-{}", now_millis()));
+        fs::rename(&path, &kept_at).map_err(|e| StoreError::io("moving aside", &path, e))?;
+        sync_dir(&self.dir)?;
+        tracing::warn!(path = %path.display(), kept_at = %kept_at.display(), %reason, "corrupt session file moved aside");
+        Err(StoreError::Corrupt {
+            path,
+            kept_at,
+            reason,
+        })
+    }
+
+    fn write_session(&self, file: &SessionFile) -> Result<()> {
+        let path = self.json_path(&file.id);
+        let bytes = serde_json::to_vec(file)
+            .map_err(|e| StoreError::Worker(format!("serialising session {}: {e}", file.id)))?;
+        atomic_write(&self.dir, &path, &bytes)
+    }
+
+    /// Reads the lease file. An unreadable lease file counts as no lease (it protects nothing).
+    fn read_lease(&self, id: &SessionId) -> Result<Option<LeaseFile>> {
+        let path = self.lease_path(id);
+        match fs::read(&path) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(l) => Ok(Some(l)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable lease file");
+                    Ok(None)
+                }
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("reading", &path, e)),
+        }
+    }
+
+    /// Checks that `lease` is the current one.
+    fn check_owned(&self, lease: &Lease) -> Result<LeaseFile> {
+        match self.read_lease(lease.session())? {
+            Some(l) if l.token == lease.token() => Ok(l),
+            other => Err(StoreError::LeaseLost {
+                session: lease.session().clone(),
+                holder: other.map(|l| l.holder),
+            }),
+        }
+    }
+
+    /// Fails with `LeaseHeld` when a live holder has the session.
+    fn check_free(&self, id: &SessionId) -> Result<Option<LeaseFile>> {
+        let current = self.read_lease(id)?;
+        if let Some(l) = &current
+            && !self.opts.is_stale(&l.holder, l.expires_at_ms)
+        {
+            return Err(StoreError::LeaseHeld {
+                session: id.clone(),
+                holder: l.holder.clone(),
+            });
+        }
+        Ok(current)
+    }
+
+    fn open(&self, id: &SessionId, agent_name: &str) -> Result<(Lease, SessionRecord)> {
+        let _lock = self.lock()?;
+        let previous = self.check_free(id)?;
+        let session = if let Some(s) = self.read_session(id)? {
+            s
+        } else {
+            let now = now_secs();
+            let s = SessionFile {
+                format: FORMAT,
+                id: id.clone(),
+                agent_name: agent_name.to_owned(),
+                title: None,
+                created_at: now,
+                updated_at: now,
+                task_counter: 0,
+                usage: Usage::default(),
+                message_count: 0,
+                messages: Vec::new(),
+            };
+            self.write_session(&s)?;
+            s
+        };
+        let lease_path = self.lease_path(id);
+        if let Some(prev) = previous {
+            tracing::info!(session = %id, holder = %prev.holder, "taking over a stale lease");
+            remove_if_exists(&lease_path)?;
+        }
+        let holder = self.opts.new_holder();
+        let lease = LeaseFile {
+            token: new_token(),
+            holder: holder.clone(),
+            expires_at_ms: self.opts.expires_at_ms(),
+        };
+        let bytes = serde_json::to_vec(&lease)
+            .map_err(|e| StoreError::Worker(format!("serialising lease: {e}")))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lease_path)
+            .map_err(|e| StoreError::io("creating lease file", &lease_path, e))?;
+        f.write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| StoreError::io("writing", &lease_path, e))?;
+        sync_dir(&self.dir)?;
+        Ok((
+            Lease::new(id.clone(), holder, lease.token),
+            session.into_record(),
+        ))
+    }
+
+    fn checkpoint(&self, lease: &Lease, cp: &Checkpoint) -> Result<()> {
+        let _lock = self.lock()?;
+        self.check_owned(lease)?;
+        let id = lease.session();
+        let mut s = self
+            .read_session(id)?
+            .ok_or_else(|| StoreError::LeaseLost {
+                session: id.clone(),
+                holder: None,
+            })?;
+        let stored = s.message_count;
+        let range = overlap_range(stored, cp);
+        let start = usize::try_from(range.start).unwrap_or(usize::MAX);
+        let end = usize::try_from(range.end).unwrap_or(usize::MAX);
+        let plan = plan_merge(id, stored, s.messages.get(start..end).unwrap_or(&[]), cp)?;
+        if !plan.update_counters {
+            return Ok(());
+        }
+        s.messages
+            .extend(cp.messages.iter().skip(plan.skip).cloned());
+        s.message_count = u64::try_from(s.messages.len()).unwrap_or(u64::MAX);
+        s.task_counter = cp.task_counter;
+        s.usage = cp.usage;
+        if cp.title.is_some() {
+            s.title.clone_from(&cp.title);
+        }
+        s.updated_at = now_secs();
+        self.write_session(&s)
+    }
+
+    fn renew(&self, lease: &Lease) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut l = self.check_owned(lease)?;
+        l.expires_at_ms = self.opts.expires_at_ms();
+        let bytes = serde_json::to_vec(&l)
+            .map_err(|e| StoreError::Worker(format!("serialising lease: {e}")))?;
+        atomic_write(&self.dir, &self.lease_path(lease.session()), &bytes)
+    }
+
+    fn release(&self, lease: &Lease) -> Result<()> {
+        let _lock = self.lock()?;
+        if self.check_owned(lease).is_ok() {
+            remove_if_exists(&self.lease_path(lease.session()))?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
+        let _lock = self.lock()?;
+        Ok(self.read_session(id)?.map(SessionFile::into_record))
+    }
+
+    fn list(&self) -> Result<Vec<SessionSummary>> {
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| StoreError::io("listing", &self.dir, e))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("listing", &self.dir, e))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if SessionId::new(stem).is_err() {
+                continue;
+            }
+            let path = entry.path();
+            let parsed = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<SummaryFile>(&b).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(s) => out.push(SessionSummary {
+                    id: s.id,
+                    meta: SessionMeta {
+                        agent_name: s.agent_name,
+                        title: s.title,
+                        created_at: s.created_at,
+                        updated_at: s.updated_at,
+                        message_count: s.message_count,
+                    },
+                    task_counter: s.task_counter,
+                    usage: s.usage,
+                }),
+                // Gone since read_dir (deleted) or corrupt: `load`/`open` report the corrupt ones.
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "skipping unreadable session file")
+                }
+            }
+        }
+        crate::sort_newest_first(&mut out);
+        Ok(out)
+    }
+
+    fn delete(&self, id: &SessionId) -> Result<bool> {
+        let _lock = self.lock()?;
+        self.check_free(id)?;
+        let existed = remove_if_exists(&self.json_path(id))?;
+        remove_if_exists(&self.lease_path(id))?;
+        sync_dir(&self.dir)?;
+        Ok(existed)
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::io("removing", path, e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("syncing directory", dir, e))
+}
+
+/// Temp file in `dir`, write, fsync, rename over `path`, fsync `dir`.
+fn atomic_write(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| StoreError::io("creating temp file in", dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| StoreError::io("writing", tmp.path().to_path_buf(), e))?;
+    tmp.persist(path)
+        .map_err(|e| StoreError::io("replacing", path, e.error))?;
+    sync_dir(dir)
+}
+
+#[async_trait]
+impl SessionStore for FileStore {
+    async fn open(&self, id: &SessionId, agent_name: &str) -> Result<(Lease, SessionRecord)> {
+        let id = id.clone();
+        let agent_name = agent_name.to_owned();
+        self.blocking(move |s| s.open(&id, &agent_name)).await
+    }
+
+    async fn checkpoint(&self, lease: &Lease, cp: &Checkpoint) -> Result<()> {
+        let lease = lease.duplicate();
+        let cp = cp.clone();
+        self.blocking(move |s| s.checkpoint(&lease, &cp)).await
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<()> {
+        let lease = lease.duplicate();
+        self.blocking(move |s| s.renew(&lease)).await
+    }
+
+    async fn release(&self, lease: Lease) -> Result<()> {
+        self.blocking(move |s| s.release(&lease)).await
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
+        let id = id.clone();
+        self.blocking(move |s| s.load(&id)).await
+    }
+
+    async fn list(&self) -> Result<Vec<SessionSummary>> {
+        self.blocking(Inner::list).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool> {
+        let id = id.clone();
+        self.blocking(move |s| s.delete(&id)).await
+    }
+}

@@ -1,0 +1,87 @@
+//! Validated session ids.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde::Deserializer;
+use serde::Serialize;
+use serde::Serializer;
+
+use crate::error::StoreError;
+
+/// Longest accepted session id, in bytes.
+pub const MAX_SESSION_ID_LEN: usize = 128;
+
+/// A session id: 1 to 128 characters out of `A-Z a-z 0-9 . _ -`.
+///
+/// The character set keeps ids safe as file names (`<dir>/<id>.json`) and as SQL text keys. Serialises as a
+/// plain string and validates when parsed or deserialised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// Validates `id`.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidId`] when `id` is empty, longer than 128 bytes or holds a character other than
+    /// ASCII letters, digits, `.`, `_` and `-`.
+    pub fn new(id: impl Into<String>) -> Result<Self, StoreError> {
+        let id = id.into();
+        let valid = !id.is_empty()
+            && id.len() <= MAX_SESSION_ID_LEN
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            Ok(Self(id))
+        } else {
+            Err(StoreError::InvalidId { id })
+        }
+    }
+
+    /// A fresh, time-ordered id (UUID v7, hyphenated lowercase).
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl AsRef<str> for SessionId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,260 @@
+//! Session persistence for CodePilot: memory, JSON file, SQLite and PostgreSQL behind one [`SessionStore`].
+//!
+//! A session is an append-only list of messages plus a task counter, usage totals and metadata. The runtime
+//! [`open`](SessionStore::open)s it (taking a lease, so two processes never drive one session), calls
+//! [`checkpoint`](SessionStore::checkpoint) after every step (so a crash loses at most the step in flight),
+//! [`renew`](SessionStore::renew)s the lease every [`HEARTBEAT_INTERVAL`] and finally
+//! [`release`](SessionStore::release)s it.
+//!
+//! ```no_run
+//! # async fn demo() -> codepilot_store::Result<()> {
+//! use codepilot_protocol::Message;
+//! use codepilot_store::Checkpoint;
+//! use codepilot_store::SessionId;
+//! use codepilot_store::StoreConfig;
+//!
+//! let store = codepilot_store::open_store(StoreConfig::Sqlite { url: "sqlite://./codepilot.db".into() }).await?;
+//! let id = SessionId::generate();
+//! let (lease, record) = store.open(&id, "agent").await?;
+//! let cp = Checkpoint {
+//!     base_len: record.meta.message_count,
+//!     messages: vec![Message::user("fix the bug"), Message::assistant("done")],
+//!     task_counter: record.task_counter + 1,
+//!     usage: record.usage,
+//!     title: codepilot_store::title_from_task("fix the bug"),
+//! };
+//! store.checkpoint(&lease, &cp).await?;
+//! store.release(lease).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Advanced: [`open_store_with`] takes [`StoreOptions`] (lease TTL, holder identity).
+#![deny(missing_docs, clippy::print_stdout, clippy::print_stderr)]
+
+mod error;
+mod file;
+mod id;
+mod lease;
+mod memory;
+mod sql;
+mod types;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::Result;
+pub use error::StoreError;
+pub use file::FileStore;
+pub use id::MAX_SESSION_ID_LEN;
+pub use id::SessionId;
+pub use lease::HEARTBEAT_INTERVAL;
+pub use lease::LEASE_TTL;
+pub use lease::Lease;
+pub use lease::LeaseHolder;
+pub use lease::StoreOptions;
+pub use lease::hostname;
+pub use memory::MemoryStore;
+pub use sql::postgres::PgStore;
+pub use sql::sqlite::SqliteStore;
+pub use types::Checkpoint;
+pub use types::SessionMeta;
+pub use types::SessionRecord;
+pub use types::SessionSummary;
+pub use types::title_from_task;
+
+/// Where sessions live. Every backend implements the same contract.
+///
+/// Lease rules (all backends): a lease names its holder (pid + host) and lasts [`LEASE_TTL`] unless renewed;
+/// an expired lease, or one whose holder is on this host with a dead pid, is taken over by the next `open`.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Takes the lease (creating the session with `agent_name` if missing) and returns the current record.
+    ///
+    /// An existing session keeps its stored agent name.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseHeld`] naming the holder while another live process has the session;
+    /// [`StoreError::Corrupt`] when a JSON session file does not parse (it is moved aside first).
+    async fn open(&self, id: &SessionId, agent_name: &str) -> Result<(Lease, SessionRecord)>;
+
+    /// Appends `cp.messages` at position `cp.base_len` and sets the counters, in one transaction (one atomic
+    /// file replacement for the JSON store).
+    ///
+    /// Idempotent: messages that overlap the stored history must equal it and are not stored twice, so
+    /// re-sending a checkpoint is harmless. A stale checkpoint (ending before the stored end) changes nothing.
+    /// Concurrent checkpoints on one lease are serialised.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when `base_len` is past the stored end (a gap) or an overlapping message
+    /// differs; [`StoreError::LeaseLost`] when the lease was taken over, released or the session deleted.
+    async fn checkpoint(&self, lease: &Lease, cp: &Checkpoint) -> Result<()>;
+
+    /// Extends the lease by the store's TTL. Call every [`HEARTBEAT_INTERVAL`] while driving the session.
+    ///
+    /// An expired lease that nobody took over is renewed.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another process has taken it over.
+    async fn renew(&self, lease: &Lease) -> Result<()>;
+
+    /// Gives the lease up. Does nothing when the lease was already lost.
+    ///
+    /// # Errors
+    /// Only I/O and database errors.
+    async fn release(&self, lease: Lease) -> Result<()>;
+
+    /// Reads a session without taking its lease. `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for an unparsable JSON file (moved aside), database errors.
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>>;
+
+    /// All sessions, most recently updated first. Unreadable JSON files are skipped (with a warning).
+    ///
+    /// # Errors
+    /// I/O and database errors.
+    async fn list(&self) -> Result<Vec<SessionSummary>>;
+
+    /// Deletes a session; `false` when it did not exist. A stale lease does not prevent deletion.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseHeld`] while a live holder (this process included) has the session.
+    async fn delete(&self, id: &SessionId) -> Result<bool>;
+}
+
+/// Which store [`open_store`] builds.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// In-process only; gone at exit.
+    Memory,
+    /// One JSON file per session in `dir` (created if missing).
+    File {
+        /// The session directory.
+        dir: PathBuf,
+    },
+    /// SQLite, e.g. `sqlite://./codepilot.db`. The file and its parent directory are created if missing;
+    /// WAL mode, `synchronous=FULL`, 30 s busy timeout.
+    Sqlite {
+        /// A `sqlite:` URL.
+        url: String,
+    },
+    /// PostgreSQL, e.g. `postgres://root@localhost/codepilot?host=/var/run/postgresql`.
+    Postgres {
+        /// A `postgres:` URL.
+        url: String,
+    },
+    /// An existing SQLite pool (the caller chose its options). Migrations are applied to it.
+    SqlitePool(sqlx::SqlitePool),
+    /// An existing PostgreSQL pool. Migrations are applied to it.
+    PgPool(sqlx::PgPool),
+}
+
+/// Busy timeout of SQLite connections opened from a URL.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds a store with default [`StoreOptions`], applying the embedded migrations for SQL backends.
+///
+/// # Errors
+/// [`StoreError::Config`] for a bad URL, [`StoreError::Sql`] when the database cannot be reached,
+/// [`StoreError::Migrate`] when the schema cannot be applied, [`StoreError::Io`] when a directory cannot
+/// be created.
+pub async fn open_store(cfg: StoreConfig) -> Result<Arc<dyn SessionStore>> {
+    open_store_with(cfg, StoreOptions::default()).await
+}
+
+/// [`open_store`] with explicit options.
+///
+/// # Errors
+/// As [`open_store`].
+pub async fn open_store_with(
+    cfg: StoreConfig,
+    opts: StoreOptions,
+) -> Result<Arc<dyn SessionStore>> {
+    Ok(match cfg {
+        StoreConfig::Memory => Arc::new(MemoryStore::new(opts)),
+        StoreConfig::File { dir } => Arc::new(FileStore::new(dir, opts)?),
+        StoreConfig::Sqlite { url } => {
+            Arc::new(SqliteStore::new(sqlite_pool(&url).await?, opts).await?)
+        }
+        StoreConfig::Postgres { url } => Arc::new(PgStore::new(pg_pool(&url).await?, opts).await?),
+        StoreConfig::SqlitePool(pool) => Arc::new(SqliteStore::new(pool, opts).await?),
+        StoreConfig::PgPool(pool) => Arc::new(PgStore::new(pool, opts).await?),
+    })
+}
+
+/// Opens a SQLite pool the way [`StoreConfig::Sqlite`] does (`mode=rwc`, parent directory created, WAL,
+/// `synchronous=FULL`, [`SQLITE_BUSY_TIMEOUT`]).
+///
+/// # Errors
+/// [`StoreError::Config`] for a bad URL, [`StoreError::Io`] when the parent directory cannot be created,
+/// [`StoreError::Sql`] when the file cannot be opened.
+pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::sqlite::SqliteJournalMode;
+    use sqlx::sqlite::SqlitePoolOptions;
+    use sqlx::sqlite::SqliteSynchronous;
+
+    if !url.starts_with("sqlite:") {
+        return Err(StoreError::Config(format!(
+            "bad SQLite URL {url:?}: it must start with `sqlite:`; use e.g. sqlite://./codepilot.db"
+        )));
+    }
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| {
+            StoreError::Config(format!(
+                "bad SQLite URL {url:?}: {e}; use e.g. sqlite://./codepilot.db"
+            ))
+        })?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true);
+    let file = options.get_filename();
+    if file.as_os_str() != ":memory:"
+        && let Some(parent) = file.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::io("creating database directory", parent, e))?;
+    }
+    Ok(SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?)
+}
+
+/// Opens a PostgreSQL pool for [`StoreConfig::Postgres`].
+///
+/// # Errors
+/// [`StoreError::Config`] for a bad URL, [`StoreError::Sql`] when the server cannot be reached.
+pub async fn pg_pool(url: &str) -> Result<sqlx::PgPool> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::Config(
+            "bad PostgreSQL URL: it must start with `postgres://`; use e.g. postgres://USER@localhost/DB?host=/var/run/postgresql".to_owned(),
+        ));
+    }
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| {
+        StoreError::Config(format!(
+            "bad PostgreSQL URL: {e}; use e.g. postgres://USER@localhost/DB?host=/var/run/postgresql"
+        ))
+    })?;
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?)
+}
+
+/// Most recently updated first, then newest created, then by id.
+pub(crate) fn sort_newest_first(list: &mut [SessionSummary]) {
+    list.sort_by(|a, b| {
+        b.meta
+            .updated_at
+            .cmp(&a.meta.updated_at)
+            .then(b.meta.created_at.cmp(&a.meta.created_at))
+            .then(a.id.cmp(&b.id))
+    });
+}

@@ -1,0 +1,209 @@
+//! In-process store. Leases are still enforced between two opens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+
+use async_trait::async_trait;
+use codepilot_protocol::Usage;
+
+use crate::SessionStore;
+use crate::error::Result;
+use crate::error::StoreError;
+use crate::id::SessionId;
+use crate::lease::Lease;
+use crate::lease::LeaseHolder;
+use crate::lease::StoreOptions;
+use crate::lease::new_token;
+use crate::lease::now_secs;
+use crate::types::Checkpoint;
+use crate::types::SessionMeta;
+use crate::types::SessionRecord;
+use crate::types::SessionSummary;
+use crate::types::overlap_range;
+use crate::types::plan_merge;
+
+#[derive(Debug)]
+struct HeldLease {
+    token: String,
+    holder: LeaseHolder,
+    expires_at_ms: i64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: SessionRecord,
+    lease: Option<HeldLease>,
+}
+
+type Sessions = HashMap<SessionId, Entry>;
+
+/// Sessions kept in this process's memory; gone when it exits.
+///
+/// Cloning gives another handle on the same sessions with the same identity; [`MemoryStore::share`] gives one
+/// with another identity (another "process", for tests).
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    sessions: Arc<Mutex<Sessions>>,
+    opts: StoreOptions,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(StoreOptions::default())
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new(opts: StoreOptions) -> Self {
+        Self {
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+            opts,
+        }
+    }
+
+    /// A handle on the same sessions that takes leases under `opts` (another holder identity or TTL).
+    #[must_use]
+    pub fn share(&self, opts: StoreOptions) -> Self {
+        Self {
+            sessions: Arc::clone(&self.sessions),
+            opts,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Sessions> {
+        // A panic while holding the lock cannot leave an entry half-written: every mutation below is
+        // computed first and assigned last, so the poisoned state is still consistent.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn owned<'a>(sessions: &'a mut Sessions, lease: &Lease) -> Result<&'a mut Entry> {
+        let lost = |holder: Option<LeaseHolder>| StoreError::LeaseLost {
+            session: lease.session().clone(),
+            holder,
+        };
+        let entry = sessions
+            .get_mut(lease.session())
+            .ok_or_else(|| lost(None))?;
+        match &entry.lease {
+            Some(l) if l.token == lease.token() => Ok(entry),
+            Some(l) => Err(lost(Some(l.holder.clone()))),
+            None => Err(lost(None)),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn open(&self, id: &SessionId, agent_name: &str) -> Result<(Lease, SessionRecord)> {
+        let mut sessions = self.lock();
+        let now = now_secs();
+        let entry = sessions.entry(id.clone()).or_insert_with(|| Entry {
+            record: SessionRecord {
+                id: id.clone(),
+                messages: Vec::new(),
+                task_counter: 0,
+                usage: Usage::default(),
+                meta: SessionMeta {
+                    agent_name: agent_name.to_owned(),
+                    title: None,
+                    created_at: now,
+                    updated_at: now,
+                    message_count: 0,
+                },
+            },
+            lease: None,
+        });
+        if let Some(held) = &entry.lease
+            && !self.opts.is_stale(&held.holder, held.expires_at_ms)
+        {
+            return Err(StoreError::LeaseHeld {
+                session: id.clone(),
+                holder: held.holder.clone(),
+            });
+        }
+        let holder = self.opts.new_holder();
+        let token = new_token();
+        entry.lease = Some(HeldLease {
+            token: token.clone(),
+            holder: holder.clone(),
+            expires_at_ms: self.opts.expires_at_ms(),
+        });
+        Ok((Lease::new(id.clone(), holder, token), entry.record.clone()))
+    }
+
+    async fn checkpoint(&self, lease: &Lease, cp: &Checkpoint) -> Result<()> {
+        let mut sessions = self.lock();
+        let entry = Self::owned(&mut sessions, lease)?;
+        let record = &mut entry.record;
+        let stored = record.meta.message_count;
+        let range = overlap_range(stored, cp);
+        let start = usize::try_from(range.start).unwrap_or(usize::MAX);
+        let end = usize::try_from(range.end).unwrap_or(usize::MAX);
+        let overlap = record.messages.get(start..end).unwrap_or(&[]);
+        let plan = plan_merge(lease.session(), stored, overlap, cp)?;
+        if plan.update_counters {
+            record
+                .messages
+                .extend(cp.messages.iter().skip(plan.skip).cloned());
+            record.meta.message_count = u64::try_from(record.messages.len()).unwrap_or(u64::MAX);
+            record.task_counter = cp.task_counter;
+            record.usage = cp.usage;
+            if cp.title.is_some() {
+                record.meta.title.clone_from(&cp.title);
+            }
+            record.meta.updated_at = now_secs();
+        }
+        Ok(())
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<()> {
+        let mut sessions = self.lock();
+        let entry = Self::owned(&mut sessions, lease)?;
+        if let Some(held) = &mut entry.lease {
+            held.expires_at_ms = self.opts.expires_at_ms();
+        }
+        Ok(())
+    }
+
+    async fn release(&self, lease: Lease) -> Result<()> {
+        let mut sessions = self.lock();
+        if let Ok(entry) = Self::owned(&mut sessions, &lease) {
+            entry.lease = None;
+        }
+        Ok(())
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
+        Ok(self.lock().get(id).map(|e| e.record.clone()))
+    }
+
+    async fn list(&self) -> Result<Vec<SessionSummary>> {
+        let mut out: Vec<SessionSummary> =
+            self.lock().values().map(|e| e.record.summary()).collect();
+        crate::sort_newest_first(&mut out);
+        Ok(out)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool> {
+        let mut sessions = self.lock();
+        let Some(entry) = sessions.get(id) else {
+            return Ok(false);
+        };
+        if let Some(held) = &entry.lease
+            && !self.opts.is_stale(&held.holder, held.expires_at_ms)
+        {
+            return Err(StoreError::LeaseHeld {
+                session: id.clone(),
+                holder: held.holder.clone(),
+            });
+        }
+        sessions.remove(id);
+        Ok(true)
+    }
+}

@@ -1,0 +1,536 @@
+//! SQL store for SQLite and PostgreSQL: one implementation and one SQL text, instantiated per driver.
+//!
+//! The schema (`migrations/`) uses only TEXT and BIGINT so it is portable. Every write runs in one
+//! transaction whose first statement locks the session row (`UPDATE … WHERE id = $1`; on SQLite the
+//! transaction is `BEGIN IMMEDIATE`), so concurrent writers of one session are serialised and a lease check
+//! and the write it guards are atomic.
+
+use std::borrow::Cow;
+
+use sqlx::AssertSqlSafe;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::Migration;
+use sqlx::migrate::MigrationType;
+use sqlx::migrate::Migrator;
+
+/// The embedded schema migrations (SQL shipped in the binary).
+pub(crate) fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("sessions"),
+        MigrationType::Simple,
+        AssertSqlSafe(include_str!("../migrations/0001_sessions.sql")).into_sql_str(),
+        false,
+    )])
+}
+
+const INSERT_SESSION: &str = "INSERT INTO sessions (id, agent_name, created_at, updated_at) \
+     VALUES ($1, $2, $3, $3) ON CONFLICT (id) DO NOTHING";
+const LOCK_ROW: &str = "UPDATE sessions SET lease_token = lease_token WHERE id = $1";
+const SELECT_SESSION: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
+     message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
+     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at FROM sessions WHERE id = $1";
+const LIST_SESSIONS: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
+     message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
+     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at FROM sessions \
+     ORDER BY updated_at DESC, created_at DESC, id ASC";
+const SET_LEASE: &str = "UPDATE sessions SET lease_token = $2, lease_pid = $3, lease_host = $4, \
+     lease_acquired_at = $5, lease_expires_at = $6 WHERE id = $1";
+const SELECT_MESSAGES: &str = "SELECT role, content, encoding FROM messages \
+     WHERE session_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq";
+const TOUCH_OWNED: &str = "UPDATE sessions SET updated_at = $2 WHERE id = $1 AND lease_token = $3";
+const SELECT_COUNT: &str = "SELECT message_count FROM sessions WHERE id = $1";
+const UPDATE_COUNTERS: &str = "UPDATE sessions SET message_count = $2, task_counter = $3, \
+     input_tokens = $4, output_tokens = $5, cache_read_tokens = $6, cache_write_tokens = $7, calls = $8, \
+     title = COALESCE($9, title), updated_at = $10 WHERE id = $1";
+const RENEW: &str = "UPDATE sessions SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2";
+const RELEASE: &str = "UPDATE sessions SET lease_token = '', lease_pid = 0, lease_host = '', \
+     lease_acquired_at = 0, lease_expires_at = 0 WHERE id = $1 AND lease_token = $2";
+const DELETE_MESSAGES: &str = "DELETE FROM messages WHERE session_id = $1";
+const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id = $1";
+
+/// Rows per multi-row INSERT (6 parameters each, well under SQLite's and Postgres' limits).
+const INSERT_CHUNK: usize = 200;
+
+/// `INSERT INTO messages … VALUES ($1..$6), ($7..$12), …` for `rows` rows.
+fn insert_messages_sql(rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::from(
+        "INSERT INTO messages (session_id, seq, role, content, encoding, created_at) VALUES ",
+    );
+    for r in 0..rows {
+        let b = r * 6;
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(
+            sql,
+            "(${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6
+        );
+    }
+    sql
+}
+
+/// Content as stored, and its `encoding`: text holding NUL is stored as a JSON string literal.
+fn encode_content(content: &str) -> (Cow<'_, str>, &'static str) {
+    if content.contains('\0') {
+        match serde_json::to_string(content) {
+            Ok(json) => (Cow::Owned(json), "json"),
+            // Serialising a &str cannot fail; keep the text (Postgres would then report the NUL).
+            Err(_) => (Cow::Borrowed(content), ""),
+        }
+    } else {
+        (Cow::Borrowed(content), "")
+    }
+}
+
+fn decode_content(
+    session: &crate::SessionId,
+    content: String,
+    encoding: &str,
+) -> crate::Result<String> {
+    match encoding {
+        "" => Ok(content),
+        "json" => serde_json::from_str(&content).map_err(|e| crate::StoreError::CorruptRow {
+            session: session.clone(),
+            reason: format!("message content is not a JSON string: {e}"),
+        }),
+        other => Err(crate::StoreError::CorruptRow {
+            session: session.clone(),
+            reason: format!("unknown content encoding {other:?}"),
+        }),
+    }
+}
+
+/// Text for a TEXT column that is not message content: NUL characters are dropped.
+fn no_nul(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', ""))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn parse_role(session: &crate::SessionId, role: &str) -> crate::Result<codepilot_protocol::Role> {
+    match role {
+        "user" => Ok(codepilot_protocol::Role::User),
+        "assistant" => Ok(codepilot_protocol::Role::Assistant),
+        other => Err(crate::StoreError::CorruptRow {
+            session: session.clone(),
+            reason: format!("unknown message role {other:?}"),
+        }),
+    }
+}
+
+/// The lease columns of a session row.
+struct RowLease {
+    token: String,
+    holder: crate::LeaseHolder,
+    expires_at_ms: i64,
+}
+
+/// Generates a `SessionStore` over one sqlx driver. `begin(&pool)` must be in scope where it expands.
+macro_rules! sql_store {
+    ($(#[$doc:meta])* $name:ident, $pool:ty, $row:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            pool: $pool,
+            opts: $crate::StoreOptions,
+        }
+
+        impl $name {
+            /// Wraps `pool` after applying the embedded migrations.
+            ///
+            /// # Errors
+            /// [`StoreError::Migrate`](crate::StoreError::Migrate) when the schema cannot be applied.
+            pub async fn new(pool: $pool, opts: $crate::StoreOptions) -> $crate::Result<Self> {
+                $crate::sql::migrator().run(&pool).await?;
+                Ok(Self { pool, opts })
+            }
+
+            /// The underlying pool.
+            #[must_use]
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+
+            fn meta(
+                row: &$row,
+            ) -> $crate::Result<(
+                $crate::SessionId,
+                $crate::SessionMeta,
+                u64,
+                codepilot_protocol::Usage,
+                Option<$crate::sql::RowLease>,
+            )> {
+                use sqlx::Row as _;
+                use $crate::types::to_u64;
+                let raw_id: String = row.try_get("id")?;
+                let id = $crate::SessionId::new(raw_id)?;
+                let meta = $crate::SessionMeta {
+                    agent_name: row.try_get("agent_name")?,
+                    title: row.try_get("title")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    message_count: to_u64(row.try_get("message_count")?),
+                };
+                let usage = codepilot_protocol::Usage {
+                    input_tokens: to_u64(row.try_get("input_tokens")?),
+                    output_tokens: to_u64(row.try_get("output_tokens")?),
+                    cache_read_tokens: to_u64(row.try_get("cache_read_tokens")?),
+                    cache_write_tokens: to_u64(row.try_get("cache_write_tokens")?),
+                    calls: to_u64(row.try_get("calls")?),
+                };
+                let token: String = row.try_get("lease_token")?;
+                let lease = if token.is_empty() {
+                    None
+                } else {
+                    let pid: i64 = row.try_get("lease_pid")?;
+                    Some($crate::sql::RowLease {
+                        token,
+                        holder: $crate::LeaseHolder {
+                            pid: u32::try_from(pid).unwrap_or(0),
+                            host: row.try_get("lease_host")?,
+                            acquired_at: row.try_get("lease_acquired_at")?,
+                        },
+                        expires_at_ms: row.try_get("lease_expires_at")?,
+                    })
+                };
+                Ok((id, meta, to_u64(row.try_get("task_counter")?), usage, lease))
+            }
+
+            fn messages(
+                session: &$crate::SessionId,
+                rows: &[$row],
+            ) -> $crate::Result<Vec<codepilot_protocol::Message>> {
+                use sqlx::Row as _;
+                rows.iter()
+                    .map(|r| {
+                        let role: String = r.try_get("role")?;
+                        let encoding: String = r.try_get("encoding")?;
+                        Ok(codepilot_protocol::Message {
+                            role: $crate::sql::parse_role(session, &role)?,
+                            content: $crate::sql::decode_content(session, r.try_get("content")?, &encoding)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            /// Reads a whole record with `exec` (a connection or transaction).
+            async fn read_record(
+                exec: &mut <<$pool as $crate::sql::PoolDb>::Db as sqlx::Database>::Connection,
+                id: &$crate::SessionId,
+            ) -> $crate::Result<Option<($crate::SessionRecord, Option<$crate::sql::RowLease>)>> {
+                let Some(row) = sqlx::query($crate::sql::SELECT_SESSION)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *exec)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let (id, meta, task_counter, usage, lease) = Self::meta(&row)?;
+                let rows = sqlx::query($crate::sql::SELECT_MESSAGES)
+                    .bind(id.as_str())
+                    .bind(0_i64)
+                    .bind($crate::types::to_i64(meta.message_count))
+                    .fetch_all(&mut *exec)
+                    .await?;
+                let messages = Self::messages(&id, &rows)?;
+                if u64::try_from(messages.len()).ok() != Some(meta.message_count) {
+                    return Err($crate::StoreError::CorruptRow {
+                        reason: format!(
+                            "message_count is {} but {} messages are stored",
+                            meta.message_count,
+                            messages.len()
+                        ),
+                        session: id,
+                    });
+                }
+                Ok(Some((
+                    $crate::SessionRecord {
+                        id,
+                        messages,
+                        task_counter,
+                        usage,
+                        meta,
+                    },
+                    lease,
+                )))
+            }
+
+            async fn lease_lost(&self, lease: &$crate::Lease) -> $crate::StoreError {
+                let holder = match sqlx::query($crate::sql::SELECT_SESSION)
+                    .bind(lease.session().as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                {
+                    Ok(Some(row)) => Self::meta(&row).ok().and_then(|m| m.4).map(|l| l.holder),
+                    _ => None,
+                };
+                $crate::StoreError::LeaseLost {
+                    session: lease.session().clone(),
+                    holder,
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::SessionStore for $name {
+            async fn open(
+                &self,
+                id: &$crate::SessionId,
+                agent_name: &str,
+            ) -> $crate::Result<($crate::Lease, $crate::SessionRecord)> {
+                let now = $crate::lease::now_secs();
+                let mut tx = begin(&self.pool).await?;
+                sqlx::query($crate::sql::INSERT_SESSION)
+                    .bind(id.as_str())
+                    .bind($crate::sql::no_nul(agent_name).into_owned())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::sql::LOCK_ROW)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let (record, current) = Self::read_record(&mut *tx, id)
+                    .await?
+                    .ok_or_else(|| $crate::StoreError::NotFound { session: id.clone() })?;
+                if let Some(cur) = &current {
+                    if !self.opts.is_stale(&cur.holder, cur.expires_at_ms) {
+                        return Err($crate::StoreError::LeaseHeld {
+                            session: id.clone(),
+                            holder: cur.holder.clone(),
+                        });
+                    }
+                    tracing::info!(session = %id, holder = %cur.holder, token = %cur.token, "taking over a stale lease");
+                }
+                let holder = self.opts.new_holder();
+                let token = $crate::lease::new_token();
+                sqlx::query($crate::sql::SET_LEASE)
+                    .bind(id.as_str())
+                    .bind(token.as_str())
+                    .bind(i64::from(holder.pid))
+                    .bind(holder.host.as_str())
+                    .bind(holder.acquired_at)
+                    .bind(self.opts.expires_at_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(($crate::Lease::new(id.clone(), holder, token), record))
+            }
+
+            async fn checkpoint(
+                &self,
+                lease: &$crate::Lease,
+                cp: &$crate::Checkpoint,
+            ) -> $crate::Result<()> {
+                use $crate::types::to_i64;
+                let id = lease.session();
+                let now = $crate::lease::now_secs();
+                let mut tx = begin(&self.pool).await?;
+                let owned = sqlx::query($crate::sql::TOUCH_OWNED)
+                    .bind(id.as_str())
+                    .bind(now)
+                    .bind(lease.token())
+                    .execute(&mut *tx)
+                    .await?;
+                if owned.rows_affected() == 0 {
+                    drop(tx);
+                    return Err(self.lease_lost(lease).await);
+                }
+                let stored: i64 = sqlx::query_scalar($crate::sql::SELECT_COUNT)
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let stored = $crate::types::to_u64(stored);
+                let range = $crate::types::overlap_range(stored, cp);
+                let overlap = if range.is_empty() {
+                    Vec::new()
+                } else {
+                    let rows = sqlx::query($crate::sql::SELECT_MESSAGES)
+                        .bind(id.as_str())
+                        .bind(to_i64(range.start))
+                        .bind(to_i64(range.end))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    Self::messages(id, &rows)?
+                };
+                let plan = $crate::types::plan_merge(id, stored, &overlap, cp)?;
+                if !plan.update_counters {
+                    return Ok(()); // dropping `tx` rolls back the touch
+                }
+                let new = cp.messages.get(plan.skip..).unwrap_or(&[]);
+                let mut seq = to_i64(stored);
+                for chunk in new.chunks($crate::sql::INSERT_CHUNK) {
+                    let sql = $crate::sql::insert_messages_sql(chunk.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for m in chunk {
+                        let (content, encoding) = $crate::sql::encode_content(&m.content);
+                        q = q
+                            .bind(id.as_str())
+                            .bind(seq)
+                            .bind(m.role.as_str())
+                            .bind(content)
+                            .bind(encoding)
+                            .bind(now);
+                        seq = seq.saturating_add(1);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                sqlx::query($crate::sql::UPDATE_COUNTERS)
+                    .bind(id.as_str())
+                    .bind(seq)
+                    .bind(to_i64(cp.task_counter))
+                    .bind(to_i64(cp.usage.input_tokens))
+                    .bind(to_i64(cp.usage.output_tokens))
+                    .bind(to_i64(cp.usage.cache_read_tokens))
+                    .bind(to_i64(cp.usage.cache_write_tokens))
+                    .bind(to_i64(cp.usage.calls))
+                    .bind(cp.title.as_deref().map(|t| $crate::sql::no_nul(t).into_owned()))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn renew(&self, lease: &$crate::Lease) -> $crate::Result<()> {
+                let r = sqlx::query($crate::sql::RENEW)
+                    .bind(lease.session().as_str())
+                    .bind(lease.token())
+                    .bind(self.opts.expires_at_ms())
+                    .execute(&self.pool)
+                    .await?;
+                if r.rows_affected() == 0 {
+                    return Err(self.lease_lost(lease).await);
+                }
+                Ok(())
+            }
+
+            async fn release(&self, lease: $crate::Lease) -> $crate::Result<()> {
+                sqlx::query($crate::sql::RELEASE)
+                    .bind(lease.session().as_str())
+                    .bind(lease.token())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn load(
+                &self,
+                id: &$crate::SessionId,
+            ) -> $crate::Result<Option<$crate::SessionRecord>> {
+                let mut conn = self.pool.acquire().await?;
+                Ok(Self::read_record(&mut *conn, id).await?.map(|(r, _)| r))
+            }
+
+            async fn list(&self) -> $crate::Result<Vec<$crate::SessionSummary>> {
+                let rows = sqlx::query($crate::sql::LIST_SESSIONS)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        let (id, meta, task_counter, usage, _) = Self::meta(row)?;
+                        Ok($crate::SessionSummary {
+                            id,
+                            meta,
+                            task_counter,
+                            usage,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete(&self, id: &$crate::SessionId) -> $crate::Result<bool> {
+                let mut tx = begin(&self.pool).await?;
+                let locked = sqlx::query($crate::sql::LOCK_ROW)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if locked.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let row = sqlx::query($crate::sql::SELECT_SESSION)
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if let (_, _, _, _, Some(cur)) = Self::meta(&row)?
+                    && !self.opts.is_stale(&cur.holder, cur.expires_at_ms)
+                {
+                    return Err($crate::StoreError::LeaseHeld {
+                        session: id.clone(),
+                        holder: cur.holder,
+                    });
+                }
+                sqlx::query($crate::sql::DELETE_MESSAGES)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::sql::DELETE_SESSION)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    };
+}
+
+/// Maps a pool type to its driver.
+pub(crate) trait PoolDb {
+    type Db: sqlx::Database;
+}
+
+impl PoolDb for sqlx::SqlitePool {
+    type Db = sqlx::Sqlite;
+}
+
+impl PoolDb for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+}
+
+pub(crate) mod sqlite {
+    //! SQLite instantiation.
+
+    use sqlx::SqlitePool;
+    use sqlx::Transaction;
+
+    /// `BEGIN IMMEDIATE`: take the write lock up front so a writer never fails to upgrade a read snapshot.
+    async fn begin(pool: &SqlitePool) -> crate::Result<Transaction<'static, sqlx::Sqlite>> {
+        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    sql_store!(
+        /// Sessions in SQLite (WAL mode, busy timeout). Built by [`open_store`](crate::open_store).
+        SqliteStore,
+        sqlx::SqlitePool,
+        sqlx::sqlite::SqliteRow
+    );
+}
+
+pub(crate) mod postgres {
+    //! PostgreSQL instantiation.
+
+    use sqlx::PgPool;
+    use sqlx::Transaction;
+
+    async fn begin(pool: &PgPool) -> crate::Result<Transaction<'static, sqlx::Postgres>> {
+        Ok(pool.begin().await?)
+    }
+
+    sql_store!(
+        /// Sessions in PostgreSQL. Built by [`open_store`](crate::open_store).
+        PgStore,
+        sqlx::PgPool,
+        sqlx::postgres::PgRow
+    );
+}

@@ -1,0 +1,7 @@
+//! Test modules.
+
+mod backend;
+mod behaviour;
+mod file_store;
+mod ids;
+mod sqlite_store;

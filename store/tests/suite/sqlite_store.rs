@@ -1,0 +1,69 @@
+//! SQLite specifics: file creation, migrations, a caller-supplied pool.
+
+use codepilot_protocol::Message;
+use codepilot_store::Checkpoint;
+use codepilot_store::SessionId;
+use codepilot_store::StoreConfig;
+use codepilot_store::open_store;
+use pretty_assertions::assert_eq;
+
+#[tokio::test]
+async fn creates_missing_file_and_parent_dirs_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("deep/er/codepilot.db");
+    let url = format!("sqlite://{}", db.display());
+    let id = SessionId::generate();
+    {
+        let store = open_store(StoreConfig::Sqlite { url: url.clone() })
+            .await
+            .unwrap();
+        assert!(db.exists());
+        let (lease, _) = store.open(&id, "a").await.unwrap();
+        let cp = Checkpoint {
+            base_len: 0,
+            messages: vec![Message::user("hi")],
+            task_counter: 1,
+            ..Checkpoint::default()
+        };
+        store.checkpoint(&lease, &cp).await.unwrap();
+        store.release(lease).await.unwrap();
+    }
+    // Migrations run again on an existing database without harm.
+    let store = open_store(StoreConfig::Sqlite { url }).await.unwrap();
+    let rec = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(rec.messages, vec![Message::user("hi")]);
+}
+
+#[tokio::test]
+async fn caller_supplied_pool_gets_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/p.db", dir.path().display());
+    let pool = codepilot_store::sqlite_pool(&url).await.unwrap();
+    let store = open_store(StoreConfig::SqlitePool(pool.clone()))
+        .await
+        .unwrap();
+    let id = SessionId::generate();
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    store.release(lease).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_url_is_a_config_error() {
+    let err = open_store(StoreConfig::Sqlite {
+        url: "mysql://nope".into(),
+    })
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("bad SQLite URL"), "{err}");
+}

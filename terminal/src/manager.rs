@@ -1,0 +1,408 @@
+//! `TerminalManager`: owns the terminals, the socket directory and the control socket.
+
+use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TerminalConfig;
+use crate::config::valid_name;
+use crate::error::Result;
+use crate::error::TerminalError;
+use crate::mux::ControlEvent;
+use crate::mux::serve_control;
+use crate::mux::serve_terminal;
+use crate::output::CommandResult;
+use crate::terminal::HumanInput;
+use crate::terminal::SpawnContext;
+use crate::terminal::Terminal;
+use crate::terminal::TerminalInfo;
+use crate::terminal::lock;
+
+/// The live terminals by name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    terminals: Mutex<BTreeMap<String, Arc<Terminal>>>,
+}
+
+impl Registry {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Terminal>> {
+        lock(&self.terminals).get(name).cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Terminal>> {
+        lock(&self.terminals).values().cloned().collect()
+    }
+}
+
+/// What `terminate` did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TerminateReport {
+    /// Terminal name.
+    pub terminal: String,
+    /// The shell's pid.
+    pub pid: u32,
+    /// Every process that was sent `SIGKILL` (the shell, its jobs and their children).
+    pub killed: Vec<u32>,
+    /// The shell's exit code, when it was reaped in time.
+    pub exit_code: Option<i32>,
+}
+
+impl TerminateReport {
+    /// The observation text: `[terminal:T] Terminal destroyed (PID p and N processes killed).`
+    #[must_use]
+    pub fn render(&self) -> String {
+        let others = self.killed.iter().filter(|pid| **pid != self.pid).count();
+        format!(
+            "[terminal:{}] Terminal destroyed (PID {} terminated, {others} other processes killed).",
+            self.terminal, self.pid
+        )
+    }
+}
+
+struct ManagerInner {
+    cfg: TerminalConfig,
+    dir: PathBuf,
+    owns_dir: bool,
+    token: Arc<str>,
+    registry: Arc<Registry>,
+    events: broadcast::Sender<ControlEvent>,
+    human: Arc<Mutex<VecDeque<HumanInput>>>,
+    closed: CancellationToken,
+    shut: AtomicBool,
+}
+
+impl ManagerInner {
+    /// Synchronous, best-effort cleanup: kill every tree, remove every file we made.
+    fn cleanup_now(&self) {
+        self.shut.store(true, Ordering::SeqCst);
+        let terminals: Vec<Arc<Terminal>> = std::mem::take(&mut *lock(&self.registry.terminals))
+            .into_values()
+            .collect();
+        for terminal in &terminals {
+            terminal.kill_now();
+        }
+        self.closed.cancel();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            let _ = std::fs::remove_file(self.dir.join("control.sock"));
+            let _ = std::fs::remove_file(self.dir.join("token"));
+        }
+    }
+}
+
+impl Drop for ManagerInner {
+    fn drop(&mut self) {
+        self.cleanup_now();
+    }
+}
+
+/// Owns the terminals and the multiplexer. Cheap to clone; the last clone dropped kills every
+/// shell and process tree and removes the socket directory (call [`shutdown`](Self::shutdown)
+/// to do it and wait for the shells to be reaped).
+#[derive(Clone)]
+pub struct TerminalManager {
+    inner: Arc<ManagerInner>,
+}
+
+/// A handle to one terminal. Cheap to clone; stays usable (reporting an exited terminal)
+/// after the terminal is terminated.
+#[derive(Clone)]
+pub struct TerminalHandle {
+    terminal: Arc<Terminal>,
+}
+
+fn private_dir(cfg: &TerminalConfig) -> Result<(PathBuf, bool)> {
+    let make = |path: &Path| {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(path)
+            .map_err(|e| TerminalError::io(format!("cannot create socket directory {}", path.display()), e))
+    };
+    if let Some(dir) = &cfg.socket_dir {
+        if dir.is_dir() {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+                TerminalError::io(format!("cannot make {} private (0700)", dir.display()), e)
+            })?;
+            return Ok((dir.clone(), false));
+        }
+        make(dir)?;
+        return Ok((dir.clone(), true));
+    }
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let dir = base.join(format!(
+        "codepilot-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    make(&dir)?;
+    Ok((dir, true))
+}
+
+fn bind(path: &Path) -> Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(|e| {
+        TerminalError::io(
+            format!("cannot listen on {} (socket paths must be under 108 bytes)", path.display()),
+            e,
+        )
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| TerminalError::io(format!("cannot make {} private", path.display()), e))?;
+    Ok(listener)
+}
+
+impl TerminalManager {
+    /// Creates the private socket directory (0700), the token file (0600) and the control
+    /// socket. No terminal is started.
+    ///
+    /// # Errors
+    /// When the directory, token file or control socket cannot be created.
+    pub async fn new(cfg: TerminalConfig) -> Result<Self> {
+        let (dir, owns_dir) = private_dir(&cfg)?;
+        let token: Arc<str> = Arc::from(format!("{:032x}", rand::random::<u128>()));
+        let inner = Arc::new(ManagerInner {
+            cfg,
+            dir,
+            owns_dir,
+            token: Arc::clone(&token),
+            registry: Arc::default(),
+            events: broadcast::channel(256).0,
+            human: Arc::default(),
+            closed: CancellationToken::new(),
+            shut: AtomicBool::new(false),
+        });
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let path = inner.dir.join("token");
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| TerminalError::io(format!("cannot write {}", path.display()), e))?;
+            file.write_all(token.as_bytes())
+                .map_err(|e| TerminalError::io(format!("cannot write {}", path.display()), e))?;
+        }
+        let listener = bind(&inner.dir.join("control.sock"))?;
+        tokio::spawn(serve_control(
+            listener,
+            Arc::clone(&inner.registry),
+            token,
+            inner.events.clone(),
+            inner.closed.clone(),
+        ));
+        Ok(Self { inner })
+    }
+
+    /// Starts a new terminal (bash in a PTY) and its socket. Returns at once; the first
+    /// command waits for the shell's first prompt.
+    ///
+    /// # Errors
+    /// Invalid name (`[A-Za-z0-9_-]{1,64}`), name in use, shut down, or the shell cannot start.
+    pub async fn create(&self, name: &str) -> Result<TerminalHandle> {
+        if !valid_name(name) {
+            return Err(TerminalError::InvalidName {
+                name: name.to_owned(),
+            });
+        }
+        if self.inner.shut.load(Ordering::SeqCst) {
+            return Err(TerminalError::ShutDown);
+        }
+        let terminal = {
+            let mut terminals = lock(&self.inner.registry.terminals);
+            if terminals.contains_key(name) {
+                return Err(TerminalError::AlreadyExists {
+                    name: name.to_owned(),
+                });
+            }
+            let ctx = SpawnContext {
+                cfg: &self.inner.cfg,
+                dir: &self.inner.dir,
+                human: Arc::clone(&self.inner.human),
+                events: self.inner.events.clone(),
+            };
+            let terminal = Terminal::spawn(name, &ctx)?;
+            let listener = match bind(&terminal.sock_path) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    terminal.kill_now();
+                    return Err(e);
+                }
+            };
+            tokio::spawn(serve_terminal(
+                listener,
+                Arc::clone(&terminal),
+                Arc::clone(&self.inner.token),
+            ));
+            terminals.insert(name.to_owned(), Arc::clone(&terminal));
+            terminal
+        };
+        let _ = self.inner.events.send(ControlEvent::TerminalCreated {
+            terminal: name.to_owned(),
+            pid: terminal.pid,
+            socket: terminal.sock_path.clone(),
+        });
+        Ok(TerminalHandle { terminal })
+    }
+
+    /// The terminal called `name`, if any (exited terminals stay until terminated).
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<TerminalHandle> {
+        self.inner
+            .registry
+            .get(name)
+            .map(|terminal| TerminalHandle { terminal })
+    }
+
+    /// Every terminal, by name.
+    #[must_use]
+    pub fn list(&self) -> Vec<TerminalInfo> {
+        self.inner.registry.all().iter().map(|t| t.info()).collect()
+    }
+
+    /// Kills the terminal's whole process tree (every process group in its session and every
+    /// descendant), removes its socket and forgets it.
+    ///
+    /// # Errors
+    /// When no terminal has this name.
+    pub async fn terminate(&self, name: &str) -> Result<TerminateReport> {
+        let terminal = lock(&self.inner.registry.terminals)
+            .remove(name)
+            .ok_or_else(|| TerminalError::NotFound {
+                name: name.to_owned(),
+            })?;
+        let killed = terminal.kill_now();
+        let exit_code = terminal.wait_exit(Duration::from_secs(5)).await;
+        Ok(TerminateReport {
+            terminal: name.to_owned(),
+            pid: terminal.pid,
+            killed,
+            exit_code,
+        })
+    }
+
+    /// The private socket directory (holds `token`, `control.sock` and `<name>.sock`).
+    #[must_use]
+    pub fn socket_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The token clients must send first (also in `socket_dir()/token`, mode 0600).
+    #[must_use]
+    pub fn token(&self) -> &str {
+        &self.inner.token
+    }
+
+    /// Commands humans ran in shared terminals while the agent had no command running there,
+    /// oldest first (at most 100 kept). Each call drains the queue.
+    #[must_use]
+    pub fn take_human_input(&self) -> Vec<HumanInput> {
+        lock(&self.inner.human).drain(..).collect()
+    }
+
+    /// Resizes a terminal (same as the control socket's `resize`).
+    ///
+    /// # Errors
+    /// Unknown terminal or a zero size.
+    pub fn resize(&self, name: &str, cols: u16, rows: u16) -> Result<()> {
+        self.inner
+            .registry
+            .get(name)
+            .ok_or_else(|| TerminalError::NotFound {
+                name: name.to_owned(),
+            })?
+            .resize(cols, rows)
+    }
+
+    /// Kills every shell and process tree, waits (up to 5 s each) for the shells to be reaped,
+    /// and removes the sockets and the socket directory. Later `create` calls fail.
+    pub async fn shutdown(&self) {
+        self.inner.shut.store(true, Ordering::SeqCst);
+        let terminals = self.inner.registry.all();
+        self.inner.cleanup_now();
+        for terminal in terminals {
+            terminal.wait_exit(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+impl TerminalHandle {
+    /// Terminal name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.terminal.name
+    }
+
+    /// The shell's pid.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.terminal.pid
+    }
+
+    /// Runs `command` (one line or several; sent as one unit) and waits up to `timeout`.
+    /// On timeout the result says `running` and the command keeps going: poll with
+    /// [`read_output`](Self::read_output), interrupt with `send_input("\x03")`.
+    ///
+    /// # Errors
+    /// The shell has exited (create a new terminal), another agent command is still running,
+    /// a human's command did not finish within `timeout`, or the command is empty/invalid.
+    pub async fn execute(&self, command: &str, timeout: Duration) -> Result<CommandResult> {
+        self.terminal.execute(command, timeout).await
+    }
+
+    /// While the last command runs: waits up to `timeout` for it to finish and returns the
+    /// output produced since the last read (with the exit code if it finished). Once the
+    /// finish has been reported: the full output of the last command again.
+    ///
+    /// # Errors
+    /// The shell has exited and no command ever ran.
+    pub async fn read_output(&self, timeout: Duration) -> Result<CommandResult> {
+        self.terminal.read_output(timeout).await
+    }
+
+    /// Writes `text` to the terminal as raw bytes: no newline is added, `"\x03"` is Ctrl-C
+    /// (SIGINT to the foreground job; if the byte does not stop it within 300 ms the job's
+    /// process group is signalled directly), `"\x04"` is Ctrl-D. Text sent while a command
+    /// runs goes to that command; the result is its output since the last read, waiting up to
+    /// `timeout` for it to finish. Text sent at the prompt is typed into the shell: whatever it
+    /// runs is not a numbered command; the result holds the output seen until the next prompt
+    /// (or `timeout`).
+    ///
+    /// # Errors
+    /// The shell has exited, or `text` is empty.
+    pub async fn send_input(&self, text: &str, timeout: Duration) -> Result<CommandResult> {
+        self.terminal.send_input(text, timeout).await
+    }
+
+    /// A snapshot of the terminal.
+    #[must_use]
+    pub fn info(&self) -> TerminalInfo {
+        self.terminal.info()
+    }
+
+    /// Resizes the PTY.
+    ///
+    /// # Errors
+    /// A zero size or a failed ioctl.
+    pub fn resize(&self, cols: u16, rows: u16) -> Result<()> {
+        self.terminal.resize(cols, rows)
+    }
+}

@@ -1,0 +1,92 @@
+//! Finding and killing a shell's whole process tree (Linux `/proc`).
+
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+
+use rustix::process::Pid;
+use rustix::process::Signal;
+
+/// `(pid, ppid, pgrp, session)` of every readable process.
+fn processes() -> Vec<(i32, i32, i32, i32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        // "pid (comm) state ppid pgrp session ..."; comm may contain spaces and parentheses.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let mut fields = rest.split(' ').skip(1);
+        let ppid = fields.next()?.parse().ok()?;
+        let pgrp = fields.next()?.parse().ok()?;
+        let session = fields.next()?.parse().ok()?;
+        Some((pid, ppid, pgrp, session))
+    })
+    .collect()
+}
+
+/// Every process in `leader`'s session or descended from it (including `leader`).
+#[must_use]
+pub fn tree(leader: u32) -> BTreeSet<u32> {
+    let Ok(leader) = i32::try_from(leader) else {
+        return BTreeSet::new();
+    };
+    let procs = processes();
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for &(pid, ppid, _, _) in &procs {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut found: BTreeSet<i32> = procs
+        .iter()
+        .filter(|p| p.3 == leader || p.2 == leader)
+        .map(|p| p.0)
+        .collect();
+    let mut stack: Vec<i32> = found.iter().copied().chain([leader]).collect();
+    while let Some(pid) = stack.pop() {
+        for &child in children.get(&pid).into_iter().flatten() {
+            if found.insert(child) {
+                stack.push(child);
+            }
+        }
+    }
+    found
+        .into_iter()
+        .filter_map(|pid| u32::try_from(pid).ok())
+        .collect()
+}
+
+/// Sends `SIGKILL` to the shell's whole tree (every process group and every process),
+/// repeating a few times to catch processes forked meanwhile. Returns the pids signalled.
+pub fn kill_tree(leader: u32) -> BTreeSet<u32> {
+    let mut all = BTreeSet::new();
+    for _ in 0..3 {
+        let found = tree(leader);
+        if found.is_empty() {
+            break;
+        }
+        for &pid in &found {
+            if let Some(pid) = to_pid(pid) {
+                let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
+        all.extend(found);
+    }
+    all
+}
+
+pub(crate) fn to_pid(pid: u32) -> Option<Pid> {
+    Pid::from_raw(i32::try_from(pid).ok()?)
+}
+
+/// True when `pid` exists and is not a zombie.
+#[must_use]
+pub fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    stat.rfind(')')
+        .and_then(|i| stat.get(i + 2..i + 3))
+        .is_some_and(|state| state != "Z" && state != "X")
+}

@@ -1,0 +1,4 @@
+mod agent;
+mod helpers;
+mod lifecycle;
+mod multiplexer;
