@@ -57,7 +57,12 @@ pub struct AgentArgs {
     #[arg(long, value_name = "ID")]
     pub session_id: Option<String>,
     /// Database URL for `--session db` (sqlite://… or postgres://…). Default: SQLite under $CODEPILOT_HOME.
-    #[arg(long, value_name = "URL", env = "CODEPILOT_DB_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CODEPILOT_DB_URL",
+        hide_env_values = true
+    )]
     pub db_url: Option<String>,
     /// Approve every tool that asks for permission, without prompting.
     #[arg(long, short = 'y')]
@@ -129,7 +134,13 @@ pub struct SessionsArgs {
     #[arg(long, value_enum, default_value_t = SessionKind::Db, global = true)]
     pub session: SessionKind,
     /// Database URL (sqlite://… or postgres://…). Default: SQLite under $CODEPILOT_HOME.
-    #[arg(long, value_name = "URL", env = "CODEPILOT_DB_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CODEPILOT_DB_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub db_url: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
@@ -160,7 +171,15 @@ mod tests {
 
     #[test]
     fn parses_run_with_flags() {
-        let cli = Cli::parse_from(["codepilot", "run", "--json", "--yes", "--session", "memory", "fix it"]);
+        let cli = Cli::parse_from([
+            "codepilot",
+            "run",
+            "--json",
+            "--yes",
+            "--session",
+            "memory",
+            "fix it",
+        ]);
         let Command::Run(args) = cli.command else {
             panic!("expected run");
         };
@@ -173,7 +192,14 @@ mod tests {
 
     #[test]
     fn sessions_flags_are_global() {
-        let cli = Cli::parse_from(["codepilot", "sessions", "list", "--session", "file", "--json"]);
+        let cli = Cli::parse_from([
+            "codepilot",
+            "sessions",
+            "list",
+            "--session",
+            "file",
+            "--json",
+        ]);
         let Command::Sessions(args) = cli.command else {
             panic!("expected sessions");
         };

@@ -31,7 +31,8 @@ pub(crate) async fn run(keep: bool, json: bool) -> Result<Exit, Failure> {
     let work = dir.path().join("project");
     std::fs::create_dir_all(&work).context("creating the demo project")?;
     for (name, text) in PROJECT {
-        std::fs::write(work.join(name), text).with_context(|| format!("writing demo file {name}"))?;
+        std::fs::write(work.join(name), text)
+            .with_context(|| format!("writing demo file {name}"))?;
     }
     let answers = dir.path().join("answers.md");
     std::fs::write(&answers, ANSWERS).context("writing the demo script")?;
@@ -64,7 +65,10 @@ pub(crate) async fn run(keep: bool, json: bool) -> Result<Exit, Failure> {
     if keep {
         let path = dir.keep();
         if !json {
-            output::err_line(&format!("kept the demo project at {}", path.join("project").display()));
+            output::err_line(&format!(
+                "kept the demo project at {}",
+                path.join("project").display()
+            ));
         }
     }
     exit

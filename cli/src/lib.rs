@@ -25,9 +25,9 @@ use codepilot::AsyncRuntime;
 use codepilot::Outcome;
 use codepilot::Session;
 
+use cli::AgentArgs;
 pub use cli::Cli;
 pub use cli::Command;
-use cli::AgentArgs;
 use cli::SessionKind;
 use output::HumanOutput;
 use output::JsonlOutput;
@@ -88,7 +88,9 @@ pub fn run_main(cli: Cli) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            output::err_line(&format!("codepilot: could not start the async runtime: {e}"));
+            output::err_line(&format!(
+                "codepilot: could not start the async runtime: {e}"
+            ));
             return Exit::Error.into();
         }
     };
@@ -180,7 +182,9 @@ pub(crate) fn codepilot_home() -> Result<PathBuf, Failure> {
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".codepilot")),
-        None => Err(usage("cannot find a home directory: set CODEPILOT_HOME or HOME")),
+        None => Err(usage(
+            "cannot find a home directory: set CODEPILOT_HOME or HOME",
+        )),
     }
 }
 
@@ -215,7 +219,8 @@ pub(crate) async fn build_runtime(
     if args.db_url.is_some() && args.session != SessionKind::Db {
         return Err(usage("--db-url only applies with --session db"));
     }
-    let mut builder = AsyncRuntime::builder(agent).session(session_backend(args.session, args.db_url.as_deref())?);
+    let mut builder = AsyncRuntime::builder(agent)
+        .session(session_backend(args.session, args.db_url.as_deref())?);
     if let Some(id) = &args.session_id {
         builder = builder.session_id(id.clone());
     }
@@ -254,7 +259,12 @@ fn outcome_json(outcome: &Outcome, session_id: &str) -> serde_json::Value {
 }
 
 /// Runs one task with Ctrl-C wired to abort; prints the outcome.
-pub(crate) async fn run_task(rt: &AsyncRuntime, task: &str, json: bool, out: &Arc<dyn Output>) -> Result<Exit, Failure> {
+pub(crate) async fn run_task(
+    rt: &AsyncRuntime,
+    task: &str,
+    json: bool,
+    out: &Arc<dyn Output>,
+) -> Result<Exit, Failure> {
     let run = rt.run(task);
     tokio::pin!(run);
     let mut interrupts = 0u32;
@@ -318,7 +328,11 @@ async fn run_one(agent: AgentFile, args: &AgentArgs, task: &str) -> Result<Exit,
 }
 
 fn announce(rt: &AsyncRuntime) {
-    let mut line = format!("session {} · work_dir {}", rt.session_id(), rt.work_dir().display());
+    let mut line = format!(
+        "session {} · work_dir {}",
+        rt.session_id(),
+        rt.work_dir().display()
+    );
     if let Some(t) = rt.terminals() {
         line.push_str(&format!(
             " · watch the shell: codepilot attach --socket-dir {} main",

@@ -140,7 +140,10 @@ impl Output for HumanOutput {
                 if self.tty {
                     self.start_spinner(&mut s, &msg);
                 } else {
-                    self.line(&mut s, &self.paint("2", &format!("— step {}/{}", step.step, step.max_steps)));
+                    self.line(
+                        &mut s,
+                        &self.paint("2", &format!("— step {}/{}", step.step, step.max_steps)),
+                    );
                 }
             }
             Event::Stream(st) => {
@@ -172,7 +175,13 @@ impl Output for HumanOutput {
             }
             Event::ToolResult(r) => {
                 Self::stop_spinner(&mut s);
-                if !r.ok {
+                if r.ok {
+                    let preview = preview(&r.result, RESULT_PREVIEW_LINES);
+                    if !preview.is_empty() {
+                        let text = self.paint("2", &preview);
+                        self.line(&mut s, &text);
+                    }
+                } else {
                     let first = r.result.lines().next().unwrap_or("").to_owned();
                     let text = self.paint("31", &format!("  ✗ {first}"));
                     self.line(&mut s, &text);
@@ -185,7 +194,10 @@ impl Output for HumanOutput {
                 self.line(&mut s, &text);
             }
             Event::RuntimeError(err) => {
-                let text = self.paint("33", &format!("! {:?} error: {}", err.kind, first_line(&err.message)));
+                let text = self.paint(
+                    "33",
+                    &format!("! {:?} error: {}", err.kind, first_line(&err.message)),
+                );
                 self.line(&mut s, &text);
             }
             Event::ModelRetry(r) => {
@@ -203,7 +215,10 @@ impl Output for HumanOutput {
             Event::Usage(_) => {}
             Event::Finish(_) => Self::stop_spinner(&mut s),
             Event::MaxSteps(m) => {
-                let text = self.paint("33", &format!("! stopped: step limit ({}) reached", m.steps));
+                let text = self.paint(
+                    "33",
+                    &format!("! stopped: step limit ({}) reached", m.steps),
+                );
                 self.line(&mut s, &text);
             }
             Event::Aborted(_) => {
@@ -214,6 +229,26 @@ impl Output for HumanOutput {
             _ => {}
         }
     }
+}
+
+/// How many lines of a tool result the human output shows.
+const RESULT_PREVIEW_LINES: usize = 6;
+
+/// The last `max` non-empty lines of a result (where the outcome usually is), indented, with a marker if cut.
+fn preview(result: &str, max: usize) -> String {
+    let lines: Vec<&str> = result.lines().filter(|l| !l.trim().is_empty()).collect();
+    let skip = lines.len().saturating_sub(max);
+    let mut out = String::new();
+    if skip > 0 {
+        out.push_str(&format!("  … {skip} more line(s)\n"));
+    }
+    for l in &lines[skip..] {
+        let cut: String = l.chars().take(160).collect();
+        out.push_str("  ");
+        out.push_str(&cut);
+        out.push('\n');
+    }
+    out.trim_end().to_owned()
 }
 
 fn first_line(s: &str) -> &str {

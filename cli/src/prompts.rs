@@ -38,8 +38,16 @@ pub(crate) fn install(builder: RuntimeBuilder, yes: bool, out: Arc<dyn Output>) 
                 "\n⚠ {} wants to: {}\n  Allow? [y]es / [n]o / [a]lways for {} : ",
                 req.tool, req.description, req.tool
             );
-            let answer = tokio::task::spawn_blocking(move || ask_tty(&prompt)).await.ok().flatten();
-            match answer.as_deref().map(str::trim).map(str::to_lowercase).as_deref() {
+            let answer = tokio::task::spawn_blocking(move || ask_tty(&prompt))
+                .await
+                .ok()
+                .flatten();
+            match answer
+                .as_deref()
+                .map(str::trim)
+                .map(str::to_lowercase)
+                .as_deref()
+            {
                 Some("y" | "yes") => PermissionDecision::Allow,
                 Some("a" | "always") => {
                     if let Ok(mut a) = always.lock() {
@@ -49,7 +57,10 @@ pub(crate) fn install(builder: RuntimeBuilder, yes: bool, out: Arc<dyn Output>) 
                 }
                 Some(_) => PermissionDecision::Deny { reason: None },
                 None => PermissionDecision::Deny {
-                    reason: Some("there is no terminal to ask on; rerun with --yes to approve gated tools".to_owned()),
+                    reason: Some(
+                        "there is no terminal to ask on; rerun with --yes to approve gated tools"
+                            .to_owned(),
+                    ),
                 },
             }
         }
@@ -59,7 +70,10 @@ pub(crate) fn install(builder: RuntimeBuilder, yes: bool, out: Arc<dyn Output>) 
         async move {
             out.suspend();
             let prompt = format!("\n? The agent asks: {question}\n  > ");
-            tokio::task::spawn_blocking(move || ask_tty(&prompt)).await.ok().flatten()
+            tokio::task::spawn_blocking(move || ask_tty(&prompt))
+                .await
+                .ok()
+                .flatten()
         }
     })
 }

@@ -24,7 +24,9 @@ fn when(ts: i64) -> String {
 }
 
 pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
-    let store = codepilot::store::open_store(session_backend(args.session, args.db_url.as_deref())?.into()).await?;
+    let store =
+        codepilot::store::open_store(session_backend(args.session, args.db_url.as_deref())?.into())
+            .await?;
     match args.command {
         SessionsCommand::List => {
             let list = store.list().await?;
@@ -63,7 +65,9 @@ pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
         SessionsCommand::Show { id } => {
             let id: SessionId = id.parse().map_err(|e| usage(format!("{e}")))?;
             let Some(rec) = store.load(&id).await? else {
-                return Err(usage(format!("no session {id}; `codepilot sessions list` shows what exists")));
+                return Err(usage(format!(
+                    "no session {id}; `codepilot sessions list` shows what exists"
+                )));
             };
             if args.json {
                 output::emit_stdout(&serde_json::to_string(&rec.messages)?);
@@ -78,7 +82,11 @@ pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
                     rec.usage.output_tokens
                 ));
                 for m in &rec.messages {
-                    output::emit_stdout(&format!("\n── {} ──\n{}", m.role.as_str(), m.content.trim_end()));
+                    output::emit_stdout(&format!(
+                        "\n── {} ──\n{}",
+                        m.role.as_str(),
+                        m.content.trim_end()
+                    ));
                 }
             }
         }

@@ -49,14 +49,17 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let ticket = FnTool::new("ticket", "Fetch a ticket from the tracker by number. Returns {id, title}.")
-        .param("id")
-        .handler(|a: TicketArgs| async move {
-            if a.id == 0 {
-                return Err(ToolError::value("ticket ids start at 1"));
-            }
-            Ok(serde_json::json!({"id": a.id, "title": "Fix the login timeout"}))
-        });
+    let ticket = FnTool::new(
+        "ticket",
+        "Fetch a ticket from the tracker by number. Returns {id, title}.",
+    )
+    .param("id")
+    .handler(|a: TicketArgs| async move {
+        if a.id == 0 {
+            return Err(ToolError::value("ticket ids start at 1"));
+        }
+        Ok(serde_json::json!({"id": a.id, "title": "Fix the login timeout"}))
+    });
 
     let mut builder = AsyncRuntime::builder(agent)
         .session(Session::Memory)
@@ -77,7 +80,9 @@ async fn main() -> anyhow::Result<()> {
     });
 
     match rt.run(&task).await? {
-        Outcome::Completed { summary, steps } => println!("completed in {steps} step(s): {summary}"),
+        Outcome::Completed { summary, steps } => {
+            println!("completed in {steps} step(s): {summary}")
+        }
         other => println!("ended: {other:?}"),
     }
     rt.close().await?;

@@ -90,9 +90,13 @@ async fn checkpoint(inner: &Inner, state: &mut SessionState) -> Result<()> {
         return Ok(());
     }
     let Some(lease) = inner.lease() else {
-        return Err(Error::Internal("the session lease was released; the runtime is closed".to_owned()));
+        return Err(Error::Internal(
+            "the session lease was released; the runtime is closed".to_owned(),
+        ));
     };
-    let start = usize::try_from(state.stored_len).unwrap_or(usize::MAX).min(state.messages.len());
+    let start = usize::try_from(state.stored_len)
+        .unwrap_or(usize::MAX)
+        .min(state.messages.len());
     let cp = Checkpoint {
         base_len: state.stored_len,
         messages: state.messages[start..].to_vec(),
@@ -151,7 +155,8 @@ fn wire_messages(messages: &[Message]) -> Vec<Message> {
     out
 }
 
-fn system_prompt(inner: &Inner, static_prompt: &str, step: u32, max_steps: u32) -> String {
+/// The dynamic half of the system prompt for this step.
+fn system_dynamic(inner: &Inner, step: u32, max_steps: u32) -> String {
     let terminals: Vec<TerminalLine> = inner
         .terminals
         .as_ref()
@@ -166,7 +171,9 @@ fn system_prompt(inner: &Inner, static_prompt: &str, step: u32, max_steps: u32) 
                             let cmd: String = command.chars().take(80).collect();
                             format!("running `{cmd}`")
                         }
-                        codepilot_terminal::TerminalState::Exited { code } => format!("exited ({code})"),
+                        codepilot_terminal::TerminalState::Exited { code } => {
+                            format!("exited ({code})")
+                        }
                     },
                     cwd: i.cwd.display().to_string(),
                 })
@@ -174,17 +181,20 @@ fn system_prompt(inner: &Inner, static_prompt: &str, step: u32, max_steps: u32) 
         })
         .unwrap_or_default();
     let work_dir = inner.workspace.root().display().to_string();
-    let dynamic = crate::prompt::render_dynamic(&DynamicVars {
+    crate::prompt::render_dynamic(&DynamicVars {
         work_dir: &work_dir,
         os: std::env::consts::OS,
         step,
         max_steps,
         terminals: &terminals,
-    });
-    format!("{static_prompt}\n{dynamic}")
+    })
 }
 
-async fn step_loop(inner: &Arc<Inner>, state: &mut SessionState, cancel: &CancellationToken) -> Result<Outcome> {
+async fn step_loop(
+    inner: &Arc<Inner>,
+    state: &mut SessionState,
+    cancel: &CancellationToken,
+) -> Result<Outcome> {
     let max_steps = inner.agent.runtime.max_steps;
     for step in 1..=max_steps {
         if cancel.is_cancelled() {
@@ -193,7 +203,7 @@ async fn step_loop(inner: &Arc<Inner>, state: &mut SessionState, cancel: &Cancel
         drain_inbox(inner, state);
         inner.emit(Event::Step(StepEvent { step, max_steps }));
         let toolset = inner.toolset();
-        let system = system_prompt(inner, &toolset.static_prompt, step, max_steps);
+        let dynamic = system_dynamic(inner, step, max_steps);
         let messages = wire_messages(&state.messages);
 
         let answer = {
@@ -213,7 +223,11 @@ async fn step_loop(inner: &Arc<Inner>, state: &mut SessionState, cancel: &Cancel
                     kind: StreamKind::Thinking,
                     text: t.to_owned(),
                 })),
-                StreamDelta::Retry { attempt, delay, reason } => {
+                StreamDelta::Retry {
+                    attempt,
+                    delay,
+                    reason,
+                } => {
                     filter = StreamFilter::new();
                     events.emit(Event::ModelRetry(ModelRetryEvent {
                         attempt: attempt.saturating_sub(1),
@@ -225,7 +239,8 @@ async fn step_loop(inner: &Arc<Inner>, state: &mut SessionState, cancel: &Cancel
             };
             let call = inner.provider.complete(
                 ChatRequest {
-                    system: &system,
+                    system: &toolset.static_prompt,
+                    system_dynamic: &dynamic,
                     messages: &messages,
                 },
                 &mut on_delta,
@@ -297,11 +312,15 @@ async fn run_step(
             }));
             state
                 .messages
-                .push(Message::user(codepilot_protocol::parser_error_observation(&e)));
+                .push(Message::user(codepilot_protocol::parser_error_observation(
+                    &e,
+                )));
             return None;
         }
     };
-    state.messages.push(Message::assistant(action.compacted(answer)));
+    state
+        .messages
+        .push(Message::assistant(action.compacted(answer)));
 
     let Some(control) = &action.control else {
         return Some(match &action.completion {
@@ -320,7 +339,12 @@ async fn run_step(
         tools: Arc::clone(&toolset.specs),
         limits: inner.limits.clone(),
     };
-    let result = codepilot_script::run_block(req, Arc::clone(&host) as Arc<dyn ToolHost>, cancel.child_token()).await;
+    let result = codepilot_script::run_block(
+        req,
+        Arc::clone(&host) as Arc<dyn ToolHost>,
+        cancel.child_token(),
+    )
+    .await;
     let mut observation = host.take_observation();
     let leftover = host.leftover_payloads();
     if !leftover.is_empty() {
@@ -424,7 +448,12 @@ struct StepHost {
 }
 
 impl StepHost {
-    fn new(inner: &Arc<Inner>, toolset: &Arc<crate::runtime::ToolSet>, action: &Action, step: u32) -> Self {
+    fn new(
+        inner: &Arc<Inner>,
+        toolset: &Arc<crate::runtime::ToolSet>,
+        action: &Action,
+        step: u32,
+    ) -> Self {
         Self {
             inner: Arc::clone(inner),
             toolset: Arc::clone(toolset),
@@ -466,10 +495,11 @@ impl StepHost {
     }
 
     async fn permitted(&self, tool: &str, description: String) -> std::result::Result<(), String> {
-        self.inner.emit(Event::PermissionRequest(PermissionRequestEvent {
-            tool: tool.to_owned(),
-            description: description.clone(),
-        }));
+        self.inner
+            .emit(Event::PermissionRequest(PermissionRequestEvent {
+                tool: tool.to_owned(),
+                description: description.clone(),
+            }));
         let Some(handler) = &self.inner.permission else {
             return Err(format!(
                 "permission denied for {description}: this tool requires permission and the host has no \
@@ -525,7 +555,8 @@ impl ToolHost for StepHost {
         let (label, permission) = match &tool {
             Registered::Builtin(b, s) => (
                 b.label(&args),
-                s.require_permission.then(|| b.permission_description(&args)),
+                s.require_permission
+                    .then(|| b.permission_description(&args)),
             ),
             Registered::Custom(_, s) => (
                 format!("Calling {name}"),
@@ -538,33 +569,34 @@ impl ToolHost for StepHost {
             args: Value::Object(args.clone()),
             label,
         }));
-        let result: std::result::Result<(String, Value), (String, crate::tools::ToolError)> = async {
-            if let Some(description) = permission
-                && let Err(message) = self.permitted(name, description).await
-            {
-                return Err((
-                    format!("[{name}] Permission denied: {message}"),
-                    crate::tools::ToolError::permission(message),
-                ));
+        let result: std::result::Result<(String, Value), (String, crate::tools::ToolError)> =
+            async {
+                if let Some(description) = permission
+                    && let Err(message) = self.permitted(name, description).await
+                {
+                    return Err((
+                        format!("[{name}] Permission denied: {message}"),
+                        crate::tools::ToolError::permission(message),
+                    ));
+                }
+                match &tool {
+                    Registered::Builtin(b, _) => b
+                        .call(&self.ctx, args)
+                        .await
+                        .map(|o| (o.observation, o.value))
+                        .map_err(|f| (f.observation, f.error)),
+                    Registered::Custom(t, _) => match t.call(args).await {
+                        Ok(out) => {
+                            let obs = out.observation.unwrap_or_else(|| {
+                                format!("[{name}] {}", render_value(&out.value))
+                            });
+                            Ok((obs, out.value))
+                        }
+                        Err(e) => Err((format!("[{name}] ERROR: {}", e.message), e)),
+                    },
+                }
             }
-            match &tool {
-                Registered::Builtin(b, _) => b
-                    .call(&self.ctx, args)
-                    .await
-                    .map(|o| (o.observation, o.value))
-                    .map_err(|f| (f.observation, f.error)),
-                Registered::Custom(t, _) => match t.call(args).await {
-                    Ok(out) => {
-                        let obs = out
-                            .observation
-                            .unwrap_or_else(|| format!("[{name}] {}", render_value(&out.value)));
-                        Ok((obs, out.value))
-                    }
-                    Err(e) => Err((format!("[{name}] ERROR: {}", e.message), e)),
-                },
-            }
-        }
-        .await;
+            .await;
         match result {
             Ok((observation, value)) => {
                 self.push(observation.clone());
@@ -617,7 +649,11 @@ mod tests {
         let got = wire_messages(&msgs);
         assert_eq!(
             got,
-            vec![Message::user("a\n\nb"), Message::assistant("c"), Message::user("d")]
+            vec![
+                Message::user("a\n\nb"),
+                Message::assistant("c"),
+                Message::user("d")
+            ]
         );
         assert_eq!(got[0].role, Role::User);
     }

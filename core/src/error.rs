@@ -44,7 +44,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A task is already running on this runtime.
-    #[error("a task is already running on this runtime; wait for it to finish or call abort() first")]
+    #[error(
+        "a task is already running on this runtime; wait for it to finish or call abort() first"
+    )]
     Busy,
     /// A custom tool could not be registered.
     #[error(transparent)]

@@ -77,7 +77,9 @@ pub(crate) fn render_tools(tools: &[ToolSpec]) -> String {
         for line in t.doc.lines() {
             let mut current = String::new();
             for word in line.split_whitespace() {
-                if !current.is_empty() && current.chars().count() + 1 + word.chars().count() > DOC_WIDTH {
+                if !current.is_empty()
+                    && current.chars().count() + 1 + word.chars().count() > DOC_WIDTH
+                {
                     let _ = writeln!(out, "    {current}");
                     current.clear();
                 }

@@ -335,7 +335,10 @@ impl RuntimeBuilder {
             .api_key_env
             .clone()
             .or_else(|| kind.default_api_key_env().map(str::to_owned));
-        let api_key = var.as_deref().and_then(lookup).filter(|k| !k.trim().is_empty());
+        let api_key = var
+            .as_deref()
+            .and_then(lookup)
+            .filter(|k| !k.trim().is_empty());
         if api_key.is_none() && kind.requires_api_key() && self.provider.is_none() {
             return Err(Error::MissingApiKey {
                 provider: m.provider.clone(),
@@ -369,10 +372,11 @@ impl RuntimeBuilder {
             None => codepilot_llm::build_provider(self.provider_config()?)?,
         };
         let rt = &self.agent.runtime;
-        let workspace = Workspace::new(&rt.work_dir, rt.unsafe_mode).map_err(|source| Error::WorkDir {
-            path: rt.work_dir.clone(),
-            source,
-        })?;
+        let workspace =
+            Workspace::new(&rt.work_dir, rt.unsafe_mode).map_err(|source| Error::WorkDir {
+                path: rt.work_dir.clone(),
+                source,
+            })?;
         let workspace = Arc::new(workspace);
 
         let mut registry = Registry::default();
@@ -382,13 +386,17 @@ impl RuntimeBuilder {
                 continue;
             };
             let settings = ToolSettings::from_config(&entry.1);
-            if builtin == Builtin::Execute || (builtin.is_terminal() && terminal_settings.is_none()) {
+            if builtin == Builtin::Execute || (builtin.is_terminal() && terminal_settings.is_none())
+            {
                 terminal_settings = Some(settings.clone());
             }
             registry.insert(builtin.spec(), Registered::Builtin(builtin, settings))?;
         }
         for tool in &self.tools {
-            registry.insert(tool.spec(), Registered::Custom(Arc::clone(tool), ToolSettings::default()))?;
+            registry.insert(
+                tool.spec(),
+                Registered::Custom(Arc::clone(tool), ToolSettings::default()),
+            )?;
         }
 
         let terminals = match terminal_settings {
@@ -512,7 +520,8 @@ impl AsyncRuntime {
         if let Ok(mut inbox) = self.inner.inbox.lock() {
             inbox.push_back(text.clone());
         }
-        self.inner.emit(Event::UserMessageQueued(UserMessageEvent { text }));
+        self.inner
+            .emit(Event::UserMessageQueued(UserMessageEvent { text }));
     }
 
     /// Cancels the running task promptly: the model call, the control block and any terminal wait. The run returns
@@ -532,8 +541,15 @@ impl AsyncRuntime {
             .write()
             .map_err(|_| Error::Internal("tool registry lock poisoned".to_owned()))?;
         let mut registry = guard.registry.clone();
-        registry.insert(tool.spec(), Registered::Custom(tool, ToolSettings::default()))?;
-        *guard = Arc::new(build_toolset(&self.inner.agent, registry, &self.inner.limits));
+        registry.insert(
+            tool.spec(),
+            Registered::Custom(tool, ToolSettings::default()),
+        )?;
+        *guard = Arc::new(build_toolset(
+            &self.inner.agent,
+            registry,
+            &self.inner.limits,
+        ));
         Ok(())
     }
 

@@ -99,9 +99,15 @@ pub(crate) fn request_body(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Value
         "messages": messages,
         "temperature": cfg.temperature,
     });
-    if !req.system.is_empty() {
-        body["system"] =
-            json!([{"type": "text", "text": req.system, "cache_control": ephemeral()}]);
+    if !req.system.is_empty() || !req.system_dynamic.is_empty() {
+        let mut blocks = Vec::new();
+        if !req.system.is_empty() {
+            blocks.push(json!({"type": "text", "text": req.system, "cache_control": ephemeral()}));
+        }
+        if !req.system_dynamic.is_empty() {
+            blocks.push(json!({"type": "text", "text": req.system_dynamic}));
+        }
+        body["system"] = serde_json::Value::Array(blocks);
     }
     if let Some(budget) = cfg.thinking {
         body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});

@@ -62,6 +62,7 @@ fn body_has_cached_system_breakpoints_and_thinking() {
     let body = request_body(
         &cfg,
         &ChatRequest {
+            system_dynamic: "",
             system: "SYS",
             messages: &m,
         },
@@ -87,6 +88,7 @@ fn body_has_cached_system_breakpoints_and_thinking() {
     let body = request_body(
         &cfg,
         &ChatRequest {
+            system_dynamic: "",
             system: "",
             messages: &m,
         },

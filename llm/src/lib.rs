@@ -18,7 +18,7 @@
 //! let provider = build_provider(cfg)?;
 //! let messages = [Message::user("Say hi")];
 //! let done = provider
-//!     .complete(ChatRequest { system: "Be brief.", messages: &messages }, &mut |d| {
+//!     .complete(ChatRequest { system: "Be brief.", system_dynamic: "", messages: &messages }, &mut |d| {
 //!         if let StreamDelta::Text(t) = d { print!("{t}") }
 //!     })
 //!     .await?;
@@ -55,8 +55,12 @@ pub use scripted::load_script;
 /// One model call's input. The system prompt is separate because it is rebuilt every step.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatRequest<'a> {
-    /// The system prompt (omitted from the request when empty).
+    /// The stable part of the system prompt (omitted from the request when empty). Anthropic caches it.
     pub system: &'a str,
+    /// The part of the system prompt that changes every step (step counter, live terminals), sent after `system`.
+    /// Anthropic receives it as a second, uncached system block so the cached prefix stays valid across steps;
+    /// OpenAI-format servers get one system message with both parts. May be empty.
+    pub system_dynamic: &'a str,
     /// The conversation so far, oldest first.
     pub messages: &'a [Message],
 }

@@ -18,8 +18,14 @@ use crate::sse::Accumulator;
 /// The JSON body of a Chat Completions request.
 pub(crate) fn request_body(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Value {
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
-    if !req.system.is_empty() {
-        messages.push(json!({"role": "system", "content": req.system}));
+    let system = match (req.system.is_empty(), req.system_dynamic.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => req.system.to_owned(),
+        (true, false) => req.system_dynamic.to_owned(),
+        (false, false) => format!("{}\n{}", req.system, req.system_dynamic),
+    };
+    if !system.is_empty() {
+        messages.push(json!({"role": "system", "content": system}));
     }
     messages.extend(
         req.messages

@@ -12,6 +12,7 @@ fn body_shape_per_kind() {
     let body = request_body(
         &cfg,
         &ChatRequest {
+            system_dynamic: "",
             system: "SYS",
             messages: &m,
         },
@@ -36,6 +37,7 @@ fn body_shape_per_kind() {
     let body = request_body(
         &cfg,
         &ChatRequest {
+            system_dynamic: "",
             system: "",
             messages: &m,
         },

@@ -47,18 +47,24 @@ impl StreamFilter {
 
     /// Feeds the next chunk; returns the text that may be shown now (possibly empty).
     pub fn push(&mut self, chunk: &str) -> String {
-        let mut input = String::with_capacity(chunk.len() + 1);
-        if std::mem::take(&mut self.pending_cr) {
-            input.push('\r');
-        }
-        input.push_str(chunk);
-        if input.ends_with('\r') {
-            input.pop();
-            self.pending_cr = true;
-        }
-        let input = input.replace("\r\n", "\n");
+        let normalised;
+        let input = if self.pending_cr || chunk.contains('\r') {
+            let mut joined = String::with_capacity(chunk.len() + 1);
+            if std::mem::take(&mut self.pending_cr) {
+                joined.push('\r');
+            }
+            joined.push_str(chunk);
+            if joined.ends_with('\r') {
+                joined.pop();
+                self.pending_cr = true;
+            }
+            normalised = joined.replace("\r\n", "\n");
+            normalised.as_str()
+        } else {
+            chunk
+        };
         let mut out = String::new();
-        let mut rest = input.as_str();
+        let mut rest = input;
         while let Some(i) = rest.find('\n') {
             self.line.push_str(&rest[..i]);
             self.end_line(/*newline*/ true, &mut out);

@@ -184,9 +184,21 @@ struct AsyncSide {
 
 impl AsyncSide {
     fn done(&self, result: Result<()>) -> Result<RunReport> {
+        let tool_calls = self.calls.load(Ordering::SeqCst);
+        let elapsed = self.started.elapsed();
+        match &result {
+            Ok(()) => tracing::debug!(tool_calls, ?elapsed, "control block completed"),
+            Err(failure) => tracing::debug!(
+                tool_calls,
+                ?elapsed,
+                kind = %failure.kind,
+                line = ?failure.line,
+                "control block failed: {failure}"
+            ),
+        }
         result.map(|()| RunReport {
-            tool_calls: self.calls.load(Ordering::SeqCst),
-            elapsed: self.started.elapsed(),
+            tool_calls,
+            elapsed,
         })
     }
 

@@ -89,12 +89,14 @@ async fn bench(name: &str, store: Arc<dyn SessionStore>, total: u64, steps: u64)
     // Fill up to `total` messages in bulk.
     let fill = Instant::now();
     let mut i = steps;
-    while len + 2 * steps < total {
-        let chunk: Vec<Message> = (0..500).flat_map(|k| step(i + k)).collect();
+    let target = total.saturating_sub(2 * steps);
+    while len < target {
+        let k = ((target - len) / 2).clamp(1, 500);
+        let chunk: Vec<Message> = (0..k).flat_map(|j| step(i + j)).collect();
         let n = chunk.len() as u64;
         store.checkpoint(&lease, &cp(len, chunk, i)).await.unwrap();
         len += n;
-        i += 500;
+        i += k;
     }
     let fill = fill.elapsed();
     // Per step at the full size.

@@ -31,7 +31,10 @@ pub struct Connection {
     pub writer: OwnedWriteHalf,
 }
 
-async fn open(path: &Path, token: &str) -> Result<(BufReader<OwnedReadHalf>, OwnedWriteHalf, String)> {
+async fn open(
+    path: &Path,
+    token: &str,
+) -> Result<(BufReader<OwnedReadHalf>, OwnedWriteHalf, String)> {
     let stream = UnixStream::connect(path)
         .await
         .map_err(|e| TerminalError::io(format!("cannot connect to {}", path.display()), e))?;
@@ -114,8 +117,8 @@ impl ControlEvents {
             cols,
             rows,
         };
-        let line = serde_json::to_string(&request)
-            .map_err(|e| TerminalError::Protocol(e.to_string()))?;
+        let line =
+            serde_json::to_string(&request).map_err(|e| TerminalError::Protocol(e.to_string()))?;
         self.writer
             .write_all(format!("{line}\n").as_bytes())
             .await
@@ -183,7 +186,10 @@ impl Drop for RawMode {
 pub async fn attach_interactive(socket_dir: &Path, terminal: &str) -> Result<()> {
     let token_path = socket_dir.join("token");
     let token = std::fs::read_to_string(&token_path).map_err(|e| {
-        TerminalError::io(format!("cannot read the token file {}", token_path.display()), e)
+        TerminalError::io(
+            format!("cannot read the token file {}", token_path.display()),
+            e,
+        )
     })?;
     let token = token.trim();
     let mut conn = connect(socket_dir, terminal, token).await?;

@@ -15,9 +15,7 @@ pub enum TerminalError {
         name: String,
     },
     /// `create` was called with a name that is already in use.
-    #[error(
-        "terminal {name:?} already exists; use it, pick another name, or terminate it first"
-    )]
+    #[error("terminal {name:?} already exists; use it, pick another name, or terminate it first")]
     AlreadyExists {
         /// The name in use.
         name: String,

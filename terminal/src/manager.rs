@@ -129,7 +129,12 @@ fn private_dir(cfg: &TerminalConfig) -> Result<(PathBuf, bool)> {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(path)
-            .map_err(|e| TerminalError::io(format!("cannot create socket directory {}", path.display()), e))
+            .map_err(|e| {
+                TerminalError::io(
+                    format!("cannot create socket directory {}", path.display()),
+                    e,
+                )
+            })
     };
     if let Some(dir) = &cfg.socket_dir {
         if dir.is_dir() {
@@ -158,7 +163,10 @@ fn bind(path: &Path) -> Result<UnixListener> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path).map_err(|e| {
         TerminalError::io(
-            format!("cannot listen on {} (socket paths must be under 108 bytes)", path.display()),
+            format!(
+                "cannot listen on {} (socket paths must be under 108 bytes)",
+                path.display()
+            ),
             e,
         )
     })?;

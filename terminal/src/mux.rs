@@ -111,11 +111,12 @@ async fn handshake(
     let mut line = Vec::new();
     let got = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        (&mut read).take(MAX_TOKEN_LINE).read_until(b'\n', &mut line),
+        (&mut read)
+            .take(MAX_TOKEN_LINE)
+            .read_until(b'\n', &mut line),
     )
     .await;
-    let ok = matches!(got, Ok(Ok(_)))
-        && constant_time_eq(line.trim_ascii_end(), token.as_bytes());
+    let ok = matches!(got, Ok(Ok(_))) && constant_time_eq(line.trim_ascii_end(), token.as_bytes());
     if ok {
         return Some((read, write));
     }
@@ -132,7 +133,11 @@ async fn handshake(
 }
 
 /// Accepts clients of one terminal until it closes.
-pub(crate) async fn serve_terminal(listener: UnixListener, terminal: Arc<Terminal>, token: Arc<str>) {
+pub(crate) async fn serve_terminal(
+    listener: UnixListener,
+    terminal: Arc<Terminal>,
+    token: Arc<str>,
+) {
     let closed = terminal.closed.clone();
     loop {
         tokio::select! {
@@ -168,7 +173,10 @@ async fn terminal_client(stream: UnixStream, terminal: Arc<Terminal>, token: Arc
         write.write_all(format!("{hello}\n").as_bytes()).await?;
         write.write_all(&replay).await
     };
-    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, greeting).await, Ok(Ok(()))) {
+    if !matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, greeting).await,
+        Ok(Ok(()))
+    ) {
         return;
     }
     let input_terminal = Arc::clone(&terminal);
@@ -252,7 +260,11 @@ async fn send_event(write: &mut OwnedWriteHalf, event: &ControlEvent) -> bool {
         return true;
     };
     matches!(
-        tokio::time::timeout(WRITE_TIMEOUT, write.write_all(format!("{line}\n").as_bytes())).await,
+        tokio::time::timeout(
+            WRITE_TIMEOUT,
+            write.write_all(format!("{line}\n").as_bytes())
+        )
+        .await,
         Ok(Ok(()))
     )
 }

@@ -24,7 +24,10 @@ fn capture_keeps_head_and_tail_and_counts_dropped() {
     let span = c.since(10);
     assert_eq!((span.before, span.gap), (b"ab".to_vec(), 0));
     let span = c.since(6);
-    assert_eq!((span.before.len(), span.gap, span.after), (0, 2, b"89ab".to_vec()));
+    assert_eq!(
+        (span.before.len(), span.gap, span.after),
+        (0, 2, b"89ab".to_vec())
+    );
 }
 
 #[test]

@@ -26,7 +26,10 @@ fn whole_and_split_markers() {
             .filter_map(|p| p.strip_prefix("data:"))
             .collect();
         assert_eq!(data, "abcd", "split at {split}");
-        assert!(joined.contains(&"mark:D;n1;0;/tmp".to_owned()), "split at {split}");
+        assert!(
+            joined.contains(&"mark:D;n1;0;/tmp".to_owned()),
+            "split at {split}"
+        );
     }
 }
 

@@ -412,7 +412,10 @@ impl Terminal {
         write_private(&rc_path, integration_script(&nonce_path).as_bytes())?;
 
         let io_err = |what: &str, e: pty_process::Error| {
-            TerminalError::io(format!("cannot {what} for terminal {name}"), std::io::Error::other(e))
+            TerminalError::io(
+                format!("cannot {what} for terminal {name}"),
+                std::io::Error::other(e),
+            )
         };
         let (pty, pts) = pty_process::open().map_err(|e| io_err("open a PTY", e))?;
         pty.resize(pty_process::Size::new(cfg.rows, cfg.cols))
@@ -424,7 +427,10 @@ impl Terminal {
             .args(["--norc", "--noprofile", "-i"])
             .env_clear()
             .envs(env)
-            .env("PROMPT_COMMAND", format!("builtin source {}", shell_quote(&rc_path)))
+            .env(
+                "PROMPT_COMMAND",
+                format!("builtin source {}", shell_quote(&rc_path)),
+            )
             .current_dir(&cfg.work_dir)
             .kill_on_drop(true)
             .spawn(pts)
@@ -477,7 +483,11 @@ impl Terminal {
         });
         tokio::spawn(reader_task(Arc::clone(&terminal), read_half));
         tokio::spawn(writer_task(write_half, input_rx, terminal.closed.clone()));
-        tokio::spawn(waiter_task(Arc::clone(&terminal), child, ctx.events.clone()));
+        tokio::spawn(waiter_task(
+            Arc::clone(&terminal),
+            child,
+            ctx.events.clone(),
+        ));
         Ok(terminal)
     }
 
@@ -634,7 +644,13 @@ impl Terminal {
         payload.extend_from_slice(b"\x1b[200~");
         payload.extend_from_slice(command.as_bytes());
         payload.extend_from_slice(b"\x1b[201~\r");
-        if let Err(e) = self.write(payload, deadline.max(Instant::now() + Duration::from_secs(5))).await {
+        if let Err(e) = self
+            .write(
+                payload,
+                deadline.max(Instant::now() + Duration::from_secs(5)),
+            )
+            .await
+        {
             let mut st = self.state();
             if st.phase == Phase::Submitting {
                 st.phase = Phase::Idle;
@@ -643,7 +659,10 @@ impl Terminal {
             return Err(e);
         }
         self.wait_until(deadline, |s| {
-            s.exit_code.is_some() || s.cmd.as_ref().is_some_and(|c| c.index != index || c.completed)
+            s.exit_code.is_some()
+                || s.cmd
+                    .as_ref()
+                    .is_some_and(|c| c.index != index || c.completed)
         })
         .await;
         Ok(self.result(/*full*/ true))
@@ -706,7 +725,8 @@ impl Terminal {
             result
         } else {
             CommandResult {
-                cwd: std::fs::read_link(format!("/proc/{}/cwd", self.pid)).unwrap_or(result.cwd.clone()),
+                cwd: std::fs::read_link(format!("/proc/{}/cwd", self.pid))
+                    .unwrap_or(result.cwd.clone()),
                 ..result
             }
         }
@@ -719,7 +739,11 @@ impl Terminal {
         let (index, delivered, running) = {
             let st = self.state();
             match &st.cmd {
-                Some(cmd) => (cmd.index, cmd.completion_delivered, !cmd.completed && st.exit_code.is_none()),
+                Some(cmd) => (
+                    cmd.index,
+                    cmd.completion_delivered,
+                    !cmd.completed && st.exit_code.is_none(),
+                ),
                 None if st.exit_code.is_some() => {
                     drop(st);
                     return Err(self.exited_error());
@@ -732,7 +756,10 @@ impl Terminal {
         }
         if running {
             self.wait_until(deadline, |s| {
-                s.exit_code.is_some() || s.cmd.as_ref().is_some_and(|c| c.index != index || c.completed)
+                s.exit_code.is_some()
+                    || s.cmd
+                        .as_ref()
+                        .is_some_and(|c| c.index != index || c.completed)
             })
             .await;
         }
@@ -759,7 +786,10 @@ impl Terminal {
                 st.agent_raw_cycle = true;
                 st.raw_capture = Some(Capture::new(self.capture_cap));
             }
-            (running.then(|| st.cmd.as_ref().map_or(0, |c| c.index)), st.prompts)
+            (
+                running.then(|| st.cmd.as_ref().map_or(0, |c| c.index)),
+                st.prompts,
+            )
         };
         self.write(text.as_bytes().to_vec(), deadline).await?;
         let Some(index) = running else {
@@ -768,7 +798,10 @@ impl Terminal {
             return Ok(self.raw_result(text));
         };
         let done = |s: &State| {
-            s.exit_code.is_some() || s.cmd.as_ref().is_some_and(|c| c.index != index || c.completed)
+            s.exit_code.is_some()
+                || s.cmd
+                    .as_ref()
+                    .is_some_and(|c| c.index != index || c.completed)
         };
         if text.contains('\x03') {
             // If the Ctrl-C byte reached a shell that had not yet given the terminal to the
@@ -852,8 +885,9 @@ impl Terminal {
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        rustix::termios::tcsetwinsize(&self.master, size)
-            .map_err(|e| TerminalError::io(format!("cannot resize terminal {}", self.name), e.into()))?;
+        rustix::termios::tcsetwinsize(&self.master, size).map_err(|e| {
+            TerminalError::io(format!("cannot resize terminal {}", self.name), e.into())
+        })?;
         let mut st = self.state();
         st.screen.set_size(r, c);
         st.cols = cols;
@@ -920,7 +954,10 @@ impl Terminal {
 fn render_screen(screen: &vt100::Screen) -> String {
     let contents = screen.contents();
     let lines: Vec<&str> = contents.lines().map(str::trim_end).collect();
-    let end = lines.iter().rposition(|l| !l.is_empty()).map_or(0, |i| i + 1);
+    let end = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(0, |i| i + 1);
     lines[..end].join("\n")
 }
 

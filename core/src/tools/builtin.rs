@@ -77,7 +77,11 @@ impl Builtin {
         let (name, params, doc) = match self {
             Self::ReadFile => (
                 "read_file",
-                vec![req("path"), opt("start_line", json!(1)), opt("end_line", Value::Null)],
+                vec![
+                    req("path"),
+                    opt("start_line", json!(1)),
+                    opt("end_line", Value::Null),
+                ],
                 "Read a text file with line numbers, at most 400 lines per call. Returns the numbered lines and \
                  a footer: [END OF FILE], or [TRUNCATED: k lines remaining — use start_line=m]. Read a file \
                  before editing it by line number.",
@@ -185,20 +189,31 @@ fn fail(tool: &str, error: ToolError) -> BuiltinFailure {
     }
 }
 
-fn arg_str(args: &serde_json::Map<String, Value>, tool: &str, name: &str) -> Result<String, BuiltinFailure> {
+fn arg_str(
+    args: &serde_json::Map<String, Value>,
+    tool: &str,
+    name: &str,
+) -> Result<String, BuiltinFailure> {
     match args.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
         other => Err(fail(
             tool,
             ToolError {
                 kind: ToolErrorKind::TypeError,
-                message: format!("{tool}(): `{name}` must be a string, got {}", type_name(other)),
+                message: format!(
+                    "{tool}(): `{name}` must be a string, got {}",
+                    type_name(other)
+                ),
             },
         )),
     }
 }
 
-fn arg_opt_int(args: &serde_json::Map<String, Value>, tool: &str, name: &str) -> Result<Option<i64>, BuiltinFailure> {
+fn arg_opt_int(
+    args: &serde_json::Map<String, Value>,
+    tool: &str,
+    name: &str,
+) -> Result<Option<i64>, BuiltinFailure> {
     match args.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
@@ -206,13 +221,20 @@ fn arg_opt_int(args: &serde_json::Map<String, Value>, tool: &str, name: &str) ->
             tool,
             ToolError {
                 kind: ToolErrorKind::TypeError,
-                message: format!("{tool}(): `{name}` must be an integer or None, got {}", type_name(other)),
+                message: format!(
+                    "{tool}(): `{name}` must be an integer or None, got {}",
+                    type_name(other)
+                ),
             },
         )),
     }
 }
 
-fn arg_seconds(args: &serde_json::Map<String, Value>, tool: &str, name: &str) -> Result<Duration, BuiltinFailure> {
+fn arg_seconds(
+    args: &serde_json::Map<String, Value>,
+    tool: &str,
+    name: &str,
+) -> Result<Duration, BuiltinFailure> {
     let secs = match args.get(name) {
         Some(Value::Number(n)) => n.as_f64().unwrap_or(-1.0),
         other => {
@@ -220,7 +242,10 @@ fn arg_seconds(args: &serde_json::Map<String, Value>, tool: &str, name: &str) ->
                 tool,
                 ToolError {
                     kind: ToolErrorKind::TypeError,
-                    message: format!("{tool}(): `{name}` must be a number of seconds, got {}", type_name(other)),
+                    message: format!(
+                        "{tool}(): `{name}` must be a number of seconds, got {}",
+                        type_name(other)
+                    ),
                 },
             ));
         }
@@ -270,7 +295,11 @@ impl Builtin {
                 _ => format!("Writing {}", s("path")),
             },
             Self::Find => format!("Searching for {}", s("pattern")),
-            Self::Execute => format!("Running `{}` in {}", truncate_label(&s("command"), 80), s("terminal")),
+            Self::Execute => format!(
+                "Running `{}` in {}",
+                truncate_label(&s("command"), 80),
+                s("terminal")
+            ),
             Self::ReadOutput => format!("Reading output of {}", s("terminal")),
             Self::SendInput => format!("Typing into {}", s("terminal")),
             Self::TerminateTerminal => format!("Terminating {}", s("terminal")),
@@ -290,7 +319,10 @@ impl Builtin {
                         args.get("start_line").unwrap_or(&Value::Null),
                         args.get("end_line").unwrap_or(&Value::Null)
                     ),
-                    "insert" => format!("insert after line {}", args.get("after_line").unwrap_or(&Value::Null)),
+                    "insert" => format!(
+                        "insert after line {}",
+                        args.get("after_line").unwrap_or(&Value::Null)
+                    ),
                     "multi_edit" => "replace several line ranges".to_owned(),
                     _ => "full file".to_owned(),
                 };
@@ -345,18 +377,27 @@ async fn blocking<T: Send + 'static>(
     tool: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, BuiltinFailure> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| fail(tool, ToolError::runtime(format!("{tool}() failed internally: {e}"))))
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        fail(
+            tool,
+            ToolError::runtime(format!("{tool}() failed internally: {e}")),
+        )
+    })
 }
 
-async fn read_file(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+async fn read_file(
+    ctx: &BuiltinCtx,
+    args: &serde_json::Map<String, Value>,
+) -> Result<BuiltinOutput, BuiltinFailure> {
     let path = arg_str(args, "read_file", "path")?;
     let start = arg_opt_int(args, "read_file", "start_line")?.unwrap_or(1);
     let end = arg_opt_int(args, "read_file", "end_line")?;
     let ws = Arc::clone(&ctx.workspace);
     let ledger = Arc::clone(&ctx.ledger);
-    let out = blocking("read_file", move || fs::read_file(&ws, &ledger, &path, start, end, READ_PAGE_LINES)).await?;
+    let out = blocking("read_file", move || {
+        fs::read_file(&ws, &ledger, &path, start, end, READ_PAGE_LINES)
+    })
+    .await?;
     let out = out.map_err(|f| from_fs_failure("read_file", f))?;
     Ok(BuiltinOutput {
         observation: out.observation,
@@ -364,13 +405,17 @@ async fn read_file(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> R
     })
 }
 
-fn parse_edits(args: &serde_json::Map<String, Value>) -> Result<Option<Vec<(i64, i64)>>, BuiltinFailure> {
+fn parse_edits(
+    args: &serde_json::Map<String, Value>,
+) -> Result<Option<Vec<(i64, i64)>>, BuiltinFailure> {
     let bad = |what: String| {
         fail(
             "write_file",
             ToolError {
                 kind: ToolErrorKind::TypeError,
-                message: format!("write_file(): `edits` must be a list of (start_line, end_line) pairs; {what}"),
+                message: format!(
+                    "write_file(): `edits` must be a list of (start_line, end_line) pairs; {what}"
+                ),
             },
         )
     };
@@ -392,7 +437,10 @@ fn parse_edits(args: &serde_json::Map<String, Value>) -> Result<Option<Vec<(i64,
     }
 }
 
-async fn write_file(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+async fn write_file(
+    ctx: &BuiltinCtx,
+    args: &serde_json::Map<String, Value>,
+) -> Result<BuiltinOutput, BuiltinFailure> {
     let path = arg_str(args, "write_file", "path")?;
     let mode_text = arg_str(args, "write_file", "mode")?;
     let edits = parse_edits(args)?;
@@ -461,7 +509,10 @@ fn same_path(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
-async fn find_tool(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+async fn find_tool(
+    ctx: &BuiltinCtx,
+    args: &serde_json::Map<String, Value>,
+) -> Result<BuiltinOutput, BuiltinFailure> {
     let pattern = arg_str(args, "find", "pattern")?;
     let scope = arg_str(args, "find", "scope")?;
     let target = match args.get("target") {
@@ -476,7 +527,8 @@ async fn find_tool(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> R
                             "find",
                             ToolError {
                                 kind: ToolErrorKind::TypeError,
-                                message: "find(): `target` must be a path or a list of paths".to_owned(),
+                                message: "find(): `target` must be a path or a list of paths"
+                                    .to_owned(),
                             },
                         )
                     })
@@ -540,7 +592,9 @@ fn terminals<'a>(ctx: &'a BuiltinCtx, tool: &str) -> Result<&'a TerminalManager,
     ctx.terminals.as_ref().ok_or_else(|| {
         fail(
             tool,
-            ToolError::runtime(format!("{tool}(): terminals are not enabled for this agent")),
+            ToolError::runtime(format!(
+                "{tool}(): terminals are not enabled for this agent"
+            )),
         )
     })
 }
@@ -577,12 +631,18 @@ async fn execute(
     let name = arg_str(args, "execute", "terminal")?;
     let command = arg_str(args, "execute", "command")?;
     let timeout = arg_seconds(args, "execute", "timeout")?;
-    let new_terminal = args.get("new_terminal").and_then(Value::as_bool).unwrap_or(false);
+    let new_terminal = args
+        .get("new_terminal")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mgr = terminals(ctx, "execute")?;
     let handle = if new_terminal {
         match mgr.get(&name) {
             Some(h) => h,
-            None => mgr.create(&name).await.map_err(|e| terminal_failure("execute", &e))?,
+            None => mgr
+                .create(&name)
+                .await
+                .map_err(|e| terminal_failure("execute", &e))?,
         }
     } else {
         mgr.get(&name).ok_or_else(|| {
@@ -624,7 +684,10 @@ fn existing<'a>(
             tool,
             ToolError {
                 kind: ToolErrorKind::FileNotFoundError,
-                message: format!("terminal '{name}' does not exist. Live terminals: {}.", live_names(mgr)),
+                message: format!(
+                    "terminal '{name}' does not exist. Live terminals: {}.",
+                    live_names(mgr)
+                ),
             },
         )
     })
@@ -661,7 +724,10 @@ async fn send_input(
     Ok(command_output(&r))
 }
 
-async fn terminate(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+async fn terminate(
+    ctx: &BuiltinCtx,
+    args: &serde_json::Map<String, Value>,
+) -> Result<BuiltinOutput, BuiltinFailure> {
     let name = arg_str(args, "terminate_terminal", "terminal")?;
     let mgr = terminals(ctx, "terminate_terminal")?;
     existing(mgr, "terminate_terminal", &name)?;
@@ -669,9 +735,10 @@ async fn terminate(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> R
         .terminate(&name)
         .await
         .map_err(|e| terminal_failure("terminate_terminal", &e))?;
-    let code = report
-        .exit_code
-        .map_or_else(|| "exit code unknown".to_owned(), |c| format!("exit code {c}"));
+    let code = report.exit_code.map_or_else(
+        || "exit code unknown".to_owned(),
+        |c| format!("exit code {c}"),
+    );
     let text = format!(
         "[terminal:{name}] Terminal destroyed: {} process(es) killed (shell pid {}, {code}).",
         report.killed.len(),
@@ -683,7 +750,10 @@ async fn terminate(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> R
     })
 }
 
-async fn ask_user(ctx: &BuiltinCtx, args: &serde_json::Map<String, Value>) -> Result<BuiltinOutput, BuiltinFailure> {
+async fn ask_user(
+    ctx: &BuiltinCtx,
+    args: &serde_json::Map<String, Value>,
+) -> Result<BuiltinOutput, BuiltinFailure> {
     let question = arg_str(args, "ask_user", "question")?;
     let Some(handler) = &ctx.ask_user else {
         return Err(fail(

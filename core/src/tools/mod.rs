@@ -109,11 +109,16 @@ pub trait Tool: Send + Sync {
     fn spec(&self) -> ToolSpec;
 
     /// Runs the tool with arguments already bound to [`Tool::spec`]'s parameters (defaults filled in).
-    fn call(&self, args: serde_json::Map<String, serde_json::Value>) -> BoxFuture<'_, Result<ToolOutput, ToolError>>;
+    fn call(
+        &self,
+        args: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFuture<'_, Result<ToolOutput, ToolError>>;
 }
 
 type ErasedHandler = Arc<
-    dyn Fn(serde_json::Map<String, serde_json::Value>) -> BoxFuture<'static, Result<ToolOutput, ToolError>>
+    dyn Fn(
+            serde_json::Map<String, serde_json::Value>,
+        ) -> BoxFuture<'static, Result<ToolOutput, ToolError>>
         + Send
         + Sync,
 >;
@@ -162,7 +167,11 @@ impl FnTool {
 
     /// Adds an optional parameter with a default value (`serde_json::Value::Null` is Python's `None`).
     #[must_use]
-    pub fn param_default(mut self, name: impl Into<String>, default: impl Into<serde_json::Value>) -> Self {
+    pub fn param_default(
+        mut self,
+        name: impl Into<String>,
+        default: impl Into<serde_json::Value>,
+    ) -> Self {
         self.spec.params.push(ParamSpec {
             name: name.into(),
             default: Some(default.into()),
@@ -186,13 +195,17 @@ impl FnTool {
             let f = Arc::clone(&f);
             let name = name.clone();
             Box::pin(async move {
-                let args: A = serde_json::from_value(serde_json::Value::Object(args)).map_err(|e| ToolError {
-                    kind: ToolErrorKind::TypeError,
-                    message: format!("{name}(): bad arguments: {e}"),
-                })?;
+                let args: A =
+                    serde_json::from_value(serde_json::Value::Object(args)).map_err(|e| {
+                        ToolError {
+                            kind: ToolErrorKind::TypeError,
+                            message: format!("{name}(): bad arguments: {e}"),
+                        }
+                    })?;
                 let out = f(args).await?;
-                let value = serde_json::to_value(out)
-                    .map_err(|e| ToolError::runtime(format!("{name}(): could not convert its result: {e}")))?;
+                let value = serde_json::to_value(out).map_err(|e| {
+                    ToolError::runtime(format!("{name}(): could not convert its result: {e}"))
+                })?;
                 Ok(ToolOutput::value(value))
             })
         }));
@@ -205,12 +218,17 @@ impl Tool for FnTool {
         self.spec.clone()
     }
 
-    fn call(&self, args: serde_json::Map<String, serde_json::Value>) -> BoxFuture<'_, Result<ToolOutput, ToolError>> {
+    fn call(
+        &self,
+        args: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFuture<'_, Result<ToolOutput, ToolError>> {
         match &self.handler {
             Some(h) => h(args),
             None => {
                 let name = self.spec.name.clone();
-                Box::pin(async move { Err(ToolError::runtime(format!("{name}() has no handler set"))) })
+                Box::pin(
+                    async move { Err(ToolError::runtime(format!("{name}() has no handler set"))) },
+                )
             }
         }
     }
@@ -256,7 +274,10 @@ pub(crate) struct Registry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
     /// The name is not a Python identifier.
-    #[error("tool name `{0}` is not a valid Python identifier; use letters, digits and underscores, not starting with a digit")]
+    #[error(
+        "tool name `{0}` is not usable: use a Python identifier (letters, digits, underscores, not starting with a \
+         digit) that is not a Python builtin such as `print` or `len`"
+    )]
     BadName(String),
     /// The name is taken.
     #[error("a tool named `{0}` is already registered; pick another name")]
@@ -271,16 +292,74 @@ pub enum RegisterError {
     },
 }
 
+/// Names the interpreter resolves itself, so a tool with one of them could never be called.
+const PYTHON_BUILTINS: &[&str] = &[
+    "WORK_DIR",
+    "True",
+    "False",
+    "None",
+    "abs",
+    "all",
+    "any",
+    "bin",
+    "bool",
+    "callable",
+    "chr",
+    "dict",
+    "dir",
+    "divmod",
+    "enumerate",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "getattr",
+    "hasattr",
+    "hash",
+    "hex",
+    "id",
+    "input",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "open",
+    "ord",
+    "pow",
+    "print",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "setattr",
+    "slice",
+    "sorted",
+    "str",
+    "sum",
+    "super",
+    "tuple",
+    "type",
+    "zip",
+    "json",
+    "re",
+];
+
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !matches!(
-            name,
-            "print" | "WORK_DIR" | "True" | "False" | "None" | "len" | "range" | "str" | "int" | "dict" | "list"
-        )
+        && !PYTHON_BUILTINS.contains(&name)
 }
 
 impl Registry {

@@ -22,17 +22,23 @@ use super::support::last_user_text;
 
 const DONE: &str = "```completion\ndone\n```";
 const GATED: &str = "  tools:\n    - {name: execute, enabled: false}\n    - {name: write_file, config: {require_permission: true}}\n";
-const WRITE: &str = "```codepilot\nwrite_file(\"out.txt\")\n```\n\n```text filename=out.txt\nhi\n```";
+const WRITE: &str =
+    "```codepilot\nwrite_file(\"out.txt\")\n```\n\n```text filename=out.txt\nhi\n```";
 
 async fn server(answers: &[&str]) -> ScriptedServer {
-    ScriptedServer::start(answers.iter().map(|a| Turn::answer(*a)).collect()).await.unwrap()
+    ScriptedServer::start(answers.iter().map(|a| Turn::answer(*a)).collect())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn gated_tools_are_denied_without_a_handler() {
     let dir = temp_workspace(&[]);
     let srv = server(&[WRITE, DONE]).await;
-    let rt = builder(agent(&srv, Wire::OpenAi, dir.path(), true, GATED)).build().await.unwrap();
+    let rt = builder(agent(&srv, Wire::OpenAi, dir.path(), true, GATED))
+        .build()
+        .await
+        .unwrap();
     let rec = Recorder::attach(&rt);
     rt.run("write").await.unwrap();
     let obs = last_user_text(&srv.requests()[1].body);
@@ -57,7 +63,9 @@ async fn a_permission_handler_decides() {
                     if allow {
                         PermissionDecision::Allow
                     } else {
-                        PermissionDecision::Deny { reason: Some("not today".to_owned()) }
+                        PermissionDecision::Deny {
+                            reason: Some("not today".to_owned()),
+                        }
                     }
                 }
             })
@@ -86,7 +94,10 @@ async fn ask_user_goes_through_the_handler() {
         .unwrap();
     rt.run("ask").await.unwrap();
     let obs = last_user_text(&srv.requests()[1].body);
-    assert!(obs.contains("[ask_user] Q: Which name?\n[ask_user] A: answer to Which name?"), "{obs}");
+    assert!(
+        obs.contains("[ask_user] Q: Which name?\n[ask_user] A: answer to Which name?"),
+        "{obs}"
+    );
     assert!(obs.contains("got answer to Which name?"), "{obs}");
 }
 
@@ -95,7 +106,10 @@ async fn ask_user_without_a_handler_says_so() {
     let dir = temp_workspace(&[]);
     let ask = "```codepilot\nask_user(\"Which name?\")\n```";
     let srv = server(&[ask, DONE]).await;
-    let rt = builder(agent(&srv, Wire::OpenAi, dir.path(), true, FILE_TOOLS)).build().await.unwrap();
+    let rt = builder(agent(&srv, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .build()
+        .await
+        .unwrap();
     rt.run("ask").await.unwrap();
     let obs = last_user_text(&srv.requests()[1].body);
     assert!(obs.contains("no ask-user handler"), "{obs}");
@@ -134,7 +148,10 @@ async fn custom_tools_are_callable_and_their_results_visible() {
     assert!(system.contains("• greet(name, times=1)"), "{system}");
     let obs = last_user_text(&srv.requests()[1].body);
     assert!(obs.contains("[greet] hello ada hello ada"), "{obs}");
-    assert!(obs.contains("[greet] ERROR: times must be at least 1"), "{obs}");
+    assert!(
+        obs.contains("[greet] ERROR: times must be at least 1"),
+        "{obs}"
+    );
     assert!(obs.contains("caught times must be at least 1"), "{obs}");
 }
 
@@ -142,12 +159,17 @@ async fn custom_tools_are_callable_and_their_results_visible() {
 async fn registering_a_tool_after_build_and_bad_names() {
     let dir = temp_workspace(&[]);
     let srv = server(&[DONE]).await;
-    let rt = builder(agent(&srv, Wire::OpenAi, dir.path(), true, FILE_TOOLS)).build().await.unwrap();
+    let rt = builder(agent(&srv, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .build()
+        .await
+        .unwrap();
     rt.register_tool(greet()).unwrap();
     let dup = rt.register_tool(greet()).unwrap_err();
     assert!(dup.to_string().contains("already registered"), "{dup}");
     let bad = rt.register_tool(FnTool::new("2bad", "x")).unwrap_err();
-    assert!(bad.to_string().contains("not a valid Python identifier"), "{bad}");
+    assert!(bad.to_string().contains("not usable"), "{bad}");
+    let builtin = rt.register_tool(FnTool::new("len", "x")).unwrap_err();
+    assert!(builtin.to_string().contains("builtin"), "{builtin}");
     rt.run("x").await.unwrap();
     assert!(super::support::system_text(&srv.requests()[0].body).contains("• greet("));
 }

@@ -38,7 +38,11 @@ async fn every_write_mode_through_the_model() {
     let text = std::fs::read_to_string(dir.path().join("src/notes.txt")).unwrap();
     assert_eq!(text, "ZERO\none\nTWO\nTHREE-FOUR\n");
     let reqs = server.requests();
-    assert!(last_user_text(&reqs[1].body).contains("[write_file] 'src/notes.txt' written"), "{}", last_user_text(&reqs[1].body));
+    assert!(
+        last_user_text(&reqs[1].body).contains("[write_file] 'src/notes.txt' written"),
+        "{}",
+        last_user_text(&reqs[1].body)
+    );
 }
 
 #[tokio::test]
@@ -49,7 +53,10 @@ async fn editing_without_reading_is_refused_and_changes_nothing() {
     rt.run("edit").await.unwrap();
     let obs = last_user_text(&server.requests()[1].body);
     assert!(obs.contains("re-read it"), "{obs}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("a.txt")).unwrap(), "1\n2\n3\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+        "1\n2\n3\n"
+    );
 }
 
 #[tokio::test]
@@ -71,14 +78,20 @@ async fn read_file_pages_long_files() {
     let (server, rt, _rec) = start(&[read, DONE], Wire::OpenAi, dir.path(), "").await;
     rt.run("read").await.unwrap();
     let obs = last_user_text(&server.requests()[1].body);
-    assert!(obs.contains("[TRUNCATED: 600 lines remaining — use start_line=401]"), "{obs}");
+    assert!(
+        obs.contains("[TRUNCATED: 600 lines remaining — use start_line=401]"),
+        "{obs}"
+    );
     assert!(obs.contains(" 1000 | line 1000"), "{obs}");
     assert!(obs.contains("[END OF FILE]"), "{obs}");
 }
 
 #[tokio::test]
 async fn find_returns_structured_matches() {
-    let dir = temp_workspace(&[("src/a.rs", "fn alpha() {}\nfn beta() {}\n"), ("src/b.py", "def alpha(): pass\n")]);
+    let dir = temp_workspace(&[
+        ("src/a.rs", "fn alpha() {}\nfn beta() {}\n"),
+        ("src/b.py", "def alpha(): pass\n"),
+    ]);
     let search = "```codepilot\nhits = find(\"alpha\", include=\"*.rs\")\nprint(len(hits), hits[0][\"path\"], hits[0][\"line\"])\n```";
     let (server, rt, _rec) = start(&[search, DONE], Wire::OpenAi, dir.path(), "").await;
     rt.run("find").await.unwrap();

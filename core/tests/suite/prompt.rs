@@ -14,7 +14,9 @@ async fn system_prompt_snapshot() {
     rt.run("hello").await.unwrap();
     let system = system_text(&server.requests()[0].body);
     let root = rt.work_dir().display().to_string();
-    let redacted = system.replace(&root, "<WORK_DIR>").replace(std::env::consts::OS, "<OS>");
+    let redacted = system
+        .replace(&root, "<WORK_DIR>")
+        .replace(std::env::consts::OS, "<OS>");
     insta::assert_snapshot!("system_prompt_default_tools", redacted);
     rt.close().await.unwrap();
 }

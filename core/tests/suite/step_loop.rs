@@ -13,12 +13,12 @@ use pretty_assertions::assert_eq;
 
 use super::support::BOTH;
 use super::support::FILE_TOOLS;
+use super::support::Recorder;
 use super::support::Wire;
 use super::support::agent;
 use super::support::builder;
 use super::support::last_user_text;
 use super::support::start;
-use super::support::Recorder;
 
 const READ_THEN_COMPLETE: [&str; 2] = [
     "Reading the file.\n\n```codepilot\nread_file(\"hello.txt\")\n```\n",
@@ -30,9 +30,14 @@ async fn completes_after_reading_a_file_in_both_wire_formats_streaming_and_not()
     for wire in BOTH {
         for stream in [true, false] {
             let dir = temp_workspace(&[("hello.txt", "hello\nworld\n")]);
-            let server = ScriptedServer::start(READ_THEN_COMPLETE.iter().map(|a| Turn::answer(*a)).collect())
-                .await
-                .unwrap();
+            let server = ScriptedServer::start(
+                READ_THEN_COMPLETE
+                    .iter()
+                    .map(|a| Turn::answer(*a))
+                    .collect(),
+            )
+            .await
+            .unwrap();
             let rt = builder(agent(&server, wire, dir.path(), stream, FILE_TOOLS))
                 .build()
                 .await
@@ -53,10 +58,19 @@ async fn completes_after_reading_a_file_in_both_wire_formats_streaming_and_not()
             let first = last_user_text(&reqs[0].body);
             assert_eq!(first, "[Task 1][USER INPUT]\nwhat does hello.txt say?");
             let second = last_user_text(&reqs[1].body);
-            assert!(second.starts_with("[EXECUTION RESULT]\n[read_file] 'hello.txt' (lines 1–2 of 2)"), "{second}");
+            assert!(
+                second.starts_with("[EXECUTION RESULT]\n[read_file] 'hello.txt' (lines 1–2 of 2)"),
+                "{second}"
+            );
             assert!(second.contains("    1 | hello"), "{second}");
-            assert!(rec.streamed_text().contains("Reading the file."), "{wire:?}");
-            assert!(!rec.streamed_text().contains("read_file("), "control block must not be streamed");
+            assert!(
+                rec.streamed_text().contains("Reading the file."),
+                "{wire:?}"
+            );
+            assert!(
+                !rec.streamed_text().contains("read_file("),
+                "control block must not be streamed"
+            );
             let finish = rec.events().into_iter().find_map(|e| match e {
                 Event::Finish(f) => Some(f),
                 _ => None,
@@ -72,7 +86,13 @@ async fn completes_after_reading_a_file_in_both_wire_formats_streaming_and_not()
 #[tokio::test]
 async fn a_plain_answer_is_a_reply() {
     let dir = temp_workspace(&[]);
-    let (server, rt, rec) = start(&["Hi! What should I work on?"], Wire::OpenAi, dir.path(), "").await;
+    let (server, rt, rec) = start(
+        &["Hi! What should I work on?"],
+        Wire::OpenAi,
+        dir.path(),
+        "",
+    )
+    .await;
     let outcome = rt.run("hello").await.unwrap();
     assert_eq!(
         outcome,
@@ -82,22 +102,37 @@ async fn a_plain_answer_is_a_reply() {
         }
     );
     assert_eq!(server.requests().len(), 1);
-    assert!(rec.events().iter().any(|e| matches!(e, Event::Finish(f) if f.reason == FinishReason::Replied)));
+    assert!(
+        rec.events()
+            .iter()
+            .any(|e| matches!(e, Event::Finish(f) if f.reason == FinishReason::Replied))
+    );
 }
 
 #[tokio::test]
 async fn completion_without_a_control_block_finishes() {
     let dir = temp_workspace(&[]);
-    let (_server, rt, _rec) = start(&["```completion\nNothing to do.\n```"], Wire::Anthropic, dir.path(), "").await;
+    let (_server, rt, _rec) = start(
+        &["```completion\nNothing to do.\n```"],
+        Wire::Anthropic,
+        dir.path(),
+        "",
+    )
+    .await;
     let outcome = rt.run("noop").await.unwrap();
-    assert!(matches!(outcome, Outcome::Completed { ref summary, steps: 1 } if summary == "Nothing to do."), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Completed { ref summary, steps: 1 } if summary == "Nothing to do."),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
 async fn max_steps_stops_the_loop_and_counts_every_step() {
     let dir = temp_workspace(&[("a.txt", "x\n")]);
     let looping = "Again.\n\n```codepilot\nread_file(\"a.txt\")\n```\n";
-    let server = ScriptedServer::start(vec![Turn::answer(looping); 10]).await.unwrap();
+    let server = ScriptedServer::start(vec![Turn::answer(looping); 10])
+        .await
+        .unwrap();
     let extra = format!("{FILE_TOOLS}");
     let mut agent = agent(&server, Wire::OpenAi, dir.path(), true, &extra);
     agent.runtime.max_steps = 3;
@@ -106,7 +141,11 @@ async fn max_steps_stops_the_loop_and_counts_every_step() {
     let outcome = rt.run("loop").await.unwrap();
     assert_eq!(outcome, Outcome::MaxSteps { steps: 3 });
     assert_eq!(server.requests().len(), 3);
-    assert!(rec.events().iter().any(|e| matches!(e, Event::MaxSteps(m) if m.steps == 3)));
+    assert!(
+        rec.events()
+            .iter()
+            .any(|e| matches!(e, Event::MaxSteps(m) if m.steps == 3))
+    );
 }
 
 #[tokio::test]
@@ -122,18 +161,36 @@ async fn parse_errors_are_fed_back_and_nothing_runs() {
     .await;
     rt.run("write x").await.unwrap();
     let obs = last_user_text(&server.requests()[1].body);
-    assert!(obs.starts_with("[EXECUTION RESULT]\nPARSER ERROR:"), "{obs}");
-    assert!(!dir.path().join("x.txt").exists(), "nothing may run after a parse error");
-    assert!(rec.events().iter().any(|e| matches!(e, Event::RuntimeError(r) if r.kind == codepilot::events::ErrorKind::Parse)));
+    assert!(
+        obs.starts_with("[EXECUTION RESULT]\nPARSER ERROR:"),
+        "{obs}"
+    );
+    assert!(
+        !dir.path().join("x.txt").exists(),
+        "nothing may run after a parse error"
+    );
+    assert!(rec.events().iter().any(
+        |e| matches!(e, Event::RuntimeError(r) if r.kind == codepilot::events::ErrorKind::Parse)
+    ));
 }
 
 #[tokio::test]
 async fn execution_errors_name_the_line_and_keep_earlier_results() {
     let dir = temp_workspace(&[("a.txt", "alpha\n")]);
-    let answer = "```codepilot\nread_file(\"a.txt\")\nundefined_tool(1)\n```\n\n```completion\nnope\n```\n";
-    let (server, rt, _rec) = start(&[answer, "```completion\nok\n```"], Wire::OpenAi, dir.path(), "").await;
+    let answer =
+        "```codepilot\nread_file(\"a.txt\")\nundefined_tool(1)\n```\n\n```completion\nnope\n```\n";
+    let (server, rt, _rec) = start(
+        &[answer, "```completion\nok\n```"],
+        Wire::OpenAi,
+        dir.path(),
+        "",
+    )
+    .await;
     let outcome = rt.run("go").await.unwrap();
-    assert!(matches!(outcome, Outcome::Completed { steps: 2, .. }), "completion after a failed block must be refused: {outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Completed { steps: 2, .. }),
+        "completion after a failed block must be refused: {outcome:?}"
+    );
     let obs = last_user_text(&server.requests()[1].body);
     assert!(obs.contains("[read_file] 'a.txt'"), "{obs}");
     assert!(obs.contains("EXECUTION ERROR"), "{obs}");
@@ -145,7 +202,13 @@ async fn execution_errors_name_the_line_and_keep_earlier_results() {
 async fn print_output_interleaves_with_tool_results_in_call_order() {
     let dir = temp_workspace(&[("a.txt", "alpha\n")]);
     let answer = "```codepilot\nprint(\"before\")\nread_file(\"a.txt\")\nprint(\"after\")\n```\n";
-    let (server, rt, _rec) = start(&[answer, "```completion\nok\n```"], Wire::OpenAi, dir.path(), "").await;
+    let (server, rt, _rec) = start(
+        &[answer, "```completion\nok\n```"],
+        Wire::OpenAi,
+        dir.path(),
+        "",
+    )
+    .await;
     rt.run("go").await.unwrap();
     let obs = last_user_text(&server.requests()[1].body);
     let before = obs.find("before").unwrap();
@@ -163,7 +226,10 @@ async fn send_message_is_injected_at_the_next_step() {
     ])
     .await
     .unwrap();
-    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS)).build().await.unwrap();
+    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .build()
+        .await
+        .unwrap();
     let rec = Recorder::attach(&rt);
     let rt2 = rt.clone();
     let run = tokio::spawn(async move { rt2.run("go").await });
@@ -171,7 +237,10 @@ async fn send_message_is_injected_at_the_next_step() {
     rt.send_message("please also check b.txt");
     run.await.unwrap().unwrap();
     let second = last_user_text(&server.requests()[1].body);
-    assert!(second.ends_with("[USER MESSAGE]\nplease also check b.txt"), "{second}");
+    assert!(
+        second.ends_with("[USER MESSAGE]\nplease also check b.txt"),
+        "{second}"
+    );
     let kinds: Vec<_> = rec.events().iter().map(Event::kind).collect();
     assert!(kinds.contains(&codepilot::events::EventKind::UserMessageQueued));
     assert!(kinds.contains(&codepilot::events::EventKind::UserMessageInjected));
@@ -180,15 +249,30 @@ async fn send_message_is_injected_at_the_next_step() {
 #[tokio::test]
 async fn abort_cancels_a_slow_model_call_promptly() {
     let dir = temp_workspace(&[]);
-    let server = ScriptedServer::start(vec![Turn::delay(30_000, Turn::answer("late"))]).await.unwrap();
-    let rt = builder(agent(&server, Wire::Anthropic, dir.path(), true, FILE_TOOLS)).build().await.unwrap();
+    let server = ScriptedServer::start(vec![Turn::delay(30_000, Turn::answer("late"))])
+        .await
+        .unwrap();
+    let rt = builder(agent(
+        &server,
+        Wire::Anthropic,
+        dir.path(),
+        true,
+        FILE_TOOLS,
+    ))
+    .build()
+    .await
+    .unwrap();
     let rec = Recorder::attach(&rt);
     let rt2 = rt.clone();
     let run = tokio::spawn(async move { rt2.run("slow").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = std::time::Instant::now();
     rt.abort();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap().unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(outcome, Outcome::Aborted { steps: 1 });
     assert!(rec.events().iter().any(|e| matches!(e, Event::Aborted(_))));
     // Not a timing assertion on performance: only that abort did not wait for the 30 s answer.
@@ -204,17 +288,32 @@ async fn abort_stops_a_running_control_block() {
     let run = tokio::spawn(async move { rt2.run("spin").await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     rt.abort();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap().unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(outcome, Outcome::Aborted { steps: 1 });
     let history = rt.history().await;
-    assert!(history.last().unwrap().content.contains("[aborted by the user]"));
+    assert!(
+        history
+            .last()
+            .unwrap()
+            .content
+            .contains("[aborted by the user]")
+    );
 }
 
 #[tokio::test]
 async fn a_second_concurrent_run_is_refused() {
     let dir = temp_workspace(&[]);
-    let server = ScriptedServer::start(vec![Turn::delay(1_000, Turn::answer("hi"))]).await.unwrap();
-    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS)).build().await.unwrap();
+    let server = ScriptedServer::start(vec![Turn::delay(1_000, Turn::answer("hi"))])
+        .await
+        .unwrap();
+    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .build()
+        .await
+        .unwrap();
     let rt2 = rt.clone();
     let run = tokio::spawn(async move { rt2.run("one").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -226,8 +325,19 @@ async fn a_second_concurrent_run_is_refused() {
 #[tokio::test]
 async fn provider_failures_end_the_run_with_an_error_and_no_step_is_lost() {
     let dir = temp_workspace(&[]);
-    let server = ScriptedServer::start(vec![Turn::status(401, None)]).await.unwrap();
-    let rt = builder(agent(&server, Wire::Anthropic, dir.path(), true, FILE_TOOLS)).build().await.unwrap();
+    let server = ScriptedServer::start(vec![Turn::status(401, None)])
+        .await
+        .unwrap();
+    let rt = builder(agent(
+        &server,
+        Wire::Anthropic,
+        dir.path(),
+        true,
+        FILE_TOOLS,
+    ))
+    .build()
+    .await
+    .unwrap();
     let err = rt.run("go").await.unwrap_err();
     assert!(matches!(err, codepilot::Error::Provider(_)), "{err}");
     assert!(err.to_string().contains("401"), "{err}");
@@ -245,11 +355,21 @@ async fn retries_after_429_and_500_are_transparent() {
     ])
     .await
     .unwrap();
-    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS)).build().await.unwrap();
+    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .build()
+        .await
+        .unwrap();
     let rec = Recorder::attach(&rt);
     let outcome = rt.run("go").await.unwrap();
-    assert!(matches!(outcome, Outcome::Completed { steps: 1, .. }), "{outcome:?}");
-    let retries = rec.events().iter().filter(|e| matches!(e, Event::ModelRetry(_))).count();
+    assert!(
+        matches!(outcome, Outcome::Completed { steps: 1, .. }),
+        "{outcome:?}"
+    );
+    let retries = rec
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::ModelRetry(_)))
+        .count();
     assert_eq!(retries, 2);
 }
 
@@ -261,5 +381,12 @@ async fn the_task_counter_continues_across_runs() {
     rt.run("second").await.unwrap();
     let second = last_user_text(&server.requests()[1].body);
     assert_eq!(second, "[Task 2][USER INPUT]\nsecond");
-    assert_eq!(server.requests()[1].body["messages"].as_array().unwrap().len() >= 3, true);
+    assert_eq!(
+        server.requests()[1].body["messages"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 3,
+        true
+    );
 }

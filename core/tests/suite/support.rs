@@ -21,7 +21,13 @@ pub enum Wire {
 pub const BOTH: [Wire; 2] = [Wire::Anthropic, Wire::OpenAi];
 
 /// Agent YAML for `wire`, with `extra` lines appended under `agent:` (indented by the caller with 2 spaces).
-pub fn agent(server: &ScriptedServer, wire: Wire, work: &Path, stream: bool, extra: &str) -> AgentFile {
+pub fn agent(
+    server: &ScriptedServer,
+    wire: Wire,
+    work: &Path,
+    stream: bool,
+    extra: &str,
+) -> AgentFile {
     let (provider, base) = match wire {
         Wire::Anthropic => ("anthropic", server.base_url()),
         Wire::OpenAi => ("openai-compatible", format!("{}/v1", server.base_url())),
@@ -36,7 +42,8 @@ pub fn agent(server: &ScriptedServer, wire: Wire, work: &Path, stream: bool, ext
 
 /// A builder with a fake API key for providers that need one.
 pub fn builder(agent: AgentFile) -> RuntimeBuilder {
-    AsyncRuntime::builder(agent).env(|var| (var == "ANTHROPIC_API_KEY").then(|| "test-key".to_owned()))
+    AsyncRuntime::builder(agent)
+        .env(|var| (var == "ANTHROPIC_API_KEY").then(|| "test-key".to_owned()))
 }
 
 /// A runtime over a server with `answers`, file tools only unless `extra` says otherwise.
@@ -50,7 +57,10 @@ pub async fn start(
         .await
         .unwrap();
     let extra = if extra.is_empty() { FILE_TOOLS } else { extra };
-    let rt = builder(agent(&server, wire, work, true, extra)).build().await.unwrap();
+    let rt = builder(agent(&server, wire, work, true, extra))
+        .build()
+        .await
+        .unwrap();
     let rec = Recorder::attach(&rt);
     (server, rt, rec)
 }

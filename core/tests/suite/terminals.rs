@@ -33,9 +33,21 @@ async fn a_server_in_a_second_terminal_is_started_polled_and_stopped() {
     let start_server = "```codepilot\nr = execute(\"server\", \"for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do echo tick $i; sleep 0.2; done; sleep 100\", timeout=1, new_terminal=True)\nprint(\"status\", r[\"status\"])\n```";
     let poll = "```codepilot\nr = read_output(\"server\", timeout=1)\nprint(\"status\", r[\"status\"])\n```";
     let stop = "```codepilot\nr = send_input(\"server\", \"\\x03\", timeout=5)\nprint(\"after\", r[\"status\"], r[\"exit_code\"])\n```";
-    let (server, rt, _rec) = start(&[start_server, poll, stop, DONE], Wire::OpenAi, dir.path(), TERMINAL_TOOLS).await;
-    let outcome = tokio::time::timeout(Duration::from_secs(60), rt.run("serve")).await.unwrap().unwrap();
-    assert!(matches!(outcome, codepilot::Outcome::Completed { .. }), "{outcome:?}");
+    let (server, rt, _rec) = start(
+        &[start_server, poll, stop, DONE],
+        Wire::OpenAi,
+        dir.path(),
+        TERMINAL_TOOLS,
+    )
+    .await;
+    let outcome = tokio::time::timeout(Duration::from_secs(60), rt.run("serve"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(outcome, codepilot::Outcome::Completed { .. }),
+        "{outcome:?}"
+    );
     let reqs = server.requests();
     let o1 = last_user_text(&reqs[1].body);
     assert!(o1.contains("status running"), "{o1}");

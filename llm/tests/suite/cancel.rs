@@ -24,6 +24,7 @@ async fn dropping_the_future_aborts_the_request() {
             provider
                 .complete(
                     ChatRequest {
+                        system_dynamic: "",
                         system: "s",
                         messages: &messages,
                     },

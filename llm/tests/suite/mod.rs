@@ -76,22 +76,29 @@ pub async fn call_with(
 ) -> (Result<Completion, LlmError>, Vec<Seen>) {
     let mut seen = Vec::new();
     let result = provider
-        .complete(ChatRequest { system, messages }, &mut |d| {
-            seen.push(match d {
-                StreamDelta::Text(t) => Seen::Text(t.to_owned()),
-                StreamDelta::Thinking(t) => Seen::Thinking(t.to_owned()),
-                StreamDelta::Retry {
-                    attempt,
-                    delay,
-                    reason,
-                } => Seen::Retry {
-                    attempt,
-                    delay,
-                    reason: reason.to_owned(),
-                },
-                other => panic!("unexpected delta {other:?}"),
-            });
-        })
+        .complete(
+            ChatRequest {
+                system,
+                system_dynamic: "",
+                messages,
+            },
+            &mut |d| {
+                seen.push(match d {
+                    StreamDelta::Text(t) => Seen::Text(t.to_owned()),
+                    StreamDelta::Thinking(t) => Seen::Thinking(t.to_owned()),
+                    StreamDelta::Retry {
+                        attempt,
+                        delay,
+                        reason,
+                    } => Seen::Retry {
+                        attempt,
+                        delay,
+                        reason: reason.to_owned(),
+                    },
+                    other => panic!("unexpected delta {other:?}"),
+                });
+            },
+        )
         .await;
     (result, seen)
 }

@@ -528,20 +528,29 @@ fn measure_parse() {
     }
     answer.push_str("```completion\ndone\n```\n");
     let n = 2000;
-    let start = std::time::Instant::now();
     let mut total = 0;
+    let start = std::time::Instant::now();
     for _ in 0..n {
-        let a = parse(&answer).unwrap();
+        total += parse(&answer).unwrap().payloads.len();
+    }
+    let parse_time = start.elapsed() / n;
+    let a = parse(&answer).unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..n {
         total += a.compacted(&answer).len();
+    }
+    let compact_time = start.elapsed() / n;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
         let mut f = codepilot_protocol::StreamFilter::new();
         for chunk in answer.as_bytes().chunks(16) {
             total += f.push(std::str::from_utf8(chunk).unwrap()).len();
         }
         total += f.finish().len();
     }
-    let per = start.elapsed() / n;
+    let stream_time = start.elapsed() / n;
     println!(
-        "answer {} bytes: parse + compacted + stream (16-byte chunks) = {per:?} per answer ({total})",
+        "answer {} bytes, 10 payloads: parse {parse_time:?}, compacted {compact_time:?}, stream in 16-byte chunks {stream_time:?} ({total})",
         answer.len()
     );
 }

@@ -67,3 +67,31 @@ async fn bad_url_is_a_config_error() {
     .unwrap();
     assert!(err.to_string().contains("bad SQLite URL"), "{err}");
 }
+
+#[tokio::test]
+async fn in_memory_url_is_one_database_for_the_whole_pool() {
+    let store = open_store(StoreConfig::Sqlite {
+        url: "sqlite::memory:".into(),
+    })
+    .await
+    .unwrap();
+    let id = SessionId::generate();
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    // Several concurrent reads use several pool connections; all must see the same database.
+    let loads = futures_join(&store, &id).await;
+    assert!(loads.iter().all(|r| r.as_ref().is_some_and(|r| r.id == id)));
+    store.release(lease).await.unwrap();
+}
+
+async fn futures_join(
+    store: &std::sync::Arc<dyn codepilot_store::SessionStore>,
+    id: &SessionId,
+) -> Vec<Option<codepilot_store::SessionRecord>> {
+    let (a, b, c, d) = tokio::join!(
+        store.load(id),
+        store.load(id),
+        store.load(id),
+        store.load(id)
+    );
+    vec![a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap()]
+}

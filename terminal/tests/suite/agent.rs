@@ -31,10 +31,17 @@ async fn fifty_quick_commands_each_get_exactly_their_output() {
     let m = manager(work.path()).await;
     let t = m.create("main").await.unwrap();
     for i in 0..50u32 {
-        let r = t.execute(&format!("echo out{i}; (exit {})", i % 4), T).await.unwrap();
+        let r = t
+            .execute(&format!("echo out{i}; (exit {})", i % 4), T)
+            .await
+            .unwrap();
         assert_eq!(
             (r.command_index, r.exit_code, r.output),
-            (i + 1, Some(i32::try_from(i % 4).unwrap()), format!("out{i}"))
+            (
+                i + 1,
+                Some(i32::try_from(i % 4).unwrap()),
+                format!("out{i}")
+            )
         );
     }
     assert_eq!(t.info().commands_run, 50);
@@ -65,13 +72,19 @@ async fn timeout_returns_running_then_read_output_returns_the_rest() {
         .execute("echo start; sleep 2; echo end", Duration::from_millis(300))
         .await
         .unwrap();
-    assert_eq!((first.status, first.exit_code), (CommandStatus::Running, None));
+    assert_eq!(
+        (first.status, first.exit_code),
+        (CommandStatus::Running, None)
+    );
     assert!(matches!(t.info().state, TerminalState::Running { .. }));
     // A second execute while the first runs is refused with a clear error.
     let busy = t.execute("true", T).await.unwrap_err().to_string();
     assert!(busy.contains("still running cmd1"), "{busy}");
     let rest = t.read_output(T).await.unwrap();
-    assert_eq!((rest.status, rest.exit_code), (CommandStatus::Completed, Some(0)));
+    assert_eq!(
+        (rest.status, rest.exit_code),
+        (CommandStatus::Completed, Some(0))
+    );
     assert!(rest.output.ends_with("end"), "{rest:?}");
     let joined = format!("{}\n{}", first.output, rest.output);
     assert_eq!(joined.trim_start(), "start\nend");
@@ -93,7 +106,10 @@ async fn ctrl_c_stops_the_foreground_job_and_its_children() {
     assert_eq!(r.status, CommandStatus::Running);
     let kids = wait_children(t.pid(), 2).await;
     let r = t.send_input("\x03", T).await.unwrap();
-    assert_eq!((r.status, r.exit_code), (CommandStatus::Completed, Some(130)));
+    assert_eq!(
+        (r.status, r.exit_code),
+        (CommandStatus::Completed, Some(130))
+    );
     for pid in kids {
         wait_gone(pid).await;
     }
@@ -168,10 +184,16 @@ async fn multi_line_and_incomplete_commands() {
     let m = manager(work.path()).await;
     let t = m.create("main").await.unwrap();
     let r = t
-        .execute("echo a\nfor i in 1 2; do\n  echo $i\ndone\ncat <<EOF\nheredoc\nEOF\n", T)
+        .execute(
+            "echo a\nfor i in 1 2; do\n  echo $i\ndone\ncat <<EOF\nheredoc\nEOF\n",
+            T,
+        )
         .await
         .unwrap();
-    assert_eq!((r.exit_code, r.output.as_str()), (Some(0), "a\n1\n2\nheredoc"));
+    assert_eq!(
+        (r.exit_code, r.output.as_str()),
+        (Some(0), "a\n1\n2\nheredoc")
+    );
     let r = t.execute("echo 'unclosed", T).await.unwrap();
     assert_eq!(r.exit_code, Some(2));
     assert!(r.output.contains("incomplete"), "{r:?}");
@@ -186,7 +208,10 @@ async fn huge_output_is_truncated_head_and_tail() {
     let m = manager(work.path()).await;
     let t = m.create("main").await.unwrap();
     let r = t
-        .execute("yes | head -c 100000000; echo; echo THE-END", Duration::from_secs(600))
+        .execute(
+            "yes | head -c 100000000; echo; echo THE-END",
+            Duration::from_secs(600),
+        )
         .await
         .unwrap();
     assert_eq!((r.status, r.exit_code), (CommandStatus::Completed, Some(0)));
@@ -254,9 +279,22 @@ fn secret_variables_are_removed() {
     ]
     .map(|(k, v)| (k.into(), v.into()));
     let env = codepilot_terminal::config::normalised_env(base, &[], "t");
-    let mut names: Vec<String> = env.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = env
+        .iter()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect();
     names.sort();
-    assert_eq!(names, ["CODEPILOT_TERMINAL", "GIT_PAGER", "LC_ALL", "PAGER", "PATH", "TERM"]);
+    assert_eq!(
+        names,
+        [
+            "CODEPILOT_TERMINAL",
+            "GIT_PAGER",
+            "LC_ALL",
+            "PAGER",
+            "PATH",
+            "TERM"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,11 @@ pub async fn read_until<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, needle:
                 )
             })
             .unwrap();
-        assert!(n > 0, "EOF before {needle:?}; got {:?}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "EOF before {needle:?}; got {:?}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
 }
@@ -43,7 +47,10 @@ pub async fn read_until<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, needle:
 pub async fn wait_gone(pid: u32) {
     let deadline = tokio::time::Instant::now() + T;
     while codepilot_terminal::procs::alive(pid) {
-        assert!(tokio::time::Instant::now() < deadline, "process {pid} still alive");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "process {pid} still alive"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -59,7 +66,10 @@ pub async fn wait_children(shell: u32, n: usize) -> Vec<u32> {
         if kids.len() >= n {
             return kids;
         }
-        assert!(tokio::time::Instant::now() < deadline, "only {kids:?} started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {kids:?} started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

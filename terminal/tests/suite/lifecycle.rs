@@ -12,7 +12,10 @@ async fn names_are_validated_and_unique() {
     let m = manager(work.path()).await;
     for bad in ["", "a b", "../x", "x.sock", &"n".repeat(65)] {
         let err = m.create(bad).await.err().unwrap();
-        assert!(matches!(err, TerminalError::InvalidName { .. }), "{bad:?}: {err}");
+        assert!(
+            matches!(err, TerminalError::InvalidName { .. }),
+            "{bad:?}: {err}"
+        );
     }
     m.create("ok_name-1").await.unwrap();
     let err = m.create("ok_name-1").await.err().unwrap();
@@ -36,10 +39,12 @@ async fn shutdown_kills_shells_and_removes_the_socket_dir() {
     a.execute("sleep 1000 &", T).await.unwrap();
     b.execute("true", T).await.unwrap();
     assert!(dir.join("a.sock").exists());
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o700);
-    let token_mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("token")).unwrap().permissions());
+    let token_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("token")).unwrap().permissions(),
+    );
     assert_eq!(token_mode & 0o777, 0o600);
     let tree = codepilot_terminal::procs::tree(a.pid());
     assert!(tree.len() >= 2, "{tree:?}");
@@ -49,7 +54,10 @@ async fn shutdown_kills_shells_and_removes_the_socket_dir() {
         wait_gone(pid).await;
     }
     assert!(matches!(a.info().state, TerminalState::Exited { .. }));
-    assert!(matches!(m.create("c").await.err().unwrap(), TerminalError::ShutDown));
+    assert!(matches!(
+        m.create("c").await.err().unwrap(),
+        TerminalError::ShutDown
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,27 +18,50 @@ async fn two_clients_see_the_same_bytes_and_both_can_type() {
     let m = manager(work.path()).await;
     let t = m.create("main").await.unwrap();
     t.execute("echo before-attach", T).await.unwrap();
-    let mut one = client::connect(m.socket_dir(), "main", m.token()).await.unwrap();
-    let mut two = client::connect(m.socket_dir(), "main", m.token()).await.unwrap();
-    assert_eq!((one.hello.pid, one.hello.cols, one.hello.rows), (t.pid(), 220, 50));
+    let mut one = client::connect(m.socket_dir(), "main", m.token())
+        .await
+        .unwrap();
+    let mut two = client::connect(m.socket_dir(), "main", m.token())
+        .await
+        .unwrap();
+    assert_eq!(
+        (one.hello.pid, one.hello.cols, one.hello.rows),
+        (t.pid(), 220, 50)
+    );
     // The scrollback replay shows what happened before attaching.
     read_until(&mut one.reader, "before-attach").await;
     read_until(&mut two.reader, "before-attach").await;
     t.execute("echo agent-$((40+2))", T).await.unwrap();
     read_until(&mut one.reader, "agent-42").await;
     read_until(&mut two.reader, "agent-42").await;
-    one.writer.write_all(b"echo from-$((1+0))-one\r").await.unwrap();
+    one.writer
+        .write_all(b"echo from-$((1+0))-one\r")
+        .await
+        .unwrap();
     read_until(&mut two.reader, "from-1-one").await;
-    two.writer.write_all(b"echo from-$((1+1))-two\r").await.unwrap();
+    two.writer
+        .write_all(b"echo from-$((1+1))-two\r")
+        .await
+        .unwrap();
     read_until(&mut one.reader, "from-2-two").await;
     // The agent's next command still gets exactly its own output.
     let r = t.execute("echo agent-again", T).await.unwrap();
-    assert_eq!((r.command_index, r.output.as_str()), (3, "agent-again"));
+    assert_eq!(
+        (r.command_index, r.output.as_str()),
+        (3, "agent-again"),
+        "{r:?}"
+    );
     assert_eq!(
         m.take_human_input(),
         [
-            HumanInput { terminal: "main".into(), command: "echo from-$((1+0))-one".into() },
-            HumanInput { terminal: "main".into(), command: "echo from-$((1+1))-two".into() },
+            HumanInput {
+                terminal: "main".into(),
+                command: "echo from-$((1+0))-one".into()
+            },
+            HumanInput {
+                terminal: "main".into(),
+                command: "echo from-$((1+1))-two".into()
+            },
         ]
     );
     assert_eq!(m.take_human_input(), []);
@@ -51,11 +74,17 @@ async fn a_partial_human_line_does_not_corrupt_the_agent_command() {
     let m = manager(work.path()).await;
     let t = m.create("main").await.unwrap();
     t.execute("true", T).await.unwrap();
-    let mut c = client::connect(m.socket_dir(), "main", m.token()).await.unwrap();
+    let mut c = client::connect(m.socket_dir(), "main", m.token())
+        .await
+        .unwrap();
     c.writer.write_all(b"echo half-typed").await.unwrap();
     read_until(&mut c.reader, "half-typed").await;
     let r = t.execute("echo agent-line", T).await.unwrap();
-    assert_eq!((r.exit_code, r.output.as_str()), (Some(0), "agent-line"));
+    assert_eq!(
+        (r.exit_code, r.output.as_str()),
+        (Some(0), "agent-line"),
+        "{r:?}"
+    );
     m.shutdown().await;
 }
 
@@ -64,8 +93,12 @@ async fn a_client_that_never_reads_blocks_nothing_and_is_dropped() {
     let work = tempfile::tempdir().unwrap();
     let m = manager(work.path()).await;
     let t = m.create("main").await.unwrap();
-    let mut stuck = client::connect(m.socket_dir(), "main", m.token()).await.unwrap();
-    let mut healthy = client::connect(m.socket_dir(), "main", m.token()).await.unwrap();
+    let mut stuck = client::connect(m.socket_dir(), "main", m.token())
+        .await
+        .unwrap();
+    let mut healthy = client::connect(m.socket_dir(), "main", m.token())
+        .await
+        .unwrap();
     let drain = tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
         let mut total = 0usize;
@@ -78,7 +111,10 @@ async fn a_client_that_never_reads_blocks_nothing_and_is_dropped() {
         total
     });
     let r = t
-        .execute("head -c 30000000 /dev/zero | tr '\\0' x; echo", Duration::from_secs(600))
+        .execute(
+            "head -c 30000000 /dev/zero | tr '\\0' x; echo",
+            Duration::from_secs(600),
+        )
         .await
         .unwrap();
     assert_eq!(r.exit_code, Some(0));
@@ -88,7 +124,10 @@ async fn a_client_that_never_reads_blocks_nothing_and_is_dropped() {
     let mut buf = vec![0u8; 65536];
     let mut seen = Vec::new();
     loop {
-        let n = tokio::time::timeout(T, stuck.reader.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(T, stuck.reader.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         if n == 0 {
             break;
         }
@@ -110,7 +149,11 @@ async fn wrong_token_is_refused() {
     };
     assert!(matches!(err, TerminalError::Protocol(_)), "{err}");
     insta::assert_snapshot!("wrong_token", err.to_string());
-    assert!(client::control_events(m.socket_dir(), "nope").await.is_err());
+    assert!(
+        client::control_events(m.socket_dir(), "nope")
+            .await
+            .is_err()
+    );
     let token = std::fs::read_to_string(m.socket_dir().join("token")).unwrap();
     assert_eq!(token, m.token());
     m.shutdown().await;
@@ -121,9 +164,15 @@ async fn control_socket_announces_terminals_and_resizes() {
     let work = tempfile::tempdir().unwrap();
     let m = manager(work.path()).await;
     let main = m.create("main").await.unwrap();
-    let mut events = client::control_events(m.socket_dir(), m.token()).await.unwrap();
+    let mut events = client::control_events(m.socket_dir(), m.token())
+        .await
+        .unwrap();
     let next = async |events: &mut client::ControlEvents| {
-        tokio::time::timeout(T, events.next()).await.unwrap().unwrap().unwrap()
+        tokio::time::timeout(T, events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
     };
     assert_eq!(
         next(&mut events).await,
@@ -134,11 +183,17 @@ async fn control_socket_announces_terminals_and_resizes() {
         }
     );
     let second = m.create("second").await.unwrap();
-    assert!(matches!(next(&mut events).await, ControlEvent::TerminalCreated { terminal, .. } if terminal == "second"));
+    assert!(
+        matches!(next(&mut events).await, ControlEvent::TerminalCreated { terminal, .. } if terminal == "second")
+    );
     m.terminate("second").await.unwrap();
     assert_eq!(
         next(&mut events).await,
-        ControlEvent::TerminalExited { terminal: "second".into(), pid: second.pid(), exit_code: 137 }
+        ControlEvent::TerminalExited {
+            terminal: "second".into(),
+            pid: second.pid(),
+            exit_code: 137
+        }
     );
     events.resize("main", 100, 30).await.unwrap();
     let deadline = tokio::time::Instant::now() + T;
@@ -151,6 +206,8 @@ async fn control_socket_announces_terminals_and_resizes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     events.resize("ghost", 10, 10).await.unwrap();
-    assert!(matches!(next(&mut events).await, ControlEvent::Error { message } if message.contains("ghost")));
+    assert!(
+        matches!(next(&mut events).await, ControlEvent::Error { message } if message.contains("ghost"))
+    );
     m.shutdown().await;
 }

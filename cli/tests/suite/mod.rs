@@ -1,0 +1,5 @@
+mod support;
+
+mod demo;
+mod run;
+mod sessions;

@@ -1,0 +1,95 @@
+//! Running the real binary against a scripted server.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Output;
+
+use codepilot_testkit::ScriptedServer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Anthropic,
+    OpenAi,
+}
+
+pub const BOTH: [Wire; 2] = [Wire::Anthropic, Wire::OpenAi];
+
+/// Writes `agent.yaml` in `dir` pointing at `server`, with the work dir `dir/work`. `extra` is appended under
+/// `agent:` (lines indented by two spaces).
+pub fn write_agent(
+    dir: &Path,
+    server: &ScriptedServer,
+    wire: Wire,
+    stream: bool,
+    extra: &str,
+) -> PathBuf {
+    let (provider, base) = match wire {
+        Wire::Anthropic => ("anthropic", server.base_url()),
+        Wire::OpenAi => ("openai-compatible", format!("{}/v1", server.base_url())),
+    };
+    let path = dir.join("agent.yaml");
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "agent:\n  name: E2E\n  model:\n    provider: {provider}\n    name: test-model\n    base_url: {base}\n    \
+             stream: {stream}\n  runtime:\n    work_dir: work\n    max_steps: 8\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `codepilot ARGS` in `dir` with an isolated home, off the async runtime's threads.
+pub async fn codepilot(dir: &Path, args: &[&str]) -> Output {
+    codepilot_with(dir, args, &[]).await
+}
+
+pub async fn codepilot_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_codepilot"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env("CODEPILOT_HOME", dir.join("home"))
+        .env("ANTHROPIC_API_KEY", "test-key")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("CODEPILOT_DB_URL")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every stdout line as JSON; panics (with the output) if a line is not JSON.
+pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\nstderr: {}", stderr(o)))
+        })
+        .collect()
+}
+
+pub fn last_user_text(body: &serde_json::Value) -> String {
+    let msgs = body["messages"].as_array().unwrap();
+    let last = msgs.iter().rev().find(|m| m["role"] == "user").unwrap();
+    match &last["content"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(blocks) => {
+            blocks.iter().filter_map(|b| b["text"].as_str()).collect()
+        }
+        other => panic!("unexpected content {other}"),
+    }
+}
