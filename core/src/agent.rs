@@ -140,10 +140,59 @@ fn drain_inbox(inner: &Inner, state: &mut SessionState) {
     }
 }
 
-/// Messages as sent to the provider: consecutive messages of one role merged, so every provider accepts them.
-fn wire_messages(messages: &[Message]) -> Vec<Message> {
+/// Longest observation fed back in one message; longer ones keep their head and tail.
+const MAX_OBSERVATION_CHARS: usize = 60_000;
+/// Context window assumed when the agent file names none.
+const DEFAULT_CONTEXT_TOKENS: u64 = 128_000;
+/// Rough characters per token, for budgeting without a tokenizer.
+const CHARS_PER_TOKEN: u64 = 4;
+/// What replaces an old observation elided to fit the context window.
+const ELIDED: &str = "[EXECUTION RESULT]\n[older output elided to fit the context window]";
+
+/// Keeps the head and tail of an over-long observation, with a marker saying how much was cut.
+fn cap_observation(text: String) -> String {
+    let total = text.chars().count();
+    if total <= MAX_OBSERVATION_CHARS {
+        return text;
+    }
+    let keep = MAX_OBSERVATION_CHARS / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(total - keep).collect();
+    format!(
+        "{head}\n\n[... {} characters of output cut: the observation is limited to {MAX_OBSERVATION_CHARS}; \
+         print less, or read files in pages ...]\n\n{tail}",
+        total - 2 * keep
+    )
+}
+
+/// Messages as sent to the provider: consecutive messages of one role merged, so every provider accepts them, and
+/// the oldest observations elided when the conversation would not fit `budget_chars`. The stored history keeps
+/// everything.
+fn wire_messages(messages: &[Message], budget_chars: u64) -> Vec<Message> {
+    let total: u64 = messages.iter().map(|m| m.content.len() as u64).sum();
+    let mut excess = total.saturating_sub(budget_chars);
+    let mut elide = vec![false; messages.len()];
+    // Oldest first, never the last two messages (the current task or observation and the answer before it).
+    for (i, m) in messages
+        .iter()
+        .enumerate()
+        .take(messages.len().saturating_sub(2))
+    {
+        if excess == 0 {
+            break;
+        }
+        if m.role == codepilot_protocol::Role::User
+            && m.content
+                .starts_with(codepilot_protocol::EXECUTION_RESULT_TAG)
+            && m.content.len() > ELIDED.len()
+        {
+            elide[i] = true;
+            excess = excess.saturating_sub((m.content.len() - ELIDED.len()) as u64);
+        }
+    }
     let mut out: Vec<Message> = Vec::with_capacity(messages.len());
-    for m in messages {
+    for (i, m) in messages.iter().enumerate() {
+        let m = if elide[i] { &Message::user(ELIDED) } else { m };
         match out.last_mut() {
             Some(last) if last.role == m.role => {
                 last.content.push_str("\n\n");
@@ -204,7 +253,19 @@ async fn step_loop(
         inner.emit(Event::Step(StepEvent { step, max_steps }));
         let toolset = inner.toolset();
         let dynamic = system_dynamic(inner, step, max_steps);
-        let messages = wire_messages(&state.messages);
+        let window = inner
+            .agent
+            .model
+            .context_window
+            .unwrap_or(DEFAULT_CONTEXT_TOKENS);
+        let reserve = u64::from(inner.agent.model.max_tokens) + 4_000;
+        let budget = window
+            .saturating_sub(reserve)
+            .saturating_mul(CHARS_PER_TOKEN)
+            * 85
+            / 100;
+        let budget = budget.saturating_sub((toolset.static_prompt.len() + dynamic.len()) as u64);
+        let messages = wire_messages(&state.messages, budget);
 
         let answer = {
             let mut filter = StreamFilter::new();
@@ -361,7 +422,9 @@ async fn run_step(
                 state.messages.push(Message::user(observation.render()));
                 return Some(aborted(inner, step));
             }
-            state.messages.push(Message::user(observation.render()));
+            state
+                .messages
+                .push(Message::user(cap_observation(observation.render())));
             action
                 .completion
                 .as_ref()
@@ -378,7 +441,10 @@ async fn run_step(
                 kind: ErrorKind::Execution,
                 message: format!("{}: {}", failure.exc_type, failure.message),
             }));
-            let mut text = codepilot_protocol::execution_error_observation(&observation, &failure);
+            let mut text = cap_observation(codepilot_protocol::execution_error_observation(
+                &observation,
+                &failure,
+            ));
             if action.completion.is_some() {
                 text.push_str("\n\n");
                 text.push_str(&codepilot_protocol::completion_rejected(
@@ -646,7 +712,7 @@ mod tests {
             Message::assistant("c"),
             Message::user("d"),
         ];
-        let got = wire_messages(&msgs);
+        let got = wire_messages(&msgs, u64::MAX);
         assert_eq!(
             got,
             vec![
@@ -656,5 +722,38 @@ mod tests {
             ]
         );
         assert_eq!(got[0].role, Role::User);
+    }
+
+    #[test]
+    fn old_observations_are_elided_oldest_first_to_fit_the_budget() {
+        let big = format!("[EXECUTION RESULT]\n{}", "x".repeat(10_000));
+        let msgs = vec![
+            Message::user("[Task 1][USER INPUT]\ngo"),
+            Message::assistant("a1"),
+            Message::user(big.clone()),
+            Message::assistant("a2"),
+            Message::user(big.clone()),
+            Message::assistant("a3"),
+            Message::user(big.clone()),
+        ];
+        let got = wire_messages(&msgs, 15_000);
+        assert_eq!(got[2].content, ELIDED);
+        assert_eq!(got[4].content, ELIDED);
+        assert_eq!(
+            got[6].content, big,
+            "the latest observation is never elided"
+        );
+        assert_eq!(got[0].content, "[Task 1][USER INPUT]\ngo");
+        let all = wire_messages(&msgs, u64::MAX);
+        assert_eq!(all[2].content, big);
+    }
+
+    #[test]
+    fn long_observations_keep_head_and_tail() {
+        let text = format!("HEAD{}TAIL", "y".repeat(200_000));
+        let capped = cap_observation(text);
+        assert!(capped.starts_with("HEAD") && capped.ends_with("TAIL"));
+        assert!(capped.len() < MAX_OBSERVATION_CHARS + 500);
+        assert!(capped.contains("characters of output cut"));
     }
 }

@@ -196,15 +196,41 @@ impl Inner {
             Ok(f) => return Ok(Some(f)),
             Err(e) => e.to_string(),
         };
-        let kept_at = self.dir.join(format!("{id}.json.corrupt-{}", now_millis()));
-        fs::rename(&path, &kept_at).map_err(|e| StoreError::io("moving aside", &path, e))?;
-        sync_dir(&self.dir)?;
+        let kept_at = self.move_aside(id, &path)?;
         tracing::warn!(path = %path.display(), kept_at = %kept_at.display(), %reason, "corrupt session file moved aside");
         Err(StoreError::Corrupt {
             path,
             kept_at,
             reason,
         })
+    }
+
+    /// Moves a corrupt file to a fresh `<id>.json.corrupt-<ms>[-n]` (never over an earlier kept copy).
+    fn move_aside(&self, id: &SessionId, path: &Path) -> Result<PathBuf> {
+        let ms = now_millis();
+        for n in 0..1000 {
+            let name = if n == 0 {
+                format!("{id}.json.corrupt-{ms}")
+            } else {
+                format!("{id}.json.corrupt-{ms}-{n}")
+            };
+            let kept_at = self.dir.join(name);
+            // hard_link fails if the target exists, unlike rename which would replace it.
+            match fs::hard_link(path, &kept_at) {
+                Ok(()) => {
+                    fs::remove_file(path).map_err(|e| StoreError::io("moving aside", path, e))?;
+                    sync_dir(&self.dir)?;
+                    return Ok(kept_at);
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::io("moving aside", path, e)),
+            }
+        }
+        Err(StoreError::io(
+            "moving aside",
+            path,
+            std::io::Error::other("too many corrupt copies with the same timestamp"),
+        ))
     }
 
     fn write_session(&self, file: &SessionFile) -> Result<()> {

@@ -1,5 +1,6 @@
 mod support;
 
+mod crash;
 mod demo;
 mod run;
 mod sessions;

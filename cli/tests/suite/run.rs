@@ -313,3 +313,46 @@ async fn a_terminal_server_is_started_polled_and_stopped_with_ctrl_c() {
     let stopped = last_user_text(&reqs[3].body);
     assert!(stopped.contains("stopped: completed 130"), "{stopped}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_runs_one_task_per_line_in_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ScriptedServer::start(vec![
+        Turn::answer("first reply"),
+        Turn::answer("second reply"),
+    ])
+    .await
+    .unwrap();
+    write_agent(dir.path(), &server, Wire::OpenAi, true, NO_TERMINALS);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_codepilot"));
+    cmd.current_dir(dir.path())
+        .args(["chat", "--session", "memory", "--json"])
+        .env("CODEPILOT_HOME", dir.path().join("home"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"hello\n\nagain\n/exit\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let outcomes: Vec<_> = json_lines(&out)
+        .into_iter()
+        .filter(|e| e["type"] == "outcome")
+        .collect();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[1]["summary"], "second reply");
+    assert_eq!(
+        last_user_text(&server.requests()[1].body),
+        "[Task 2][USER INPUT]\nagain"
+    );
+}

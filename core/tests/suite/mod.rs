@@ -1,5 +1,6 @@
 mod support;
 
+mod api;
 mod control;
 mod files;
 mod prompt;

@@ -1,0 +1,88 @@
+//! Runtime overhead per step: a scripted model (in-process, no network) whose every answer is one `read_file`,
+//! in a workspace of 2 files and of 2,000 files. What is measured is everything the runtime does per step: prompt
+//! rendering, parsing, running the control block on the interpreter thread, the tool, the observation, the
+//! in-memory checkpoint.
+//!
+//! Run with: `cargo bench -p codepilot --bench step` (prints medians; see docs/benchmarks.md).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark harness: failing loudly is the point
+
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use codepilot::AgentFile;
+use codepilot::AsyncRuntime;
+use codepilot::Outcome;
+use codepilot::llm::ScriptedProvider;
+
+const STEPS: u32 = 200;
+const RUNS: usize = 15;
+
+fn workspace(files: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for i in 0..files {
+        let sub = dir.path().join(format!("pkg{}", i % 50));
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        let body: String = (0..40)
+            .map(|l| format!("fn f{l}() -> u32 {{ {l} }}\n"))
+            .collect();
+        std::fs::write(sub.join(format!("file{i}.rs")), body).expect("write");
+    }
+    dir
+}
+
+async fn one_run(work: &std::path::Path) -> Duration {
+    let yaml = format!(
+        "name: bench\nmodel: {{provider: scripted, name: bench}}\nruntime: {{work_dir: {}, max_steps: {}}}\n\
+         tools: [{{name: execute, enabled: false}}, {{name: read_output, enabled: false}}, \
+         {{name: send_input, enabled: false}}, {{name: terminate_terminal, enabled: false}}]\n",
+        serde_json::to_string(&work.display().to_string()).expect("json"),
+        STEPS + 1
+    );
+    let agent = AgentFile::from_yaml_str(&yaml, None).expect("agent");
+    let mut answers: Vec<String> = (0..STEPS)
+        .map(|_| {
+            "Reading.\n\n```codepilot\nread_file(\"pkg0/file0.rs\", end_line=20)\n```\n".to_owned()
+        })
+        .collect();
+    answers.push("```completion\ndone\n```".to_owned());
+    let rt = AsyncRuntime::builder(agent)
+        .provider(Arc::new(ScriptedProvider::new(answers)))
+        .build()
+        .await
+        .expect("runtime");
+    let t0 = Instant::now();
+    let outcome = rt.run("bench").await.expect("run");
+    let elapsed = t0.elapsed();
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+    rt.close().await.expect("close");
+    elapsed / (STEPS + 1)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    for files in [2usize, 2000] {
+        let dir = workspace(files);
+        let per_step: Vec<Duration> = (0..RUNS)
+            .map(|_| rt.block_on(one_run(dir.path())))
+            .collect();
+        let med = median(per_step.clone());
+        let min = per_step.iter().min().copied().unwrap_or_default();
+        println!(
+            "step overhead, {files:>4} files: median {:.3} ms/step (min {:.3}, {RUNS} runs × {} steps)",
+            med.as_secs_f64() * 1e3,
+            min.as_secs_f64() * 1e3,
+            STEPS + 1
+        );
+    }
+}
