@@ -43,8 +43,6 @@ use crate::tools::builtin::Builtin;
 use crate::tools::fs::ReadLedger;
 use crate::tools::workspace::Workspace;
 
-/// How often the session lease is renewed while a runtime is alive.
-const LEASE_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Default cap on tool calls in one control block.
 const DEFAULT_MAX_TOOL_CALLS: u32 = 200;
 
@@ -218,6 +216,9 @@ pub struct AsyncRuntime {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// Reads an environment variable, for API keys.
+type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Builds an [`AsyncRuntime`]. From [`AsyncRuntime::builder`].
 pub struct RuntimeBuilder {
     agent: AgentFile,
@@ -228,7 +229,7 @@ pub struct RuntimeBuilder {
     permission: Option<Arc<dyn PermissionHandler>>,
     ask_user: Option<Arc<dyn AskUserHandler>>,
     tools: Vec<Arc<dyn Tool>>,
-    env: Option<Arc<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+    env: Option<EnvLookup>,
     socket_dir: Option<PathBuf>,
     limits: Option<Limits>,
 }
@@ -459,7 +460,7 @@ impl RuntimeBuilder {
         });
         let weak = Arc::downgrade(&inner);
         let heartbeat = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(LEASE_HEARTBEAT);
+            let mut tick = tokio::time::interval(codepilot_store::HEARTBEAT_INTERVAL);
             tick.tick().await;
             loop {
                 tick.tick().await;

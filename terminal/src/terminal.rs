@@ -145,6 +145,8 @@ struct State {
     agent_raw_cycle: bool,
     raw_capture: Option<Capture>,
     prompt_pos: (u16, u16),
+    /// The shell's line editor is waiting at a primary prompt (a `B` marker after the last `D`).
+    at_prompt: bool,
     // Work for the reader to do after releasing the lock.
     to_write: Vec<u8>,
     want_interrupt: bool,
@@ -168,7 +170,10 @@ impl State {
 
     fn on_marker(&mut self, marker: Marker, terminal: &str, human: &Mutex<VecDeque<HumanInput>>) {
         match marker {
-            Marker::PromptEnd => self.prompt_pos = self.screen.screen().cursor_position(),
+            Marker::PromptEnd => {
+                self.prompt_pos = self.screen.screen().cursor_position();
+                self.at_prompt = true;
+            }
             Marker::Continuation => {
                 if self.phase == Phase::Submitting
                     && let Some(cmd) = &mut self.cmd
@@ -178,24 +183,27 @@ impl State {
                     self.want_interrupt = true;
                 }
             }
-            Marker::CommandStart => match self.phase {
-                Phase::Submitting => {
-                    self.phase = Phase::Running;
-                    self.to_write.append(&mut self.gated);
-                }
-                Phase::Running => {}
-                Phase::Idle => {
-                    if !self.agent_raw_cycle {
-                        let (start_row, start_col) = self.prompt_pos;
-                        let (row, col) = self.screen.screen().cursor_position();
-                        let text = self
-                            .screen
-                            .screen()
-                            .contents_between(start_row, start_col, row, col);
-                        self.human_cycle = Some(text.trim().to_owned());
+            Marker::CommandStart => {
+                self.at_prompt = false;
+                match self.phase {
+                    Phase::Submitting => {
+                        self.phase = Phase::Running;
+                        self.to_write.append(&mut self.gated);
+                    }
+                    Phase::Running => {}
+                    Phase::Idle => {
+                        if !self.agent_raw_cycle {
+                            let (start_row, start_col) = self.prompt_pos;
+                            let (row, col) = self.screen.screen().cursor_position();
+                            let text = self
+                                .screen
+                                .screen()
+                                .contents_between(start_row, start_col, row, col);
+                            self.human_cycle = Some(text.trim().to_owned());
+                        }
                     }
                 }
-            },
+            }
             Marker::CommandDone {
                 nonce,
                 exit_code,
@@ -210,6 +218,7 @@ impl State {
                     self.cwd = PathBuf::from(cwd);
                 }
                 self.ready = true;
+                self.at_prompt = false;
                 self.prompts += 1;
                 self.human_enter_pending = false;
                 self.human_partial = false;
@@ -468,6 +477,7 @@ impl Terminal {
                 agent_raw_cycle: false,
                 raw_capture: None,
                 prompt_pos: (0, 0),
+                at_prompt: false,
                 to_write: Vec::new(),
                 want_interrupt: false,
             }),
@@ -550,11 +560,13 @@ impl Terminal {
         let ready_deadline = start + timeout.max(READY_WAIT);
         self.wait_until(ready_deadline, |s| s.ready || s.exit_code.is_some())
             .await;
+        let mut waited_for_prompt = false;
         let index = loop {
             enum Next {
                 Go(u32),
                 WaitHuman,
                 WaitPrompt(u64),
+                WaitPromptEnd,
                 Interrupt(u64),
             }
             let next = {
@@ -586,6 +598,8 @@ impl Terminal {
                 } else if st.human_partial {
                     st.human_partial = false;
                     Next::Interrupt(st.prompts)
+                } else if !st.at_prompt && !waited_for_prompt {
+                    Next::WaitPromptEnd
                 } else {
                     let nonce = random_hex();
                     write_private(&self.nonce_path, nonce.as_bytes())?;
@@ -630,6 +644,14 @@ impl Terminal {
                         s.prompts > prompts || s.human_cycle.is_some() || s.exit_code.is_some()
                     })
                     .await;
+                }
+                Next::WaitPromptEnd => {
+                    // Bytes sent before the line editor is ready can be lost: wait for the
+                    // prompt's end marker (not at all if a user removed it from PS1).
+                    waited_for_prompt = true;
+                    let wait = deadline.min(Instant::now() + Duration::from_secs(2));
+                    self.wait_until(wait, |s| s.at_prompt || s.exit_code.is_some())
+                        .await;
                 }
                 Next::Interrupt(prompts) => {
                     // A human left a partial line at the prompt: clear it with Ctrl-C first.

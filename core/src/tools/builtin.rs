@@ -674,8 +674,8 @@ fn live_names(mgr: &TerminalManager) -> String {
     }
 }
 
-fn existing<'a>(
-    mgr: &'a TerminalManager,
+fn existing(
+    mgr: &TerminalManager,
     tool: &str,
     name: &str,
 ) -> Result<codepilot_terminal::TerminalHandle, BuiltinFailure> {

@@ -28,8 +28,6 @@ async fn every_write_mode_through_the_model() {
         "",
     )
     .await;
-    let mut agent_steps = rt.clone();
-    let _ = &mut agent_steps;
     // max_steps is 6 in the helper; run the sequence as two tasks.
     let first = rt.run("edit notes, part 1").await.unwrap();
     assert_eq!(first, Outcome::MaxSteps { steps: 6 });

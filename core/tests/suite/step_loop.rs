@@ -133,8 +133,7 @@ async fn max_steps_stops_the_loop_and_counts_every_step() {
     let server = ScriptedServer::start(vec![Turn::answer(looping); 10])
         .await
         .unwrap();
-    let extra = format!("{FILE_TOOLS}");
-    let mut agent = agent(&server, Wire::OpenAi, dir.path(), true, &extra);
+    let mut agent = agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS);
     agent.runtime.max_steps = 3;
     let rt = builder(agent).build().await.unwrap();
     let rec = Recorder::attach(&rt);
