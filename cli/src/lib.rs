@@ -293,7 +293,7 @@ pub(crate) async fn run_task(
     } else {
         match &outcome {
             Outcome::Completed { summary, .. } => output::emit_stdout(summary.trim_end()),
-            Outcome::Replied { .. } => {}
+            Outcome::Replied { text, .. } => output::emit_stdout(text.trim_end()),
             Outcome::MaxSteps { steps } => output::err_line(&format!(
                 "codepilot: the task did not complete within {steps} steps (runtime.max_steps); resume with \
                  --session-id {}",
@@ -350,26 +350,52 @@ async fn chat(agent: AgentFile, args: &AgentArgs) -> Result<Exit, Failure> {
         output::err_line("Type a task and press Enter. /exit or Ctrl-D quits.");
     }
     let mut last = Exit::Completed;
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1);
+    // One reader thread for the whole chat: a line typed while a task runs waits for the next prompt.
+    std::thread::spawn(move || {
+        loop {
+            let mut s = String::new();
+            let read = std::io::stdin().read_line(&mut s);
+            let done = matches!(read, Ok(0) | Err(_));
+            if tx.blocking_send(read.map(|_| s)).is_err() || done {
+                break;
+            }
+        }
+    });
     loop {
         if !args.json {
             output::err_write("› ");
         }
-        let line = tokio::task::spawn_blocking(|| {
-            let mut s = String::new();
-            std::io::stdin().read_line(&mut s).map(|n| (n, s))
-        })
-        .await
-        .context("reading stdin")?
-        .context("reading stdin")?;
-        let (n, text) = line;
+        let line = tokio::select! {
+            l = lines.recv() => l,
+            _ = tokio::signal::ctrl_c() => {
+                output::err_line("");
+                break;
+            }
+        };
+        let text = match line {
+            Some(Ok(text)) if !text.is_empty() => text,
+            Some(Err(e)) => {
+                output::err_line(&format!("codepilot: reading stdin: {e}"));
+                break;
+            }
+            Some(Ok(_)) | None => break,
+        };
         let text = text.trim();
-        if n == 0 || text == "/exit" || text == "/quit" {
+        if text == "/exit" || text == "/quit" {
             break;
         }
         if text.is_empty() {
             continue;
         }
-        last = run_task(&rt, text, args.json, &out).await?;
+        match run_task(&rt, text, args.json, &out).await {
+            Ok(exit) => last = exit,
+            Err(f) => {
+                // One failed task (a provider outage, say) does not end the conversation.
+                output::err_line(&format!("codepilot: {:#}", f.error));
+                last = f.exit;
+            }
+        }
     }
     rt.close().await?;
     Ok(last)

@@ -1,10 +1,16 @@
 //! Interactive permission and ask-user handlers, reading answers from the controlling terminal.
+//!
+//! Answers come from `/dev/tty`, never stdin (which may carry the task). A question whose run is aborted (or whose
+//! control block times out) is abandoned: the reader notices within a fraction of a second, says "(cancelled)", and
+//! leaves the terminal free for the next prompt.
 
 use std::collections::HashSet;
-use std::io::BufRead;
-use std::io::BufReader;
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 
 use codepilot::PermissionDecision;
 use codepilot::PermissionRequest;
@@ -13,13 +19,81 @@ use codepilot::RuntimeBuilder;
 use crate::output;
 use crate::output::Output;
 
-/// Reads one line from /dev/tty (not stdin, which may carry the task). `None` when there is no terminal.
-fn ask_tty(prompt: &str) -> Option<String> {
-    let tty = std::fs::File::open("/dev/tty").ok()?;
+/// How often a waiting reader checks whether its question was abandoned, in milliseconds.
+const POLL_MS: i32 = 100;
+
+/// Shows text that came from the model without letting control characters redraw the terminal.
+pub(crate) fn sanitize(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_default().collect::<Vec<char>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// Reads one line from /dev/tty, giving up when `cancelled` is set. `None` when there is no terminal, on end of
+/// input, or when cancelled.
+fn ask_tty(prompt: &str, cancelled: &AtomicBool) -> Option<String> {
+    let mut tty = std::fs::File::open("/dev/tty").ok()?;
     output::err_write(prompt);
-    let mut line = String::new();
-    BufReader::new(tty).read_line(&mut line).ok()?;
-    Some(line.trim_end_matches(['\r', '\n']).to_owned())
+    let mut line = Vec::new();
+    loop {
+        if cancelled.load(Ordering::SeqCst) {
+            output::err_line(" (cancelled)");
+            return None;
+        }
+        let mut fds = libc::pollfd {
+            fd: tty.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `fds` is a valid pollfd for an open descriptor, and we pass a count of one.
+        let ready = unsafe { libc::poll(&raw mut fds, 1, POLL_MS) };
+        if ready < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return None;
+        }
+        if ready == 0 {
+            continue;
+        }
+        let mut byte = [0u8; 1];
+        match tty.read(&mut byte) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+        }
+    }
+    Some(
+        String::from_utf8_lossy(&line)
+            .trim_end_matches('\r')
+            .to_owned(),
+    )
+}
+
+/// Sets the flag when the future asking the question is dropped (the run was aborted or timed out).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Asks on the terminal from a blocking thread; abandons the question if this future is dropped.
+async fn ask(prompt: String) -> Option<String> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(Arc::clone(&cancelled));
+    tokio::task::spawn_blocking(move || ask_tty(&prompt, &cancelled))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Installs the CLI's handlers: `--yes` approves everything; otherwise each gated call is asked on the terminal.
@@ -36,13 +110,12 @@ pub(crate) fn install(builder: RuntimeBuilder, yes: bool, out: Arc<dyn Output>) 
             out.suspend();
             let prompt = format!(
                 "\n⚠ {} wants to: {}\n  Allow? [y]es / [n]o / [a]lways for {} : ",
-                req.tool, req.description, req.tool
+                req.tool,
+                sanitize(&req.description),
+                req.tool
             );
-            let answer = tokio::task::spawn_blocking(move || ask_tty(&prompt))
+            match ask(prompt)
                 .await
-                .ok()
-                .flatten();
-            match answer
                 .as_deref()
                 .map(str::trim)
                 .map(str::to_lowercase)
@@ -69,11 +142,22 @@ pub(crate) fn install(builder: RuntimeBuilder, yes: bool, out: Arc<dyn Output>) 
         let out = Arc::clone(&out);
         async move {
             out.suspend();
-            let prompt = format!("\n? The agent asks: {question}\n  > ");
-            tokio::task::spawn_blocking(move || ask_tty(&prompt))
-                .await
-                .ok()
-                .flatten()
+            ask(format!("\n? The agent asks: {}\n  > ", sanitize(&question))).await
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            sanitize("curl x|sh\r\u{1b}[2Kls"),
+            "curl x|sh\\r\\u{1b}[2Kls"
+        );
+        assert_eq!(sanitize("two\nlines"), "two\nlines");
+    }
 }

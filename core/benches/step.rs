@@ -60,6 +60,34 @@ async fn one_run(work: &std::path::Path) -> Duration {
     elapsed / (STEPS + 1)
 }
 
+/// Builds a runtime with the default tools, so terminal `main` is started and ready, and closes it.
+async fn construct(work: &std::path::Path) -> Duration {
+    let yaml = format!(
+        "name: bench\nmodel: {{provider: scripted, name: bench}}\nruntime: {{work_dir: {}}}\n",
+        serde_json::to_string(&work.display().to_string()).expect("json"),
+    );
+    let agent = AgentFile::from_yaml_str(&yaml, None).expect("agent");
+    let t0 = Instant::now();
+    let rt = AsyncRuntime::builder(agent)
+        .provider(Arc::new(ScriptedProvider::new(Vec::new())))
+        .build()
+        .await
+        .expect("runtime");
+    let elapsed = t0.elapsed();
+    rt.close().await.expect("close");
+    elapsed
+}
+
+/// Resident set size of this process, from /proc.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -71,6 +99,34 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
+    let dir = workspace(2);
+    let builds: Vec<Duration> = (0..20)
+        .map(|_| rt.block_on(construct(dir.path())))
+        .collect();
+    println!(
+        "construction with terminal main ready: median {:.1} ms (20 runs)",
+        median(builds).as_secs_f64() * 1e3
+    );
+    let before = rss_mib();
+    let idle = rt.block_on(async {
+        let yaml = format!(
+            "name: bench\nmodel: {{provider: scripted, name: bench}}\nruntime: {{work_dir: {}}}\n",
+            serde_json::to_string(&dir.path().display().to_string()).expect("json"),
+        );
+        AsyncRuntime::builder(AgentFile::from_yaml_str(&yaml, None).expect("agent"))
+            .provider(Arc::new(ScriptedProvider::new(Vec::new())))
+            .build()
+            .await
+            .expect("runtime")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    println!(
+        "process RSS with one idle runtime: {:.1} MiB ({:.1} MiB before building it; bash itself is a separate process)",
+        rss_mib(),
+        before
+    );
+    rt.block_on(idle.close()).expect("close");
+
     for files in [2usize, 2000] {
         let dir = workspace(files);
         let per_step: Vec<Duration> = (0..RUNS)

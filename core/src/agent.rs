@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::error::Result;
 use crate::events::AbortedEvent;
+use crate::events::AskUserEvent;
 use crate::events::ErrorKind;
 use crate::events::Event;
 use crate::events::FinishEvent;
@@ -49,17 +50,57 @@ use crate::runtime::Outcome;
 use crate::runtime::SessionState;
 use crate::tools::Registered;
 use crate::tools::ToolErrorKind;
+use crate::tools::builtin::Builtin;
 use crate::tools::builtin::BuiltinCtx;
 
+/// Counts a `run` call from its first instant, so an `abort()` racing with the start of a run is not lost.
+struct Entering<'a>(&'a Inner);
+
+impl<'a> Entering<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.active_runs.fetch_add(1, Ordering::SeqCst);
+        Self(inner)
+    }
+}
+
+impl Drop for Entering<'_> {
+    fn drop(&mut self) {
+        self.0.active_runs.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Owns the session for one run; gives the next run a fresh cancellation token when this one ends.
+struct Owning<'a>(&'a Inner);
+
+impl Drop for Owning<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = self.0.cancel.lock() {
+            *slot = CancellationToken::new();
+        }
+    }
+}
+
 /// Runs one task. Holds the session for the whole run, so a second concurrent `run` gets [`Error::Busy`].
+///
+/// Terminal events (`Finish`, `MaxSteps`, `Aborted`) are emitted only after the final checkpoint succeeded, so a
+/// host that sees one can rely on the step being stored.
 pub(crate) async fn run(inner: &Arc<Inner>, task: &str) -> Result<Outcome> {
+    let _entering = Entering::new(inner);
+    if inner.closed.load(Ordering::SeqCst) {
+        return Err(Error::Closed);
+    }
+    if let Some(message) = inner.lease_lost_message() {
+        return Err(Error::LeaseLost(message));
+    }
     let Ok(mut state) = inner.session.try_lock() else {
         return Err(Error::Busy);
     };
-    let cancel = CancellationToken::new();
-    if let Ok(mut slot) = inner.cancel.lock() {
-        *slot = cancel.clone();
-    }
+    let _owning = Owning(inner);
+    // The token in the slot belongs to this run; an abort() since run() was called has already cancelled it.
+    let cancel = match inner.cancel.lock() {
+        Ok(slot) => slot.clone(),
+        Err(_) => CancellationToken::new(),
+    };
     state.task_counter += 1;
     if state.title.is_none() {
         state.title = task.lines().find(|l| !l.trim().is_empty()).map(|l| {
@@ -77,11 +118,34 @@ pub(crate) async fn run(inner: &Arc<Inner>, task: &str) -> Result<Outcome> {
         task: task.to_owned(),
     }));
     let outcome = step_loop(inner, &mut state, &cancel).await;
-    // Whatever happened, persist what we have: a crash later must not lose finished steps.
-    let saved = checkpoint(inner, &mut state).await;
+    // A store failure was reported where it happened; don't try (and report) again.
+    if let Err(e @ (Error::Store(_) | Error::LeaseLost(_))) = outcome {
+        return Err(e);
+    }
+    // Whatever else happened, persist what we have: a crash later must not lose finished steps.
+    checkpoint(inner, &mut state).await?;
+    if let Some(message) = inner.lease_lost_message() {
+        return Err(Error::LeaseLost(message));
+    }
     let outcome = outcome?;
-    saved?;
+    emit_outcome(inner, &outcome);
     Ok(outcome)
+}
+
+fn emit_outcome(inner: &Inner, outcome: &Outcome) {
+    let event = match outcome {
+        Outcome::Completed { summary, .. } => Event::Finish(FinishEvent {
+            reason: FinishReason::Completed,
+            summary: summary.clone(),
+        }),
+        Outcome::Replied { text, .. } => Event::Finish(FinishEvent {
+            reason: FinishReason::Replied,
+            summary: text.clone(),
+        }),
+        Outcome::MaxSteps { steps } => Event::MaxSteps(MaxStepsEvent { steps: *steps }),
+        Outcome::Aborted { steps } => Event::Aborted(AbortedEvent { step: *steps }),
+    };
+    inner.emit(event);
 }
 
 async fn checkpoint(inner: &Inner, state: &mut SessionState) -> Result<()> {
@@ -90,9 +154,7 @@ async fn checkpoint(inner: &Inner, state: &mut SessionState) -> Result<()> {
         return Ok(());
     }
     let Some(lease) = inner.lease() else {
-        return Err(Error::Internal(
-            "the session lease was released; the runtime is closed".to_owned(),
-        ));
+        return Err(Error::Closed);
     };
     let start = usize::try_from(state.stored_len)
         .unwrap_or(usize::MAX)
@@ -109,9 +171,14 @@ async fn checkpoint(inner: &Inner, state: &mut SessionState) -> Result<()> {
             kind: ErrorKind::Store,
             message: e.to_string(),
         }));
+        if e.is_lease_lost() {
+            inner.mark_lease_lost(e.to_string());
+            return Err(Error::LeaseLost(e.to_string()));
+        }
         return Err(e.into());
     }
     state.stored_len = total;
+    inner.publish(&cp.messages, state.usage);
     Ok(())
 }
 
@@ -247,7 +314,7 @@ async fn step_loop(
     let max_steps = inner.agent.runtime.max_steps;
     for step in 1..=max_steps {
         if cancel.is_cancelled() {
-            return Ok(aborted(inner, step.saturating_sub(1)));
+            return Ok(aborted(step.saturating_sub(1)));
         }
         drain_inbox(inner, state);
         inner.emit(Event::Step(StepEvent { step, max_steps }));
@@ -262,7 +329,7 @@ async fn step_loop(
         let budget = window
             .saturating_sub(reserve)
             .saturating_mul(CHARS_PER_TOKEN)
-            * 85
+            .saturating_mul(85)
             / 100;
         let budget = budget.saturating_sub((toolset.static_prompt.len() + dynamic.len()) as u64);
         let messages = wire_messages(&state.messages, budget);
@@ -312,7 +379,7 @@ async fn step_loop(
                 r = call => Some(r),
             };
             match result {
-                None => return Ok(aborted(inner, step)),
+                None => return Ok(aborted(step)),
                 Some(Err(e)) => {
                     inner.emit(Event::RuntimeError(RuntimeErrorEvent {
                         kind: ErrorKind::Provider,
@@ -345,12 +412,10 @@ async fn step_loop(
             return Ok(outcome);
         }
     }
-    inner.emit(Event::MaxSteps(MaxStepsEvent { steps: max_steps }));
     Ok(Outcome::MaxSteps { steps: max_steps })
 }
 
-fn aborted(inner: &Inner, step: u32) -> Outcome {
-    inner.emit(Event::Aborted(AbortedEvent { step }));
+fn aborted(step: u32) -> Outcome {
     Outcome::Aborted { steps: step }
 }
 
@@ -384,13 +449,23 @@ async fn run_step(
         .push(Message::assistant(action.compacted(answer)));
 
     let Some(control) = &action.control else {
-        return Some(match &action.completion {
-            Some(summary) => finish(inner, FinishReason::Completed, summary, step),
-            None => finish(inner, FinishReason::Replied, action.text.trim(), step),
-        });
+        return match &action.completion {
+            Some(_) if has_unread_messages(inner) => {
+                state.messages.push(Message::user(unread_rejection()));
+                None
+            }
+            Some(summary) => Some(finish(FinishReason::Completed, summary, step)),
+            None => Some(finish(FinishReason::Replied, action.text.trim(), step)),
+        };
     };
 
-    let host = Arc::new(StepHost::new(inner, toolset, &action, step));
+    let host = Arc::new(StepHost::new(
+        inner,
+        toolset,
+        &action,
+        state.task_counter,
+        step,
+    ));
     let req = RunRequest {
         code: control.code.clone(),
         globals: vec![(
@@ -419,22 +494,32 @@ async fn run_step(
         Ok(_) => {
             if cancel.is_cancelled() {
                 observation.push("[aborted by the user]");
-                state.messages.push(Message::user(observation.render()));
-                return Some(aborted(inner, step));
+                state
+                    .messages
+                    .push(Message::user(cap_observation(observation.render())));
+                return Some(aborted(step));
             }
-            state
-                .messages
-                .push(Message::user(cap_observation(observation.render())));
-            action
-                .completion
-                .as_ref()
-                .map(|summary| finish(inner, FinishReason::Completed, summary, step))
+            let mut text = cap_observation(observation.render());
+            let Some(summary) = action.completion.as_ref() else {
+                state.messages.push(Message::user(text));
+                return None;
+            };
+            if has_unread_messages(inner) {
+                text.push_str("\n\n");
+                text.push_str(&unread_rejection());
+                state.messages.push(Message::user(text));
+                return None;
+            }
+            state.messages.push(Message::user(text));
+            Some(finish(FinishReason::Completed, summary, step))
         }
         Err(failure) => {
             if failure.kind == FailureKind::Cancelled || cancel.is_cancelled() {
                 observation.push("[aborted by the user]");
-                state.messages.push(Message::user(observation.render()));
-                return Some(aborted(inner, step));
+                state
+                    .messages
+                    .push(Message::user(cap_observation(observation.render())));
+                return Some(aborted(step));
             }
             let failure = execution_failure(&failure, &control.code, host.calls());
             inner.emit(Event::RuntimeError(RuntimeErrorEvent {
@@ -455,6 +540,17 @@ async fn run_step(
             None
         }
     }
+}
+
+/// Whether the host queued a message the model has not seen yet.
+fn has_unread_messages(inner: &Inner) -> bool {
+    inner.inbox.lock().is_ok_and(|q| !q.is_empty())
+}
+
+fn unread_rejection() -> String {
+    codepilot_protocol::completion_rejected(
+        "a new message from the user arrived while you worked; it follows — take it into account before finishing",
+    )
 }
 
 fn execution_failure(f: &ScriptFailure, code: &str, calls: u32) -> ExecutionFailure {
@@ -486,11 +582,7 @@ fn execution_failure(f: &ScriptFailure, code: &str, calls: u32) -> ExecutionFail
     }
 }
 
-fn finish(inner: &Inner, reason: FinishReason, summary: &str, step: u32) -> Outcome {
-    inner.emit(Event::Finish(FinishEvent {
-        reason,
-        summary: summary.to_owned(),
-    }));
+fn finish(reason: FinishReason, summary: &str, step: u32) -> Outcome {
     match reason {
         FinishReason::Completed => Outcome::Completed {
             summary: summary.to_owned(),
@@ -509,8 +601,31 @@ struct StepHost {
     toolset: Arc<crate::runtime::ToolSet>,
     ctx: BuiltinCtx,
     observation: Mutex<Observation>,
+    task: u64,
     step: u32,
     calls: AtomicU32,
+}
+
+/// Emits a failed `ToolResult` for a call whose future was dropped (abort, block timeout), so every `ToolCall` a
+/// host sees is closed.
+struct CallGuard<'a> {
+    inner: &'a Inner,
+    call_id: String,
+    tool: String,
+    armed: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner.emit(Event::ToolResult(ToolResultEvent {
+                call_id: std::mem::take(&mut self.call_id),
+                tool: std::mem::take(&mut self.tool),
+                ok: false,
+                result: "[cancelled before it finished]".to_owned(),
+            }));
+        }
+    }
 }
 
 impl StepHost {
@@ -518,6 +633,7 @@ impl StepHost {
         inner: &Arc<Inner>,
         toolset: &Arc<crate::runtime::ToolSet>,
         action: &Action,
+        task: u64,
         step: u32,
     ) -> Self {
         Self {
@@ -531,6 +647,7 @@ impl StepHost {
                 payloads: Mutex::new(action.payloads.iter().cloned().collect()),
             },
             observation: Mutex::new(Observation::new()),
+            task,
             step,
             calls: AtomicU32::new(0),
         }
@@ -568,8 +685,9 @@ impl StepHost {
             }));
         let Some(handler) = &self.inner.permission else {
             return Err(format!(
-                "permission denied for {description}: this tool requires permission and the host has no \
-                 permission handler (the CLI asks interactively, or run it with --yes)"
+                "permission denied for {description}: this tool requires permission and the host application \
+                 has no way to grant it (no permission handler). Do without this action, or finish and tell the \
+                 user what you need"
             ));
         };
         let req = PermissionRequest {
@@ -611,7 +729,7 @@ impl ToolHost for StepHost {
         args: serde_json::Map<String, Value>,
     ) -> std::result::Result<Value, codepilot_script::ToolError> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        let call_id = format!("s{}c{n}", self.step);
+        let call_id = format!("t{}s{}c{n}", self.task, self.step);
         let Some(tool) = self.toolset.registry.get(name).cloned() else {
             return Err(codepilot_script::ToolError::Raise {
                 exc: ExcKind::RuntimeError,
@@ -635,6 +753,19 @@ impl ToolHost for StepHost {
             args: Value::Object(args.clone()),
             label,
         }));
+        let mut guard = CallGuard {
+            inner: &self.inner,
+            call_id: call_id.clone(),
+            tool: name.to_owned(),
+            armed: true,
+        };
+        if let Registered::Builtin(Builtin::AskUser, _) = &tool
+            && let Some(Value::String(question)) = args.get("question")
+        {
+            self.inner.emit(Event::AskUser(AskUserEvent {
+                question: question.clone(),
+            }));
+        }
         let result: std::result::Result<(String, Value), (String, crate::tools::ToolError)> =
             async {
                 if let Some(description) = permission
@@ -663,6 +794,7 @@ impl ToolHost for StepHost {
                 }
             }
             .await;
+        guard.armed = false;
         match result {
             Ok((observation, value)) => {
                 self.push(observation.clone());

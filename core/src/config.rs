@@ -409,6 +409,7 @@ impl AgentFile {
         let mut seen: Vec<&str> = Vec::new();
         for tool in &self.tools {
             check_tool_name(&tool.name, &seen, &ctx, None)?;
+            check_tool_config(&tool.name, &tool.config, &ctx, None)?;
             seen.push(&tool.name);
         }
         Ok(())
@@ -907,6 +908,58 @@ fn check_tool_name(name: &str, seen: &[&str], ctx: &Ctx, line: Option<u64>) -> R
     Ok(())
 }
 
+/// The `config:` keys each built-in reads. A misspelt key must not silently turn a safety setting off.
+fn tool_config_keys(tool: &str) -> &'static [&'static str] {
+    match tool {
+        "execute" | "read_output" | "send_input" => &["require_permission", "max_output_chars"],
+        _ => &["require_permission"],
+    }
+}
+
+fn check_tool_config(
+    tool: &str,
+    config: &serde_json::Map<String, serde_json::Value>,
+    ctx: &Ctx,
+    line: Option<u64>,
+) -> Result<()> {
+    let valid = tool_config_keys(tool);
+    for (key, value) in config {
+        if !valid.contains(&key.as_str()) {
+            let hint = closest(key, valid.iter().copied())
+                .map(|c| format!("did you mean '{c}'? "))
+                .unwrap_or_default();
+            return Err(invalid(
+                "tools.config",
+                ctx,
+                line,
+                format!(
+                    "unknown config key '{key}' for tool '{tool}'; {hint}valid keys: {}",
+                    valid.join(", ")
+                ),
+            ));
+        }
+        let ok = match key.as_str() {
+            "require_permission" => value.is_boolean(),
+            "max_output_chars" => value.as_u64().is_some_and(|n| n >= 100),
+            _ => true,
+        };
+        if !ok {
+            let expected = if key == "require_permission" {
+                "true or false"
+            } else {
+                "a whole number of at least 100"
+            };
+            return Err(invalid(
+                "tools.config",
+                ctx,
+                line,
+                format!("tool '{tool}': `{key}` must be {expected}, got {value}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn resolve(ctx: &Ctx, path: &str) -> PathBuf {
     let joined = ctx.base.join(path);
     std::path::absolute(&joined).unwrap_or(joined)
@@ -1062,10 +1115,12 @@ fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
             ctx,
             line_of(tool_name.referenced).or(entry_line),
         )?;
+        let config = entry.value.config.unwrap_or_default();
+        check_tool_config(&tool_name.value, &config, ctx, entry_line)?;
         tools.push(ToolEntry {
             name: tool_name.value,
             enabled: entry.value.enabled.unwrap_or(true),
-            config: entry.value.config.unwrap_or_default(),
+            config,
         });
     }
 

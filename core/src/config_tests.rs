@@ -204,7 +204,14 @@ fn starter_file_loads() {
     assert_eq!(a.name, "CodePilot");
     assert_eq!(a.model.provider, "anthropic");
     assert_eq!(a.runtime.max_steps, 20);
-    assert_eq!(a.tools, Vec::new());
+    let gated: Vec<&str> = a
+        .tools
+        .iter()
+        .filter(|t| t.config.get("require_permission") == Some(&serde_json::Value::Bool(true)))
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(gated, vec!["execute", "send_input"]);
+    assert_eq!(a.effective_tools().len(), 8, "every built-in stays on");
 }
 
 #[test]
@@ -432,4 +439,24 @@ fn builder_validates_and_normalises() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("did you mean 'execute'"), "{e}");
+}
+
+#[test]
+fn misspelt_or_mistyped_tool_config_is_an_error() {
+    let typo = "name: a\nmodel: {provider: scripted, name: m}\ntools:\n  - {name: execute, config: {require_permision: true}}\n";
+    let err = AgentFile::from_yaml_str(typo, Some(Path::new("agent.yaml")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("require_permision") && err.contains("did you mean 'require_permission'"),
+        "{err}"
+    );
+    assert!(err.contains("agent.yaml:4"), "{err}");
+    let mistyped = "name: a\nmodel: {provider: scripted, name: m}\ntools:\n  - {name: execute, config: {require_permission: \"yes\"}}\n";
+    let err = AgentFile::from_yaml_str(mistyped, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("true or false"), "{err}");
+    let ok = "name: a\nmodel: {provider: scripted, name: m}\ntools:\n  - {name: execute, config: {require_permission: true, max_output_chars: 5000}}\n";
+    AgentFile::from_yaml_str(ok, None).unwrap();
 }

@@ -51,8 +51,14 @@ pub enum Error {
     /// A custom tool could not be registered.
     #[error(transparent)]
     Register(#[from] RegisterError),
-    /// The runtime's worker thread is gone (blocking facade only).
-    #[error("the runtime's worker thread stopped unexpectedly: {0}")]
+    /// The runtime was closed; build a new one to continue the session.
+    #[error("this runtime is closed; build a new one (with the same session id) to continue")]
+    Closed,
+    /// Another process took the session over (this process stalled past the lease's expiry).
+    #[error("{0}; this runtime stopped so the two processes don't both drive the session")]
+    LeaseLost(String),
+    /// An internal invariant failed (a poisoned lock, a runtime that could not start).
+    #[error("internal error: {0}")]
     Internal(String),
 }
 
@@ -62,14 +68,18 @@ impl Error {
     pub fn is_config(&self) -> bool {
         match self {
             Error::Config(_) | Error::MissingApiKey { .. } | Error::Register(_) => true,
-            Error::Provider(e) => matches!(
-                e,
-                codepilot_llm::LlmError::MissingApiKey { .. }
-                    | codepilot_llm::LlmError::UnknownProvider { .. }
-                    | codepilot_llm::LlmError::InvalidConfig(_)
-                    | codepilot_llm::LlmError::Script { .. }
-            ),
-            Error::Store(_)
+            Error::Provider(e) => {
+                matches!(
+                    e,
+                    codepilot_llm::LlmError::MissingApiKey { .. }
+                        | codepilot_llm::LlmError::UnknownProvider { .. }
+                        | codepilot_llm::LlmError::InvalidConfig(_)
+                        | codepilot_llm::LlmError::Script { .. }
+                ) || matches!(e.status(), Some(401 | 403 | 404))
+            }
+            Error::Store(e) => matches!(e, codepilot_store::StoreError::InvalidId { .. }),
+            Error::Closed
+            | Error::LeaseLost(_)
             | Error::Terminal(_)
             | Error::WorkDir { .. }
             | Error::Busy

@@ -318,7 +318,12 @@ impl EventBus {
             Err(_) => Vec::new(),
         };
         for cb in callbacks {
-            cb(&event);
+            // A panicking host callback must not take the agent down with it.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&event))).is_err() {
+                tracing::error!(
+                    "an event callback panicked on a {kind:?} event; the run continues"
+                );
+            }
         }
         // No receivers is fine: nobody subscribed.
         let _ = self.tx.send(event);

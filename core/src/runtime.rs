@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::RwLock;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use codepilot_llm::Provider;
@@ -23,11 +26,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AgentFile;
 use crate::error::Error;
 use crate::error::Result;
+use crate::events::ErrorKind;
 use crate::events::Event;
 use crate::events::EventBus;
 use crate::events::EventKind;
 use crate::events::EventStream;
 use crate::events::FinishEvent;
+use crate::events::RuntimeErrorEvent;
+use crate::events::SessionResetEvent;
 use crate::events::StepEvent;
 use crate::events::StreamEvent;
 use crate::events::ToolCallEvent;
@@ -137,7 +143,6 @@ pub(crate) struct Inner {
     pub(crate) events: EventBus,
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) session: tokio::sync::Mutex<SessionState>,
-    pub(crate) session_id: SessionId,
     pub(crate) terminals: Option<TerminalManager>,
     pub(crate) workspace: Arc<Workspace>,
     pub(crate) ledger: Arc<ReadLedger>,
@@ -148,11 +153,53 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) lease: Mutex<Option<Arc<Lease>>>,
+    /// Set by `close()`; `run` refuses afterwards.
+    pub(crate) closed: AtomicBool,
+    /// Set when another process took the session over; `run` refuses afterwards.
+    pub(crate) lease_lost: Mutex<Option<String>>,
+    /// `run` calls in progress (including ones waiting to start), so `abort()` knows whether there is work to stop.
+    pub(crate) active_runs: AtomicUsize,
+    /// What has been checkpointed, readable while a run holds the session.
+    pub(crate) published: Mutex<Published>,
+}
+
+/// The durable state of the session, updated after every checkpoint.
+#[derive(Default)]
+pub(crate) struct Published {
+    pub(crate) session_id: String,
+    pub(crate) messages: Vec<codepilot_protocol::Message>,
+    pub(crate) usage: codepilot_protocol::Usage,
 }
 
 impl Inner {
     pub(crate) fn emit(&self, e: Event) {
         self.events.emit(e);
+    }
+
+    pub(crate) fn lease_lost_message(&self) -> Option<String> {
+        self.lease_lost.lock().ok().and_then(|m| m.clone())
+    }
+
+    /// Another process owns the session now: remember it and stop the running task.
+    pub(crate) fn mark_lease_lost(&self, message: String) {
+        if let Ok(mut m) = self.lease_lost.lock() {
+            m.get_or_insert(message);
+        }
+        if let Ok(token) = self.cancel.lock() {
+            token.cancel();
+        }
+    }
+
+    /// Appends checkpointed messages to the published snapshot.
+    pub(crate) fn publish(
+        &self,
+        new: &[codepilot_protocol::Message],
+        usage: codepilot_protocol::Usage,
+    ) {
+        if let Ok(mut p) = self.published.lock() {
+            p.messages.extend_from_slice(new);
+            p.usage = usage;
+        }
     }
 
     pub(crate) fn lease(&self) -> Option<Arc<Lease>> {
@@ -368,6 +415,7 @@ impl RuntimeBuilder {
     /// Builds the runtime: checks the API key, opens the session (taking its lease), creates the work directory and
     /// starts terminal `main` when terminal tools are enabled.
     pub async fn build(self) -> Result<AsyncRuntime> {
+        self.agent.validate()?;
         let provider = match &self.provider {
             Some(p) => Arc::clone(p),
             None => codepilot_llm::build_provider(self.provider_config()?)?,
@@ -396,23 +444,9 @@ impl RuntimeBuilder {
         for tool in &self.tools {
             registry.insert(
                 tool.spec(),
-                Registered::Custom(Arc::clone(tool), ToolSettings::default()),
+                Registered::Custom(Arc::clone(tool), ToolSettings::for_custom(tool.as_ref())),
             )?;
         }
-
-        let terminals = match terminal_settings {
-            Some(settings) => {
-                let mut cfg = TerminalConfig::new(workspace.root().to_path_buf());
-                if let Some(n) = settings.max_output_chars {
-                    cfg.max_output_chars = n;
-                }
-                cfg.socket_dir.clone_from(&self.socket_dir);
-                let mgr = TerminalManager::new(cfg).await?;
-                mgr.create("main").await?;
-                Some(mgr)
-            }
-            None => None,
-        };
 
         let store = match self.store {
             Some(s) => s,
@@ -424,6 +458,40 @@ impl RuntimeBuilder {
         };
         let (lease, record) = store.open(&id, &self.agent.name).await?;
         let stored_len = record.messages.len() as u64;
+        let published = Published {
+            session_id: id.to_string(),
+            messages: record.messages.clone(),
+            usage: record.usage,
+        };
+        let terminals = match terminal_settings {
+            Some(settings) => {
+                let mut cfg = TerminalConfig::new(workspace.root().to_path_buf());
+                if let Some(n) = settings.max_output_chars {
+                    cfg.max_output_chars = n;
+                }
+                cfg.socket_dir.clone_from(&self.socket_dir);
+                let started = async {
+                    let mgr = TerminalManager::new(cfg).await?;
+                    mgr.create("main").await?;
+                    Ok::<_, codepilot_terminal::TerminalError>(mgr)
+                }
+                .await;
+                match started {
+                    Ok(mgr) => Some(mgr),
+                    Err(e) => {
+                        // Don't leave the session locked behind a runtime that never existed.
+                        if let Err(release) = store.release(lease).await {
+                            tracing::warn!(
+                                "releasing the session lease after a failed start: {release}"
+                            );
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => None,
+        };
+
         let state = SessionState {
             id: id.clone(),
             messages: record.messages,
@@ -446,7 +514,6 @@ impl RuntimeBuilder {
             events: EventBus::new(),
             store: Arc::clone(&store),
             session: tokio::sync::Mutex::new(state),
-            session_id: id,
             terminals,
             workspace,
             ledger: Arc::new(ReadLedger::default()),
@@ -457,6 +524,10 @@ impl RuntimeBuilder {
             limits,
             heartbeat: Mutex::new(None),
             lease: Mutex::new(Some(Arc::new(lease))),
+            closed: AtomicBool::new(false),
+            lease_lost: Mutex::new(None),
+            active_runs: AtomicUsize::new(0),
+            published: Mutex::new(published),
         });
         let weak = Arc::downgrade(&inner);
         let heartbeat = tokio::spawn(async move {
@@ -465,10 +536,18 @@ impl RuntimeBuilder {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { break };
-                if let Some(lease) = inner.lease()
-                    && let Err(e) = inner.store.renew(&lease).await
-                {
-                    tracing::warn!("could not renew the session lease: {e}");
+                let Some(lease) = inner.lease() else { break };
+                match inner.store.renew(&lease).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_lease_lost() => {
+                        inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+                            kind: ErrorKind::Store,
+                            message: e.to_string(),
+                        }));
+                        inner.mark_lease_lost(e.to_string());
+                        break;
+                    }
+                    Err(e) => tracing::warn!("could not renew the session lease (will retry): {e}"),
                 }
             }
         });
@@ -528,9 +607,57 @@ impl AsyncRuntime {
     /// Cancels the running task promptly: the model call, the control block and any terminal wait. The run returns
     /// [`Outcome::Aborted`] and emits [`Event::Aborted`]. Does nothing when idle.
     pub fn abort(&self) {
+        if self.inner.active_runs.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         if let Ok(token) = self.inner.cancel.lock() {
             token.cancel();
         }
+    }
+
+    /// Starts a fresh conversation: a new session (new id, empty history, task counter 0) in the same store, with
+    /// the same terminals and work directory. The old session stays stored. Emits [`Event::SessionReset`] and
+    /// returns the new id. Fails with [`Error::Busy`] while a task runs.
+    pub async fn reset(&self) -> Result<String> {
+        let Ok(mut state) = self.inner.session.try_lock() else {
+            return Err(Error::Busy);
+        };
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let id = SessionId::generate();
+        let (lease, record) = self.inner.store.open(&id, &self.inner.agent.name).await?;
+        let old = self
+            .inner
+            .lease
+            .lock()
+            .map_err(|_| Error::Internal("lease lock poisoned".to_owned()))?
+            .replace(Arc::new(lease));
+        if let Some(old) = old.and_then(|l| Arc::try_unwrap(l).ok())
+            && let Err(e) = self.inner.store.release(old).await
+        {
+            tracing::warn!("releasing the previous session's lease: {e}");
+        }
+        *state = SessionState {
+            id: id.clone(),
+            stored_len: record.messages.len() as u64,
+            messages: record.messages,
+            task_counter: record.task_counter,
+            usage: record.usage,
+            title: record.meta.title,
+        };
+        if let Ok(mut p) = self.inner.published.lock() {
+            *p = Published {
+                session_id: id.to_string(),
+                messages: Vec::new(),
+                usage: state.usage,
+            };
+        }
+        self.inner.ledger.clear();
+        self.inner.emit(Event::SessionReset(SessionResetEvent {
+            session_id: id.to_string(),
+        }));
+        Ok(id.to_string())
     }
 
     /// Registers a custom tool; it appears in the prompt from the next step on.
@@ -618,17 +745,32 @@ impl AsyncRuntime {
     /// The session id (pass it to `session_id` to resume).
     #[must_use]
     pub fn session_id(&self) -> String {
-        self.inner.session_id.to_string()
+        self.inner
+            .published
+            .lock()
+            .map(|p| p.session_id.clone())
+            .unwrap_or_default()
     }
 
-    /// The conversation so far. Waits for a running task's current state to be free.
-    pub async fn history(&self) -> Vec<codepilot_protocol::Message> {
-        self.inner.session.lock().await.messages.clone()
+    /// The conversation as stored so far: everything up to the last checkpoint (the end of the last finished step).
+    /// Does not wait for a running task.
+    #[must_use]
+    pub fn history(&self) -> Vec<codepilot_protocol::Message> {
+        self.inner
+            .published
+            .lock()
+            .map(|p| p.messages.clone())
+            .unwrap_or_default()
     }
 
-    /// Token usage of the session so far.
-    pub async fn usage(&self) -> codepilot_protocol::Usage {
-        self.inner.session.lock().await.usage
+    /// Token usage of the session as of the last checkpoint.
+    #[must_use]
+    pub fn usage(&self) -> codepilot_protocol::Usage {
+        self.inner
+            .published
+            .lock()
+            .map(|p| p.usage)
+            .unwrap_or_default()
     }
 
     /// The terminal manager, for hosts that attach people or web terminals to the agent's shells.
@@ -647,10 +789,17 @@ impl AsyncRuntime {
     /// the terminals and removes their sockets, and releases the session lease.
     pub async fn close(&self) -> Result<()> {
         let _state = self.inner.session.lock().await;
-        if let Ok(mut hb) = self.inner.heartbeat.lock()
-            && let Some(h) = hb.take()
-        {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let heartbeat = self
+            .inner
+            .heartbeat
+            .lock()
+            .ok()
+            .and_then(|mut hb| hb.take());
+        if let Some(h) = heartbeat {
             h.abort();
+            // Wait until it is gone, so it no longer holds a reference to the lease.
+            let _ = h.await;
         }
         if let Some(t) = &self.inner.terminals {
             t.shutdown().await;
@@ -665,9 +814,18 @@ impl AsyncRuntime {
 /// The blocking facade over [`AsyncRuntime`]: owns a tokio runtime and blocks on each call.
 ///
 /// Do not use it from inside an async context (tokio forbids blocking there); use [`AsyncRuntime`] instead.
+/// Dropping it closes the runtime (terminals killed, lease released), as [`Runtime::close`] does.
 pub struct Runtime {
     rt: tokio::runtime::Runtime,
     inner: AsyncRuntime,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Err(e) = self.rt.block_on(self.inner.close()) {
+            tracing::warn!("closing the runtime on drop: {e}");
+        }
+    }
 }
 
 impl Runtime {
@@ -732,7 +890,39 @@ impl Runtime {
         self.inner.session_id()
     }
 
-    /// See [`AsyncRuntime::close`].
+    /// See [`AsyncRuntime::history`].
+    #[must_use]
+    pub fn history(&self) -> Vec<codepilot_protocol::Message> {
+        self.inner.history()
+    }
+
+    /// See [`AsyncRuntime::usage`].
+    #[must_use]
+    pub fn usage(&self) -> codepilot_protocol::Usage {
+        self.inner.usage()
+    }
+
+    /// See [`AsyncRuntime::on`].
+    pub fn on(&self, kind: EventKind, f: impl Fn(&Event) + Send + Sync + 'static) {
+        self.inner.on(kind, f);
+    }
+
+    /// See [`AsyncRuntime::on_stream`].
+    pub fn on_stream(&self, f: impl Fn(&StreamEvent) + Send + Sync + 'static) {
+        self.inner.on_stream(f);
+    }
+
+    /// See [`AsyncRuntime::on_finish`].
+    pub fn on_finish(&self, f: impl Fn(&FinishEvent) + Send + Sync + 'static) {
+        self.inner.on_finish(f);
+    }
+
+    /// See [`AsyncRuntime::reset`].
+    pub fn reset(&self) -> Result<String> {
+        self.rt.block_on(self.inner.reset())
+    }
+
+    /// See [`AsyncRuntime::close`]. Dropping the runtime does the same.
     pub fn close(self) -> Result<()> {
         self.rt.block_on(self.inner.close())
     }

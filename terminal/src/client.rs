@@ -172,6 +172,16 @@ impl Drop for RawMode {
     }
 }
 
+/// Forwards the local window size (stdout's) as a resize request, when both are available.
+async fn send_local_size(control: Option<&mut ControlEvents>, terminal: &str) {
+    if let (Some(control), Ok(size)) = (
+        control,
+        rustix::termios::tcgetwinsize(std::io::stdout().as_fd()),
+    ) {
+        let _ = control.resize(terminal, size.ws_col, size.ws_row).await;
+    }
+}
+
 /// Attaches the local terminal to `terminal`: reads the token from `socket_dir/token`, puts
 /// the local TTY in raw mode (restored on every exit path), copies stdin to the shell and the
 /// shell to stdout, and forwards window-size changes (SIGWINCH) through the control socket.
@@ -197,15 +207,7 @@ pub async fn attach_interactive(socket_dir: &Path, terminal: &str) -> Result<()>
     let _raw = RawMode::enable()?;
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
         .map_err(|e| TerminalError::io("cannot watch window-size changes", e))?;
-    let send_size = |control: &mut Option<ControlEvents>| {
-        let size = rustix::termios::tcgetwinsize(std::io::stdout().as_fd()).ok();
-        (control.is_some(), size)
-    };
-    if let (true, Some(size)) = send_size(&mut control)
-        && let Some(c) = control.as_mut()
-    {
-        let _ = c.resize(terminal, size.ws_col, size.ws_row).await;
-    }
+    send_local_size(control.as_mut(), terminal).await;
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();
     let mut in_buf = vec![0u8; 4096];
@@ -235,13 +237,7 @@ pub async fn attach_interactive(socket_dir: &Path, terminal: &str) -> Result<()>
                     break;
                 }
             }
-            _ = winch.recv() => {
-                if let (true, Some(size)) = send_size(&mut control)
-                    && let Some(c) = control.as_mut()
-                {
-                    let _ = c.resize(terminal, size.ws_col, size.ws_row).await;
-                }
-            }
+            _ = winch.recv() => send_local_size(control.as_mut(), terminal).await,
         }
     }
     Ok(())

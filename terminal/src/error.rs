@@ -85,10 +85,14 @@ pub enum TerminalError {
         source: std::io::Error,
     },
     /// Starting the shell failed.
-    #[error("could not start the shell {shell}: {source}; check that it exists and is executable")]
+    #[error(
+        "could not start the shell {shell} in {work_dir}: {source}; check that the shell exists and is executable and that the directory exists"
+    )]
     Spawn {
         /// The shell binary.
         shell: PathBuf,
+        /// The directory it was to start in.
+        work_dir: PathBuf,
         /// The underlying error.
         #[source]
         source: pty_process::Error,

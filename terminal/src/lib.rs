@@ -5,9 +5,12 @@
 //! --noprofile` in its own PTY (220×50 by default) and session, with a normalised environment
 //! (see [`config::normalised_env`]: API keys and other secrets removed, `TERM=xterm-256color`,
 //! `PAGER=cat`). Commands complete on a shell-integration marker that carries a per-command
-//! nonce, so a command is never credited with another command's output (see the
-//! `terminal` module docs for the protocol). Output is ANSI-stripped, and long output keeps
-//! its head and tail within a fixed memory bound.
+//! nonce, so a command is never credited with another command's output:
+//! `PROMPT_COMMAND` prints `ESC]6973;D;<nonce>;$?;$PWD BEL`, reading the nonce the agent wrote
+//! to a private file just before sending the command (as one bracketed paste), and `PS0`
+//! prints `ESC]6973;C BEL` where the command's output starts. Nothing is sent before the
+//! shell's first prompt. Output is ANSI-stripped, and long output keeps its head and tail
+//! within a fixed memory bound.
 //!
 //! ```no_run
 //! # async fn demo() -> codepilot_terminal::Result<()> {

@@ -7,7 +7,7 @@
 //! 3. otherwise it sends `{"pid":P,"cols":C,"rows":R}\n`, then the scrollback (the last
 //!    `scrollback_bytes` raw bytes), then live raw PTY bytes; bytes from the client go to the
 //!    PTY as typed. Any number of clients may attach. Each client has its own queue; a client
-//!    that falls more than 1 MiB behind, or blocks a write for 30 s, is sent a notice line
+//!    that falls more than 4 MiB behind, or blocks a write for 30 s, is sent a notice line
 //!    (best effort) and dropped; it never slows the shell or other clients.
 //!
 //! Control socket `<dir>/control.sock`: the same token line, then `{"ok":true}\n`, then one JSON

@@ -764,7 +764,15 @@ async fn ask_user(
             ),
         ));
     };
-    let answer = handler.ask(&question).await.unwrap_or_default();
+    let Some(answer) = handler.ask(&question).await else {
+        return Err(fail(
+            "ask_user",
+            ToolError::runtime(
+                "the user gave no answer. Decide yourself, or finish and put the question in your completion \
+                 summary.",
+            ),
+        ));
+    };
     Ok(BuiltinOutput {
         observation: format!("[ask_user] Q: {question}\n[ask_user] A: {answer}"),
         value: Value::String(answer),

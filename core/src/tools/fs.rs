@@ -118,6 +118,13 @@ pub(crate) struct ReadLedger {
 }
 
 impl ReadLedger {
+    /// Forgets everything: after a session reset the agent has read nothing.
+    pub(crate) fn clear(&self) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.clear();
+        }
+    }
+
     fn record(&self, path: &Path, stamp: Stamp) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(path.to_path_buf(), stamp);

@@ -113,6 +113,11 @@ pub trait Tool: Send + Sync {
         &self,
         args: serde_json::Map<String, serde_json::Value>,
     ) -> BoxFuture<'_, Result<ToolOutput, ToolError>>;
+
+    /// Whether each call must be approved by the host's permission handler first. Default: no.
+    fn requires_permission(&self) -> bool {
+        false
+    }
 }
 
 type ErasedHandler = Arc<
@@ -140,6 +145,7 @@ type ErasedHandler = Arc<
 pub struct FnTool {
     spec: ToolSpec,
     handler: Option<ErasedHandler>,
+    require_permission: bool,
 }
 
 impl FnTool {
@@ -152,7 +158,15 @@ impl FnTool {
                 doc: doc.into(),
             },
             handler: None,
+            require_permission: false,
         }
+    }
+
+    /// Every call must be approved by the host's permission handler first. Default: no.
+    #[must_use]
+    pub fn require_permission(mut self, yes: bool) -> Self {
+        self.require_permission = yes;
+        self
     }
 
     /// Adds a required parameter.
@@ -218,6 +232,10 @@ impl Tool for FnTool {
         self.spec.clone()
     }
 
+    fn requires_permission(&self) -> bool {
+        self.require_permission
+    }
+
     fn call(
         &self,
         args: serde_json::Map<String, serde_json::Value>,
@@ -242,6 +260,14 @@ pub(crate) struct ToolSettings {
 }
 
 impl ToolSettings {
+    /// Settings of a custom tool.
+    pub(crate) fn for_custom(tool: &dyn Tool) -> Self {
+        Self {
+            require_permission: tool.requires_permission(),
+            max_output_chars: None,
+        }
+    }
+
     pub(crate) fn from_config(config: &serde_json::Map<String, serde_json::Value>) -> Self {
         Self {
             require_permission: config

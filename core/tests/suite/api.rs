@@ -120,7 +120,7 @@ async fn anthropic_requests_cache_the_static_prompt_and_send_the_step_separately
     assert!(system[1]["text"].as_str().unwrap().contains("Step: 1 of 6"));
     assert_eq!(body["stream"], true);
     assert!(matches!(
-        rt.history().await.first().map(|m| m.content.clone()),
+        rt.history().first().map(|m| m.content.clone()),
         Some(t) if t.starts_with("[Task 1]")
     ));
 }

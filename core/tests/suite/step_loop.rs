@@ -76,7 +76,7 @@ async fn completes_after_reading_a_file_in_both_wire_formats_streaming_and_not()
                 _ => None,
             });
             assert_eq!(finish.unwrap().reason, FinishReason::Completed);
-            let history = rt.history().await;
+            let history = rt.history();
             assert_eq!(history.len(), 4);
             assert_eq!(history[3].role, Role::Assistant);
         }
@@ -293,7 +293,7 @@ async fn abort_stops_a_running_control_block() {
         .unwrap()
         .unwrap();
     assert_eq!(outcome, Outcome::Aborted { steps: 1 });
-    let history = rt.history().await;
+    let history = rt.history();
     assert!(
         history
             .last()
@@ -341,7 +341,7 @@ async fn provider_failures_end_the_run_with_an_error_and_no_step_is_lost() {
     assert!(matches!(err, codepilot::Error::Provider(_)), "{err}");
     assert!(err.to_string().contains("401"), "{err}");
     // The task message is kept, so a retry continues the same task.
-    assert_eq!(rt.history().await.len(), 1);
+    assert_eq!(rt.history().len(), 1);
 }
 
 #[tokio::test]
@@ -388,4 +388,154 @@ async fn the_task_counter_continues_across_runs() {
             >= 3,
         true
     );
+}
+
+#[tokio::test]
+async fn an_abort_right_after_run_starts_is_not_lost() {
+    let dir = temp_workspace(&[]);
+    let server = ScriptedServer::start(vec![Turn::delay(30_000, Turn::answer("late"))])
+        .await
+        .unwrap();
+    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .build()
+        .await
+        .unwrap();
+    let rt2 = rt.clone();
+    let run = tokio::spawn(async move { rt2.run("go").await });
+    tokio::task::yield_now().await;
+    rt.abort();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Aborted { .. }), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn an_abort_while_idle_does_not_affect_the_next_run() {
+    let dir = temp_workspace(&[]);
+    let (_server, rt, _rec) = start(&["hello"], Wire::OpenAi, dir.path(), "").await;
+    rt.abort();
+    let outcome = rt.run("hi").await.unwrap();
+    assert!(matches!(outcome, Outcome::Replied { .. }), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_completion_is_refused_while_a_user_message_is_unread() {
+    let dir = temp_workspace(&[("a.txt", "a\n")]);
+    let server = ScriptedServer::start(vec![
+        Turn::delay(
+            300,
+            Turn::answer("```codepilot\nread_file(\"a.txt\")\n```\n\n```completion\nfirst\n```"),
+        ),
+        Turn::answer("```completion\nsecond, with the message read\n```"),
+    ])
+    .await
+    .unwrap();
+    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .build()
+        .await
+        .unwrap();
+    let rt2 = rt.clone();
+    let run = tokio::spawn(async move { rt2.run("go").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rt.send_message("also check b.txt");
+    let outcome = run.await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, Outcome::Completed { ref summary, steps: 2 } if summary.starts_with("second")),
+        "{outcome:?}"
+    );
+    let obs = last_user_text(&server.requests()[1].body);
+    assert!(obs.contains("[COMPLETION NOT ACCEPTED]"), "{obs}");
+    assert!(obs.ends_with("[USER MESSAGE]\nalso check b.txt"), "{obs}");
+}
+
+#[tokio::test]
+async fn terminal_events_follow_the_checkpoint_and_every_call_is_closed() {
+    let dir = temp_workspace(&[]);
+    let spin = "```codepilot\nask_user(\"wait?\")\n```";
+    let server = ScriptedServer::start(vec![Turn::answer(spin)])
+        .await
+        .unwrap();
+    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .ask_user_handler(|_q: String| async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            None
+        })
+        .build()
+        .await
+        .unwrap();
+    let rec = Recorder::attach(&rt);
+    let rt2 = rt.clone();
+    let run = tokio::spawn(async move { rt2.run("ask").await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    rt.abort();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::Aborted { steps: 1 });
+    let events = rec.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::AskUser(a) if a.question == "wait?"))
+    );
+    let call = events.iter().find_map(|e| match e {
+        Event::ToolCall(c) => Some(c.call_id.clone()),
+        _ => None,
+    });
+    let closed = events.iter().find_map(|e| match e {
+        Event::ToolResult(r) => Some((r.call_id.clone(), r.ok)),
+        _ => None,
+    });
+    assert_eq!(closed, Some((call.unwrap(), false)));
+    assert!(
+        matches!(events.last(), Some(Event::Aborted(_))),
+        "{:?}",
+        events.last()
+    );
+    // The aborted step was stored before Aborted was announced.
+    assert!(
+        rt.history()
+            .last()
+            .unwrap()
+            .content
+            .contains("[aborted by the user]")
+    );
+}
+
+#[tokio::test]
+async fn reset_starts_a_new_session_and_close_refuses_further_runs() {
+    let dir = temp_workspace(&[]);
+    let (server, rt, rec) = start(&["one", "two"], Wire::OpenAi, dir.path(), "").await;
+    rt.run("first").await.unwrap();
+    let old = rt.session_id();
+    let new = rt.reset().await.unwrap();
+    assert_ne!(old, new);
+    assert_eq!(rt.session_id(), new);
+    assert!(rt.history().is_empty());
+    assert!(
+        rec.events()
+            .iter()
+            .any(|e| matches!(e, Event::SessionReset(r) if r.session_id == new))
+    );
+    rt.run("again").await.unwrap();
+    assert_eq!(
+        last_user_text(&server.requests()[1].body),
+        "[Task 1][USER INPUT]\nagain"
+    );
+    assert_eq!(
+        server.requests()[1].body["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "system + the new task only"
+    );
+    rt.close().await.unwrap();
+    let err = rt.run("after close").await.unwrap_err();
+    assert!(matches!(err, codepilot::Error::Closed), "{err}");
 }

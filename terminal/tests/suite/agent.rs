@@ -344,3 +344,34 @@ fn render_formats() {
     r.output = String::new();
     insta::assert_snapshot!("render_running", r.render());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_input_left_at_the_prompt_does_not_leak_into_the_next_command() {
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(work.path()).await;
+    let t = m.create("main").await.unwrap();
+    t.execute("true", T).await.unwrap();
+    t.send_input("echo dangling", Duration::from_millis(300))
+        .await
+        .unwrap();
+    let r = t.execute("echo clean", T).await.unwrap();
+    assert_eq!(
+        (r.exit_code, r.output.as_str()),
+        (Some(0), "clean"),
+        "{r:?}"
+    );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_work_dir_is_a_clear_error() {
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(&work.path().join("missing")).await;
+    let err = m.create("main").await.err().unwrap();
+    assert!(
+        err.to_string().contains("check that the shell exists"),
+        "{err}"
+    );
+    assert!(m.list().is_empty());
+    m.shutdown().await;
+}

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, reason = "test helpers")]
+
 use std::path::Path;
 use std::time::Duration;
 

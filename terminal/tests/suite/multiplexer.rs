@@ -211,3 +211,49 @@ async fn control_socket_announces_terminals_and_resizes() {
     );
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_waits_for_a_command_a_human_started() {
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(work.path()).await;
+    let t = m.create("main").await.unwrap();
+    t.execute("true", T).await.unwrap();
+    let mut c = client::connect(m.socket_dir(), "main", m.token())
+        .await
+        .unwrap();
+    c.writer
+        .write_all(b"sleep 1; echo human-done\r")
+        .await
+        .unwrap();
+    read_until(&mut c.reader, "sleep 1; echo human-done\r\n").await;
+    let r = t.execute("echo agent-after", T).await.unwrap();
+    assert_eq!(
+        (r.command_index, r.output.as_str()),
+        (2, "agent-after"),
+        "{r:?}"
+    );
+    read_until(&mut c.reader, "agent-after").await;
+    assert_eq!(
+        m.take_human_input(),
+        [HumanInput {
+            terminal: "main".into(),
+            command: "sleep 1; echo human-done".into()
+        }]
+    );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_to_an_unknown_terminal_fails_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(work.path()).await;
+    let err = client::attach_interactive(m.socket_dir(), "ghost")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ghost.sock"), "{err}");
+    let err = client::attach_interactive(&work.path().join("nowhere"), "main")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("token file"), "{err}");
+    m.shutdown().await;
+}
