@@ -94,6 +94,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
+    let at_start = rss_mib();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -107,7 +108,6 @@ fn main() {
         "construction with terminal main ready: median {:.1} ms (20 runs)",
         median(builds).as_secs_f64() * 1e3
     );
-    let before = rss_mib();
     let idle = rt.block_on(async {
         let yaml = format!(
             "name: bench\nmodel: {{provider: scripted, name: bench}}\nruntime: {{work_dir: {}}}\n",
@@ -121,9 +121,8 @@ fn main() {
     });
     std::thread::sleep(Duration::from_millis(300));
     println!(
-        "process RSS with one idle runtime: {:.1} MiB ({:.1} MiB before building it; bash itself is a separate process)",
-        rss_mib(),
-        before
+        "process RSS with one idle runtime: {:.1} MiB ({at_start:.1} MiB at process start; bash is a separate process)",
+        rss_mib()
     );
     rt.block_on(idle.close()).expect("close");
 

@@ -209,8 +209,35 @@ fn drain_inbox(inner: &Inner, state: &mut SessionState) {
 
 /// Longest observation fed back in one message; longer ones keep their head and tail.
 const MAX_OBSERVATION_CHARS: usize = 60_000;
-/// Context window assumed when the agent file names none.
-const DEFAULT_CONTEXT_TOKENS: u64 = 128_000;
+/// Context window assumed when the agent file names none and the model is not in [`known_context_window`].
+pub(crate) const DEFAULT_CONTEXT_TOKENS: u64 = 32_000;
+
+/// Context windows of well-known model families, by name prefix. Conservative: the smallest window of the family.
+pub(crate) fn known_context_window(model: &str) -> Option<u64> {
+    const PROFILES: &[(&str, u64)] = &[
+        ("claude-", 200_000),
+        ("gpt-4.1", 1_000_000),
+        ("gpt-4o", 128_000),
+        ("gpt-5", 272_000),
+        ("o1", 128_000),
+        ("o3", 200_000),
+        ("o4", 200_000),
+        ("deepseek-", 64_000),
+        ("gemini-", 1_000_000),
+        ("qwen", 32_000),
+        ("llama", 8_000),
+        ("mistral", 32_000),
+    ];
+    let m = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    PROFILES
+        .iter()
+        .find(|(p, _)| m.starts_with(p))
+        .map(|(_, n)| *n)
+}
 /// Rough characters per token, for budgeting without a tokenizer.
 const CHARS_PER_TOKEN: u64 = 4;
 /// What replaces an old observation elided to fit the context window.
@@ -320,11 +347,7 @@ async fn step_loop(
         inner.emit(Event::Step(StepEvent { step, max_steps }));
         let toolset = inner.toolset();
         let dynamic = system_dynamic(inner, step, max_steps);
-        let window = inner
-            .agent
-            .model
-            .context_window
-            .unwrap_or(DEFAULT_CONTEXT_TOKENS);
+        let window = inner.context_window;
         let reserve = u64::from(inner.agent.model.max_tokens) + 4_000;
         let budget = window
             .saturating_sub(reserve)
@@ -878,6 +901,13 @@ mod tests {
         assert_eq!(got[0].content, "[Task 1][USER INPUT]\ngo");
         let all = wire_messages(&msgs, u64::MAX);
         assert_eq!(all[2].content, big);
+    }
+
+    #[test]
+    fn known_models_have_a_context_window() {
+        assert_eq!(known_context_window("claude-sonnet-4-5"), Some(200_000));
+        assert_eq!(known_context_window("openai/gpt-4o-mini"), Some(128_000));
+        assert_eq!(known_context_window("my-finetune"), None);
     }
 
     #[test]

@@ -940,14 +940,14 @@ fn check_tool_config(
         }
         let ok = match key.as_str() {
             "require_permission" => value.is_boolean(),
-            "max_output_chars" => value.as_u64().is_some_and(|n| n >= 100),
+            "max_output_chars" => value.as_u64().is_some_and(|n| n >= 512),
             _ => true,
         };
         if !ok {
             let expected = if key == "require_permission" {
                 "true or false"
             } else {
-                "a whole number of at least 100"
+                "a whole number of at least 512"
             };
             return Err(invalid(
                 "tools.config",

@@ -87,7 +87,7 @@ fn full_file_values_are_read() {
     unsafe_mode: true
     step_timeout_s: 30
   tools:
-    - {name: execute, config: {require_permission: true, max_output_chars: 500}}
+    - {name: execute, config: {require_permission: true, max_output_chars: 5000}}
     - name: ask_user
       enabled: false
 ";
@@ -118,7 +118,7 @@ fn full_file_values_are_read() {
     assert_eq!(a.tools.len(), 2);
     assert_eq!(
         a.tools[0].config.get("max_output_chars"),
-        Some(&serde_json::json!(500))
+        Some(&serde_json::json!(5000))
     );
     assert!(!a.tools[1].enabled);
     let effective: Vec<String> = a.effective_tools().into_iter().map(|t| t.name).collect();

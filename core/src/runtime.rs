@@ -161,6 +161,8 @@ pub(crate) struct Inner {
     pub(crate) active_runs: AtomicUsize,
     /// What has been checkpointed, readable while a run holds the session.
     pub(crate) published: Mutex<Published>,
+    /// The model's context window in tokens: configured, known for the model, or a conservative default.
+    pub(crate) context_window: u64,
 }
 
 /// The durable state of the session, updated after every checkpoint.
@@ -507,6 +509,18 @@ impl RuntimeBuilder {
             ..Limits::default()
         });
         let toolset = build_toolset(&self.agent, registry, &limits);
+        let context_window = match self.agent.model.context_window {
+            Some(n) => n,
+            None => crate::agent::known_context_window(&self.agent.model.name).unwrap_or_else(|| {
+                tracing::warn!(
+                    "model `{}` has no known context window; assuming {} tokens (set model.context_window in \
+                     agent.yaml)",
+                    self.agent.model.name,
+                    crate::agent::DEFAULT_CONTEXT_TOKENS
+                );
+                crate::agent::DEFAULT_CONTEXT_TOKENS
+            }),
+        };
         let inner = Arc::new(Inner {
             agent: self.agent,
             provider,
@@ -528,6 +542,7 @@ impl RuntimeBuilder {
             lease_lost: Mutex::new(None),
             active_runs: AtomicUsize::new(0),
             published: Mutex::new(published),
+            context_window,
         });
         let weak = Arc::downgrade(&inner);
         let heartbeat = tokio::spawn(async move {
