@@ -62,3 +62,50 @@ async fn a_server_in_a_second_terminal_is_started_polled_and_stopped() {
     assert!(system.contains("- server"), "{system}");
     rt.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_command_a_person_types_in_main_reaches_the_model_as_a_user_message() {
+    use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
+
+    let dir = temp_workspace(&[]);
+    let (server, rt, _rec) = start(&["noted"], Wire::OpenAi, dir.path(), TERMINAL_TOOLS).await;
+    let terminals = rt.terminals().unwrap();
+    let mut conn = codepilot::terminal::client::connect(terminals.socket_dir(), "main", terminals.token())
+        .await
+        .unwrap();
+    conn.writer.write_all(b"echo typed-by-a-human\r").await.unwrap();
+    // Wait until the shell has run it (its output comes back on the shared terminal).
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while String::from_utf8_lossy(&seen).matches("typed-by-a-human").count() < 2 {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, conn.reader.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no output; saw {:?}", String::from_utf8_lossy(&seen)))
+            .unwrap();
+        assert!(n > 0, "terminal closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rt.run("anything new?").await.unwrap();
+    let first = last_user_text(&server.requests()[0].body);
+    assert!(first.contains("[USER MESSAGE]"), "{first}");
+    assert!(first.contains("$ echo typed-by-a-human"), "{first}");
+    rt.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn closing_the_runtime_removes_its_sockets_and_kills_its_shells() {
+    let dir = temp_workspace(&[]);
+    let (_server, rt, _rec) = start(&["x"], Wire::OpenAi, dir.path(), TERMINAL_TOOLS).await;
+    let terminals = rt.terminals().unwrap();
+    let socket_dir = terminals.socket_dir().to_path_buf();
+    let pid = terminals.get("main").unwrap().pid();
+    assert!(socket_dir.exists());
+    rt.close().await.unwrap();
+    assert!(!socket_dir.exists(), "socket dir left behind");
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+    assert!(!alive, "bash {pid} still running");
+}
