@@ -1,5 +1,6 @@
 mod support;
 
+mod attach;
 mod crash;
 mod demo;
 mod run;

@@ -71,14 +71,22 @@ async fn a_command_a_person_types_in_main_reaches_the_model_as_a_user_message() 
     let dir = temp_workspace(&[]);
     let (server, rt, _rec) = start(&["noted"], Wire::OpenAi, dir.path(), TERMINAL_TOOLS).await;
     let terminals = rt.terminals().unwrap();
-    let mut conn = codepilot::terminal::client::connect(terminals.socket_dir(), "main", terminals.token())
+    let mut conn =
+        codepilot::terminal::client::connect(terminals.socket_dir(), "main", terminals.token())
+            .await
+            .unwrap();
+    conn.writer
+        .write_all(b"echo typed-by-a-human\r")
         .await
         .unwrap();
-    conn.writer.write_all(b"echo typed-by-a-human\r").await.unwrap();
     // Wait until the shell has run it (its output comes back on the shared terminal).
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while String::from_utf8_lossy(&seen).matches("typed-by-a-human").count() < 2 {
+    while String::from_utf8_lossy(&seen)
+        .matches("typed-by-a-human")
+        .count()
+        < 2
+    {
         let mut buf = [0u8; 4096];
         let n = tokio::time::timeout_at(deadline, conn.reader.read(&mut buf))
             .await
@@ -106,6 +114,8 @@ async fn closing_the_runtime_removes_its_sockets_and_kills_its_shells() {
     rt.close().await.unwrap();
     assert!(!socket_dir.exists(), "socket dir left behind");
     let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ");
     assert!(!alive, "bash {pid} still running");
 }
