@@ -58,6 +58,7 @@ pub async fn codepilot_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> 
     for (k, v) in env {
         cmd.env(k, v);
     }
+    detach_from_terminal(&mut cmd);
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap()
@@ -91,5 +92,18 @@ pub fn last_user_text(body: &serde_json::Value) -> String {
             blocks.iter().filter_map(|b| b["text"].as_str()).collect()
         }
         other => panic!("unexpected content {other}"),
+    }
+}
+
+/// Runs the child in its own session, without a controlling terminal, as under CI: prompts that need `/dev/tty`
+/// must then fail fast instead of waiting for a person.
+pub fn detach_from_terminal(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
     }
 }

@@ -385,12 +385,11 @@ fn is_identifier(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !PYTHON_BUILTINS.contains(&name)
 }
 
 impl Registry {
     pub(crate) fn insert(&mut self, spec: ToolSpec, tool: Registered) -> Result<(), RegisterError> {
-        if !is_identifier(&spec.name) {
+        if !is_identifier(&spec.name) || PYTHON_BUILTINS.contains(&spec.name.as_str()) {
             return Err(RegisterError::BadName(spec.name));
         }
         if self.tools.contains_key(&spec.name) {
