@@ -4,5 +4,6 @@ mod api;
 mod control;
 mod files;
 mod prompt;
+mod sessions;
 mod step_loop;
 mod terminals;
