@@ -704,3 +704,47 @@ pub fn temp_workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// The text of the last user message of a recorded request body, in either wire format (string content or an
+/// array of text blocks).
+///
+/// # Panics
+/// If the body has no `messages` array or no user message: a test helper fails loudly.
+#[allow(clippy::expect_used)]
+#[must_use]
+pub fn last_user_text(body: &Value) -> String {
+    let msgs = body["messages"]
+        .as_array()
+        .expect("request has a messages array");
+    let last = msgs
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .expect("request has a user message");
+    content_text(&last["content"])
+}
+
+/// The system prompt of a recorded request body: Anthropic's `system` blocks, or OpenAI's system message.
+#[must_use]
+pub fn system_text(body: &Value) -> String {
+    match &body["system"] {
+        Value::Null => body["messages"]
+            .as_array()
+            .map(|msgs| {
+                msgs.iter()
+                    .filter(|m| m["role"] == "system")
+                    .map(|m| content_text(&m["content"]))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        other => content_text(other),
+    }
+}
+
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect(),
+        _ => String::new(),
+    }
+}

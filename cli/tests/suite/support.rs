@@ -83,17 +83,7 @@ pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-pub fn last_user_text(body: &serde_json::Value) -> String {
-    let msgs = body["messages"].as_array().unwrap();
-    let last = msgs.iter().rev().find(|m| m["role"] == "user").unwrap();
-    match &last["content"] {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(blocks) => {
-            blocks.iter().filter_map(|b| b["text"].as_str()).collect()
-        }
-        other => panic!("unexpected content {other}"),
-    }
-}
+pub use codepilot_testkit::last_user_text;
 
 /// Runs the child in its own session, without a controlling terminal, as under CI: prompts that need `/dev/tty`
 /// must then fail fast instead of waiting for a person.

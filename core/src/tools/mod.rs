@@ -20,18 +20,6 @@ use serde::de::DeserializeOwned;
 
 use crate::handlers::BoxFuture;
 
-/// The names of the built-in tools, in prompt order.
-pub const BUILTIN_TOOLS: &[&str] = &[
-    "read_file",
-    "write_file",
-    "find",
-    "execute",
-    "read_output",
-    "send_input",
-    "terminate_terminal",
-    "ask_user",
-];
-
 /// The Python exception a failing tool raises in the control block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

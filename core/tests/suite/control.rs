@@ -168,7 +168,12 @@ async fn registering_a_tool_after_build_and_bad_names() {
     assert!(dup.to_string().contains("already registered"), "{dup}");
     let bad = rt.register_tool(FnTool::new("2bad", "x")).unwrap_err();
     assert!(bad.to_string().contains("not usable"), "{bad}");
-    rt.register_tool(FnTool::new("lookup", "x").param("id").param_default("type", "a")).unwrap();
+    rt.register_tool(
+        FnTool::new("lookup", "x")
+            .param("id")
+            .param_default("type", "a"),
+    )
+    .unwrap();
     let builtin = rt.register_tool(FnTool::new("len", "x")).unwrap_err();
     assert!(builtin.to_string().contains("builtin"), "{builtin}");
     rt.run("x").await.unwrap();

@@ -16,7 +16,9 @@ use super::support::last_user_text;
 async fn a_sqlite_session_resumes_in_a_new_runtime() {
     let dir = temp_workspace(&[]);
     let url = format!("sqlite://{}", dir.path().join("db/sessions.db").display());
-    let server = ScriptedServer::start(vec![Turn::answer("first"), Turn::answer("second")]).await.unwrap();
+    let server = ScriptedServer::start(vec![Turn::answer("first"), Turn::answer("second")])
+        .await
+        .unwrap();
     let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
         .session(Session::Sqlite(url.clone()))
         .session_id("lib-1")
@@ -34,7 +36,10 @@ async fn a_sqlite_session_resumes_in_a_new_runtime() {
         .unwrap();
     assert_eq!(rt.history().len(), 2);
     rt.run("two").await.unwrap();
-    assert_eq!(last_user_text(&server.requests()[1].body), "[Task 2][USER INPUT]\ntwo");
+    assert_eq!(
+        last_user_text(&server.requests()[1].body),
+        "[Task 2][USER INPUT]\ntwo"
+    );
     rt.close().await.unwrap();
 }
 
@@ -43,7 +48,9 @@ async fn a_pool_the_host_owns_is_used_and_a_held_session_is_refused() {
     let dir = temp_workspace(&[]);
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("host.db").display());
     let pool = codepilot::store::sqlite_pool(&url).await.unwrap();
-    let server = ScriptedServer::start(vec![Turn::answer("hi")]).await.unwrap();
+    let server = ScriptedServer::start(vec![Turn::answer("hi")])
+        .await
+        .unwrap();
     let first = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
         .session(Session::SqlitePool(pool.clone()))
         .session_id("shared")
@@ -56,9 +63,15 @@ async fn a_pool_the_host_owns_is_used_and_a_held_session_is_refused() {
         .build()
         .await;
     let err = second.err().expect("the second runtime must be refused");
-    assert!(err.to_string().contains("is running session shared"), "{err}");
+    assert!(
+        err.to_string().contains("is running session shared"),
+        "{err}"
+    );
     first.run("hello").await.unwrap();
     first.close().await.unwrap();
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&pool).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(rows, 2);
 }

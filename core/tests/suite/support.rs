@@ -95,37 +95,23 @@ impl Recorder {
     }
 }
 
-/// The text of the last user message of a recorded request, in either wire format.
-pub fn last_user_text(body: &serde_json::Value) -> String {
-    let msgs = body["messages"].as_array().unwrap();
-    let last = msgs.iter().rev().find(|m| m["role"] == "user").unwrap();
-    match &last["content"] {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| b["text"].as_str())
-            .collect::<Vec<_>>()
-            .join(""),
-        other => panic!("unexpected content {other}"),
-    }
-}
+pub use codepilot_testkit::last_user_text;
+pub use codepilot_testkit::system_text;
 
-/// The system prompt of a recorded request, in either wire format.
-pub fn system_text(body: &serde_json::Value) -> String {
-    match &body["system"] {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| b["text"].as_str())
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => {
-            let msgs = body["messages"].as_array().unwrap();
-            msgs.iter()
-                .filter(|m| m["role"] == "system")
-                .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
-                .collect::<Vec<_>>()
-                .join("")
-        }
-    }
+/// Runs `task` on a clone of `rt`, aborts it after `after`, and returns the outcome (which must come promptly).
+pub async fn run_then_abort(
+    rt: &AsyncRuntime,
+    task: &str,
+    after: std::time::Duration,
+) -> codepilot::Outcome {
+    let rt2 = rt.clone();
+    let task = task.to_owned();
+    let run = tokio::spawn(async move { rt2.run(&task).await });
+    tokio::time::sleep(after).await;
+    rt.abort();
+    tokio::time::timeout(std::time::Duration::from_secs(10), run)
+        .await
+        .expect("abort must end the run promptly")
+        .unwrap()
+        .unwrap()
 }
