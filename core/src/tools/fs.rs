@@ -91,6 +91,16 @@ pub(crate) struct ToolOutput {
     pub(crate) value: Value,
 }
 
+impl ToolOutput {
+    /// A status message, shown to the model and returned to the block alike.
+    fn message(msg: String) -> Self {
+        Self {
+            value: Value::String(msg.clone()),
+            observation: msg,
+        }
+    }
+}
+
 /// What the agent last saw of a file: its length and a hash of its bytes. The modification time is
 /// deliberately not part of it: a `touch` or a rewrite with the same bytes does not move any line, and
 /// mtimes are too coarse on some file systems to catch a quick rewrite.
@@ -463,6 +473,19 @@ fn write_whole(
     };
     let payload = req.payloads.first().map_or("", String::as_str);
     let content = whole_text(payload, nl);
+    ensure_parent(target, path)?;
+    atomic_write(target, content.as_bytes(), path)?;
+    ledger.record(target, Stamp::of(content.as_bytes()));
+    let msg = format!(
+        "[write_file] '{path}' written ({}, {}).",
+        plural(content.len(), "byte"),
+        plural(count_lines(&content), "line")
+    );
+    Ok(ToolOutput::message(msg))
+}
+
+/// Creates the missing parent directories of `target`.
+fn ensure_parent(target: &Path, path: &str) -> Result<(), ToolFailure> {
     if let Some(parent) = target.parent()
         && !parent.exists()
     {
@@ -471,17 +494,7 @@ fn write_whole(
                 .with_suffix(UNCHANGED)
         })?;
     }
-    atomic_write(target, content.as_bytes(), path)?;
-    ledger.record(target, Stamp::of(content.as_bytes()));
-    let msg = format!(
-        "[write_file] '{path}' written ({}, {}).",
-        plural(content.len(), "byte"),
-        plural(count_lines(&content), "line")
-    );
-    Ok(ToolOutput {
-        value: Value::String(msg.clone()),
-        observation: msg,
-    })
+    Ok(())
 }
 
 fn append(
@@ -509,14 +522,7 @@ fn append(
         content.extend_from_slice(nl.as_bytes());
     }
     content.extend_from_slice(added.as_bytes());
-    if let Some(parent) = target.parent()
-        && !parent.exists()
-    {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            ToolFailure::io(&format!("cannot create the directories for '{path}'"), &e)
-                .with_suffix(UNCHANGED)
-        })?;
-    }
+    ensure_parent(target, path)?;
     atomic_write(target, &content, path)?;
     if known {
         ledger.record(target, Stamp::of(&content));
@@ -527,10 +533,7 @@ fn append(
         plural(added.len(), "byte"),
         plural(count_lines(&added), "line")
     );
-    Ok(ToolOutput {
-        value: Value::String(msg.clone()),
-        observation: msg,
-    })
+    Ok(ToolOutput::message(msg))
 }
 
 fn edit_lines(
@@ -668,10 +671,7 @@ fn edit_lines(
             parts.join(", ")
         ),
     };
-    Ok(ToolOutput {
-        value: Value::String(msg.clone()),
-        observation: msg,
-    })
+    Ok(ToolOutput::message(msg))
 }
 
 enum Summary {
