@@ -48,6 +48,7 @@
 mod bind;
 mod error;
 mod interp;
+mod pool;
 mod runner;
 mod spec;
 

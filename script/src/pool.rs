@@ -53,92 +53,118 @@ struct Idle {
     jobs: mpsc::Sender<Job>,
 }
 
-/// Idle workers, most recently parked last (popped first: its stack is warmest).
-static IDLE: Mutex<Vec<Idle>> = Mutex::new(Vec::new());
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-fn idle() -> MutexGuard<'static, Vec<Idle>> {
-    // Nothing panics while the lock is held; recover the list rather than propagate a poison.
-    IDLE.lock().unwrap_or_else(PoisonError::into_inner)
+/// A pool of worker threads.
+pub(crate) struct Pool {
+    /// Idle workers, most recently parked last (popped first: its stack is warmest).
+    idle: Mutex<Vec<Idle>>,
+    next_id: AtomicU64,
+    max_idle: usize,
+    idle_timeout: Duration,
 }
 
-/// Runs `job` on an idle worker, or on a newly spawned one if none is idle.
-///
-/// # Errors
-/// The OS refused to create a thread.
-pub(crate) fn execute(mut job: Job) -> std::io::Result<()> {
-    loop {
-        let Some(worker) = idle().pop() else {
-            break;
-        };
-        match worker.jobs.send(job) {
-            Ok(()) => return Ok(()),
-            // The worker is gone (it died after parking); try the next one.
-            Err(mpsc::SendError(back)) => job = back,
+/// The pool every block runs on.
+pub(crate) static POOL: Pool = Pool::new(MAX_IDLE, IDLE_TIMEOUT);
+
+impl Pool {
+    /// A pool keeping up to `max_idle` finished workers, each for up to `idle_timeout`.
+    pub(crate) const fn new(max_idle: usize, idle_timeout: Duration) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            max_idle,
+            idle_timeout,
         }
     }
-    spawn(job)
-}
 
-fn spawn(first: Job) -> std::io::Result<()> {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let (jobs, inbox) = mpsc::channel();
-    std::thread::Builder::new()
-        .name(THREAD_NAME.to_owned())
-        .stack_size(STACK_BYTES)
-        .spawn(move || work(id, &jobs, &inbox, first))
-        .map(drop)
-}
-
-/// The worker loop: run a job, park, wait for the next one or for the idle timeout.
-fn work(id: u64, jobs: &mpsc::Sender<Job>, inbox: &mpsc::Receiver<Job>, first: Job) {
-    let mut job = first;
-    loop {
-        let Ok(finish) = std::panic::catch_unwind(AssertUnwindSafe(job)) else {
-            // The job panicked past its own guard: its state is suspect, end the thread.
-            return;
-        };
-        let parked = finish.reusable && park(id, jobs);
-        (finish.then)();
-        if !parked {
-            return;
-        }
-        match wait(id, inbox) {
-            Some(next) => job = next,
-            None => return,
-        }
+    fn idle(&self) -> MutexGuard<'_, Vec<Idle>> {
+        // Nothing panics while the lock is held; recover the list rather than propagate a poison.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
 
-/// Puts the worker in the idle list unless it is full.
-fn park(id: u64, jobs: &mpsc::Sender<Job>) -> bool {
-    let mut idle = idle();
-    if idle.len() >= MAX_IDLE {
-        return false;
+    /// How many workers are idle right now.
+    #[cfg(test)]
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle().len()
     }
-    idle.push(Idle {
-        id,
-        jobs: jobs.clone(),
-    });
-    true
-}
 
-/// Waits for the next job; `None` once the worker has left the idle list after [`IDLE_TIMEOUT`].
-fn wait(id: u64, inbox: &mpsc::Receiver<Job>) -> Option<Job> {
-    loop {
-        match inbox.recv_timeout(IDLE_TIMEOUT) {
-            Ok(job) => return Some(job),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let mut idle = idle();
-                if let Some(at) = idle.iter().position(|w| w.id == id) {
-                    // Removed under the lock: nobody can pick this worker any more.
-                    idle.remove(at);
-                    return None;
-                }
-                // Someone popped this worker just now and is sending it a job: wait for it.
+    /// Runs `job` on an idle worker, or on a newly spawned one if none is idle.
+    ///
+    /// # Errors
+    /// The OS refused to create a thread.
+    pub(crate) fn execute(&'static self, mut job: Job) -> std::io::Result<()> {
+        loop {
+            let Some(worker) = self.idle().pop() else {
+                break;
+            };
+            match worker.jobs.send(job) {
+                Ok(()) => return Ok(()),
+                // The worker is gone (it died after parking); try the next one.
+                Err(mpsc::SendError(back)) => job = back,
             }
-            // Unreachable while the worker holds its own sender, but ending is the safe answer.
-            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
+        self.spawn(job)
+    }
+
+    fn spawn(&'static self, first: Job) -> std::io::Result<()> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (jobs, inbox) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(THREAD_NAME.to_owned())
+            .stack_size(STACK_BYTES)
+            .spawn(move || self.work(id, &jobs, &inbox, first))
+            .map(drop)
+    }
+
+    /// The worker loop: run a job, park, wait for the next one or for the idle timeout.
+    fn work(&self, id: u64, jobs: &mpsc::Sender<Job>, inbox: &mpsc::Receiver<Job>, first: Job) {
+        let mut job = first;
+        loop {
+            let Ok(finish) = std::panic::catch_unwind(AssertUnwindSafe(job)) else {
+                // The job panicked past its own guard: its state is suspect, end the thread.
+                return;
+            };
+            let parked = finish.reusable && self.park(id, jobs);
+            (finish.then)();
+            if !parked {
+                return;
+            }
+            match self.wait(id, inbox) {
+                Some(next) => job = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Puts the worker in the idle list unless it is full.
+    fn park(&self, id: u64, jobs: &mpsc::Sender<Job>) -> bool {
+        let mut idle = self.idle();
+        if idle.len() >= self.max_idle {
+            return false;
+        }
+        idle.push(Idle {
+            id,
+            jobs: jobs.clone(),
+        });
+        true
+    }
+
+    /// Waits for the next job; `None` once the worker has left the idle list after the timeout.
+    fn wait(&self, id: u64, inbox: &mpsc::Receiver<Job>) -> Option<Job> {
+        loop {
+            match inbox.recv_timeout(self.idle_timeout) {
+                Ok(job) => return Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let mut idle = self.idle();
+                    if let Some(at) = idle.iter().position(|w| w.id == id) {
+                        // Removed under the lock: nobody can pick this worker any more.
+                        idle.remove(at);
+                        return None;
+                    }
+                    // Someone popped this worker just now and is sending it a job: wait for it.
+                }
+                // Unreachable while the worker holds its own sender, but ending is the safe answer.
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
         }
     }
 }

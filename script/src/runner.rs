@@ -1,4 +1,4 @@
-//! `run_block`: the interpreter on its own big-stack thread, tool calls served on tokio.
+//! `run_block`: the interpreter on a pooled big-stack thread, tool calls served on tokio.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -25,11 +25,12 @@ use crate::interp::Program;
 use crate::interp::Reply;
 use crate::interp::StopReason;
 use crate::interp::monty_impl::MontyInterpreter;
+use crate::pool::Finish;
+use crate::pool::Job;
+use crate::pool::POOL;
 use crate::spec::RunReport;
 use crate::spec::RunRequest;
 
-/// Stack of the interpreter thread. Only touched pages are committed, so this costs address space.
-const INTERPRETER_STACK_BYTES: usize = 256 * 1024 * 1024;
 /// How long buffered prints may wait while the block computes without calling a tool.
 const PRINT_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// After a cancel, how long to wait for the interpreter to unwind (for its traceback and last prints).
@@ -79,8 +80,9 @@ pub trait ToolHost: Send + Sync {
 
 /// Runs one control block.
 ///
-/// The interpreter runs on a dedicated thread; each tool call suspends it and is awaited here, so
-/// the tokio executor is never blocked. Prints are delivered through [`ToolHost::print`] before
+/// The interpreter runs on a big-stack thread of its own for the whole block (taken from a small
+/// pool of finished threads, or spawned); each tool call suspends it and is awaited here, so the
+/// tokio executor is never blocked. Prints are delivered through [`ToolHost::print`] before
 /// each tool call, every 50 ms while the block computes, at the end, and on failure.
 ///
 /// Cancelling `cancel` ends the call within [`CANCEL_GRACE`] plus scheduling delay, also while a
@@ -110,7 +112,7 @@ async fn run_with<I: ControlInterpreter + Copy + 'static>(
     let calls = Arc::new(AtomicU32::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let limits = req.limits.clone();
-    spawn_interpreter(
+    start_interpreter(
         *interpreter,
         req,
         deadline,
@@ -269,7 +271,7 @@ impl AsyncSide {
     }
 }
 
-fn spawn_interpreter<I: ControlInterpreter + 'static>(
+fn start_interpreter<I: ControlInterpreter + 'static>(
     interpreter: I,
     req: RunRequest,
     deadline: Instant,
@@ -277,50 +279,58 @@ fn spawn_interpreter<I: ControlInterpreter + 'static>(
     stop: Arc<AtomicU8>,
     calls: Arc<AtomicU32>,
 ) -> Result<()> {
-    let spawned = std::thread::Builder::new()
-        .name("codepilot-script".to_owned())
-        .stack_size(INTERPRETER_STACK_BYTES)
-        .spawn(move || {
-            let mut bridge = ThreadBridge {
-                tx,
-                buf: String::new(),
-                last_flush: Instant::now(),
-                polls: 0,
-                stop,
-                calls,
-                max_calls: req.limits.max_tool_calls,
-                deadline,
-            };
-            let program = Program {
-                code: &req.code,
-                globals: &req.globals,
-                tools: &req.tools,
-                limits: &req.limits,
-                deadline,
-            };
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                interpreter.run(&program, &mut bridge)
-            }));
-            let result = outcome.unwrap_or_else(|panic| {
-                bridge.flush();
-                Err(ScriptFailure {
-                    kind: FailureKind::InterpreterCrash,
-                    exc_type: "SystemError".to_owned(),
-                    message: format!(
-                        "the interpreter crashed ({}); this is a bug in the interpreter, not in \
-                         your code: rewrite the block more simply",
-                        panic_text(panic.as_ref())
-                    ),
-                    line: None,
-                    line_text: None,
-                    traceback: None,
-                    tool_calls: bridge.tool_calls(),
-                })
-            });
-            let _ = bridge.tx.send(ToHost::Done(result));
+    let job: Job = Box::new(move || {
+        let mut bridge = ThreadBridge {
+            tx,
+            buf: String::new(),
+            last_flush: Instant::now(),
+            polls: 0,
+            stop,
+            calls,
+            max_calls: req.limits.max_tool_calls,
+            deadline,
+        };
+        let program = Program {
+            code: &req.code,
+            globals: &req.globals,
+            tools: &req.tools,
+            limits: &req.limits,
+            deadline,
+        };
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| interpreter.run(&program, &mut bridge)));
+        // A thread whose interpreter panicked is not trusted again (monty 0.0.23 keeps no
+        // thread-local state, but a future interpreter behind the seam might). Neither is one
+        // whose run_block already returned (cancelled or timed out): it kept running past its
+        // caller. Either way the next block gets another worker.
+        let reusable = outcome.is_ok() && !bridge.tx.is_closed();
+        let result = outcome.unwrap_or_else(|panic| {
+            bridge.flush();
+            Err(ScriptFailure {
+                kind: FailureKind::InterpreterCrash,
+                exc_type: "SystemError".to_owned(),
+                message: format!(
+                    "the interpreter crashed ({}); this is a bug in the interpreter, not in \
+                     your code: rewrite the block more simply",
+                    panic_text(panic.as_ref())
+                ),
+                line: None,
+                line_text: None,
+                traceback: None,
+                tool_calls: bridge.tool_calls(),
+            })
         });
+        let tx = bridge.tx;
+        Finish {
+            reusable,
+            then: Box::new(move || {
+                let _ = tx.send(ToHost::Done(result));
+            }),
+        }
+    });
+    let spawned = POOL.execute(job);
     match spawned {
-        Ok(_detached) => Ok(()),
+        Ok(()) => Ok(()),
         Err(err) => Err(ScriptFailure {
             kind: FailureKind::InterpreterCrash,
             exc_type: "SystemError".to_owned(),

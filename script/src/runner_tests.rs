@@ -15,6 +15,7 @@ use crate::error::ToolError;
 use crate::interp::Bridge;
 use crate::interp::ControlInterpreter;
 use crate::interp::Program;
+use crate::interp::monty_impl::MontyInterpreter;
 use crate::spec::RunRequest;
 
 /// An interpreter that prints, then panics: stands in for a bug inside monty.
@@ -59,4 +60,22 @@ async fn an_interpreter_panic_becomes_an_interpreter_crash() {
         failure.message
     );
     assert_eq!(*host.printed.lock().unwrap(), "before the crash\n");
+}
+
+#[tokio::test]
+async fn a_block_after_an_interpreter_panic_runs_normally() {
+    let host = Arc::new(Host::default());
+    let req = RunRequest::new("pass", Arc::new([]));
+    let crashed = run_with(&Panicking, req, host.clone(), CancellationToken::new()).await;
+    assert_eq!(crashed.unwrap_err().kind, FailureKind::InterpreterCrash);
+    let req = RunRequest::new("print('after')", Arc::new([]));
+    run_with(
+        &MontyInterpreter,
+        req,
+        host.clone(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(*host.printed.lock().unwrap(), "before the crash\nafter\n");
 }

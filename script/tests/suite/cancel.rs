@@ -69,6 +69,21 @@ async fn cancel_while_spinning_in_a_catch_all_loop_still_returns() {
     )
     .await;
     assert_eq!(failure.kind, FailureKind::Cancelled, "{failure:?}");
+    // That block's thread is still spinning (until its 600 s wall clock): the next blocks must not
+    // be queued behind it. Run more than the pool keeps idle, one after the other.
+    for n in 0..3 {
+        let host = Arc::new(FakeHost::default());
+        let next = codepilot_script::run_block(
+            request(&format!("print(echo({n}))\n")),
+            host.clone(),
+            CancellationToken::new(),
+        );
+        tokio::time::timeout(Duration::from_secs(30), next)
+            .await
+            .expect("the next block must not wait for the stuck one")
+            .unwrap();
+        assert_eq!(host.printed(), format!("{n}\n"));
+    }
 }
 
 #[tokio::test]
