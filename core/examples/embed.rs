@@ -79,12 +79,13 @@ async fn main() -> anyhow::Result<()> {
         _ => {}
     });
 
-    match rt.run(&task).await? {
-        Outcome::Completed { summary, steps } => {
-            println!("completed in {steps} step(s): {summary}")
-        }
-        other => println!("ended: {other:?}"),
-    }
+    let outcome = rt.run(&task).await?;
     rt.close().await?;
-    Ok(())
+    match outcome {
+        Outcome::Completed { summary, steps } => {
+            println!("completed in {steps} step(s): {summary}");
+            Ok(())
+        }
+        other => anyhow::bail!("the task did not complete: {other:?}"),
+    }
 }

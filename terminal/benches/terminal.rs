@@ -3,7 +3,7 @@
 //! Run with: `cargo bench -p codepilot-terminal`
 //!
 //! Measures: construction until `main` answers its first command; `execute("true")` round
-//! trips (median, p99 over 1000 runs); 2000 consecutive `echo` commands checked for exactly
+//! trips (median, p99 over 1000 runs); 10,000 consecutive `echo` commands checked for exactly
 //! their own output; multiplexer throughput to 4 attached clients; RSS.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 

@@ -53,6 +53,10 @@ use crate::scan::Scanner;
 use crate::scan::Seg;
 use crate::scan::parse_marker;
 
+/// How long to wait for a prompt marker the shell is known to print before sending anyway. Generous: on a loaded
+/// machine bash can take seconds to redraw, and sending early can lose the command's first bytes.
+const PROMPT_WAIT: Duration = Duration::from_secs(10);
+
 /// What a terminal is doing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -652,7 +656,7 @@ impl Terminal {
                 }
                 Next::WaitPrompt(prompts) => {
                     // A human just pressed Enter: let that line start (or finish) first.
-                    let wait = deadline.min(Instant::now() + Duration::from_secs(3));
+                    let wait = deadline.min(Instant::now() + PROMPT_WAIT);
                     self.wait_until(wait, |s| {
                         s.prompts > prompts || s.human_cycle.is_some() || s.exit_code.is_some()
                     })
@@ -662,14 +666,18 @@ impl Terminal {
                     // Bytes sent before the line editor is ready can be lost: wait for the
                     // prompt's end marker (not at all if a user removed it from PS1).
                     waited_for_prompt = true;
-                    let wait = deadline.min(Instant::now() + Duration::from_secs(2));
+                    let wait = deadline.min(Instant::now() + PROMPT_WAIT);
                     self.wait_until(wait, |s| s.at_prompt || s.exit_code.is_some())
                         .await;
                 }
                 Next::Interrupt(prompts) => {
-                    // A human left a partial line at the prompt: clear it with Ctrl-C first.
+                    // A human left a partial line at the prompt: clear it with Ctrl-C first. The old
+                    // prompt is gone once the interrupt lands, so wait for the new one's end marker before
+                    // sending (bytes sent while bash handles SIGINT can be flushed or eaten).
+                    self.state().at_prompt = false;
+                    waited_for_prompt = false;
                     self.write(b"\x03".to_vec(), deadline).await?;
-                    let wait = deadline.min(Instant::now() + Duration::from_secs(3));
+                    let wait = deadline.min(Instant::now() + PROMPT_WAIT);
                     self.wait_until(wait, |s| s.prompts > prompts || s.exit_code.is_some())
                         .await;
                 }

@@ -174,3 +174,45 @@ async fn a_second_process_on_the_same_session_is_refused_until_the_first_dies() 
         assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_aborts_the_task_and_exits_4_with_the_step_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ScriptedServer::start(vec![
+        Turn::answer("step one\n\n```codepilot\nprint(\"one\")\n```"),
+        Turn::delay(120_000, Turn::answer("never")),
+    ])
+    .await
+    .unwrap();
+    write_agent(dir.path(), &server, Wire::OpenAi, true, NO_TERMINALS);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_codepilot"));
+    cmd.current_dir(dir.path())
+        .args(["run", "--json", "--session-id", "ctrl-c", "interrupt me"])
+        .env("CODEPILOT_HOME", dir.path().join("home"))
+        .env_remove("CODEPILOT_DB_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    super::support::detach_from_terminal(&mut cmd);
+    let child = cmd.spawn().unwrap();
+    wait_for_requests(&server, 2).await;
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT);
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let lines = super::support::json_lines(&out);
+    assert!(lines.iter().any(|e| e["type"] == "aborted"), "{lines:?}");
+    assert_eq!(lines.last().unwrap()["outcome"], "aborted");
+    // The finished step was stored: the session shows it.
+    let show = codepilot(dir.path(), &["sessions", "show", "ctrl-c"]).await;
+    assert!(
+        super::support::stdout(&show).contains("step one"),
+        "{}",
+        stderr(&show)
+    );
+}

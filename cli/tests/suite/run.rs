@@ -172,7 +172,12 @@ async fn max_steps_exits_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_after_429_500_and_a_dropped_stream() {
-    for wire in BOTH {
+    for (wire, stream) in [
+        (Wire::Anthropic, true),
+        (Wire::OpenAi, true),
+        (Wire::Anthropic, false),
+        (Wire::OpenAi, false),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let server = ScriptedServer::start(vec![
             Turn::status(429, Some(0)),
@@ -182,12 +187,17 @@ async fn retries_after_429_500_and_a_dropped_stream() {
         ])
         .await
         .unwrap();
-        write_agent(dir.path(), &server, wire, true, NO_TERMINALS);
+        write_agent(dir.path(), &server, wire, stream, NO_TERMINALS);
         let out = codepilot(dir.path(), &["run", "--session", "memory", "--json", "go"]).await;
-        assert_eq!(out.status.code(), Some(0), "{wire:?}: {}", stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{wire:?} stream={stream}: {}",
+            stderr(&out)
+        );
         let events = json_lines(&out);
         let retries = events.iter().filter(|e| e["type"] == "model_retry").count();
-        assert_eq!(retries, 3, "{wire:?}");
+        assert_eq!(retries, 3, "{wire:?} stream={stream}");
         assert_eq!(events.last().unwrap()["summary"], "should be fine");
     }
 }

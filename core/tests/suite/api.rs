@@ -124,3 +124,128 @@ async fn anthropic_requests_cache_the_static_prompt_and_send_the_step_separately
         Some(t) if t.starts_with("[Task 1]")
     ));
 }
+
+#[tokio::test]
+async fn per_kind_callbacks_and_usage_accounting() {
+    use codepilot::protocol::Usage;
+    use std::sync::Arc;
+    use std::sync::Mutex;
+
+    let dir = temp_workspace(&[("a.txt", "a\n")]);
+    let usage = Usage {
+        input_tokens: 100,
+        output_tokens: 20,
+        ..Usage::default()
+    };
+    let server = ScriptedServer::start(vec![
+        Turn::answer("Reading.\n\n```codepilot\nread_file(\"a.txt\")\n```").with_usage(usage),
+        Turn::answer("```completion\ndone\n```").with_usage(usage),
+    ])
+    .await
+    .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let rt = builder(agent(
+        &server,
+        Wire::Anthropic,
+        dir.path(),
+        true,
+        FILE_TOOLS,
+    ))
+    .session(codepilot::Session::Sqlite(url.clone()))
+    .session_id("usage-1")
+    .build()
+    .await
+    .unwrap();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let l = Arc::clone(&log);
+    rt.on_stream(move |s| l.lock().unwrap().push(format!("stream:{}", s.text)));
+    let l = Arc::clone(&log);
+    rt.on_step(move |s| l.lock().unwrap().push(format!("step:{}", s.step)));
+    let l = Arc::clone(&log);
+    rt.on_tool_call(move |c| l.lock().unwrap().push(format!("call:{}", c.tool)));
+    let l = Arc::clone(&log);
+    rt.on_tool_result(move |r| l.lock().unwrap().push(format!("result:{}", r.ok)));
+    let l = Arc::clone(&log);
+    rt.on_finish(move |f| l.lock().unwrap().push(format!("finish:{}", f.summary)));
+    let l = Arc::clone(&log);
+    rt.on(codepilot::events::EventKind::Usage, move |e| {
+        if let codepilot::Event::Usage(u) = e {
+            l.lock()
+                .unwrap()
+                .push(format!("usage:{}", u.total.input_tokens));
+        }
+    });
+    // A panicking callback must not end the run.
+    rt.on_step(|_| panic!("host bug"));
+    rt.run("go").await.unwrap();
+    let log = log.lock().unwrap().clone();
+    let compact: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.starts_with("stream:"))
+        .collect();
+    assert_eq!(
+        compact,
+        [
+            "step:1",
+            "usage:100",
+            "call:read_file",
+            "result:true",
+            "step:2",
+            "usage:200",
+            "finish:done"
+        ]
+    );
+    let streamed: String = log
+        .iter()
+        .filter_map(|l| l.strip_prefix("stream:"))
+        .collect();
+    assert_eq!(streamed.trim(), "Reading.");
+    assert_eq!(rt.usage().input_tokens, 200);
+    assert_eq!(rt.usage().output_tokens, 40);
+    rt.close().await.unwrap();
+
+    let resumed = builder(agent(
+        &server,
+        Wire::Anthropic,
+        dir.path(),
+        true,
+        FILE_TOOLS,
+    ))
+    .session(codepilot::Session::Sqlite(url))
+    .session_id("usage-1")
+    .build()
+    .await
+    .unwrap();
+    assert_eq!(
+        resumed.usage().input_tokens,
+        200,
+        "usage totals survive a resume"
+    );
+    assert_eq!(resumed.usage().calls, 2);
+    resumed.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn step_timeout_s_limits_a_control_block() {
+    let dir = temp_workspace(&[]);
+    let server = ScriptedServer::start(vec![
+        Turn::answer("```codepilot\nwhile True:\n    pass\n```"),
+        Turn::answer("```completion\nok\n```"),
+    ])
+    .await
+    .unwrap();
+    let mut a = agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS);
+    a.runtime.step_timeout_s = 1;
+    let rt = builder(a).build().await.unwrap();
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), rt.run("spin"))
+        .await
+        .expect("the block must be stopped by step_timeout_s")
+        .unwrap();
+    assert!(
+        matches!(outcome, Outcome::Completed { steps: 2, .. }),
+        "{outcome:?}"
+    );
+    let obs = codepilot_testkit::last_user_text(&server.requests()[1].body);
+    assert!(obs.contains("TimeoutError"), "{obs}");
+}

@@ -119,3 +119,61 @@ async fn closing_the_runtime_removes_its_sockets_and_kills_its_shells() {
             .contains(") Z ");
     assert!(!alive, "bash {pid} still running");
 }
+
+#[tokio::test]
+async fn terminals_survive_across_runs_and_the_model_can_terminate_one() {
+    let dir = temp_workspace(&[]);
+    let s1 =
+        "```codepilot\nexecute(\"side\", \"export MARK=kept; cd /tmp\", new_terminal=True)\n```";
+    let s2 = "```codepilot\nr = execute(\"side\", \"echo $MARK; pwd\")\nprint(r[\"output\"])\nprint(terminate_terminal(\"side\"))\n```";
+    let (server, rt, _rec) = start(
+        &[s1, DONE, s2, DONE],
+        Wire::OpenAi,
+        dir.path(),
+        TERMINAL_TOOLS,
+    )
+    .await;
+    rt.run("first run").await.unwrap();
+    let pid = rt.terminals().unwrap().get("side").unwrap().pid();
+    rt.run("second run").await.unwrap();
+    let obs = last_user_text(&server.requests()[3].body);
+    assert!(
+        obs.contains("kept\n/tmp"),
+        "the terminal kept its state across runs: {obs}"
+    );
+    assert!(obs.contains("[terminal:side] Terminal destroyed"), "{obs}");
+    assert!(rt.terminals().unwrap().get("side").is_none());
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "shell {pid} still alive: {stat}"
+    );
+    rt.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_gated_execute_is_denied_without_a_handler_and_nothing_runs() {
+    let dir = temp_workspace(&[]);
+    let gated = "  tools:\n    - {name: execute, config: {require_permission: true}}\n";
+    let s1 = "```codepilot\nexecute(\"main\", \"touch ran.txt\")\n```";
+    let (server, rt, rec) = start(&[s1, DONE], Wire::OpenAi, dir.path(), gated).await;
+    rt.run("gated").await.unwrap();
+    let obs = last_user_text(&server.requests()[1].body);
+    assert!(obs.contains("[execute] Permission denied"), "{obs}");
+    assert!(!dir.path().join("ran.txt").exists());
+    assert!(rec.events().iter().any(|e| matches!(
+        e,
+        codepilot::Event::PermissionRequest(p) if p.description == "Execute in main: touch ran.txt"
+    )));
+    rt.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn abort_during_a_terminal_wait_is_prompt() {
+    let dir = temp_workspace(&[]);
+    let wait = "```codepilot\nexecute(\"main\", \"sleep 30\", timeout=60)\n```";
+    let (_server, rt, _rec) = start(&[wait], Wire::OpenAi, dir.path(), TERMINAL_TOOLS).await;
+    let outcome = super::support::run_then_abort(&rt, "wait", Duration::from_millis(800)).await;
+    assert_eq!(outcome, codepilot::Outcome::Aborted { steps: 1 });
+    rt.close().await.unwrap();
+}
