@@ -454,7 +454,11 @@ async fn run_step(
     let action = match codepilot_protocol::parse(answer) {
         Ok(a) => a,
         Err(e) => {
-            state.messages.push(Message::assistant(answer));
+            // Kept as written so the model can see its mistake, but bounded: a rejected answer may carry whole
+            // files in payload blocks, and it is never compacted.
+            state
+                .messages
+                .push(Message::assistant(cap_observation(answer.to_owned())));
             inner.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Parse,
                 message: e.to_string(),

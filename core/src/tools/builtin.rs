@@ -658,11 +658,37 @@ async fn execute(
             )
         })?
     };
+    let interrupt = InterruptOnDrop(Some(handle.clone()));
     let r = handle
         .execute(&command, timeout)
         .await
-        .map_err(|e| terminal_failure("execute", &e))?;
-    Ok(command_output(&r))
+        .map_err(|e| terminal_failure("execute", &e));
+    interrupt.disarm();
+    Ok(command_output(&r?))
+}
+
+/// If the step is aborted while `execute` waits, the command it started is interrupted (Ctrl-C) rather than left
+/// running unseen. Commands that already returned `running` (servers in their own terminal) are not touched.
+struct InterruptOnDrop(Option<codepilot_terminal::TerminalHandle>);
+
+impl InterruptOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                if let Err(e) = handle.send_input("\x03", Duration::from_secs(2)).await {
+                    tracing::debug!("interrupting an aborted command: {e}");
+                }
+            });
+        }
+    }
 }
 
 fn live_names(mgr: &TerminalManager) -> String {

@@ -175,5 +175,21 @@ async fn abort_during_a_terminal_wait_is_prompt() {
     let (_server, rt, _rec) = start(&[wait], Wire::OpenAi, dir.path(), TERMINAL_TOOLS).await;
     let outcome = super::support::run_then_abort(&rt, "wait", Duration::from_millis(800)).await;
     assert_eq!(outcome, codepilot::Outcome::Aborted { steps: 1 });
+    // The command the aborted step was waiting on was interrupted: main is free again.
+    let main = rt.terminals().unwrap().get("main").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while main.info().state != codepilot::terminal::TerminalState::Idle {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sleep 30 was not interrupted: {:?}",
+            main.info()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = main
+        .execute("echo free", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(r.output, "free");
     rt.close().await.unwrap();
 }
