@@ -12,20 +12,20 @@ use super::support::FILE_TOOLS;
 use super::support::Wire;
 use super::support::agent;
 use super::support::builder;
+use super::support::runtime_with;
 
 #[tokio::test]
 async fn subscribe_streams_every_event_in_order() {
     let dir = temp_workspace(&[("a.txt", "a\n")]);
-    let server = ScriptedServer::start(vec![
-        Turn::answer("Reading.\n\n```codepilot\nread_file(\"a.txt\")\n```"),
-        Turn::answer("```completion\nok\n```"),
-    ])
-    .await
-    .unwrap();
-    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .build()
-        .await
-        .unwrap();
+    let (_server, rt) = runtime_with(
+        vec![
+            Turn::answer("Reading.\n\n```codepilot\nread_file(\"a.txt\")\n```"),
+            Turn::answer("```completion\nok\n```"),
+        ],
+        Wire::OpenAi,
+        dir.path(),
+    )
+    .await;
     let mut stream = rt.subscribe();
     rt.run("go").await.unwrap();
     let mut kinds = Vec::new();
@@ -97,19 +97,7 @@ fn the_blocking_runtime_runs_a_task_and_can_be_aborted_from_another_thread() {
 #[tokio::test]
 async fn anthropic_requests_cache_the_static_prompt_and_send_the_step_separately() {
     let dir = temp_workspace(&[]);
-    let server = ScriptedServer::start(vec![Turn::answer("hi")])
-        .await
-        .unwrap();
-    let rt = builder(agent(
-        &server,
-        Wire::Anthropic,
-        dir.path(),
-        true,
-        FILE_TOOLS,
-    ))
-    .build()
-    .await
-    .unwrap();
+    let (server, rt) = runtime_with(vec![Turn::answer("hi")], Wire::Anthropic, dir.path()).await;
     rt.run("hello").await.unwrap();
     let body = &server.requests()[0].body;
     let system = body["system"].as_array().unwrap();

@@ -19,6 +19,7 @@ use super::support::agent;
 use super::support::builder;
 use super::support::last_user_text;
 use super::support::run_then_abort;
+use super::support::runtime_with;
 use super::support::start;
 
 const READ_THEN_COMPLETE: [&str; 2] = [
@@ -220,16 +221,15 @@ async fn print_output_interleaves_with_tool_results_in_call_order() {
 #[tokio::test]
 async fn send_message_is_injected_at_the_next_step() {
     let dir = temp_workspace(&[("a.txt", "alpha\n")]);
-    let server = ScriptedServer::start(vec![
-        Turn::delay(300, Turn::answer("```codepilot\nread_file(\"a.txt\")\n```")),
-        Turn::answer("```completion\nok\n```"),
-    ])
-    .await
-    .unwrap();
-    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .build()
-        .await
-        .unwrap();
+    let (server, rt) = runtime_with(
+        vec![
+            Turn::delay(300, Turn::answer("```codepilot\nread_file(\"a.txt\")\n```")),
+            Turn::answer("```completion\nok\n```"),
+        ],
+        Wire::OpenAi,
+        dir.path(),
+    )
+    .await;
     let rec = Recorder::attach(&rt);
     let rt2 = rt.clone();
     let run = tokio::spawn(async move { rt2.run("go").await });
@@ -249,19 +249,12 @@ async fn send_message_is_injected_at_the_next_step() {
 #[tokio::test]
 async fn abort_cancels_a_slow_model_call_promptly() {
     let dir = temp_workspace(&[]);
-    let server = ScriptedServer::start(vec![Turn::delay(30_000, Turn::answer("late"))])
-        .await
-        .unwrap();
-    let rt = builder(agent(
-        &server,
+    let (_server, rt) = runtime_with(
+        vec![Turn::delay(30_000, Turn::answer("late"))],
         Wire::Anthropic,
         dir.path(),
-        true,
-        FILE_TOOLS,
-    ))
-    .build()
-    .await
-    .unwrap();
+    )
+    .await;
     let rec = Recorder::attach(&rt);
     // run_then_abort fails the test if the run does not end well before the 30 s answer would arrive.
     let outcome = run_then_abort(&rt, "slow", Duration::from_millis(300)).await;
@@ -289,13 +282,12 @@ async fn abort_stops_a_running_control_block() {
 #[tokio::test]
 async fn a_second_concurrent_run_is_refused() {
     let dir = temp_workspace(&[]);
-    let server = ScriptedServer::start(vec![Turn::delay(1_000, Turn::answer("hi"))])
-        .await
-        .unwrap();
-    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .build()
-        .await
-        .unwrap();
+    let (_server, rt) = runtime_with(
+        vec![Turn::delay(1_000, Turn::answer("hi"))],
+        Wire::OpenAi,
+        dir.path(),
+    )
+    .await;
     let rt2 = rt.clone();
     let run = tokio::spawn(async move { rt2.run("one").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -307,19 +299,8 @@ async fn a_second_concurrent_run_is_refused() {
 #[tokio::test]
 async fn provider_failures_end_the_run_with_an_error_and_no_step_is_lost() {
     let dir = temp_workspace(&[]);
-    let server = ScriptedServer::start(vec![Turn::status(401, None)])
-        .await
-        .unwrap();
-    let rt = builder(agent(
-        &server,
-        Wire::Anthropic,
-        dir.path(),
-        true,
-        FILE_TOOLS,
-    ))
-    .build()
-    .await
-    .unwrap();
+    let (_server, rt) =
+        runtime_with(vec![Turn::status(401, None)], Wire::Anthropic, dir.path()).await;
     let err = rt.run("go").await.unwrap_err();
     assert!(matches!(err, codepilot::Error::Provider(_)), "{err}");
     assert!(err.to_string().contains("401"), "{err}");
@@ -330,17 +311,16 @@ async fn provider_failures_end_the_run_with_an_error_and_no_step_is_lost() {
 #[tokio::test]
 async fn retries_after_429_and_500_are_transparent() {
     let dir = temp_workspace(&[]);
-    let server = ScriptedServer::start(vec![
-        Turn::status(429, Some(0)),
-        Turn::status(500, None),
-        Turn::answer("```completion\nok\n```"),
-    ])
-    .await
-    .unwrap();
-    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .build()
-        .await
-        .unwrap();
+    let (_server, rt) = runtime_with(
+        vec![
+            Turn::status(429, Some(0)),
+            Turn::status(500, None),
+            Turn::answer("```completion\nok\n```"),
+        ],
+        Wire::OpenAi,
+        dir.path(),
+    )
+    .await;
     let rec = Recorder::attach(&rt);
     let outcome = rt.run("go").await.unwrap();
     assert!(
@@ -376,13 +356,12 @@ async fn the_task_counter_continues_across_runs() {
 #[tokio::test]
 async fn an_abort_right_after_run_starts_is_not_lost() {
     let dir = temp_workspace(&[]);
-    let server = ScriptedServer::start(vec![Turn::delay(30_000, Turn::answer("late"))])
-        .await
-        .unwrap();
-    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .build()
-        .await
-        .unwrap();
+    let (_server, rt) = runtime_with(
+        vec![Turn::delay(30_000, Turn::answer("late"))],
+        Wire::OpenAi,
+        dir.path(),
+    )
+    .await;
     let rt2 = rt.clone();
     let run = tokio::spawn(async move { rt2.run("go").await });
     tokio::task::yield_now().await;
@@ -407,19 +386,20 @@ async fn an_abort_while_idle_does_not_affect_the_next_run() {
 #[tokio::test]
 async fn a_completion_is_refused_while_a_user_message_is_unread() {
     let dir = temp_workspace(&[("a.txt", "a\n")]);
-    let server = ScriptedServer::start(vec![
-        Turn::delay(
-            300,
-            Turn::answer("```codepilot\nread_file(\"a.txt\")\n```\n\n```completion\nfirst\n```"),
-        ),
-        Turn::answer("```completion\nsecond, with the message read\n```"),
-    ])
-    .await
-    .unwrap();
-    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .build()
-        .await
-        .unwrap();
+    let (server, rt) = runtime_with(
+        vec![
+            Turn::delay(
+                300,
+                Turn::answer(
+                    "```codepilot\nread_file(\"a.txt\")\n```\n\n```completion\nfirst\n```",
+                ),
+            ),
+            Turn::answer("```completion\nsecond, with the message read\n```"),
+        ],
+        Wire::OpenAi,
+        dir.path(),
+    )
+    .await;
     let rt2 = rt.clone();
     let run = tokio::spawn(async move { rt2.run("go").await });
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -65,6 +65,20 @@ pub async fn start(
     (server, rt, rec)
 }
 
+/// A server scripted with `turns` and a streaming runtime (file tools only) pointed at it.
+pub async fn runtime_with(
+    turns: Vec<Turn>,
+    wire: Wire,
+    work: &Path,
+) -> (ScriptedServer, AsyncRuntime) {
+    let server = ScriptedServer::start(turns).await.unwrap();
+    let rt = builder(agent(&server, wire, work, true, FILE_TOOLS))
+        .build()
+        .await
+        .unwrap();
+    (server, rt)
+}
+
 /// Tools without terminals, for tests that don't need a shell.
 pub const FILE_TOOLS: &str = "  tools:\n    - {name: execute, enabled: false}\n    - {name: read_output, enabled: false}\n    - {name: send_input, enabled: false}\n    - {name: terminate_terminal, enabled: false}\n";
 
