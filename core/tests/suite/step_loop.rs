@@ -20,6 +20,7 @@ use super::support::builder;
 use super::support::last_user_text;
 use super::support::run_then_abort;
 use super::support::runtime_with;
+use super::support::spawn_run;
 use super::support::start;
 
 const READ_THEN_COMPLETE: [&str; 2] = [
@@ -231,8 +232,7 @@ async fn send_message_is_injected_at_the_next_step() {
     )
     .await;
     let rec = Recorder::attach(&rt);
-    let rt2 = rt.clone();
-    let run = tokio::spawn(async move { rt2.run("go").await });
+    let run = spawn_run(&rt, "go");
     tokio::time::sleep(Duration::from_millis(100)).await;
     rt.send_message("please also check b.txt");
     run.await.unwrap().unwrap();
@@ -288,8 +288,7 @@ async fn a_second_concurrent_run_is_refused() {
         dir.path(),
     )
     .await;
-    let rt2 = rt.clone();
-    let run = tokio::spawn(async move { rt2.run("one").await });
+    let run = spawn_run(&rt, "one");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let err = rt.run("two").await.unwrap_err();
     assert!(matches!(err, codepilot::Error::Busy), "{err}");
@@ -362,8 +361,7 @@ async fn an_abort_right_after_run_starts_is_not_lost() {
         dir.path(),
     )
     .await;
-    let rt2 = rt.clone();
-    let run = tokio::spawn(async move { rt2.run("go").await });
+    let run = spawn_run(&rt, "go");
     tokio::task::yield_now().await;
     rt.abort();
     let outcome = tokio::time::timeout(Duration::from_secs(10), run)
@@ -400,8 +398,7 @@ async fn a_completion_is_refused_while_a_user_message_is_unread() {
         dir.path(),
     )
     .await;
-    let rt2 = rt.clone();
-    let run = tokio::spawn(async move { rt2.run("go").await });
+    let run = spawn_run(&rt, "go");
     tokio::time::sleep(Duration::from_millis(100)).await;
     rt.send_message("also check b.txt");
     let outcome = run.await.unwrap().unwrap();

@@ -112,15 +112,23 @@ impl Recorder {
 pub use codepilot_testkit::last_user_text;
 pub use codepilot_testkit::system_text;
 
+/// Runs `task` on a clone of `rt` in the background.
+pub fn spawn_run(
+    rt: &AsyncRuntime,
+    task: &str,
+) -> tokio::task::JoinHandle<codepilot::Result<codepilot::Outcome>> {
+    let rt = rt.clone();
+    let task = task.to_owned();
+    tokio::spawn(async move { rt.run(&task).await })
+}
+
 /// Runs `task` on a clone of `rt`, aborts it after `after`, and returns the outcome (which must come promptly).
 pub async fn run_then_abort(
     rt: &AsyncRuntime,
     task: &str,
     after: std::time::Duration,
 ) -> codepilot::Outcome {
-    let rt2 = rt.clone();
-    let task = task.to_owned();
-    let run = tokio::spawn(async move { rt2.run(&task).await });
+    let run = spawn_run(rt, task);
     tokio::time::sleep(after).await;
     rt.abort();
     tokio::time::timeout(std::time::Duration::from_secs(10), run)
