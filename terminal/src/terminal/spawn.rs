@@ -1,0 +1,252 @@
+//! Starting a terminal: the shell-integration rc file, the bash process in its own PTY, and the
+//! reader, writer and waiter tasks that drive it until the shell exits.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU16;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use tokio::io::AsyncReadExt as _;
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::Notify;
+use tokio::sync::broadcast;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::HumanInput;
+use super::Mux;
+use super::Phase;
+use super::State;
+use super::Terminal;
+use super::write_private;
+use crate::config::TerminalConfig;
+use crate::config::normalised_env;
+use crate::error::Result;
+use crate::error::TerminalError;
+use crate::mux::ControlEvent;
+use crate::procs;
+use crate::scan::Scanner;
+use crate::scan::Seg;
+use crate::scan::parse_marker;
+
+/// Largest PTY read.
+const READ_CHUNK: usize = 16 * 1024;
+
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
+}
+
+fn integration_script(nonce_path: &Path) -> String {
+    format!(
+        r#"builtin unset HISTFILE
+builtin export -n PROMPT_COMMAND
+PS1='\w\$ \[\e]6973;B\a\]'
+PS2='\[\e]6973;P\a\]> '
+PS0='\e]6973;C\a'
+__cp_nf={nonce}
+PROMPT_COMMAND='__cp_rc=$?; __cp_n=; builtin read -r __cp_n 2>/dev/null <"$__cp_nf"; : 2>/dev/null >"$__cp_nf"; builtin printf "\033]6973;D;%s;%s;%s\007" "$__cp_n" "$__cp_rc" "$PWD"'
+builtin readonly PROMPT_COMMAND PS0 PS2 __cp_nf
+builtin bind 'set enable-bracketed-paste on' 2>/dev/null
+builtin bind 'set enable-active-region off' 2>/dev/null
+builtin eval "$PROMPT_COMMAND"
+"#,
+        nonce = shell_quote(nonce_path)
+    )
+}
+
+/// Everything `spawn` needs from the manager.
+pub(crate) struct SpawnContext<'a> {
+    pub(crate) cfg: &'a TerminalConfig,
+    pub(crate) dir: &'a Path,
+    pub(crate) human: Arc<Mutex<VecDeque<HumanInput>>>,
+    pub(crate) events: broadcast::Sender<ControlEvent>,
+}
+
+impl Terminal {
+    /// Starts the shell and the reader, writer and waiter tasks. Does not wait for the prompt.
+    pub(crate) fn spawn(name: &str, ctx: &SpawnContext<'_>) -> Result<Arc<Self>> {
+        let cfg = ctx.cfg;
+        let nonce_path = ctx.dir.join(format!("{name}.nonce"));
+        let rc_path = ctx.dir.join(format!("{name}.rc"));
+        let sock_path = ctx.dir.join(format!("{name}.sock"));
+        write_private(&nonce_path, b"")?;
+        write_private(&rc_path, integration_script(&nonce_path).as_bytes())?;
+
+        let io_err = |what: &str, e: pty_process::Error| {
+            TerminalError::io(
+                format!("cannot {what} for terminal {name}"),
+                std::io::Error::other(e),
+            )
+        };
+        let (pty, pts) = pty_process::open().map_err(|e| io_err("open a PTY", e))?;
+        pty.resize(pty_process::Size::new(cfg.rows, cfg.cols))
+            .map_err(|e| io_err("size the PTY", e))?;
+        let master = rustix::io::dup(&pty)
+            .map_err(|e| TerminalError::io("cannot duplicate the PTY descriptor", e.into()))?;
+        let env = normalised_env(std::env::vars_os(), &cfg.env, name);
+        let child = pty_process::Command::new(&cfg.shell)
+            .args(["--norc", "--noprofile", "-i"])
+            .env_clear()
+            .envs(env)
+            .env(
+                "PROMPT_COMMAND",
+                format!("builtin source {}", shell_quote(&rc_path)),
+            )
+            .current_dir(&cfg.work_dir)
+            .kill_on_drop(true)
+            .spawn(pts)
+            .map_err(|source| TerminalError::Spawn {
+                shell: cfg.shell.clone(),
+                work_dir: cfg.work_dir.clone(),
+                source,
+            })?;
+        let pid = child.id().unwrap_or(0);
+        let (read_half, write_half) = pty.into_split();
+        let (input, input_rx) = mpsc::channel(256);
+        let rows = NonZeroU16::new(cfg.rows).unwrap_or(NonZeroU16::MIN);
+        let cols = NonZeroU16::new(cfg.cols).unwrap_or(NonZeroU16::MIN);
+        let max_output_chars = cfg.max_output_chars.max(512);
+        let terminal = Arc::new(Self {
+            name: name.to_owned(),
+            pid,
+            max_output_chars,
+            capture_cap: (max_output_chars * 4).max(16 * 1024),
+            state: Mutex::new(State {
+                ready: false,
+                exit_code: None,
+                cwd: cfg.work_dir.clone(),
+                cols: cfg.cols,
+                rows: cfg.rows,
+                screen: vt100::Parser::new(rows, cols, 0),
+                next_index: 1,
+                commands_run: 0,
+                prompts: 0,
+                phase: Phase::Idle,
+                cmd: None,
+                gated: Vec::new(),
+                human_enter_pending: false,
+                human_partial: false,
+                human_cycle: None,
+                agent_raw_cycle: false,
+                raw_capture: None,
+                prompt_pos: (0, 0),
+                at_prompt: false,
+                escape_in_last_chunk: false,
+                to_write: Vec::new(),
+                want_interrupt: false,
+            }),
+            changed: Notify::new(),
+            input,
+            master,
+            mux: Mux::new(cfg.scrollback_bytes.max(1024)),
+            closed: CancellationToken::new(),
+            nonce_path,
+            rc_path,
+            sock_path,
+            human: Arc::clone(&ctx.human),
+        });
+        tokio::spawn(reader_task(Arc::clone(&terminal), read_half));
+        tokio::spawn(writer_task(write_half, input_rx, terminal.closed.clone()));
+        tokio::spawn(waiter_task(
+            Arc::clone(&terminal),
+            child,
+            ctx.events.clone(),
+        ));
+        Ok(terminal)
+    }
+}
+
+async fn reader_task(terminal: Arc<Terminal>, mut pty: pty_process::OwnedReadPty) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut scanner = Scanner::default();
+    loop {
+        let n = match pty.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        terminal.mux.publish(chunk);
+        let (to_write, interrupt) = {
+            let mut st = terminal.state();
+            let st = &mut *st;
+            scanner.feed(chunk, |seg| match seg {
+                Seg::Data(data) => st.on_data(data),
+                Seg::Marker(payload) => {
+                    if let Some(marker) = parse_marker(payload) {
+                        st.on_marker(marker, &terminal.name, &terminal.human);
+                    }
+                }
+            });
+            (
+                std::mem::take(&mut st.to_write),
+                std::mem::take(&mut st.want_interrupt),
+            )
+        };
+        terminal.changed.notify_waiters();
+        let mut pending = Vec::new();
+        if interrupt {
+            pending.push(b"\x03".to_vec());
+        }
+        if !to_write.is_empty() {
+            pending.push(to_write);
+        }
+        for bytes in pending {
+            // Never await the writer here: the shell may be blocked on us reading its output.
+            if let Err(mpsc::error::TrySendError::Full(bytes)) = terminal.input.try_send(bytes) {
+                let input = terminal.input.clone();
+                tokio::spawn(async move { input.send(bytes).await });
+            }
+        }
+    }
+    terminal.changed.notify_waiters();
+}
+
+async fn writer_task(
+    mut pty: pty_process::OwnedWritePty,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    closed: CancellationToken,
+) {
+    loop {
+        let bytes = tokio::select! {
+            () = closed.cancelled() => break,
+            bytes = rx.recv() => match bytes {
+                Some(bytes) => bytes,
+                None => break,
+            },
+        };
+        let write = async {
+            pty.write_all(&bytes).await?;
+            pty.flush().await
+        };
+        tokio::select! {
+            () = closed.cancelled() => break,
+            result = write => if result.is_err() { break },
+        }
+    }
+}
+
+async fn waiter_task(
+    terminal: Arc<Terminal>,
+    mut child: tokio::process::Child,
+    events: broadcast::Sender<ControlEvent>,
+) {
+    let code = match child.wait().await {
+        Ok(status) => status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        Err(_) => -1,
+    };
+    // Whatever the shell left behind (background jobs) dies with it.
+    procs::kill_tree(terminal.pid);
+    terminal.state().exit_code = Some(code);
+    terminal.changed.notify_waiters();
+    terminal.closed.cancel();
+    let _ = std::fs::remove_file(&terminal.sock_path);
+    let _ = events.send(ControlEvent::TerminalExited {
+        terminal: terminal.name.clone(),
+        pid: terminal.pid,
+        exit_code: code,
+    });
+}
