@@ -12,9 +12,6 @@ use codepilot::AsyncRuntime;
 use crate::Exit;
 use crate::Failure;
 use crate::output;
-use crate::output::HumanOutput;
-use crate::output::JsonlOutput;
-use crate::output::Output;
 
 const PROJECT: &[(&str, &str)] = &[
     ("calc.py", include_str!("../demo/project/calc.py")),
@@ -52,15 +49,11 @@ pub(crate) async fn run(keep: bool, json: bool) -> Result<Exit, Failure> {
         output::err_line(&format!("  {}", work.display()));
         output::err_line(&format!("Task: {TASK}\n"));
     }
-    let out: Arc<dyn Output> = if json {
-        Arc::new(JsonlOutput)
-    } else {
-        Arc::new(HumanOutput::new())
-    };
+    let out = crate::make_output(json);
     let rt = AsyncRuntime::builder(agent).build().await?;
     let sink = Arc::clone(&out);
-    rt.on_event(move |e| sink.on_event(e));
-    let exit = crate::run_task(&rt, TASK, json, &out).await;
+    rt.on_envelope(move |e| sink.on_event(e));
+    let exit = crate::run_task(&rt, TASK, &out).await;
     rt.close().await?;
     if keep {
         let path = dir.keep();

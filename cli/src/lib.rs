@@ -23,7 +23,7 @@ use anyhow::Context;
 use codepilot::AgentFile;
 use codepilot::AsyncRuntime;
 use codepilot::Outcome;
-use codepilot::Session;
+use codepilot::StoreConfig;
 
 use cli::AgentArgs;
 pub use cli::Cli;
@@ -189,15 +189,24 @@ pub(crate) fn codepilot_home() -> Result<PathBuf, Failure> {
 }
 
 /// The session backend the flags ask for.
-pub(crate) fn session_backend(kind: SessionKind, db_url: Option<&str>) -> Result<Session, Failure> {
+pub(crate) fn session_backend(
+    kind: SessionKind,
+    db_url: Option<&str>,
+) -> Result<StoreConfig, Failure> {
     Ok(match kind {
-        SessionKind::Memory => Session::Memory,
-        SessionKind::File => Session::File(codepilot_home()?.join("sessions")),
+        SessionKind::Memory => StoreConfig::Memory,
+        SessionKind::File => StoreConfig::File {
+            dir: codepilot_home()?.join("sessions"),
+        },
         SessionKind::Db => match db_url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Session::Postgres(url.to_owned())
+                StoreConfig::Postgres {
+                    url: url.to_owned(),
+                }
             }
-            Some(url) if url.starts_with("sqlite:") => Session::Sqlite(url.to_owned()),
+            Some(url) if url.starts_with("sqlite:") => StoreConfig::Sqlite {
+                url: url.to_owned(),
+            },
             Some(url) => {
                 return Err(usage(format!(
                     "--db-url {url:?} is not a sqlite:// or postgres:// URL"
@@ -205,7 +214,9 @@ pub(crate) fn session_backend(kind: SessionKind, db_url: Option<&str>) -> Result
             }
             None => {
                 let home = codepilot_home()?;
-                Session::Sqlite(format!("sqlite://{}", home.join("sessions.db").display()))
+                StoreConfig::Sqlite {
+                    url: format!("sqlite://{}", home.join("sessions.db").display()),
+                }
             }
         },
     })
@@ -227,7 +238,7 @@ pub(crate) async fn build_runtime(
     builder = prompts::install(builder, args.yes, Arc::clone(out));
     let rt = builder.build().await?;
     let sink = Arc::clone(out);
-    rt.on_event(move |e| sink.on_event(e));
+    rt.on_envelope(move |e| sink.on_event(e));
     Ok(rt)
 }
 
@@ -236,33 +247,13 @@ fn outcome_exit(outcome: &Outcome) -> Exit {
         Outcome::Completed { .. } | Outcome::Replied { .. } => Exit::Completed,
         Outcome::MaxSteps { .. } => Exit::MaxSteps,
         Outcome::Aborted { .. } => Exit::Aborted,
-        _ => Exit::Error,
     }
-}
-
-fn outcome_json(outcome: &Outcome, session_id: &str) -> serde_json::Value {
-    let (kind, text, steps) = match outcome {
-        Outcome::Completed { summary, steps } => ("completed", Some(summary.as_str()), *steps),
-        Outcome::Replied { text, steps } => ("replied", Some(text.as_str()), *steps),
-        Outcome::MaxSteps { steps } => ("max_steps", None, *steps),
-        Outcome::Aborted { steps } => ("aborted", None, *steps),
-        _ => ("unknown", None, 0),
-    };
-    serde_json::json!({
-        "type": "outcome",
-        "outcome": kind,
-        "summary": text,
-        "steps": steps,
-        "session_id": session_id,
-        "exit_code": outcome_exit(outcome) as u8,
-    })
 }
 
 /// Runs one task with Ctrl-C wired to abort; prints the outcome.
 pub(crate) async fn run_task(
     rt: &AsyncRuntime,
     task: &str,
-    json: bool,
     out: &Arc<dyn Output>,
 ) -> Result<Exit, Failure> {
     let run = rt.run(task);
@@ -288,27 +279,13 @@ pub(crate) async fn run_task(
     };
     let outcome = result?;
     out.suspend();
-    if json {
-        output::emit_stdout(&outcome_json(&outcome, &rt.session_id()).to_string());
-    } else {
-        match &outcome {
-            Outcome::Completed { summary, .. } => output::emit_stdout(summary.trim_end()),
-            Outcome::Replied { text, .. } => output::emit_stdout(text.trim_end()),
-            Outcome::MaxSteps { steps } => output::err_line(&format!(
-                "codepilot: the task did not complete within {steps} steps (runtime.max_steps); resume with \
-                 --session-id {}",
-                rt.session_id()
-            )),
-            Outcome::Aborted { .. } => output::err_line("codepilot: aborted"),
-            _ => {}
-        }
-    }
+    out.on_outcome(&rt.session_id(), &outcome);
     Ok(outcome_exit(&outcome))
 }
 
 fn make_output(json: bool) -> Arc<dyn Output> {
     if json {
-        Arc::new(JsonlOutput)
+        Arc::new(JsonlOutput::default())
     } else {
         Arc::new(HumanOutput::new())
     }
@@ -320,7 +297,7 @@ async fn run_one(agent: AgentFile, args: &AgentArgs, task: &str) -> Result<Exit,
     if !args.json {
         announce(&rt);
     }
-    let exit = run_task(&rt, task, args.json, &out).await;
+    let exit = run_task(&rt, task, &out).await;
     if let Err(e) = rt.close().await {
         output::err_line(&format!("codepilot: closing the session: {e}"));
     }
@@ -388,7 +365,7 @@ async fn chat(agent: AgentFile, args: &AgentArgs) -> Result<Exit, Failure> {
         if text.is_empty() {
             continue;
         }
-        match run_task(&rt, text, args.json, &out).await {
+        match run_task(&rt, text, &out).await {
             Ok(exit) => last = exit,
             Err(f) => {
                 // One failed task (a provider outage, say) does not end the conversation.

@@ -9,7 +9,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use codepilot::Event;
+use codepilot::EventEnvelope;
+use codepilot::Outcome;
 use codepilot::events::StreamKind;
+use codepilot::protocol::StreamLine;
+use codepilot::protocol::TurnCompleted;
 use indicatif::ProgressBar;
 use indicatif::ProgressStyle;
 
@@ -33,25 +37,55 @@ pub(crate) fn err_line(text: &str) {
     err_write(&format!("{text}\n"));
 }
 
-/// A renderer for the event stream.
+/// A renderer for a run: its events, then its outcome.
 pub(crate) trait Output: Send + Sync {
-    fn on_event(&self, e: &Event);
+    fn on_event(&self, e: &EventEnvelope);
+    /// The task ended; called once per task, after its last event.
+    fn on_outcome(&self, session_id: &str, outcome: &Outcome);
     /// Clears any transient UI (the spinner) before something else writes to the terminal.
     fn suspend(&self) {}
 }
 
-/// One JSON event per line on stdout.
-pub(crate) struct JsonlOutput;
+/// One JSON line per event on stdout, then one for the end of the turn ([`StreamLine`]).
+#[derive(Default)]
+pub(crate) struct JsonlOutput {
+    /// The turn the last event belonged to, for the closing line.
+    turn_id: Mutex<Option<String>>,
+}
+
+/// Writes one [`StreamLine`] to stdout. A line that cannot be serialized becomes an error line, never a panic.
+fn emit_json(line: &StreamLine) {
+    match serde_json::to_string(line) {
+        Ok(text) => emit_stdout(&text),
+        Err(err) => emit_stdout(
+            &serde_json::json!({"type": "error", "message": format!("could not serialize an event: {err}")})
+                .to_string(),
+        ),
+    }
+}
 
 impl Output for JsonlOutput {
-    fn on_event(&self, e: &Event) {
-        match serde_json::to_string(e) {
-            Ok(line) => emit_stdout(&line),
-            Err(err) => emit_stdout(&format!(
-                "{{\"type\":\"runtime_error\",\"kind\":\"internal\",\"message\":\"could not serialize an event: {}\"}}",
-                err.to_string().replace('"', "'")
-            )),
+    fn on_event(&self, e: &EventEnvelope) {
+        if let Some(turn) = &e.turn_id
+            && let Ok(mut last) = self.turn_id.lock()
+        {
+            last.clone_from(&Some(turn.clone()));
         }
+        emit_json(&StreamLine::Event(e.clone()));
+    }
+
+    fn on_outcome(&self, session_id: &str, outcome: &Outcome) {
+        let turn_id = self
+            .turn_id
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+            .unwrap_or_default();
+        emit_json(&StreamLine::TurnCompleted(TurnCompleted {
+            session_id: session_id.to_owned(),
+            turn_id,
+            outcome: outcome.clone(),
+        }));
     }
 }
 
@@ -131,9 +165,21 @@ impl Output for HumanOutput {
         }
     }
 
-    fn on_event(&self, e: &Event) {
+    fn on_outcome(&self, session_id: &str, outcome: &Outcome) {
+        match outcome {
+            Outcome::Completed { summary, .. } => emit_stdout(summary.trim_end()),
+            Outcome::Replied { text, .. } => emit_stdout(text.trim_end()),
+            Outcome::MaxSteps { steps } => err_line(&format!(
+                "codepilot: the task did not complete within {steps} steps (runtime.max_steps); resume with \
+                 --session-id {session_id}"
+            )),
+            Outcome::Aborted { .. } => err_line("codepilot: aborted"),
+        }
+    }
+
+    fn on_event(&self, e: &EventEnvelope) {
         let Ok(mut s) = self.state.lock() else { return };
-        match e {
+        match &e.event {
             Event::Start(_) => {}
             Event::Step(step) => {
                 let msg = format!("thinking (step {}/{})", step.step, step.max_steps);

@@ -25,7 +25,7 @@ fn when(ts: i64) -> String {
 
 pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
     let store =
-        codepilot::store::open_store(session_backend(args.session, args.db_url.as_deref())?.into())
+        codepilot::store::open_store(session_backend(args.session, args.db_url.as_deref())?)
             .await?;
     match args.command {
         SessionsCommand::List => {

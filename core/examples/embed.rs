@@ -13,7 +13,7 @@ use codepilot::FnTool;
 use codepilot::Outcome;
 use codepilot::PermissionDecision;
 use codepilot::PermissionRequest;
-use codepilot::Session;
+use codepilot::StoreConfig;
 use codepilot::ToolError;
 use codepilot::llm::ScriptedProvider;
 
@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let mut builder = AsyncRuntime::builder(agent)
-        .session(Session::Memory)
+        .session(StoreConfig::Memory)
         .tool(ticket)
         .permission_handler(|req: PermissionRequest| async move {
             eprintln!("[host] approving: {}", req.description);

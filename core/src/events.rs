@@ -1,11 +1,16 @@
-//! Events the runtime emits while it works, and the hooks hosts register to follow them.
+//! Delivering events to hosts: callbacks and streams.
 //!
-//! Every event is one variant of [`Event`], a serde-tagged enum (`{"type":"tool_call", ...}`) that a host can forward
-//! as JSON as it is. Events are delivered two ways:
-//! - synchronously, in order, to callbacks registered with [`crate::AsyncRuntime::on_event`] (or a per-kind helper
-//!   such as [`crate::AsyncRuntime::on_stream`]); a callback must return quickly, it runs on the agent's task;
-//! - asynchronously to any number of [`EventStream`]s from [`crate::AsyncRuntime::subscribe`]; a stream that falls
-//!   more than [`EVENT_BUFFER`] events behind skips ahead and is told how many it missed.
+//! The event types are the wire contract and live in `codepilot-protocol` (re-exported here). Every event the
+//! runtime emits is numbered and wrapped in an [`EventEnvelope`] naming its session and turn. Events are delivered
+//! two ways:
+//! - synchronously to callbacks registered with [`crate::AsyncRuntime::on_event`] (or a per-kind helper such as
+//!   [`crate::AsyncRuntime::on_stream`]), on the task that emitted the event; a callback must return quickly;
+//! - asynchronously to any number of [`EventStream`]s from [`crate::AsyncRuntime::subscribe`], always in `seq`
+//!   order; a stream that falls more than [`EVENT_BUFFER`] events behind skips ahead and is told how many it
+//!   missed.
+//!
+//! Events emitted concurrently (a host's `send_message` while a step streams) may reach callbacks in a different
+//! order than their `seq`; streams always see `seq` order.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,289 +18,59 @@ use std::sync::Mutex;
 use std::task::Context;
 use std::task::Poll;
 
-use codepilot_protocol::Usage;
+pub use codepilot_protocol::AbortedEvent;
+pub use codepilot_protocol::AskUserEvent;
+pub use codepilot_protocol::ErrorKind;
+pub use codepilot_protocol::Event;
+pub use codepilot_protocol::EventEnvelope;
+pub use codepilot_protocol::EventKind;
+pub use codepilot_protocol::FinishEvent;
+pub use codepilot_protocol::FinishReason;
+pub use codepilot_protocol::MaxStepsEvent;
+pub use codepilot_protocol::ModelRetryEvent;
+pub use codepilot_protocol::PermissionRequestEvent;
+pub use codepilot_protocol::RuntimeErrorEvent;
+pub use codepilot_protocol::SessionResetEvent;
+pub use codepilot_protocol::StartEvent;
+pub use codepilot_protocol::StepEvent;
+pub use codepilot_protocol::StreamEvent;
+pub use codepilot_protocol::StreamKind;
+pub use codepilot_protocol::ToolCallEvent;
+pub use codepilot_protocol::ToolResultEvent;
+pub use codepilot_protocol::UsageEvent;
+pub use codepilot_protocol::UserMessageEvent;
 use futures_util::Stream;
-use serde::Deserialize;
-use serde::Serialize;
 use tokio::sync::broadcast;
 
 /// How many events an [`EventStream`] may fall behind before it skips ahead.
 pub const EVENT_BUFFER: usize = 4096;
 
-/// Something the runtime did. Serialized with a `type` tag in snake_case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Event {
-    /// A task started.
-    Start(StartEvent),
-    /// A step (one model answer and its execution) started.
-    Step(StepEvent),
-    /// Model text for the user, as it arrives.
-    Stream(StreamEvent),
-    /// A tool is about to run.
-    ToolCall(ToolCallEvent),
-    /// A tool finished; `result` is what the model will read.
-    ToolResult(ToolResultEvent),
-    /// The agent asked the user a question.
-    AskUser(AskUserEvent),
-    /// A gated tool asks for permission.
-    PermissionRequest(PermissionRequestEvent),
-    /// A message from the host was queued for the next step.
-    UserMessageQueued(UserMessageEvent),
-    /// A queued message was added to the conversation.
-    UserMessageInjected(UserMessageEvent),
-    /// Something went wrong; the run may continue (parse and execution errors) or end (provider failure).
-    RuntimeError(RuntimeErrorEvent),
-    /// The model call is being retried after a transient failure; text streamed for this call is void.
-    ModelRetry(ModelRetryEvent),
-    /// Token usage of one model call, and the session's running total.
-    Usage(UsageEvent),
-    /// The task ended with a completion block, or the model replied without acting.
-    Finish(FinishEvent),
-    /// The step limit was reached before the task completed.
-    MaxSteps(MaxStepsEvent),
-    /// The run was aborted by the host.
-    Aborted(AbortedEvent),
-    /// The conversation history was cleared.
-    SessionReset(SessionResetEvent),
+type Callback = Arc<dyn Fn(&EventEnvelope) + Send + Sync>;
+
+/// Where the next event goes: its session, its turn and its number.
+struct Sequence {
+    session_id: String,
+    turn_id: Option<String>,
+    last_seq: u64,
 }
 
-/// [`Event::Start`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StartEvent {
-    /// Session the task runs in.
-    pub session_id: String,
-    /// Task number within the session, from 1.
-    pub task_number: u64,
-    /// The task text.
-    pub task: String,
-}
-
-/// [`Event::Step`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepEvent {
-    /// Step number within the task, from 1.
-    pub step: u32,
-    /// The task's step limit.
-    pub max_steps: u32,
-}
-
-/// What kind of streamed text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamKind {
-    /// Prose for the user.
-    Text,
-    /// The model's visible reasoning (extended thinking).
-    Thinking,
-}
-
-/// [`Event::Stream`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamEvent {
-    /// Text or thinking.
-    pub kind: StreamKind,
-    /// The new text.
-    pub text: String,
-}
-
-/// [`Event::ToolCall`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToolCallEvent {
-    /// Pairs this call with its [`ToolResultEvent`].
-    pub call_id: String,
-    /// Tool name.
-    pub tool: String,
-    /// Bound arguments, by parameter name.
-    pub args: serde_json::Value,
-    /// A short human label, e.g. "Reading src/lib.rs".
-    pub label: String,
-}
-
-/// [`Event::ToolResult`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ToolResultEvent {
-    /// Pairs this result with its [`ToolCallEvent`].
-    pub call_id: String,
-    /// Tool name.
-    pub tool: String,
-    /// Whether the tool succeeded.
-    pub ok: bool,
-    /// The formatted result, as the model reads it.
-    pub result: String,
-}
-
-/// [`Event::AskUser`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AskUserEvent {
-    /// The question.
-    pub question: String,
-}
-
-/// [`Event::PermissionRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PermissionRequestEvent {
-    /// Tool asking.
-    pub tool: String,
-    /// What it wants to do, e.g. "Execute: rm -rf build".
-    pub description: String,
-}
-
-/// [`Event::UserMessageQueued`] and [`Event::UserMessageInjected`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserMessageEvent {
-    /// The message.
-    pub text: String,
-}
-
-/// Broad class of a runtime error, stable for programs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The model's answer broke the protocol; nothing ran.
-    Parse,
-    /// The control block raised an exception.
-    Execution,
-    /// The model provider failed after retries.
-    Provider,
-    /// The session store failed.
-    Store,
-    /// Anything else.
-    Internal,
-}
-
-/// [`Event::RuntimeError`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuntimeErrorEvent {
-    /// Class of error.
-    pub kind: ErrorKind,
-    /// Human-readable message.
-    pub message: String,
-}
-
-/// [`Event::ModelRetry`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelRetryEvent {
-    /// Retry number, from 1.
-    pub attempt: u32,
-    /// Wait before the retry, in milliseconds.
-    pub delay_ms: u64,
-    /// Why.
-    pub reason: String,
-}
-
-/// [`Event::Usage`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageEvent {
-    /// This call.
-    pub call: Usage,
-    /// The session so far.
-    pub total: Usage,
-}
-
-/// How a task finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// A completion block was accepted.
-    Completed,
-    /// The model answered without a control block.
-    Replied,
-}
-
-/// [`Event::Finish`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinishEvent {
-    /// Completed or replied.
-    pub reason: FinishReason,
-    /// The completion text, or the reply.
-    pub summary: String,
-}
-
-/// [`Event::MaxSteps`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MaxStepsEvent {
-    /// Steps taken.
-    pub steps: u32,
-}
-
-/// [`Event::Aborted`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AbortedEvent {
-    /// Step at which the run stopped.
-    pub step: u32,
-}
-
-/// [`Event::SessionReset`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionResetEvent {
-    /// The session.
-    pub session_id: String,
-}
-
-/// Which variant an [`Event`] is, for per-kind callbacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-#[allow(missing_docs)]
-pub enum EventKind {
-    Start,
-    Step,
-    Stream,
-    ToolCall,
-    ToolResult,
-    AskUser,
-    PermissionRequest,
-    UserMessageQueued,
-    UserMessageInjected,
-    RuntimeError,
-    ModelRetry,
-    Usage,
-    Finish,
-    MaxSteps,
-    Aborted,
-    SessionReset,
-}
-
-impl Event {
-    /// The variant, without its data.
-    #[must_use]
-    pub fn kind(&self) -> EventKind {
-        match self {
-            Event::Start(_) => EventKind::Start,
-            Event::Step(_) => EventKind::Step,
-            Event::Stream(_) => EventKind::Stream,
-            Event::ToolCall(_) => EventKind::ToolCall,
-            Event::ToolResult(_) => EventKind::ToolResult,
-            Event::AskUser(_) => EventKind::AskUser,
-            Event::PermissionRequest(_) => EventKind::PermissionRequest,
-            Event::UserMessageQueued(_) => EventKind::UserMessageQueued,
-            Event::UserMessageInjected(_) => EventKind::UserMessageInjected,
-            Event::RuntimeError(_) => EventKind::RuntimeError,
-            Event::ModelRetry(_) => EventKind::ModelRetry,
-            Event::Usage(_) => EventKind::Usage,
-            Event::Finish(_) => EventKind::Finish,
-            Event::MaxSteps(_) => EventKind::MaxSteps,
-            Event::Aborted(_) => EventKind::Aborted,
-            Event::SessionReset(_) => EventKind::SessionReset,
-        }
-    }
-}
-
-type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
-
-/// Fans events out to callbacks and streams.
+/// Numbers events and fans them out to callbacks and streams.
 pub(crate) struct EventBus {
     callbacks: Mutex<Vec<(Option<EventKind>, Callback)>>,
-    tx: broadcast::Sender<Event>,
+    sequence: Mutex<Sequence>,
+    tx: broadcast::Sender<EventEnvelope>,
 }
 
 impl EventBus {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(session_id: String) -> Self {
         let (tx, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             callbacks: Mutex::new(Vec::new()),
+            sequence: Mutex::new(Sequence {
+                session_id,
+                turn_id: None,
+                last_seq: 0,
+            }),
             tx,
         }
     }
@@ -306,8 +81,41 @@ impl EventBus {
         }
     }
 
+    /// Events from now on belong to `session_id`, numbered from 1 (after [`crate::AsyncRuntime::reset`]).
+    pub(crate) fn start_session(&self, session_id: String) {
+        if let Ok(mut seq) = self.sequence.lock() {
+            *seq = Sequence {
+                session_id,
+                turn_id: None,
+                last_seq: 0,
+            };
+        }
+    }
+
+    /// Events from now on belong to `turn_id` (`None`: between turns).
+    pub(crate) fn set_turn(&self, turn_id: Option<String>) {
+        if let Ok(mut seq) = self.sequence.lock() {
+            seq.turn_id = turn_id;
+        }
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         let kind = event.kind();
+        let envelope = {
+            let Ok(mut seq) = self.sequence.lock() else {
+                return;
+            };
+            seq.last_seq += 1;
+            let envelope = EventEnvelope {
+                session_id: seq.session_id.clone(),
+                turn_id: seq.turn_id.clone(),
+                seq: seq.last_seq,
+                event,
+            };
+            // Sent under the lock so streams see `seq` order. No receivers is fine: nobody subscribed.
+            let _ = self.tx.send(envelope.clone());
+            envelope
+        };
         // Clone the list so a callback may register another callback without deadlocking.
         let callbacks: Vec<Callback> = match self.callbacks.lock() {
             Ok(cbs) => cbs
@@ -319,14 +127,12 @@ impl EventBus {
         };
         for cb in callbacks {
             // A panicking host callback must not take the agent down with it.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&event))).is_err() {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&envelope))).is_err() {
                 tracing::error!(
                     "an event callback panicked on a {kind:?} event; the run continues"
                 );
             }
         }
-        // No receivers is fine: nobody subscribed.
-        let _ = self.tx.send(event);
     }
 
     pub(crate) fn subscribe(&self) -> EventStream {
@@ -340,14 +146,14 @@ impl EventBus {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamItem {
     /// The next event.
-    Event(Event),
+    Event(EventEnvelope),
     /// The stream fell behind and this many events were skipped.
     Lagged(u64),
 }
 
 async fn recv(
-    mut rx: broadcast::Receiver<Event>,
-) -> (Option<StreamItem>, broadcast::Receiver<Event>) {
+    mut rx: broadcast::Receiver<EventEnvelope>,
+) -> (Option<StreamItem>, broadcast::Receiver<EventEnvelope>) {
     let item = match rx.recv().await {
         Ok(e) => Some(StreamItem::Event(e)),
         Err(broadcast::error::RecvError::Lagged(n)) => Some(StreamItem::Lagged(n)),
@@ -360,7 +166,7 @@ async fn recv(
 pub struct EventStream {
     inner: tokio_util::sync::ReusableBoxFuture<
         'static,
-        (Option<StreamItem>, broadcast::Receiver<Event>),
+        (Option<StreamItem>, broadcast::Receiver<EventEnvelope>),
     >,
 }
 

@@ -6,30 +6,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Deserialize;
-use serde::Serialize;
-
-/// A gated tool call waiting for a decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PermissionRequest {
-    /// The tool asking, e.g. `execute`.
-    pub tool: String,
-    /// What it wants to do, e.g. "Execute: cargo test".
-    pub description: String,
-}
-
-/// The host's answer to a [`PermissionRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub enum PermissionDecision {
-    /// Run it.
-    Allow,
-    /// Don't; `reason` is shown to the model.
-    Deny {
-        /// Why, if the host says.
-        reason: Option<String>,
-    },
-}
+pub use codepilot_protocol::PermissionDecision;
+pub use codepilot_protocol::PermissionRequest;
 
 /// A boxed future, as handlers return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

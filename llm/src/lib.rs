@@ -32,6 +32,7 @@ mod config;
 mod error;
 mod http;
 mod openai;
+mod profile;
 mod scripted;
 mod sse;
 
@@ -48,6 +49,8 @@ pub use config::WireFormat;
 pub use error::LlmError;
 pub use error::Result;
 pub use http::install_crypto_provider;
+pub use profile::DEFAULT_CONTEXT_WINDOW;
+pub use profile::known_context_window;
 pub use scripted::SCRIPT_SEPARATOR;
 pub use scripted::ScriptedProvider;
 pub use scripted::load_script;

@@ -1,6 +1,9 @@
-//! The CodePilot protocol: one model answer parsed into an [`Action`], and the observation fed back.
+//! The CodePilot protocol: one model answer parsed into an [`Action`], the observation fed back, and the wire
+//! contract every host shares ([`Event`], [`EventEnvelope`], [`Outcome`], permission and ask-user requests, tool
+//! signatures and errors).
 //!
-//! Pure code, no I/O, fuzzable. Depends only on `serde`, `serde_json` and `thiserror`.
+//! Pure code, no I/O, fuzzable. Depends only on `serde`, `serde_json`, `schemars` and `thiserror`, so a client
+//! (the Python package, the daemon's clients, a UI) can use these types without the engine.
 //!
 //! A model answer is prose for the user plus CommonMark fenced blocks (SPEC §4):
 //! - one ```` ```codepilot ```` **control block** whose code runs;
@@ -21,36 +24,82 @@
 //! # Ok::<(), codepilot_protocol::ParseError>(())
 //! ```
 //!
-//! While the answer streams in, [`StreamFilter`] decides what the user may see; after execution,
-//! [`Observation`] and the `*_observation` functions build the next user message.
+//! While the answer streams in, [`StreamFilter`] decides what the user may see; after execution, [`Feedback`]
+//! renders the next user message, and [`wire_messages`] fits the history into the context window.
+//!
+//! Every wire type derives [`schemars::JsonSchema`], so the daemon's schema is generated from these definitions.
 
 #![deny(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+mod context;
 mod error;
+mod event;
 mod fence;
 mod message;
 mod observation;
+mod outcome;
 mod parse;
 mod payload_check;
+mod request;
 mod stream;
+mod tool;
+
+pub use context::wire_messages;
 
 pub use error::ParseError;
 pub use error::Result;
+pub use event::AbortedEvent;
+pub use event::AskUserEvent;
+pub use event::ErrorKind;
+pub use event::Event;
+pub use event::EventEnvelope;
+pub use event::EventKind;
+pub use event::FinishEvent;
+pub use event::FinishReason;
+pub use event::MaxStepsEvent;
+pub use event::ModelRetryEvent;
+pub use event::PermissionRequestEvent;
+pub use event::RuntimeErrorEvent;
+pub use event::SessionResetEvent;
+pub use event::StartEvent;
+pub use event::StepEvent;
+pub use event::StreamEvent;
+pub use event::StreamKind;
+pub use event::StreamLine;
+pub use event::ToolCallEvent;
+pub use event::ToolResultEvent;
+pub use event::TurnCompleted;
+pub use event::UsageEvent;
+pub use event::UserMessageEvent;
 pub use fence::BlockKind;
 pub use message::Message;
 pub use message::Role;
 pub use message::Usage;
+pub use observation::ABORTED_ENTRY;
+pub use observation::BlockEnd;
+pub use observation::BlockReport;
+pub use observation::CompletionRefusal;
+pub use observation::ELIDED_OBSERVATION;
 pub use observation::EXECUTION_RESULT_TAG;
 pub use observation::ExecutionFailure;
 pub use observation::FIX_RULES;
+pub use observation::Feedback;
+pub use observation::MAX_OBSERVATION_CHARS;
 pub use observation::NO_OUTPUT;
 pub use observation::Observation;
+pub use observation::PermissionRefusal;
+pub use observation::cap_observation;
 pub use observation::completion_rejected;
 pub use observation::environment_change;
 pub use observation::execution_error_observation;
+pub use observation::human_command_text;
 pub use observation::parser_error_observation;
+pub use observation::permission_denied_entry;
 pub use observation::task_message;
+pub use observation::tool_error_entry;
+pub use observation::tool_value_entry;
 pub use observation::user_message;
+pub use outcome::Outcome;
 pub use parse::Action;
 pub use parse::Block;
 pub use parse::ControlBlock;
@@ -58,4 +107,13 @@ pub use parse::Payload;
 pub use parse::parse;
 pub use parse::visible_text;
 pub use payload_check::check_payloads;
+pub use request::AskUserRequest;
+pub use request::AskUserResponse;
+pub use request::PermissionDecision;
+pub use request::PermissionRequest;
 pub use stream::StreamFilter;
+pub use tool::ExcKind;
+pub use tool::ParamSpec;
+pub use tool::ToolError;
+pub use tool::ToolSpec;
+pub use tool::py_literal;

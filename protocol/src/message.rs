@@ -1,10 +1,11 @@
 //! Conversation messages and token usage, shared by every CodePilot crate.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::Serialize;
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The task giver, and the runtime's observations (`[EXECUTION RESULT]`, `[USER MESSAGE]`, ...).
@@ -25,7 +26,7 @@ impl Role {
 }
 
 /// One message of the conversation history. The system prompt is not a message: it is rebuilt every step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Message {
     /// Author.
     pub role: Role,
@@ -54,7 +55,7 @@ impl Message {
 }
 
 /// Token usage of one or more model calls.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
     /// Prompt tokens billed at the full rate.
     #[serde(default)]

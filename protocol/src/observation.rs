@@ -170,3 +170,184 @@ pub fn completion_rejected(reason: &str) -> String {
         "[COMPLETION NOT ACCEPTED] Your ```completion block was not accepted because {reason}. The task is not finished: fix the problem, check the result, and send the completion block again in a later answer."
     )
 }
+
+/// Longest observation fed back in one message; longer ones keep their head and tail ([`cap_observation`]).
+pub const MAX_OBSERVATION_CHARS: usize = 60_000;
+
+/// Keeps the head and tail of an over-long text (an observation, or a rejected answer kept in the history), with
+/// a marker saying how much was cut.
+#[must_use]
+pub fn cap_observation(text: String) -> String {
+    let total = text.chars().count();
+    if total <= MAX_OBSERVATION_CHARS {
+        return text;
+    }
+    let keep = MAX_OBSERVATION_CHARS / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(total - keep).collect();
+    format!(
+        "{head}\n\n[... {} characters of output cut: the observation is limited to {MAX_OBSERVATION_CHARS}; \
+         print less, or read files in pages ...]\n\n{tail}",
+        total - 2 * keep
+    )
+}
+
+/// What replaces an old observation elided to fit the context window.
+pub const ELIDED_OBSERVATION: &str =
+    "[EXECUTION RESULT]\n[older output elided to fit the context window]";
+
+/// The entry added when the host aborted the run while the block ran.
+pub const ABORTED_ENTRY: &str = "[aborted by the user]";
+
+/// A tool's failure as the model reads it: `[tool] ERROR: message`.
+#[must_use]
+pub fn tool_error_entry(tool: &str, message: &str) -> String {
+    format!("[{tool}] ERROR: {message}")
+}
+
+/// A host tool's result when the tool gives no text of its own: `[tool] value` (strings without quotes).
+#[must_use]
+pub fn tool_value_entry(tool: &str, value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => format!("[{tool}] {s}"),
+        other => format!("[{tool}] {other}"),
+    }
+}
+
+/// Why a gated tool call did not run; the message of the `PermissionError` the block gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PermissionRefusal {
+    /// The host registered no permission handler, so nobody can grant it.
+    NoHandler,
+    /// The user (or the host's policy) said no, maybe with a reason.
+    Denied(Option<String>),
+}
+
+impl PermissionRefusal {
+    /// The message for the call described by `description`, e.g. "Execute in main: rm -rf build".
+    #[must_use]
+    pub fn message(&self, description: &str) -> String {
+        match self {
+            PermissionRefusal::NoHandler => format!(
+                "permission denied for {description}: this tool requires permission and the host application has \
+                 no way to grant it (no permission handler). Do without this action, or finish and tell the user \
+                 what you need"
+            ),
+            PermissionRefusal::Denied(Some(reason)) => {
+                format!("the user denied permission for {description}: {reason}")
+            }
+            PermissionRefusal::Denied(None) => {
+                format!("the user denied permission for {description}")
+            }
+        }
+    }
+}
+
+/// A refused gated call as the model reads it: `[tool] Permission denied: message`.
+#[must_use]
+pub fn permission_denied_entry(tool: &str, message: &str) -> String {
+    format!("[{tool}] Permission denied: {message}")
+}
+
+/// What the model is told (as a [`user_message`]) about a command a person typed into an agent's terminal.
+#[must_use]
+pub fn human_command_text(terminal: &str, command: &str) -> String {
+    format!("A person typed this command in terminal '{terminal}':\n$ {command}")
+}
+
+/// Why a completion block was not honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionRefusal {
+    /// The control block raised an exception.
+    BlockFailed,
+    /// A user message arrived that the model has not read yet.
+    UnreadUserMessage,
+}
+
+impl CompletionRefusal {
+    fn reason(self) -> &'static str {
+        match self {
+            CompletionRefusal::BlockFailed => {
+                "the control block raised an exception, so the task is not complete"
+            }
+            CompletionRefusal::UnreadUserMessage => {
+                "a new message from the user arrived while you worked; it follows — take it into account before \
+                 finishing"
+            }
+        }
+    }
+}
+
+/// How a control block ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockEnd {
+    /// It ran to its end.
+    Finished,
+    /// The host aborted the run while it ran.
+    Aborted,
+    /// It did not compile, raised an exception or hit a limit.
+    Failed(ExecutionFailure),
+}
+
+/// What one control block did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockReport {
+    /// Each tool's formatted result and each `print`, in call order.
+    pub observation: Observation,
+    /// Payload blocks (their filenames, quoted) that no `write_file` call consumed.
+    pub unused_payloads: Vec<String>,
+    /// How the block ended.
+    pub end: BlockEnd,
+    /// Set when the answer's completion block was not honoured.
+    pub completion_refused: Option<CompletionRefusal>,
+}
+
+/// Everything the model is told about its last answer. [`Feedback::render`] is the next user message, built here
+/// and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Feedback {
+    /// The answer broke the protocol; nothing ran.
+    ParseError(ParseError),
+    /// The control block ran, failed or was aborted.
+    Block(BlockReport),
+    /// The answer had a completion block and no control block, and the completion was refused.
+    CompletionRefused(CompletionRefusal),
+}
+
+impl Feedback {
+    /// The observation text, capped at [`MAX_OBSERVATION_CHARS`].
+    #[must_use]
+    pub fn render(&self) -> String {
+        match self {
+            Feedback::ParseError(e) => parser_error_observation(e),
+            Feedback::CompletionRefused(r) => completion_rejected(r.reason()),
+            Feedback::Block(report) => {
+                let mut observation = report.observation.clone();
+                if !report.unused_payloads.is_empty() {
+                    observation.push(format!(
+                        "[warning] {} payload block(s) were not used by any write_file call: {}. Nothing was \
+                         written for them.",
+                        report.unused_payloads.len(),
+                        report.unused_payloads.join(", ")
+                    ));
+                }
+                let mut text = match &report.end {
+                    BlockEnd::Finished => cap_observation(observation.render()),
+                    BlockEnd::Aborted => {
+                        observation.push(ABORTED_ENTRY);
+                        cap_observation(observation.render())
+                    }
+                    BlockEnd::Failed(failure) => {
+                        cap_observation(execution_error_observation(&observation, failure))
+                    }
+                };
+                if let Some(refusal) = report.completion_refused {
+                    text.push_str("\n\n");
+                    text.push_str(&completion_rejected(refusal.reason()));
+                }
+                text
+            }
+        }
+    }
+}

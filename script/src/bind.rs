@@ -3,7 +3,7 @@
 use serde_json::Map;
 use serde_json::Value;
 
-use crate::spec::ToolSpec;
+use codepilot_protocol::ToolSpec;
 
 /// Binds `positional` and `keywords` to the tool's parameters, in declared order, defaults filled.
 ///

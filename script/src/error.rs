@@ -1,4 +1,4 @@
-//! Errors: how a control block failed ([`ScriptFailure`]) and how a tool fails ([`ToolError`]).
+//! How a control block failed ([`ScriptFailure`]). A tool fails with [`codepilot_protocol::ToolError`].
 
 use std::fmt;
 
@@ -7,19 +7,16 @@ pub type Result<T, E = ScriptFailure> = std::result::Result<T, E>;
 
 /// What kind of failure ended a control block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum FailureKind {
     /// The block did not compile; nothing ran.
     Syntax,
     /// A Python exception escaped the block (including `RecursionError`, `MemoryError`, a tool's
-    /// [`ToolError::Raise`] that was not caught, `NameError`, `PermissionError`, …).
+    /// [`codepilot_protocol::ToolError`] that was not caught, `NameError`, `PermissionError`, …).
     Exception,
     /// The block ran past its wall-clock limit (time spent inside tools counts).
     Timeout,
     /// The block tried to make more tool calls than [`crate::Limits::max_tool_calls`].
     ToolCallLimit,
-    /// A tool returned [`ToolError::Abort`]; the block was stopped at that call.
-    ToolAborted,
     /// The cancellation token was cancelled.
     Cancelled,
     /// The interpreter panicked (a bug in the interpreter, caught before it reached the host).
@@ -35,7 +32,6 @@ impl FailureKind {
             Self::Exception => "exception",
             Self::Timeout => "timeout",
             Self::ToolCallLimit => "tool_call_limit",
-            Self::ToolAborted => "tool_aborted",
             Self::Cancelled => "cancelled",
             Self::InterpreterCrash => "interpreter_crash",
         }
@@ -81,107 +77,5 @@ impl ScriptFailure {
     #[must_use]
     pub fn summary(&self) -> String {
         self.to_string()
-    }
-}
-
-/// A Python exception type a tool may raise into the block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ExcKind {
-    /// `TypeError`
-    TypeError,
-    /// `ValueError`
-    ValueError,
-    /// `KeyError`
-    KeyError,
-    /// `IndexError`
-    IndexError,
-    /// `RuntimeError`
-    RuntimeError,
-    /// `NotImplementedError`
-    NotImplementedError,
-    /// `OSError`
-    OsError,
-    /// `PermissionError`
-    PermissionError,
-    /// `FileNotFoundError`
-    FileNotFoundError,
-    /// `FileExistsError`
-    FileExistsError,
-    /// `IsADirectoryError`
-    IsADirectoryError,
-    /// `NotADirectoryError`
-    NotADirectoryError,
-    /// `TimeoutError`
-    TimeoutError,
-    /// `AssertionError`
-    AssertionError,
-}
-
-impl ExcKind {
-    /// The Python name of the exception type.
-    #[must_use]
-    pub fn python_name(self) -> &'static str {
-        match self {
-            Self::TypeError => "TypeError",
-            Self::ValueError => "ValueError",
-            Self::KeyError => "KeyError",
-            Self::IndexError => "IndexError",
-            Self::RuntimeError => "RuntimeError",
-            Self::NotImplementedError => "NotImplementedError",
-            Self::OsError => "OSError",
-            Self::PermissionError => "PermissionError",
-            Self::FileNotFoundError => "FileNotFoundError",
-            Self::FileExistsError => "FileExistsError",
-            Self::IsADirectoryError => "IsADirectoryError",
-            Self::NotADirectoryError => "NotADirectoryError",
-            Self::TimeoutError => "TimeoutError",
-            Self::AssertionError => "AssertionError",
-        }
-    }
-}
-
-impl fmt::Display for ExcKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.python_name())
-    }
-}
-
-/// How a tool call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ToolError {
-    /// Raise a Python exception at the call site; the block may catch it with `try`/`except`.
-    #[error("{exc}: {message}")]
-    Raise {
-        /// The exception type.
-        exc: ExcKind,
-        /// The exception message.
-        message: String,
-    },
-    /// Stop the block at the call site; `try`/`except` cannot catch it.
-    #[error("{message}")]
-    Abort {
-        /// Why the block was stopped (shown to the model).
-        message: String,
-    },
-}
-
-impl ToolError {
-    /// Shorthand for [`ToolError::Raise`].
-    #[must_use]
-    pub fn raise(exc: ExcKind, message: impl Into<String>) -> Self {
-        Self::Raise {
-            exc,
-            message: message.into(),
-        }
-    }
-
-    /// Shorthand for [`ToolError::Abort`].
-    #[must_use]
-    pub fn abort(message: impl Into<String>) -> Self {
-        Self::Abort {
-            message: message.into(),
-        }
     }
 }

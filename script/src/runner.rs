@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use crate::error::FailureKind;
 use crate::error::Result;
 use crate::error::ScriptFailure;
-use crate::error::ToolError;
 use crate::interp::Bridge;
 use crate::interp::ControlInterpreter;
 use crate::interp::Program;
@@ -30,6 +29,7 @@ use crate::pool::Job;
 use crate::pool::POOL;
 use crate::spec::RunReport;
 use crate::spec::RunRequest;
+use codepilot_protocol::ToolError;
 
 /// How long buffered prints may wait while the block computes without calling a tool.
 const PRINT_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
@@ -66,8 +66,7 @@ pub trait ToolHost: Send + Sync {
     /// declared order only if the `preserve_order` feature of serde_json is enabled).
     ///
     /// # Errors
-    /// [`ToolError::Raise`] raises a Python exception the block may catch; [`ToolError::Abort`]
-    /// stops the block.
+    /// A [`ToolError`] raises its Python exception at the call site; the block may catch it.
     async fn call_tool(
         &self,
         name: &str,
@@ -153,10 +152,7 @@ async fn run_with<I: ControlInterpreter + Copy + 'static>(
                     () = tokio::time::sleep_until(tokio_deadline) => Reply::Stop(StopReason::Timeout),
                     result = runner.host.call_tool(&name, args) => match result {
                         Ok(value) => Reply::Value(value),
-                        Err(ToolError::Raise { exc, message }) => Reply::Raise { exc, message },
-                        Err(ToolError::Abort { message }) => {
-                            Reply::Stop(StopReason::ToolAborted(message))
-                        }
+                        Err(ToolError { kind, message }) => Reply::Raise { exc: kind, message },
                     },
                 };
                 let cancelled = matches!(answer, Reply::Stop(StopReason::Cancelled));

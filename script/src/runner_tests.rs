@@ -11,12 +11,12 @@ use super::ToolHost;
 use super::run_with;
 use crate::error::FailureKind;
 use crate::error::ScriptFailure;
-use crate::error::ToolError;
 use crate::interp::Bridge;
 use crate::interp::ControlInterpreter;
 use crate::interp::Program;
 use crate::interp::monty_impl::MontyInterpreter;
 use crate::spec::RunRequest;
+use codepilot_protocol::ToolError;
 
 /// An interpreter that prints, then panics: stands in for a bug inside monty.
 #[derive(Clone, Copy)]

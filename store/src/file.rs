@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use codepilot_protocol::Message;
@@ -464,6 +465,10 @@ fn atomic_write(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
 
 #[async_trait]
 impl SessionStore for FileStore {
+    fn lease_ttl(&self) -> Duration {
+        self.inner.opts.lease_ttl
+    }
+
     async fn open(&self, id: &SessionId, agent_name: &str) -> Result<(Lease, SessionRecord)> {
         let id = id.clone();
         let agent_name = agent_name.to_owned();

@@ -91,7 +91,12 @@ pub trait SessionStore: Send + Sync {
     /// differs; [`StoreError::LeaseLost`] when the lease was taken over, released or the session deleted.
     async fn checkpoint(&self, lease: &Lease, cp: &Checkpoint) -> Result<()>;
 
-    /// Extends the lease by the store's TTL. Call every [`HEARTBEAT_INTERVAL`] while driving the session.
+    /// How long a lease taken through this store lasts without renewal ([`StoreOptions::lease_ttl`]). A driver
+    /// renews well within it: [`heartbeat_interval`] gives the interval the runtime uses.
+    fn lease_ttl(&self) -> Duration;
+
+    /// Extends the lease by the store's TTL. Call every [`heartbeat_interval`]`(self.lease_ttl())` while driving
+    /// the session.
     ///
     /// An expired lease that nobody took over is renewed.
     ///
@@ -150,6 +155,19 @@ pub enum StoreConfig {
     SqlitePool(sqlx::SqlitePool),
     /// An existing PostgreSQL pool. Migrations are applied to it.
     PgPool(sqlx::PgPool),
+}
+
+/// How often a driver renews a lease that lasts `lease_ttl`: a third of it (so two missed beats still keep the
+/// lease), at least 10 ms. [`HEARTBEAT_INTERVAL`] for the default TTL.
+#[must_use]
+pub fn heartbeat_interval(lease_ttl: Duration) -> Duration {
+    (lease_ttl / 3).max(Duration::from_millis(10))
+}
+
+/// Re-exports of the SQL pool types [`StoreConfig`] accepts, so hosts need no direct `sqlx` dependency.
+pub mod pools {
+    pub use sqlx::PgPool;
+    pub use sqlx::SqlitePool;
 }
 
 /// Busy timeout of SQLite connections opened from a URL.

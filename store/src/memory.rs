@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use codepilot_protocol::Usage;
@@ -100,6 +101,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
+    fn lease_ttl(&self) -> Duration {
+        self.opts.lease_ttl
+    }
+
     async fn open(&self, id: &SessionId, agent_name: &str) -> Result<(Lease, SessionRecord)> {
         let mut sessions = self.lock();
         let now = now_secs();

@@ -283,6 +283,10 @@ macro_rules! sql_store {
 
         #[async_trait::async_trait]
         impl $crate::SessionStore for $name {
+            fn lease_ttl(&self) -> std::time::Duration {
+                self.opts.lease_ttl
+            }
+
             async fn open(
                 &self,
                 id: &$crate::SessionId,

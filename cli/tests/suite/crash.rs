@@ -206,8 +206,13 @@ async fn ctrl_c_aborts_the_task_and_exits_4_with_the_step_stored() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let lines = super::support::json_lines(&out);
-    assert!(lines.iter().any(|e| e["type"] == "aborted"), "{lines:?}");
-    assert_eq!(lines.last().unwrap()["outcome"], "aborted");
+    assert!(
+        super::support::events(&lines)
+            .iter()
+            .any(|e| e["type"] == "aborted"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().unwrap()["outcome"]["status"], "aborted");
     // The finished step was stored: the session shows it.
     let show = codepilot(dir.path(), &["sessions", "show", "ctrl-c"]).await;
     assert!(

@@ -29,10 +29,10 @@ async fn the_demo_speaks_json_too() {
     let dir = tempfile::tempdir().unwrap();
     let out = codepilot_with(dir.path(), &["demo", "--json"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let events = json_lines(&out);
-    assert_eq!(events.last().unwrap()["outcome"], "completed");
+    let lines = json_lines(&out);
+    assert_eq!(lines.last().unwrap()["outcome"]["status"], "completed");
     assert!(
-        events
+        super::support::events(&lines)
             .iter()
             .any(|e| e["type"] == "tool_call" && e["tool"] == "execute")
     );

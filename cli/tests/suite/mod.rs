@@ -3,5 +3,6 @@ mod support;
 mod attach;
 mod crash;
 mod demo;
+mod output;
 mod run;
 mod sessions;

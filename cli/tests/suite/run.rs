@@ -7,10 +7,12 @@ use pretty_assertions::assert_eq;
 use super::support::BOTH;
 use super::support::Wire;
 use super::support::codepilot;
+use super::support::events;
 use super::support::json_lines;
 use super::support::last_user_text;
 use super::support::stderr;
 use super::support::stdout;
+use super::support::turns;
 use super::support::write_agent;
 
 const NO_TERMINALS: &str = "  tools:\n    - {name: execute, enabled: false}\n    - {name: read_output, enabled: false}\n    - {name: send_input, enabled: false}\n    - {name: terminate_terminal, enabled: false}\n";
@@ -60,12 +62,15 @@ async fn the_tour_in_both_wire_formats_streaming_and_not() {
             .await;
             let ctx = format!("{wire:?} stream={stream}\nstderr: {}", stderr(&out));
             assert_eq!(out.status.code(), Some(0), "{ctx}");
-            let events = json_lines(&out);
-            let last = events.last().unwrap();
-            assert_eq!(last["type"], "outcome", "{ctx}");
-            assert_eq!(last["outcome"], "completed", "{ctx}");
-            assert_eq!(last["summary"], "All edits done.", "{ctx}");
-            assert_eq!(last["steps"], 9, "{ctx}");
+            let lines = json_lines(&out);
+            let last = lines.last().unwrap();
+            assert_eq!(last["type"], "turn_completed", "{ctx}");
+            assert_eq!(last["turn_id"], "turn-1", "{ctx}");
+            assert_eq!(last["outcome"]["status"], "completed", "{ctx}");
+            assert_eq!(last["outcome"]["summary"], "All edits done.", "{ctx}");
+            assert_eq!(last["outcome"]["steps"], 9, "{ctx}");
+            let events = events(&lines);
+            assert_eq!(events.len() + 1, lines.len(), "{ctx}");
             for e in &events {
                 assert!(e["type"].is_string(), "{e}");
             }
@@ -149,8 +154,8 @@ async fn a_chat_reply_exits_zero() {
     let out = codepilot(dir.path(), &["run", "--session", "memory", "--json", "hi"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let last = json_lines(&out).pop().unwrap();
-    assert_eq!(last["outcome"], "replied");
-    assert_eq!(last["summary"], "Sure — what file?");
+    assert_eq!(last["outcome"]["status"], "replied");
+    assert_eq!(last["outcome"]["text"], "Sure — what file?");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,10 +200,16 @@ async fn retries_after_429_500_and_a_dropped_stream() {
             "{wire:?} stream={stream}: {}",
             stderr(&out)
         );
-        let events = json_lines(&out);
-        let retries = events.iter().filter(|e| e["type"] == "model_retry").count();
+        let lines = json_lines(&out);
+        let retries = events(&lines)
+            .iter()
+            .filter(|e| e["type"] == "model_retry")
+            .count();
         assert_eq!(retries, 3, "{wire:?} stream={stream}");
-        assert_eq!(events.last().unwrap()["summary"], "should be fine");
+        assert_eq!(
+            lines.last().unwrap()["outcome"]["summary"],
+            "should be fine"
+        );
     }
 }
 
@@ -229,7 +240,7 @@ async fn gated_tools_are_denied_without_a_terminal_and_allowed_with_yes() {
             assert!(obs.contains("Permission denied"), "{obs}");
         }
         assert!(
-            json_lines(&out)
+            events(&json_lines(&out))
                 .iter()
                 .any(|e| e["type"] == "permission_request")
         );
@@ -355,12 +366,10 @@ async fn chat_runs_one_task_per_line_in_one_session() {
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let outcomes: Vec<_> = json_lines(&out)
-        .into_iter()
-        .filter(|e| e["type"] == "outcome")
-        .collect();
+    let outcomes = turns(&json_lines(&out));
     assert_eq!(outcomes.len(), 2);
-    assert_eq!(outcomes[1]["summary"], "second reply");
+    assert_eq!(outcomes[1]["turn_id"], "turn-2");
+    assert_eq!(outcomes[1]["outcome"]["text"], "second reply");
     assert_eq!(
         last_user_text(&server.requests()[1].body),
         "[Task 2][USER INPUT]\nagain"

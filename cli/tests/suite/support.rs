@@ -83,6 +83,32 @@ pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The events of a `--json` run: the `event` of every `{"type":"event",...}` line, after checking that the
+/// envelope names the session and numbers events 1, 2, 3, … without gaps.
+pub fn events(lines: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let envelopes: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["type"] == "event").collect();
+    let mut last = None;
+    for e in &envelopes {
+        assert!(e["session_id"].is_string(), "{e}");
+        let seq = e["seq"].as_u64().unwrap_or_else(|| panic!("no seq: {e}"));
+        if let Some(last) = last {
+            assert!(seq > last, "seq must increase: {last} then {seq}");
+        }
+        last = Some(seq);
+    }
+    envelopes.into_iter().map(|e| e["event"].clone()).collect()
+}
+
+/// The `turn_completed` lines of a `--json` run.
+pub fn turns(lines: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "turn_completed")
+        .cloned()
+        .collect()
+}
+
 pub use codepilot_testkit::last_user_text;
 
 /// Runs the child in its own session, without a controlling terminal, as under CI: prompts that need `/dev/tty`

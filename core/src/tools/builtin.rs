@@ -1,30 +1,34 @@
 //! The built-in tools: their signatures and docs as the model sees them, and their dispatch.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use codepilot_protocol::AskUserEvent;
+use codepilot_protocol::Event;
+use codepilot_protocol::ParamSpec;
 use codepilot_protocol::Payload;
-use codepilot_script::ParamSpec;
-use codepilot_script::ToolSpec;
+use codepilot_protocol::ToolError;
+use codepilot_protocol::ToolSpec;
 use codepilot_terminal::TerminalManager;
 use serde_json::Value;
 use serde_json::json;
 
-use super::ToolError;
-use super::ToolErrorKind;
+use super::StepContext;
+use super::Tool;
+use super::ToolCall;
+use super::ToolOutput;
 use super::find;
 use super::fs;
-use super::workspace::Workspace;
-use crate::handlers::AskUserHandler;
+use crate::handlers::BoxFuture;
 
 /// Lines `read_file` returns per call before it pages.
 const READ_PAGE_LINES: usize = 400;
 /// Longest timeout a terminal tool accepts, in seconds.
 const MAX_TERMINAL_TIMEOUT_S: f64 = 600.0;
 
+/// A built-in tool. [`Builtin::ALL`] is the one list of them: the default tool set, `BUILTIN_TOOLS` and the agent
+/// file's validation all derive from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Builtin {
     ReadFile,
@@ -38,32 +42,57 @@ pub(crate) enum Builtin {
 }
 
 fn req(name: &str) -> ParamSpec {
-    ParamSpec {
-        name: name.to_owned(),
-        default: None,
-    }
+    ParamSpec::required(name)
 }
 
 fn opt(name: &str, default: Value) -> ParamSpec {
-    ParamSpec {
-        name: name.to_owned(),
-        default: Some(default),
-    }
+    ParamSpec::optional(name, default)
 }
 
 impl Builtin {
+    /// Every built-in, in the order the default tool set lists them.
+    pub(crate) const ALL: [Builtin; 8] = [
+        Self::ReadFile,
+        Self::WriteFile,
+        Self::Find,
+        Self::Execute,
+        Self::ReadOutput,
+        Self::SendInput,
+        Self::TerminateTerminal,
+        Self::AskUser,
+    ];
+
+    /// The name the block calls.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::ReadFile => "read_file",
+            Self::WriteFile => "write_file",
+            Self::Find => "find",
+            Self::Execute => "execute",
+            Self::ReadOutput => "read_output",
+            Self::SendInput => "send_input",
+            Self::TerminateTerminal => "terminate_terminal",
+            Self::AskUser => "ask_user",
+        }
+    }
+
     pub(crate) fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "read_file" => Self::ReadFile,
-            "write_file" => Self::WriteFile,
-            "find" => Self::Find,
-            "execute" => Self::Execute,
-            "read_output" => Self::ReadOutput,
-            "send_input" => Self::SendInput,
-            "terminate_terminal" => Self::TerminateTerminal,
-            "ask_user" => Self::AskUser,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// The `config:` keys the agent file may set for this tool. A misspelt key must not silently turn a safety
+    /// setting off, so any other key is an error.
+    pub(crate) fn config_keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Execute | Self::ReadOutput | Self::SendInput => {
+                &["require_permission", "max_output_chars"]
+            }
+            Self::ReadFile
+            | Self::WriteFile
+            | Self::Find
+            | Self::TerminateTerminal
+            | Self::AskUser => &["require_permission"],
+        }
     }
 
     pub(crate) fn is_terminal(self) -> bool {
@@ -73,10 +102,9 @@ impl Builtin {
         }
     }
 
-    pub(crate) fn spec(self) -> ToolSpec {
-        let (name, params, doc) = match self {
+    fn make_spec(self) -> ToolSpec {
+        let (params, doc) = match self {
             Self::ReadFile => (
-                "read_file",
                 vec![
                     req("path"),
                     opt("start_line", json!(1)),
@@ -87,7 +115,6 @@ impl Builtin {
                  before editing it by line number.",
             ),
             Self::WriteFile => (
-                "write_file",
                 vec![
                     req("path"),
                     opt("mode", json!("w")),
@@ -104,7 +131,6 @@ impl Builtin {
                  file read (or written) by you since its last change. Returns a short status string.",
             ),
             Self::Find => (
-                "find",
                 vec![
                     req("pattern"),
                     opt("scope", json!("codebase")),
@@ -117,7 +143,6 @@ impl Builtin {
                  Returns a list of {path, line, text}.",
             ),
             Self::Execute => (
-                "execute",
                 vec![
                     req("terminal"),
                     req("command"),
@@ -130,62 +155,26 @@ impl Builtin {
                  servers and other long-lived processes). Returns {status, exit_code, output, cwd, pid, terminal}.",
             ),
             Self::ReadOutput => (
-                "read_output",
                 vec![req("terminal"), opt("timeout", json!(5))],
                 "Wait up to timeout seconds for more output of the terminal's current command. Returns the same \
                  dict as execute.",
             ),
             Self::SendInput => (
-                "send_input",
                 vec![req("terminal"), req("text"), opt("timeout", json!(5))],
                 "Type raw text into the terminal (no newline is added: end with \"\\n\" to press Enter; \"\\x03\" \
                  is Ctrl-C). Returns the same dict as execute.",
             ),
             Self::TerminateTerminal => (
-                "terminate_terminal",
                 vec![req("terminal")],
                 "Kill a terminal and every process it started. Returns a status string.",
             ),
             Self::AskUser => (
-                "ask_user",
                 vec![req("question")],
                 "Ask the user a question and wait for the answer. Returns the answer string. Use it only when you \
                  cannot proceed without the user.",
             ),
         };
-        ToolSpec {
-            name: name.to_owned(),
-            params,
-            doc: doc.to_owned(),
-        }
-    }
-}
-
-/// What a built-in needs from the runtime while a block runs.
-pub(crate) struct BuiltinCtx {
-    pub(crate) workspace: Arc<Workspace>,
-    pub(crate) ledger: Arc<fs::ReadLedger>,
-    pub(crate) terminals: Option<TerminalManager>,
-    pub(crate) ask_user: Option<Arc<dyn AskUserHandler>>,
-    pub(crate) payloads: Mutex<VecDeque<Payload>>,
-}
-
-/// A built-in's result: observation text for the model and value for the block.
-pub(crate) struct BuiltinOutput {
-    pub(crate) observation: String,
-    pub(crate) value: Value,
-}
-
-/// A failure that also carries the observation text.
-pub(crate) struct BuiltinFailure {
-    pub(crate) error: ToolError,
-    pub(crate) observation: String,
-}
-
-fn fail(tool: &str, error: ToolError) -> BuiltinFailure {
-    BuiltinFailure {
-        observation: format!("[{tool}] ERROR: {}", error.message),
-        error,
+        ToolSpec::new(self.name(), params, doc)
     }
 }
 
@@ -193,19 +182,13 @@ fn arg_str(
     args: &serde_json::Map<String, Value>,
     tool: &str,
     name: &str,
-) -> Result<String, BuiltinFailure> {
+) -> Result<String, ToolError> {
     match args.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
-        other => Err(fail(
-            tool,
-            ToolError {
-                kind: ToolErrorKind::TypeError,
-                message: format!(
-                    "{tool}(): `{name}` must be a string, got {}",
-                    type_name(other)
-                ),
-            },
-        )),
+        other => Err(ToolError::type_error(format!(
+            "{tool}(): `{name}` must be a string, got {}",
+            type_name(other)
+        ))),
     }
 }
 
@@ -213,20 +196,14 @@ fn arg_opt_int(
     args: &serde_json::Map<String, Value>,
     tool: &str,
     name: &str,
-) -> Result<Option<i64>, BuiltinFailure> {
+) -> Result<Option<i64>, ToolError> {
     match args.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
-        other => Err(fail(
-            tool,
-            ToolError {
-                kind: ToolErrorKind::TypeError,
-                message: format!(
-                    "{tool}(): `{name}` must be an integer or None, got {}",
-                    type_name(other)
-                ),
-            },
-        )),
+        other => Err(ToolError::type_error(format!(
+            "{tool}(): `{name}` must be an integer or None, got {}",
+            type_name(other)
+        ))),
     }
 }
 
@@ -234,29 +211,20 @@ fn arg_seconds(
     args: &serde_json::Map<String, Value>,
     tool: &str,
     name: &str,
-) -> Result<Duration, BuiltinFailure> {
+) -> Result<Duration, ToolError> {
     let secs = match args.get(name) {
         Some(Value::Number(n)) => n.as_f64().unwrap_or(-1.0),
         other => {
-            return Err(fail(
-                tool,
-                ToolError {
-                    kind: ToolErrorKind::TypeError,
-                    message: format!(
-                        "{tool}(): `{name}` must be a number of seconds, got {}",
-                        type_name(other)
-                    ),
-                },
-            ));
+            return Err(ToolError::type_error(format!(
+                "{tool}(): `{name}` must be a number of seconds, got {}",
+                type_name(other)
+            )));
         }
     };
     if !(0.0..=MAX_TERMINAL_TIMEOUT_S).contains(&secs) {
-        return Err(fail(
-            tool,
-            ToolError::value(format!(
-                "{tool}(): `{name}` must be between 0 and {MAX_TERMINAL_TIMEOUT_S} seconds, got {secs}"
-            )),
-        ));
+        return Err(ToolError::value(format!(
+            "{tool}(): `{name}` must be between 0 and {MAX_TERMINAL_TIMEOUT_S} seconds, got {secs}"
+        )));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -284,8 +252,7 @@ fn truncate_label(s: &str, max: usize) -> String {
 }
 
 impl Builtin {
-    /// A short human label for the tool call event.
-    pub(crate) fn label(self, args: &serde_json::Map<String, Value>) -> String {
+    fn make_label(self, args: &serde_json::Map<String, Value>) -> String {
         let s = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
         match self {
             Self::ReadFile => format!("Reading {}", s("path")),
@@ -307,8 +274,7 @@ impl Builtin {
         }
     }
 
-    /// What a permission prompt says about this call.
-    pub(crate) fn permission_description(self, args: &serde_json::Map<String, Value>) -> String {
+    fn make_description(self, args: &serde_json::Map<String, Value>) -> String {
         let s = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
         match self {
             Self::WriteFile => {
@@ -337,87 +303,78 @@ impl Builtin {
             Self::AskUser => "Ask the user a question".to_owned(),
         }
     }
-
-    pub(crate) async fn call(
-        self,
-        ctx: &BuiltinCtx,
-        args: serde_json::Map<String, Value>,
-    ) -> Result<BuiltinOutput, BuiltinFailure> {
-        match self {
-            Self::ReadFile => read_file(ctx, &args).await,
-            Self::WriteFile => write_file(ctx, &args).await,
-            Self::Find => find_tool(ctx, &args).await,
-            Self::Execute => execute(ctx, &args).await,
-            Self::ReadOutput => read_output(ctx, &args).await,
-            Self::SendInput => send_input(ctx, &args).await,
-            Self::TerminateTerminal => terminate(ctx, &args).await,
-            Self::AskUser => ask_user(ctx, &args).await,
-        }
-    }
 }
 
-fn from_fs_failure(tool: &str, f: fs::ToolFailure) -> BuiltinFailure {
-    let kind = match f.kind {
-        fs::FailureKind::Permission => ToolErrorKind::PermissionError,
-        fs::FailureKind::NotFound => ToolErrorKind::FileNotFoundError,
-        fs::FailureKind::InvalidArgument | fs::FailureKind::StaleRead => ToolErrorKind::ValueError,
-        fs::FailureKind::Io => ToolErrorKind::RuntimeError,
-    };
-    let observation = format!("[{tool}] ERROR: {}", f.message);
-    BuiltinFailure {
-        error: ToolError {
-            kind,
-            message: f.message,
-        },
-        observation,
+impl Tool for Builtin {
+    fn spec(&self) -> ToolSpec {
+        self.make_spec()
+    }
+
+    fn label(&self, args: &serde_json::Map<String, Value>) -> Option<String> {
+        Some(self.make_label(args))
+    }
+
+    fn describe_call(&self, args: &serde_json::Map<String, Value>) -> Option<String> {
+        Some(self.make_description(args))
+    }
+
+    fn call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
+        let tool = *self;
+        Box::pin(async move {
+            let Some(ctx) = call.step else {
+                return Err(ToolError::runtime(format!(
+                    "{}() can only run inside a control block",
+                    tool.name()
+                )));
+            };
+            let args = &call.args;
+            match tool {
+                Self::ReadFile => read_file(ctx, args).await,
+                Self::WriteFile => write_file(ctx, args).await,
+                Self::Find => find_tool(ctx, args).await,
+                Self::Execute => execute(ctx, args).await,
+                Self::ReadOutput => read_output(ctx, args).await,
+                Self::SendInput => send_input(ctx, args).await,
+                Self::TerminateTerminal => terminate(ctx, args).await,
+                Self::AskUser => ask_user(ctx, args).await,
+            }
+        })
     }
 }
 
 async fn blocking<T: Send + 'static>(
     tool: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, BuiltinFailure> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        fail(
-            tool,
-            ToolError::runtime(format!("{tool}() failed internally: {e}")),
-        )
-    })
+) -> Result<T, ToolError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ToolError::runtime(format!("{tool}() failed internally: {e}")))
 }
 
 async fn read_file(
-    ctx: &BuiltinCtx,
+    ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
-) -> Result<BuiltinOutput, BuiltinFailure> {
+) -> Result<ToolOutput, ToolError> {
     let path = arg_str(args, "read_file", "path")?;
     let start = arg_opt_int(args, "read_file", "start_line")?.unwrap_or(1);
     let end = arg_opt_int(args, "read_file", "end_line")?;
-    let ws = Arc::clone(&ctx.workspace);
-    let ledger = Arc::clone(&ctx.ledger);
+    let ws = Arc::clone(&ctx.env.workspace);
+    let ledger = Arc::clone(&ctx.env.ledger);
     let out = blocking("read_file", move || {
         fs::read_file(&ws, &ledger, &path, start, end, READ_PAGE_LINES)
     })
     .await?;
-    let out = out.map_err(|f| from_fs_failure("read_file", f))?;
-    Ok(BuiltinOutput {
-        observation: out.observation,
-        value: out.value,
-    })
+    let out = out?;
+    Ok(out)
 }
 
 fn parse_edits(
     args: &serde_json::Map<String, Value>,
-) -> Result<Option<Vec<(i64, i64)>>, BuiltinFailure> {
+) -> Result<Option<Vec<(i64, i64)>>, ToolError> {
     let bad = |what: String| {
-        fail(
-            "write_file",
-            ToolError {
-                kind: ToolErrorKind::TypeError,
-                message: format!(
-                    "write_file(): `edits` must be a list of (start_line, end_line) pairs; {what}"
-                ),
-            },
-        )
+        ToolError::type_error(format!(
+            "write_file(): `edits` must be a list of (start_line, end_line) pairs; {what}"
+        ))
     };
     match args.get("edits") {
         None | Some(Value::Null) => Ok(None),
@@ -438,9 +395,9 @@ fn parse_edits(
 }
 
 async fn write_file(
-    ctx: &BuiltinCtx,
+    ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
-) -> Result<BuiltinOutput, BuiltinFailure> {
+) -> Result<ToolOutput, ToolError> {
     let path = arg_str(args, "write_file", "path")?;
     let mode_text = arg_str(args, "write_file", "mode")?;
     let edits = parse_edits(args)?;
@@ -458,33 +415,27 @@ async fn write_file(
         let mut queue = ctx
             .payloads
             .lock()
-            .map_err(|_| fail("write_file", ToolError::runtime("payload queue poisoned")))?;
+            .map_err(|_| ToolError::runtime("payload queue poisoned"))?;
         if queue.len() < wanted {
             let left = queue.len();
             queue.clear();
-            return Err(fail(
-                "write_file",
-                ToolError::value(format!(
-                    "write_file('{path}', mode={mode_text:?}) needs {wanted} payload block(s) but only {left} \
+            return Err(ToolError::value(format!(
+                "write_file('{path}', mode={mode_text:?}) needs {wanted} payload block(s) but only {left} \
                      remain. Put one ```lang filename={path} block per write (one per edit range for multi_edit) \
                      after the control block, in call order. No file was changed."
-                )),
-            ));
+            )));
         }
         let taken: Vec<Payload> = queue.drain(..wanted).collect();
         taken
     };
     if let Some(mismatch) = payloads.iter().find(|p| !same_path(&p.filename, &path)) {
-        return Err(fail(
-            "write_file",
-            ToolError::value(format!(
-                "write_file('{path}') got the payload block for '{}'. Payload blocks must follow the order of the \
+        return Err(ToolError::value(format!(
+            "write_file('{path}') got the payload block for '{}'. Payload blocks must follow the order of the \
                  write_file calls. No file was changed.",
-                mismatch.filename
-            )),
-        ));
+            mismatch.filename
+        )));
     }
-    let mode = fs::WriteMode::parse(&mode_text).map_err(|f| from_fs_failure("write_file", f))?;
+    let mode = fs::WriteMode::parse(&mode_text)?;
     let req = fs::WriteRequest {
         path,
         mode,
@@ -494,14 +445,11 @@ async fn write_file(
         edits,
         payloads: payloads.into_iter().map(|p| p.content).collect(),
     };
-    let ws = Arc::clone(&ctx.workspace);
-    let ledger = Arc::clone(&ctx.ledger);
+    let ws = Arc::clone(&ctx.env.workspace);
+    let ledger = Arc::clone(&ctx.env.ledger);
     let out = blocking("write_file", move || fs::write_file(&ws, &ledger, req)).await?;
-    let out = out.map_err(|f| from_fs_failure("write_file", f))?;
-    Ok(BuiltinOutput {
-        observation: out.observation,
-        value: out.value,
-    })
+    let out = out?;
+    Ok(out)
 }
 
 fn same_path(a: &str, b: &str) -> bool {
@@ -510,9 +458,9 @@ fn same_path(a: &str, b: &str) -> bool {
 }
 
 async fn find_tool(
-    ctx: &BuiltinCtx,
+    ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
-) -> Result<BuiltinOutput, BuiltinFailure> {
+) -> Result<ToolOutput, ToolError> {
     let pattern = arg_str(args, "find", "pattern")?;
     let scope = arg_str(args, "find", "scope")?;
     let target = match args.get("target") {
@@ -523,25 +471,16 @@ async fn find_tool(
                 .iter()
                 .map(|v| {
                     v.as_str().map(str::to_owned).ok_or_else(|| {
-                        fail(
-                            "find",
-                            ToolError {
-                                kind: ToolErrorKind::TypeError,
-                                message: "find(): `target` must be a path or a list of paths"
-                                    .to_owned(),
-                            },
+                        ToolError::type_error(
+                            "find(): `target` must be a path or a list of paths".to_owned(),
                         )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
         Some(_) => {
-            return Err(fail(
-                "find",
-                ToolError {
-                    kind: ToolErrorKind::TypeError,
-                    message: "find(): `target` must be a path or a list of paths".to_owned(),
-                },
+            return Err(ToolError::type_error(
+                "find(): `target` must be a path or a list of paths".to_owned(),
             ));
         }
     };
@@ -549,12 +488,8 @@ async fn find_tool(
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            return Err(fail(
-                "find",
-                ToolError {
-                    kind: ToolErrorKind::TypeError,
-                    message: "find(): `include` must be a glob string such as \"*.rs\"".to_owned(),
-                },
+            return Err(ToolError::type_error(
+                "find(): `include` must be a glob string such as \"*.rs\"".to_owned(),
             ));
         }
     };
@@ -567,16 +502,13 @@ async fn find_tool(
         include,
         max_results,
     };
-    let ws = Arc::clone(&ctx.workspace);
+    let ws = Arc::clone(&ctx.env.workspace);
     let stop = Arc::new(AtomicBool::new(false));
     let guard = StopOnDrop(Arc::clone(&stop));
     let out = blocking("find", move || find::find(&ws, &req, &stop)).await?;
     drop(guard);
-    let (out, _matches) = out.map_err(|f| from_fs_failure("find", f))?;
-    Ok(BuiltinOutput {
-        observation: out.observation,
-        value: out.value,
-    })
+    let (out, _matches) = out?;
+    Ok(out)
 }
 
 /// Tells a blocking search to stop when the step is cancelled (the future holding this is dropped).
@@ -588,19 +520,16 @@ impl Drop for StopOnDrop {
     }
 }
 
-fn terminals<'a>(ctx: &'a BuiltinCtx, tool: &str) -> Result<&'a TerminalManager, BuiltinFailure> {
-    ctx.terminals.as_ref().ok_or_else(|| {
-        fail(
-            tool,
-            ToolError::runtime(format!(
-                "{tool}(): terminals are not enabled for this agent"
-            )),
-        )
+fn terminals<'a>(ctx: &'a StepContext, tool: &str) -> Result<&'a TerminalManager, ToolError> {
+    ctx.env.terminals.as_ref().ok_or_else(|| {
+        ToolError::runtime(format!(
+            "{tool}(): terminals are not enabled for this agent"
+        ))
     })
 }
 
-fn terminal_failure(tool: &str, e: &codepilot_terminal::TerminalError) -> BuiltinFailure {
-    fail(tool, ToolError::runtime(e.to_string()))
+fn terminal_error(e: &codepilot_terminal::TerminalError) -> ToolError {
+    ToolError::runtime(e.to_string())
 }
 
 fn command_value(r: &codepilot_terminal::CommandResult) -> Value {
@@ -617,17 +546,14 @@ fn command_value(r: &codepilot_terminal::CommandResult) -> Value {
     })
 }
 
-fn command_output(r: &codepilot_terminal::CommandResult) -> BuiltinOutput {
-    BuiltinOutput {
-        observation: r.render(),
-        value: command_value(r),
-    }
+fn command_output(r: &codepilot_terminal::CommandResult) -> ToolOutput {
+    ToolOutput::with_observation(r.render(), command_value(r))
 }
 
 async fn execute(
-    ctx: &BuiltinCtx,
+    ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
-) -> Result<BuiltinOutput, BuiltinFailure> {
+) -> Result<ToolOutput, ToolError> {
     let name = arg_str(args, "execute", "terminal")?;
     let command = arg_str(args, "execute", "command")?;
     let timeout = arg_seconds(args, "execute", "timeout")?;
@@ -639,30 +565,21 @@ async fn execute(
     let handle = if new_terminal {
         match mgr.get(&name) {
             Some(h) => h,
-            None => mgr
-                .create(&name)
-                .await
-                .map_err(|e| terminal_failure("execute", &e))?,
+            None => mgr.create(&name).await.map_err(|e| terminal_error(&e))?,
         }
     } else {
         mgr.get(&name).ok_or_else(|| {
-            fail(
-                "execute",
-                ToolError {
-                    kind: ToolErrorKind::FileNotFoundError,
-                    message: format!(
+            ToolError::not_found(format!(
                         "terminal '{name}' does not exist. Live terminals: {}. Pass new_terminal=True to create it.",
                         live_names(mgr)
-                    ),
-                },
-            )
+                    ))
         })?
     };
     let interrupt = InterruptOnDrop(Some(handle.clone()));
     let r = handle
         .execute(&command, timeout)
         .await
-        .map_err(|e| terminal_failure("execute", &e));
+        .map_err(|e| terminal_error(&e));
     interrupt.disarm();
     Ok(command_output(&r?))
 }
@@ -702,65 +619,55 @@ fn live_names(mgr: &TerminalManager) -> String {
 
 fn existing(
     mgr: &TerminalManager,
-    tool: &str,
     name: &str,
-) -> Result<codepilot_terminal::TerminalHandle, BuiltinFailure> {
+) -> Result<codepilot_terminal::TerminalHandle, ToolError> {
     mgr.get(name).ok_or_else(|| {
-        fail(
-            tool,
-            ToolError {
-                kind: ToolErrorKind::FileNotFoundError,
-                message: format!(
-                    "terminal '{name}' does not exist. Live terminals: {}.",
-                    live_names(mgr)
-                ),
-            },
-        )
+        ToolError::not_found(format!(
+            "terminal '{name}' does not exist. Live terminals: {}.",
+            live_names(mgr)
+        ))
     })
 }
 
 async fn read_output(
-    ctx: &BuiltinCtx,
+    ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
-) -> Result<BuiltinOutput, BuiltinFailure> {
+) -> Result<ToolOutput, ToolError> {
     let name = arg_str(args, "read_output", "terminal")?;
     let timeout = arg_seconds(args, "read_output", "timeout")?;
     let mgr = terminals(ctx, "read_output")?;
-    let handle = existing(mgr, "read_output", &name)?;
+    let handle = existing(mgr, &name)?;
     let r = handle
         .read_output(timeout)
         .await
-        .map_err(|e| terminal_failure("read_output", &e))?;
+        .map_err(|e| terminal_error(&e))?;
     Ok(command_output(&r))
 }
 
 async fn send_input(
-    ctx: &BuiltinCtx,
+    ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
-) -> Result<BuiltinOutput, BuiltinFailure> {
+) -> Result<ToolOutput, ToolError> {
     let name = arg_str(args, "send_input", "terminal")?;
     let text = arg_str(args, "send_input", "text")?;
     let timeout = arg_seconds(args, "send_input", "timeout")?;
     let mgr = terminals(ctx, "send_input")?;
-    let handle = existing(mgr, "send_input", &name)?;
+    let handle = existing(mgr, &name)?;
     let r = handle
         .send_input(&text, timeout)
         .await
-        .map_err(|e| terminal_failure("send_input", &e))?;
+        .map_err(|e| terminal_error(&e))?;
     Ok(command_output(&r))
 }
 
 async fn terminate(
-    ctx: &BuiltinCtx,
+    ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
-) -> Result<BuiltinOutput, BuiltinFailure> {
+) -> Result<ToolOutput, ToolError> {
     let name = arg_str(args, "terminate_terminal", "terminal")?;
     let mgr = terminals(ctx, "terminate_terminal")?;
-    existing(mgr, "terminate_terminal", &name)?;
-    let report = mgr
-        .terminate(&name)
-        .await
-        .map_err(|e| terminal_failure("terminate_terminal", &e))?;
+    existing(mgr, &name)?;
+    let report = mgr.terminate(&name).await.map_err(|e| terminal_error(&e))?;
     let code = report.exit_code.map_or_else(
         || "exit code unknown".to_owned(),
         |c| format!("exit code {c}"),
@@ -770,37 +677,31 @@ async fn terminate(
         report.killed.len(),
         report.pid
     );
-    Ok(BuiltinOutput {
-        observation: text.clone(),
-        value: Value::String(text),
-    })
+    Ok(ToolOutput::message(text))
 }
 
 async fn ask_user(
-    ctx: &BuiltinCtx,
+    ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
-) -> Result<BuiltinOutput, BuiltinFailure> {
+) -> Result<ToolOutput, ToolError> {
     let question = arg_str(args, "ask_user", "question")?;
-    let Some(handler) = &ctx.ask_user else {
-        return Err(fail(
-            "ask_user",
-            ToolError::runtime(
-                "nobody can answer: the host registered no ask-user handler. Decide yourself, or finish and put \
+    ctx.env.events.emit(Event::AskUser(AskUserEvent {
+        question: question.clone(),
+    }));
+    let Some(handler) = &ctx.env.ask_user else {
+        return Err(ToolError::runtime(
+            "nobody can answer: the host registered no ask-user handler. Decide yourself, or finish and put \
                  the question in your completion summary.",
-            ),
         ));
     };
     let Some(answer) = handler.ask(&question).await else {
-        return Err(fail(
-            "ask_user",
-            ToolError::runtime(
-                "the user gave no answer. Decide yourself, or finish and put the question in your completion \
+        return Err(ToolError::runtime(
+            "the user gave no answer. Decide yourself, or finish and put the question in your completion \
                  summary.",
-            ),
         ));
     };
-    Ok(BuiltinOutput {
-        observation: format!("[ask_user] Q: {question}\n[ask_user] A: {answer}"),
-        value: Value::String(answer),
-    })
+    Ok(ToolOutput::with_observation(
+        format!("[ask_user] Q: {question}\n[ask_user] A: {answer}"),
+        Value::String(answer),
+    ))
 }

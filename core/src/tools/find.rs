@@ -25,10 +25,10 @@ use ignore::WalkBuilder;
 use serde_json::Value;
 use serde_json::json;
 
-use super::fs::FailureKind;
-use super::fs::ToolFailure;
-use super::fs::ToolOutput;
+use super::ToolOutput;
 use super::workspace::Workspace;
+use codepilot_protocol::ExcKind;
+use codepilot_protocol::ToolError;
 
 /// Characters of a matching line shown before it is cut.
 const MAX_TEXT_CHARS: usize = 300;
@@ -63,8 +63,8 @@ pub(crate) struct FindMatch {
     pub(crate) text: String,
 }
 
-fn invalid(message: String) -> ToolFailure {
-    ToolFailure::new(FailureKind::InvalidArgument, message)
+fn invalid(message: String) -> ToolError {
+    ToolError::new(ExcKind::ValueError, message)
 }
 
 /// Runs a search. Checks `stop` between files and every so often inside one; when set, returns what was
@@ -73,7 +73,7 @@ pub(crate) fn find(
     ws: &Workspace,
     req: &FindRequest,
     stop: &AtomicBool,
-) -> Result<(ToolOutput, Vec<FindMatch>), ToolFailure> {
+) -> Result<(ToolOutput, Vec<FindMatch>), ToolError> {
     if req.pattern.is_empty() {
         return Err(invalid(
             "the pattern is empty; give a regex such as 'def main'.".to_string(),
@@ -181,17 +181,23 @@ pub(crate) fn find(
             .map(|m| json!({"path": m.path, "line": m.line, "text": m.text}))
             .collect(),
     );
-    Ok((ToolOutput { observation, value }, state.matches))
+    Ok((
+        ToolOutput {
+            observation: Some(observation),
+            value,
+        },
+        state.matches,
+    ))
 }
 
-fn resolve_all(ws: &Workspace, targets: &[String]) -> Result<Vec<(PathBuf, bool)>, ToolFailure> {
+fn resolve_all(ws: &Workspace, targets: &[String]) -> Result<Vec<(PathBuf, bool)>, ToolError> {
     targets
         .iter()
         .map(|t| {
             let p = ws.resolve(t)?;
             if !p.exists() {
-                return Err(ToolFailure::new(
-                    FailureKind::NotFound,
+                return Err(ToolError::new(
+                    ExcKind::FileNotFoundError,
                     format!("'{t}' was not found in the workspace."),
                 ));
             }

@@ -6,8 +6,8 @@ use pretty_assertions::assert_eq;
 use super::FindMatch;
 use super::FindRequest;
 use super::find;
-use crate::tools::fs::FailureKind;
 use crate::tools::workspace::Workspace;
+use codepilot_protocol::ExcKind;
 
 fn setup() -> (tempfile::TempDir, Workspace) {
     let dir = tempfile::tempdir().unwrap();
@@ -41,7 +41,7 @@ fn run(ws: &Workspace, r: &FindRequest) -> (String, Vec<FindMatch>) {
     let (out, matches) = find(ws, r, &stop).unwrap();
     let value_len = out.value.as_array().unwrap().len();
     assert_eq!(value_len, matches.len());
-    (out.observation, matches)
+    (out.observation.unwrap(), matches)
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn include_glob_filters() {
         ..req("helper")
     };
     let f = find(&ws, &r, &AtomicBool::new(false)).unwrap_err();
-    assert_eq!(f.kind, FailureKind::InvalidArgument);
+    assert_eq!(f.kind, ExcKind::ValueError);
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn no_matches_and_bad_regex() {
     assert_eq!(obs, "[find] No matches found.");
     assert!(matches.is_empty());
     let f = find(&ws, &req("fn ("), &AtomicBool::new(false)).unwrap_err();
-    assert_eq!(f.kind, FailureKind::InvalidArgument);
+    assert_eq!(f.kind, ExcKind::ValueError);
     assert!(
         f.message.starts_with("invalid regex 'fn (':"),
         "{}",
@@ -123,7 +123,7 @@ fn no_matches_and_bad_regex() {
         find(&ws, &req(""), &AtomicBool::new(false))
             .unwrap_err()
             .kind,
-        FailureKind::InvalidArgument
+        ExcKind::ValueError
     );
 }
 
@@ -160,7 +160,7 @@ fn file_and_files_scopes() {
         ..req("x")
     };
     let f = find(&ws, &bad_scope, &AtomicBool::new(false)).unwrap_err();
-    assert_eq!(f.kind, FailureKind::InvalidArgument);
+    assert_eq!(f.kind, ExcKind::ValueError);
     let missing = FindRequest {
         scope: "file".to_string(),
         target: Some(vec!["nope.rs".to_string()]),
@@ -170,7 +170,7 @@ fn file_and_files_scopes() {
         find(&ws, &missing, &AtomicBool::new(false))
             .unwrap_err()
             .kind,
-        FailureKind::NotFound
+        ExcKind::FileNotFoundError
     );
     let no_target = FindRequest {
         scope: "file".to_string(),
@@ -180,7 +180,7 @@ fn file_and_files_scopes() {
         find(&ws, &no_target, &AtomicBool::new(false))
             .unwrap_err()
             .kind,
-        FailureKind::InvalidArgument
+        ExcKind::ValueError
     );
 }
 
@@ -203,7 +203,7 @@ fn confined_to_the_workspace() {
         };
         assert_eq!(
             find(&ws, &r, &AtomicBool::new(false)).unwrap_err().kind,
-            FailureKind::Permission,
+            ExcKind::PermissionError,
             "{t}"
         );
     }
@@ -215,7 +215,7 @@ fn stop_flag_ends_the_search() {
     let stop = AtomicBool::new(true);
     let (out, matches) = find(&ws, &req("helper"), &stop).unwrap();
     assert!(matches.is_empty());
-    assert_eq!(out.observation, "[find] No matches found.");
+    assert_eq!(out.observation.as_deref(), Some("[find] No matches found."));
 }
 
 #[test]

@@ -10,7 +10,6 @@
 //!   state through `edit`/`insert`/`multi_edit`; `w` and `a` end what they write with a newline.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::Hasher;
 use std::io;
 use std::io::Write;
@@ -18,8 +17,11 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use codepilot_protocol::ExcKind;
+use codepilot_protocol::ToolError;
 use serde_json::Value;
 
+use super::ToolOutput;
 use super::workspace::Workspace;
 
 /// Largest file `read_file` and the line-based writes load.
@@ -29,76 +31,14 @@ const MAX_LINE_CHARS: usize = 2000;
 /// Bytes inspected for a NUL byte to decide a file is binary.
 const BINARY_SNIFF_BYTES: usize = 8192;
 
-/// Why a file tool failed; the registry maps it to the Python exception raised in the block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FailureKind {
-    /// Outside the workspace or denied by the OS.
-    Permission,
-    /// The file does not exist.
-    NotFound,
-    /// A bad argument (mode, range, pattern, ...).
-    InvalidArgument,
-    /// The file system failed.
-    Io,
-    /// A line-number edit of a file the agent has not seen in its current state.
-    StaleRead,
-}
-
-/// A file-tool failure. `message` is the reason shown after `[tool] ERROR: `.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ToolFailure {
-    pub(crate) kind: FailureKind,
-    pub(crate) message: String,
-}
-
-impl ToolFailure {
-    pub(crate) fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    fn io(what: &str, err: &io::Error) -> Self {
-        let kind = match err.kind() {
-            io::ErrorKind::NotFound => FailureKind::NotFound,
-            io::ErrorKind::PermissionDenied => FailureKind::Permission,
-            _ => FailureKind::Io,
-        };
-        Self::new(kind, format!("{what}: {err}"))
-    }
-
-    /// The same failure with `suffix` appended to the message.
-    fn with_suffix(mut self, suffix: &str) -> Self {
-        self.message.push(' ');
-        self.message.push_str(suffix);
-        self
-    }
-}
-
-impl fmt::Display for ToolFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ToolFailure {}
-
-/// A file tool's result: `observation` goes into `[EXECUTION RESULT]`, `value` back to the script.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ToolOutput {
-    pub(crate) observation: String,
-    pub(crate) value: Value,
-}
-
-impl ToolOutput {
-    /// A status message, shown to the model and returned to the block alike.
-    fn message(msg: String) -> Self {
-        Self {
-            value: Value::String(msg.clone()),
-            observation: msg,
-        }
-    }
+/// An I/O failure as the tool reports it: `FileNotFoundError`, `PermissionError`, else `RuntimeError`.
+fn io_error(what: &str, err: &io::Error) -> ToolError {
+    let kind = match err.kind() {
+        io::ErrorKind::NotFound => ExcKind::FileNotFoundError,
+        io::ErrorKind::PermissionDenied => ExcKind::PermissionError,
+        _ => ExcKind::RuntimeError,
+    };
+    ToolError::new(kind, format!("{what}: {err}"))
 }
 
 /// What the agent last saw of a file: its length and a hash of its bytes. The modification time is
@@ -151,26 +91,26 @@ impl ReadLedger {
 }
 
 /// Reads a whole file the tools may show, refusing directories and oversized files.
-fn load(path: &Path, shown: &str) -> Result<Vec<u8>, ToolFailure> {
+fn load(path: &Path, shown: &str) -> Result<Vec<u8>, ToolError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ToolFailure::new(
-                FailureKind::NotFound,
+            return Err(ToolError::new(
+                ExcKind::FileNotFoundError,
                 format!("'{shown}' was not found in the workspace. Use find(...) to locate files."),
             ));
         }
-        Err(e) => return Err(ToolFailure::io(&format!("cannot open '{shown}'"), &e)),
+        Err(e) => return Err(io_error(&format!("cannot open '{shown}'"), &e)),
     };
     if meta.is_dir() {
-        return Err(ToolFailure::new(
-            FailureKind::InvalidArgument,
+        return Err(ToolError::new(
+            ExcKind::ValueError,
             format!("'{shown}' is a directory, not a file. Use find(...) to look inside it."),
         ));
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(ToolFailure::new(
-            FailureKind::InvalidArgument,
+        return Err(ToolError::new(
+            ExcKind::ValueError,
             format!(
                 "'{shown}' is {} bytes; the file tools handle files up to {MAX_FILE_BYTES} bytes. Use \
                  execute(...) with a command such as head or sed instead.",
@@ -178,8 +118,7 @@ fn load(path: &Path, shown: &str) -> Result<Vec<u8>, ToolFailure> {
             ),
         ));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| ToolFailure::io(&format!("cannot read '{shown}'"), &e))?;
+    let bytes = std::fs::read(path).map_err(|e| io_error(&format!("cannot read '{shown}'"), &e))?;
     Ok(bytes)
 }
 
@@ -196,18 +135,18 @@ pub(crate) fn read_file(
     start_line: i64,
     end_line: Option<i64>,
     max_lines: usize,
-) -> Result<ToolOutput, ToolFailure> {
+) -> Result<ToolOutput, ToolError> {
     if start_line < 1 {
-        return Err(ToolFailure::new(
-            FailureKind::InvalidArgument,
+        return Err(ToolError::new(
+            ExcKind::ValueError,
             format!("start_line must be 1 or more (got {start_line}); lines are numbered from 1."),
         ));
     }
     if let Some(end) = end_line
         && end < start_line
     {
-        return Err(ToolFailure::new(
-            FailureKind::InvalidArgument,
+        return Err(ToolError::new(
+            ExcKind::ValueError,
             format!("end_line ({end}) is before start_line ({start_line})."),
         ));
     }
@@ -215,8 +154,8 @@ pub(crate) fn read_file(
     let bytes = load(&resolved, path)?;
     let sniff = &bytes[..bytes.len().min(BINARY_SNIFF_BYTES)];
     if sniff.contains(&0) {
-        return Err(ToolFailure::new(
-            FailureKind::InvalidArgument,
+        return Err(ToolError::new(
+            ExcKind::ValueError,
             format!(
                 "'{path}' looks like a binary file ({} bytes); read_file shows text files only.",
                 bytes.len()
@@ -229,14 +168,14 @@ pub(crate) fn read_file(
     let total = lines.len();
     if total == 0 {
         return Ok(ToolOutput {
-            observation: format!("[read_file] '{path}' is empty.\n[END OF FILE]"),
+            observation: Some(format!("[read_file] '{path}' is empty.\n[END OF FILE]")),
             value: Value::String("[END OF FILE]".to_string()),
         });
     }
     let start = usize::try_from(start_line).unwrap_or(usize::MAX);
     if start > total {
-        return Err(ToolFailure::new(
-            FailureKind::InvalidArgument,
+        return Err(ToolError::new(
+            ExcKind::ValueError,
             format!(
                 "start_line {start_line} is past the end of '{path}', which has {total} lines."
             ),
@@ -263,7 +202,9 @@ pub(crate) fn read_file(
         body.push_str("[END OF FILE]");
     }
     Ok(ToolOutput {
-        observation: format!("[read_file] '{path}' (lines {start}–{end} of {total})\n{body}"),
+        observation: Some(format!(
+            "[read_file] '{path}' (lines {start}–{end} of {total})\n{body}"
+        )),
         value: Value::String(body),
     })
 }
@@ -300,15 +241,15 @@ const VALID_MODES: &str = "'w' (create or overwrite), 'a' (append), 'edit' (repl
 
 impl WriteMode {
     /// Parses `"w"`, `"a"`, `"edit"`, `"insert"` or `"multi_edit"`.
-    pub(crate) fn parse(mode: &str) -> Result<Self, ToolFailure> {
+    pub(crate) fn parse(mode: &str) -> Result<Self, ToolError> {
         match mode {
             "w" => Ok(Self::Write),
             "a" => Ok(Self::Append),
             "edit" => Ok(Self::Edit),
             "insert" => Ok(Self::Insert),
             "multi_edit" => Ok(Self::MultiEdit),
-            other => Err(ToolFailure::new(
-                FailureKind::InvalidArgument,
+            other => Err(ToolError::new(
+                ExcKind::ValueError,
                 format!("unknown mode '{other}'; valid modes: {VALID_MODES}. No file was changed."),
             )),
         }
@@ -340,11 +281,8 @@ pub(crate) struct WriteRequest {
 
 const UNCHANGED: &str = "No file was changed.";
 
-fn bad(message: String) -> ToolFailure {
-    ToolFailure::new(
-        FailureKind::InvalidArgument,
-        format!("{message} {UNCHANGED}"),
-    )
+fn bad(message: String) -> ToolError {
+    ToolError::new(ExcKind::ValueError, format!("{message} {UNCHANGED}"))
 }
 
 /// Newline convention of a file: CRLF when its first line ends in `\r\n`.
@@ -368,7 +306,7 @@ fn whole_text(payload: &str, nl: &str) -> String {
 }
 
 /// Validates `a..=b` against a file of `total` lines; `what` names the range in the message.
-fn check_range(what: &str, a: i64, b: i64, total: usize) -> Result<(usize, usize), ToolFailure> {
+fn check_range(what: &str, a: i64, b: i64, total: usize) -> Result<(usize, usize), ToolError> {
     let total_i = i64::try_from(total).unwrap_or(i64::MAX);
     if a < 1 || b < a || b > total_i {
         let hint = if total == 0 {
@@ -386,7 +324,7 @@ fn check_range(what: &str, a: i64, b: i64, total: usize) -> Result<(usize, usize
     ))
 }
 
-fn reject_args(req: &WriteRequest, allowed: &[&str]) -> Result<(), ToolFailure> {
+fn reject_args(req: &WriteRequest, allowed: &[&str]) -> Result<(), ToolError> {
     let given = [
         ("start_line", req.start_line.is_some()),
         ("end_line", req.end_line.is_some()),
@@ -422,7 +360,7 @@ pub(crate) fn write_file(
     ws: &Workspace,
     ledger: &ReadLedger,
     req: WriteRequest,
-) -> Result<ToolOutput, ToolFailure> {
+) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
     let wanted_payloads = match req.mode {
         WriteMode::MultiEdit => req.edits.as_ref().map_or(0, Vec::len),
@@ -464,7 +402,7 @@ fn write_whole(
     ledger: &ReadLedger,
     req: &WriteRequest,
     target: &Path,
-) -> Result<ToolOutput, ToolFailure> {
+) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
     let existing = std::fs::read(target).ok();
     let nl = match &existing {
@@ -485,31 +423,25 @@ fn write_whole(
 }
 
 /// Creates the missing parent directories of `target`.
-fn ensure_parent(target: &Path, path: &str) -> Result<(), ToolFailure> {
+fn ensure_parent(target: &Path, path: &str) -> Result<(), ToolError> {
     if let Some(parent) = target.parent()
         && !parent.exists()
     {
         std::fs::create_dir_all(parent).map_err(|e| {
-            ToolFailure::io(&format!("cannot create the directories for '{path}'"), &e)
+            io_error(&format!("cannot create the directories for '{path}'"), &e)
                 .with_suffix(UNCHANGED)
         })?;
     }
     Ok(())
 }
 
-fn append(
-    ledger: &ReadLedger,
-    req: &WriteRequest,
-    target: &Path,
-) -> Result<ToolOutput, ToolFailure> {
+fn append(ledger: &ReadLedger, req: &WriteRequest, target: &Path) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
     let existing = match std::fs::read(target) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
-            return Err(
-                ToolFailure::io(&format!("cannot read '{path}'"), &e).with_suffix(UNCHANGED)
-            );
+            return Err(io_error(&format!("cannot read '{path}'"), &e).with_suffix(UNCHANGED));
         }
     };
     let old = existing.unwrap_or_default();
@@ -540,12 +472,12 @@ fn edit_lines(
     ledger: &ReadLedger,
     req: &WriteRequest,
     target: &Path,
-) -> Result<ToolOutput, ToolFailure> {
+) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
     let bytes = load(target, path).map_err(|f| f.with_suffix(UNCHANGED))?;
     if !ledger.matches(target, &Stamp::of(&bytes)) {
-        return Err(ToolFailure::new(
-            FailureKind::StaleRead,
+        return Err(ToolError::new(
+            ExcKind::ValueError,
             format!(
                 "'{path}' changed on disk since you last read it (or you never read it); re-read it with \
                  read_file before editing by line number. {UNCHANGED}"
@@ -682,10 +614,9 @@ enum Summary {
 
 /// Writes `bytes` to a temp file beside `target` and renames it over `target`, keeping `target`'s mode bits
 /// (new files get 0644).
-fn atomic_write(target: &Path, bytes: &[u8], shown: &str) -> Result<(), ToolFailure> {
-    let fail = |e: &io::Error| {
-        ToolFailure::io(&format!("cannot write '{shown}'"), e).with_suffix(UNCHANGED)
-    };
+fn atomic_write(target: &Path, bytes: &[u8], shown: &str) -> Result<(), ToolError> {
+    let fail =
+        |e: &io::Error| io_error(&format!("cannot write '{shown}'"), e).with_suffix(UNCHANGED);
     let dir = target.parent().unwrap_or_else(|| Path::new("."));
     let perms = std::fs::metadata(target)
         .map(|m| m.permissions())

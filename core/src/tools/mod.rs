@@ -1,8 +1,9 @@
-//! Tools: the registry, the custom-tool API, and the built-ins.
+//! Tools: one [`Tool`] trait for the built-ins and the host's own tools, and the registry.
 //!
 //! Every tool returns a structured value to the control block **and** appends its formatted result to the step's
-//! observation (SPEC §6). Custom tools registered by the host get the same treatment: their result is rendered as
-//! `[name] <result>` so the model sees it without having to `print` it.
+//! observation (SPEC §6). A tool that gives no text of its own (most host tools) is shown as `[name] <value>`; a
+//! failing tool raises its [`ToolError`]'s Python exception in the block, and the model reads
+//! `[name] ERROR: message`.
 
 pub(crate) mod builtin;
 pub(crate) mod find;
@@ -10,110 +11,139 @@ pub(crate) mod fs;
 pub(crate) mod workspace;
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::Mutex;
 
-use codepilot_script::ParamSpec;
-use codepilot_script::ToolSpec;
+use codepilot_protocol::ExcKind;
+use codepilot_protocol::ParamSpec;
+use codepilot_protocol::Payload;
+use codepilot_protocol::ToolError;
+use codepilot_protocol::ToolSpec;
+use codepilot_terminal::TerminalManager;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Map;
+use serde_json::Value;
 
+use crate::events::EventBus;
+use crate::handlers::AskUserHandler;
 use crate::handlers::BoxFuture;
 
-/// The Python exception a failing tool raises in the control block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ToolErrorKind {
-    /// Bad argument value.
-    ValueError,
-    /// Bad argument type.
-    TypeError,
-    /// Not allowed (outside the workspace, permission denied).
-    PermissionError,
-    /// Missing file or terminal.
-    FileNotFoundError,
-    /// Anything else.
-    RuntimeError,
-}
-
-/// A tool failure: the model sees `[tool] ERROR: message`, and the control block gets an exception it can catch.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ToolError {
-    /// Exception type raised in the block.
-    pub kind: ToolErrorKind,
-    /// What went wrong and what to do.
-    pub message: String,
-}
-
-impl ToolError {
-    /// A `ValueError`.
-    pub fn value(message: impl Into<String>) -> Self {
-        Self {
-            kind: ToolErrorKind::ValueError,
-            message: message.into(),
-        }
-    }
-
-    /// A `RuntimeError`.
-    pub fn runtime(message: impl Into<String>) -> Self {
-        Self {
-            kind: ToolErrorKind::RuntimeError,
-            message: message.into(),
-        }
-    }
-
-    /// A `PermissionError`.
-    pub fn permission(message: impl Into<String>) -> Self {
-        Self {
-            kind: ToolErrorKind::PermissionError,
-            message: message.into(),
-        }
-    }
-}
-
-/// What a custom tool returns: the value for the control block and, optionally, the text the model reads.
+/// What a tool returns: the value for the control block and, optionally, the text the model reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutput {
-    /// Appended to the observation. Custom tools that leave it `None` get `[name] <value>`.
+    /// Appended to the observation. `None`: the runtime shows `[name] <value>`.
     pub observation: Option<String>,
     /// Returned to the control block.
-    pub value: serde_json::Value,
+    pub value: Value,
 }
 
 impl ToolOutput {
     /// A value, rendered into the observation automatically.
-    pub fn value(value: serde_json::Value) -> Self {
+    #[must_use]
+    pub fn value(value: Value) -> Self {
         Self {
             observation: None,
             value,
         }
     }
+
+    /// A value with the text the model reads instead of the automatic rendering.
+    #[must_use]
+    pub fn with_observation(observation: impl Into<String>, value: Value) -> Self {
+        Self {
+            observation: Some(observation.into()),
+            value,
+        }
+    }
+
+    /// A status message, shown to the model and returned to the block alike.
+    #[must_use]
+    pub fn message(message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            value: Value::String(message.clone()),
+            observation: Some(message),
+        }
+    }
 }
 
-/// A tool the host registers from Rust. Usually built with [`FnTool`].
+/// One call of a tool: its arguments, bound to the tool's parameters with defaults filled in.
+pub struct ToolCall<'a> {
+    /// Arguments by parameter name.
+    pub args: Map<String, Value>,
+    /// Pairs the call with its `ToolCall` and `ToolResult` events.
+    pub call_id: &'a str,
+    /// What the built-ins reach while a block runs; `None` for a call made outside a step.
+    pub(crate) step: Option<&'a StepContext>,
+}
+
+impl<'a> ToolCall<'a> {
+    /// A call with `args`, e.g. to test a tool on its own.
+    #[must_use]
+    pub fn new(args: Map<String, Value>, call_id: &'a str) -> Self {
+        Self {
+            args,
+            call_id,
+            step: None,
+        }
+    }
+}
+
+/// A tool the block can call: a built-in, or one the host registers (usually built with [`FnTool`]).
+///
+/// The runtime binds the block's arguments against [`Tool::spec`] before [`Tool::call`] (a wrong argument is a
+/// `TypeError` in the block and the tool never runs), asks the host's permission handler first when
+/// [`Tool::requires_permission`] or the agent file says so, and turns the result into an observation entry.
 pub trait Tool: Send + Sync {
     /// Name (a Python identifier), parameters and doc string, as shown to the model.
     fn spec(&self) -> ToolSpec;
 
-    /// Runs the tool with arguments already bound to [`Tool::spec`]'s parameters (defaults filled in).
-    fn call(
-        &self,
-        args: serde_json::Map<String, serde_json::Value>,
-    ) -> BoxFuture<'_, Result<ToolOutput, ToolError>>;
+    /// Runs the tool.
+    ///
+    /// # Errors
+    /// A [`ToolError`]: its exception is raised in the block at the call site (the block may catch it).
+    fn call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<ToolOutput, ToolError>>;
 
     /// Whether each call must be approved by the host's permission handler first. Default: no.
     fn requires_permission(&self) -> bool {
         false
     }
+
+    /// A short label for a UI, e.g. "Reading src/lib.rs". Default: `None`, shown as "Calling NAME".
+    fn label(&self, args: &Map<String, Value>) -> Option<String> {
+        let _ = args;
+        None
+    }
+
+    /// What a permission prompt says about a call, e.g. "Execute in main: cargo test". Default: `None`, shown as
+    /// "Call NAME".
+    fn describe_call(&self, args: &Map<String, Value>) -> Option<String> {
+        let _ = args;
+        None
+    }
+}
+
+/// The resources of one runtime that built-in tools use.
+pub(crate) struct ToolEnv {
+    pub(crate) workspace: Arc<workspace::Workspace>,
+    pub(crate) ledger: Arc<fs::ReadLedger>,
+    pub(crate) terminals: Option<TerminalManager>,
+    pub(crate) ask_user: Option<Arc<dyn AskUserHandler>>,
+    pub(crate) events: Arc<EventBus>,
+}
+
+/// What built-in tools reach during one control block: the runtime's resources and the answer's payloads.
+pub(crate) struct StepContext {
+    pub(crate) env: Arc<ToolEnv>,
+    /// Payload blocks not yet consumed by `write_file`, in order.
+    pub(crate) payloads: Mutex<VecDeque<Payload>>,
 }
 
 type ErasedHandler = Arc<
-    dyn Fn(
-            serde_json::Map<String, serde_json::Value>,
-        ) -> BoxFuture<'static, Result<ToolOutput, ToolError>>
-        + Send
-        + Sync,
+    dyn Fn(Map<String, Value>) -> BoxFuture<'static, Result<ToolOutput, ToolError>> + Send + Sync,
 >;
 
 /// A custom tool made from an async function with a typed argument struct.
@@ -140,11 +170,7 @@ impl FnTool {
     /// A tool named `name` (a Python identifier) documented by `doc`.
     pub fn new(name: impl Into<String>, doc: impl Into<String>) -> Self {
         Self {
-            spec: ToolSpec {
-                name: name.into(),
-                params: Vec::new(),
-                doc: doc.into(),
-            },
+            spec: ToolSpec::new(name, Vec::new(), doc),
             handler: None,
             require_permission: false,
         }
@@ -160,24 +186,16 @@ impl FnTool {
     /// Adds a required parameter.
     #[must_use]
     pub fn param(mut self, name: impl Into<String>) -> Self {
-        self.spec.params.push(ParamSpec {
-            name: name.into(),
-            default: None,
-        });
+        self.spec.params.push(ParamSpec::required(name));
         self
     }
 
     /// Adds an optional parameter with a default value (`serde_json::Value::Null` is Python's `None`).
     #[must_use]
-    pub fn param_default(
-        mut self,
-        name: impl Into<String>,
-        default: impl Into<serde_json::Value>,
-    ) -> Self {
-        self.spec.params.push(ParamSpec {
-            name: name.into(),
-            default: Some(default.into()),
-        });
+    pub fn param_default(mut self, name: impl Into<String>, default: impl Into<Value>) -> Self {
+        self.spec
+            .params
+            .push(ParamSpec::optional(name, default.into()));
         self
     }
 
@@ -197,13 +215,9 @@ impl FnTool {
             let f = Arc::clone(&f);
             let name = name.clone();
             Box::pin(async move {
-                let args: A =
-                    serde_json::from_value(serde_json::Value::Object(args)).map_err(|e| {
-                        ToolError {
-                            kind: ToolErrorKind::TypeError,
-                            message: format!("{name}(): bad arguments: {e}"),
-                        }
-                    })?;
+                let args: A = serde_json::from_value(Value::Object(args)).map_err(|e| {
+                    ToolError::new(ExcKind::TypeError, format!("{name}(): bad arguments: {e}"))
+                })?;
                 let out = f(args).await?;
                 let value = serde_json::to_value(out).map_err(|e| {
                     ToolError::runtime(format!("{name}(): could not convert its result: {e}"))
@@ -224,12 +238,9 @@ impl Tool for FnTool {
         self.require_permission
     }
 
-    fn call(
-        &self,
-        args: serde_json::Map<String, serde_json::Value>,
-    ) -> BoxFuture<'_, Result<ToolOutput, ToolError>> {
+    fn call<'a>(&'a self, call: ToolCall<'a>) -> BoxFuture<'a, Result<ToolOutput, ToolError>> {
         match &self.handler {
-            Some(h) => h(args),
+            Some(h) => h(call.args),
             None => {
                 let name = self.spec.name.clone();
                 Box::pin(
@@ -240,7 +251,7 @@ impl Tool for FnTool {
     }
 }
 
-/// Per-tool settings from the agent file (`tools[].config`).
+/// Per-tool settings: the agent file's `tools[].config` for a built-in, the tool's own for a host tool.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ToolSettings {
     pub(crate) require_permission: bool,
@@ -248,33 +259,25 @@ pub(crate) struct ToolSettings {
 }
 
 impl ToolSettings {
-    /// Settings of a custom tool.
-    pub(crate) fn for_custom(tool: &dyn Tool) -> Self {
-        Self {
-            require_permission: tool.requires_permission(),
-            max_output_chars: None,
-        }
-    }
-
-    pub(crate) fn from_config(config: &serde_json::Map<String, serde_json::Value>) -> Self {
+    pub(crate) fn from_config(config: &Map<String, Value>) -> Self {
         Self {
             require_permission: config
                 .get("require_permission")
-                .and_then(serde_json::Value::as_bool)
+                .and_then(Value::as_bool)
                 .unwrap_or(false),
             max_output_chars: config
                 .get("max_output_chars")
-                .and_then(serde_json::Value::as_u64)
+                .and_then(Value::as_u64)
                 .and_then(|n| usize::try_from(n).ok()),
         }
     }
 }
 
-/// A registered tool.
+/// A registered tool and its settings.
 #[derive(Clone)]
-pub(crate) enum Registered {
-    Builtin(builtin::Builtin, ToolSettings),
-    Custom(Arc<dyn Tool>, ToolSettings),
+pub(crate) struct Registered {
+    pub(crate) tool: Arc<dyn Tool>,
+    pub(crate) settings: ToolSettings,
 }
 
 /// The tools one runtime offers, by name.
@@ -376,7 +379,21 @@ fn is_identifier(name: &str) -> bool {
 }
 
 impl Registry {
-    pub(crate) fn insert(&mut self, spec: ToolSpec, tool: Registered) -> Result<(), RegisterError> {
+    /// Adds `tool`; a host tool's settings come from the tool itself.
+    pub(crate) fn insert_host(&mut self, tool: Arc<dyn Tool>) -> Result<(), RegisterError> {
+        let settings = ToolSettings {
+            require_permission: tool.requires_permission(),
+            max_output_chars: None,
+        };
+        self.insert(tool, settings)
+    }
+
+    pub(crate) fn insert(
+        &mut self,
+        tool: Arc<dyn Tool>,
+        settings: ToolSettings,
+    ) -> Result<(), RegisterError> {
+        let spec = tool.spec();
         if !is_identifier(&spec.name) || PYTHON_BUILTINS.contains(&spec.name.as_str()) {
             return Err(RegisterError::BadName(spec.name));
         }
@@ -401,7 +418,8 @@ impl Registry {
                 });
             }
         }
-        self.tools.insert(spec.name.clone(), tool);
+        self.tools
+            .insert(spec.name.clone(), Registered { tool, settings });
         self.specs.push(spec);
         Ok(())
     }

@@ -11,8 +11,8 @@ use std::path::Component;
 use std::path::Path;
 use std::path::PathBuf;
 
-use super::fs::FailureKind;
-use super::fs::ToolFailure;
+use codepilot_protocol::ExcKind;
+use codepilot_protocol::ToolError;
 
 /// Symlink hops followed while resolving one path before giving up (as the kernel's ELOOP).
 const MAX_SYMLINK_HOPS: usize = 40;
@@ -39,16 +39,16 @@ impl Workspace {
 
     /// Resolves a path given by the agent to an absolute, symlink-free path, refusing paths outside the root
     /// (unless `unsafe_mode`). The path need not exist.
-    pub(crate) fn resolve(&self, path: &str) -> Result<PathBuf, ToolFailure> {
+    pub(crate) fn resolve(&self, path: &str) -> Result<PathBuf, ToolError> {
         if path.trim().is_empty() {
-            return Err(ToolFailure::new(
-                FailureKind::InvalidArgument,
+            return Err(ToolError::new(
+                ExcKind::ValueError,
                 "the path is empty; give a path relative to the workspace, e.g. 'src/main.py'.",
             ));
         }
         if path.contains('\0') {
-            return Err(ToolFailure::new(
-                FailureKind::InvalidArgument,
+            return Err(ToolError::new(
+                ExcKind::ValueError,
                 format!("the path {path:?} contains a NUL byte."),
             ));
         }
@@ -60,11 +60,14 @@ impl Workspace {
             self.root.as_path()
         };
         let resolved = resolve_lenient(base, given).map_err(|e| {
-            ToolFailure::new(FailureKind::Io, format!("cannot resolve '{path}': {e}"))
+            ToolError::new(
+                ExcKind::RuntimeError,
+                format!("cannot resolve '{path}': {e}"),
+            )
         })?;
         if !self.unsafe_mode && !resolved.starts_with(&self.root) {
-            return Err(ToolFailure::new(
-                FailureKind::Permission,
+            return Err(ToolError::new(
+                ExcKind::PermissionError,
                 format!(
                     "'{path}' is outside the workspace '{}'. Paths must stay inside work_dir (set \
                      runtime.unsafe_mode: true in agent.yaml to allow this).",

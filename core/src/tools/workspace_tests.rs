@@ -3,7 +3,7 @@ use std::os::unix::fs::symlink;
 use pretty_assertions::assert_eq;
 
 use super::Workspace;
-use crate::tools::fs::FailureKind;
+use codepilot_protocol::ExcKind;
 
 fn setup() -> (tempfile::TempDir, Workspace) {
     let dir = tempfile::tempdir().unwrap();
@@ -45,7 +45,7 @@ fn dotdot_escape_refused() {
     let (_d, ws) = setup();
     for p in ["../x.txt", "a/../../x", "/etc/passwd", "missing/../../x"] {
         let e = ws.resolve(p).unwrap_err();
-        assert_eq!(e.kind, FailureKind::Permission, "{p}");
+        assert_eq!(e.kind, ExcKind::PermissionError, "{p}");
     }
     let msg = ws.resolve("../secret.txt").unwrap_err().message;
     let shown = msg.replace(&ws.root().display().to_string(), "<ROOT>");
@@ -59,13 +59,13 @@ fn symlinked_file_pointing_out_refused() {
     symlink(d.path().join("secret.txt"), ws.root().join("link.txt")).unwrap();
     assert_eq!(
         ws.resolve("link.txt").unwrap_err().kind,
-        FailureKind::Permission
+        ExcKind::PermissionError
     );
     // A dangling link to a not-yet-existing file outside is refused too.
     symlink(d.path().join("later.txt"), ws.root().join("dangling.txt")).unwrap();
     assert_eq!(
         ws.resolve("dangling.txt").unwrap_err().kind,
-        FailureKind::Permission
+        ExcKind::PermissionError
     );
 }
 
@@ -77,7 +77,7 @@ fn symlinked_dir_pointing_out_refused_also_for_new_files() {
     for p in ["out/new.txt", "out/deeper/new.txt", "out", "nope/../out/x"] {
         assert_eq!(
             ws.resolve(p).unwrap_err().kind,
-            FailureKind::Permission,
+            ExcKind::PermissionError,
             "{p}"
         );
     }
@@ -86,7 +86,7 @@ fn symlinked_dir_pointing_out_refused_also_for_new_files() {
     symlink(d.path().join("outside/sub"), ws.root().join("sub")).unwrap();
     assert_eq!(
         ws.resolve("sub/../x").unwrap_err().kind,
-        FailureKind::Permission
+        ExcKind::PermissionError
     );
 }
 
@@ -111,7 +111,7 @@ fn symlink_loop_is_an_error_not_a_hang() {
     let (_d, ws) = setup();
     symlink("b", ws.root().join("a")).unwrap();
     symlink("a", ws.root().join("b")).unwrap();
-    assert_eq!(ws.resolve("a/x").unwrap_err().kind, FailureKind::Io);
+    assert_eq!(ws.resolve("a/x").unwrap_err().kind, ExcKind::RuntimeError);
 }
 
 #[test]
@@ -126,12 +126,6 @@ fn unsafe_mode_allows_outside() {
 #[test]
 fn empty_and_nul_paths_rejected() {
     let (_d, ws) = setup();
-    assert_eq!(
-        ws.resolve("").unwrap_err().kind,
-        FailureKind::InvalidArgument
-    );
-    assert_eq!(
-        ws.resolve("a\0b").unwrap_err().kind,
-        FailureKind::InvalidArgument
-    );
+    assert_eq!(ws.resolve("").unwrap_err().kind, ExcKind::ValueError);
+    assert_eq!(ws.resolve("a\0b").unwrap_err().kind, ExcKind::ValueError);
 }

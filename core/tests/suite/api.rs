@@ -29,14 +29,25 @@ async fn subscribe_streams_every_event_in_order() {
     let mut stream = rt.subscribe();
     rt.run("go").await.unwrap();
     let mut kinds = Vec::new();
+    let mut seqs = Vec::new();
     while let Ok(Some(item)) =
         tokio::time::timeout(std::time::Duration::from_millis(200), stream.next()).await
     {
         match item {
-            StreamItem::Event(e) => kinds.push(e.kind()),
+            StreamItem::Event(e) => {
+                assert_eq!(e.session_id, rt.session_id());
+                assert_eq!(e.turn_id.as_deref(), Some("turn-1"), "{e:?}");
+                kinds.push(e.event.kind());
+                seqs.push(e.seq);
+            }
             StreamItem::Lagged(n) => panic!("lagged by {n}"),
         }
     }
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(
+        seqs, expected,
+        "envelopes are numbered 1, 2, 3, … without gaps"
+    );
     use codepilot::events::EventKind as K;
     let expected_prefix = [K::Start, K::Step];
     assert_eq!(&kinds[..2], &expected_prefix);
@@ -139,7 +150,7 @@ async fn per_kind_callbacks_and_usage_accounting() {
         true,
         FILE_TOOLS,
     ))
-    .session(codepilot::Session::Sqlite(url.clone()))
+    .session(codepilot::StoreConfig::Sqlite { url: url.clone() })
     .session_id("usage-1")
     .build()
     .await
@@ -200,7 +211,7 @@ async fn per_kind_callbacks_and_usage_accounting() {
         true,
         FILE_TOOLS,
     ))
-    .session(codepilot::Session::Sqlite(url))
+    .session(codepilot::StoreConfig::Sqlite { url })
     .session_id("usage-1")
     .build()
     .await
@@ -236,4 +247,53 @@ async fn step_timeout_s_limits_a_control_block() {
     );
     let obs = codepilot_testkit::last_user_text(&server.requests()[1].body);
     assert!(obs.contains("TimeoutError"), "{obs}");
+}
+
+/// The public methods of `impl TYPE` blocks in `file`, by name.
+fn public_methods(file: &str, ty: &str) -> std::collections::BTreeSet<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("impl ") {
+            inside = line == format!("impl {ty} {{");
+        } else if inside && line == "}" {
+            inside = false;
+        } else if inside {
+            let l = line.trim_start();
+            let rest = l
+                .strip_prefix("pub async fn ")
+                .or_else(|| l.strip_prefix("pub fn "));
+            if let Some(rest) = rest {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_blocking_runtime_has_every_method_of_the_async_one() {
+    let async_methods = public_methods("src/runtime/mod.rs", "AsyncRuntime");
+    let blocking_methods = public_methods("src/runtime/blocking.rs", "Runtime");
+    assert!(
+        async_methods.len() >= 20,
+        "parsed too little: {async_methods:?}"
+    );
+    let missing: Vec<&String> = async_methods.difference(&blocking_methods).collect();
+    assert!(
+        missing.is_empty(),
+        "Runtime lacks these AsyncRuntime methods: {missing:?}"
+    );
+    let extra: Vec<&String> = blocking_methods.difference(&async_methods).collect();
+    assert_eq!(
+        extra,
+        ["block_on", "handle", "new"],
+        "Runtime-only methods changed"
+    );
 }

@@ -1,6 +1,7 @@
 //! Sessions through the library: resume by id in SQLite, a pool the host owns, a held lease.
 
-use codepilot::Session;
+use codepilot::StoreConfig;
+use codepilot::store::SessionStore;
 use codepilot_testkit::ScriptedServer;
 use codepilot_testkit::Turn;
 use codepilot_testkit::temp_workspace;
@@ -20,7 +21,7 @@ async fn a_sqlite_session_resumes_in_a_new_runtime() {
         .await
         .unwrap();
     let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .session(Session::Sqlite(url.clone()))
+        .session(StoreConfig::Sqlite { url: url.clone() })
         .session_id("lib-1")
         .build()
         .await
@@ -29,7 +30,7 @@ async fn a_sqlite_session_resumes_in_a_new_runtime() {
     rt.close().await.unwrap();
 
     let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .session(Session::Sqlite(url))
+        .session(StoreConfig::Sqlite { url })
         .session_id("lib-1")
         .build()
         .await
@@ -52,13 +53,13 @@ async fn a_pool_the_host_owns_is_used_and_a_held_session_is_refused() {
         .await
         .unwrap();
     let first = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .session(Session::SqlitePool(pool.clone()))
+        .session(StoreConfig::SqlitePool(pool.clone()))
         .session_id("shared")
         .build()
         .await
         .unwrap();
     let second = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
-        .session(Session::SqlitePool(pool.clone()))
+        .session(StoreConfig::SqlitePool(pool.clone()))
         .session_id("shared")
         .build()
         .await;
@@ -69,9 +70,14 @@ async fn a_pool_the_host_owns_is_used_and_a_held_session_is_refused() {
     );
     first.run("hello").await.unwrap();
     first.close().await.unwrap();
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-        .fetch_one(&pool)
+    let store = codepilot::store::SqliteStore::new(pool, codepilot::store::StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(rows, 2);
+    let id: codepilot::store::SessionId = "shared".parse().unwrap();
+    let stored = store
+        .load(&id)
+        .await
+        .unwrap()
+        .expect("the session is in the host's pool");
+    assert_eq!(stored.messages.len(), 2);
 }

@@ -1,9 +1,11 @@
 mod compaction;
+mod feedback;
 mod observation;
 mod parse;
 mod payloads;
 mod props;
 mod stream;
+mod wire;
 
 /// Joins lines with `\n`, ending with one.
 pub fn lf(lines: &[&str]) -> String {

@@ -12,11 +12,11 @@ use std::time::Instant;
 use serde_json::Map;
 use serde_json::Value;
 
-use crate::error::ExcKind;
 use crate::error::FailureKind;
 use crate::error::ScriptFailure;
 use crate::spec::Limits;
-use crate::spec::ToolSpec;
+use codepilot_protocol::ExcKind;
+use codepilot_protocol::ToolSpec;
 
 /// One block to run.
 pub(crate) struct Program<'a> {
@@ -41,8 +41,6 @@ pub(crate) enum StopReason {
     Timeout,
     /// Too many tool calls.
     ToolCallLimit,
-    /// A tool asked to stop the block.
-    ToolAborted(String),
 }
 
 impl StopReason {
@@ -52,7 +50,6 @@ impl StopReason {
             Self::Cancelled => FailureKind::Cancelled,
             Self::Timeout => FailureKind::Timeout,
             Self::ToolCallLimit => FailureKind::ToolCallLimit,
-            Self::ToolAborted(_) => FailureKind::ToolAborted,
         }
     }
 
@@ -80,7 +77,6 @@ impl StopReason {
                     limits.max_tool_calls
                 ),
             ),
-            Self::ToolAborted(message) => ("RuntimeError", message.clone()),
         }
     }
 }

@@ -21,7 +21,6 @@ use serde_json::Map;
 use serde_json::Number;
 use serde_json::Value;
 
-use crate::error::ExcKind;
 use crate::error::FailureKind;
 use crate::error::ScriptFailure;
 use crate::interp::Bridge;
@@ -29,7 +28,8 @@ use crate::interp::ControlInterpreter;
 use crate::interp::Program;
 use crate::interp::Reply;
 use crate::interp::StopReason;
-use crate::spec::ToolSpec;
+use codepilot_protocol::ExcKind;
+use codepilot_protocol::ToolSpec;
 
 /// The file name tracebacks show for the block.
 pub(crate) const SCRIPT_NAME: &str = "<codepilot-control-block>";

@@ -91,18 +91,6 @@ async fn uncaught_tool_raise_fails_with_the_call_line() {
 }
 
 #[tokio::test]
-async fn tool_abort_is_not_catchable() {
-    let (host, failure) = run_err(
-        "try:\n    stop('user denied the command')\nexcept Exception:\n    print('caught')\nexcept BaseException:\n    print('caught base')\nprint('after')\n",
-    )
-    .await;
-    assert_eq!(failure.kind, FailureKind::ToolAborted);
-    assert_eq!(failure.message, "user denied the command");
-    assert_eq!(failure.line, Some(2));
-    assert_eq!(host.printed(), "");
-}
-
-#[tokio::test]
 async fn work_dir_global_is_visible_and_globals_do_not_leak_between_runs() {
     assert_eq!(run_ok("print(WORK_DIR)").await, "/work/dir\n");
     run_ok("leak = 1").await;

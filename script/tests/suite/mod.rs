@@ -109,7 +109,7 @@ impl ToolHost for FakeHost {
             "read_file" => {
                 let path = text("path");
                 if path == "missing" {
-                    return Err(ToolError::raise(
+                    return Err(ToolError::new(
                         ExcKind::FileNotFoundError,
                         format!("no such file: '{path}'"),
                     ));
@@ -117,8 +117,7 @@ impl ToolHost for FakeHost {
                 Ok(json!(format!("contents of {path}")))
             }
             "echo" => Ok(args.get("value").cloned().unwrap_or(Value::Null)),
-            "boom" => Err(ToolError::raise(ExcKind::ValueError, text("message"))),
-            "stop" => Err(ToolError::abort(text("message"))),
+            "boom" => Err(ToolError::new(ExcKind::ValueError, text("message"))),
             "nap" => {
                 let secs = args.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
                 tokio::time::sleep(Duration::from_secs_f64(secs)).await;
@@ -129,7 +128,7 @@ impl ToolHost for FakeHost {
                 std::future::pending::<()>().await;
                 Ok(Value::Null)
             }
-            other => Err(ToolError::raise(
+            other => Err(ToolError::new(
                 ExcKind::RuntimeError,
                 format!("unknown tool {other}"),
             )),
@@ -171,11 +170,6 @@ pub fn tools() -> Arc<[ToolSpec]> {
             "boom",
             vec![ParamSpec::required("message")],
             "Raise ValueError.",
-        ),
-        ToolSpec::new(
-            "stop",
-            vec![ParamSpec::required("message")],
-            "Abort the block.",
         ),
         ToolSpec::new("nap", vec![ParamSpec::required("seconds")], "Sleep."),
         ToolSpec::new("hang", vec![], "Never return."),

@@ -1,0 +1,210 @@
+//! The tool host of one control block: the permission gate, dispatch to the tool, the `ToolCall`/`ToolResult`
+//! events, and the observation entries, in true call order.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering;
+
+use codepilot_protocol::Action;
+use codepilot_protocol::Observation;
+use codepilot_protocol::PermissionRefusal;
+use codepilot_protocol::ToolError;
+use serde_json::Map;
+use serde_json::Value;
+
+use crate::events::Event;
+use crate::events::PermissionRequestEvent;
+use crate::events::ToolCallEvent;
+use crate::events::ToolResultEvent;
+use crate::handlers::PermissionDecision;
+use crate::handlers::PermissionRequest;
+use crate::runtime::Inner;
+use crate::runtime::ToolSet;
+use crate::tools::StepContext;
+use crate::tools::ToolCall;
+
+/// Serves the tool calls of one control block.
+pub(super) struct StepHost {
+    inner: Arc<Inner>,
+    toolset: Arc<ToolSet>,
+    ctx: StepContext,
+    observation: Mutex<Observation>,
+    task: u64,
+    step: u32,
+    calls: AtomicU32,
+}
+
+/// Emits a failed `ToolResult` for a call whose future was dropped (abort, block timeout), so every `ToolCall` a
+/// host sees is closed.
+struct CallGuard<'a> {
+    inner: &'a Inner,
+    call_id: String,
+    tool: String,
+    armed: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner.emit(Event::ToolResult(ToolResultEvent {
+                call_id: std::mem::take(&mut self.call_id),
+                tool: std::mem::take(&mut self.tool),
+                ok: false,
+                result: "[cancelled before it finished]".to_owned(),
+            }));
+        }
+    }
+}
+
+impl StepHost {
+    pub(super) fn new(
+        inner: &Arc<Inner>,
+        toolset: &Arc<ToolSet>,
+        action: &Action,
+        task: u64,
+        step: u32,
+    ) -> Self {
+        Self {
+            inner: Arc::clone(inner),
+            toolset: Arc::clone(toolset),
+            ctx: StepContext {
+                env: Arc::clone(&inner.env),
+                payloads: Mutex::new(action.payloads.iter().cloned().collect()),
+            },
+            observation: Mutex::new(Observation::new()),
+            task,
+            step,
+            calls: AtomicU32::new(0),
+        }
+    }
+
+    fn push(&self, entry: String) {
+        if let Ok(mut o) = self.observation.lock() {
+            o.push(entry);
+        }
+    }
+
+    pub(super) fn take_observation(&self) -> Observation {
+        match self.observation.lock() {
+            Ok(mut o) => std::mem::take(&mut *o),
+            Err(_) => Observation::new(),
+        }
+    }
+
+    /// Payload blocks no `write_file` call consumed, their filenames quoted.
+    pub(super) fn leftover_payloads(&self) -> Vec<String> {
+        match self.ctx.payloads.lock() {
+            Ok(q) => q.iter().map(|p| format!("'{}'", p.filename)).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub(super) fn calls(&self) -> u32 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Asks the host's permission handler; `Err` is the `PermissionError` message.
+    async fn permitted(
+        &self,
+        tool: &str,
+        args: &Map<String, Value>,
+        description: String,
+    ) -> Result<(), String> {
+        self.inner
+            .emit(Event::PermissionRequest(PermissionRequestEvent {
+                tool: tool.to_owned(),
+                description: description.clone(),
+            }));
+        let Some(handler) = &self.inner.permission else {
+            return Err(PermissionRefusal::NoHandler.message(&description));
+        };
+        let request = PermissionRequest {
+            tool: tool.to_owned(),
+            args: Value::Object(args.clone()),
+            description,
+        };
+        match handler.decide(&request).await {
+            PermissionDecision::Allow => Ok(()),
+            PermissionDecision::Deny { reason } => {
+                Err(PermissionRefusal::Denied(reason).message(&request.description))
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl codepilot_script::ToolHost for StepHost {
+    async fn call_tool(&self, name: &str, args: Map<String, Value>) -> Result<Value, ToolError> {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let call_id = format!("t{}s{}c{n}", self.task, self.step);
+        let Some(registered) = self.toolset.registry.get(name).cloned() else {
+            return Err(ToolError::runtime(format!("{name} is not a tool")));
+        };
+        let tool = registered.tool;
+        let label = tool
+            .label(&args)
+            .unwrap_or_else(|| format!("Calling {name}"));
+        let permission = registered.settings.require_permission.then(|| {
+            tool.describe_call(&args)
+                .unwrap_or_else(|| format!("Call {name}"))
+        });
+        self.inner.emit(Event::ToolCall(ToolCallEvent {
+            call_id: call_id.clone(),
+            tool: name.to_owned(),
+            args: Value::Object(args.clone()),
+            label,
+        }));
+        let mut guard = CallGuard {
+            inner: &self.inner,
+            call_id: call_id.clone(),
+            tool: name.to_owned(),
+            armed: true,
+        };
+        let denied = match permission {
+            Some(description) => self.permitted(name, &args, description).await.err(),
+            None => None,
+        };
+        let (entry, result) = match denied {
+            Some(message) => (
+                codepilot_protocol::permission_denied_entry(name, &message),
+                Err(ToolError::permission(message)),
+            ),
+            None => {
+                let call = ToolCall {
+                    args,
+                    call_id: &call_id,
+                    step: Some(&self.ctx),
+                };
+                match tool.call(call).await {
+                    Ok(out) => (
+                        out.observation.unwrap_or_else(|| {
+                            codepilot_protocol::tool_value_entry(name, &out.value)
+                        }),
+                        Ok(out.value),
+                    ),
+                    Err(e) => (
+                        codepilot_protocol::tool_error_entry(name, &e.message),
+                        Err(e),
+                    ),
+                }
+            }
+        };
+        guard.armed = false;
+        self.push(entry.clone());
+        self.inner.emit(Event::ToolResult(ToolResultEvent {
+            call_id,
+            tool: name.to_owned(),
+            ok: result.is_ok(),
+            result: entry,
+        }));
+        result
+    }
+
+    fn print(&self, text: &str) {
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        if !text.is_empty() {
+            self.push(text.to_owned());
+        }
+    }
+}

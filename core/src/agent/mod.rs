@@ -1,0 +1,227 @@
+//! The step loop: ask the model, parse, run the control block, feed the observation back, checkpoint.
+//!
+//! - [`run`] owns the session for one task (a turn) and emits its terminal event once the last step is stored;
+//! - `model` makes the streamed model call of a step;
+//! - `step` turns one answer into feedback for the model (and maybe an outcome);
+//! - `host` serves the control block's tool calls: permission gate, dispatch, events, observation entries.
+
+mod host;
+mod model;
+mod step;
+
+use std::sync::Arc;
+
+use codepilot_protocol::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::Outcome;
+use crate::error::Error;
+use crate::error::Result;
+use crate::events::AbortedEvent;
+use crate::events::ErrorKind;
+use crate::events::Event;
+use crate::events::FinishEvent;
+use crate::events::FinishReason;
+use crate::events::MaxStepsEvent;
+use crate::events::RuntimeErrorEvent;
+use crate::events::StartEvent;
+use crate::events::StepEvent;
+use crate::events::UsageEvent;
+use crate::events::UserMessageEvent;
+use crate::prompt::DynamicVars;
+use crate::prompt::TerminalLine;
+use crate::runtime::Inner;
+use crate::runtime::SessionState;
+
+/// Rough characters per token, for budgeting without a tokenizer.
+const CHARS_PER_TOKEN: u64 = 4;
+
+/// Runs one task. Holds the session for the whole run, so a second concurrent `run` gets [`Error::Busy`].
+///
+/// Terminal events (`Finish`, `MaxSteps`, `Aborted`) are emitted only after the final checkpoint succeeded, so a
+/// host that sees one can rely on the step being stored.
+pub(crate) async fn run(inner: &Arc<Inner>, task: &str) -> Result<Outcome> {
+    let entered = inner.control.enter();
+    if inner.control.is_closed() {
+        return Err(Error::Closed);
+    }
+    if let Some(message) = inner.lease.lost_message() {
+        return Err(Error::LeaseLost(message));
+    }
+    let Some(mut state) = inner.session.try_lock() else {
+        return Err(Error::Busy);
+    };
+    let owned = entered.own();
+    state.task_counter += 1;
+    if state.title.is_none() {
+        state.title = codepilot_store::title_from_task(task);
+    }
+    let n = state.task_counter;
+    state
+        .messages
+        .push(Message::user(codepilot_protocol::task_message(n, task)));
+    inner.events.set_turn(Some(turn_id(n)));
+    inner.emit(Event::Start(StartEvent {
+        session_id: state.id.to_string(),
+        task_number: n,
+        task: task.to_owned(),
+    }));
+    let outcome = finish_run(inner, &mut state, &owned.token).await;
+    inner.events.set_turn(None);
+    outcome
+}
+
+/// The id of task `n`'s turn, as envelopes and `turn/completed` carry it.
+pub(crate) fn turn_id(task_number: u64) -> String {
+    format!("turn-{task_number}")
+}
+
+async fn finish_run(
+    inner: &Arc<Inner>,
+    state: &mut SessionState,
+    cancel: &CancellationToken,
+) -> Result<Outcome> {
+    let outcome = step_loop(inner, state, cancel).await;
+    // A store failure was reported where it happened; don't try (and report) again.
+    if let Err(e @ (Error::Store(_) | Error::LeaseLost(_))) = outcome {
+        return Err(e);
+    }
+    // Whatever else happened, persist what we have: a crash later must not lose finished steps.
+    checkpoint(inner, state).await?;
+    if let Some(message) = inner.lease.lost_message() {
+        return Err(Error::LeaseLost(message));
+    }
+    let outcome = outcome?;
+    inner.emit(match &outcome {
+        Outcome::Completed { summary, .. } => Event::Finish(FinishEvent {
+            reason: FinishReason::Completed,
+            summary: summary.clone(),
+        }),
+        Outcome::Replied { text, .. } => Event::Finish(FinishEvent {
+            reason: FinishReason::Replied,
+            summary: text.clone(),
+        }),
+        Outcome::MaxSteps { steps } => Event::MaxSteps(MaxStepsEvent { steps: *steps }),
+        Outcome::Aborted { steps } => Event::Aborted(AbortedEvent { step: *steps }),
+    });
+    Ok(outcome)
+}
+
+/// Stores the steps since the last checkpoint. A failure is reported as an event; a lost lease stops the run.
+async fn checkpoint(inner: &Inner, state: &mut SessionState) -> Result<()> {
+    let Some(lease) = inner.lease.current() else {
+        return Err(Error::Closed);
+    };
+    let Err(e) = inner.session.checkpoint(state, &lease).await else {
+        return Ok(());
+    };
+    inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+        kind: ErrorKind::Store,
+        message: e.to_string(),
+    }));
+    if e.is_lease_lost() {
+        inner.lease.mark_lost(e.to_string());
+        inner.control.cancel_now();
+        return Err(Error::LeaseLost(e.to_string()));
+    }
+    Err(e.into())
+}
+
+/// Adds the host's queued messages and the commands people typed into the agent's terminals.
+fn drain_inbox(inner: &Inner, state: &mut SessionState) {
+    let typed = inner
+        .terminals()
+        .map(codepilot_terminal::TerminalManager::take_human_input)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|input| codepilot_protocol::human_command_text(&input.terminal, &input.command));
+    for text in inner.control.drain().into_iter().chain(typed) {
+        state
+            .messages
+            .push(Message::user(codepilot_protocol::user_message(&text)));
+        inner.emit(Event::UserMessageInjected(UserMessageEvent { text }));
+    }
+}
+
+/// The dynamic half of the system prompt for this step.
+fn system_dynamic(inner: &Inner, step: u32, max_steps: u32) -> String {
+    let terminals: Vec<TerminalLine> = inner
+        .terminals()
+        .map(|t| {
+            t.list()
+                .into_iter()
+                .map(|i| TerminalLine {
+                    name: i.name.clone(),
+                    status: match &i.state {
+                        codepilot_terminal::TerminalState::Idle => "idle".to_owned(),
+                        codepilot_terminal::TerminalState::Running { command } => {
+                            let cmd: String = command.chars().take(80).collect();
+                            format!("running `{cmd}`")
+                        }
+                        codepilot_terminal::TerminalState::Exited { code } => {
+                            format!("exited ({code})")
+                        }
+                    },
+                    cwd: i.cwd.display().to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let work_dir = inner.env.workspace.root().display().to_string();
+    crate::prompt::render_dynamic(&DynamicVars {
+        work_dir: &work_dir,
+        os: std::env::consts::OS,
+        step,
+        max_steps,
+        terminals: &terminals,
+    })
+}
+
+async fn step_loop(
+    inner: &Arc<Inner>,
+    state: &mut SessionState,
+    cancel: &CancellationToken,
+) -> Result<Outcome> {
+    let max_steps = inner.agent.runtime.max_steps;
+    for step in 1..=max_steps {
+        if cancel.is_cancelled() {
+            return Ok(Outcome::Aborted {
+                steps: step.saturating_sub(1),
+            });
+        }
+        drain_inbox(inner, state);
+        inner.emit(Event::Step(StepEvent { step, max_steps }));
+        let toolset = inner.toolset();
+        let dynamic = system_dynamic(inner, step, max_steps);
+        let reserve = u64::from(inner.agent.model.max_tokens) + 4_000;
+        let budget = inner
+            .context_window
+            .saturating_sub(reserve)
+            .saturating_mul(CHARS_PER_TOKEN)
+            .saturating_mul(85)
+            / 100;
+        let budget = budget.saturating_sub((toolset.static_prompt.len() + dynamic.len()) as u64);
+        let messages = codepilot_protocol::wire_messages(&state.messages, budget);
+
+        let Some(answer) =
+            model::ask(inner, &toolset.static_prompt, &dynamic, &messages, cancel).await?
+        else {
+            return Ok(Outcome::Aborted { steps: step });
+        };
+        state.usage.add(&answer.usage);
+        inner.emit(Event::Usage(UsageEvent {
+            call: answer.usage,
+            total: state.usage,
+        }));
+
+        let done = step::run(inner, state, &toolset, &answer.text, step, cancel).await;
+        if let Some(feedback) = done.feedback {
+            state.messages.push(Message::user(feedback.render()));
+        }
+        checkpoint(inner, state).await?;
+        if let Some(outcome) = done.outcome {
+            return Ok(outcome);
+        }
+    }
+    Ok(Outcome::MaxSteps { steps: max_steps })
+}

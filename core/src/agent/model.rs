@@ -1,0 +1,92 @@
+//! One model call: the request streamed, the user's share of it forwarded as events, abortable.
+
+use codepilot_llm::ChatRequest;
+use codepilot_llm::Completion;
+use codepilot_llm::StreamDelta;
+use codepilot_protocol::Message;
+use codepilot_protocol::StreamFilter;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::events::ErrorKind;
+use crate::events::Event;
+use crate::events::ModelRetryEvent;
+use crate::events::RuntimeErrorEvent;
+use crate::events::StreamEvent;
+use crate::events::StreamKind;
+use crate::runtime::Inner;
+
+/// Asks the model for the next answer. Prose meant for the user is emitted as `Stream` events while it arrives;
+/// a retry voids what was streamed for the failed attempt. `Ok(None)` when the run was aborted meanwhile; an
+/// error (after the provider's own retries) is reported as an event and ends the run without consuming a step.
+pub(super) async fn ask(
+    inner: &Inner,
+    system: &str,
+    system_dynamic: &str,
+    messages: &[Message],
+    cancel: &CancellationToken,
+) -> Result<Option<Completion>> {
+    let mut filter = StreamFilter::new();
+    let events = &inner.events;
+    let mut on_delta = |d: StreamDelta<'_>| match d {
+        StreamDelta::Text(t) => {
+            let shown = filter.push(t);
+            if !shown.is_empty() {
+                events.emit(Event::Stream(StreamEvent {
+                    kind: StreamKind::Text,
+                    text: shown,
+                }));
+            }
+        }
+        StreamDelta::Thinking(t) => events.emit(Event::Stream(StreamEvent {
+            kind: StreamKind::Thinking,
+            text: t.to_owned(),
+        })),
+        StreamDelta::Retry {
+            attempt,
+            delay,
+            reason,
+        } => {
+            filter = StreamFilter::new();
+            events.emit(Event::ModelRetry(ModelRetryEvent {
+                attempt: attempt.saturating_sub(1),
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                reason: reason.to_owned(),
+            }));
+        }
+        _ => {}
+    };
+    let call = inner.provider.complete(
+        ChatRequest {
+            system,
+            system_dynamic,
+            messages,
+        },
+        &mut on_delta,
+    );
+    let result = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Ok(None),
+        r = call => r,
+    };
+    match result {
+        Err(e) => {
+            inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+                kind: ErrorKind::Provider,
+                message: e.to_string(),
+            }));
+            // The task message stays; the failed call did not consume a step.
+            Err(e.into())
+        }
+        Ok(completion) => {
+            let rest = filter.finish();
+            if !rest.is_empty() {
+                inner.emit(Event::Stream(StreamEvent {
+                    kind: StreamKind::Text,
+                    text: rest,
+                }));
+            }
+            Ok(Some(completion))
+        }
+    }
+}

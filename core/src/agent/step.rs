@@ -1,0 +1,216 @@
+//! One model answer: parse it, run its control block, and decide what the model is told and whether the task
+//! ends. The observation itself is rendered in one place, [`codepilot_protocol::Feedback::render`].
+
+use std::sync::Arc;
+
+use codepilot_protocol::Action;
+use codepilot_protocol::BlockEnd;
+use codepilot_protocol::BlockReport;
+use codepilot_protocol::CompletionRefusal;
+use codepilot_protocol::ExecutionFailure;
+use codepilot_protocol::Feedback;
+use codepilot_protocol::Message;
+use codepilot_script::FailureKind;
+use codepilot_script::RunRequest;
+use codepilot_script::ScriptFailure;
+use codepilot_script::ToolHost;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::host::StepHost;
+use crate::Outcome;
+use crate::events::ErrorKind;
+use crate::events::Event;
+use crate::events::RuntimeErrorEvent;
+use crate::runtime::Inner;
+use crate::runtime::SessionState;
+use crate::runtime::ToolSet;
+
+/// What one answer leads to: feedback for the model (the next user message) and, when the task ends, how.
+pub(super) struct StepDone {
+    pub(super) feedback: Option<Feedback>,
+    pub(super) outcome: Option<Outcome>,
+}
+
+impl StepDone {
+    fn feedback(feedback: Feedback) -> Self {
+        Self {
+            feedback: Some(feedback),
+            outcome: None,
+        }
+    }
+}
+
+/// Handles one model answer; adds the assistant message to the history.
+pub(super) async fn run(
+    inner: &Arc<Inner>,
+    state: &mut SessionState,
+    toolset: &Arc<ToolSet>,
+    answer: &str,
+    step: u32,
+    cancel: &CancellationToken,
+) -> StepDone {
+    let action = match codepilot_protocol::parse(answer) {
+        Ok(a) => a,
+        Err(e) => {
+            // Kept as written so the model can see its mistake, but bounded: a rejected answer may carry whole
+            // files in payload blocks, and it is never compacted.
+            state
+                .messages
+                .push(Message::assistant(codepilot_protocol::cap_observation(
+                    answer.to_owned(),
+                )));
+            inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+                kind: ErrorKind::Parse,
+                message: e.to_string(),
+            }));
+            return StepDone::feedback(Feedback::ParseError(e));
+        }
+    };
+    state
+        .messages
+        .push(Message::assistant(action.compacted(answer)));
+
+    if action.control.is_none() {
+        return match &action.completion {
+            Some(_) if inner.control.has_unread() => StepDone::feedback(
+                Feedback::CompletionRefused(CompletionRefusal::UnreadUserMessage),
+            ),
+            Some(summary) => StepDone {
+                feedback: None,
+                outcome: Some(Outcome::Completed {
+                    summary: summary.clone(),
+                    steps: step,
+                }),
+            },
+            None => StepDone {
+                feedback: None,
+                outcome: Some(Outcome::Replied {
+                    text: action.text.trim().to_owned(),
+                    steps: step,
+                }),
+            },
+        };
+    }
+    run_block(inner, state, toolset, &action, step, cancel).await
+}
+
+async fn run_block(
+    inner: &Arc<Inner>,
+    state: &SessionState,
+    toolset: &Arc<ToolSet>,
+    action: &Action,
+    step: u32,
+    cancel: &CancellationToken,
+) -> StepDone {
+    let code = action
+        .control
+        .as_ref()
+        .map(|c| c.code.clone())
+        .unwrap_or_default();
+    let host = Arc::new(StepHost::new(
+        inner,
+        toolset,
+        action,
+        state.task_counter,
+        step,
+    ));
+    let req = RunRequest {
+        code: code.clone(),
+        globals: vec![(
+            "WORK_DIR".to_owned(),
+            Value::String(inner.env.workspace.root().display().to_string()),
+        )],
+        tools: Arc::clone(&toolset.specs),
+        limits: inner.limits.clone(),
+    };
+    let result = codepilot_script::run_block(
+        req,
+        Arc::clone(&host) as Arc<dyn ToolHost>,
+        cancel.child_token(),
+    )
+    .await;
+    let mut report = BlockReport {
+        observation: host.take_observation(),
+        unused_payloads: host.leftover_payloads(),
+        end: BlockEnd::Finished,
+        completion_refused: None,
+    };
+    let aborted = Some(Outcome::Aborted { steps: step });
+    match result {
+        Ok(_) if cancel.is_cancelled() => {
+            report.end = BlockEnd::Aborted;
+            StepDone {
+                feedback: Some(Feedback::Block(report)),
+                outcome: aborted,
+            }
+        }
+        Ok(_) => {
+            let outcome = match &action.completion {
+                Some(_) if inner.control.has_unread() => {
+                    report.completion_refused = Some(CompletionRefusal::UnreadUserMessage);
+                    None
+                }
+                Some(summary) => Some(Outcome::Completed {
+                    summary: summary.clone(),
+                    steps: step,
+                }),
+                None => None,
+            };
+            StepDone {
+                feedback: Some(Feedback::Block(report)),
+                outcome,
+            }
+        }
+        Err(failure) if failure.kind == FailureKind::Cancelled || cancel.is_cancelled() => {
+            report.end = BlockEnd::Aborted;
+            StepDone {
+                feedback: Some(Feedback::Block(report)),
+                outcome: aborted,
+            }
+        }
+        Err(failure) => {
+            let failure = execution_failure(&failure, &code, host.calls());
+            inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+                kind: ErrorKind::Execution,
+                message: format!("{}: {}", failure.exc_type, failure.message),
+            }));
+            report.end = BlockEnd::Failed(failure);
+            if action.completion.is_some() {
+                report.completion_refused = Some(CompletionRefusal::BlockFailed);
+            }
+            StepDone::feedback(Feedback::Block(report))
+        }
+    }
+}
+
+fn execution_failure(f: &ScriptFailure, code: &str, calls: u32) -> ExecutionFailure {
+    let line_text = f.line_text.clone().or_else(|| {
+        f.line
+            .and_then(|n| code.lines().nth(n.saturating_sub(1)))
+            .map(str::to_owned)
+    });
+    let (exc_type, message) = match f.kind {
+        FailureKind::Timeout => (
+            "TimeoutError".to_owned(),
+            format!("{} (the block's wall-clock limit)", f.message),
+        ),
+        FailureKind::ToolCallLimit => ("ToolCallLimit".to_owned(), f.message.clone()),
+        FailureKind::InterpreterCrash => (
+            "InterpreterCrash".to_owned(),
+            format!("{}; the interpreter stopped, simplify the block", f.message),
+        ),
+        FailureKind::Syntax | FailureKind::Exception | FailureKind::Cancelled => {
+            (f.exc_type.clone(), f.message.clone())
+        }
+    };
+    ExecutionFailure {
+        exc_type,
+        message,
+        line: f.line,
+        line_text,
+        traceback: f.traceback.clone(),
+        ran_anything: calls > 0,
+        compile_error: f.kind == FailureKind::Syntax,
+    }
+}

@@ -1,0 +1,407 @@
+//! The agent file (`agent.yaml`, SPEC §3): loading, validation and the programmatic builder.
+//!
+//! The file is read with `serde-saphyr` under a tight budget (no YAML bomb gets far) and deserialised
+//! into private "raw" structs that deny unknown keys. Every error names the file and, when the YAML
+//! has one, the line, so `unknown key 'modle' in agent.yaml:3; did you mean 'model'?` is what a typo
+//! produces. The keys may sit under `agent:` or at the top level of the document.
+//!
+//! Relative paths (`system_prompt` files, `runtime.work_dir`, `model.script`) resolve against the
+//! directory of the YAML file, or the current directory for text without a file.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+use std::path::PathBuf;
+
+pub use error::ConfigError;
+pub use error::Result;
+use raw::Ctx;
+use raw::Lines;
+use validate::canonical_provider;
+use validate::check_model;
+use validate::check_runtime;
+use validate::check_tool_config;
+use validate::check_tool_name;
+
+use crate::tools::builtin::Builtin;
+
+/// The starter `agent.yaml` written by `codepilot init`: every key, its default and what it does.
+pub const STARTER_AGENT_YAML: &str = include_str!("../../templates/agent.starter.yaml");
+
+/// The built-in tools, in the order the default tool set lists them.
+pub const BUILTIN_TOOLS: [&str; Builtin::ALL.len()] = builtin_names();
+
+const fn builtin_names() -> [&'static str; Builtin::ALL.len()] {
+    let mut names = [""; Builtin::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Builtin::ALL[i].name();
+        i += 1;
+    }
+    names
+}
+
+/// Largest agent file [`AgentFile::load`] reads.
+pub const MAX_AGENT_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Largest `system_prompt` file read on behalf of an agent file.
+pub const MAX_SYSTEM_PROMPT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A loaded, validated agent definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentFile {
+    /// Agent name (required).
+    pub name: String,
+    /// One-line role description used in the system prompt.
+    pub role: Option<String>,
+    /// The host's system prompt text (already read from the file if the YAML named one).
+    pub system_prompt: String,
+    /// The model.
+    pub model: ModelConfig,
+    /// Loop limits and the workspace.
+    pub runtime: RuntimeConfig,
+    /// Tool overrides as written. Empty means the default set; see [`AgentFile::effective_tools`].
+    pub tools: Vec<ToolEntry>,
+    /// The file this came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+/// `model:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Canonical provider name, as `codepilot_llm::ProviderKind` spells it (aliases are normalised on load).
+    pub provider: String,
+    /// Model id sent to the provider.
+    pub name: String,
+    /// Environment variable holding the API key. `None`: the provider's usual variable.
+    pub api_key_env: Option<String>,
+    /// Base URL of the API (YAML alias: `api_base`). Required for `openai-compatible`.
+    pub base_url: Option<String>,
+    /// Sampling temperature, 0.0..=2.0. Default 0.0.
+    pub temperature: f32,
+    /// Maximum output tokens per call. Default 4096.
+    pub max_tokens: u32,
+    /// Context window in tokens; `None` means the built-in profile or a safe default.
+    pub context_window: Option<u64>,
+    /// Extended thinking.
+    pub thinking: ThinkingConfig,
+    /// Stream responses. Default true.
+    pub stream: bool,
+    /// Answers file of the `scripted` provider (resolved against the YAML file's directory).
+    pub script: Option<PathBuf>,
+}
+
+/// `model.thinking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThinkingConfig {
+    /// Enable extended thinking. Default false.
+    pub enabled: bool,
+    /// Thinking budget in tokens. Default 8000.
+    pub budget_tokens: u32,
+}
+
+impl Default for ThinkingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            budget_tokens: DEFAULT_THINKING_BUDGET,
+        }
+    }
+}
+
+/// `runtime:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Workspace root. From YAML: absolute, resolved against the file's directory. Default `./workspace`.
+    pub work_dir: PathBuf,
+    /// Steps before the run stops with max-steps. Default 20, must be > 0.
+    pub max_steps: u32,
+    /// Let file tools leave `work_dir`. Default false.
+    pub unsafe_mode: bool,
+    /// Wall clock for one control block, in seconds. Default 600, must be > 0.
+    pub step_timeout_s: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            work_dir: PathBuf::from(DEFAULT_WORK_DIR),
+            max_steps: DEFAULT_MAX_STEPS,
+            unsafe_mode: false,
+            step_timeout_s: DEFAULT_STEP_TIMEOUT_S,
+        }
+    }
+}
+
+/// One entry of `tools:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolEntry {
+    /// Built-in tool name, one of [`BUILTIN_TOOLS`].
+    pub name: String,
+    /// Default true; false switches the tool off.
+    pub enabled: bool,
+    /// Tool-specific settings, e.g. `require_permission`, `max_output_chars`.
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ToolEntry {
+    /// An enabled entry with no config.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            enabled: true,
+            config: serde_json::Map::new(),
+        }
+    }
+}
+
+const DEFAULT_WORK_DIR: &str = "./workspace";
+const DEFAULT_MAX_STEPS: u32 = 20;
+const DEFAULT_STEP_TIMEOUT_S: u64 = 600;
+const DEFAULT_MAX_TOKENS: u32 = 4096;
+const DEFAULT_THINKING_BUDGET: u32 = 8000;
+const NO_FILE: &str = "<agent config>";
+
+impl ModelConfig {
+    /// A model section with every default. `provider` is stored as given; [`AgentFileBuilder::build`]
+    /// validates and normalises it.
+    #[must_use]
+    pub fn new(provider: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            name: name.into(),
+            api_key_env: None,
+            base_url: None,
+            temperature: 0.0,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            context_window: None,
+            thinking: ThinkingConfig::default(),
+            stream: true,
+            script: None,
+        }
+    }
+}
+
+impl AgentFile {
+    /// Read and validate an agent file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and line of the first problem.
+    pub fn load(path: &Path) -> Result<Self> {
+        let read_err = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size > MAX_AGENT_FILE_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+                size,
+                limit: MAX_AGENT_FILE_BYTES,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        Self::from_yaml_str(&text, Some(path))
+    }
+
+    /// Parse and validate agent-file text. `origin` is the file it came from: it names the file in
+    /// messages and is the base for relative paths (`None`: the current directory).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and line of the first problem.
+    pub fn from_yaml_str(text: &str, origin: Option<&Path>) -> Result<Self> {
+        let file = origin.map_or_else(|| NO_FILE.to_string(), |p| p.display().to_string());
+        let base = match origin.and_then(Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let ctx = Ctx { file, base };
+        let raw = raw::parse_raw(text, &ctx)?;
+        let mut agent = raw::convert(raw, &ctx)?;
+        agent.source = origin.map(Path::to_path_buf);
+        Ok(agent)
+    }
+
+    /// Start a programmatic definition (for hosts that do not use YAML).
+    #[must_use]
+    pub fn builder(
+        name: impl Into<String>,
+        provider: impl Into<String>,
+        model_name: impl Into<String>,
+    ) -> AgentFileBuilder {
+        AgentFileBuilder {
+            agent: Self {
+                name: name.into(),
+                role: None,
+                system_prompt: String::new(),
+                model: ModelConfig::new(provider, model_name),
+                runtime: RuntimeConfig::default(),
+                tools: Vec::new(),
+                source: None,
+            },
+        }
+    }
+
+    /// The tools to register: every built-in, in [`BUILTIN_TOOLS`] order, with the listed entry's
+    /// config where one exists, minus those listed with `enabled: false`. A `tools:` list thus
+    /// overrides the default set instead of replacing it.
+    #[must_use]
+    pub fn effective_tools(&self) -> Vec<ToolEntry> {
+        BUILTIN_TOOLS
+            .iter()
+            .filter_map(|name| match self.tools.iter().find(|t| t.name == *name) {
+                Some(entry) => entry.enabled.then(|| entry.clone()),
+                None => Some(ToolEntry::new(*name)),
+            })
+            .collect()
+    }
+
+    /// Check every rule the YAML loader checks (provider, ranges, tool names, `base_url`).
+    ///
+    /// # Errors
+    /// The first rule broken, without line numbers.
+    pub fn validate(&self) -> Result<()> {
+        let ctx = Ctx {
+            file: self
+                .source
+                .as_ref()
+                .map_or_else(|| NO_FILE.to_string(), |p| p.display().to_string()),
+            base: PathBuf::from("."),
+        };
+        canonical_provider(&self.model.provider, &ctx, None)?;
+        check_model(&self.model, &ctx, &Lines::default())?;
+        check_runtime(&self.runtime, &ctx, &Lines::default())?;
+        let mut seen: Vec<&str> = Vec::new();
+        for tool in &self.tools {
+            check_tool_name(&tool.name, &seen, &ctx, None)?;
+            check_tool_config(&tool.name, &tool.config, &ctx, None)?;
+            seen.push(&tool.name);
+        }
+        Ok(())
+    }
+}
+
+/// Builds an [`AgentFile`] in code. Every setter documents its default.
+#[derive(Debug, Clone)]
+pub struct AgentFileBuilder {
+    agent: AgentFile,
+}
+
+impl AgentFileBuilder {
+    /// Role line for the system prompt. Default: none.
+    #[must_use]
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.agent.role = Some(role.into());
+        self
+    }
+    /// System prompt text (not a path). Default: empty.
+    #[must_use]
+    pub fn system_prompt(mut self, text: impl Into<String>) -> Self {
+        self.agent.system_prompt = text.into();
+        self
+    }
+    /// API key variable. Default: the provider's usual variable.
+    #[must_use]
+    pub fn api_key_env(mut self, var: impl Into<String>) -> Self {
+        self.agent.model.api_key_env = Some(var.into());
+        self
+    }
+    /// Base URL. Default: the provider's; required for `openai-compatible`.
+    #[must_use]
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.agent.model.base_url = Some(url.into());
+        self
+    }
+    /// Temperature in 0.0..=2.0. Default 0.0.
+    #[must_use]
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.agent.model.temperature = t;
+        self
+    }
+    /// Max output tokens. Default 4096.
+    #[must_use]
+    pub fn max_tokens(mut self, n: u32) -> Self {
+        self.agent.model.max_tokens = n;
+        self
+    }
+    /// Context window in tokens. Default: the model's profile.
+    #[must_use]
+    pub fn context_window(mut self, n: u64) -> Self {
+        self.agent.model.context_window = Some(n);
+        self
+    }
+    /// Extended thinking. Default off, budget 8000.
+    #[must_use]
+    pub fn thinking(mut self, thinking: ThinkingConfig) -> Self {
+        self.agent.model.thinking = thinking;
+        self
+    }
+    /// Stream responses. Default true.
+    #[must_use]
+    pub fn stream(mut self, stream: bool) -> Self {
+        self.agent.model.stream = stream;
+        self
+    }
+    /// Answers file for the `scripted` provider. Default: none.
+    #[must_use]
+    pub fn script(mut self, path: impl Into<PathBuf>) -> Self {
+        self.agent.model.script = Some(path.into());
+        self
+    }
+    /// Workspace root, used as given. Default `./workspace`.
+    #[must_use]
+    pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.agent.runtime.work_dir = dir.into();
+        self
+    }
+    /// Step limit (> 0). Default 20.
+    #[must_use]
+    pub fn max_steps(mut self, n: u32) -> Self {
+        self.agent.runtime.max_steps = n;
+        self
+    }
+    /// Let file tools leave the workspace. Default false.
+    #[must_use]
+    pub fn unsafe_mode(mut self, on: bool) -> Self {
+        self.agent.runtime.unsafe_mode = on;
+        self
+    }
+    /// Control-block wall clock in seconds (> 0). Default 600.
+    #[must_use]
+    pub fn step_timeout_s(mut self, s: u64) -> Self {
+        self.agent.runtime.step_timeout_s = s;
+        self
+    }
+    /// Add a tool override. Default: none (all built-ins on).
+    #[must_use]
+    pub fn tool(mut self, entry: ToolEntry) -> Self {
+        self.agent.tools.push(entry);
+        self
+    }
+    /// Validate and return the agent; the provider name is normalised (e.g. `llamacpp` → `llama-cpp`).
+    ///
+    /// # Errors
+    /// The first rule broken (see [`AgentFile::validate`]).
+    pub fn build(mut self) -> Result<AgentFile> {
+        self.agent.validate()?;
+        let ctx = Ctx {
+            file: NO_FILE.to_string(),
+            base: PathBuf::from("."),
+        };
+        self.agent.model.provider = canonical_provider(&self.agent.model.provider, &ctx, None)?;
+        Ok(self.agent)
+    }
+}
+
+impl fmt::Display for ModelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.provider, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

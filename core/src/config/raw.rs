@@ -1,0 +1,429 @@
+//! The agent file as written: YAML parsed into private structs that deny unknown keys, then converted into an
+//! [`AgentFile`] with every error located (file and line).
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_saphyr::Location;
+use serde_saphyr::MessageFormatter;
+use serde_saphyr::Spanned;
+use serde_saphyr::UserMessageFormatter;
+
+use super::AgentFile;
+use super::DEFAULT_MAX_STEPS;
+use super::DEFAULT_MAX_TOKENS;
+use super::DEFAULT_STEP_TIMEOUT_S;
+use super::DEFAULT_THINKING_BUDGET;
+use super::DEFAULT_WORK_DIR;
+use super::MAX_SYSTEM_PROMPT_BYTES;
+use super::ModelConfig;
+use super::RuntimeConfig;
+use super::ThinkingConfig;
+use super::ToolEntry;
+use super::error::ConfigError;
+use super::error::Result;
+use super::validate::canonical_provider;
+use super::validate::check_model;
+use super::validate::check_runtime;
+use super::validate::check_tool_config;
+use super::validate::check_tool_name;
+use super::validate::closest;
+use super::validate::invalid;
+use super::validate::missing;
+use super::validate::provider_names;
+
+#[derive(Deserialize)]
+struct Probe {
+    agent: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNested {
+    agent: RawAgent,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgent {
+    name: Option<Spanned<String>>,
+    role: Option<String>,
+    system_prompt: Option<Spanned<String>>,
+    model: Option<Spanned<RawModel>>,
+    runtime: Option<RawRuntime>,
+    tools: Option<Vec<Spanned<RawTool>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    provider: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
+    api_key_env: Option<String>,
+    #[serde(alias = "api_base")]
+    base_url: Option<Spanned<String>>,
+    temperature: Option<Spanned<f32>>,
+    max_tokens: Option<Spanned<u32>>,
+    context_window: Option<Spanned<u64>>,
+    thinking: Option<RawThinking>,
+    stream: Option<bool>,
+    script: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThinking {
+    enabled: Option<bool>,
+    budget_tokens: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    work_dir: Option<String>,
+    max_steps: Option<Spanned<u32>>,
+    unsafe_mode: Option<bool>,
+    step_timeout_s: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTool {
+    name: Option<Spanned<String>>,
+    enabled: Option<bool>,
+    config: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+pub(super) struct Ctx {
+    pub(super) file: String,
+    pub(super) base: PathBuf,
+}
+
+/// Line numbers of values that later checks may complain about.
+#[derive(Default)]
+pub(super) struct Lines {
+    pub(super) model: Option<u64>,
+    pub(super) base_url: Option<u64>,
+    pub(super) temperature: Option<u64>,
+    pub(super) max_tokens: Option<u64>,
+    pub(super) context_window: Option<u64>,
+    pub(super) budget_tokens: Option<u64>,
+    pub(super) max_steps: Option<u64>,
+    pub(super) step_timeout_s: Option<u64>,
+}
+
+fn line_of(loc: Location) -> Option<u64> {
+    (loc != Location::UNKNOWN && loc.line() > 0).then(|| loc.line())
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_events: 200_000,
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+            max_depth: 32,
+            max_nodes: 50_000,
+            max_total_scalar_bytes: 8 * 1024 * 1024,
+            max_merge_keys: 100,
+        },
+        with_snippet: false,
+    }
+}
+
+pub(super) fn parse_raw(text: &str, ctx: &Ctx) -> Result<RawAgent> {
+    if text.trim().is_empty() {
+        return Err(ConfigError::MissingKey {
+            key: "name".to_string(),
+            file: ctx.file.clone(),
+            line: None,
+            hint: "the file is empty; run `codepilot init` for a commented starter file"
+                .to_string(),
+        });
+    }
+    let probe: Probe = serde_saphyr::from_str_with_options(text, yaml_options())
+        .map_err(|e| map_yaml(&e, text, ctx))?;
+    if probe.agent.is_some() {
+        let nested: RawNested = serde_saphyr::from_str_with_options(text, yaml_options())
+            .map_err(|e| map_yaml(&e, text, ctx))?;
+        Ok(nested.agent)
+    } else {
+        serde_saphyr::from_str_with_options(text, yaml_options())
+            .map_err(|e| map_yaml(&e, text, ctx))
+    }
+}
+
+fn map_yaml(err: &serde_saphyr::Error, text: &str, ctx: &Ctx) -> ConfigError {
+    let mut inner = err.without_snippet();
+    while let serde_saphyr::Error::AliasError { error, .. } = inner {
+        inner = error.without_snippet();
+    }
+    let line = inner
+        .location()
+        .or_else(|| err.location())
+        .and_then(line_of);
+    match inner {
+        serde_saphyr::Error::SerdeUnknownField {
+            field, expected, ..
+        } => {
+            let suggestion = closest(field, expected.iter().copied()).map(str::to_string);
+            ConfigError::UnknownKey {
+                key: field.clone(),
+                file: ctx.file.clone(),
+                line,
+                suggestion,
+                valid: expected.iter().map(|s| (*s).to_string()).collect(),
+            }
+        }
+        serde_saphyr::Error::InvalidScalar { ty, .. } => {
+            let expected = match *ty {
+                "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)",
+                "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+                "f32" | "f64" | "floating point" => "a number",
+                "bool" | "boolean" => "true or false",
+                "string scalar" => "text",
+                other => other,
+            };
+            ConfigError::Yaml {
+                file: ctx.file.clone(),
+                line,
+                message: with_source_line(format!("expected {expected}"), text, line),
+            }
+        }
+        other => {
+            let raw: Cow<'_, str> = UserMessageFormatter.format_message(other);
+            // Plain words for the parser's most common type complaints.
+            let message = match raw.as_ref() {
+                "expected sequence start" => {
+                    "expected a list (`- item` lines or `[a, b]`)".to_string()
+                }
+                "expected mapping start" => {
+                    "expected a mapping (`key: value` lines or `{key: value}`)".to_string()
+                }
+                "expected string scalar" => "expected text".to_string(),
+                "expected floating point" => "expected a number".to_string(),
+                "expected boolean" => "expected true or false".to_string(),
+                other => printable(other),
+            };
+            ConfigError::Yaml {
+                file: ctx.file.clone(),
+                line,
+                message: with_source_line(message, text, line),
+            }
+        }
+    }
+}
+
+/// `text` with control characters escaped, so a message stays on one line.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `message`, followed by the offending source line when there is one, e.g. "expected a number: `x: y`".
+fn with_source_line(message: String, text: &str, line: Option<u64>) -> String {
+    let source = line
+        .and_then(|l| usize::try_from(l).ok())
+        .and_then(|l| text.lines().nth(l.saturating_sub(1)))
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    match source {
+        Some(src) => {
+            let src: String = src.chars().take(120).collect();
+            format!("{message}: `{}`", printable(&src))
+        }
+        None => message,
+    }
+}
+
+/// `path` resolved against the agent file's directory.
+fn resolve(ctx: &Ctx, path: &str) -> PathBuf {
+    let joined = ctx.base.join(path);
+    std::path::absolute(&joined).unwrap_or(joined)
+}
+
+fn is_prompt_path(text: &str) -> bool {
+    let t = text.trim();
+    !t.is_empty()
+        && !t.contains('\n')
+        && Path::new(t)
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("md") || e.eq_ignore_ascii_case("txt"))
+}
+
+fn read_prompt(ctx: &Ctx, text: &str, line: Option<u64>) -> Result<String> {
+    let path = resolve(ctx, text.trim());
+    let fail = |source| ConfigError::SystemPromptFile {
+        path: path.clone(),
+        file: ctx.file.clone(),
+        line,
+        source,
+    };
+    let size = std::fs::metadata(&path).map_err(fail)?.len();
+    if size > MAX_SYSTEM_PROMPT_BYTES {
+        return Err(ConfigError::TooLarge {
+            path,
+            size,
+            limit: MAX_SYSTEM_PROMPT_BYTES,
+        });
+    }
+    std::fs::read_to_string(&path).map_err(fail)
+}
+
+pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
+    let Some(name) = raw.name else {
+        return Err(missing(
+            "name",
+            ctx,
+            None,
+            "give the agent a name, e.g. `name: CodePilot`",
+        ));
+    };
+    if name.value.trim().is_empty() {
+        return Err(invalid(
+            "name",
+            ctx,
+            line_of(name.referenced),
+            "must not be empty".to_string(),
+        ));
+    }
+    let Some(model) = raw.model else {
+        return Err(missing(
+            "model",
+            ctx,
+            None,
+            "add a `model:` section with at least `provider:` and `name:`",
+        ));
+    };
+    let model_line = line_of(model.referenced);
+    let rm = model.value;
+    let Some(provider) = rm.provider else {
+        return Err(missing(
+            "model.provider",
+            ctx,
+            model_line,
+            &format!(
+                "add e.g. `provider: anthropic` (one of: {})",
+                provider_names()
+            ),
+        ));
+    };
+    let provider_name = canonical_provider(&provider.value, ctx, line_of(provider.referenced))?;
+    let Some(model_name) = rm.name else {
+        return Err(missing(
+            "model.name",
+            ctx,
+            model_line,
+            "add the provider's model id, e.g. `name: claude-sonnet-4-5`",
+        ));
+    };
+    let mut lines = Lines {
+        model: model_line,
+        base_url: rm.base_url.as_ref().and_then(|s| line_of(s.referenced)),
+        temperature: rm.temperature.as_ref().and_then(|s| line_of(s.referenced)),
+        max_tokens: rm.max_tokens.as_ref().and_then(|s| line_of(s.referenced)),
+        context_window: rm
+            .context_window
+            .as_ref()
+            .and_then(|s| line_of(s.referenced)),
+        ..Lines::default()
+    };
+    if model_name.value.trim().is_empty() {
+        lines.model = line_of(model_name.referenced);
+    }
+    let thinking = rm.thinking.map_or_else(ThinkingConfig::default, |t| {
+        lines.budget_tokens = t.budget_tokens.as_ref().and_then(|s| line_of(s.referenced));
+        ThinkingConfig {
+            enabled: t.enabled.unwrap_or(false),
+            budget_tokens: t.budget_tokens.map_or(DEFAULT_THINKING_BUDGET, |s| s.value),
+        }
+    });
+    let model = ModelConfig {
+        provider: provider_name,
+        name: model_name.value,
+        api_key_env: rm.api_key_env.filter(|s| !s.trim().is_empty()),
+        base_url: rm.base_url.map(|s| s.value),
+        temperature: rm.temperature.map_or(0.0, |s| s.value),
+        max_tokens: rm.max_tokens.map_or(DEFAULT_MAX_TOKENS, |s| s.value),
+        context_window: rm.context_window.map(|s| s.value),
+        thinking,
+        stream: rm.stream.unwrap_or(true),
+        script: rm.script.map(|s| resolve(ctx, &s)),
+    };
+    check_model(&model, ctx, &lines)?;
+
+    let runtime = match raw.runtime {
+        Some(r) => {
+            lines.max_steps = r.max_steps.as_ref().and_then(|s| line_of(s.referenced));
+            lines.step_timeout_s = r
+                .step_timeout_s
+                .as_ref()
+                .and_then(|s| line_of(s.referenced));
+            RuntimeConfig {
+                work_dir: resolve(ctx, r.work_dir.as_deref().unwrap_or(DEFAULT_WORK_DIR)),
+                max_steps: r.max_steps.map_or(DEFAULT_MAX_STEPS, |s| s.value),
+                unsafe_mode: r.unsafe_mode.unwrap_or(false),
+                step_timeout_s: r.step_timeout_s.map_or(DEFAULT_STEP_TIMEOUT_S, |s| s.value),
+            }
+        }
+        None => RuntimeConfig {
+            work_dir: resolve(ctx, DEFAULT_WORK_DIR),
+            ..RuntimeConfig::default()
+        },
+    };
+    check_runtime(&runtime, ctx, &lines)?;
+
+    let mut tools: Vec<ToolEntry> = Vec::new();
+    for entry in raw.tools.unwrap_or_default() {
+        let entry_line = line_of(entry.referenced);
+        let Some(tool_name) = entry.value.name else {
+            return Err(missing(
+                "tools.name",
+                ctx,
+                entry_line,
+                "every tool entry needs `name:`, e.g. `- {name: execute, enabled: true}`",
+            ));
+        };
+        let seen: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        check_tool_name(
+            &tool_name.value,
+            &seen,
+            ctx,
+            line_of(tool_name.referenced).or(entry_line),
+        )?;
+        let config = entry.value.config.unwrap_or_default();
+        check_tool_config(&tool_name.value, &config, ctx, entry_line)?;
+        tools.push(ToolEntry {
+            name: tool_name.value,
+            enabled: entry.value.enabled.unwrap_or(true),
+            config,
+        });
+    }
+
+    let system_prompt = match raw.system_prompt {
+        Some(s) if is_prompt_path(&s.value) => read_prompt(ctx, &s.value, line_of(s.referenced))?,
+        Some(s) => s.value,
+        None => String::new(),
+    };
+
+    Ok(AgentFile {
+        name: name.value,
+        role: raw.role,
+        system_prompt,
+        model,
+        runtime,
+        tools,
+        source: None,
+    })
+}

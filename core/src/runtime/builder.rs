@@ -1,0 +1,323 @@
+//! [`RuntimeBuilder`]: everything a runtime needs, checked and started in [`RuntimeBuilder::build`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use codepilot_llm::Provider;
+use codepilot_llm::ProviderConfig;
+use codepilot_llm::ProviderKind;
+use codepilot_llm::RetryPolicy;
+use codepilot_script::Limits;
+use codepilot_store::SessionId;
+use codepilot_store::SessionStore;
+use codepilot_store::StoreConfig;
+use codepilot_terminal::TerminalConfig;
+use codepilot_terminal::TerminalManager;
+
+use super::AsyncRuntime;
+use super::Inner;
+use super::ToolSet;
+use super::control::RunControl;
+use super::lease::LeaseKeeper;
+use super::session::SessionCell;
+use super::session::SessionState;
+use crate::config::AgentFile;
+use crate::error::Error;
+use crate::error::Result;
+use crate::events::ErrorKind;
+use crate::events::Event;
+use crate::events::EventBus;
+use crate::events::RuntimeErrorEvent;
+use crate::handlers::AskUserHandler;
+use crate::handlers::PermissionHandler;
+use crate::tools::Registry;
+use crate::tools::Tool;
+use crate::tools::ToolEnv;
+use crate::tools::ToolSettings;
+use crate::tools::builtin::Builtin;
+use crate::tools::fs::ReadLedger;
+use crate::tools::workspace::Workspace;
+
+/// Default cap on tool calls in one control block.
+const DEFAULT_MAX_TOOL_CALLS: u32 = 200;
+
+/// Reads an environment variable, for API keys.
+type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Builds an [`AsyncRuntime`]. From [`AsyncRuntime::builder`].
+pub struct RuntimeBuilder {
+    agent: AgentFile,
+    session: StoreConfig,
+    store: Option<Arc<dyn SessionStore>>,
+    session_id: Option<String>,
+    provider: Option<Arc<dyn Provider>>,
+    permission: Option<Arc<dyn PermissionHandler>>,
+    ask_user: Option<Arc<dyn AskUserHandler>>,
+    tools: Vec<Arc<dyn Tool>>,
+    env: Option<EnvLookup>,
+    socket_dir: Option<PathBuf>,
+    limits: Option<Limits>,
+}
+
+impl RuntimeBuilder {
+    pub(super) fn new(agent: AgentFile) -> Self {
+        Self {
+            agent,
+            session: StoreConfig::Memory,
+            store: None,
+            session_id: None,
+            provider: None,
+            permission: None,
+            ask_user: None,
+            tools: Vec::new(),
+            env: None,
+            socket_dir: None,
+            limits: None,
+        }
+    }
+
+    /// Where the session is kept. Default: [`StoreConfig::Memory`].
+    #[must_use]
+    pub fn session(mut self, session: StoreConfig) -> Self {
+        self.session = session;
+        self
+    }
+
+    /// A session store the host built itself; overrides [`RuntimeBuilder::session`].
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Resume (or create) this session. Default: a new id.
+    #[must_use]
+    pub fn session_id(mut self, id: impl Into<String>) -> Self {
+        self.session_id = Some(id.into());
+        self
+    }
+
+    /// Use this provider instead of the one the agent file describes (tests, custom backends).
+    #[must_use]
+    pub fn provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Decides gated tool calls. Default: none, so gated calls are denied with a message saying so.
+    #[must_use]
+    pub fn permission_handler(mut self, handler: impl PermissionHandler + 'static) -> Self {
+        self.permission = Some(Arc::new(handler));
+        self
+    }
+
+    /// Answers `ask_user`. Default: none, so `ask_user` fails with a message saying so.
+    #[must_use]
+    pub fn ask_user_handler(mut self, handler: impl AskUserHandler + 'static) -> Self {
+        self.ask_user = Some(Arc::new(handler));
+        self
+    }
+
+    /// Registers a custom tool (see [`crate::FnTool`]).
+    #[must_use]
+    pub fn tool(mut self, tool: impl Tool + 'static) -> Self {
+        self.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// Reads environment variables (API keys) through `f` instead of the process environment.
+    #[must_use]
+    pub fn env(mut self, f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Some(Arc::new(f));
+        self
+    }
+
+    /// Directory for the terminal multiplexer's sockets. Default: a fresh private directory.
+    #[must_use]
+    pub fn socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.socket_dir = Some(dir.into());
+        self
+    }
+
+    /// Limits for each control block. Default: `runtime.step_timeout_s` of wall clock, 200 tool calls.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    fn provider_config(&self) -> Result<ProviderConfig> {
+        let m = &self.agent.model;
+        let kind: ProviderKind = m.provider.parse()?;
+        let lookup = |var: &str| match &self.env {
+            Some(f) => f(var),
+            None => std::env::var(var).ok(),
+        };
+        let var = m
+            .api_key_env
+            .clone()
+            .or_else(|| kind.default_api_key_env().map(str::to_owned));
+        let api_key = var
+            .as_deref()
+            .and_then(lookup)
+            .filter(|k| !k.trim().is_empty());
+        if api_key.is_none() && kind.requires_api_key() && self.provider.is_none() {
+            return Err(Error::MissingApiKey {
+                provider: m.provider.clone(),
+                var: var.unwrap_or_else(|| "an API key variable (model.api_key_env)".to_owned()),
+            });
+        }
+        let scripted_answers = match (&kind, &m.script) {
+            (ProviderKind::Scripted, Some(path)) => Some(codepilot_llm::load_script(path)?),
+            _ => None,
+        };
+        Ok(ProviderConfig {
+            kind,
+            model: m.name.clone(),
+            api_key,
+            base_url: m.base_url.clone(),
+            temperature: m.temperature,
+            max_tokens: m.max_tokens,
+            thinking: m.thinking.enabled.then_some(m.thinking.budget_tokens),
+            stream: m.stream,
+            retry: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(600),
+            scripted_answers,
+        })
+    }
+
+    /// The built-in tools the agent file enables, with their settings, and the settings terminals start with
+    /// (`execute`'s, else the first enabled terminal tool's; `None` when no terminal tool is enabled).
+    fn builtin_tools(&self) -> (Vec<(Builtin, ToolSettings)>, Option<ToolSettings>) {
+        let mut tools = Vec::new();
+        let mut terminal_settings: Option<ToolSettings> = None;
+        for entry in self.agent.effective_tools() {
+            let Some(builtin) = Builtin::from_name(&entry.name) else {
+                continue;
+            };
+            let settings = ToolSettings::from_config(&entry.config);
+            if builtin == Builtin::Execute || (builtin.is_terminal() && terminal_settings.is_none())
+            {
+                terminal_settings = Some(settings.clone());
+            }
+            tools.push((builtin, settings));
+        }
+        (tools, terminal_settings)
+    }
+
+    /// Builds the runtime: checks the API key, opens the session (taking its lease), creates the work directory and
+    /// starts terminal `main` when terminal tools are enabled.
+    pub async fn build(self) -> Result<AsyncRuntime> {
+        self.agent.validate()?;
+        let provider = match &self.provider {
+            Some(p) => Arc::clone(p),
+            None => codepilot_llm::build_provider(self.provider_config()?)?,
+        };
+        let rt = &self.agent.runtime;
+        let workspace =
+            Workspace::new(&rt.work_dir, rt.unsafe_mode).map_err(|source| Error::WorkDir {
+                path: rt.work_dir.clone(),
+                source,
+            })?;
+        let workspace = Arc::new(workspace);
+
+        let (builtins, terminal_settings) = self.builtin_tools();
+        let mut registry = Registry::default();
+        for (builtin, settings) in builtins {
+            registry.insert(Arc::new(builtin), settings)?;
+        }
+        for tool in &self.tools {
+            registry.insert_host(Arc::clone(tool))?;
+        }
+
+        let store = match self.store {
+            Some(s) => s,
+            None => codepilot_store::open_store(self.session).await?,
+        };
+        let id = match self.session_id {
+            Some(id) => id.parse::<SessionId>()?,
+            None => SessionId::generate(),
+        };
+        let (lease, record) = store.open(&id, &self.agent.name).await?;
+        let terminals = match terminal_settings {
+            Some(settings) => {
+                let mut cfg = TerminalConfig::new(workspace.root().to_path_buf());
+                if let Some(n) = settings.max_output_chars {
+                    cfg.max_output_chars = n;
+                }
+                cfg.socket_dir.clone_from(&self.socket_dir);
+                let started = async {
+                    let mgr = TerminalManager::new(cfg).await?;
+                    mgr.create("main").await?;
+                    Ok::<_, codepilot_terminal::TerminalError>(mgr)
+                }
+                .await;
+                match started {
+                    Ok(mgr) => Some(mgr),
+                    Err(e) => {
+                        // Don't leave the session locked behind a runtime that never existed.
+                        if let Err(release) = store.release(lease).await {
+                            tracing::warn!(
+                                "releasing the session lease after a failed start: {release}"
+                            );
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => None,
+        };
+
+        let limits = self.limits.unwrap_or_else(|| Limits {
+            wall_clock: Duration::from_secs(rt.step_timeout_s.max(1)),
+            max_tool_calls: DEFAULT_MAX_TOOL_CALLS,
+            ..Limits::default()
+        });
+        let toolset = ToolSet::new(&self.agent, registry, &limits);
+        let context_window = match self.agent.model.context_window {
+            Some(n) => n,
+            None => codepilot_llm::known_context_window(&self.agent.model.name).unwrap_or_else(|| {
+                tracing::warn!(
+                    "model `{}` has no known context window; assuming {} tokens (set model.context_window in \
+                     agent.yaml)",
+                    self.agent.model.name,
+                    codepilot_llm::DEFAULT_CONTEXT_WINDOW
+                );
+                codepilot_llm::DEFAULT_CONTEXT_WINDOW
+            }),
+        };
+        let events = Arc::new(EventBus::new(id.to_string()));
+        let lease = LeaseKeeper::new(Arc::clone(&store), lease);
+        let inner = Arc::new(Inner {
+            agent: self.agent,
+            provider,
+            tools: RwLock::new(Arc::new(toolset)),
+            env: Arc::new(ToolEnv {
+                workspace,
+                ledger: Arc::new(ReadLedger::default()),
+                terminals,
+                ask_user: self.ask_user,
+                events: Arc::clone(&events),
+            }),
+            events,
+            session: SessionCell::new(store, SessionState::from_record(id, record)),
+            lease,
+            control: RunControl::new(),
+            permission: self.permission,
+            limits,
+            context_window,
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.lease.start_heartbeat(move |e| {
+            let Some(inner) = weak.upgrade() else { return };
+            inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+                kind: ErrorKind::Store,
+                message: e.to_string(),
+            }));
+            inner.control.cancel_now();
+        });
+        Ok(AsyncRuntime { inner })
+    }
+}

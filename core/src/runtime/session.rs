@@ -1,0 +1,142 @@
+//! The session's conversation state: what the step loop owns while it runs, and what readers see meanwhile.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use codepilot_protocol::Message;
+use codepilot_protocol::Usage;
+use codepilot_store::Checkpoint;
+use codepilot_store::Lease;
+use codepilot_store::SessionId;
+use codepilot_store::SessionRecord;
+use codepilot_store::SessionStore;
+use codepilot_store::StoreError;
+
+/// The conversation state the step loop owns while it runs.
+pub(crate) struct SessionState {
+    pub(crate) id: SessionId,
+    pub(crate) messages: Vec<Message>,
+    /// How many of `messages` the store has.
+    stored_len: u64,
+    pub(crate) task_counter: u64,
+    pub(crate) usage: Usage,
+    pub(crate) title: Option<String>,
+}
+
+impl SessionState {
+    /// The state of a session as the store returned it.
+    pub(crate) fn from_record(id: SessionId, record: SessionRecord) -> Self {
+        Self {
+            id,
+            stored_len: record.messages.len() as u64,
+            messages: record.messages,
+            task_counter: record.task_counter,
+            usage: record.usage,
+            title: record.meta.title,
+        }
+    }
+}
+
+/// What has been checkpointed, readable while a run holds the session.
+#[derive(Default)]
+struct Published {
+    session_id: String,
+    messages: Vec<Message>,
+    usage: Usage,
+}
+
+/// The session: its state (held by one run at a time) and the checkpointed copy readers see.
+pub(crate) struct SessionCell {
+    store: Arc<dyn SessionStore>,
+    state: tokio::sync::Mutex<SessionState>,
+    published: Mutex<Published>,
+}
+
+impl SessionCell {
+    pub(crate) fn new(store: Arc<dyn SessionStore>, state: SessionState) -> Self {
+        let published = Published {
+            session_id: state.id.to_string(),
+            messages: state.messages.clone(),
+            usage: state.usage,
+        };
+        Self {
+            store,
+            state: tokio::sync::Mutex::new(state),
+            published: Mutex::new(published),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The state, if no run holds it.
+    pub(crate) fn try_lock(&self) -> Option<tokio::sync::MutexGuard<'_, SessionState>> {
+        self.state.try_lock().ok()
+    }
+
+    /// The state, once the run holding it (if any) lets go.
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().await
+    }
+
+    /// Stores the messages added since the last checkpoint, with the counters, and publishes them. Does nothing
+    /// when nothing was added.
+    pub(crate) async fn checkpoint(
+        &self,
+        state: &mut SessionState,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        let total = state.messages.len() as u64;
+        if total == state.stored_len {
+            return Ok(());
+        }
+        let start = usize::try_from(state.stored_len)
+            .unwrap_or(usize::MAX)
+            .min(state.messages.len());
+        let cp = Checkpoint {
+            base_len: state.stored_len,
+            messages: state.messages[start..].to_vec(),
+            task_counter: state.task_counter,
+            usage: state.usage,
+            title: state.title.clone(),
+        };
+        self.store.checkpoint(lease, &cp).await?;
+        state.stored_len = total;
+        if let Ok(mut p) = self.published.lock() {
+            p.messages.extend(cp.messages);
+            p.usage = state.usage;
+        }
+        Ok(())
+    }
+
+    /// Switches to another session (after [`crate::AsyncRuntime::reset`]); readers see it at once.
+    pub(crate) fn replace(&self, state: &mut SessionState, new: SessionState) {
+        *state = new;
+        if let Ok(mut p) = self.published.lock() {
+            *p = Published {
+                session_id: state.id.to_string(),
+                messages: state.messages.clone(),
+                usage: state.usage,
+            };
+        }
+    }
+
+    pub(crate) fn session_id(&self) -> String {
+        self.published
+            .lock()
+            .map(|p| p.session_id.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn history(&self) -> Vec<Message> {
+        self.published
+            .lock()
+            .map(|p| p.messages.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn usage(&self) -> Usage {
+        self.published.lock().map(|p| p.usage).unwrap_or_default()
+    }
+}

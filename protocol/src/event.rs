@@ -1,0 +1,312 @@
+//! The events a runtime emits while it works, and the envelope that carries them to hosts and clients.
+//!
+//! Every event is one variant of [`Event`], a serde-tagged enum (`{"type":"tool_call", ...}`). Hosts of the
+//! library receive it as it is; everything that crosses a process boundary (the CLI's `--json`, the daemon's
+//! `event` notification) wraps it in an [`EventEnvelope`] that names the session and turn and numbers the event, so
+//! a client can see gaps and resume after the last `seq` it saw.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::message::Usage;
+use crate::outcome::Outcome;
+
+/// Something the runtime did. Serialized with a `type` tag in snake_case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A task started.
+    Start(StartEvent),
+    /// A step (one model answer and its execution) started.
+    Step(StepEvent),
+    /// Model text for the user, as it arrives.
+    Stream(StreamEvent),
+    /// A tool is about to run.
+    ToolCall(ToolCallEvent),
+    /// A tool finished; `result` is what the model will read.
+    ToolResult(ToolResultEvent),
+    /// The agent asked the user a question.
+    AskUser(AskUserEvent),
+    /// A gated tool asks for permission.
+    PermissionRequest(PermissionRequestEvent),
+    /// A message from the host was queued for the next step.
+    UserMessageQueued(UserMessageEvent),
+    /// A queued message was added to the conversation.
+    UserMessageInjected(UserMessageEvent),
+    /// Something went wrong; the run may continue (parse and execution errors) or end (provider failure).
+    RuntimeError(RuntimeErrorEvent),
+    /// The model call is being retried after a transient failure; text streamed for this call is void.
+    ModelRetry(ModelRetryEvent),
+    /// Token usage of one model call, and the session's running total.
+    Usage(UsageEvent),
+    /// The task ended with a completion block, or the model replied without acting.
+    Finish(FinishEvent),
+    /// The step limit was reached before the task completed.
+    MaxSteps(MaxStepsEvent),
+    /// The run was aborted by the host.
+    Aborted(AbortedEvent),
+    /// The conversation history was cleared.
+    SessionReset(SessionResetEvent),
+}
+
+/// [`Event::Start`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StartEvent {
+    /// Session the task runs in.
+    pub session_id: String,
+    /// Task number within the session, from 1.
+    pub task_number: u64,
+    /// The task text.
+    pub task: String,
+}
+
+/// [`Event::Step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StepEvent {
+    /// Step number within the task, from 1.
+    pub step: u32,
+    /// The task's step limit.
+    pub max_steps: u32,
+}
+
+/// What kind of streamed text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    /// Prose for the user.
+    Text,
+    /// The model's visible reasoning (extended thinking).
+    Thinking,
+}
+
+/// [`Event::Stream`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StreamEvent {
+    /// Text or thinking.
+    pub kind: StreamKind,
+    /// The new text.
+    pub text: String,
+}
+
+/// [`Event::ToolCall`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolCallEvent {
+    /// Pairs this call with its [`ToolResultEvent`].
+    pub call_id: String,
+    /// Tool name.
+    pub tool: String,
+    /// Bound arguments, by parameter name.
+    pub args: serde_json::Value,
+    /// A short human label, e.g. "Reading src/lib.rs".
+    pub label: String,
+}
+
+/// [`Event::ToolResult`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolResultEvent {
+    /// Pairs this result with its [`ToolCallEvent`].
+    pub call_id: String,
+    /// Tool name.
+    pub tool: String,
+    /// Whether the tool succeeded.
+    pub ok: bool,
+    /// The formatted result, as the model reads it.
+    pub result: String,
+}
+
+/// [`Event::AskUser`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AskUserEvent {
+    /// The question.
+    pub question: String,
+}
+
+/// [`Event::PermissionRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PermissionRequestEvent {
+    /// Tool asking.
+    pub tool: String,
+    /// What it wants to do, e.g. "Execute: rm -rf build".
+    pub description: String,
+}
+
+/// [`Event::UserMessageQueued`] and [`Event::UserMessageInjected`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UserMessageEvent {
+    /// The message.
+    pub text: String,
+}
+
+/// Broad class of a runtime error, stable for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The model's answer broke the protocol; nothing ran.
+    Parse,
+    /// The control block raised an exception.
+    Execution,
+    /// The model provider failed after retries.
+    Provider,
+    /// The session store failed.
+    Store,
+    /// Anything else.
+    Internal,
+}
+
+/// [`Event::RuntimeError`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RuntimeErrorEvent {
+    /// Class of error.
+    pub kind: ErrorKind,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// [`Event::ModelRetry`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelRetryEvent {
+    /// Retry number, from 1.
+    pub attempt: u32,
+    /// Wait before the retry, in milliseconds.
+    pub delay_ms: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// [`Event::Usage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UsageEvent {
+    /// This call.
+    pub call: Usage,
+    /// The session so far.
+    pub total: Usage,
+}
+
+/// How a task finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A completion block was accepted.
+    Completed,
+    /// The model answered without a control block.
+    Replied,
+}
+
+/// [`Event::Finish`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FinishEvent {
+    /// Completed or replied.
+    pub reason: FinishReason,
+    /// The completion text, or the reply.
+    pub summary: String,
+}
+
+/// [`Event::MaxSteps`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MaxStepsEvent {
+    /// Steps taken.
+    pub steps: u32,
+}
+
+/// [`Event::Aborted`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AbortedEvent {
+    /// Step at which the run stopped.
+    pub step: u32,
+}
+
+/// [`Event::SessionReset`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionResetEvent {
+    /// The session.
+    pub session_id: String,
+}
+
+/// Which variant an [`Event`] is, for per-kind callbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub enum EventKind {
+    Start,
+    Step,
+    Stream,
+    ToolCall,
+    ToolResult,
+    AskUser,
+    PermissionRequest,
+    UserMessageQueued,
+    UserMessageInjected,
+    RuntimeError,
+    ModelRetry,
+    Usage,
+    Finish,
+    MaxSteps,
+    Aborted,
+    SessionReset,
+}
+
+impl Event {
+    /// The variant, without its data.
+    #[must_use]
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Start(_) => EventKind::Start,
+            Event::Step(_) => EventKind::Step,
+            Event::Stream(_) => EventKind::Stream,
+            Event::ToolCall(_) => EventKind::ToolCall,
+            Event::ToolResult(_) => EventKind::ToolResult,
+            Event::AskUser(_) => EventKind::AskUser,
+            Event::PermissionRequest(_) => EventKind::PermissionRequest,
+            Event::UserMessageQueued(_) => EventKind::UserMessageQueued,
+            Event::UserMessageInjected(_) => EventKind::UserMessageInjected,
+            Event::RuntimeError(_) => EventKind::RuntimeError,
+            Event::ModelRetry(_) => EventKind::ModelRetry,
+            Event::Usage(_) => EventKind::Usage,
+            Event::Finish(_) => EventKind::Finish,
+            Event::MaxSteps(_) => EventKind::MaxSteps,
+            Event::Aborted(_) => EventKind::Aborted,
+            Event::SessionReset(_) => EventKind::SessionReset,
+        }
+    }
+}
+
+/// One event as it crosses a process boundary: which session and turn it belongs to, and its number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventEnvelope {
+    /// The session the event belongs to.
+    pub session_id: String,
+    /// The turn (one `run` of a task) it belongs to; `None` for events between turns, such as a message queued
+    /// while the agent is idle or a session reset.
+    #[serde(default)]
+    pub turn_id: Option<String>,
+    /// Increases by one with every event of the session, from 1, so a missing event is visible.
+    pub seq: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// The end of a turn: how the task ended. The daemon's `turn/completed` notification, and the last line of
+/// `codepilot run --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnCompleted {
+    /// The session.
+    pub session_id: String,
+    /// The turn that ended.
+    pub turn_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// One line of a JSON-lines stream of a run (`codepilot run --json`): an event, or the end of the turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StreamLine {
+    /// An event of the run (`{"type":"event","session_id":…,"turn_id":…,"seq":…,"event":{…}}`).
+    Event(EventEnvelope),
+    /// The run ended (`{"type":"turn_completed","session_id":…,"turn_id":…,"outcome":{…}}`).
+    TurnCompleted(TurnCompleted),
+}

@@ -1,0 +1,89 @@
+//! The wire contract: how events, envelopes, outcomes and host requests look as JSON, and that they round-trip.
+
+use codepilot_protocol::Event;
+use codepilot_protocol::EventEnvelope;
+use codepilot_protocol::Outcome;
+use codepilot_protocol::PermissionDecision;
+use codepilot_protocol::PermissionRequest;
+use codepilot_protocol::StreamLine;
+use codepilot_protocol::ToolCallEvent;
+use codepilot_protocol::TurnCompleted;
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+fn round_trip<T>(value: &T) -> String
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let text = serde_json::to_string(value).unwrap();
+    let back: T = serde_json::from_str(&text).unwrap();
+    assert_eq!(&back, value);
+    text
+}
+
+#[test]
+fn stream_lines_are_tagged_and_round_trip() {
+    let event = StreamLine::Event(EventEnvelope {
+        session_id: "s-1".to_owned(),
+        turn_id: Some("turn-1".to_owned()),
+        seq: 7,
+        event: Event::ToolCall(ToolCallEvent {
+            call_id: "t1s1c1".to_owned(),
+            tool: "execute".to_owned(),
+            args: json!({"terminal": "main", "command": "ls"}),
+            label: "Running `ls` in main".to_owned(),
+        }),
+    });
+    let done = StreamLine::TurnCompleted(TurnCompleted {
+        session_id: "s-1".to_owned(),
+        turn_id: "turn-1".to_owned(),
+        outcome: Outcome::Completed {
+            summary: "done".to_owned(),
+            steps: 3,
+        },
+    });
+    insta::assert_snapshot!(
+        "stream_lines",
+        [round_trip(&event), round_trip(&done)].join("\n")
+    );
+}
+
+#[test]
+fn every_outcome_has_a_status() {
+    let all = [
+        Outcome::Completed {
+            summary: "s".to_owned(),
+            steps: 1,
+        },
+        Outcome::Replied {
+            text: "t".to_owned(),
+            steps: 1,
+        },
+        Outcome::MaxSteps { steps: 20 },
+        Outcome::Aborted { steps: 2 },
+    ];
+    let lines: Vec<String> = all.iter().map(round_trip).collect();
+    insta::assert_snapshot!("outcomes", lines.join("\n"));
+    assert_eq!(all[2].steps(), 20);
+    assert_eq!(all[0].text(), Some("s"));
+    assert_eq!(all[3].text(), None);
+}
+
+#[test]
+fn permission_requests_and_decisions() {
+    let req = PermissionRequest {
+        tool: "execute".to_owned(),
+        args: json!({"command": "rm -rf build"}),
+        description: "Execute in main: rm -rf build".to_owned(),
+    };
+    let allow = PermissionDecision::Allow;
+    let deny = PermissionDecision::Deny {
+        reason: Some("not now".to_owned()),
+    };
+    insta::assert_snapshot!(
+        "permission",
+        [round_trip(&req), round_trip(&allow), round_trip(&deny)].join("\n")
+    );
+    let bare: PermissionDecision = serde_json::from_str(r#"{"decision":"deny"}"#).unwrap();
+    assert_eq!(bare, PermissionDecision::Deny { reason: None });
+}
