@@ -145,6 +145,10 @@ fn provider_aliases_are_normalised() {
         ("OpenAI", "openai"),
         ("scripted", "scripted"),
         ("gemini", "gemini"),
+        // Every alias codepilot-llm accepts is accepted here: the provider names have one owner.
+        ("claude", "anthropic"),
+        ("together-ai", "together"),
+        ("llama-server", "llama-cpp"),
     ] {
         let text =
             format!("name: B\nmodel:\n  provider: {given}\n  name: m\n  base_url: http://x/v1\n");

@@ -81,3 +81,34 @@ async fn a_pool_the_host_owns_is_used_and_a_held_session_is_refused() {
         .expect("the session is in the host's pool");
     assert_eq!(stored.messages.len(), 2);
 }
+
+#[tokio::test]
+async fn the_heartbeat_follows_the_store_lease_ttl() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use codepilot::store::MemoryStore;
+    use codepilot::store::StoreOptions;
+
+    let dir = temp_workspace(&[]);
+    let server = ScriptedServer::start(vec![]).await.unwrap();
+    let ttl = StoreOptions::new().lease_ttl(Duration::from_millis(300));
+    let store = MemoryStore::new(ttl.clone());
+    // Another daemon on another host, sharing the sessions: it may take a lease over only once it expired.
+    let rival = store.share(ttl.holder_identity(4_000_000, "another-host"));
+    let rt = builder(agent(&server, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .store(Arc::new(store))
+        .session_id("short-ttl")
+        .build()
+        .await
+        .unwrap();
+    // Several TTLs later the lease is still ours: it was renewed at a third of the TTL, not every 10 s.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let id = "short-ttl".parse().unwrap();
+    let err = rival.open(&id, "rival").await.err().expect("the live lease must be refused");
+    assert!(err.is_lease_held(), "{err}");
+    rt.close().await.unwrap();
+    // Once released, the session is free.
+    let (lease, _) = rival.open(&id, "rival").await.unwrap();
+    rival.release(lease).await.unwrap();
+}
