@@ -105,7 +105,11 @@ async fn the_heartbeat_follows_the_store_lease_ttl() {
     // Several TTLs later the lease is still ours: it was renewed at a third of the TTL, not every 10 s.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let id = "short-ttl".parse().unwrap();
-    let err = rival.open(&id, "rival").await.err().expect("the live lease must be refused");
+    let err = rival
+        .open(&id, "rival")
+        .await
+        .err()
+        .expect("the live lease must be refused");
     assert!(err.is_lease_held(), "{err}");
     rt.close().await.unwrap();
     // Once released, the session is free.

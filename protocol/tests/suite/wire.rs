@@ -92,8 +92,18 @@ fn permission_requests_and_decisions() {
 fn the_wire_types_have_a_json_schema() {
     let schema = serde_json::to_value(schemars::schema_for!(StreamLine)).unwrap();
     let defs = schema["$defs"].as_object().unwrap();
-    for name in ["EventEnvelope", "Event", "TurnCompleted", "Outcome", "Usage"] {
-        assert!(defs.contains_key(name), "{name} missing from {:?}", defs.keys());
+    for name in [
+        "EventEnvelope",
+        "Event",
+        "TurnCompleted",
+        "Outcome",
+        "Usage",
+    ] {
+        assert!(
+            defs.contains_key(name),
+            "{name} missing from {:?}",
+            defs.keys()
+        );
     }
     let request = serde_json::to_value(schemars::schema_for!(PermissionDecision)).unwrap();
     assert!(request.to_string().contains("\"deny\""), "{request}");
