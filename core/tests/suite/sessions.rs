@@ -108,8 +108,7 @@ async fn the_heartbeat_follows_the_store_lease_ttl() {
     let err = rival
         .open(&id, "rival")
         .await
-        .err()
-        .expect("the live lease must be refused");
+        .expect_err("the live lease must be refused");
     assert!(err.is_lease_held(), "{err}");
     rt.close().await.unwrap();
     // Once released, the session is free.
