@@ -199,25 +199,10 @@ pub(crate) fn session_backend(
             dir: codepilot_home()?.join("sessions"),
         },
         SessionKind::Db => match db_url {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                StoreConfig::Postgres {
-                    url: url.to_owned(),
-                }
-            }
-            Some(url) if url.starts_with("sqlite:") => StoreConfig::Sqlite {
-                url: url.to_owned(),
-            },
             Some(url) => {
-                return Err(usage(format!(
-                    "--db-url {url:?} is not a sqlite:// or postgres:// URL"
-                )));
+                codepilot::store::parse_db_url(url).map_err(|e| usage(format!("--db-url: {e}")))?
             }
-            None => {
-                let home = codepilot_home()?;
-                StoreConfig::Sqlite {
-                    url: format!("sqlite://{}", home.join("sessions.db").display()),
-                }
-            }
+            None => StoreConfig::sqlite_file(codepilot_home()?.join("sessions.db")),
         },
     })
 }

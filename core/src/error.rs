@@ -26,6 +26,14 @@ pub enum Error {
         /// The variable that was read.
         var: String,
     },
+    /// An environment variable the runtime reads has an unusable value.
+    #[error("the environment variable {var} is not usable: {message}; fix or unset it")]
+    BadEnvironment {
+        /// The variable.
+        var: String,
+        /// What is wrong with its value.
+        message: String,
+    },
     /// The model provider failed, after retries.
     #[error("model provider failed: {0}")]
     Provider(#[from] codepilot_llm::LlmError),
@@ -67,7 +75,10 @@ impl Error {
     #[must_use]
     pub fn is_config(&self) -> bool {
         match self {
-            Error::Config(_) | Error::MissingApiKey { .. } | Error::Register(_) => true,
+            Error::Config(_)
+            | Error::MissingApiKey { .. }
+            | Error::BadEnvironment { .. }
+            | Error::Register(_) => true,
             Error::Provider(e) => {
                 matches!(
                     e,

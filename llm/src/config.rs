@@ -148,6 +148,27 @@ impl ProviderKind {
         }
     }
 
+    /// The environment variable the provider's official SDK reads its base URL from (`ANTHROPIC_BASE_URL`,
+    /// `OPENAI_BASE_URL`), so gateways and proxies such as LiteLLM work without editing the agent file. A
+    /// `base_url` in the configuration wins over it.
+    #[must_use]
+    pub fn base_url_env(&self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Anthropic => Some("ANTHROPIC_BASE_URL"),
+            ProviderKind::OpenAi => Some("OPENAI_BASE_URL"),
+            ProviderKind::OpenAiCompatible
+            | ProviderKind::Ollama
+            | ProviderKind::Vllm
+            | ProviderKind::LlamaCpp
+            | ProviderKind::OpenRouter
+            | ProviderKind::DeepSeek
+            | ProviderKind::Groq
+            | ProviderKind::Together
+            | ProviderKind::Gemini
+            | ProviderKind::Scripted => None,
+        }
+    }
+
     /// Whether a call without an API key is certain to fail (hosted services).
     #[must_use]
     pub fn requires_api_key(&self) -> bool {

@@ -161,7 +161,7 @@ async fn main() {
     )
     .await;
 
-    let url = format!("sqlite://{}/full.db", dir.path().display());
+    let url = format!("sqlite:///{}/full.db", dir.path().display());
     bench(
         "sqlite (sync=FULL)",
         open_store(StoreConfig::Sqlite { url }).await.unwrap(),

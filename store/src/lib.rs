@@ -13,7 +13,7 @@
 //! use codepilot_store::SessionId;
 //! use codepilot_store::StoreConfig;
 //!
-//! let store = codepilot_store::open_store(StoreConfig::Sqlite { url: "sqlite://./codepilot.db".into() }).await?;
+//! let store = codepilot_store::open_store(StoreConfig::Sqlite { url: "sqlite:///./codepilot.db".into() }).await?;
 //! let id = SessionId::generate();
 //! let (lease, record) = store.open(&id, "agent").await?;
 //! let cp = Checkpoint {
@@ -38,7 +38,9 @@ mod lease;
 mod memory;
 mod sql;
 mod types;
+mod url;
 
+use std::path::Path;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -63,6 +65,7 @@ pub use types::SessionMeta;
 pub use types::SessionRecord;
 pub use types::SessionSummary;
 pub use types::title_from_task;
+pub use url::parse_db_url;
 
 /// Where sessions live. Every backend implements the same contract.
 ///
@@ -140,8 +143,9 @@ pub enum StoreConfig {
         /// The session directory.
         dir: PathBuf,
     },
-    /// SQLite, e.g. `sqlite://./codepilot.db`. The file and its parent directory are created if missing;
-    /// WAL mode, `synchronous=FULL`, 30 s busy timeout.
+    /// SQLite, e.g. `sqlite:///./codepilot.db` (relative) or `sqlite:////var/lib/codepilot.db` (absolute): the
+    /// forms of [`parse_db_url`]. The file and its parent directory are created if missing; WAL mode,
+    /// `synchronous=FULL`, 30 s busy timeout.
     Sqlite {
         /// A `sqlite:` URL.
         url: String,
@@ -168,6 +172,22 @@ pub fn heartbeat_interval(lease_ttl: Duration) -> Duration {
 pub mod pools {
     pub use sqlx::PgPool;
     pub use sqlx::SqlitePool;
+}
+
+impl StoreConfig {
+    /// SQLite in the file at `path` (relative paths resolve against the current directory now).
+    #[must_use]
+    pub fn sqlite_file(path: impl AsRef<Path>) -> Self {
+        let path = path.as_ref();
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        StoreConfig::Sqlite {
+            url: url::SqliteUrl {
+                target: url::SqliteTarget::File(abs),
+                query: None,
+            }
+            .to_canonical(),
+        }
+    }
 }
 
 /// Busy timeout of SQLite connections opened from a URL.
@@ -215,15 +235,13 @@ pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool> {
     use sqlx::sqlite::SqlitePoolOptions;
     use sqlx::sqlite::SqliteSynchronous;
 
-    if !url.starts_with("sqlite:") {
-        return Err(StoreError::Config(format!(
-            "bad SQLite URL {url:?}: it must start with `sqlite:`; use e.g. sqlite://./codepilot.db"
-        )));
-    }
-    let options = SqliteConnectOptions::from_str(url)
+    let cwd = std::env::current_dir()
+        .map_err(|e| StoreError::io("reading the current directory", Path::new("."), e))?;
+    let parsed = url::parse_sqlite_url(url, &cwd)?;
+    let options = SqliteConnectOptions::from_str(&parsed.to_sqlx())
         .map_err(|e| {
             StoreError::Config(format!(
-                "bad SQLite URL {url:?}: {e}; use e.g. sqlite://./codepilot.db"
+                "bad SQLite URL {url:?}: {e}; use e.g. sqlite:///./codepilot.db"
             ))
         })?
         .create_if_missing(true)
@@ -250,12 +268,12 @@ pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool> {
 /// # Errors
 /// [`StoreError::Config`] for a bad URL, [`StoreError::Sql`] when the server cannot be reached.
 pub async fn pg_pool(url: &str) -> Result<sqlx::PgPool> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    let Some(url) = url::normalize_pg_url(url) else {
         return Err(StoreError::Config(
-            "bad PostgreSQL URL: it must start with `postgres://`; use e.g. postgres://USER@localhost/DB?host=/var/run/postgresql".to_owned(),
+            "bad PostgreSQL URL: it must start with `postgres://` or `postgresql://`; use e.g. postgres://USER@localhost/DB?host=/var/run/postgresql".to_owned(),
         ));
-    }
-    let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| {
+    };
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url).map_err(|e| {
         StoreError::Config(format!(
             "bad PostgreSQL URL: {e}; use e.g. postgres://USER@localhost/DB?host=/var/run/postgresql"
         ))

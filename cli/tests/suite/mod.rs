@@ -3,6 +3,7 @@ mod support;
 mod attach;
 mod crash;
 mod demo;
+mod hardening;
 mod output;
 mod run;
 mod sessions;

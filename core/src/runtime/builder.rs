@@ -169,6 +169,22 @@ impl RuntimeBuilder {
                 var: var.unwrap_or_else(|| "an API key variable (model.api_key_env)".to_owned()),
             });
         }
+        let base_url = match (&m.base_url, kind.base_url_env()) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(var)) => match lookup(var).filter(|u| !u.trim().is_empty()) {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
+                Some(url) => {
+                    return Err(Error::BadEnvironment {
+                        var: var.to_owned(),
+                        message: format!(
+                            "'{url}' is not an http(s) URL, e.g. https://gateway.example/anthropic"
+                        ),
+                    });
+                }
+                None => None,
+            },
+            (None, None) => None,
+        };
         let scripted_answers = match (&kind, &m.script) {
             (ProviderKind::Scripted, Some(path)) => Some(codepilot_llm::load_script(path)?),
             _ => None,
@@ -177,7 +193,7 @@ impl RuntimeBuilder {
             kind,
             model: m.name.clone(),
             api_key,
-            base_url: m.base_url.clone(),
+            base_url,
             temperature: m.temperature,
             max_tokens: m.max_tokens,
             thinking: m.thinking.enabled.then_some(m.thinking.budget_tokens),

@@ -142,7 +142,7 @@ async fn per_kind_callbacks_and_usage_accounting() {
     ])
     .await
     .unwrap();
-    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let url = format!("sqlite:///{}", dir.path().join("s.db").display());
     let rt = builder(agent(
         &server,
         Wire::Anthropic,

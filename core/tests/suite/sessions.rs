@@ -16,7 +16,7 @@ use super::support::last_user_text;
 #[tokio::test]
 async fn a_sqlite_session_resumes_in_a_new_runtime() {
     let dir = temp_workspace(&[]);
-    let url = format!("sqlite://{}", dir.path().join("db/sessions.db").display());
+    let url = format!("sqlite:///{}", dir.path().join("db/sessions.db").display());
     let server = ScriptedServer::start(vec![Turn::answer("first"), Turn::answer("second")])
         .await
         .unwrap();
@@ -47,7 +47,10 @@ async fn a_sqlite_session_resumes_in_a_new_runtime() {
 #[tokio::test]
 async fn a_pool_the_host_owns_is_used_and_a_held_session_is_refused() {
     let dir = temp_workspace(&[]);
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("host.db").display());
+    let url = format!(
+        "sqlite:///{}?mode=rwc",
+        dir.path().join("host.db").display()
+    );
     let pool = codepilot::store::sqlite_pool(&url).await.unwrap();
     let server = ScriptedServer::start(vec![Turn::answer("hi")])
         .await

@@ -73,11 +73,8 @@ impl Backend {
             Kind::Memory => Arc::new(self.memory.share(opts)),
             Kind::File => Arc::new(FileStore::new(self.dir.path().join("sessions"), opts).unwrap()),
             Kind::Sqlite => {
-                let url = format!(
-                    "sqlite://{}/nested/dir/sessions.db",
-                    self.dir.path().display()
-                );
-                open_store_with(StoreConfig::Sqlite { url }, opts)
+                let db = self.dir.path().join("nested/dir/sessions.db");
+                open_store_with(StoreConfig::sqlite_file(db), opts)
                     .await
                     .unwrap()
             }

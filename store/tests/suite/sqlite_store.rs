@@ -11,7 +11,7 @@ use pretty_assertions::assert_eq;
 async fn creates_missing_file_and_parent_dirs_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("deep/er/codepilot.db");
-    let url = format!("sqlite://{}", db.display());
+    let url = format!("sqlite:///{}", db.display());
     let id = SessionId::generate();
     {
         let store = open_store(StoreConfig::Sqlite { url: url.clone() })
@@ -37,7 +37,7 @@ async fn creates_missing_file_and_parent_dirs_and_reopens() {
 #[tokio::test]
 async fn caller_supplied_pool_gets_migrated() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/p.db", dir.path().display());
+    let url = format!("sqlite:///{}/p.db", dir.path().display());
     let pool = codepilot_store::sqlite_pool(&url).await.unwrap();
     let store = open_store(StoreConfig::SqlitePool(pool.clone()))
         .await

@@ -1,0 +1,143 @@
+//! What a newcomer or a hostile input finds: gateways, database URLs, gates, secrets, special files, leases,
+//! escape sequences, file modes, signals and error messages — each through the binary.
+
+use codepilot_testkit::ScriptedServer;
+use codepilot_testkit::Turn;
+use pretty_assertions::assert_eq;
+
+use super::support::codepilot_with;
+use super::support::stderr;
+use super::support::stdout;
+
+/// An agent file with no `base_url`: the provider's own variable must supply it.
+fn write_gateway_agent(dir: &std::path::Path, provider: &str, base_url: Option<&str>) {
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    let base = base_url.map_or_else(String::new, |u| format!("    base_url: {u}\n"));
+    std::fs::write(
+        dir.join("agent.yaml"),
+        format!(
+            "agent:\n  name: Gateway\n  model:\n    provider: {provider}\n    name: claude-sonnet-4-5\n{base}  \
+             runtime:\n    work_dir: work\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_base_url_variables_reach_a_gateway_and_the_config_wins() {
+    let server = ScriptedServer::start(vec![Turn::answer("via the gateway")])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_gateway_agent(dir.path(), "anthropic", None);
+    let base = server.base_url();
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "memory", "hello"],
+        &[("ANTHROPIC_BASE_URL", base.as_str())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "via the gateway");
+
+    // OpenAI's variable, for the openai provider.
+    let server = ScriptedServer::start(vec![Turn::answer("openai gateway")])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_gateway_agent(dir.path(), "openai", None);
+    let base = format!("{}/v1", server.base_url());
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "memory", "hello"],
+        &[("OPENAI_BASE_URL", base.as_str()), ("OPENAI_API_KEY", "k")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "openai gateway");
+
+    // model.base_url wins over the variable (which points nowhere).
+    let server = ScriptedServer::start(vec![Turn::answer("config wins"), Turn::answer("again")])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_gateway_agent(dir.path(), "anthropic", Some(&server.base_url()));
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "memory", "hello"],
+        &[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "config wins");
+
+    // A variable that is not a URL is a configuration error naming it.
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "memory", "hello"],
+        &[("ANTHROPIC_BASE_URL", "gateway:4000")],
+    )
+    .await;
+    write_gateway_agent(dir.path(), "anthropic", None);
+    let out2 = codepilot_with(
+        dir.path(),
+        &["run", "--session", "memory", "hello"],
+        &[("ANTHROPIC_BASE_URL", "gateway:4000")],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "config wins even over a bad variable"
+    );
+    assert_eq!(out2.status.code(), Some(2), "{}", stderr(&out2));
+    assert!(
+        stderr(&out2).contains("ANTHROPIC_BASE_URL is not usable"),
+        "{}",
+        stderr(&out2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_database_urls_mean_what_they_mean_in_sqlalchemy() {
+    let server = ScriptedServer::start(vec![
+        Turn::answer("one"),
+        Turn::answer("two"),
+        Turn::answer("three"),
+    ])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_gateway_agent(dir.path(), "anthropic", Some(&server.base_url()));
+    let abs = dir.path().join("abs.db");
+    let abs_url = format!("sqlite:///{}", abs.display());
+    for (url, file) in [
+        ("sqlite:///./codepilot.db", dir.path().join("codepilot.db")),
+        (
+            "sqlite+aiosqlite:///data/app.db",
+            dir.path().join("data/app.db"),
+        ),
+        (abs_url.as_str(), abs.clone()),
+    ] {
+        let out = codepilot_with(
+            dir.path(),
+            &["run", "--session", "db", "--db-url", url, "hi"],
+            &[],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{url}: {}", stderr(&out));
+        assert!(file.exists(), "{url} should create {}", file.display());
+    }
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "db", "--db-url", "mysql://u@h/db", "hi"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unsupported database `mysql`"),
+        "{}",
+        stderr(&out)
+    );
+}
