@@ -141,3 +141,45 @@ async fn sqlalchemy_database_urls_mean_what_they_mean_in_sqlalchemy() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_input_passes_the_same_gate_as_execute() {
+    for yes in [false, true] {
+        let server = ScriptedServer::start(vec![
+            Turn::answer(
+                "```codepilot\nsend_input(\"main\", \"touch made-by-send-input\\n\", timeout=2)\n```",
+            ),
+            Turn::answer("```completion\ntried\n```"),
+        ])
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = super::support::write_agent(
+            dir.path(),
+            &server,
+            super::support::Wire::Anthropic,
+            true,
+            "  tools:\n    - {name: execute, config: {require_permission: true}}\n",
+        );
+        assert!(path.exists());
+        let mut args = vec!["run", "--session", "memory"];
+        if yes {
+            args.push("--yes");
+        }
+        args.push("type it");
+        // No terminal to ask on and no --yes: the gated call is denied.
+        let out = codepilot_with(dir.path(), &args, &[]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let made = dir.path().join("work/made-by-send-input");
+        // The shell may need a moment after the call returned to run what was typed.
+        for _ in 0..20 {
+            if made.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(made.exists(), yes, "yes={yes}");
+        let obs = super::support::last_user_text(&server.requests()[1].body);
+        assert_eq!(obs.contains("[send_input] Permission denied"), !yes, "{obs}");
+    }
+}

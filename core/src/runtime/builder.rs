@@ -206,14 +206,25 @@ impl RuntimeBuilder {
 
     /// The built-in tools the agent file enables, with their settings, and the settings terminals start with
     /// (`execute`'s, else the first enabled terminal tool's; `None` when no terminal tool is enabled).
+    ///
+    /// `send_input` can run a command too (typed into an idle shell, or into a REPL), so it passes the same gate
+    /// as `execute`: when `execute` requires permission, so does `send_input`, whatever its own entry says.
     fn builtin_tools(&self) -> (Vec<(Builtin, ToolSettings)>, Option<ToolSettings>) {
+        let entries = self.agent.effective_tools();
+        let execute_gated = entries
+            .iter()
+            .filter(|e| e.name == Builtin::Execute.name())
+            .any(|e| ToolSettings::from_config(&e.config).require_permission);
         let mut tools = Vec::new();
         let mut terminal_settings: Option<ToolSettings> = None;
-        for entry in self.agent.effective_tools() {
+        for entry in entries {
             let Some(builtin) = Builtin::from_name(&entry.name) else {
                 continue;
             };
-            let settings = ToolSettings::from_config(&entry.config);
+            let mut settings = ToolSettings::from_config(&entry.config);
+            if builtin == Builtin::SendInput {
+                settings.require_permission |= execute_gated;
+            }
             if builtin == Builtin::Execute || (builtin.is_terminal() && terminal_settings.is_none())
             {
                 terminal_settings = Some(settings.clone());
