@@ -10,6 +10,7 @@ mod cli;
 mod demo;
 mod output;
 mod prompts;
+mod secrets;
 mod sessions;
 
 use std::io::IsTerminal;
@@ -78,9 +79,64 @@ fn usage(msg: impl Into<String>) -> Failure {
     }
 }
 
+/// A command with what it needs read before the async runtime starts.
+enum Prepared {
+    /// `run`: the agent and the task.
+    Run(AgentFile, cli::RunArgs, String),
+    /// `chat`: the agent.
+    Chat(AgentFile, cli::ChatArgs),
+    Init(cli::InitArgs),
+    Demo(cli::DemoArgs),
+    Attach(cli::AttachArgs),
+    Sessions(cli::SessionsArgs),
+}
+
+/// Reads the task and the agent file, then takes secrets out of the process's reach (which must happen while
+/// it has a single thread).
+fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
+    let prepared = match cli.command {
+        Command::Run(mut args) => {
+            let task = read_task(args.task.take())?;
+            let agent = load_agent(&args.agent.config)?;
+            Prepared::Run(agent, args, task)
+        }
+        Command::Chat(args) => {
+            let agent = load_agent(&args.agent.config)?;
+            Prepared::Chat(agent, args)
+        }
+        Command::Init(args) => Prepared::Init(args),
+        Command::Demo(args) => Prepared::Demo(args),
+        Command::Attach(args) => Prepared::Attach(args),
+        Command::Sessions(args) => Prepared::Sessions(args),
+    };
+    let hidden: Vec<String> = match &prepared {
+        Prepared::Run(agent, ..) | Prepared::Chat(agent, _) => {
+            agent.model.api_key_env.iter().cloned().collect()
+        }
+        Prepared::Init(_) | Prepared::Demo(_) | Prepared::Attach(_) | Prepared::Sessions(_) => {
+            Vec::new()
+        }
+    };
+    if secrets::argv_has_credentials() {
+        output::err_line(
+            "codepilot: warning: a password on the command line is visible to other users (ps); set it in \
+             CODEPILOT_DB_URL instead. It was masked in this process's command line.",
+        );
+    }
+    let env = secrets::protect(&hidden);
+    Ok((prepared, env))
+}
+
 /// Runs the parsed command line and returns the process exit code.
 pub fn run_main(cli: Cli) -> ExitCode {
     init_tracing();
+    let (prepared, env) = match prepare(cli) {
+        Ok(p) => p,
+        Err(f) => {
+            output::err_line(&format!("codepilot: {:#}", f.error));
+            return f.exit.into();
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -94,7 +150,7 @@ pub fn run_main(cli: Cli) -> ExitCode {
             return Exit::Error.into();
         }
     };
-    let result = rt.block_on(dispatch(cli));
+    let result = rt.block_on(dispatch(prepared, env));
     // Terminals and their processes are torn down by the runtime before we get here; don't wait for stray tasks.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
@@ -116,26 +172,19 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
-    match cli.command {
-        Command::Run(args) => {
-            let task = read_task(args.task)?;
-            let agent = load_agent(&args.agent.config)?;
-            run_one(agent, &args.agent, &task).await
-        }
-        Command::Chat(args) => {
-            let agent = load_agent(&args.agent.config)?;
-            chat(agent, &args.agent).await
-        }
-        Command::Init(args) => init(&args.path, args.force),
-        Command::Demo(args) => demo::run(args.keep, args.json).await,
-        Command::Attach(args) => {
+async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit, Failure> {
+    match prepared {
+        Prepared::Run(agent, args, task) => run_one(agent, &args.agent, &task, env).await,
+        Prepared::Chat(agent, args) => chat(agent, &args.agent, env).await,
+        Prepared::Init(args) => init(&args.path, args.force),
+        Prepared::Demo(args) => demo::run(args.keep, args.json).await,
+        Prepared::Attach(args) => {
             codepilot::terminal::client::attach_interactive(&args.socket_dir, &args.name)
                 .await
                 .with_context(|| format!("attaching to terminal '{}'", args.name))?;
             Ok(Exit::Completed)
         }
-        Command::Sessions(args) => sessions::run(args).await,
+        Prepared::Sessions(args) => sessions::run(args).await,
     }
 }
 
@@ -211,12 +260,14 @@ pub(crate) async fn build_runtime(
     agent: AgentFile,
     args: &AgentArgs,
     out: &Arc<dyn Output>,
+    env: secrets::EnvSnapshot,
 ) -> Result<AsyncRuntime, Failure> {
     if args.db_url.is_some() && args.session != SessionKind::Db {
         return Err(usage("--db-url only applies with --session db"));
     }
     let mut builder = AsyncRuntime::builder(agent)
-        .session(session_backend(args.session, args.db_url.as_deref())?);
+        .session(session_backend(args.session, args.db_url.as_deref())?)
+        .env(move |var| env.get(var));
     if let Some(id) = &args.session_id {
         builder = builder.session_id(id.clone());
     }
@@ -276,9 +327,14 @@ fn make_output(json: bool) -> Arc<dyn Output> {
     }
 }
 
-async fn run_one(agent: AgentFile, args: &AgentArgs, task: &str) -> Result<Exit, Failure> {
+async fn run_one(
+    agent: AgentFile,
+    args: &AgentArgs,
+    task: &str,
+    env: secrets::EnvSnapshot,
+) -> Result<Exit, Failure> {
     let out = make_output(args.json);
-    let rt = build_runtime(agent, args, &out).await?;
+    let rt = build_runtime(agent, args, &out, env).await?;
     if !args.json {
         announce(&rt);
     }
@@ -304,9 +360,13 @@ fn announce(rt: &AsyncRuntime) {
     output::err_line(&line);
 }
 
-async fn chat(agent: AgentFile, args: &AgentArgs) -> Result<Exit, Failure> {
+async fn chat(
+    agent: AgentFile,
+    args: &AgentArgs,
+    env: secrets::EnvSnapshot,
+) -> Result<Exit, Failure> {
     let out = make_output(args.json);
-    let rt = build_runtime(agent, args, &out).await?;
+    let rt = build_runtime(agent, args, &out, env).await?;
     if !args.json {
         announce(&rt);
         output::err_line("Type a task and press Enter. /exit or Ctrl-D quits.");

@@ -14,6 +14,9 @@ pub struct TerminalConfig {
     pub rows: u16,
     /// Extra environment variables, applied after normalisation (so they may override it).
     pub env: Vec<(String, String)>,
+    /// More variable names that must not reach the shell, besides those [`is_secret`] recognises (e.g. the agent
+    /// file's `model.api_key_env`, whatever it is called). Default: none.
+    pub hidden_vars: Vec<String>,
     /// The shell binary; must be bash (the completion protocol uses bash features). Default: `bash`.
     pub shell: PathBuf,
     /// Directory for the multiplexer sockets and the token file. `None`: a fresh private
@@ -34,6 +37,7 @@ impl Default for TerminalConfig {
             cols: 220,
             rows: 50,
             env: Vec::new(),
+            hidden_vars: Vec::new(),
             shell: PathBuf::from("bash"),
             socket_dir: None,
             max_output_chars: 10_000,
@@ -63,6 +67,34 @@ pub fn is_secret_var(name: &str) -> bool {
         .any(|word| upper.contains(word))
 }
 
+/// True for values that carry credentials inside a URL, such as `postgres://user:password@host/db`
+/// (`DATABASE_URL`-style variables): a `scheme://` whose user-info part (before `@`, within the authority) has a
+/// password.
+#[must_use]
+pub fn has_url_credentials(value: &str) -> bool {
+    let mut rest = value;
+    while let Some(at) = rest.find("://") {
+        let after = &rest[at + 3..];
+        let authority = after.split(['/', '?', '#']).next().unwrap_or(after);
+        if let Some((userinfo, _host)) = authority.rsplit_once('@')
+            && let Some((_user, password)) = userinfo.split_once(':')
+            && !password.is_empty()
+        {
+            return true;
+        }
+        rest = after;
+    }
+    false
+}
+
+/// True for a variable that must not reach an agent's shell: a secret-looking name ([`is_secret_var`]), one of
+/// `hidden` (configured names such as the agent's `api_key_env`), or a value with a password in a URL
+/// ([`has_url_credentials`]).
+#[must_use]
+pub fn is_secret(name: &str, value: &str, hidden: &[String]) -> bool {
+    is_secret_var(name) || hidden.iter().any(|h| h == name) || has_url_credentials(value)
+}
+
 /// Variables removed because they would interfere with the shell integration or the PTY size.
 const CONTROLLED_VARS: &[&str] = &[
     "PROMPT_COMMAND",
@@ -79,20 +111,21 @@ const CONTROLLED_VARS: &[&str] = &[
 ];
 
 /// Builds the shell's environment from `base` (normally the process environment):
-/// secrets ([`is_secret_var`]) and variables that would break the shell integration are
-/// removed; `TERM=xterm-256color`, `PAGER=cat`, `GIT_PAGER=cat` are set; `LANG=C.UTF-8`
+/// secrets ([`is_secret`], with `hidden` as the extra names) and variables that would break the shell
+/// integration are removed; `TERM=xterm-256color`, `PAGER=cat`, `GIT_PAGER=cat` are set; `LANG=C.UTF-8`
 /// is set when neither `LANG` nor `LC_ALL` is; then `extra` is applied verbatim.
 #[must_use]
 pub fn normalised_env(
     base: impl IntoIterator<Item = (OsString, OsString)>,
     extra: &[(String, String)],
+    hidden: &[String],
     terminal: &str,
 ) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = base
         .into_iter()
-        .filter(|(name, _)| {
+        .filter(|(name, value)| {
             let name = name.to_string_lossy();
-            !is_secret_var(&name)
+            !is_secret(&name, &value.to_string_lossy(), hidden)
                 && !CONTROLLED_VARS.contains(&name.as_ref())
                 && !name.starts_with("BASH_FUNC_")
         })

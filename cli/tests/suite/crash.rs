@@ -23,25 +23,16 @@ fn backends() -> Vec<(&'static str, Vec<String>)> {
         ("sqlite", vec!["--session".to_owned(), "db".to_owned()]),
         ("file", vec!["--session".to_owned(), "file".to_owned()]),
     ];
-    match std::env::var("CODEPILOT_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => {
-            v.push((
-                "postgres",
-                vec![
-                    "--session".to_owned(),
-                    "db".to_owned(),
-                    "--db-url".to_owned(),
-                    url,
-                ],
-            ));
-        }
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CODEPILOT_TEST_PG_URL is not set under CI; .ci/postgres.sh must provide it"
-            );
-            eprintln!("note: CODEPILOT_TEST_PG_URL unset; skipping the Postgres case locally");
-        }
+    if let Some(url) = super::support::pg_url() {
+        v.push((
+            "postgres",
+            vec![
+                "--session".to_owned(),
+                "db".to_owned(),
+                "--db-url".to_owned(),
+                url,
+            ],
+        ));
     }
     v
 }

@@ -109,6 +109,22 @@ pub fn turns(lines: &[serde_json::Value]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The test Postgres server's URL (`CODEPILOT_TEST_PG_URL`, from `.ci/postgres.sh`). Under CI its absence is a
+/// failure, never a silent skip; locally the Postgres case is skipped with a note.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("CODEPILOT_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CODEPILOT_TEST_PG_URL is not set under CI; .ci/postgres.sh must provide it"
+            );
+            eprintln!("note: CODEPILOT_TEST_PG_URL unset; skipping the Postgres case locally");
+            None
+        }
+    }
+}
+
 pub use codepilot_testkit::last_user_text;
 
 /// Runs the child in its own session, without a controlling terminal, as under CI: prompts that need `/dev/tty`

@@ -148,6 +148,17 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The variable the API key is read from: `model.api_key_env`, else the provider's usual one.
+    fn api_key_var(&self) -> Option<&str> {
+        let m = &self.agent.model;
+        m.api_key_env.as_deref().or_else(|| {
+            m.provider
+                .parse::<ProviderKind>()
+                .ok()
+                .and_then(|k| k.default_api_key_env())
+        })
+    }
+
     fn provider_config(&self) -> Result<ProviderConfig> {
         let m = &self.agent.model;
         let kind: ProviderKind = m.provider.parse()?;
@@ -155,10 +166,7 @@ impl RuntimeBuilder {
             Some(f) => f(var),
             None => std::env::var(var).ok(),
         };
-        let var = m
-            .api_key_env
-            .clone()
-            .or_else(|| kind.default_api_key_env().map(str::to_owned));
+        let var = self.api_key_var().map(str::to_owned);
         let api_key = var
             .as_deref()
             .and_then(lookup)
@@ -251,6 +259,7 @@ impl RuntimeBuilder {
         let workspace = Arc::new(workspace);
 
         let (builtins, terminal_settings) = self.builtin_tools();
+        let key_var = self.api_key_var().map(str::to_owned);
         let mut registry = Registry::default();
         for (builtin, settings) in builtins {
             registry.insert(Arc::new(builtin), settings)?;
@@ -271,6 +280,8 @@ impl RuntimeBuilder {
         let terminals = match terminal_settings {
             Some(settings) => {
                 let mut cfg = TerminalConfig::new(workspace.root().to_path_buf());
+                // The key variable the agent file names never reaches a shell, whatever it is called.
+                cfg.hidden_vars.extend(key_var);
                 if let Some(n) = settings.max_output_chars {
                     cfg.max_output_chars = n;
                 }

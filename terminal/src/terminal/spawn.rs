@@ -85,7 +85,7 @@ impl Terminal {
             .map_err(|e| io_err("size the PTY", e))?;
         let master = rustix::io::dup(&pty)
             .map_err(|e| TerminalError::io("cannot duplicate the PTY descriptor", e.into()))?;
-        let env = normalised_env(std::env::vars_os(), &cfg.env, name);
+        let env = normalised_env(std::env::vars_os(), &cfg.env, &cfg.hidden_vars, name);
         let child = pty_process::Command::new(&cfg.shell)
             .args(["--norc", "--noprofile", "-i"])
             .env_clear()

@@ -273,12 +273,15 @@ fn secret_variables_are_removed() {
         ("MACHINE_SECRET", "1"),
         ("DB_PASSWORD", "1"),
         ("aws_secret_access_key", "1"),
+        ("MY_LLM", "sk-configured-elsewhere"),
+        ("DATABASE_URL", "postgres://app:hunter2@db.internal/app"),
+        ("PUBLIC_URL", "https://user@example.com/x"),
         ("PATH", "/bin"),
         ("PS1", "x"),
         ("LC_ALL", "C"),
     ]
     .map(|(k, v)| (k.into(), v.into()));
-    let env = codepilot_terminal::config::normalised_env(base, &[], "t");
+    let env = codepilot_terminal::config::normalised_env(base, &[], &["MY_LLM".to_owned()], "t");
     let mut names: Vec<String> = env
         .iter()
         .map(|(k, _)| k.to_string_lossy().into_owned())
@@ -292,6 +295,7 @@ fn secret_variables_are_removed() {
             "LC_ALL",
             "PAGER",
             "PATH",
+            "PUBLIC_URL",
             "TERM"
         ]
     );
