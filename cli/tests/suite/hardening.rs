@@ -267,3 +267,83 @@ async fn no_secret_reaches_the_shell_by_any_route() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_files_are_refused_at_once() {
+    let block = "```codepilot\nfor p in [\"pipe\", \"/dev/zero\"]:\n    try:\n        read_file(p)\n    except Exception:\n        \
+                 pass\ntry:\n    write_file(\"pipe\")\nexcept Exception:\n    pass\nprint(\"still here\")\n```\n\n\
+                 ```text filename=pipe\nx\n```\n";
+    let server = ScriptedServer::start(vec![
+        Turn::answer(block),
+        Turn::answer("```completion\nchecked\n```"),
+    ])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    super::support::write_agent(
+        dir.path(),
+        &server,
+        super::support::Wire::Anthropic,
+        true,
+        "  runtime:\n    work_dir: work\n    unsafe_mode: true\n    step_timeout_s: 30\n",
+    );
+    // write_agent's own runtime section comes first; drop it so the one above (with unsafe_mode) is the only one.
+    let yaml_path = dir.path().join("agent.yaml");
+    let yaml = std::fs::read_to_string(&yaml_path).unwrap().replacen(
+        "  runtime:\n    work_dir: work\n    max_steps: 8\n",
+        "",
+        1,
+    );
+    std::fs::write(&yaml_path, yaml).unwrap();
+    let fifo = dir.path().join("work/pipe");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A blocked read would end the step with the block's TimeoutError (step_timeout_s) instead of these errors.
+    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "poke"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = super::support::last_user_text(&server.requests()[1].body);
+    assert!(
+        seen.contains("[read_file] ERROR: 'pipe' is a FIFO (named pipe)"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("[read_file] ERROR: '/dev/zero' is a character device"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("[write_file] ERROR: 'pipe' is a FIFO (named pipe)"),
+        "{seen}"
+    );
+    assert!(seen.contains("still here"), "{seen}");
+    let meta = std::fs::symlink_metadata(&fifo).unwrap();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()),
+        "the FIFO is left alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_for_a_bad_argument_still_takes_its_payload() {
+    // The mode has the wrong type (an int, computed so only the runtime, not the static payload check, sees it).
+    let block = "```codepilot\nm = 2 + 3\ntry:\n    write_file(\"first.txt\", mode=m)\nexcept TypeError:\n    pass\n\
+                 write_file(\"second.txt\")\n```\n\n```text filename=first.txt\nFIRST\n```\n\n\
+                 ```text filename=second.txt\nSECOND\n```\n";
+    let server = ScriptedServer::start(vec![
+        Turn::answer(block),
+        Turn::answer("```completion\nwritten\n```"),
+    ])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    super::support::write_agent(dir.path(), &server, super::support::Wire::OpenAi, true, "");
+    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "write"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!dir.path().join("work/first.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("work/second.txt")).unwrap(),
+        "SECOND\n"
+    );
+}

@@ -166,10 +166,13 @@ impl codepilot_script::ToolHost for StepHost {
             None => None,
         };
         let (entry, result) = match denied {
-            Some(message) => (
-                codepilot_protocol::permission_denied_entry(name, &message),
-                Err(ToolError::permission(message)),
-            ),
+            Some(message) => {
+                crate::tools::builtin::discard_refused(&self.ctx, name, &args);
+                (
+                    codepilot_protocol::permission_denied_entry(name, &message),
+                    Err(ToolError::permission(message)),
+                )
+            }
             None => {
                 let call = ToolCall {
                     args,

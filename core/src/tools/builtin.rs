@@ -394,40 +394,66 @@ fn parse_edits(
     }
 }
 
+/// How many payload blocks a `write_file` call takes: one per edit range for `multi_edit`, else one. Read
+/// leniently from the raw arguments, so a call refused for any reason still takes its own payloads.
+fn payloads_wanted(args: &serde_json::Map<String, Value>) -> usize {
+    if args.get("mode").and_then(Value::as_str) == Some("multi_edit") {
+        args.get("edits")
+            .and_then(Value::as_array)
+            .map_or(1, Vec::len)
+            .max(1)
+    } else {
+        1
+    }
+}
+
+/// Takes the payload blocks of one `write_file` call off the step's queue: as many as it wants, or all that
+/// remain when there are fewer (then none is left for a later call to take by mistake).
+fn take_payloads(ctx: &StepContext, args: &serde_json::Map<String, Value>) -> Vec<Payload> {
+    let wanted = payloads_wanted(args);
+    match ctx.payloads.lock() {
+        Ok(mut queue) => {
+            let n = wanted.min(queue.len());
+            queue.drain(..n).collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A call of `tool` was refused before it ran (permission denied): a `write_file` still takes its payload
+/// blocks, so the next `write_file` gets its own content, never this one's.
+pub(crate) fn discard_refused(
+    ctx: &StepContext,
+    tool: &str,
+    args: &serde_json::Map<String, Value>,
+) {
+    if tool == Builtin::WriteFile.name() {
+        take_payloads(ctx, args);
+    }
+}
+
 async fn write_file(
     ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
 ) -> Result<ToolOutput, ToolError> {
+    // Payloads are consumed before any other check, so a rejected call never shifts later calls onto the wrong
+    // payload.
+    let payloads = take_payloads(ctx, args);
     let path = arg_str(args, "write_file", "path")?;
     let mode_text = arg_str(args, "write_file", "mode")?;
     let edits = parse_edits(args)?;
     let start_line = arg_opt_int(args, "write_file", "start_line")?;
     let end_line = arg_opt_int(args, "write_file", "end_line")?;
     let after_line = arg_opt_int(args, "write_file", "after_line")?;
-    // Payloads are consumed before any other check, so a rejected call never shifts later calls onto the wrong
-    // payload.
-    let wanted = if mode_text == "multi_edit" {
-        edits.as_ref().map_or(1, Vec::len).max(1)
-    } else {
-        1
-    };
-    let payloads = {
-        let mut queue = ctx
-            .payloads
-            .lock()
-            .map_err(|_| ToolError::runtime("payload queue poisoned"))?;
-        if queue.len() < wanted {
-            let left = queue.len();
-            queue.clear();
-            return Err(ToolError::value(format!(
-                "write_file('{path}', mode={mode_text:?}) needs {wanted} payload block(s) but only {left} \
-                     remain. Put one ```lang filename={path} block per write (one per edit range for multi_edit) \
-                     after the control block, in call order. No file was changed."
-            )));
-        }
-        let taken: Vec<Payload> = queue.drain(..wanted).collect();
-        taken
-    };
+    let wanted = payloads_wanted(args);
+    if payloads.len() < wanted {
+        return Err(ToolError::value(format!(
+            "write_file('{path}', mode={mode_text:?}) needs {wanted} payload block(s) but only {} \
+             remain. Put one ```lang filename={path} block per write (one per edit range for multi_edit) \
+             after the control block, in call order. No file was changed.",
+            payloads.len()
+        )));
+    }
     if let Some(mismatch) = payloads.iter().find(|p| !same_path(&p.filename, &path)) {
         return Err(ToolError::value(format!(
             "write_file('{path}') got the payload block for '{}'. Payload blocks must follow the order of the \

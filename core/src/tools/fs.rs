@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 use std::io;
 use std::io::Write;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -90,36 +92,87 @@ impl ReadLedger {
     }
 }
 
-/// Reads a whole file the tools may show, refusing directories and oversized files.
-fn load(path: &Path, shown: &str) -> Result<Vec<u8>, ToolError> {
+/// Reads a whole file the tools may show or change. The file tools handle regular files only: a directory, a
+/// FIFO, a socket or a device (`/dev/zero`, which never ends; a FIFO, which blocks until someone writes) is
+/// refused before it is read, and so is a file over [`MAX_FILE_BYTES`]. `Ok(None)` when `path` does not exist.
+fn read_regular(path: &Path, shown: &str) -> Result<Option<Vec<u8>>, ToolError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ToolError::new(
-                ExcKind::FileNotFoundError,
-                format!("'{shown}' was not found in the workspace. Use find(...) to locate files."),
-            ));
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(&format!("cannot open '{shown}'"), &e)),
     };
-    if meta.is_dir() {
+    check_regular(&meta, shown)?;
+    // Opened without blocking, and checked again: the path may have been swapped for a FIFO meanwhile.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| io_error(&format!("cannot open '{shown}'"), &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(&format!("cannot read '{shown}'"), &e))?;
+    check_regular(&meta, shown)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES + 1), &mut bytes)
+        .map_err(|e| io_error(&format!("cannot read '{shown}'"), &e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(shown, bytes.len() as u64));
+    }
+    Ok(Some(bytes))
+}
+
+fn too_large(shown: &str, size: u64) -> ToolError {
+    ToolError::new(
+        ExcKind::ValueError,
+        format!(
+            "'{shown}' is {size} bytes; the file tools handle files up to {MAX_FILE_BYTES} bytes. Use \
+             execute(...) with a command such as head or sed instead."
+        ),
+    )
+}
+
+/// Refuses anything but a regular file of at most [`MAX_FILE_BYTES`].
+fn check_regular(meta: &std::fs::Metadata, shown: &str) -> Result<(), ToolError> {
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        return if meta.len() > MAX_FILE_BYTES {
+            Err(too_large(shown, meta.len()))
+        } else {
+            Ok(())
+        };
+    } else if kind.is_dir() {
         return Err(ToolError::new(
             ExcKind::ValueError,
             format!("'{shown}' is a directory, not a file. Use find(...) to look inside it."),
         ));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(ToolError::new(
-            ExcKind::ValueError,
-            format!(
-                "'{shown}' is {} bytes; the file tools handle files up to {MAX_FILE_BYTES} bytes. Use \
-                 execute(...) with a command such as head or sed instead.",
-                meta.len()
-            ),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| io_error(&format!("cannot read '{shown}'"), &e))?;
-    Ok(bytes)
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    Err(ToolError::new(
+        ExcKind::ValueError,
+        format!(
+            "'{shown}' is {what}; the file tools read and write regular files only. Use execute(...) if you \
+             really need it."
+        ),
+    ))
+}
+
+/// Reads a whole file the tools may show; a missing file is a `FileNotFoundError`.
+fn load(path: &Path, shown: &str) -> Result<Vec<u8>, ToolError> {
+    read_regular(path, shown)?.ok_or_else(|| {
+        ToolError::new(
+            ExcKind::FileNotFoundError,
+            format!("'{shown}' was not found in the workspace. Use find(...) to locate files."),
+        )
+    })
 }
 
 /// Lines of `text` without their terminators (`\n` or `\r\n`); a final line without newline counts.
@@ -404,7 +457,7 @@ fn write_whole(
     target: &Path,
 ) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
-    let existing = std::fs::read(target).ok();
+    let existing = read_regular(target, path).map_err(|e| e.with_suffix(UNCHANGED))?;
     let nl = match &existing {
         Some(bytes) if is_crlf(&String::from_utf8_lossy(bytes)) => "\r\n",
         _ => "\n",
@@ -437,13 +490,7 @@ fn ensure_parent(target: &Path, path: &str) -> Result<(), ToolError> {
 
 fn append(ledger: &ReadLedger, req: &WriteRequest, target: &Path) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
-    let existing = match std::fs::read(target) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(io_error(&format!("cannot read '{path}'"), &e).with_suffix(UNCHANGED));
-        }
-    };
+    let existing = read_regular(target, path).map_err(|e| e.with_suffix(UNCHANGED))?;
     let old = existing.unwrap_or_default();
     let known = old.is_empty() || ledger.matches(target, &Stamp::of(&old));
     let old_text = String::from_utf8_lossy(&old);

@@ -83,6 +83,35 @@ async fn a_permission_handler_decides() {
 }
 
 #[tokio::test]
+async fn a_refused_write_still_takes_its_payload() {
+    // The first write is denied, the second allowed: the second must get its own content, not the first's.
+    let two = "```codepilot\ntry:\n    write_file(\"first.txt\")\nexcept PermissionError:\n    pass\n\
+               write_file(\"second.txt\")\n```\n\n```text filename=first.txt\nFIRST\n```\n\n\
+               ```text filename=second.txt\nSECOND\n```";
+    let dir = temp_workspace(&[]);
+    let srv = server(&[two, DONE]).await;
+    let rt = builder(agent(&srv, Wire::OpenAi, dir.path(), true, GATED))
+        .permission_handler(|req: PermissionRequest| async move {
+            if req.description.contains("first.txt") {
+                PermissionDecision::Deny { reason: None }
+            } else {
+                PermissionDecision::Allow
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    rt.run("write both").await.unwrap();
+    assert!(!dir.path().join("first.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("second.txt")).unwrap(),
+        "SECOND\n"
+    );
+    let obs = last_user_text(&srv.requests()[1].body);
+    assert!(!obs.contains("payload block(s) were not used"), "{obs}");
+}
+
+#[tokio::test]
 async fn ask_user_goes_through_the_handler() {
     let dir = temp_workspace(&[]);
     let ask = "```codepilot\nname = ask_user(\"Which name?\")\nprint(\"got\", name)\n```";
