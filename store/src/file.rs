@@ -307,7 +307,6 @@ impl Inner {
         let lease_path = self.lease_path(id);
         if let Some(prev) = previous {
             tracing::info!(session = %id, holder = %prev.holder, "taking over a stale lease");
-            remove_if_exists(&lease_path)?;
         }
         let holder = self.opts.new_holder();
         let lease = LeaseFile {
@@ -317,15 +316,9 @@ impl Inner {
         };
         let bytes = serde_json::to_vec(&lease)
             .map_err(|e| StoreError::Worker(format!("serialising lease: {e}")))?;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lease_path)
-            .map_err(|e| StoreError::io("creating lease file", &lease_path, e))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| StoreError::io("writing", &lease_path, e))?;
-        sync_dir(&self.dir)?;
+        // Under the directory lock, with no live holder: replace whatever lease file is there (a stale one, or an
+        // empty or torn one a crash left behind), atomically, so a crash now cannot leave an unreadable lease.
+        atomic_write(&self.dir, &lease_path, &bytes)?;
         Ok((
             Lease::new(id.clone(), holder, lease.token),
             session.into_record(),

@@ -257,10 +257,22 @@ pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool> {
         std::fs::create_dir_all(parent)
             .map_err(|e| StoreError::io("creating database directory", parent, e))?;
     }
-    Ok(SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await?)
+    let mut attempt = 1;
+    loop {
+        match SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+        {
+            Ok(pool) => return Ok(pool),
+            Err(e) if sql::is_busy(&e) && attempt < sql::MIGRATE_ATTEMPTS => {
+                tracing::debug!("opening the SQLite database: {e}; trying again");
+                tokio::time::sleep(sql::RETRY_PAUSE * attempt).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Opens a PostgreSQL pool for [`StoreConfig::Postgres`].

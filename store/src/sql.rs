@@ -13,6 +13,24 @@ use sqlx::migrate::Migration;
 use sqlx::migrate::MigrationType;
 use sqlx::migrate::Migrator;
 
+/// How often a schema migration is tried before its error is reported.
+pub(crate) const MIGRATE_ATTEMPTS: u32 = 8;
+
+/// The pause before retry `n` is `n` times this.
+pub(crate) const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Whether a database error is SQLite's "database is locked" (`SQLITE_BUSY`), which it reports without waiting
+/// in some cases (a journal-mode change while another process creates the same file), so the caller should
+/// try again.
+pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|c| c == "5" || c == "517") || db.message().contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
 /// The embedded schema migrations (SQL shipped in the binary).
 pub(crate) fn migrator() -> Migrator {
     Migrator::with_migrations(vec![Migration::new(
@@ -151,7 +169,21 @@ macro_rules! sql_store {
             /// # Errors
             /// [`StoreError::Migrate`](crate::StoreError::Migrate) when the schema cannot be applied.
             pub async fn new(pool: $pool, opts: $crate::StoreOptions) -> $crate::Result<Self> {
-                $crate::sql::migrator().run(&pool).await?;
+                // Two processes opening a fresh database at once race on the migration (SQLite has no migration
+                // lock): the loser is told the database is locked, or finds the schema applied under it. A later
+                // run finds the migration applied and does nothing; a real problem fails every attempt.
+                let mut attempt = 1;
+                loop {
+                    match $crate::sql::migrator().run(&pool).await {
+                        Ok(()) => break,
+                        Err(e) if attempt < $crate::sql::MIGRATE_ATTEMPTS => {
+                            tracing::debug!("schema migration attempt {attempt} failed ({e}); trying again");
+                            tokio::time::sleep($crate::sql::RETRY_PAUSE * attempt).await;
+                            attempt += 1;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Ok(Self { pool, opts })
             }
 

@@ -347,3 +347,56 @@ async fn a_write_refused_for_a_bad_argument_still_takes_its_payload() {
         "SECOND\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_lease_file_left_by_a_crash_does_not_lock_the_session() {
+    let server = ScriptedServer::start(vec![Turn::answer("resumed")])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    super::support::write_agent(dir.path(), &server, super::support::Wire::OpenAi, true, "");
+    let sessions = dir.path().join("home/sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    // A crash between creating the lease file and writing it.
+    std::fs::write(sessions.join("crashed.lease"), b"").unwrap();
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "file", "--session-id", "crashed", "go on"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "resumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_time_processes_do_not_race_on_the_sqlite_schema() {
+    for round in 0..5 {
+        let server = ScriptedServer::start(vec![Turn::answer("a"), Turn::answer("b")])
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        super::support::write_agent(dir.path(), &server, super::support::Wire::OpenAi, true, "");
+        // Both processes create the default database under a fresh CODEPILOT_HOME at the same moment.
+        let spawn = |task: &str| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_codepilot"));
+            cmd.current_dir(dir.path())
+                .args(["run", "--session", "db", task])
+                .env("CODEPILOT_HOME", dir.path().join("home"))
+                .env("ANTHROPIC_API_KEY", "test-key")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        };
+        let (a, b) = (spawn("one"), spawn("two"));
+        let outs = tokio::task::spawn_blocking(move || {
+            [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()]
+        })
+        .await
+        .unwrap();
+        for out in outs {
+            assert_eq!(out.status.code(), Some(0), "round {round}: {}", stderr(&out));
+        }
+    }
+}
