@@ -225,16 +225,30 @@ fn load_agent(path: &Path) -> Result<AgentFile, Failure> {
 }
 
 /// `$CODEPILOT_HOME`, default `~/.codepilot`.
+///
+/// Sessions kept there hold file contents and command output, so the folder is made private (0700) when an
+/// earlier version left it open to others.
 pub(crate) fn codepilot_home() -> Result<PathBuf, Failure> {
-    if let Some(h) = std::env::var_os("CODEPILOT_HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(h));
+    let home = match std::env::var_os("CODEPILOT_HOME").filter(|h| !h.is_empty()) {
+        Some(h) => PathBuf::from(h),
+        None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".codepilot"),
+            None => {
+                return Err(usage(
+                    "cannot find a home directory: set CODEPILOT_HOME or HOME",
+                ));
+            }
+        },
+    };
+    if let Ok(meta) = std::fs::metadata(&home) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if meta.is_dir() && mode & 0o077 != 0 {
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(mode & 0o700))
+                .with_context(|| format!("making {} private", home.display()))?;
+        }
     }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(home) => Ok(PathBuf::from(home).join(".codepilot")),
-        None => Err(usage(
-            "cannot find a home directory: set CODEPILOT_HOME or HOME",
-        )),
-    }
+    Ok(home)
 }
 
 /// The session backend the flags ask for.

@@ -113,7 +113,7 @@ impl FileStore {
     /// [`StoreError::Io`] when the directory cannot be created.
     pub fn new(dir: impl Into<PathBuf>, opts: StoreOptions) -> Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)
+        crate::create_private_dir(&dir)
             .map_err(|e| StoreError::io("creating session directory", &dir, e))?;
         Ok(Self {
             inner: Arc::new(Inner { dir, opts }),

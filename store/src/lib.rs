@@ -250,12 +250,23 @@ pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool> {
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .foreign_keys(true);
     let file = options.get_filename();
-    if file.as_os_str() != ":memory:"
-        && let Some(parent) = file.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::io("creating database directory", parent, e))?;
+    if !parsed.is_memory() {
+        if let Some(parent) = file.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            create_private_dir(parent)
+                .map_err(|e| StoreError::io("creating database directory", parent, e))?;
+        }
+        // The database and its WAL and shared-memory files (SQLite gives them the database's mode) are private.
+        private_file(&file).map_err(|e| StoreError::io("creating database file", &file, e))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = file.as_os_str().to_owned();
+            side.push(suffix);
+            let side = PathBuf::from(side);
+            if side.exists() {
+                private_file(&side).map_err(|e| StoreError::io("securing", &side, e))?;
+            }
+        }
     }
     let mut attempt = 1;
     loop {
@@ -294,6 +305,32 @@ pub async fn pg_pool(url: &str) -> Result<sqlx::PgPool> {
         .max_connections(4)
         .connect_with(options)
         .await?)
+}
+
+/// Creates `dir` and its missing parents readable by the owner only (0700): sessions hold file contents and
+/// command output. Directories that already exist are left as they are.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Makes a session file readable by its owner only (0600), creating it empty when missing.
+pub(crate) fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
 }
 
 /// Most recently updated first, then newest created, then by id.

@@ -25,7 +25,8 @@ pub(crate) const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_mi
 pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
-            db.code().is_some_and(|c| c == "5" || c == "517") || db.message().contains("database is locked")
+            db.code().is_some_and(|c| c == "5" || c == "517")
+                || db.message().contains("database is locked")
         }
         _ => false,
     }

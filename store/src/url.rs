@@ -39,6 +39,11 @@ pub(crate) struct SqliteUrl {
 }
 
 impl SqliteUrl {
+    /// Whether this is an in-memory database (no file).
+    pub(crate) fn is_memory(&self) -> bool {
+        self.target == SqliteTarget::Memory
+    }
+
     /// The URL in its canonical, unambiguous form: `sqlite:////abs/path?query` (SQLAlchemy's absolute form), or
     /// `sqlite://` for memory. Reading it again gives the same target.
     pub(crate) fn to_canonical(&self) -> String {

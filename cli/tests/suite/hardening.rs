@@ -361,7 +361,14 @@ async fn an_empty_lease_file_left_by_a_crash_does_not_lock_the_session() {
     std::fs::write(sessions.join("crashed.lease"), b"").unwrap();
     let out = codepilot_with(
         dir.path(),
-        &["run", "--session", "file", "--session-id", "crashed", "go on"],
+        &[
+            "run",
+            "--session",
+            "file",
+            "--session-id",
+            "crashed",
+            "go on",
+        ],
         &[],
     )
     .await;
@@ -396,7 +403,45 @@ async fn first_time_processes_do_not_race_on_the_sqlite_schema() {
         .await
         .unwrap();
         for out in outs {
-            assert_eq!(out.status.code(), Some(0), "round {round}: {}", stderr(&out));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "round {round}: {}",
+                stderr(&out)
+            );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let server = ScriptedServer::start(vec![Turn::answer("a"), Turn::answer("b")])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    super::support::write_agent(dir.path(), &server, super::support::Wire::OpenAi, true, "");
+    let out = codepilot_with(dir.path(), &["run", "hi"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let home = dir.path().join("home");
+    assert_eq!(mode(&home), 0o700);
+    for f in ["sessions.db", "sessions.db-wal", "sessions.db-shm"] {
+        let p = home.join(f);
+        if p.exists() || f == "sessions.db" {
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+    }
+    // A home an earlier version left open is closed again; JSON session files are private too.
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "file", "--session-id", "f1", "hi"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(mode(&home), 0o700);
+    assert_eq!(mode(&home.join("sessions")), 0o700);
+    assert_eq!(mode(&home.join("sessions/f1.json")), 0o600);
 }
