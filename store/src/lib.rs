@@ -258,7 +258,7 @@ pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool> {
                 .map_err(|e| StoreError::io("creating database directory", parent, e))?;
         }
         // The database and its WAL and shared-memory files (SQLite gives them the database's mode) are private.
-        private_file(&file).map_err(|e| StoreError::io("creating database file", &file, e))?;
+        private_file(file).map_err(|e| StoreError::io("creating database file", file, e))?;
         for suffix in ["-wal", "-shm"] {
             let mut side = file.as_os_str().to_owned();
             side.push(suffix);
