@@ -133,7 +133,7 @@ pub fn run_main(cli: Cli) -> ExitCode {
     let (prepared, env) = match prepare(cli) {
         Ok(p) => p,
         Err(f) => {
-            output::err_line(&format!("codepilot: {:#}", f.error));
+            output::err_line(&format!("codepilot: {}", output::render_error(&f.error)));
             return f.exit.into();
         }
     };
@@ -156,20 +156,30 @@ pub fn run_main(cli: Cli) -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(f) => {
-            output::err_line(&format!("codepilot: {:#}", f.error));
+            output::err_line(&format!("codepilot: {}", output::render_error(&f.error)));
             f.exit.into()
         }
     }
 }
 
+/// Warnings from the libraries reach the user like the CLI's other notices (`codepilot: warning: …`). With
+/// `RUST_LOG` (or `CODEPILOT_LOG`) set, `tracing`'s full format at the level asked for instead.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CODEPILOT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    let asked = ["CODEPILOT_LOG", "RUST_LOG"]
+        .into_iter()
+        .find_map(|var| tracing_subscriber::EnvFilter::try_from_env(var).ok());
+    let _ = match asked {
+        Some(filter) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init(),
+        None => tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_writer(std::io::stderr)
+            .event_format(output::Notice)
+            .try_init(),
+    };
 }
 
 async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit, Failure> {
@@ -428,7 +438,7 @@ async fn chat(
             Ok(exit) => last = exit,
             Err(f) => {
                 // One failed task (a provider outage, say) does not end the conversation.
-                output::err_line(&format!("codepilot: {:#}", f.error));
+                output::err_line(&format!("codepilot: {}", output::render_error(&f.error)));
                 last = f.exit;
             }
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use codepilot::Event;
 use codepilot::EventEnvelope;
 use codepilot::Outcome;
+use codepilot::events::ErrorKind;
 use codepilot::events::StreamKind;
 use codepilot::protocol::StreamLine;
 use codepilot::protocol::TurnCompleted;
@@ -35,6 +36,45 @@ pub(crate) fn err_write(text: &str) {
 /// Writes one line to stderr.
 pub(crate) fn err_line(text: &str) {
     err_write(&format!("{text}\n"));
+}
+
+/// An error and its causes, each said once: a cause whose text the message already contains (because a
+/// `Display` includes its source) is not repeated.
+pub(crate) fn render_error(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// `tracing` events formatted as the CLI's notices: `codepilot: warning: message`, no timestamp or level tag.
+pub(crate) struct Notice;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Notice
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO | tracing::Level::DEBUG | tracing::Level::TRACE => "note",
+        };
+        write!(writer, "codepilot: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// A renderer for a run: its events, then its outcome.
@@ -239,6 +279,9 @@ impl Output for HumanOutput {
                 let text = self.paint("35", &format!("✉ message delivered: {}", m.text));
                 self.line(&mut s, &text);
             }
+            // A failed model call or store ends the run, and the CLI reports that error once, at the end.
+            Event::RuntimeError(err)
+                if matches!(err.kind, ErrorKind::Provider | ErrorKind::Store) => {}
             Event::RuntimeError(err) => {
                 let text = self.paint(
                     "33",

@@ -217,7 +217,8 @@ impl Provider for HttpProvider {
                 Err(err) if err.is_retryable() && attempt <= self.cfg.retry.max_retries => {
                     let delay = backoff_delay(&self.cfg.retry, attempt, err.retry_after());
                     let reason = err.to_string();
-                    tracing::warn!(
+                    // The caller hears of it through `StreamDelta::Retry`; this is for RUST_LOG.
+                    tracing::debug!(
                         provider = %self.cfg.kind,
                         model = %self.cfg.model,
                         attempt,

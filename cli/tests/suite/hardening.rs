@@ -445,3 +445,33 @@ async fn session_files_are_private() {
     assert_eq!(mode(&home.join("sessions")), 0o700);
     assert_eq!(mode(&home.join("sessions/f1.json")), 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_cause_is_said_once_and_warnings_read_like_notices() {
+    let server = ScriptedServer::start(vec![Turn::status(401, None)])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    super::support::write_agent(dir.path(), &server, super::support::Wire::OpenAi, true, "");
+    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "hi"], &[]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("codepilot: model provider failed: "),
+        "{err}"
+    );
+    let cause = last.trim_start_matches("codepilot: model provider failed: ");
+    assert!(cause.len() > 10, "{err}");
+    assert_eq!(
+        err.matches(cause).count(),
+        1,
+        "the cause is repeated:\n{err}"
+    );
+    // The model has no known context window: a notice, not a raw tracing line with a timestamp.
+    assert!(
+        err.contains("codepilot: warning: model `test-model` has no known context window"),
+        "{err}"
+    );
+    assert!(!err.contains(" WARN "), "{err}");
+}
