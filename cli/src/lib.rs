@@ -133,7 +133,10 @@ pub fn run_main(cli: Cli) -> ExitCode {
     let (prepared, env) = match prepare(cli) {
         Ok(p) => p,
         Err(f) => {
-            output::err_line(&format!("codepilot: {}", output::render_error(&f.error)));
+            output::err_line(&format!(
+                "codepilot: {}",
+                output::printable(&output::render_error(&f.error))
+            ));
             return f.exit.into();
         }
     };
@@ -156,7 +159,10 @@ pub fn run_main(cli: Cli) -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(f) => {
-            output::err_line(&format!("codepilot: {}", output::render_error(&f.error)));
+            output::err_line(&format!(
+                "codepilot: {}",
+                output::printable(&output::render_error(&f.error))
+            ));
             f.exit.into()
         }
     }
@@ -438,7 +444,10 @@ async fn chat(
             Ok(exit) => last = exit,
             Err(f) => {
                 // One failed task (a provider outage, say) does not end the conversation.
-                output::err_line(&format!("codepilot: {}", output::render_error(&f.error)));
+                output::err_line(&format!(
+                "codepilot: {}",
+                output::printable(&output::render_error(&f.error))
+            ));
                 last = f.exit;
             }
         }

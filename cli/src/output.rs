@@ -38,6 +38,28 @@ pub(crate) fn err_line(text: &str) {
     err_write(&format!("{text}\n"));
 }
 
+/// Text from outside (the model, a tool, a server) made safe to show on a terminal: escape sequences, other
+/// control characters and bidirectional overrides could set the clipboard (OSC 52), the window title, hide
+/// text (SGR 8, a carriage return) or make it read differently from what it is. `ESC` is shown as `␛`, other
+/// controls are dropped, except newline and tab. `--json` output is never filtered.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .filter_map(|c| match c {
+            '\u{1b}' => Some('␛'),
+            c if unsafe_char(c) => None,
+            c => Some(c),
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// An error and its causes, each said once: a cause whose text the message already contains (because a
 /// `Display` includes its source) is not repeated.
 pub(crate) fn render_error(error: &anyhow::Error) -> String {
@@ -207,8 +229,8 @@ impl Output for HumanOutput {
 
     fn on_outcome(&self, session_id: &str, outcome: &Outcome) {
         match outcome {
-            Outcome::Completed { summary, .. } => emit_stdout(summary.trim_end()),
-            Outcome::Replied { text, .. } => emit_stdout(text.trim_end()),
+            Outcome::Completed { summary, .. } => emit_stdout(printable(summary.trim_end()).as_ref()),
+            Outcome::Replied { text, .. } => emit_stdout(printable(text.trim_end()).as_ref()),
             Outcome::MaxSteps { steps } => err_line(&format!(
                 "codepilot: the task did not complete within {steps} steps (runtime.max_steps); resume with \
                  --session-id {session_id}"
@@ -239,36 +261,36 @@ impl Output for HumanOutput {
                         if !s.thinking {
                             s.thinking = true;
                         }
-                        err_write(&self.paint("2;3", &st.text));
+                        err_write(&self.paint("2;3", &printable(&st.text)));
                     }
                     StreamKind::Text => {
                         if s.thinking {
                             s.thinking = false;
                             err_write("\n");
                         }
-                        err_write(&st.text);
+                        err_write(&printable(&st.text));
                     }
                 }
                 s.at_line_start = st.text.ends_with('\n');
             }
             Event::ToolCall(call) => {
-                let text = self.paint("36", &format!("▸ {}", call.label));
+                let label = printable(&call.label).into_owned();
+                let text = self.paint("36", &format!("▸ {label}"));
                 self.line(&mut s, &text);
                 if self.tty {
-                    let label = call.label.clone();
                     self.start_spinner(&mut s, &label);
                 }
             }
             Event::ToolResult(r) => {
                 Self::stop_spinner(&mut s);
                 if r.ok {
-                    let preview = preview(&r.result, RESULT_PREVIEW_LINES);
+                    let preview = preview(&printable(&r.result), RESULT_PREVIEW_LINES);
                     if !preview.is_empty() {
                         let text = self.paint("2", &preview);
                         self.line(&mut s, &text);
                     }
                 } else {
-                    let first = r.result.lines().next().unwrap_or("").to_owned();
+                    let first = printable(first_line(&r.result)).into_owned();
                     let text = self.paint("31", &format!("  ✗ {first}"));
                     self.line(&mut s, &text);
                 }
@@ -276,7 +298,10 @@ impl Output for HumanOutput {
             Event::AskUser(_) | Event::PermissionRequest(_) => Self::stop_spinner(&mut s),
             Event::UserMessageQueued(_) => {}
             Event::UserMessageInjected(m) => {
-                let text = self.paint("35", &format!("✉ message delivered: {}", m.text));
+                let text = self.paint(
+                    "35",
+                    &format!("✉ message delivered: {}", printable(&m.text)),
+                );
                 self.line(&mut s, &text);
             }
             // A failed model call or store ends the run, and the CLI reports that error once, at the end.
@@ -285,7 +310,11 @@ impl Output for HumanOutput {
             Event::RuntimeError(err) => {
                 let text = self.paint(
                     "33",
-                    &format!("! {:?} error: {}", err.kind, first_line(&err.message)),
+                    &format!(
+                        "! {:?} error: {}",
+                        err.kind,
+                        printable(first_line(&err.message))
+                    ),
                 );
                 self.line(&mut s, &text);
             }
@@ -294,7 +323,7 @@ impl Output for HumanOutput {
                     "33",
                     &format!(
                         "! model call failed ({}); retry {} in {:.1}s",
-                        r.reason,
+                        printable(&r.reason),
                         r.attempt,
                         Duration::from_millis(r.delay_ms).as_secs_f64()
                     ),

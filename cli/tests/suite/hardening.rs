@@ -475,3 +475,42 @@ async fn each_cause_is_said_once_and_warnings_read_like_notices() {
     );
     assert!(!err.contains(" WARN "), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escape_sequences_never_reach_the_users_terminal() {
+    // Streamed prose, a tool result and the summary, each carrying OSC 52 (clipboard), OSC 0 (title), SGR 8
+    // (conceal), a carriage return and a bidi override.
+    let nasty = "\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{1b}]0;pwned\u{7}\u{1b}[8mhidden\u{1b}[0m\rover\u{202e}txt.exe";
+    let server = ScriptedServer::start(vec![
+        Turn::answer(format!(
+            "Look: {nasty}\n\n```codepilot\nexecute(\"main\", \"printf '\\\\033]0;title\\\\007\\\\033[8mconcealed\\\\n'\")\n```"
+        )),
+        Turn::answer(format!("```completion\nDone {nasty}\n```")),
+    ])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    super::support::write_agent(dir.path(), &server, super::support::Wire::Anthropic, true, "");
+    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "show"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for (name, text) in [("stdout", stdout(&out)), ("stderr", stderr(&out))] {
+        for bad in ['\u{1b}', '\u{7}', '\r', '\u{202e}', '\u{9b}'] {
+            assert!(!text.contains(bad), "{name} carries {bad:?}:\n{text:?}");
+        }
+    }
+    // What was said is still there, defused.
+    assert!(stdout(&out).contains("Done ␛]52;c;cm0gLXJmIH4=␛]0;pwned␛[8mhidden␛[0movertxt.exe"), "{:?}", stdout(&out));
+    assert!(stderr(&out).contains("concealed"), "{}", stderr(&out));
+
+    // --json keeps the text exact.
+    let server = ScriptedServer::start(vec![Turn::answer(format!("```completion\nDone {nasty}\n```"))])
+        .await
+        .unwrap();
+    super::support::write_agent(dir.path(), &server, super::support::Wire::Anthropic, true, "");
+    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "--json", "show"], &[]).await;
+    let lines = super::support::json_lines(&out);
+    assert_eq!(
+        lines.last().unwrap()["outcome"]["summary"].as_str(),
+        Some(format!("Done {nasty}").as_str())
+    );
+}
