@@ -23,7 +23,7 @@ pub struct TerminalConfig {
     /// directory under `$XDG_RUNTIME_DIR` (or `/tmp`), removed on shutdown.
     pub socket_dir: Option<PathBuf>,
     /// Maximum characters of command output handed back (head + tail kept, marker between).
-    /// Default: 10 000; values below 512 are raised to 512.
+    /// Default: 10 000; values are kept within 512..=1 000 000.
     pub max_output_chars: usize,
     /// Bytes of raw PTY output kept per terminal for replay to newly attached clients.
     /// Default: 256 KiB.

@@ -514,3 +514,24 @@ async fn escape_sequences_never_reach_the_users_terminal() {
         Some(format!("Done {nasty}").as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbounded_output_limit_is_a_configuration_error() {
+    let server = ScriptedServer::start(vec![]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    super::support::write_agent(
+        dir.path(),
+        &server,
+        super::support::Wire::OpenAi,
+        true,
+        "  tools:\n    - {name: execute, config: {max_output_chars: 18446744073709551615}}\n",
+    );
+    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "hi"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`max_output_chars` must be a whole number from 512 to 1000000"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("agent.yaml:"), "{}", stderr(&out));
+}

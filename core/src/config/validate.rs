@@ -190,6 +190,10 @@ pub(super) fn check_tool_name(
     Ok(())
 }
 
+/// Bounds of a tool's `max_output_chars`.
+const MIN_OUTPUT_CHARS: u64 = 512;
+const MAX_OUTPUT_CHARS: u64 = 1_000_000;
+
 pub(super) fn check_tool_config(
     tool: &str,
     config: &serde_json::Map<String, serde_json::Value>,
@@ -214,14 +218,16 @@ pub(super) fn check_tool_config(
         }
         let ok = match key.as_str() {
             "require_permission" => value.is_boolean(),
-            "max_output_chars" => value.as_u64().is_some_and(|n| n >= 512),
+            "max_output_chars" => value
+                .as_u64()
+                .is_some_and(|n| (MIN_OUTPUT_CHARS..=MAX_OUTPUT_CHARS).contains(&n)),
             _ => true,
         };
         if !ok {
             let expected = if key == "require_permission" {
                 "true or false"
             } else {
-                "a whole number of at least 512"
+                "a whole number from 512 to 1000000 (the observation itself is capped at 60000)"
             };
             return Err(invalid(
                 "tools.config",

@@ -107,7 +107,7 @@ impl Terminal {
         let (input, input_rx) = mpsc::channel(256);
         let rows = NonZeroU16::new(cfg.rows).unwrap_or(NonZeroU16::MIN);
         let cols = NonZeroU16::new(cfg.cols).unwrap_or(NonZeroU16::MIN);
-        let max_output_chars = cfg.max_output_chars.max(512);
+        let max_output_chars = cfg.max_output_chars.clamp(512, 1_000_000);
         let terminal = Arc::new(Self {
             name: name.to_owned(),
             pid,
