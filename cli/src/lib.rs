@@ -445,9 +445,9 @@ async fn chat(
             Err(f) => {
                 // One failed task (a provider outage, say) does not end the conversation.
                 output::err_line(&format!(
-                "codepilot: {}",
-                output::printable(&output::render_error(&f.error))
-            ));
+                    "codepilot: {}",
+                    output::printable(&output::render_error(&f.error))
+                ));
                 last = f.exit;
             }
         }

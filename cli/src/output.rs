@@ -229,7 +229,9 @@ impl Output for HumanOutput {
 
     fn on_outcome(&self, session_id: &str, outcome: &Outcome) {
         match outcome {
-            Outcome::Completed { summary, .. } => emit_stdout(printable(summary.trim_end()).as_ref()),
+            Outcome::Completed { summary, .. } => {
+                emit_stdout(printable(summary.trim_end()).as_ref())
+            }
             Outcome::Replied { text, .. } => emit_stdout(printable(text.trim_end()).as_ref()),
             Outcome::MaxSteps { steps } => err_line(&format!(
                 "codepilot: the task did not complete within {steps} steps (runtime.max_steps); resume with \

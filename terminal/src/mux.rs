@@ -96,6 +96,8 @@ pub struct Hello {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TOKEN_LINE: u64 = 1024;
+/// Longest control request line a client may send; a longer one ends that client's connection.
+const MAX_CONTROL_LINE: usize = 4096;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -295,7 +297,10 @@ async fn control_client(
             return;
         }
     }
-    let mut lines = read.lines();
+    let mut lines = tokio_util::codec::FramedRead::new(
+        read,
+        tokio_util::codec::LinesCodec::new_with_max_length(MAX_CONTROL_LINE),
+    );
     loop {
         tokio::select! {
             () = closed.cancelled() => break,
@@ -304,9 +309,9 @@ async fn control_client(
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
-            line = lines.next_line() => match line {
-                Ok(Some(line)) if line.trim().is_empty() => {}
-                Ok(Some(line)) => {
+            line = futures_util::StreamExt::next(&mut lines) => match line {
+                Some(Ok(line)) if line.trim().is_empty() => {}
+                Some(Ok(line)) => {
                     let reply = match serde_json::from_str::<ControlRequest>(&line) {
                         Ok(ControlRequest::Resize { terminal, cols, rows }) => match registry.get(&terminal) {
                             Some(t) => t.resize(cols, rows).err().map(|e| e.to_string()),
@@ -320,7 +325,12 @@ async fn control_client(
                         break;
                     }
                 }
-                Ok(None) | Err(_) => break,
+                Some(Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded)) => {
+                    let message = format!("control request longer than {MAX_CONTROL_LINE} bytes; closing");
+                    let _ = send_event(&mut write, &ControlEvent::Error { message }).await;
+                    break;
+                }
+                Some(Err(_)) | None => break,
             },
         }
     }

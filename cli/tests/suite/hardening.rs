@@ -490,7 +490,13 @@ async fn escape_sequences_never_reach_the_users_terminal() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    super::support::write_agent(dir.path(), &server, super::support::Wire::Anthropic, true, "");
+    super::support::write_agent(
+        dir.path(),
+        &server,
+        super::support::Wire::Anthropic,
+        true,
+        "",
+    );
     let out = codepilot_with(dir.path(), &["run", "--session", "memory", "show"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for (name, text) in [("stdout", stdout(&out)), ("stderr", stderr(&out))] {
@@ -499,15 +505,32 @@ async fn escape_sequences_never_reach_the_users_terminal() {
         }
     }
     // What was said is still there, defused.
-    assert!(stdout(&out).contains("Done ␛]52;c;cm0gLXJmIH4=␛]0;pwned␛[8mhidden␛[0movertxt.exe"), "{:?}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Done ␛]52;c;cm0gLXJmIH4=␛]0;pwned␛[8mhidden␛[0movertxt.exe"),
+        "{:?}",
+        stdout(&out)
+    );
     assert!(stderr(&out).contains("concealed"), "{}", stderr(&out));
 
     // --json keeps the text exact.
-    let server = ScriptedServer::start(vec![Turn::answer(format!("```completion\nDone {nasty}\n```"))])
-        .await
-        .unwrap();
-    super::support::write_agent(dir.path(), &server, super::support::Wire::Anthropic, true, "");
-    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "--json", "show"], &[]).await;
+    let server = ScriptedServer::start(vec![Turn::answer(format!(
+        "```completion\nDone {nasty}\n```"
+    ))])
+    .await
+    .unwrap();
+    super::support::write_agent(
+        dir.path(),
+        &server,
+        super::support::Wire::Anthropic,
+        true,
+        "",
+    );
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "memory", "--json", "show"],
+        &[],
+    )
+    .await;
     let lines = super::support::json_lines(&out);
     assert_eq!(
         lines.last().unwrap()["outcome"]["summary"].as_str(),

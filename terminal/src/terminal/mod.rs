@@ -265,6 +265,19 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
         .map_err(|e| TerminalError::io(format!("cannot write {}", path.display()), e))
 }
 
+/// The largest terminal a client may ask for; the screen model holds `cols × rows` cells.
+pub(crate) const MAX_COLS: u16 = 1000;
+/// See [`MAX_COLS`].
+pub(crate) const MAX_ROWS: u16 = 500;
+
+fn invalid_size(cols: u16, rows: u16) -> TerminalError {
+    TerminalError::InvalidCommand {
+        reason: format!(
+            "invalid size {cols}x{rows}: columns must be 1–{MAX_COLS} and rows 1–{MAX_ROWS}"
+        ),
+    }
+}
+
 impl Terminal {
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
@@ -309,10 +322,11 @@ impl Terminal {
     /// Changes the PTY and screen-model size.
     pub(crate) fn resize(&self, cols: u16, rows: u16) -> Result<()> {
         let (Some(c), Some(r)) = (NonZeroU16::new(cols), NonZeroU16::new(rows)) else {
-            return Err(TerminalError::InvalidCommand {
-                reason: format!("invalid size {cols}x{rows}"),
-            });
+            return Err(invalid_size(cols, rows));
         };
+        if cols > MAX_COLS || rows > MAX_ROWS {
+            return Err(invalid_size(cols, rows));
+        }
         let size = rustix::termios::Winsize {
             ws_row: rows,
             ws_col: cols,

@@ -209,6 +209,47 @@ async fn control_socket_announces_terminals_and_resizes() {
     assert!(
         matches!(next(&mut events).await, ControlEvent::Error { message } if message.contains("ghost"))
     );
+    // A size the screen model could not hold is refused, and the terminal keeps its size.
+    events.resize("main", 65535, 65535).await.unwrap();
+    assert!(
+        matches!(next(&mut events).await, ControlEvent::Error { message } if message.contains("columns must be 1–1000"))
+    );
+    assert_eq!(main.execute("stty size", T).await.unwrap().output, "30 100");
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_control_line_is_cut_off() {
+    use tokio::io::AsyncBufReadExt;
+    use tokio::io::AsyncWriteExt;
+
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(work.path()).await;
+    let stream = tokio::net::UnixStream::connect(m.socket_dir().join("control.sock"))
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(format!("{}\n", m.token()).as_bytes())
+        .await
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    let ok = tokio::time::timeout(T, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ok.as_deref(), Some("{\"ok\":true}"));
+    // 1 MiB without a newline: the server must not buffer it all; it answers and hangs up.
+    let junk = vec![b'x'; 1024 * 1024];
+    let _ = write.write_all(&junk).await;
+    let mut saw_error = false;
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(T, lines.next_line()).await {
+        saw_error |= line.contains("longer than 4096 bytes");
+    }
+    assert!(
+        saw_error,
+        "the server explains why it closes the connection"
+    );
     m.shutdown().await;
 }
 
