@@ -38,6 +38,16 @@ fn shell_quote(path: &Path) -> String {
     format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
 }
 
+/// The shell integration, sourced once by the new shell.
+///
+/// Before an agent command is sent, the runtime writes a fresh nonce to the private nonce file; `PROMPT_COMMAND`
+/// prints it back in the completion marker (`ESC]6973;D;nonce;status;cwd BEL`), so only this command's end
+/// completes it. The nonce must never be readable by the programs the command runs, or one of them could print a
+/// marker of its own and fake the command's end and exit status: a `DEBUG` trap, armed by `PROMPT_COMMAND`, takes
+/// the nonce into a shell variable (never exported) and empties the file before the command's first simple
+/// command runs, in the shell itself, before anything is forked. (A command line without a simple command, such
+/// as a function definition, leaves it to `PROMPT_COMMAND`.) The trap stays set, as a cheap test of a flag,
+/// while the command runs in this shell; subshells and scripts do not inherit it.
 fn integration_script(nonce_path: &Path) -> String {
     format!(
         r#"builtin unset HISTFILE
@@ -46,7 +56,11 @@ PS1='\w\$ \[\e]6973;B\a\]'
 PS2='\[\e]6973;P\a\]> '
 PS0='\e]6973;C\a'
 __cp_nf={nonce}
-PROMPT_COMMAND='__cp_rc=$?; __cp_n=; builtin read -r __cp_n 2>/dev/null <"$__cp_nf"; : 2>/dev/null >"$__cp_nf"; builtin printf "\033]6973;D;%s;%s;%s\007" "$__cp_n" "$__cp_rc" "$PWD"'
+__cp_n=
+__cp_armed=
+__cp_take() {{ __cp_armed=; builtin read -r __cp_n 2>/dev/null <"$__cp_nf"; : 2>/dev/null >"$__cp_nf"; }}
+PROMPT_COMMAND='__cp_rc=$?; builtin trap - DEBUG; [[ -z $__cp_armed ]] || __cp_take; builtin printf "\033]6973;D;%s;%s;%s\007" "$__cp_n" "$__cp_rc" "$PWD"; __cp_n=; __cp_armed=1; builtin trap "[[ -z \$__cp_armed ]] || __cp_take" DEBUG'
+builtin readonly -f __cp_take
 builtin readonly PROMPT_COMMAND PS0 PS2 __cp_nf
 builtin bind 'set enable-bracketed-paste on' 2>/dev/null
 builtin bind 'set enable-active-region off' 2>/dev/null

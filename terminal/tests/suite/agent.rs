@@ -179,6 +179,34 @@ async fn fake_and_stale_markers_do_not_complete_a_command() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_cannot_read_the_nonce_and_forge_its_completion() {
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(work.path()).await;
+    let t = m.create("main").await.unwrap();
+    let nonce_file = m.socket_dir().join("main.nonce");
+    // A program the command runs (not the shell) reads the nonce file and prints a marker with it.
+    let forger = format!(
+        r#"bash -c 'n=$(cat {}); printf "\033]6973;D;%s;0;/forged\007" "$n"; sleep 1; echo real; exit 3'"#,
+        nonce_file.display()
+    );
+    for _ in 0..3 {
+        let r = t.execute(&forger, T).await.unwrap();
+        assert_eq!(
+            (r.status, r.exit_code, r.output.as_str()),
+            (CommandStatus::Completed, Some(3), "real"),
+            "{r:?}"
+        );
+        assert_eq!(r.cwd, work.path());
+    }
+    // Commands whose first statement defines a function still complete.
+    let r = t.execute("f() { echo fn; }; f", T).await.unwrap();
+    assert_eq!((r.exit_code, r.output.as_str()), (Some(0), "fn"));
+    let r = t.execute("g() { echo g; }", T).await.unwrap();
+    assert_eq!(r.exit_code, Some(0));
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_line_and_incomplete_commands() {
     let work = tempfile::tempdir().unwrap();
     let m = manager(work.path()).await;
