@@ -53,7 +53,10 @@ pub(crate) async fn run(keep: bool, json: bool) -> Result<Exit, Failure> {
     let rt = AsyncRuntime::builder(agent).build().await?;
     let sink = Arc::clone(&out);
     rt.on_envelope(move |e| sink.on_event(e));
-    let exit = crate::run_task(&rt, TASK, &out).await;
+    let mut signals = crate::signals::Signals::new();
+    let exit = crate::run_task(&rt, TASK, &out, &mut signals)
+        .await
+        .map(|(exit, _)| exit);
     rt.close().await?;
     if keep {
         let path = dir.keep();

@@ -12,6 +12,7 @@ mod output;
 mod prompts;
 mod secrets;
 mod sessions;
+mod signals;
 
 use std::io::IsTerminal;
 use std::io::Read;
@@ -316,37 +317,36 @@ fn outcome_exit(outcome: &Outcome) -> Exit {
     }
 }
 
-/// Runs one task with Ctrl-C wired to abort; prints the outcome.
+/// Runs one task with Ctrl-C, SIGTERM and SIGHUP wired to abort; prints the outcome. Returns the stop signal
+/// that arrived, if any, beside the exit code.
 pub(crate) async fn run_task(
     rt: &AsyncRuntime,
     task: &str,
     out: &Arc<dyn Output>,
-) -> Result<Exit, Failure> {
+    signals: &mut signals::Signals,
+) -> Result<(Exit, Option<signals::Stop>), Failure> {
     let run = rt.run(task);
     tokio::pin!(run);
-    let mut interrupts = 0u32;
+    let mut stopped: Option<signals::Stop> = None;
     let result = loop {
         tokio::select! {
             r = &mut run => break r,
-            s = tokio::signal::ctrl_c() => {
-                if s.is_err() {
-                    continue;
+            stop = signals.next() => {
+                if stopped.is_some() {
+                    // A second signal: quit at once (the runtime's drop still kills the terminals).
+                    return Ok((Exit::Aborted, Some(stop)));
                 }
-                interrupts += 1;
-                if interrupts == 1 {
-                    out.suspend();
-                    output::err_line("codepilot: interrupted — aborting the task (Ctrl-C again to quit at once)");
-                    rt.abort();
-                } else {
-                    return Ok(Exit::Aborted);
-                }
+                stopped = Some(stop);
+                out.suspend();
+                output::err_line(stop.notice());
+                rt.abort();
             }
         }
     };
     let outcome = result?;
     out.suspend();
     out.on_outcome(&rt.session_id(), &outcome);
-    Ok(outcome_exit(&outcome))
+    Ok((outcome_exit(&outcome), stopped))
 }
 
 fn make_output(json: bool) -> Arc<dyn Output> {
@@ -363,16 +363,17 @@ async fn run_one(
     task: &str,
     env: secrets::EnvSnapshot,
 ) -> Result<Exit, Failure> {
+    let mut signals = signals::Signals::new();
     let out = make_output(args.json);
     let rt = build_runtime(agent, args, &out, env).await?;
     if !args.json {
         announce(&rt);
     }
-    let exit = run_task(&rt, task, &out).await;
+    let exit = run_task(&rt, task, &out, &mut signals).await;
     if let Err(e) = rt.close().await {
         output::err_line(&format!("codepilot: closing the session: {e}"));
     }
-    exit
+    exit.map(|(exit, _)| exit)
 }
 
 fn announce(rt: &AsyncRuntime) {
@@ -395,6 +396,7 @@ async fn chat(
     args: &AgentArgs,
     env: secrets::EnvSnapshot,
 ) -> Result<Exit, Failure> {
+    let mut signals = signals::Signals::new();
     let out = make_output(args.json);
     let rt = build_runtime(agent, args, &out, env).await?;
     if !args.json {
@@ -420,8 +422,11 @@ async fn chat(
         }
         let line = tokio::select! {
             l = lines.recv() => l,
-            _ = tokio::signal::ctrl_c() => {
+            stop = signals.next() => {
                 output::err_line("");
+                if stop.ends_program() {
+                    last = Exit::Aborted;
+                }
                 break;
             }
         };
@@ -440,8 +445,14 @@ async fn chat(
         if text.is_empty() {
             continue;
         }
-        match run_task(&rt, text, &out).await {
-            Ok(exit) => last = exit,
+        match run_task(&rt, text, &out, &mut signals).await {
+            Ok((exit, stop)) => {
+                last = exit;
+                // SIGTERM or SIGHUP ends the conversation too; Ctrl-C only the task.
+                if stop.is_some_and(signals::Stop::ends_program) {
+                    break;
+                }
+            }
             Err(f) => {
                 // One failed task (a provider outage, say) does not end the conversation.
                 output::err_line(&format!(

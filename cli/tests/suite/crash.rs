@@ -166,20 +166,67 @@ async fn a_second_process_on_the_same_session_is_refused_until_the_first_dies() 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_aborts_the_task_and_exits_4_with_the_step_stored() {
-    let dir = tempfile::tempdir().unwrap();
+/// Every process below `pid`, from `/proc`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid: u32 = rest.split(' ').nth(1).unwrap().parse().unwrap();
+        parent_of.insert(p, ppid);
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for (child, parent) in &parent_of {
+            if *parent == p {
+                found.push(*child);
+                frontier.push(*child);
+            }
+        }
+    }
+    found
+}
+
+/// Whether `pid` is gone (a zombie counts as gone: it runs nothing).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
+        Err(_) => true,
+    }
+}
+
+async fn all_gone(pids: &[u32]) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        if pids.iter().all(|p| gone(*p)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A run with a background command in a second terminal, stuck waiting for its second model answer.
+async fn stuck_run(dir: &Path, session: &str) -> (ScriptedServer, std::process::Child) {
     let server = ScriptedServer::start(vec![
-        Turn::answer("step one\n\n```codepilot\nprint(\"one\")\n```"),
+        Turn::answer(
+            "step one\n\n```codepilot\nexecute(\"bg\", \"sleep 300\", timeout=1, new_terminal=True)\n```",
+        ),
         Turn::delay(120_000, Turn::answer("never")),
     ])
     .await
     .unwrap();
-    write_agent(dir.path(), &server, Wire::OpenAi, true, NO_TERMINALS);
+    write_agent(dir, &server, Wire::OpenAi, true, "");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_codepilot"));
-    cmd.current_dir(dir.path())
-        .args(["run", "--json", "--session-id", "ctrl-c", "interrupt me"])
-        .env("CODEPILOT_HOME", dir.path().join("home"))
+    cmd.current_dir(dir)
+        .args(["run", "--json", "--session-id", session, "interrupt me"])
+        .env("CODEPILOT_HOME", dir.join("home"))
         .env_remove("CODEPILOT_DB_URL")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -187,28 +234,71 @@ async fn ctrl_c_aborts_the_task_and_exits_4_with_the_step_stored() {
     super::support::detach_from_terminal(&mut cmd);
     let child = cmd.spawn().unwrap();
     wait_for_requests(&server, 2).await;
-    // SAFETY: sending SIGINT to our own child process.
-    unsafe {
-        libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT);
+    (server, child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_sigterm_and_sighup_abort_the_task_and_exit_4_with_the_step_stored() {
+    for (signal, name) in [
+        (libc::SIGINT, "sigint"),
+        (libc::SIGTERM, "sigterm"),
+        (libc::SIGHUP, "sighup"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_server, child) = stuck_run(dir.path(), name).await;
+        let below = descendants(child.id());
+        assert!(
+            below.len() >= 3,
+            "{name}: two shells and a sleep expected: {below:?}"
+        );
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(i32::try_from(child.id()).unwrap(), signal);
+        }
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{name}: {}", stderr(&out));
+        let lines = super::support::json_lines(&out);
+        assert!(
+            super::support::events(&lines)
+                .iter()
+                .any(|e| e["type"] == "aborted"),
+            "{name}: {lines:?}"
+        );
+        assert_eq!(
+            lines.last().unwrap()["outcome"]["status"],
+            "aborted",
+            "{name}"
+        );
+        assert!(
+            all_gone(&below).await,
+            "{name}: processes outlived the runtime: {below:?}"
+        );
+        // The finished step was stored: the session shows it.
+        let show = codepilot(dir.path(), &["sessions", "show", name]).await;
+        assert!(
+            super::support::stdout(&show).contains("step one"),
+            "{name}: {}",
+            stderr(&show)
+        );
     }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let lines = super::support::json_lines(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_shell_outlives_a_killed_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut child) = stuck_run(dir.path(), "sigkill").await;
+    let below = descendants(child.id());
     assert!(
-        super::support::events(&lines)
-            .iter()
-            .any(|e| e["type"] == "aborted"),
-        "{lines:?}"
+        below.len() >= 3,
+        "two shells and a sleep expected: {below:?}"
     );
-    assert_eq!(lines.last().unwrap()["outcome"]["status"], "aborted");
-    // The finished step was stored: the session shows it.
-    let show = codepilot(dir.path(), &["sessions", "show", "ctrl-c"]).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
     assert!(
-        super::support::stdout(&show).contains("step one"),
-        "{}",
-        stderr(&show)
+        all_gone(&below).await,
+        "processes outlived the killed runtime: {below:?}"
     );
 }

@@ -97,7 +97,10 @@ impl Terminal {
         let (pty, pts) = pty_process::open().map_err(|e| io_err("open a PTY", e))?;
         pty.resize(pty_process::Size::new(cfg.rows, cfg.cols))
             .map_err(|e| io_err("size the PTY", e))?;
-        let master = rustix::io::dup(&pty)
+        // Close-on-exec: a shell (or any later child) holding a PTY master open would keep its terminal alive
+        // after the runtime dies. With only the runtime holding it, the runtime's death hangs the PTY up, and the
+        // shell and its jobs get SIGHUP.
+        let master = rustix::io::fcntl_dupfd_cloexec(&pty, 0)
             .map_err(|e| TerminalError::io("cannot duplicate the PTY descriptor", e.into()))?;
         let env = normalised_env(std::env::vars_os(), &cfg.env, &cfg.hidden_vars, name);
         let child = pty_process::Command::new(&cfg.shell)
