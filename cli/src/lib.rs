@@ -31,6 +31,7 @@ use cli::AgentArgs;
 pub use cli::Cli;
 pub use cli::Command;
 use cli::SessionKind;
+pub use codepilot::script::CountingAllocator;
 use output::HumanOutput;
 use output::JsonlOutput;
 use output::Output;

@@ -45,6 +45,7 @@
 
 #![deny(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+mod alloc;
 mod bind;
 mod error;
 mod interp;
@@ -52,6 +53,8 @@ mod pool;
 mod runner;
 mod spec;
 
+pub use alloc::CountingAllocator;
+pub use alloc::counting as counting_allocator_installed;
 pub use codepilot_protocol::ExcKind;
 pub use codepilot_protocol::ParamSpec;
 pub use codepilot_protocol::ToolError;

@@ -18,9 +18,9 @@ pub struct Limits {
     /// Memory cap in bytes. Default 256 MiB.
     ///
     /// Without a counting global allocator this rejects any *single* allocation the interpreter can
-    /// size up front (`'a' * 10**9`, `[0] * 10**9`, `2 ** 10**10`) with `MemoryError`. It only becomes
-    /// a cap on *live* memory when the executable installs `monty-alloc` as its global allocator
-    /// (see the crate README). `None` disables both.
+    /// size up front (`'a' * 10**9`, `[0] * 10**9`, `2 ** 10**10`) with `MemoryError`. It becomes a cap on
+    /// the memory a block adds when the executable installs [`crate::CountingAllocator`] as its global
+    /// allocator (the `codepilot` binary does). `None` disables both.
     pub max_memory_bytes: Option<usize>,
     /// Maximum bytes the block may `print()`; beyond it `print` raises `MemoryError`. Default 10 MiB.
     pub max_print_bytes: usize,

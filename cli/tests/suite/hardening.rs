@@ -558,3 +558,26 @@ async fn an_unbounded_output_limit_is_a_configuration_error() {
     );
     assert!(stderr(&out).contains("agent.yaml:"), "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_over_its_memory_cap_gets_memory_error_and_the_process_survives() {
+    // 100 MB strings kept alive in a loop: each one alone is under the 256 MiB cap, together they are not. The
+    // interpreter stops the block with MemoryError (like its time limit, not catchable by the block).
+    let block =
+        "```codepilot\nkept = []\nfor i in range(30):\n    kept.append(\"x\" * 100000000)\n```";
+    let server = ScriptedServer::start(vec![
+        Turn::answer(block),
+        Turn::answer("```completion\nbounded\n```"),
+    ])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    super::support::write_agent(dir.path(), &server, super::support::Wire::OpenAi, true, "");
+    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "hog"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = super::support::last_user_text(&server.requests()[1].body);
+    assert!(seen.contains("raised MemoryError"), "{seen}");
+    assert!(seen.contains("> 268435456 bytes"), "{seen}");
+    // The process lived on to the next step, which completed the task.
+    assert_eq!(stdout(&out).trim(), "bounded");
+}

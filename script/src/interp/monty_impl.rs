@@ -66,6 +66,7 @@ impl ControlInterpreter for MontyInterpreter {
             .max_suspensions(usize::MAX);
         if let Some(bytes) = program.limits.max_memory_bytes {
             limits = limits.max_memory(bytes);
+            crate::alloc::start_budget();
         }
         let mut io = Io {
             bridge,
