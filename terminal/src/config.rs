@@ -28,6 +28,9 @@ pub struct TerminalConfig {
     /// Bytes of raw PTY output kept per terminal for replay to newly attached clients.
     /// Default: 256 KiB.
     pub scrollback_bytes: usize,
+    /// The sandbox every shell runs in (`codepilot-sandbox`). `None`: no sandbox. The terminal's private
+    /// directory is added to the policy's always-writable folders (the shell integration writes there).
+    pub sandbox: Option<codepilot_sandbox::Policy>,
 }
 
 impl Default for TerminalConfig {
@@ -42,6 +45,7 @@ impl Default for TerminalConfig {
             socket_dir: None,
             max_output_chars: 10_000,
             scrollback_bytes: 256 * 1024,
+            sandbox: None,
         }
     }
 }

@@ -103,7 +103,25 @@ impl Terminal {
         let master = rustix::io::fcntl_dupfd_cloexec(&pty, 0)
             .map_err(|e| TerminalError::io("cannot duplicate the PTY descriptor", e.into()))?;
         let env = normalised_env(std::env::vars_os(), &cfg.env, &cfg.hidden_vars, name);
-        let child = pty_process::Command::new(&cfg.shell)
+        let sandbox = match &cfg.sandbox {
+            Some(policy) if policy.mode != codepilot_sandbox::Mode::Off => {
+                let mut policy = policy.clone();
+                policy.always_writable.push(ctx.dir.to_path_buf());
+                Some(codepilot_sandbox::Plan::new(&policy).map_err(|e| {
+                    TerminalError::io(
+                        format!("cannot prepare the sandbox for terminal {name}"),
+                        std::io::Error::other(e),
+                    )
+                })?)
+            }
+            Some(_) | None => None,
+        };
+        let mut command = pty_process::Command::new(&cfg.shell);
+        if let Some(plan) = sandbox {
+            // SAFETY: `Plan::enter` makes system calls only, as `pre_exec` requires.
+            command = unsafe { command.pre_exec(move || plan.enter()) };
+        }
+        let child = command
             .args(["--norc", "--noprofile", "-i"])
             .env_clear()
             .envs(env)

@@ -2,3 +2,4 @@ mod agent;
 mod helpers;
 mod lifecycle;
 mod multiplexer;
+mod sandboxed;

@@ -1,0 +1,200 @@
+//! Entering the sandbox in a forked child: system calls only, no allocation (see [`crate::Plan::enter`]).
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::path::PathBuf;
+
+use crate::Plan;
+use crate::SandboxError;
+
+/// Devices a shell needs to write to and control whatever the mode: its terminal, and the usual sinks and sources.
+const DEVICES: [&str; 8] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+];
+
+/// The Landlock ruleset for a shell that reads everywhere and writes beneath `write_roots` and the devices.
+/// `None` when this kernel does not enforce Landlock.
+pub(crate) fn landlock_ruleset(write_roots: &[PathBuf]) -> Result<Option<OwnedFd>, SandboxError> {
+    use landlock::ABI;
+    use landlock::Access;
+    use landlock::AccessFs;
+    use landlock::Ruleset;
+    use landlock::RulesetAttr;
+    use landlock::RulesetCreatedAttr;
+    use landlock::path_beneath_rules;
+
+    let abi = ABI::V5;
+    let fail = |e: &dyn std::fmt::Display| SandboxError::Landlock(e.to_string());
+    let existing = |paths: Vec<&Path>| -> Vec<PathBuf> {
+        paths
+            .into_iter()
+            .filter(|p| p.exists())
+            .map(Path::to_path_buf)
+            .collect()
+    };
+    let writable = existing(
+        write_roots
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(DEVICES.iter().map(Path::new))
+            .collect(),
+    );
+    let ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(|e| fail(&e))?
+        .create()
+        .map_err(|e| fail(&e))?
+        .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
+        .map_err(|e| fail(&e))?
+        .add_rules(path_beneath_rules(&writable, AccessFs::from_all(abi)))
+        .map_err(|e| fail(&e))?;
+    Ok(ruleset.into())
+}
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to the file at `path` (a `/proc` control file).
+fn write_file(path: &CStr, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: a NUL-terminated path; the descriptor is closed below on every path.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `bytes` is valid for its length; `fd` is open.
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let err = io::Error::last_os_error();
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    if written < 0 {
+        return Err(err);
+    }
+    Ok(())
+}
+
+pub(crate) fn enter(plan: &Plan) -> io::Result<()> {
+    let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS;
+    if !plan.network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare only changes this (single-threaded, forked) process.
+    check(unsafe { libc::unshare(flags) })?;
+    match write_file(c"/proc/self/setgroups", b"deny") {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        Ok(()) | Err(_) => {}
+    }
+    write_file(c"/proc/self/uid_map", plan.uid_map.as_bytes())?;
+    write_file(c"/proc/self/gid_map", plan.gid_map.as_bytes())?;
+    // The shell must be a child to be in the new PID namespace (it becomes its PID 1).
+    // SAFETY: this process is a single-threaded fork child; both sides go on with system calls only.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => inside(plan),
+        child => wait_and_exit(child),
+    }
+}
+
+/// The process between the runtime and the sandboxed shell: it waits for the shell and exits with its status.
+fn wait_and_exit(child: libc::pid_t) -> ! {
+    // SAFETY: plain system calls on this process. Closing every descriptor but the standard streams (the
+    // terminal) matters: the spawner learns that `exec` happened when its pipe closes, and this process never
+    // execs. PDEATHSIG: if the runtime dies, this process dies, and the shell with it (below).
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3_u32, u32::MAX, 0_u32);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(child, &raw mut status, 0) };
+        if r == child {
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                continue;
+            };
+            // SAFETY: ends this process without running anything of the parent's (no destructors, no atexit).
+            unsafe { libc::_exit(code) };
+        }
+        if r == -1 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // SAFETY: as above.
+            unsafe { libc::_exit(1) };
+        }
+    }
+}
+
+/// PID 1 of the new namespace, before `exec`: its own `/proc`, loopback, and the Landlock rules.
+fn inside(plan: &Plan) -> io::Result<()> {
+    // SAFETY: plain system calls on this process, with NUL-terminated literals.
+    unsafe {
+        // When the process in between dies (and so the runtime), the whole namespace goes.
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ))?;
+    }
+    if !plan.network {
+        loopback_up()?;
+    }
+    if let Some(ruleset) = &plan.ruleset {
+        // SAFETY: plain system calls; the ruleset descriptor is open for the plan's lifetime.
+        unsafe {
+            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            let r = libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0_u32);
+            if r == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Brings `lo` up in a fresh network namespace, so servers the agent starts on localhost still work.
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a socket for ioctls, closed on every path; `ifreq` is plain data.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = libc::c_char::from_ne_bytes([*src]);
+        }
+        let mut result = check(libc::ioctl(fd, libc::SIOCGIFFLAGS, &raw mut ifr));
+        if result.is_ok() {
+            ifr.ifr_ifru.ifru_flags |= libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
+            result = check(libc::ioctl(fd, libc::SIOCSIFFLAGS, &raw const ifr));
+        }
+        libc::close(fd);
+        result
+    }
+}

@@ -1,0 +1,128 @@
+//! Shells in the sandbox: what they can write, see and reach.
+
+use std::time::Duration;
+
+use codepilot_sandbox::Mode;
+use codepilot_sandbox::Policy;
+use codepilot_terminal::CommandStatus;
+use codepilot_terminal::TerminalConfig;
+
+use super::helpers::T;
+use super::helpers::manager_with;
+
+fn sandboxed(work: &std::path::Path, mode: Mode, network: bool) -> TerminalConfig {
+    let mut cfg = TerminalConfig::new(work);
+    cfg.sandbox = Some(Policy::new(mode, network, vec![work.to_path_buf()]));
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandboxed_shell_writes_only_where_it_may_and_cannot_see_the_runtime() {
+    if !codepilot_sandbox::probe().available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines support the sandbox"
+        );
+        eprintln!("note: no user namespaces here; skipping");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let m = manager_with(sandboxed(work.path(), Mode::WorkspaceWrite, false)).await;
+    let t = m.create("main").await.unwrap();
+    let r = t.execute("touch inside && echo ok", T).await.unwrap();
+    assert_eq!((r.exit_code, r.output.as_str()), (Some(0), "ok"), "{r:?}");
+    assert!(work.path().join("inside").exists());
+    let target = outside.path().join("nope");
+    let r = t
+        .execute(&format!("touch {}", target.display()), T)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, Some(0), "{r:?}");
+    assert!(!target.exists());
+    let r = t
+        .execute(
+            "touch /tmp/codepilot-sandbox-probe && rm /tmp/codepilot-sandbox-probe && echo tmp ok",
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.output, "tmp ok", "{r:?}");
+    // The runtime is invisible and unreachable: the shell is PID 1 of its own namespace.
+    let me = std::process::id();
+    let r = t
+        .execute("echo $$ $PPID; ls /proc | grep -c '^[0-9]'", T)
+        .await
+        .unwrap();
+    let first = r.output.lines().next().unwrap();
+    assert_eq!(first, "1 0", "{r:?}");
+    let r = t
+        .execute(&format!("cat /proc/{me}/environ; kill -0 {me}"), T)
+        .await
+        .unwrap();
+    assert_ne!(r.exit_code, Some(0), "{r:?}");
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_is_off_unless_allowed_and_loopback_works() {
+    if !codepilot_sandbox::probe().available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines support the sandbox"
+        );
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let probe = format!(
+        "(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo reached || echo unreachable"
+    );
+    for (network, want) in [(false, "unreachable"), (true, "reached")] {
+        let work = tempfile::tempdir().unwrap();
+        let m = manager_with(sandboxed(work.path(), Mode::WorkspaceWrite, network)).await;
+        let t = m.create("main").await.unwrap();
+        let r = t.execute(&probe, T).await.unwrap();
+        assert_eq!(r.output, want, "network={network}: {r:?}");
+        m.shutdown().await;
+    }
+    // Without the network, servers on the sandbox's own loopback still work.
+    let work = tempfile::tempdir().unwrap();
+    let m = manager_with(sandboxed(work.path(), Mode::WorkspaceWrite, false)).await;
+    let t = m.create("main").await.unwrap();
+    let r = t
+        .execute(
+            "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(); \
+             c=socket.create_connection(s.getsockname()); print(\"loopback ok\")'",
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.output, "loopback ok", "{r:?}");
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_writes_nowhere_and_killing_the_shell_ends_its_namespace() {
+    if !codepilot_sandbox::probe().available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines support the sandbox"
+        );
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let m = manager_with(sandboxed(work.path(), Mode::ReadOnly, true)).await;
+    let t = m.create("main").await.unwrap();
+    let r = t.execute("touch inside", T).await.unwrap();
+    assert_ne!(r.exit_code, Some(0), "{r:?}");
+    assert!(!work.path().join("inside").exists());
+    let r = t
+        .execute("sleep 300", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(r.status, CommandStatus::Running);
+    let report = m.terminate("main").await.unwrap();
+    assert!(!report.killed.is_empty());
+    m.shutdown().await;
+}
