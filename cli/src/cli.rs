@@ -31,6 +31,23 @@ pub enum Command {
     Attach(AttachArgs),
     /// List, show or delete stored sessions.
     Sessions(SessionsArgs),
+    /// What the sandbox enforces on this machine.
+    Sandbox(SandboxArgs),
+}
+
+/// `codepilot sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SandboxCommand,
+}
+
+/// `codepilot sandbox …`.
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Prints which of the sandbox's guarantees this machine enforces (exit 0 when all, 1 when some are missing).
+    Check,
 }
 
 /// Where sessions are stored.

@@ -91,6 +91,7 @@ enum Prepared {
     Demo(cli::DemoArgs),
     Attach(cli::AttachArgs),
     Sessions(cli::SessionsArgs),
+    Sandbox(cli::SandboxArgs),
 }
 
 /// Reads the task and the agent file, then takes secrets out of the process's reach (which must happen while
@@ -110,14 +111,17 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         Command::Demo(args) => Prepared::Demo(args),
         Command::Attach(args) => Prepared::Attach(args),
         Command::Sessions(args) => Prepared::Sessions(args),
+        Command::Sandbox(args) => Prepared::Sandbox(args),
     };
     let hidden: Vec<String> = match &prepared {
         Prepared::Run(agent, ..) | Prepared::Chat(agent, _) => {
             agent.model.api_key_env.iter().cloned().collect()
         }
-        Prepared::Init(_) | Prepared::Demo(_) | Prepared::Attach(_) | Prepared::Sessions(_) => {
-            Vec::new()
-        }
+        Prepared::Init(_)
+        | Prepared::Demo(_)
+        | Prepared::Attach(_)
+        | Prepared::Sessions(_)
+        | Prepared::Sandbox(_) => Vec::new(),
     };
     if secrets::argv_has_credentials() {
         output::err_line(
@@ -203,6 +207,9 @@ async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit,
             Ok(Exit::Completed)
         }
         Prepared::Sessions(args) => sessions::run(args).await,
+        Prepared::Sandbox(args) => match args.command {
+            cli::SandboxCommand::Check => Ok(sandbox_check()),
+        },
     }
 }
 
@@ -466,6 +473,27 @@ async fn chat(
     }
     rt.close().await?;
     Ok(last)
+}
+
+/// `codepilot sandbox check`: each guarantee, enforced or not and why, on stdout.
+fn sandbox_check() -> Exit {
+    let support = codepilot::sandbox::probe();
+    let report = support.report();
+    for (what, result) in &report {
+        match result {
+            Ok(how) => output::emit_stdout(&format!("yes  {what} ({how})")),
+            Err(why) => output::emit_stdout(&format!("no   {what}: {why}")),
+        }
+    }
+    if report.iter().all(|(_, r)| r.is_ok()) {
+        Exit::Completed
+    } else {
+        output::err_line(
+            "codepilot: some guarantees are missing here; agents still run, with what is enforced (set \
+             runtime.sandbox: off to silence the notice)",
+        );
+        Exit::Error
+    }
 }
 
 fn init(path: &Path, force: bool) -> Result<Exit, Failure> {

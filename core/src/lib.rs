@@ -38,6 +38,7 @@ pub use codepilot_protocol::Outcome;
 pub use codepilot_protocol::ParamSpec;
 pub use codepilot_protocol::ToolError;
 pub use codepilot_protocol::ToolSpec;
+pub use codepilot_sandbox as sandbox;
 pub use codepilot_script as script;
 pub use codepilot_script::Limits;
 pub use codepilot_store as store;

@@ -92,8 +92,13 @@ pub(crate) fn enter(plan: &Plan) -> io::Result<()> {
     if !plan.network {
         flags |= libc::CLONE_NEWNET;
     }
-    // SAFETY: unshare only changes this (single-threaded, forked) process.
-    check(unsafe { libc::unshare(flags) })?;
+    // SAFETY: prctl and unshare only change this (single-threaded, forked) process. A host that made itself not
+    // dumpable (to keep its memory from other processes) passes that on to its fork; then /proc/self belongs to
+    // root and the maps below cannot be written. `exec` would make the shell dumpable again anyway.
+    unsafe {
+        check(libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0))?;
+        check(libc::unshare(flags))?;
+    }
     match write_file(c"/proc/self/setgroups", b"deny") {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         Ok(()) | Err(_) => {}

@@ -192,79 +192,88 @@ async fn send_input_passes_the_same_gate_as_execute() {
 /// filtered to the lines that matter (the whole dump would be cut to the output limit).
 const DUMP_ANCESTORS: &str = "execute(\"main\", \"(env; p=$$; while [ \\\"$p\\\" -gt 1 ]; do echo \\\"== $p\\\"; \
      cat /proc/$p/environ /proc/$p/cmdline 2>/dev/null | tr '\\\\0' '\\\\n'; p=$(awk '{print $4}' /proc/$p/stat); \
-     done) | grep -E 'configured-ke[y]|test-ke[y]|hunter[2]|ghp-toke[n]|pw-in-arg[v]|look around|^== |_API_KEY|MY_LLM'\", \
+     done) | grep -E 'configured-ke[y]|test-ke[y]|hunter[2]|ghp-toke[n]|pw-in-arg[v]|look aroun[d]|^== |_API_KEY|MY_LLM'\", \
      timeout=10)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_shell_by_any_route() {
-    let server = ScriptedServer::start(vec![
-        Turn::answer(format!("```codepilot\n{DUMP_ANCESTORS}\n```")),
-        Turn::answer("```completion\nlooked\n```"),
-    ])
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("work")).unwrap();
-    std::fs::write(
-        dir.path().join("agent.yaml"),
-        format!(
-            "agent:\n  name: Secrets\n  model:\n    provider: anthropic\n    name: claude-sonnet-4-5\n    \
-             api_key_env: MY_LLM\n    base_url: {}\n  runtime:\n    work_dir: work\n",
-            server.base_url()
-        ),
-    )
-    .unwrap();
-    // A password in a --db-url on the command line, when a Postgres server to accept it is at hand (its test
-    // setup trusts local connections, so the password is never checked).
-    let mut args: Vec<String> = ["run", "--yes"].map(str::to_owned).to_vec();
-    if let Some(url) = super::support::pg_url() {
-        let with_password = url.replacen("://root@", "://root:pw-in-argv@", 1);
-        assert_ne!(with_password, url, "unexpected test database URL {url}");
-        args.extend([
-            "--session".to_owned(),
-            "db".to_owned(),
-            "--db-url".to_owned(),
-            with_password,
-        ]);
-    } else {
-        args.extend(["--session".to_owned(), "memory".to_owned()]);
-    }
-    args.push("look around".to_owned());
-    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = codepilot_with(
-        dir.path(),
-        &arg_refs,
-        &[
-            ("MY_LLM", "sk-configured-key-1"),
-            ("DATABASE_URL", "postgres://app:hunter2@db.internal/app"),
-            ("GITHUB_TOKEN", "ghp-token-2"),
-        ],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let seen = super::support::last_user_text(&server.requests()[1].body);
-    // The dump did read the parents: the runtime's command line is there, and its key variables, masked.
-    assert!(seen.contains("look around"), "{seen}");
-    assert!(seen.contains("MY_LLM=*****"), "{seen}");
-    assert!(seen.contains("== "), "{seen}");
-    for secret in [
-        "sk-configured-key-1",
-        "test-key",
-        "hunter2",
-        "ghp-token-2",
-        "pw-in-argv",
-    ] {
-        assert!(
-            !seen.contains(secret),
-            "{secret} reached the shell:\n{seen}"
-        );
-    }
-    if args.iter().any(|a| a.contains("pw-in-argv")) {
-        assert!(
-            stderr(&out).contains("a password on the command line is visible"),
-            "{}",
-            stderr(&out)
-        );
+    // Without the sandbox the shell can read its ancestors' environments and command lines: secrets must be
+    // masked there. In the sandbox it cannot even see the runtime.
+    for sandbox in ["off", "workspace-write"] {
+        let server = ScriptedServer::start(vec![
+            Turn::answer(format!("```codepilot\n{DUMP_ANCESTORS}\n```")),
+            Turn::answer("```completion\nlooked\n```"),
+        ])
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        std::fs::write(
+            dir.path().join("agent.yaml"),
+            format!(
+                "agent:\n  name: Secrets\n  model:\n    provider: anthropic\n    name: claude-sonnet-4-5\n    \
+                 api_key_env: MY_LLM\n    base_url: {}\n  runtime:\n    work_dir: work\n    sandbox: {sandbox}\n",
+                server.base_url()
+            ),
+        )
+        .unwrap();
+        // A password in a --db-url on the command line, when a Postgres server to accept it is at hand (its test
+        // setup trusts local connections, so the password is never checked).
+        let mut args: Vec<String> = ["run", "--yes"].map(str::to_owned).to_vec();
+        if let Some(url) = super::support::pg_url() {
+            let with_password = url.replacen("://root@", "://root:pw-in-argv@", 1);
+            assert_ne!(with_password, url, "unexpected test database URL {url}");
+            args.extend([
+                "--session".to_owned(),
+                "db".to_owned(),
+                "--db-url".to_owned(),
+                with_password,
+            ]);
+        } else {
+            args.extend(["--session".to_owned(), "memory".to_owned()]);
+        }
+        args.push("look around".to_owned());
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = codepilot_with(
+            dir.path(),
+            &arg_refs,
+            &[
+                ("MY_LLM", "sk-configured-key-1"),
+                ("DATABASE_URL", "postgres://app:hunter2@db.internal/app"),
+                ("GITHUB_TOKEN", "ghp-token-2"),
+            ],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{sandbox}: {}", stderr(&out));
+        let seen = super::support::last_user_text(&server.requests()[1].body);
+        if sandbox == "off" {
+            // The dump did read the parents: the runtime's command line is there, and its key variables, masked.
+            assert!(seen.contains("look around"), "{seen}");
+            assert!(seen.contains("MY_LLM=*****"), "{seen}");
+        } else {
+            // The shell is PID 1 of its own namespace ($$ is 1): it has no ancestor to read.
+            assert!(!seen.contains("look around"), "{seen}");
+            assert!(!seen.lines().any(|l| l.starts_with("== ")), "{seen}");
+        }
+        for secret in [
+            "sk-configured-key-1",
+            "test-key",
+            "hunter2",
+            "ghp-token-2",
+            "pw-in-argv",
+        ] {
+            assert!(
+                !seen.contains(secret),
+                "{sandbox}: {secret} reached the shell:\n{seen}"
+            );
+        }
+        if args.iter().any(|a| a.contains("pw-in-argv")) {
+            assert!(
+                stderr(&out).contains("a password on the command line is visible"),
+                "{}",
+                stderr(&out)
+            );
+        }
     }
 }
 

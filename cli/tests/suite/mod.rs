@@ -6,4 +6,5 @@ mod demo;
 mod hardening;
 mod output;
 mod run;
+mod sandbox;
 mod sessions;

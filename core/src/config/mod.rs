@@ -123,6 +123,11 @@ pub struct RuntimeConfig {
     pub unsafe_mode: bool,
     /// Wall clock for one control block, in seconds. Default 600, must be > 0.
     pub step_timeout_s: u64,
+    /// The sandbox the agent's shells (and file tools) run in. Default `workspace-write`; where the kernel
+    /// cannot provide it, the runtime says so and runs without.
+    pub sandbox: codepilot_sandbox::Mode,
+    /// Whether sandboxed shells have the network. Default true.
+    pub network: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -132,6 +137,8 @@ impl Default for RuntimeConfig {
             max_steps: DEFAULT_MAX_STEPS,
             unsafe_mode: false,
             step_timeout_s: DEFAULT_STEP_TIMEOUT_S,
+            sandbox: codepilot_sandbox::Mode::WorkspaceWrite,
+            network: true,
         }
     }
 }
@@ -374,6 +381,18 @@ impl AgentFileBuilder {
     #[must_use]
     pub fn step_timeout_s(mut self, s: u64) -> Self {
         self.agent.runtime.step_timeout_s = s;
+        self
+    }
+    /// The sandbox of the agent's shells and file tools. Default `workspace-write`.
+    #[must_use]
+    pub fn sandbox(mut self, mode: codepilot_sandbox::Mode) -> Self {
+        self.agent.runtime.sandbox = mode;
+        self
+    }
+    /// Whether sandboxed shells have the network. Default true.
+    #[must_use]
+    pub fn network(mut self, on: bool) -> Self {
+        self.agent.runtime.network = on;
         self
     }
     /// Add a tool override. Default: none (all built-ins on).

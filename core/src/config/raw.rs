@@ -87,6 +87,8 @@ struct RawRuntime {
     max_steps: Option<Spanned<u32>>,
     unsafe_mode: Option<bool>,
     step_timeout_s: Option<Spanned<u64>>,
+    sandbox: Option<Spanned<String>>,
+    network: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -370,11 +372,22 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
                 .step_timeout_s
                 .as_ref()
                 .and_then(|s| line_of(s.referenced));
+            let sandbox = match &r.sandbox {
+                Some(s) => s
+                    .value
+                    .parse::<codepilot_sandbox::Mode>()
+                    .map_err(|message| {
+                        invalid("runtime.sandbox", ctx, line_of(s.referenced), message)
+                    })?,
+                None => codepilot_sandbox::Mode::WorkspaceWrite,
+            };
             RuntimeConfig {
                 work_dir: resolve(ctx, r.work_dir.as_deref().unwrap_or(DEFAULT_WORK_DIR)),
                 max_steps: r.max_steps.map_or(DEFAULT_MAX_STEPS, |s| s.value),
                 unsafe_mode: r.unsafe_mode.unwrap_or(false),
                 step_timeout_s: r.step_timeout_s.map_or(DEFAULT_STEP_TIMEOUT_S, |s| s.value),
+                sandbox,
+                network: r.network.unwrap_or(true),
             }
         }
         None => RuntimeConfig {

@@ -40,6 +40,42 @@ use crate::tools::builtin::Builtin;
 use crate::tools::fs::ReadLedger;
 use crate::tools::workspace::Workspace;
 
+/// The sandbox policy for `runtime`, or `None` when it is off — configured so, or unavailable here (said once
+/// per process, as is a kernel without Landlock).
+fn sandbox_policy(
+    runtime: &crate::config::RuntimeConfig,
+    work_dir: &std::path::Path,
+) -> Option<codepilot_sandbox::Policy> {
+    static UNAVAILABLE: std::sync::Once = std::sync::Once::new();
+    static NO_LANDLOCK: std::sync::Once = std::sync::Once::new();
+    if runtime.sandbox == codepilot_sandbox::Mode::Off {
+        return None;
+    }
+    let support = codepilot_sandbox::probe();
+    if let Err(why) = &support.namespaces {
+        UNAVAILABLE.call_once(|| {
+            tracing::warn!(
+                "the sandbox is not available here ({why}); the agent's shells run without it (runtime.sandbox: \
+                 off). `codepilot sandbox check` shows what this machine enforces"
+            );
+        });
+        return None;
+    }
+    if support.landlock_abi.is_none() {
+        NO_LANDLOCK.call_once(|| {
+            tracing::warn!(
+                "this kernel has no Landlock: the sandbox hides the runtime and controls the network, but cannot \
+                 restrict where the agent's shells write"
+            );
+        });
+    }
+    Some(codepilot_sandbox::Policy::new(
+        runtime.sandbox,
+        runtime.network,
+        vec![work_dir.to_path_buf()],
+    ))
+}
+
 /// Default cap on tool calls in one control block.
 const DEFAULT_MAX_TOOL_CALLS: u32 = 200;
 
@@ -256,7 +292,8 @@ impl RuntimeBuilder {
                 path: rt.work_dir.clone(),
                 source,
             })?;
-        let workspace = Arc::new(workspace);
+        let sandbox = sandbox_policy(rt, workspace.root());
+        let workspace = Arc::new(workspace.with_write_policy(sandbox.clone()));
 
         let (builtins, terminal_settings) = self.builtin_tools();
         let key_var = self.api_key_var().map(str::to_owned);
@@ -286,6 +323,7 @@ impl RuntimeBuilder {
                     cfg.max_output_chars = n;
                 }
                 cfg.socket_dir.clone_from(&self.socket_dir);
+                cfg.sandbox.clone_from(&sandbox);
                 let started = async {
                     let mgr = TerminalManager::new(cfg).await?;
                     mgr.create("main").await?;

@@ -439,6 +439,8 @@ pub(crate) fn write_file(
         )));
     }
     let resolved = ws.resolve(path).map_err(|f| f.with_suffix(UNCHANGED))?;
+    ws.check_write(&resolved, path)
+        .map_err(|f| f.with_suffix(UNCHANGED))?;
     if resolved.is_dir() {
         return Err(bad(format!("'{path}' is a directory, not a file.")));
     }

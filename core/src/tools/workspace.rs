@@ -22,6 +22,8 @@ const MAX_SYMLINK_HOPS: usize = 40;
 pub(crate) struct Workspace {
     root: PathBuf,
     unsafe_mode: bool,
+    /// The sandbox's write rules, which the file tools obey like the shells do. `None`: no sandbox.
+    write_policy: Option<codepilot_sandbox::Policy>,
 }
 
 impl Workspace {
@@ -29,7 +31,37 @@ impl Workspace {
     pub(crate) fn new(root: &Path, unsafe_mode: bool) -> io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let root = root.canonicalize()?;
-        Ok(Self { root, unsafe_mode })
+        Ok(Self {
+            root,
+            unsafe_mode,
+            write_policy: None,
+        })
+    }
+
+    /// The file tools obey `policy`'s write rules (the sandbox's), beside the workspace confinement.
+    pub(crate) fn with_write_policy(mut self, policy: Option<codepilot_sandbox::Policy>) -> Self {
+        self.write_policy = policy;
+        self
+    }
+
+    /// Refuses a write the sandbox would refuse a shell: outside its writable folders, or anywhere in read-only
+    /// mode.
+    pub(crate) fn check_write(&self, resolved: &Path, shown: &str) -> Result<(), ToolError> {
+        match &self.write_policy {
+            Some(policy) if !policy.may_write(resolved) => Err(ToolError::new(
+                ExcKind::PermissionError,
+                format!(
+                    "'{shown}' cannot be written: the sandbox (runtime.sandbox: {}) {}.",
+                    policy.mode.name(),
+                    match policy.mode {
+                        codepilot_sandbox::Mode::ReadOnly => "allows no writes",
+                        codepilot_sandbox::Mode::WorkspaceWrite | codepilot_sandbox::Mode::Off =>
+                            "allows writes only under the work directory and the temporary folders",
+                    }
+                ),
+            )),
+            Some(_) | None => Ok(()),
+        }
     }
 
     /// The canonical root.
