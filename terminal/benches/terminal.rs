@@ -3,8 +3,9 @@
 //! Run with: `cargo bench -p codepilot-terminal`
 //!
 //! Measures: construction until `main` answers its first command; `execute("true")` round
-//! trips (median, p99 over 1000 runs); 10,000 consecutive `echo` commands checked for exactly
-//! their own output; multiplexer throughput to 4 attached clients; RSS.
+//! trips (median, p99 over 1000 runs), without and with the sandbox (workspace-write, no network);
+//! 10,000 consecutive `echo` commands checked for exactly their own output; multiplexer throughput
+//! to 4 attached clients; RSS.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -31,6 +32,29 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
+/// 50 warm-up commands, then 1000 timed `true` round trips.
+async fn round_trips(label: &str, handle: &codepilot_terminal::TerminalHandle) {
+    for _ in 0..50 {
+        handle.execute("true", T).await.unwrap();
+    }
+    let mut times = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let t0 = Instant::now();
+        let r = handle.execute("true", T).await.unwrap();
+        times.push(t0.elapsed());
+        assert_eq!(r.exit_code, Some(0));
+    }
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / 1000;
+    println!(
+        "{label}: median {:.3} ms, p99 {:.3} ms, mean {:.3} ms, max {:.3} ms",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.99).as_secs_f64() * 1e3,
+        mean.as_secs_f64() * 1e3,
+        times[times.len() - 1].as_secs_f64() * 1e3
+    );
+}
+
 async fn run() {
     let work = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -45,25 +69,30 @@ async fn run() {
     );
     println!("RSS after construction: {} KiB", rss_kib());
 
-    for _ in 0..50 {
-        main.execute("true", T).await.unwrap();
+    round_trips("execute(\"true\") x1000", &main).await;
+
+    if codepilot_sandbox::probe().available() {
+        let boxed_work = tempfile::tempdir().unwrap();
+        let mut cfg = TerminalConfig::new(boxed_work.path());
+        cfg.sandbox = Some(codepilot_sandbox::Policy::new(
+            codepilot_sandbox::Mode::WorkspaceWrite,
+            false,
+            vec![boxed_work.path().to_path_buf()],
+        ));
+        let started = Instant::now();
+        let boxed = TerminalManager::new(cfg).await.unwrap();
+        let boxed_main = boxed.create("main").await.unwrap();
+        boxed_main.execute("true", T).await.unwrap();
+        println!(
+            "sandboxed: construction with main ready: {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        round_trips("sandboxed: execute(\"true\") x1000", &boxed_main).await;
+        round_trips("again without: execute(\"true\") x1000", &main).await;
+        boxed.shutdown().await;
+    } else {
+        println!("sandbox not available here: no sandboxed figures");
     }
-    let mut times = Vec::with_capacity(1000);
-    for _ in 0..1000 {
-        let t0 = Instant::now();
-        let r = main.execute("true", T).await.unwrap();
-        times.push(t0.elapsed());
-        assert_eq!(r.exit_code, Some(0));
-    }
-    times.sort();
-    let mean = times.iter().sum::<Duration>() / 1000;
-    println!(
-        "execute(\"true\") x1000: median {:.3} ms, p99 {:.3} ms, mean {:.3} ms, max {:.3} ms",
-        percentile(&times, 0.5).as_secs_f64() * 1e3,
-        percentile(&times, 0.99).as_secs_f64() * 1e3,
-        mean.as_secs_f64() * 1e3,
-        times[times.len() - 1].as_secs_f64() * 1e3
-    );
 
     let (mut wrong, mut hung) = (0, 0);
     let t0 = Instant::now();

@@ -355,12 +355,16 @@ impl RuntimeBuilder {
         let context_window = match self.agent.model.context_window {
             Some(n) => n,
             None => codepilot_llm::known_context_window(&self.agent.model.name).unwrap_or_else(|| {
-                tracing::warn!(
+                // A scripted model has no window to know; the default only shapes elision there.
+                let scripted = self.agent.model.provider.parse::<ProviderKind>().ok() == Some(ProviderKind::Scripted);
+                if !scripted {
+                    tracing::warn!(
                     "model `{}` has no known context window; assuming {} tokens (set model.context_window in \
                      agent.yaml)",
                     self.agent.model.name,
                     codepilot_llm::DEFAULT_CONTEXT_WINDOW
                 );
+                }
                 codepilot_llm::DEFAULT_CONTEXT_WINDOW
             }),
         };
