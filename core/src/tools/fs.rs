@@ -14,7 +14,6 @@ use std::hash::Hasher;
 use std::io;
 use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -95,19 +94,23 @@ impl ReadLedger {
 /// Reads a whole file the tools may show or change. The file tools handle regular files only: a directory, a
 /// FIFO, a socket or a device (`/dev/zero`, which never ends; a FIFO, which blocks until someone writes) is
 /// refused before it is read, and so is a file over [`MAX_FILE_BYTES`]. `Ok(None)` when `path` does not exist.
-fn read_regular(path: &Path, shown: &str) -> Result<Option<Vec<u8>>, ToolError> {
+fn read_regular(ws: &Workspace, path: &Path, shown: &str) -> Result<Option<Vec<u8>>, ToolError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(&format!("cannot open '{shown}'"), &e)),
     };
     check_regular(&meta, shown)?;
-    // Opened without blocking, and checked again: the path may have been swapped for a FIFO meanwhile.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| io_error(&format!("cannot open '{shown}'"), &e))?;
+    // Opened without blocking, beneath the root, and checked again: the path may have been swapped for a FIFO
+    // or a symlink meanwhile.
+    let file = std::fs::File::from(
+        ws.open(
+            path,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| io_error(&format!("cannot open '{shown}'"), &e))?,
+    );
     let meta = file
         .metadata()
         .map_err(|e| io_error(&format!("cannot read '{shown}'"), &e))?;
@@ -166,8 +169,8 @@ fn check_regular(meta: &std::fs::Metadata, shown: &str) -> Result<(), ToolError>
 }
 
 /// Reads a whole file the tools may show; a missing file is a `FileNotFoundError`.
-fn load(path: &Path, shown: &str) -> Result<Vec<u8>, ToolError> {
-    read_regular(path, shown)?.ok_or_else(|| {
+fn load(ws: &Workspace, path: &Path, shown: &str) -> Result<Vec<u8>, ToolError> {
+    read_regular(ws, path, shown)?.ok_or_else(|| {
         ToolError::new(
             ExcKind::FileNotFoundError,
             format!("'{shown}' was not found in the workspace. Use find(...) to locate files."),
@@ -204,7 +207,7 @@ pub(crate) fn read_file(
         ));
     }
     let resolved = ws.resolve(path)?;
-    let bytes = load(&resolved, path)?;
+    let bytes = load(ws, &resolved, path)?;
     let sniff = &bytes[..bytes.len().min(BINARY_SNIFF_BYTES)];
     if sniff.contains(&0) {
         return Err(ToolError::new(
@@ -445,21 +448,22 @@ pub(crate) fn write_file(
         return Err(bad(format!("'{path}' is a directory, not a file.")));
     }
     match req.mode {
-        WriteMode::Write => write_whole(ledger, &req, &resolved),
-        WriteMode::Append => append(ledger, &req, &resolved),
+        WriteMode::Write => write_whole(ws, ledger, &req, &resolved),
+        WriteMode::Append => append(ws, ledger, &req, &resolved),
         WriteMode::Edit | WriteMode::Insert | WriteMode::MultiEdit => {
-            edit_lines(ledger, &req, &resolved)
+            edit_lines(ws, ledger, &req, &resolved)
         }
     }
 }
 
 fn write_whole(
+    ws: &Workspace,
     ledger: &ReadLedger,
     req: &WriteRequest,
     target: &Path,
 ) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
-    let existing = read_regular(target, path).map_err(|e| e.with_suffix(UNCHANGED))?;
+    let existing = read_regular(ws, target, path).map_err(|e| e.with_suffix(UNCHANGED))?;
     let nl = match &existing {
         Some(bytes) if is_crlf(&String::from_utf8_lossy(bytes)) => "\r\n",
         _ => "\n",
@@ -467,7 +471,7 @@ fn write_whole(
     let payload = req.payloads.first().map_or("", String::as_str);
     let content = whole_text(payload, nl);
     ensure_parent(target, path)?;
-    atomic_write(target, content.as_bytes(), path)?;
+    atomic_write(ws, target, content.as_bytes(), path)?;
     ledger.record(target, Stamp::of(content.as_bytes()));
     let msg = format!(
         "[write_file] '{path}' written ({}, {}).",
@@ -490,9 +494,14 @@ fn ensure_parent(target: &Path, path: &str) -> Result<(), ToolError> {
     Ok(())
 }
 
-fn append(ledger: &ReadLedger, req: &WriteRequest, target: &Path) -> Result<ToolOutput, ToolError> {
+fn append(
+    ws: &Workspace,
+    ledger: &ReadLedger,
+    req: &WriteRequest,
+    target: &Path,
+) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
-    let existing = read_regular(target, path).map_err(|e| e.with_suffix(UNCHANGED))?;
+    let existing = read_regular(ws, target, path).map_err(|e| e.with_suffix(UNCHANGED))?;
     let old = existing.unwrap_or_default();
     let known = old.is_empty() || ledger.matches(target, &Stamp::of(&old));
     let old_text = String::from_utf8_lossy(&old);
@@ -504,7 +513,7 @@ fn append(ledger: &ReadLedger, req: &WriteRequest, target: &Path) -> Result<Tool
     }
     content.extend_from_slice(added.as_bytes());
     ensure_parent(target, path)?;
-    atomic_write(target, &content, path)?;
+    atomic_write(ws, target, &content, path)?;
     if known {
         ledger.record(target, Stamp::of(&content));
     }
@@ -518,12 +527,13 @@ fn append(ledger: &ReadLedger, req: &WriteRequest, target: &Path) -> Result<Tool
 }
 
 fn edit_lines(
+    ws: &Workspace,
     ledger: &ReadLedger,
     req: &WriteRequest,
     target: &Path,
 ) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
-    let bytes = load(target, path).map_err(|f| f.with_suffix(UNCHANGED))?;
+    let bytes = load(ws, target, path).map_err(|f| f.with_suffix(UNCHANGED))?;
     if !ledger.matches(target, &Stamp::of(&bytes)) {
         return Err(ToolError::new(
             ExcKind::ValueError,
@@ -624,7 +634,7 @@ fn edit_lines(
             content.truncate(content.len() - 1);
         }
     }
-    atomic_write(target, content.as_bytes(), path)?;
+    atomic_write(ws, target, content.as_bytes(), path)?;
     ledger.record(target, Stamp::of(content.as_bytes()));
     let now = count_lines(&content);
     let msg = match summary {
@@ -663,36 +673,56 @@ enum Summary {
 
 /// Writes `bytes` to a temp file beside `target` and renames it over `target`, keeping `target`'s mode bits
 /// (new files get 0644).
-fn atomic_write(target: &Path, bytes: &[u8], shown: &str) -> Result<(), ToolError> {
+fn atomic_write(ws: &Workspace, target: &Path, bytes: &[u8], shown: &str) -> Result<(), ToolError> {
+    use rustix::fs::Mode;
+    use rustix::fs::OFlags;
+
     let fail =
         |e: &io::Error| io_error(&format!("cannot write '{shown}'"), e).with_suffix(UNCHANGED);
     let dir = target.parent().unwrap_or_else(|| Path::new("."));
-    let perms = std::fs::metadata(target)
-        .map(|m| m.permissions())
-        .ok()
-        .or_else(new_file_permissions);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".codepilot-write-")
-        .tempfile_in(dir)
+    let Some(name) = target.file_name() else {
+        return Err(fail(&io::Error::other("the path has no file name")));
+    };
+    let mode = std::fs::metadata(target)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+        .unwrap_or(0o644);
+    // The folder is opened beneath the root, and the temporary file is created and renamed relative to that
+    // descriptor: a symlink swapped into the path after the check cannot redirect the write.
+    let dir_fd = ws
+        .open(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
         .map_err(|e| fail(&e))?;
-    tmp.write_all(bytes).map_err(|e| fail(&e))?;
-    if let Some(perms) = perms {
-        tmp.as_file().set_permissions(perms).map_err(|e| fail(&e))?;
+    let tmp_name = temp_name(name);
+    let tmp = rustix::fs::openat(
+        &dir_fd,
+        &tmp_name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| fail(&e.into()))?;
+    let mut file = std::fs::File::from(tmp);
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| {
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(io::Error::from)
+        })
+        .and_then(|()| {
+            rustix::fs::renameat(&dir_fd, &tmp_name, &dir_fd, name).map_err(io::Error::from)
+        });
+    if let Err(e) = written {
+        let _ = rustix::fs::unlinkat(&dir_fd, &tmp_name, rustix::fs::AtFlags::empty());
+        return Err(fail(&e));
     }
-    tmp.persist(target).map_err(|e| fail(&e.error))?;
     Ok(())
 }
 
-/// Mode bits of a file `write_file` creates: 0644 (the temp file would otherwise be 0600).
-#[cfg(unix)]
-fn new_file_permissions() -> Option<std::fs::Permissions> {
-    use std::os::unix::fs::PermissionsExt;
-    Some(std::fs::Permissions::from_mode(0o644))
-}
-
-#[cfg(not(unix))]
-fn new_file_permissions() -> Option<std::fs::Permissions> {
-    None
+/// A fresh name for the temporary file a write goes through, beside its target.
+fn temp_name(target: &std::ffi::OsStr) -> std::ffi::OsString {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = std::ffi::OsString::from(".codepilot-write-");
+    name.push(format!("{}-{n}-", std::process::id()));
+    name.push(target);
+    name
 }
 
 #[cfg(test)]

@@ -69,6 +69,44 @@ impl Workspace {
         &self.root
     }
 
+    /// Opens `resolved` (a path [`Workspace::resolve`] returned) so that the open itself cannot leave the root:
+    /// `openat2` with `RESOLVE_BENEATH` from the root, so a symlink swapped in after the check is refused by the
+    /// kernel. Paths outside the root (only possible with `unsafe_mode`) are opened as they are; so is everything
+    /// on a kernel without `openat2` (before 5.6), where the check in `resolve` is all there is.
+    pub(crate) fn open(
+        &self,
+        resolved: &Path,
+        flags: rustix::fs::OFlags,
+        mode: rustix::fs::Mode,
+    ) -> io::Result<std::os::fd::OwnedFd> {
+        let flags = flags | rustix::fs::OFlags::CLOEXEC;
+        if let Ok(rel) = resolved.strip_prefix(&self.root) {
+            let rel = if rel.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                rel
+            };
+            let root = rustix::fs::open(
+                &self.root,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?;
+            match rustix::fs::openat2(
+                &root,
+                rel,
+                flags,
+                mode,
+                rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Err(rustix::io::Errno::NOSYS) => {}
+                other => return other.map_err(io::Error::from),
+            }
+        }
+        Ok(rustix::fs::open(resolved, flags, mode)?)
+    }
+
     /// Resolves a path given by the agent to an absolute, symlink-free path, refusing paths outside the root
     /// (unless `unsafe_mode`). The path need not exist.
     pub(crate) fn resolve(&self, path: &str) -> Result<PathBuf, ToolError> {

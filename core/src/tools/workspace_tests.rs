@@ -129,3 +129,34 @@ fn empty_and_nul_paths_rejected() {
     assert_eq!(ws.resolve("").unwrap_err().kind, ExcKind::ValueError);
     assert_eq!(ws.resolve("a\0b").unwrap_err().kind, ExcKind::ValueError);
 }
+
+#[test]
+fn the_open_itself_refuses_a_symlink_out_of_the_root() {
+    // As if a symlink had been swapped in after `resolve` checked the path: the kernel refuses the open.
+    let (dir, ws) = setup();
+    std::fs::create_dir(dir.path().join("outside")).unwrap();
+    std::fs::write(dir.path().join("outside/secret.txt"), "s").unwrap();
+    symlink(dir.path().join("outside"), ws.root().join("link")).unwrap();
+    let checked = ws.root().join("link/secret.txt");
+    let err = ws
+        .open(
+            &checked,
+            rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc_exdev()), "{err}");
+    // Inside the root, opening works.
+    std::fs::write(ws.root().join("ok.txt"), "fine").unwrap();
+    ws.open(
+        &ws.root().join("ok.txt"),
+        rustix::fs::OFlags::RDONLY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+}
+
+/// `EXDEV`: what `openat2` answers for a path that leaves the directory with `RESOLVE_BENEATH`.
+fn libc_exdev() -> i32 {
+    rustix::io::Errno::XDEV.raw_os_error()
+}

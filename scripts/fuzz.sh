@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs each fuzz target for a bounded time: `bash scripts/fuzz.sh [SECONDS]` (default 60 each).
+# libFuzzer through libfuzzer-sys, built with stable Rust's sanitizer-coverage flags (what `cargo fuzz --sanitizer
+# none` passes), so neither nightly nor cargo-fuzz is needed. A crash leaves its input in fuzz/artifacts/ and fails.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds="${1:-60}"
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+target="${CARGO_TARGET_DIR:-$HOME/.cache/codepilot-target}/fuzz"
+# An explicit --target keeps RUSTFLAGS (the coverage instrumentation) away from build scripts and proc macros.
+host="$(rustc -vV | sed -n 's/^host: //p')"
+cargo build --release --locked --bins --target "$host" --target-dir "$target"
+mkdir -p artifacts corpus/parse corpus/interpreter
+for t in parse interpreter; do
+    dict=()
+    [ "$t" = parse ] && dict=(-dict=parse.dict)
+    echo "== fuzzing $t for ${seconds}s"
+    "$target/$host/release/$t" "corpus/$t" "${dict[@]}" -artifact_prefix=artifacts/ \
+        -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 2>&1 | tail -n 15
+done
