@@ -9,6 +9,38 @@ use super::support::codepilot_with;
 use super::support::stderr;
 use super::support::stdout;
 
+/// A run of `codepilot ARGS` whose model answers `block`, then completes with `done`: the binary's output, what
+/// the model read after the block, and the directory of the run (`work/` is the work directory).
+struct BlockRun {
+    out: std::process::Output,
+    seen: String,
+    dir: tempfile::TempDir,
+}
+
+async fn run_block(block: &str, extra_yaml: &str, args: &[&str]) -> BlockRun {
+    let server = ScriptedServer::start(vec![
+        Turn::answer(block),
+        Turn::answer("```completion\ndone\n```"),
+    ])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    super::support::write_agent(
+        dir.path(),
+        &server,
+        super::support::Wire::OpenAi,
+        true,
+        extra_yaml,
+    );
+    let out = codepilot_with(dir.path(), args, &[]).await;
+    let seen = server
+        .requests()
+        .get(1)
+        .map(|r| super::support::last_user_text(&r.body))
+        .unwrap_or_default();
+    BlockRun { out, seen, dir }
+}
+
 /// An agent file with no `base_url`: the provider's own variable must supply it.
 fn write_gateway_agent(dir: &std::path::Path, provider: &str, base_url: Option<&str>) {
     std::fs::create_dir_all(dir.join("work")).unwrap();
@@ -145,30 +177,22 @@ async fn sqlalchemy_database_urls_mean_what_they_mean_in_sqlalchemy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_input_passes_the_same_gate_as_execute() {
     for yes in [false, true] {
-        let server = ScriptedServer::start(vec![
-            Turn::answer(
-                "```codepilot\nsend_input(\"main\", \"touch made-by-send-input\\n\", timeout=2)\n```",
-            ),
-            Turn::answer("```completion\ntried\n```"),
-        ])
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = super::support::write_agent(
-            dir.path(),
-            &server,
-            super::support::Wire::Anthropic,
-            true,
-            "  tools:\n    - {name: execute, config: {require_permission: true}}\n",
-        );
-        assert!(path.exists());
         let mut args = vec!["run", "--session", "memory"];
         if yes {
             args.push("--yes");
         }
         args.push("type it");
         // No terminal to ask on and no --yes: the gated call is denied.
-        let out = codepilot_with(dir.path(), &args, &[]).await;
+        let BlockRun {
+            out,
+            seen: obs,
+            dir,
+        } = run_block(
+            "```codepilot\nsend_input(\"main\", \"touch made-by-send-input\\n\", timeout=2)\n```",
+            "  tools:\n    - {name: execute, config: {require_permission: true}}\n",
+            &args,
+        )
+        .await;
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let made = dir.path().join("work/made-by-send-input");
         // The shell may need a moment after the call returned to run what was typed.
@@ -179,7 +203,6 @@ async fn send_input_passes_the_same_gate_as_execute() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         assert_eq!(made.exists(), yes, "yes={yes}");
-        let obs = super::support::last_user_text(&server.requests()[1].body);
         assert_eq!(
             obs.contains("[send_input] Permission denied"),
             !yes,
@@ -340,15 +363,8 @@ async fn a_write_refused_for_a_bad_argument_still_takes_its_payload() {
     let block = "```codepilot\nm = 2 + 3\ntry:\n    write_file(\"first.txt\", mode=m)\nexcept TypeError:\n    pass\n\
                  write_file(\"second.txt\")\n```\n\n```text filename=first.txt\nFIRST\n```\n\n\
                  ```text filename=second.txt\nSECOND\n```\n";
-    let server = ScriptedServer::start(vec![
-        Turn::answer(block),
-        Turn::answer("```completion\nwritten\n```"),
-    ])
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    super::support::write_agent(dir.path(), &server, super::support::Wire::OpenAi, true, "");
-    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "write"], &[]).await;
+    let BlockRun { out, dir, .. } =
+        run_block(block, "", &["run", "--session", "memory", "write"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!dir.path().join("work/first.txt").exists());
     assert_eq!(
@@ -574,21 +590,13 @@ async fn a_block_over_its_memory_cap_gets_memory_error_and_the_process_survives(
     // interpreter stops the block with MemoryError (like its time limit, not catchable by the block).
     let block =
         "```codepilot\nkept = []\nfor i in range(30):\n    kept.append(\"x\" * 100000000)\n```";
-    let server = ScriptedServer::start(vec![
-        Turn::answer(block),
-        Turn::answer("```completion\nbounded\n```"),
-    ])
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    super::support::write_agent(dir.path(), &server, super::support::Wire::OpenAi, true, "");
-    let out = codepilot_with(dir.path(), &["run", "--session", "memory", "hog"], &[]).await;
+    let BlockRun { out, seen, .. } =
+        run_block(block, "", &["run", "--session", "memory", "hog"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let seen = super::support::last_user_text(&server.requests()[1].body);
     assert!(seen.contains("raised MemoryError"), "{seen}");
     assert!(seen.contains("> 268435456 bytes"), "{seen}");
     // The process lived on to the next step, which completed the task.
-    assert_eq!(stdout(&out).trim(), "bounded");
+    assert_eq!(stdout(&out).trim(), "done");
 }
 
 /// The private socket directory of the one runtime that uses `runtime_dir` as its `XDG_RUNTIME_DIR`.

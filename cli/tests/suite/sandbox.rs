@@ -21,6 +21,23 @@ fn users() -> Vec<Option<&'static str>> {
     }
 }
 
+/// `program` run as `user` (through `setpriv`), or as this user.
+fn as_user(user: Option<&str>, program: &str) -> std::process::Command {
+    match user {
+        Some(uid) => {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                "--clear-groups".to_owned(),
+                program.to_owned(),
+            ]);
+            c
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
 fn open_to_all(path: &std::path::Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
 }
@@ -45,19 +62,7 @@ async fn shells_and_file_tools_stay_inside_the_sandbox() {
             open_to_all(d);
         }
         let control = outside.path().join("control.txt");
-        let mut touch = match user {
-            Some(uid) => {
-                let mut c = std::process::Command::new("setpriv");
-                c.args([
-                    format!("--reuid={uid}"),
-                    format!("--regid={uid}"),
-                    "--clear-groups".to_owned(),
-                    "touch".to_owned(),
-                ]);
-                c
-            }
-            None => std::process::Command::new("touch"),
-        };
+        let mut touch = as_user(user, "touch");
         assert!(
             touch.arg(&control).status().unwrap().success(),
             "the user can write there without the sandbox"
@@ -92,19 +97,7 @@ async fn shells_and_file_tools_stay_inside_the_sandbox() {
             ),
         )
         .unwrap();
-        let mut cmd = match user {
-            Some(uid) => {
-                let mut c = std::process::Command::new("setpriv");
-                c.args([
-                    format!("--reuid={uid}"),
-                    format!("--regid={uid}"),
-                    "--clear-groups".to_owned(),
-                    env!("CARGO_BIN_EXE_codepilot").to_owned(),
-                ]);
-                c
-            }
-            None => std::process::Command::new(env!("CARGO_BIN_EXE_codepilot")),
-        };
+        let mut cmd = as_user(user, env!("CARGO_BIN_EXE_codepilot"));
         cmd.current_dir(dir.path())
             .args(["run", "--session", "memory", "probe the box"])
             .env("CODEPILOT_HOME", dir.path().join("home"))
