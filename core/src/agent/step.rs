@@ -71,7 +71,7 @@ pub(super) async fn run(
         .messages
         .push(Message::assistant(action.compacted(answer)));
 
-    if action.control.is_none() {
+    let Some(control) = &action.control else {
         return match &action.completion {
             Some(_) if inner.control.has_unread() => StepDone::feedback(
                 Feedback::CompletionRefused(CompletionRefusal::UnreadUserMessage),
@@ -91,8 +91,8 @@ pub(super) async fn run(
                 }),
             },
         };
-    }
-    run_block(inner, state, toolset, &action, step, cancel).await
+    };
+    run_block(inner, state, toolset, &action, &control.code, step, cancel).await
 }
 
 async fn run_block(
@@ -100,14 +100,10 @@ async fn run_block(
     state: &SessionState,
     toolset: &Arc<ToolSet>,
     action: &Action,
+    code: &str,
     step: u32,
     cancel: &CancellationToken,
 ) -> StepDone {
-    let code = action
-        .control
-        .as_ref()
-        .map(|c| c.code.clone())
-        .unwrap_or_default();
     let host = Arc::new(StepHost::new(
         inner,
         toolset,
@@ -116,7 +112,7 @@ async fn run_block(
         step,
     ));
     let req = RunRequest {
-        code: code.clone(),
+        code: code.to_owned(),
         globals: vec![(
             "WORK_DIR".to_owned(),
             Value::String(inner.env.workspace.root().display().to_string()),
@@ -170,7 +166,7 @@ async fn run_block(
             }
         }
         Err(failure) => {
-            let failure = execution_failure(&failure, &code, host.calls());
+            let failure = execution_failure(&failure, code, host.calls());
             inner.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Execution,
                 message: format!("{}: {}", failure.exc_type, failure.message),
