@@ -105,9 +105,11 @@ pub(crate) fn enter(plan: &Plan) -> io::Result<()> {
     }
     write_file(c"/proc/self/uid_map", plan.uid_map.as_bytes())?;
     write_file(c"/proc/self/gid_map", plan.gid_map.as_bytes())?;
-    // The shell must be a child to be in the new PID namespace (it becomes its PID 1).
+    // The shell must be a child to be in the new PID namespace (it becomes its PID 1). A raw clone, not
+    // fork(): no atfork handlers run in this restricted context.
     // SAFETY: this process is a single-threaded fork child; both sides go on with system calls only.
-    match unsafe { libc::fork() } {
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+    match libc::pid_t::try_from(pid).unwrap_or(-1) {
         -1 => Err(io::Error::last_os_error()),
         0 => inside(plan),
         child => wait_and_exit(child),
@@ -119,7 +121,10 @@ fn wait_and_exit(child: libc::pid_t) -> ! {
     // SAFETY: plain system calls on this process. Closing every descriptor but the standard streams (the
     // terminal) matters: the spawner learns that `exec` happened when its pipe closes, and this process never
     // execs. PDEATHSIG: if the runtime dies, this process dies, and the shell with it (below).
+    // Not dumpable again (it was made dumpable to write the maps): this process never execs, so it holds a copy
+    // of the runtime's memory, which no other process may read.
     unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         libc::syscall(libc::SYS_close_range, 3_u32, u32::MAX, 0_u32);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
@@ -165,6 +170,18 @@ fn inside(plan: &Plan) -> io::Result<()> {
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             std::ptr::null(),
         ))?;
+    }
+    for dir in &plan.hidden {
+        // SAFETY: a NUL-terminated path prepared in the parent; mounting in our own mount namespace.
+        check(unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+                c"size=4k,mode=000".as_ptr().cast(),
+            )
+        })?;
     }
     if !plan.network {
         loopback_up()?;

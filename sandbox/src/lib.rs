@@ -92,6 +92,9 @@ pub struct Policy {
     pub writable: Vec<PathBuf>,
     /// Where it may always write, whatever the mode (the terminal's private directory, for its shell integration).
     pub always_writable: Vec<PathBuf>,
+    /// Folders the shell must not see at all (the terminals' sockets and token, the user's runtime folder with
+    /// its D-Bus and agent sockets): an empty, inaccessible tmpfs covers each in the shell's mount namespace.
+    pub hidden: Vec<PathBuf>,
 }
 
 impl Policy {
@@ -103,6 +106,7 @@ impl Policy {
             network,
             writable,
             always_writable: Vec::new(),
+            hidden: Vec::new(),
         }
     }
 
@@ -176,6 +180,8 @@ pub struct Plan {
     gid_map: CString,
     /// The Landlock ruleset, when the kernel enforces Landlock.
     ruleset: Option<OwnedFd>,
+    /// Folders covered by an empty tmpfs.
+    hidden: Vec<CString>,
 }
 
 impl Plan {
@@ -195,6 +201,17 @@ impl Plan {
             uid_map: map(uid)?,
             gid_map: map(gid)?,
             ruleset: enter::landlock_ruleset(&policy.write_roots())?,
+            hidden: policy
+                .hidden
+                .iter()
+                .filter(|p| p.is_dir())
+                .map(|p| {
+                    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| SandboxError::Path {
+                        path: p.clone(),
+                        reason: "it contains a NUL byte".to_owned(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 

@@ -258,7 +258,8 @@ pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool> {
                 .map_err(|e| StoreError::io("creating database directory", parent, e))?;
         }
         // The database and its WAL and shared-memory files (SQLite gives them the database's mode) are private.
-        private_file(file).map_err(|e| StoreError::io("creating database file", file, e))?;
+        private_file(file)
+            .map_err(|e| StoreError::io("making the database file private", file, e))?;
         for suffix in ["-wal", "-shm"] {
             let mut side = file.as_os_str().to_owned();
             side.push(suffix);
@@ -317,20 +318,38 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Makes a session file readable by its owner only (0600), creating it empty when missing.
+/// Makes a session file readable by its owner only (0600): created so when missing; tightened when this user
+/// owns it and it is open to others. A symlink, or a database that belongs to another user (shared on purpose),
+/// is left as it is.
 pub(crate) fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::fs::PermissionsExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    let mode = file.metadata()?.permissions().mode();
-    if mode & 0o077 != 0 {
-        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode();
+            let own = meta.uid() == rustix::process::geteuid().as_raw();
+            if meta.is_file() && own && mode & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+            {
+                Ok(_) => Ok(()),
+                // Another process created it meanwhile: theirs is as good.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// Most recently updated first, then newest created, then by id.

@@ -123,12 +123,36 @@ fn split_scheme(url: &str) -> Option<(String, &str)> {
 /// (`postgresql://`, `postgresql+asyncpg://`, …); `None` when it is not a PostgreSQL URL.
 pub(crate) fn normalize_pg_url(url: &str) -> Option<String> {
     let (scheme, rest) = split_scheme(url)?;
-    matches!(scheme.as_str(), "postgres" | "postgresql").then(|| format!("postgres:{rest}"))
+    matches!(scheme.as_str(), "postgres" | "postgresql").then(|| {
+        // asyncpg's `ssl=require` is sqlx's `sslmode=require`; left as it is, sqlx would ignore it and fall back
+        // to `prefer`, which may connect in the clear.
+        let rest = rest
+            .replace("?ssl=", "?sslmode=")
+            .replace("&ssl=", "&sslmode=");
+        format!("postgres:{rest}")
+    })
+}
+
+/// `url` with the user information (user and password) replaced, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
 }
 
 /// Reads a SQLite URL; relative paths resolve against `cwd`.
 pub(crate) fn parse_sqlite_url(url: &str, cwd: &Path) -> Result<SqliteUrl> {
-    let bad = |why: &str| StoreError::Config(format!("bad SQLite URL {url:?}: {why}; {EXAMPLES}"));
+    let bad = |why: &str| {
+        StoreError::Config(format!(
+            "bad SQLite URL {:?}: {why}; {EXAMPLES}",
+            redact(url)
+        ))
+    };
     let Some((scheme, rest)) = split_scheme(url) else {
         return Err(bad("it has no scheme"));
     };
@@ -174,7 +198,8 @@ pub(crate) fn parse_sqlite_url(url: &str, cwd: &Path) -> Result<SqliteUrl> {
 pub fn parse_db_url(url: &str) -> Result<StoreConfig> {
     let Some((scheme, rest)) = split_scheme(url) else {
         return Err(StoreError::Config(format!(
-            "{url:?} is not a database URL; {EXAMPLES}"
+            "{:?} is not a database URL; {EXAMPLES}",
+            redact(url)
         )));
     };
     match scheme.as_str() {
@@ -187,10 +212,11 @@ pub fn parse_db_url(url: &str) -> Result<StoreConfig> {
             })
         }
         "postgres" | "postgresql" => Ok(StoreConfig::Postgres {
-            url: format!("postgres:{rest}"),
+            url: normalize_pg_url(url).unwrap_or_else(|| format!("postgres:{rest}")),
         }),
         other => Err(StoreError::Config(format!(
-            "unsupported database `{other}` in {url:?}: use SQLite or PostgreSQL; {EXAMPLES}"
+            "unsupported database `{other}` in {:?}: use SQLite or PostgreSQL; {EXAMPLES}",
+            redact(url)
         ))),
     }
 }
@@ -277,8 +303,13 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        let err = parse_db_url("mysql://u@h/db").unwrap_err().to_string();
+        let err = parse_db_url("mysql://u:pw@h/db").unwrap_err().to_string();
         assert!(err.contains("unsupported database `mysql`"), "{err}");
+        assert!(!err.contains("pw"), "the password is not repeated: {err}");
+        match parse_db_url("postgresql+asyncpg://u@h/db?ssl=require").unwrap() {
+            StoreConfig::Postgres { url } => assert_eq!(url, "postgres://u@h/db?sslmode=require"),
+            other => panic!("{other:?}"),
+        }
         let err = parse_db_url("codepilot.db").unwrap_err().to_string();
         assert!(err.contains("not a database URL"), "{err}");
     }

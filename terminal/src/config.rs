@@ -76,6 +76,15 @@ pub fn is_secret_var(name: &str) -> bool {
 /// password.
 #[must_use]
 pub fn has_url_credentials(value: &str) -> bool {
+    // A password in the query (`?password=…`, which database drivers read) counts too.
+    if value.contains("://")
+        && value
+            .split(['?', '&'])
+            .skip(1)
+            .any(|pair| pair.to_ascii_lowercase().starts_with("password="))
+    {
+        return true;
+    }
     let mut rest = value;
     while let Some(at) = rest.find("://") {
         let after = &rest[at + 3..];

@@ -75,6 +75,9 @@ struct ManagerInner {
     cfg: TerminalConfig,
     dir: PathBuf,
     owns_dir: bool,
+    /// The shells' own files (shell integration, completion nonces), apart from the sockets and the token, so a
+    /// sandboxed shell can be given these while the socket directory is hidden from it.
+    shell_dir: PathBuf,
     token: Arc<str>,
     registry: Arc<Registry>,
     events: broadcast::Sender<ControlEvent>,
@@ -94,6 +97,7 @@ impl ManagerInner {
             terminal.kill_now();
         }
         self.closed.cancel();
+        let _ = std::fs::remove_dir_all(&self.shell_dir);
         if self.owns_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
@@ -183,11 +187,21 @@ impl TerminalManager {
     /// When the directory, token file or control socket cannot be created.
     pub async fn new(cfg: TerminalConfig) -> Result<Self> {
         let (dir, owns_dir) = private_dir(&cfg)?;
+        let shell_dir = std::env::temp_dir().join(format!(
+            "codepilot-shell-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&shell_dir)
+            .map_err(|e| TerminalError::io(format!("cannot create {}", shell_dir.display()), e))?;
         let token: Arc<str> = Arc::from(format!("{:032x}", rand::random::<u128>()));
         let inner = Arc::new(ManagerInner {
             cfg,
             dir,
             owns_dir,
+            shell_dir,
             token: Arc::clone(&token),
             registry: Arc::default(),
             events: broadcast::channel(256).0,
@@ -244,6 +258,7 @@ impl TerminalManager {
             let ctx = SpawnContext {
                 cfg: &self.inner.cfg,
                 dir: &self.inner.dir,
+                shell_dir: &self.inner.shell_dir,
                 human: Arc::clone(&self.inner.human),
                 events: self.inner.events.clone(),
             };

@@ -683,15 +683,24 @@ fn atomic_write(ws: &Workspace, target: &Path, bytes: &[u8], shown: &str) -> Res
     let Some(name) = target.file_name() else {
         return Err(fail(&io::Error::other("the path has no file name")));
     };
-    let mode = std::fs::metadata(target)
-        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
-        .unwrap_or(0o644);
+    // The new content keeps the file's permission bits (never set-id bits) and, when the runtime runs as root,
+    // its owner.
+    let existing = std::fs::metadata(target).ok();
+    let mode = existing.as_ref().map_or(0o644, |m| {
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+    });
+    let owner = existing.as_ref().map(|m| {
+        (
+            std::os::unix::fs::MetadataExt::uid(m),
+            std::os::unix::fs::MetadataExt::gid(m),
+        )
+    });
     // The folder is opened beneath the root, and the temporary file is created and renamed relative to that
     // descriptor: a symlink swapped into the path after the check cannot redirect the write.
     let dir_fd = ws
         .open(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
         .map_err(|e| fail(&e))?;
-    let tmp_name = temp_name(name);
+    let tmp_name = temp_name();
     let tmp = rustix::fs::openat(
         &dir_fd,
         &tmp_name,
@@ -705,6 +714,16 @@ fn atomic_write(ws: &Workspace, target: &Path, bytes: &[u8], shown: &str) -> Res
         .and_then(|()| {
             rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(io::Error::from)
         })
+        .and_then(|()| match owner {
+            Some((uid, gid)) if rustix::process::geteuid().is_root() => rustix::fs::fchown(
+                &file,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(io::Error::from),
+            Some(_) | None => Ok(()),
+        })
+        .and_then(|()| file.sync_all())
         .and_then(|()| {
             rustix::fs::renameat(&dir_fd, &tmp_name, &dir_fd, name).map_err(io::Error::from)
         });
@@ -715,14 +734,12 @@ fn atomic_write(ws: &Workspace, target: &Path, bytes: &[u8], shown: &str) -> Res
     Ok(())
 }
 
-/// A fresh name for the temporary file a write goes through, beside its target.
-fn temp_name(target: &std::ffi::OsStr) -> std::ffi::OsString {
+/// A fresh, short name for the temporary file a write goes through, beside its target (short, so a target
+/// whose name is near the file system's limit can still be written).
+fn temp_name() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut name = std::ffi::OsString::from(".codepilot-write-");
-    name.push(format!("{}-{n}-", std::process::id()));
-    name.push(target);
-    name
+    format!(".cp-{:x}-{n:x}.tmp", std::process::id())
 }
 
 #[cfg(test)]

@@ -420,3 +420,28 @@ fn no_temp_files_left_behind() {
         .collect();
     assert_eq!(names, vec!["a.txt".to_string()]);
 }
+
+#[test]
+fn a_rewrite_keeps_owner_and_mode_but_never_set_id_bits() {
+    use std::os::unix::fs::MetadataExt;
+    let e = env();
+    e.put("tool.sh", "echo old\n");
+    let path = e.ws.root().join("tool.sh");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    }
+    e.write(req("tool.sh", WriteMode::Write, "echo new"))
+        .unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o755,
+        "set-id bits are not carried to new content"
+    );
+    if root {
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "the owner stays");
+    }
+    assert_eq!(e.get("tool.sh"), "echo new\n");
+}

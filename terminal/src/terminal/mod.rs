@@ -259,6 +259,8 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
         .create(true)
         .truncate(true)
         .mode(0o600)
+        // A shell that replaced its nonce file with a symlink must not make the runtime write through it.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| TerminalError::io(format!("cannot write {}", path.display()), e))?;
     file.write_all(contents)

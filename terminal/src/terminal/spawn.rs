@@ -58,10 +58,11 @@ PS0='\e]6973;C\a'
 __cp_nf={nonce}
 __cp_n=
 __cp_armed=
-__cp_take() {{ __cp_armed=; builtin read -r __cp_n 2>/dev/null <"$__cp_nf"; : 2>/dev/null >"$__cp_nf"; }}
-PROMPT_COMMAND='__cp_rc=$?; builtin trap - DEBUG; [[ -z $__cp_armed ]] || __cp_take; builtin printf "\033]6973;D;%s;%s;%s\007" "$__cp_n" "$__cp_rc" "$PWD"; __cp_n=; __cp_armed=1; builtin trap "[[ -z \$__cp_armed ]] || __cp_take" DEBUG'
+__cp_take() {{ __cp_armed=; builtin read -r __cp_n 2>/dev/null <"$__cp_nf"; : 2>/dev/null >|"$__cp_nf"; }}
+builtin exec {{__cp_out}}>&1
+PROMPT_COMMAND='__cp_rc=$?; builtin trap - DEBUG; [[ -z $__cp_armed ]] || __cp_take; builtin printf "\033]6973;D;%s;%s;%s\007" "$__cp_n" "$__cp_rc" "$PWD" >&$__cp_out; __cp_n=; __cp_armed=1; builtin trap "[[ -z \$__cp_armed ]] || __cp_take" DEBUG'
 builtin readonly -f __cp_take
-builtin readonly PROMPT_COMMAND PS0 PS2 __cp_nf
+builtin readonly PROMPT_COMMAND PS0 PS2 __cp_nf __cp_out
 builtin bind 'set enable-bracketed-paste on' 2>/dev/null
 builtin bind 'set enable-active-region off' 2>/dev/null
 builtin eval "$PROMPT_COMMAND"
@@ -74,6 +75,8 @@ builtin eval "$PROMPT_COMMAND"
 pub(crate) struct SpawnContext<'a> {
     pub(crate) cfg: &'a TerminalConfig,
     pub(crate) dir: &'a Path,
+    /// Where the shell's own files go (see `ManagerInner::shell_dir`).
+    pub(crate) shell_dir: &'a Path,
     pub(crate) human: Arc<Mutex<VecDeque<HumanInput>>>,
     pub(crate) events: broadcast::Sender<ControlEvent>,
 }
@@ -82,8 +85,8 @@ impl Terminal {
     /// Starts the shell and the reader, writer and waiter tasks. Does not wait for the prompt.
     pub(crate) fn spawn(name: &str, ctx: &SpawnContext<'_>) -> Result<Arc<Self>> {
         let cfg = ctx.cfg;
-        let nonce_path = ctx.dir.join(format!("{name}.nonce"));
-        let rc_path = ctx.dir.join(format!("{name}.rc"));
+        let nonce_path = ctx.shell_dir.join(format!("{name}.nonce"));
+        let rc_path = ctx.shell_dir.join(format!("{name}.rc"));
         let sock_path = ctx.dir.join(format!("{name}.sock"));
         write_private(&nonce_path, b"")?;
         write_private(&rc_path, integration_script(&nonce_path).as_bytes())?;
@@ -106,7 +109,15 @@ impl Terminal {
         let sandbox = match &cfg.sandbox {
             Some(policy) if policy.mode != codepilot_sandbox::Mode::Off => {
                 let mut policy = policy.clone();
-                policy.always_writable.push(ctx.dir.to_path_buf());
+                policy.always_writable.push(ctx.shell_dir.to_path_buf());
+                // The sockets and the token (which would let the shell attach to, and type into, every terminal)
+                // and the user's runtime folder (D-Bus, agent sockets) are out of its sight.
+                policy.hidden.push(ctx.dir.to_path_buf());
+                policy.hidden.extend(
+                    std::env::var_os("XDG_RUNTIME_DIR")
+                        .map(std::path::PathBuf::from)
+                        .filter(|d| !ctx.shell_dir.starts_with(d)),
+                );
                 Some(codepilot_sandbox::Plan::new(&policy).map_err(|e| {
                     TerminalError::io(
                         format!("cannot prepare the sandbox for terminal {name}"),

@@ -183,11 +183,11 @@ async fn a_program_cannot_read_the_nonce_and_forge_its_completion() {
     let work = tempfile::tempdir().unwrap();
     let m = manager(work.path()).await;
     let t = m.create("main").await.unwrap();
-    let nonce_file = m.socket_dir().join("main.nonce");
-    // A program the command runs (not the shell) reads the nonce file and prints a marker with it.
+    // A program the command runs (not the shell) reads the nonce files (the shells' private folders are in the
+    // temporary folder) and prints a marker with what it found.
     let forger = format!(
-        r#"bash -c 'n=$(cat {}); printf "\033]6973;D;%s;0;/forged\007" "$n"; sleep 1; echo real; exit 3'"#,
-        nonce_file.display()
+        r#"bash -c 'for f in {}/codepilot-shell-*/main.nonce; do n=$(cat $f); printf "\033]6973;D;%s;0;/forged\007" "$n"; done; sleep 1; echo real; exit 3'"#,
+        std::env::temp_dir().display()
     );
     for _ in 0..3 {
         let r = t.execute(&forger, T).await.unwrap();
@@ -198,6 +198,19 @@ async fn a_program_cannot_read_the_nonce_and_forge_its_completion() {
         );
         assert_eq!(r.cwd, work.path());
     }
+    // With noclobber on, the nonce file is still emptied.
+    t.execute("set -C", T).await.unwrap();
+    let r = t.execute(&forger, T).await.unwrap();
+    assert_eq!((r.exit_code, r.output.as_str()), (Some(3), "real"), "{r:?}");
+    t.execute("set +C", T).await.unwrap();
+    // A command that sends the shell's output elsewhere does not hide the next command's end.
+    let r = t.execute("exec >out.log", T).await.unwrap();
+    assert_eq!(r.exit_code, Some(0), "{r:?}");
+    let r = t
+        .execute("echo to-the-log; exec >/dev/tty", T)
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, Some(0), "{r:?}");
     // Commands whose first statement defines a function still complete.
     let r = t.execute("f() { echo fn; }; f", T).await.unwrap();
     assert_eq!((r.exit_code, r.output.as_str()), (Some(0), "fn"));
@@ -304,6 +317,10 @@ fn secret_variables_are_removed() {
         ("MY_LLM", "sk-configured-elsewhere"),
         ("DATABASE_URL", "postgres://app:hunter2@db.internal/app"),
         ("PUBLIC_URL", "https://user@example.com/x"),
+        (
+            "DB_DSN",
+            "postgres://app@db/app?sslmode=require&password=hunter3",
+        ),
         ("PATH", "/bin"),
         ("PS1", "x"),
         ("LC_ALL", "C"),

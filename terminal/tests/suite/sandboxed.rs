@@ -48,6 +48,15 @@ async fn a_sandboxed_shell_writes_only_where_it_may_and_cannot_see_the_runtime()
         .await
         .unwrap();
     assert_eq!(r.output, "tmp ok", "{r:?}");
+    // The sockets and the token are out of sight (they would let the shell attach to, and type into, every
+    // terminal).
+    let sockets = m.socket_dir().display().to_string();
+    let r = t
+        .execute(&format!("cat {sockets}/token; ls -A {sockets} | wc -l"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.output.lines().last(), Some("0"), "{r:?}");
+    assert!(!r.output.contains(m.token()), "{r:?}");
     // The runtime is invisible and unreachable: the shell is PID 1 of its own namespace.
     let me = std::process::id();
     let r = t
