@@ -108,26 +108,26 @@ pub(crate) fn enter(plan: &Plan) -> io::Result<()> {
     // The shell must be a child to be in the new PID namespace (it becomes its PID 1). A raw clone, not
     // fork(): no atfork handlers run in this restricted context.
     // SAFETY: this process is a single-threaded fork child; both sides go on with system calls only.
+    let runtime = unsafe { libc::getppid() };
     let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
     match libc::pid_t::try_from(pid).unwrap_or(-1) {
         -1 => Err(io::Error::last_os_error()),
         0 => inside(plan),
-        child => wait_and_exit(child),
+        child => wait_and_exit(child, runtime),
     }
 }
 
 /// The process between the runtime and the sandboxed shell: it waits for the shell and exits with its status.
-fn wait_and_exit(child: libc::pid_t) -> ! {
+fn wait_and_exit(child: libc::pid_t, runtime: libc::pid_t) -> ! {
     // SAFETY: plain system calls on this process. Closing every descriptor but the standard streams (the
     // terminal) matters: the spawner learns that `exec` happened when its pipe closes, and this process never
-    // execs. PDEATHSIG: if the runtime dies, this process dies, and the shell with it (below).
-    // Not dumpable again (it was made dumpable to write the maps): this process never execs, so it holds a copy
-    // of the runtime's memory, which no other process may read.
+    // execs. Not dumpable again (it was made dumpable to write the maps): this process never execs, so it holds
+    // a copy of the runtime's memory, which no other process may read.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         libc::syscall(libc::SYS_close_range, 3_u32, u32::MAX, 0_u32);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
+    watch_runtime(child, runtime);
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: waiting for our own child.
@@ -146,6 +146,61 @@ fn wait_and_exit(child: libc::pid_t) -> ! {
         if r == -1 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             // SAFETY: as above.
             unsafe { libc::_exit(1) };
+        }
+    }
+}
+
+/// Returns once `child` has ended, having killed it if the runtime died first. The runtime *process* is watched
+/// through a pidfd: `PR_SET_PDEATHSIG` would fire when the spawning *thread* ends, which a host may well let happen
+/// while the runtime lives on. Without pidfds (Linux < 5.3), falls back to `PR_SET_PDEATHSIG`.
+fn watch_runtime(child: libc::pid_t, runtime: libc::pid_t) {
+    // SAFETY: plain system calls; the descriptors are this process's own.
+    unsafe {
+        let runtime_fd = libc::syscall(libc::SYS_pidfd_open, runtime, 0_u32);
+        let child_fd = libc::syscall(libc::SYS_pidfd_open, child, 0_u32);
+        let (Ok(runtime_fd), Ok(child_fd)) = (
+            libc::c_int::try_from(runtime_fd),
+            libc::c_int::try_from(child_fd),
+        ) else {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            return;
+        };
+        if runtime_fd < 0 || child_fd < 0 || libc::getppid() != runtime {
+            // No pidfds, or the runtime is already gone (this process was re-parented).
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != runtime {
+                libc::kill(child, libc::SIGKILL);
+            }
+            return;
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: runtime_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: child_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            let n = libc::poll(fds.as_mut_ptr(), 2, -1);
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                return;
+            }
+            if fds[1].revents != 0 {
+                return;
+            }
+            if fds[0].revents != 0 {
+                libc::kill(child, libc::SIGKILL);
+                return;
+            }
         }
     }
 }

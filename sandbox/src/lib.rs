@@ -13,7 +13,8 @@
 //! Everything that allocates (the Landlock ruleset, the uid and gid maps) is prepared in the runtime by
 //! [`Plan::new`]; [`Plan::enter`] runs in the forked child before `exec` and makes only system calls. It forks once
 //! more: the shell becomes PID 1 of its namespace, and the process in between stays outside, waits for it and
-//! exits with its status, so when the shell ends, every process it started ends too.
+//! exits with its status, so when the shell ends, every process it started ends too. The process in between
+//! watches the runtime process through a pidfd and kills the shell when the runtime is gone.
 //!
 //! ```no_run
 //! use codepilot_sandbox::Mode;

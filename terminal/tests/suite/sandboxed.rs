@@ -135,3 +135,39 @@ async fn read_only_writes_nowhere_and_killing_the_shell_ends_its_namespace() {
     assert!(!report.killed.is_empty());
     m.shutdown().await;
 }
+
+#[test]
+fn a_shell_outlives_the_thread_that_started_it() {
+    if !codepilot_sandbox::probe().available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines support the sandbox"
+        );
+        return;
+    }
+    // A host that drives the runtime from short-lived threads (a Python thread calling `Runtime.run`, say):
+    // the shell is forked on such a thread, which then ends. The shell must live on.
+    let rt = std::sync::Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let m = rt.block_on(manager_with(sandboxed(
+        work.path(),
+        Mode::WorkspaceWrite,
+        true,
+    )));
+    let m2 = m.clone();
+    let rt2 = std::sync::Arc::clone(&rt);
+    std::thread::spawn(move || rt2.block_on(m2.create("short")).unwrap())
+        .join()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = m.get("short").unwrap();
+    let r = rt.block_on(t.execute("echo alive", T)).unwrap();
+    assert_eq!(r.output, "alive", "{r:?}");
+    rt.block_on(m.shutdown());
+}
