@@ -49,6 +49,10 @@ pub enum Event {
     Aborted(AbortedEvent),
     /// The conversation history was cleared.
     SessionReset(SessionResetEvent),
+    /// The context passed the stress threshold: this step asks the model to archive finished tasks.
+    ContextMaintenance(ContextMaintenanceEvent),
+    /// Part of the history left the request: archived by the model, summarised, or compacted to fit.
+    ContextDrop(ContextDropEvent),
 }
 
 /// [`Event::Start`].
@@ -225,6 +229,46 @@ pub struct SessionResetEvent {
     pub session_id: String,
 }
 
+/// [`Event::ContextMaintenance`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ContextMaintenanceEvent {
+    /// Tokens of the request as it stands.
+    pub context_tokens: u64,
+    /// Tokens a request may hold (window − `max_tokens` − thinking − margin).
+    pub budget: u64,
+    /// `context_tokens` as a percentage of `budget`.
+    pub stress_pct: u32,
+    /// The finished, unarchived tasks the model is asked to archive.
+    pub candidates: Vec<u64>,
+}
+
+/// Why history left the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextDropKind {
+    /// The model archived tasks with `archive_context`.
+    Archived,
+    /// The runtime had the model summarise the oldest finished tasks (the backstop).
+    Summarised,
+    /// The runtime elided old observations, dropped old steps or dropped old tasks to fit the budget.
+    Compacted,
+}
+
+/// [`Event::ContextDrop`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ContextDropEvent {
+    /// What happened.
+    pub kind: ContextDropKind,
+    /// Tasks archived, summarised or dropped whole.
+    pub tasks: Vec<u64>,
+    /// Request tokens before.
+    pub before_tokens: u64,
+    /// Request tokens after.
+    pub after_tokens: u64,
+    /// Tokens a request may hold.
+    pub budget: u64,
+}
+
 /// Which variant an [`Event`] is, for per-kind callbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -246,6 +290,8 @@ pub enum EventKind {
     MaxSteps,
     Aborted,
     SessionReset,
+    ContextMaintenance,
+    ContextDrop,
 }
 
 impl Event {
@@ -269,6 +315,8 @@ impl Event {
             Event::MaxSteps(_) => EventKind::MaxSteps,
             Event::Aborted(_) => EventKind::Aborted,
             Event::SessionReset(_) => EventKind::SessionReset,
+            Event::ContextMaintenance(_) => EventKind::ContextMaintenance,
+            Event::ContextDrop(_) => EventKind::ContextDrop,
         }
     }
 }

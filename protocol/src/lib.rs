@@ -25,7 +25,8 @@
 //! ```
 //!
 //! While the answer streams in, [`StreamFilter`] decides what the user may see; after execution, [`Feedback`]
-//! renders the next user message, and [`wire_messages`] fits the history into the context window.
+//! renders the next user message; [`context_status`], [`ArchiveEntry`] and the markers are how context management
+//! reads to the model.
 //!
 //! Every wire type derives [`schemars::JsonSchema`], so the daemon's schema is generated from these definitions.
 
@@ -44,12 +45,29 @@ mod request;
 mod stream;
 mod tool;
 
-pub use context::wire_messages;
+pub use context::ArchiveEntry;
+pub use context::ArchiveOrigin;
+pub use context::Candidate;
+pub use context::SUMMARISER_PROMPT;
+pub use context::archive_list_text;
+pub use context::archived_text;
+pub use context::context_status;
+pub use context::dropped_tasks_marker;
+pub use context::is_maintenance_message;
+pub use context::maintenance_message;
+pub use context::omitted_steps_marker;
+pub use context::percent;
+pub use context::reveal_text;
+pub use context::summariser_request;
+pub use context::task_number;
 
 pub use error::ParseError;
 pub use error::Result;
 pub use event::AbortedEvent;
 pub use event::AskUserEvent;
+pub use event::ContextDropEvent;
+pub use event::ContextDropKind;
+pub use event::ContextMaintenanceEvent;
 pub use event::ErrorKind;
 pub use event::Event;
 pub use event::EventEnvelope;

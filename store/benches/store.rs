@@ -47,6 +47,7 @@ fn cp(base: u64, messages: Vec<Message>, n: u64) -> Checkpoint {
             ..Usage::default()
         },
         title: None,
+        archives: None,
     }
 }
 

@@ -116,6 +116,10 @@ pub enum StoreError {
     #[error("invalid session store configuration: {0}")]
     Config(String),
 
+    /// A value could not be encoded for storage (a bug).
+    #[error("could not encode the session's archives: {0}")]
+    Encode(String),
+
     /// A background task of the store died (a bug).
     #[error("session store worker failed: {0}")]
     Worker(String),

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use codepilot_protocol::ArchiveEntry;
 use codepilot_protocol::Message;
 use codepilot_protocol::Usage;
 use serde::Deserialize;
@@ -54,6 +55,8 @@ struct SessionFile {
     usage: Usage,
     message_count: u64,
     messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    archives: Vec<ArchiveEntry>,
 }
 
 /// The same document without its messages (serde skips them), for `list`.
@@ -83,6 +86,7 @@ impl SessionFile {
             messages: self.messages,
             task_counter: self.task_counter,
             usage: self.usage,
+            archives: self.archives,
             meta: SessionMeta {
                 agent_name: self.agent_name,
                 title: self.title,
@@ -300,6 +304,7 @@ impl Inner {
                 usage: Usage::default(),
                 message_count: 0,
                 messages: Vec::new(),
+                archives: Vec::new(),
             };
             self.write_session(&s)?;
             s
@@ -350,6 +355,9 @@ impl Inner {
         s.usage = cp.usage;
         if cp.title.is_some() {
             s.title.clone_from(&cp.title);
+        }
+        if let Some(archives) = &cp.archives {
+            s.archives.clone_from(archives);
         }
         s.updated_at = now_secs();
         self.write_session(&s)

@@ -22,6 +22,7 @@
 //!     task_counter: record.task_counter + 1,
 //!     usage: record.usage,
 //!     title: codepilot_store::title_from_task("fix the bug"),
+//!     archives: None,
 //! };
 //! store.checkpoint(&lease, &cp).await?;
 //! store.release(lease).await?;

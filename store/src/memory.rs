@@ -114,6 +114,7 @@ impl SessionStore for MemoryStore {
                 messages: Vec::new(),
                 task_counter: 0,
                 usage: Usage::default(),
+                archives: Vec::new(),
                 meta: SessionMeta {
                     agent_name: agent_name.to_owned(),
                     title: None,
@@ -161,6 +162,9 @@ impl SessionStore for MemoryStore {
             record.usage = cp.usage;
             if cp.title.is_some() {
                 record.meta.title.clone_from(&cp.title);
+            }
+            if let Some(archives) = &cp.archives {
+                record.archives.clone_from(archives);
             }
             record.meta.updated_at = now_secs();
         }

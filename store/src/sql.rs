@@ -34,13 +34,22 @@ pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
 
 /// The embedded schema migrations (SQL shipped in the binary).
 pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("sessions"),
-        MigrationType::Simple,
-        AssertSqlSafe(include_str!("../migrations/0001_sessions.sql")).into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("sessions"),
+            MigrationType::Simple,
+            AssertSqlSafe(include_str!("../migrations/0001_sessions.sql")).into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("archives"),
+            MigrationType::Simple,
+            AssertSqlSafe(include_str!("../migrations/0002_archives.sql")).into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, agent_name, created_at, updated_at) \
@@ -48,7 +57,7 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, agent_name, created_at, 
 const LOCK_ROW: &str = "UPDATE sessions SET lease_token = lease_token WHERE id = $1";
 const SELECT_SESSION: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
      message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
-     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at FROM sessions WHERE id = $1";
+     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, archives FROM sessions WHERE id = $1";
 const LIST_SESSIONS: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
      message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
      lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at FROM sessions \
@@ -61,12 +70,40 @@ const TOUCH_OWNED: &str = "UPDATE sessions SET updated_at = $2 WHERE id = $1 AND
 const SELECT_COUNT: &str = "SELECT message_count FROM sessions WHERE id = $1";
 const UPDATE_COUNTERS: &str = "UPDATE sessions SET message_count = $2, task_counter = $3, \
      input_tokens = $4, output_tokens = $5, cache_read_tokens = $6, cache_write_tokens = $7, calls = $8, \
-     title = COALESCE($9, title), updated_at = $10 WHERE id = $1";
+     title = COALESCE($9, title), updated_at = $10, archives = COALESCE($11, archives) WHERE id = $1";
 const RENEW: &str = "UPDATE sessions SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2";
 const RELEASE: &str = "UPDATE sessions SET lease_token = '', lease_pid = 0, lease_host = '', \
      lease_acquired_at = 0, lease_expires_at = 0 WHERE id = $1 AND lease_token = $2";
 const DELETE_MESSAGES: &str = "DELETE FROM messages WHERE session_id = $1";
 const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id = $1";
+
+/// The `archives` column's text for a checkpoint: `None` keeps the stored list.
+pub(crate) fn encode_archives(
+    archives: Option<&[codepilot_protocol::ArchiveEntry]>,
+) -> crate::Result<Option<String>> {
+    match archives {
+        None => Ok(None),
+        Some([]) => Ok(Some(String::new())),
+        Some(list) => {
+            let json = serde_json::to_string(list).map_err(|e| crate::StoreError::Encode(e.to_string()))?;
+            Ok(Some(no_nul(&json).into_owned()))
+        }
+    }
+}
+
+/// Reads the `archives` column ('' is none).
+pub(crate) fn decode_archives(
+    session: &crate::SessionId,
+    text: &str,
+) -> crate::Result<Vec<codepilot_protocol::ArchiveEntry>> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(text).map_err(|e| crate::StoreError::CorruptRow {
+        session: session.clone(),
+        reason: format!("the archives column is not a list of archives: {e}"),
+    })
+}
 
 /// Rows per multi-row INSERT (6 parameters each, well under SQLite's and Postgres' limits).
 const INSERT_CHUNK: usize = 200;
@@ -276,6 +313,7 @@ macro_rules! sql_store {
                     .fetch_all(&mut *exec)
                     .await?;
                 let messages = Self::messages(&id, &rows)?;
+                let archives = $crate::sql::decode_archives(&id, &sqlx::Row::try_get::<String, _>(&row, "archives")?)?;
                 if u64::try_from(messages.len()).ok() != Some(meta.message_count) {
                     return Err($crate::StoreError::CorruptRow {
                         reason: format!(
@@ -292,6 +330,7 @@ macro_rules! sql_store {
                         messages,
                         task_counter,
                         usage,
+                        archives,
                         meta,
                     },
                     lease,
@@ -433,6 +472,7 @@ macro_rules! sql_store {
                     .bind(to_i64(cp.usage.calls))
                     .bind(cp.title.as_deref().map(|t| $crate::sql::no_nul(t).into_owned()))
                     .bind(now)
+                    .bind($crate::sql::encode_archives(cp.archives.as_deref())?)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

@@ -1,5 +1,6 @@
 //! Stored values and the checkpoint merge rule shared by every backend.
 
+use codepilot_protocol::ArchiveEntry;
 use codepilot_protocol::Message;
 use codepilot_protocol::Usage;
 use serde::Deserialize;
@@ -20,6 +21,9 @@ pub struct SessionRecord {
     pub task_counter: u64,
     /// Token usage totals.
     pub usage: Usage,
+    /// Finished tasks replaced by a summary in the model's context (their messages stay in `messages`).
+    #[serde(default)]
+    pub archives: Vec<ArchiveEntry>,
     /// Metadata.
     pub meta: SessionMeta,
 }
@@ -65,6 +69,8 @@ pub struct Checkpoint {
     pub usage: Usage,
     /// The session title; `None` keeps the stored one.
     pub title: Option<String>,
+    /// The whole archive list when it changed; `None` keeps the stored one.
+    pub archives: Option<Vec<ArchiveEntry>>,
 }
 
 impl Checkpoint {

@@ -1,7 +1,10 @@
 //! What the model reads after each answer: every kind of [`Feedback`], rendered in one place.
 
+use codepilot_protocol::ArchiveEntry;
+use codepilot_protocol::ArchiveOrigin;
 use codepilot_protocol::BlockEnd;
 use codepilot_protocol::BlockReport;
+use codepilot_protocol::Candidate;
 use codepilot_protocol::CompletionRefusal;
 use codepilot_protocol::ELIDED_OBSERVATION;
 use codepilot_protocol::ExecutionFailure;
@@ -10,14 +13,20 @@ use codepilot_protocol::MAX_OBSERVATION_CHARS;
 use codepilot_protocol::Message;
 use codepilot_protocol::Observation;
 use codepilot_protocol::PermissionRefusal;
-use codepilot_protocol::Role;
+use codepilot_protocol::archive_list_text;
+use codepilot_protocol::archived_text;
 use codepilot_protocol::cap_observation;
+use codepilot_protocol::context_status;
+use codepilot_protocol::dropped_tasks_marker;
 use codepilot_protocol::human_command_text;
+use codepilot_protocol::maintenance_message;
+use codepilot_protocol::omitted_steps_marker;
 use codepilot_protocol::parse;
 use codepilot_protocol::permission_denied_entry;
+use codepilot_protocol::reveal_text;
+use codepilot_protocol::summariser_request;
 use codepilot_protocol::tool_error_entry;
 use codepilot_protocol::tool_value_entry;
-use codepilot_protocol::wire_messages;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
@@ -193,50 +202,52 @@ fn tool_entries_and_permission_texts() {
 }
 
 #[test]
-fn wire_messages_merges_consecutive_roles() {
-    let msgs = vec![
-        Message::user("a"),
-        Message::user("b"),
-        Message::assistant("c"),
-        Message::user("d"),
+fn context_management_texts() {
+    let archive = ArchiveEntry {
+        first_task: 1,
+        last_task: 1,
+        summary: "Added `--json` to the CLI; tests pass.".into(),
+        tokens_saved: 2_345,
+        origin: ArchiveOrigin::Agent,
+    };
+    let summary = ArchiveEntry {
+        first_task: 2,
+        last_task: 4,
+        summary: "x".repeat(200),
+        tokens_saved: 9_000,
+        origin: ArchiveOrigin::Summary,
+    };
+    let transcript = [
+        Message::user("[Task 1][USER INPUT]\nadd --json"),
+        Message::assistant("```codepilot\nexecute('main', 'cargo test')\n```"),
+        Message::user("[EXECUTION RESULT]\nok"),
     ];
-    let got = wire_messages(&msgs, u64::MAX);
-    assert_eq!(
-        got,
-        vec![
-            Message::user("a\n\nb"),
-            Message::assistant("c"),
-            Message::user("d")
-        ]
-    );
-    assert_eq!(got[0].role, Role::User);
-}
-
-#[test]
-fn old_observations_are_elided_oldest_first_to_fit_the_budget() {
-    let big = format!("[EXECUTION RESULT]\n{}", "x".repeat(10_000));
-    let msgs = vec![
-        Message::user("[Task 1][USER INPUT]\ngo"),
-        Message::assistant("a1"),
-        Message::user(big.clone()),
-        Message::assistant("a2"),
-        Message::user(big.clone()),
-        Message::assistant("a3"),
-        Message::user(big.clone()),
+    let candidates = [
+        Candidate { task: 1, tokens: 2_400 },
+        Candidate { task: 3, tokens: 812 },
     ];
-    let got = wire_messages(&msgs, 15_000);
-    assert_eq!(got[2].content, ELIDED_OBSERVATION);
-    assert_eq!(got[4].content, ELIDED_OBSERVATION);
-    assert_eq!(
-        got[6].content, big,
-        "the latest observation is never elided"
-    );
-    assert_eq!(got[0].content, "[Task 1][USER INPUT]\ngo");
-    let all = wire_messages(&msgs, u64::MAX);
-    assert_eq!(all[2].content, big);
+    let text = [
+        archive.message(),
+        summary.message(),
+        dropped_tasks_marker(5, 5),
+        dropped_tasks_marker(5, 9),
+        omitted_steps_marker(1),
+        omitted_steps_marker(40),
+        ELIDED_OBSERVATION.to_owned(),
+        context_status(5_000, 10_000),
+        context_status(8_100, 10_000),
+        maintenance_message(8_100, 10_000, &candidates, 4),
+        archived_text(&[1], 2_345, 5_755, 10_000),
+        archived_text(&[1, 3], 3_100, 5_000, 10_000),
+        archive_list_text(&[]),
+        archive_list_text(&[archive.clone(), summary]),
+        reveal_text(1, &transcript),
+        summariser_request(&transcript),
+    ]
+    .join("\n---\n");
     snapshot(
-        "elided_observation",
-        "what replaces an elided observation",
-        got[2].content.clone(),
+        "context_texts",
+        "archives, drop markers, the context line, the maintenance request and the context tools' results",
+        text,
     );
 }

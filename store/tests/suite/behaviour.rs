@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use codepilot_protocol::ArchiveEntry;
+use codepilot_protocol::ArchiveOrigin;
 use codepilot_protocol::Message;
 use codepilot_protocol::Usage;
 use codepilot_store::Checkpoint;
@@ -32,6 +34,7 @@ for_each_backend!(
     concurrent_appends_on_one_lease_are_serialised,
     concurrent_overlapping_checkpoints_do_not_duplicate,
     missing_sessions,
+    archives_persist_and_survive_resume,
 );
 
 fn usage(n: u64) -> Usage {
@@ -61,6 +64,7 @@ fn cp(base_len: u64, messages: Vec<Message>, task_counter: u64) -> Checkpoint {
         task_counter,
         usage: usage(task_counter),
         title: None,
+        archives: None,
     }
 }
 
@@ -76,6 +80,7 @@ fn expected(
         id: actual.id.clone(),
         task_counter: tasks,
         usage: usage(tasks),
+        archives: Vec::new(),
         meta: SessionMeta {
             agent_name: agent.to_owned(),
             title: title.map(str::to_owned),
@@ -502,4 +507,48 @@ async fn missing_sessions(b: Backend) {
     assert_eq!(store.load(&id).await.unwrap(), None);
     assert!(!store.delete(&id).await.unwrap());
     assert!(!store.list().await.unwrap().iter().any(|s| s.id == id));
+}
+
+async fn archives_persist_and_survive_resume(b: Backend) {
+    let store = b.store().await;
+    let id = SessionId::generate();
+    let (lease, rec) = store.open(&id, "a").await.unwrap();
+    assert!(rec.archives.is_empty());
+    let archive = |n: u64, origin| ArchiveEntry {
+        first_task: n,
+        last_task: n + 1,
+        summary: format!("task {n}: \"quoted\" ✓ summary\u{0}"),
+        tokens_saved: 100 * n,
+        origin,
+    };
+    let mut c = cp(0, step(1), 2);
+    c.archives = Some(vec![archive(1, ArchiveOrigin::Agent)]);
+    store.checkpoint(&lease, &c).await.unwrap();
+    // `None` keeps what is stored.
+    store.checkpoint(&lease, &cp(2, step(2), 3)).await.unwrap();
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(loaded.archives.len(), 1);
+    assert_eq!(loaded.archives[0].first_task, 1);
+    assert_eq!(loaded.archives[0].origin, ArchiveOrigin::Agent);
+    assert!(loaded.archives[0].summary.starts_with("task 1: \"quoted\" ✓"));
+
+    store.release(lease).await.unwrap();
+    let (lease, resumed) = store.open(&id, "a").await.unwrap();
+    assert_eq!(resumed.archives, loaded.archives);
+    let mut c = cp(4, step(3), 4);
+    c.archives = Some(vec![
+        loaded.archives[0].clone(),
+        archive(3, ArchiveOrigin::Summary),
+    ]);
+    store.checkpoint(&lease, &c).await.unwrap();
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(loaded.archives.len(), 2);
+    assert_eq!(loaded.archives[1].origin, ArchiveOrigin::Summary);
+    assert_eq!(loaded.messages.len(), 6, "archiving never removes messages");
+    // An empty list clears them.
+    let mut c = cp(6, Vec::new(), 4);
+    c.archives = Some(Vec::new());
+    store.checkpoint(&lease, &c).await.unwrap();
+    assert!(store.load(&id).await.unwrap().unwrap().archives.is_empty());
+    store.release(lease).await.unwrap();
 }
