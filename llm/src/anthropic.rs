@@ -1,6 +1,5 @@
 //! Anthropic Messages API: request bodies, prompt-cache breakpoints, stream events and whole responses.
 
-use codepilot_protocol::Message;
 use codepilot_protocol::Role;
 use serde_json::Value;
 use serde_json::json;
@@ -12,6 +11,7 @@ use crate::config::ProviderConfig;
 use crate::error::LlmError;
 use crate::error::Result;
 use crate::sse::Accumulator;
+use crate::wire::WireMessage;
 
 /// The `anthropic-version` header value.
 pub(crate) const API_VERSION: &str = "2023-06-01";
@@ -46,14 +46,15 @@ fn starts_task(content: &str) -> bool {
 /// selection): the last assistant message; the last assistant message before the current task; among the
 /// current task's assistant messages, if there are at least 5, the one at `(count/5)*5 - 1`. At most
 /// [`MAX_MESSAGE_BREAKPOINTS`] are kept.
-pub(crate) fn breakpoints(messages: &[Message]) -> Vec<usize> {
+/// Used when the caller gives no [`ChatRequest::cache_marks`].
+pub(crate) fn breakpoints(messages: &[WireMessage]) -> Vec<usize> {
     let task_start = messages
         .iter()
-        .rposition(|m| m.role == Role::User && starts_task(&m.content))
+        .rposition(|m| m.role() == Role::User && starts_task(m.content()))
         .unwrap_or(0);
     let assistant = |range: std::ops::Range<usize>| {
         range
-            .filter(|&i| messages[i].role == Role::Assistant)
+            .filter(|&i| messages[i].role() == Role::Assistant)
             .collect::<Vec<_>>()
     };
     let task_assistants = assistant(task_start..messages.len());
@@ -65,7 +66,7 @@ pub(crate) fn breakpoints(messages: &[Message]) -> Vec<usize> {
             picks.push(i);
         }
     };
-    add(messages.iter().rposition(|m| m.role == Role::Assistant));
+    add(messages.iter().rposition(|m| m.role() == Role::Assistant));
     add(assistant(0..task_start).last().copied());
     let count = task_assistants.len();
     if count >= 5 {
@@ -76,27 +77,23 @@ pub(crate) fn breakpoints(messages: &[Message]) -> Vec<usize> {
 }
 
 /// The JSON body of a Messages request.
-pub(crate) fn request_body(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Value {
-    let marks = breakpoints(req.messages);
-    let messages: Vec<Value> = req
-        .messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            if marks.contains(&i) {
-                json!({
-                    "role": m.role.as_str(),
-                    "content": [{"type": "text", "text": m.content, "cache_control": ephemeral()}],
-                })
-            } else {
-                json!({"role": m.role.as_str(), "content": m.content})
-            }
-        })
-        .collect();
+pub(crate) fn request_body(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Result<Vec<u8>> {
+    let computed;
+    let marks = match req.cache_marks {
+        Some(marks) => marks.get(..marks.len().min(MAX_MESSAGE_BREAKPOINTS)).unwrap_or(marks),
+        None => {
+            computed = breakpoints(req.messages);
+            &computed
+        }
+    };
+    crate::wire::assemble(&head(cfg, req), None, req.messages, marks)
+}
+
+/// Everything of the body but the messages.
+fn head(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Value {
     let mut body = json!({
         "model": cfg.model,
         "max_tokens": cfg.max_tokens,
-        "messages": messages,
         "temperature": cfg.temperature,
     });
     if !req.system.is_empty() || !req.system_dynamic.is_empty() {

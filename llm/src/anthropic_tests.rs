@@ -1,17 +1,21 @@
-use codepilot_protocol::Message;
+use codepilot_protocol::Role;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
 use super::*;
 use crate::config::ProviderKind;
 
-fn convo(spec: &[(&str, &str)]) -> Vec<Message> {
+fn convo(spec: &[(&str, &str)]) -> Vec<WireMessage> {
     spec.iter()
         .map(|(role, text)| match *role {
-            "u" => Message::user(*text),
-            _ => Message::assistant(*text),
+            "u" => WireMessage::new(Role::User, *text),
+            _ => WireMessage::new(Role::Assistant, *text),
         })
         .collect()
+}
+
+fn json_body(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap()
 }
 
 #[test]
@@ -59,13 +63,17 @@ fn body_has_cached_system_breakpoints_and_thinking() {
     cfg.max_tokens = 1000;
     cfg.temperature = 0.2;
     let m = convo(&[("u", "<task_1> a"), ("a", "x"), ("u", "obs")]);
-    let body = request_body(
-        &cfg,
-        &ChatRequest {
-            system_dynamic: "",
-            system: "SYS",
-            messages: &m,
-        },
+    let body = json_body(
+        &request_body(
+            &cfg,
+            &ChatRequest {
+                system_dynamic: "",
+                system: "SYS",
+                messages: &m,
+                cache_marks: None,
+            },
+        )
+        .unwrap(),
     );
     assert_eq!(
         body,
@@ -85,13 +93,22 @@ fn body_has_cached_system_breakpoints_and_thinking() {
     );
     cfg.thinking = None;
     cfg.stream = false;
-    let body = request_body(
-        &cfg,
-        &ChatRequest {
-            system_dynamic: "",
-            system: "",
-            messages: &m,
-        },
+    let body = json_body(
+        &request_body(
+            &cfg,
+            &ChatRequest {
+                system_dynamic: "",
+                system: "",
+                messages: &m,
+                cache_marks: Some(&[0, 1, 2]),
+            },
+        )
+        .unwrap(),
+    );
+    assert!(body["messages"][0]["content"][0]["cache_control"].is_object());
+    assert!(
+        body["messages"][2]["content"].is_string(),
+        "at most two message breakpoints"
     );
     assert!(body.get("system").is_none());
     assert!(body.get("stream").is_none());

@@ -199,14 +199,10 @@ impl Provider for HttpProvider {
         req: ChatRequest<'_>,
         on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
     ) -> Result<Completion> {
-        let body = match self.wire {
-            WireFormat::Anthropic => anthropic::request_body(&self.cfg, &req),
-            _ => openai::request_body(&self.cfg, &req),
-        };
-        let body = Bytes::from(
-            serde_json::to_vec(&body)
-                .map_err(|e| LlmError::InvalidConfig(format!("cannot encode the request: {e}")))?,
-        );
+        let body = Bytes::from(match self.wire {
+            WireFormat::Anthropic => anthropic::request_body(&self.cfg, &req)?,
+            _ => openai::request_body(&self.cfg, &req)?,
+        });
         let mut attempt: u32 = 1;
         loop {
             match self.attempt(body.clone(), on_delta).await {

@@ -11,14 +11,16 @@
 //! use codepilot_llm::ProviderConfig;
 //! use codepilot_llm::ProviderKind;
 //! use codepilot_llm::StreamDelta;
+//! use codepilot_llm::WireMessage;
 //! use codepilot_llm::build_provider;
-//! use codepilot_protocol::Message;
+//! use codepilot_protocol::Role;
 //!
 //! let cfg = ProviderConfig::new(ProviderKind::Anthropic, "claude-sonnet-4-5").with_api_key_from_env(None);
 //! let provider = build_provider(cfg)?;
-//! let messages = [Message::user("Say hi")];
+//! let messages = [WireMessage::new(Role::User, "Say hi")];
+//! let req = ChatRequest { system: "Be brief.", system_dynamic: "", messages: &messages, cache_marks: None };
 //! let done = provider
-//!     .complete(ChatRequest { system: "Be brief.", system_dynamic: "", messages: &messages }, &mut |d| {
+//!     .complete(req, &mut |d| {
 //!         if let StreamDelta::Text(t) = d { print!("{t}") }
 //!     })
 //!     .await?;
@@ -35,11 +37,12 @@ mod openai;
 mod profile;
 mod scripted;
 mod sse;
+mod tokens;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use codepilot_protocol::Message;
 use codepilot_protocol::Usage;
 
 pub use config::ProviderConfig;
@@ -54,6 +57,8 @@ pub use profile::known_context_window;
 pub use scripted::SCRIPT_SEPARATOR;
 pub use scripted::ScriptedProvider;
 pub use scripted::load_script;
+pub use tokens::TokenCounter;
+pub use wire::WireMessage;
 
 /// One model call's input. The system prompt is separate because it is rebuilt every step.
 #[derive(Debug, Clone, Copy)]
@@ -64,8 +69,13 @@ pub struct ChatRequest<'a> {
     /// Anthropic receives it as a second, uncached system block so the cached prefix stays valid across steps;
     /// OpenAI-format servers get one system message with both parts. May be empty.
     pub system_dynamic: &'a str,
-    /// The conversation so far, oldest first.
-    pub messages: &'a [Message],
+    /// The conversation so far, oldest first, each message serialised once ([`WireMessage`]).
+    pub messages: &'a [WireMessage],
+    /// Indices of `messages` that get an Anthropic prompt-cache breakpoint (at most 2 are used; the system block
+    /// has its own). `None`: the provider picks them (the last assistant message, the last one before the current
+    /// task, and one every 5 steps of the task). Ignored by the OpenAI format, whose servers cache prefixes
+    /// themselves.
+    pub cache_marks: Option<&'a [usize]>,
 }
 
 /// A piece of a model call in progress, passed to the `on_delta` callback.

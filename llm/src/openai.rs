@@ -16,25 +16,26 @@ use crate::error::Result;
 use crate::sse::Accumulator;
 
 /// The JSON body of a Chat Completions request.
-pub(crate) fn request_body(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Value {
-    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+pub(crate) fn request_body(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Result<Vec<u8>> {
     let system = match (req.system.is_empty(), req.system_dynamic.is_empty()) {
         (true, true) => String::new(),
         (false, true) => req.system.to_owned(),
         (true, false) => req.system_dynamic.to_owned(),
         (false, false) => format!("{}\n{}", req.system, req.system_dynamic),
     };
-    if !system.is_empty() {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    messages.extend(
-        req.messages
-            .iter()
-            .map(|m| json!({"role": m.role.as_str(), "content": m.content})),
-    );
+    let first = (!system.is_empty()).then(|| {
+        format!(
+            "{{\"role\":\"system\",\"content\":{}}}",
+            crate::wire::json_string(&system)
+        )
+    });
+    crate::wire::assemble(&head(cfg), first.as_deref(), req.messages, &[])
+}
+
+/// Everything of the body but the messages.
+fn head(cfg: &ProviderConfig) -> Value {
     let mut body = json!({
         "model": cfg.model,
-        "messages": messages,
         "temperature": cfg.temperature,
     });
     // OpenAI itself deprecated `max_tokens` (reasoning models reject it); compatible servers only know it.

@@ -1,4 +1,5 @@
-use codepilot_protocol::Message;
+use codepilot_protocol::Role;
+use crate::WireMessage;
 use codepilot_protocol::Usage;
 use pretty_assertions::assert_eq;
 use serde_json::json;
@@ -7,16 +8,21 @@ use super::*;
 
 #[test]
 fn body_shape_per_kind() {
-    let m = [Message::user("hi"), Message::assistant("yo")];
+    let m = [
+        WireMessage::new(Role::User, "hi"),
+        WireMessage::new(Role::Assistant, "yo"),
+    ];
+    let json_body = |b: Result<Vec<u8>>| serde_json::from_slice::<Value>(&b.unwrap()).unwrap();
     let cfg = ProviderConfig::new(ProviderKind::OpenAi, "gpt-4o");
-    let body = request_body(
+    let body = json_body(request_body(
         &cfg,
         &ChatRequest {
             system_dynamic: "",
             system: "SYS",
             messages: &m,
+            cache_marks: Some(&[1]),
         },
-    );
+    ));
     assert_eq!(
         body,
         json!({
@@ -34,14 +40,15 @@ fn body_shape_per_kind() {
     );
     let mut cfg = ProviderConfig::new(ProviderKind::Vllm, "qwen");
     cfg.stream = false;
-    let body = request_body(
+    let body = json_body(request_body(
         &cfg,
         &ChatRequest {
             system_dynamic: "",
             system: "",
             messages: &m,
+            cache_marks: None,
         },
-    );
+    ));
     assert_eq!(body["max_tokens"], json!(4096));
     assert!(body.get("stream").is_none() && body.get("stream_options").is_none());
     assert_eq!(body["messages"].as_array().unwrap().len(), 2);

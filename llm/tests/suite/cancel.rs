@@ -19,7 +19,7 @@ async fn dropping_the_future_aborts_the_request() {
             openai_cfg(&server, ProviderKind::Ollama, false)
         };
         let provider = build_provider(cfg).unwrap();
-        let messages = conversation();
+        let messages: Vec<WireMessage> = conversation().iter().map(WireMessage::from).collect();
         let outcome = tokio::time::timeout(Duration::from_millis(300), async {
             provider
                 .complete(
@@ -27,6 +27,7 @@ async fn dropping_the_future_aborts_the_request() {
                         system_dynamic: "",
                         system: "s",
                         messages: &messages,
+                        cache_marks: None,
                     },
                     &mut |_| {},
                 )

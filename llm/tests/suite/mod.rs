@@ -18,6 +18,7 @@ use codepilot_llm::ProviderConfig;
 use codepilot_llm::ProviderKind;
 use codepilot_llm::RetryPolicy;
 use codepilot_llm::StreamDelta;
+use codepilot_llm::WireMessage;
 use codepilot_llm::build_provider;
 use codepilot_protocol::Message;
 use codepilot_testkit::ScriptedServer;
@@ -80,7 +81,8 @@ pub async fn call_with(
             ChatRequest {
                 system,
                 system_dynamic: "",
-                messages,
+                messages: &messages.iter().map(WireMessage::from).collect::<Vec<_>>(),
+                cache_marks: None,
             },
             &mut |d| {
                 seen.push(match d {
