@@ -65,6 +65,17 @@ pub enum Error {
     /// Another process took the session over (this process stalled past the lease's expiry).
     #[error("{0}; this runtime stopped so the two processes don't both drive the session")]
     LeaseLost(String),
+    /// The current task's opening message and newest step alone do not fit the request budget.
+    #[error(
+        "the request cannot fit the context window: the current task's opening message and newest step take \
+         {tokens} tokens, more than the budget of {budget}; shorten the task or raise model.context_window"
+    )]
+    ContextOverflow {
+        /// Tokens of the smallest request the runtime could make.
+        tokens: u64,
+        /// The request budget.
+        budget: u64,
+    },
     /// An internal invariant failed (a poisoned lock, a runtime that could not start).
     #[error("internal error: {0}")]
     Internal(String),
@@ -94,6 +105,7 @@ impl Error {
             | Error::Terminal(_)
             | Error::WorkDir { .. }
             | Error::Busy
+            | Error::ContextOverflow { .. }
             | Error::Internal(_) => false,
         }
     }

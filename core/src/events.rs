@@ -20,6 +20,9 @@ use std::task::Poll;
 
 pub use codepilot_protocol::AbortedEvent;
 pub use codepilot_protocol::AskUserEvent;
+pub use codepilot_protocol::ContextDropEvent;
+pub use codepilot_protocol::ContextDropKind;
+pub use codepilot_protocol::ContextMaintenanceEvent;
 pub use codepilot_protocol::ErrorKind;
 pub use codepilot_protocol::Event;
 pub use codepilot_protocol::EventEnvelope;

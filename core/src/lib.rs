@@ -23,6 +23,7 @@
 
 mod agent;
 pub mod config;
+mod context;
 mod error;
 pub mod events;
 mod handlers;

@@ -35,6 +35,8 @@ pub(crate) struct DynamicVars<'a> {
     pub(crate) step: u32,
     pub(crate) max_steps: u32,
     pub(crate) terminals: &'a [TerminalLine],
+    /// The `Context: X / MAX tokens (P%)` line (and its warning).
+    pub(crate) context: &'a str,
 }
 
 fn substitute(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
@@ -155,6 +157,7 @@ pub(crate) fn render_dynamic(v: &DynamicVars<'_>) -> String {
         "max_steps" => Some(v.max_steps.to_string()),
         "step_note" => Some(step_note(v.step, v.max_steps).to_owned()),
         "terminals" => Some(terminals.clone()),
+        "context" => Some(v.context.to_owned()),
         _ => None,
     });
     rendered.trim_end().to_owned() + "\n"

@@ -62,6 +62,7 @@ impl StepHost {
         inner: &Arc<Inner>,
         toolset: &Arc<ToolSet>,
         action: &Action,
+        context: Arc<Mutex<crate::context::ContextBook>>,
         task: u64,
         step: u32,
     ) -> Self {
@@ -71,6 +72,7 @@ impl StepHost {
             ctx: StepContext {
                 env: Arc::clone(&inner.env),
                 payloads: Mutex::new(action.payloads.iter().cloned().collect()),
+                context,
             },
             observation: Mutex::new(Observation::new()),
             task,

@@ -6,6 +6,7 @@
 //! - `host` serves the control block's tool calls: permission gate, dispatch, events, observation entries.
 
 mod host;
+mod maintain;
 mod model;
 mod step;
 
@@ -18,6 +19,8 @@ use crate::Outcome;
 use crate::error::Error;
 use crate::error::Result;
 use crate::events::AbortedEvent;
+use crate::events::ContextDropEvent;
+use crate::events::ContextDropKind;
 use crate::events::ErrorKind;
 use crate::events::Event;
 use crate::events::FinishEvent;
@@ -32,9 +35,7 @@ use crate::prompt::DynamicVars;
 use crate::prompt::TerminalLine;
 use crate::runtime::Inner;
 use crate::runtime::SessionState;
-
-/// Rough characters per token, for budgeting without a tokenizer.
-const CHARS_PER_TOKEN: u64 = 4;
+use crate::runtime::ToolSet;
 
 /// Runs one task. Holds the session for the whole run, so a second concurrent `run` gets [`Error::Busy`].
 ///
@@ -143,8 +144,8 @@ fn drain_inbox(inner: &Inner, state: &mut SessionState) {
     }
 }
 
-/// The dynamic half of the system prompt for this step.
-fn system_dynamic(inner: &Inner, step: u32, max_steps: u32) -> String {
+/// The dynamic half of the system prompt for this step; `context` is its `Context: …` line.
+fn system_dynamic(inner: &Inner, step: u32, max_steps: u32, context: &str) -> String {
     let terminals: Vec<TerminalLine> = inner
         .terminals()
         .map(|t| {
@@ -174,6 +175,51 @@ fn system_dynamic(inner: &Inner, step: u32, max_steps: u32) -> String {
         step,
         max_steps,
         terminals: &terminals,
+        context,
+    })
+}
+
+/// What one model call sends: the dynamic prompt part and the view of the history.
+struct Request {
+    dynamic: String,
+    messages: Vec<codepilot_llm::WireMessage>,
+    cache_marks: Vec<usize>,
+}
+
+/// Renders the dynamic prompt with the context line and fits the request into the budget, compacting if needed.
+fn prepare(
+    inner: &Inner,
+    state: &SessionState,
+    toolset: &ToolSet,
+    step: u32,
+    max_steps: u32,
+) -> Result<Request> {
+    let mut book = state.book();
+    let budget = book.budget();
+    let render = |tokens: u64| {
+        system_dynamic(
+            inner,
+            step,
+            max_steps,
+            &codepilot_protocol::context_status(tokens, budget),
+        )
+    };
+    let first = render(book.request_tokens(&toolset.static_prompt, ""));
+    let mut dynamic = render(book.request_tokens(&toolset.static_prompt, &first));
+    if let Some(drop) = book.fit(&toolset.static_prompt, &dynamic)? {
+        inner.emit(Event::ContextDrop(ContextDropEvent {
+            kind: ContextDropKind::Compacted,
+            tasks: drop.tasks,
+            before_tokens: drop.before,
+            after_tokens: drop.after,
+            budget,
+        }));
+        dynamic = render(drop.after);
+    }
+    Ok(Request {
+        dynamic,
+        messages: book.messages().to_vec(),
+        cache_marks: book.cache_marks(),
     })
 }
 
@@ -183,6 +229,7 @@ async fn step_loop(
     cancel: &CancellationToken,
 ) -> Result<Outcome> {
     let max_steps = inner.agent.runtime.max_steps;
+    let mut maintained = false;
     for step in 1..=max_steps {
         if cancel.is_cancelled() {
             return Ok(Outcome::Aborted {
@@ -192,22 +239,25 @@ async fn step_loop(
         drain_inbox(inner, state);
         inner.emit(Event::Step(StepEvent { step, max_steps }));
         let toolset = inner.toolset();
-        let dynamic = system_dynamic(inner, step, max_steps);
-        let reserve = u64::from(inner.agent.model.max_tokens) + 4_000;
-        let budget = inner
-            .context_window
-            .saturating_sub(reserve)
-            .saturating_mul(CHARS_PER_TOKEN)
-            .saturating_mul(85)
-            / 100;
-        let budget = budget.saturating_sub((toolset.static_prompt.len() + dynamic.len()) as u64);
-        let messages = codepilot_protocol::wire_messages(&state.messages, budget);
+        // At most one maintenance step per run: what it leaves is the backstop's and compaction's job.
+        let maintenance = !maintained && maintain::start(inner, state, &toolset);
+        maintained |= maintenance;
+        let request = prepare(inner, state, &toolset, step, max_steps)?;
 
-        let Some(answer) =
-            model::ask(inner, &toolset.static_prompt, &dynamic, &messages, cancel).await?
+        let Some(answer) = model::ask(
+            inner,
+            &toolset.static_prompt,
+            &request.dynamic,
+            &request.messages,
+            &request.cache_marks,
+            cancel,
+        )
+        .await?
         else {
             return Ok(Outcome::Aborted { steps: step });
         };
+        drop(request);
+        state.book().observe(&answer.usage);
         state.usage.add(&answer.usage);
         inner.emit(Event::Usage(UsageEvent {
             call: answer.usage,
@@ -221,6 +271,10 @@ async fn step_loop(
         checkpoint(inner, state).await?;
         if let Some(outcome) = done.outcome {
             return Ok(outcome);
+        }
+        if maintenance || (!maintained && maintain::needs_backstop(state, &toolset)) {
+            maintained = true;
+            maintain::backstop(inner, state, &toolset, cancel).await;
         }
     }
     Ok(Outcome::MaxSteps { steps: max_steps })

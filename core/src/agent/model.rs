@@ -3,7 +3,7 @@
 use codepilot_llm::ChatRequest;
 use codepilot_llm::Completion;
 use codepilot_llm::StreamDelta;
-use codepilot_protocol::Message;
+use codepilot_llm::WireMessage;
 use codepilot_protocol::StreamFilter;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +23,8 @@ pub(super) async fn ask(
     inner: &Inner,
     system: &str,
     system_dynamic: &str,
-    messages: &[Message],
+    messages: &[WireMessage],
+    cache_marks: &[usize],
     cancel: &CancellationToken,
 ) -> Result<Option<Completion>> {
     let mut filter = StreamFilter::new();
@@ -61,6 +62,7 @@ pub(super) async fn ask(
             system,
             system_dynamic,
             messages,
+            cache_marks: Some(cache_marks),
         },
         &mut on_delta,
     );

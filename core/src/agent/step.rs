@@ -108,6 +108,7 @@ async fn run_block(
         inner,
         toolset,
         action,
+        Arc::clone(&state.context),
         state.task_counter,
         step,
     ));

@@ -113,7 +113,7 @@ impl Default for ThinkingConfig {
 }
 
 /// `runtime:` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeConfig {
     /// Workspace root. From YAML: absolute, resolved against the file's directory. Default `./workspace`.
     pub work_dir: PathBuf,
@@ -128,6 +128,9 @@ pub struct RuntimeConfig {
     pub sandbox: codepilot_sandbox::Mode,
     /// Whether sandboxed shells have the network. Default true.
     pub network: bool,
+    /// Context stress (request tokens / budget) from which a maintenance step asks the model to archive finished
+    /// tasks (SPEC §16). Default 0.8; more than 0 and at most 1.
+    pub context_threshold: f64,
 }
 
 impl Default for RuntimeConfig {
@@ -139,7 +142,70 @@ impl Default for RuntimeConfig {
             step_timeout_s: DEFAULT_STEP_TIMEOUT_S,
             sandbox: codepilot_sandbox::Mode::WorkspaceWrite,
             network: true,
+            context_threshold: DEFAULT_CONTEXT_THRESHOLD,
         }
+    }
+}
+
+/// The token budget of one request (SPEC §16): what is left of the context window after the answer
+/// (`max_tokens`), the thinking budget and a safety margin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextBudget {
+    /// The model's context window: configured, known for the model, or [`codepilot_llm::DEFAULT_CONTEXT_WINDOW`].
+    pub window: u64,
+    /// Tokens kept free for counting errors: 2% of the window, at least 256.
+    pub margin: u64,
+    /// Tokens a request may hold.
+    pub budget: u64,
+}
+
+impl ModelConfig {
+    /// The context window used: `context_window`, the model's known window, or the default.
+    #[must_use]
+    pub fn effective_context_window(&self) -> u64 {
+        self.context_window
+            .or_else(|| codepilot_llm::known_context_window(&self.name))
+            .unwrap_or(codepilot_llm::DEFAULT_CONTEXT_WINDOW)
+    }
+
+    /// The request budget: window − `max_tokens` − thinking budget (when enabled) − margin.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the keys when nothing is left for the conversation.
+    pub fn context_budget(&self) -> Result<ContextBudget> {
+        let window = self.effective_context_window();
+        let margin = (window / 50).max(256);
+        let thinking = if self.thinking.enabled {
+            u64::from(self.thinking.budget_tokens)
+        } else {
+            0
+        };
+        let reserved = u64::from(self.max_tokens) + thinking + margin;
+        let budget = window.saturating_sub(reserved);
+        // Less than this cannot hold the system prompt and a task.
+        if budget < MIN_CONTEXT_BUDGET {
+            let thinking_part = if self.thinking.enabled {
+                format!(" − model.thinking.budget_tokens ({thinking})")
+            } else {
+                String::new()
+            };
+            return Err(ConfigError::Invalid {
+                key: "model.context_window".into(),
+                file: NO_FILE.into(),
+                line: None,
+                message: format!(
+                    "model.context_window ({window}) − model.max_tokens ({}){thinking_part} − a margin of \
+                     {margin} leaves {budget} tokens for the conversation; at least {MIN_CONTEXT_BUDGET} are \
+                     needed. Raise model.context_window or lower model.max_tokens",
+                    self.max_tokens
+                ),
+            });
+        }
+        Ok(ContextBudget {
+            window,
+            margin,
+            budget,
+        })
     }
 }
 
@@ -172,6 +238,9 @@ const DEFAULT_STEP_TIMEOUT_S: u64 = 600;
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 const DEFAULT_THINKING_BUDGET: u32 = 8000;
 const NO_FILE: &str = "<agent config>";
+const DEFAULT_CONTEXT_THRESHOLD: f64 = 0.8;
+/// The smallest request budget accepted: room for the system prompt and a task.
+const MIN_CONTEXT_BUDGET: u64 = 2048;
 
 impl ModelConfig {
     /// A model section with every default. `provider` is stored as given; [`AgentFileBuilder::build`]
@@ -282,6 +351,7 @@ impl AgentFile {
         canonical_provider(&self.model.provider, &ctx, None)?;
         check_model(&self.model, &ctx, &Lines::default())?;
         check_runtime(&self.runtime, &ctx, &Lines::default())?;
+        self.model.context_budget()?;
         let mut seen: Vec<&str> = Vec::new();
         for tool in &self.tools {
             check_tool_name(&tool.name, &seen, &ctx, None)?;

@@ -13,6 +13,7 @@ use serde_saphyr::Spanned;
 use serde_saphyr::UserMessageFormatter;
 
 use super::AgentFile;
+use super::DEFAULT_CONTEXT_THRESHOLD;
 use super::DEFAULT_MAX_STEPS;
 use super::DEFAULT_MAX_TOKENS;
 use super::DEFAULT_STEP_TIMEOUT_S;
@@ -89,6 +90,7 @@ struct RawRuntime {
     step_timeout_s: Option<Spanned<u64>>,
     sandbox: Option<Spanned<String>>,
     network: Option<bool>,
+    context_threshold: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +117,7 @@ pub(super) struct Lines {
     pub(super) budget_tokens: Option<u64>,
     pub(super) max_steps: Option<u64>,
     pub(super) step_timeout_s: Option<u64>,
+    pub(super) context_threshold: Option<u64>,
 }
 
 fn line_of(loc: Location) -> Option<u64> {
@@ -372,6 +375,10 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
                 .step_timeout_s
                 .as_ref()
                 .and_then(|s| line_of(s.referenced));
+            lines.context_threshold = r
+                .context_threshold
+                .as_ref()
+                .and_then(|s| line_of(s.referenced));
             let sandbox = match &r.sandbox {
                 Some(s) => s
                     .value
@@ -388,6 +395,9 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
                 step_timeout_s: r.step_timeout_s.map_or(DEFAULT_STEP_TIMEOUT_S, |s| s.value),
                 sandbox,
                 network: r.network.unwrap_or(true),
+                context_threshold: r
+                    .context_threshold
+                    .map_or(DEFAULT_CONTEXT_THRESHOLD, |s| s.value),
             }
         }
         None => RuntimeConfig {

@@ -60,7 +60,8 @@ fn nested_and_flat_load_the_same_with_defaults() {
     assert_eq!(nested.runtime.work_dir, cwd.join("./workspace"));
     assert_eq!(nested.source, Some(PathBuf::from(ORIGIN)));
     assert_eq!(nested.tools, Vec::new());
-    assert_eq!(nested.effective_tools().len(), 8);
+    assert_eq!(nested.effective_tools().len(), 11);
+    assert!((nested.runtime.context_threshold - 0.8).abs() < f64::EPSILON);
 }
 
 #[test]
@@ -131,9 +132,39 @@ fn full_file_values_are_read() {
             "execute",
             "read_output",
             "send_input",
-            "terminate_terminal"
+            "terminate_terminal",
+            "archive_context",
+            "reveal_context",
+            "list_archived_context"
         ]
     );
+}
+
+#[test]
+fn context_budget_must_leave_room_and_names_the_keys() {
+    let err = load(
+        "name: B\nmodel: {provider: openai, name: gpt-4o, context_window: 8000, max_tokens: 7000}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("model.context_window (8000)"), "{err}");
+    assert!(err.contains("model.max_tokens (7000)"), "{err}");
+    assert!(err.contains("agent.yaml:2"), "{err}");
+    let err = load(
+        "name: B\nmodel: {provider: anthropic, name: c, context_window: 12000, max_tokens: 1000, \
+         thinking: {enabled: true, budget_tokens: 9000}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("model.thinking.budget_tokens (9000)"), "{err}");
+    let ok = load("name: B\nmodel: {provider: openai, name: gpt-4o, context_window: 8000, max_tokens: 1024}\n")
+        .unwrap();
+    let budget = ok.model.context_budget().unwrap();
+    assert_eq!((budget.window, budget.margin, budget.budget), (8000, 256, 6720));
+    let err = load("name: B\nmodel: {provider: openai, name: x}\nruntime: {context_threshold: 1.5}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("runtime.context_threshold"), "{err}");
 }
 
 #[test]
@@ -216,7 +247,7 @@ fn starter_file_loads() {
         .collect();
     // send_input is gated with execute by the runtime, without an entry of its own.
     assert_eq!(gated, vec!["execute"]);
-    assert_eq!(a.effective_tools().len(), 8, "every built-in stays on");
+    assert_eq!(a.effective_tools().len(), 11, "every built-in stays on");
 }
 
 #[test]

@@ -136,6 +136,14 @@ pub(super) fn check_model(model: &ModelConfig, ctx: &Ctx, lines: &Lines) -> Resu
             "must be greater than 0 (default 8000)".to_string(),
         ));
     }
+    if let Err(ConfigError::Invalid { message, .. }) = model.context_budget() {
+        return Err(invalid(
+            "model.context_window",
+            ctx,
+            lines.context_window.or(lines.max_tokens),
+            message,
+        ));
+    }
     Ok(())
 }
 
@@ -154,6 +162,17 @@ pub(super) fn check_runtime(runtime: &RuntimeConfig, ctx: &Ctx, lines: &Lines) -
             ctx,
             lines.step_timeout_s,
             "must be greater than 0 seconds (default 600)".to_string(),
+        ));
+    }
+    if !(runtime.context_threshold > 0.0 && runtime.context_threshold <= 1.0) {
+        return Err(invalid(
+            "runtime.context_threshold",
+            ctx,
+            lines.context_threshold,
+            format!(
+                "must be more than 0 and at most 1 (default 0.8), got {}",
+                runtime.context_threshold
+            ),
         ));
     }
     Ok(())

@@ -9,6 +9,7 @@ use codepilot_llm::Provider;
 use codepilot_llm::ProviderConfig;
 use codepilot_llm::ProviderKind;
 use codepilot_llm::RetryPolicy;
+use codepilot_llm::TokenCounter;
 use codepilot_script::Limits;
 use codepilot_store::SessionId;
 use codepilot_store::SessionStore;
@@ -24,6 +25,7 @@ use super::lease::LeaseKeeper;
 use super::session::SessionCell;
 use super::session::SessionState;
 use crate::config::AgentFile;
+use crate::context::ContextParams;
 use crate::error::Error;
 use crate::error::Result;
 use crate::events::ErrorKind;
@@ -282,6 +284,8 @@ impl RuntimeBuilder {
     /// starts terminal `main` when terminal tools are enabled.
     pub async fn build(self) -> Result<AsyncRuntime> {
         self.agent.validate()?;
+        let budget = self.agent.model.context_budget()?;
+        let provider_kind = self.agent.model.provider.parse::<ProviderKind>().ok();
         let provider = match &self.provider {
             Some(p) => Arc::clone(p),
             None => codepilot_llm::build_provider(self.provider_config()?)?,
@@ -352,22 +356,29 @@ impl RuntimeBuilder {
             ..Limits::default()
         });
         let toolset = ToolSet::new(&self.agent, registry, &limits);
-        let context_window = match self.agent.model.context_window {
-            Some(n) => n,
-            None => codepilot_llm::known_context_window(&self.agent.model.name).unwrap_or_else(|| {
-                // A scripted model has no window to know; the default only shapes elision there.
-                let scripted = self.agent.model.provider.parse::<ProviderKind>().ok() == Some(ProviderKind::Scripted);
-                if !scripted {
-                    tracing::warn!(
-                    "model `{}` has no known context window; assuming {} tokens (set model.context_window in \
-                     agent.yaml)",
-                    self.agent.model.name,
-                    codepilot_llm::DEFAULT_CONTEXT_WINDOW
-                );
-                }
+        if self.agent.model.context_window.is_none()
+            && codepilot_llm::known_context_window(&self.agent.model.name).is_none()
+            && provider_kind != Some(ProviderKind::Scripted)
+        {
+            tracing::warn!(
+                "model `{}` has no known context window; assuming {} tokens (set model.context_window in \
+                 agent.yaml)",
+                self.agent.model.name,
                 codepilot_llm::DEFAULT_CONTEXT_WINDOW
+            );
+        }
+        let context = ContextParams {
+            counter: provider_kind.map_or(TokenCounter::Estimate, |kind| {
+                TokenCounter::for_model(kind, &self.agent.model.name)
             }),
+            budget: budget.budget,
+            threshold: self.agent.runtime.context_threshold,
         };
+        if context.counter.is_exact() {
+            // Loading the tokenizer takes ~0.1 s; do it while the rest starts.
+            let counter = context.counter;
+            std::thread::spawn(move || counter.warm_up());
+        }
         let events = Arc::new(EventBus::new(id.to_string()));
         let lease = LeaseKeeper::new(Arc::clone(&store), lease);
         let inner = Arc::new(Inner {
@@ -382,12 +393,12 @@ impl RuntimeBuilder {
                 events: Arc::clone(&events),
             }),
             events,
-            session: SessionCell::new(store, SessionState::from_record(id, record)),
+            session: SessionCell::new(store, SessionState::from_record(id, record, context)),
             lease,
             control: RunControl::new(),
             permission: self.permission,
             limits,
-            context_window,
+            context,
         });
         let weak = Arc::downgrade(&inner);
         inner.lease.start_heartbeat(move |e| {

@@ -97,8 +97,8 @@ pub(crate) struct Inner {
     pub(crate) env: Arc<ToolEnv>,
     pub(crate) permission: Option<Arc<dyn PermissionHandler>>,
     pub(crate) limits: Limits,
-    /// The model's context window in tokens: configured, known for the model, or a conservative default.
-    pub(crate) context_window: u64,
+    /// How requests are budgeted (SPEC §16).
+    pub(crate) context: crate::context::ContextParams,
 }
 
 impl Inner {
@@ -189,7 +189,7 @@ impl AsyncRuntime {
         self.inner.lease.replace(lease).await;
         self.inner
             .session
-            .replace(&mut state, SessionState::from_record(id.clone(), record));
+            .replace(&mut state, SessionState::from_record(id.clone(), record, self.inner.context));
         self.inner.env.ledger.clear();
         self.inner.events.start_session(id.to_string());
         self.inner.emit(Event::SessionReset(SessionResetEvent {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::MutexGuard;
 
 use codepilot_protocol::Message;
 use codepilot_protocol::Usage;
@@ -12,6 +13,9 @@ use codepilot_store::SessionRecord;
 use codepilot_store::SessionStore;
 use codepilot_store::StoreError;
 
+use crate::context::ContextBook;
+use crate::context::ContextParams;
+
 /// The conversation state the step loop owns while it runs.
 pub(crate) struct SessionState {
     pub(crate) id: SessionId,
@@ -21,11 +25,14 @@ pub(crate) struct SessionState {
     pub(crate) task_counter: u64,
     pub(crate) usage: Usage,
     pub(crate) title: Option<String>,
+    /// What the model sees of `messages`; shared with the context tools while a block runs (a leaf lock).
+    pub(crate) context: Arc<Mutex<ContextBook>>,
 }
 
 impl SessionState {
     /// The state of a session as the store returned it.
-    pub(crate) fn from_record(id: SessionId, record: SessionRecord) -> Self {
+    pub(crate) fn from_record(id: SessionId, record: SessionRecord, params: ContextParams) -> Self {
+        let book = ContextBook::new(params, &record.messages, record.archives);
         Self {
             id,
             stored_len: record.messages.len() as u64,
@@ -33,7 +40,18 @@ impl SessionState {
             task_counter: record.task_counter,
             usage: record.usage,
             title: record.meta.title,
+            context: Arc::new(Mutex::new(book)),
         }
+    }
+
+    /// The context book, brought up to date with `messages`.
+    pub(crate) fn book(&self) -> MutexGuard<'_, ContextBook> {
+        let mut book = match self.context.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        book.ingest(&self.messages);
+        book
     }
 }
 
@@ -88,7 +106,8 @@ impl SessionCell {
         lease: &Lease,
     ) -> Result<(), StoreError> {
         let total = state.messages.len() as u64;
-        if total == state.stored_len {
+        let archives = state.book().take_changed_archives();
+        if total == state.stored_len && archives.is_none() {
             return Ok(());
         }
         let start = usize::try_from(state.stored_len)
@@ -100,8 +119,14 @@ impl SessionCell {
             task_counter: state.task_counter,
             usage: state.usage,
             title: state.title.clone(),
+            archives,
         };
-        self.store.checkpoint(lease, &cp).await?;
+        if let Err(e) = self.store.checkpoint(lease, &cp).await {
+            if cp.archives.is_some() {
+                state.book().mark_archives_changed();
+            }
+            return Err(e);
+        }
         state.stored_len = total;
         if let Ok(mut p) = self.published.lock() {
             p.messages.extend(cp.messages);

@@ -39,6 +39,9 @@ pub(crate) enum Builtin {
     SendInput,
     TerminateTerminal,
     AskUser,
+    ArchiveContext,
+    RevealContext,
+    ListArchivedContext,
 }
 
 fn req(name: &str) -> ParamSpec {
@@ -51,7 +54,7 @@ fn opt(name: &str, default: Value) -> ParamSpec {
 
 impl Builtin {
     /// Every built-in, in the order the default tool set lists them.
-    pub(crate) const ALL: [Builtin; 8] = [
+    pub(crate) const ALL: [Builtin; 11] = [
         Self::ReadFile,
         Self::WriteFile,
         Self::Find,
@@ -60,6 +63,9 @@ impl Builtin {
         Self::SendInput,
         Self::TerminateTerminal,
         Self::AskUser,
+        Self::ArchiveContext,
+        Self::RevealContext,
+        Self::ListArchivedContext,
     ];
 
     /// The name the block calls.
@@ -73,6 +79,9 @@ impl Builtin {
             Self::SendInput => "send_input",
             Self::TerminateTerminal => "terminate_terminal",
             Self::AskUser => "ask_user",
+            Self::ArchiveContext => "archive_context",
+            Self::RevealContext => "reveal_context",
+            Self::ListArchivedContext => "list_archived_context",
         }
     }
 
@@ -91,14 +100,23 @@ impl Builtin {
             | Self::WriteFile
             | Self::Find
             | Self::TerminateTerminal
-            | Self::AskUser => &["require_permission"],
+            | Self::AskUser
+            | Self::ArchiveContext
+            | Self::RevealContext
+            | Self::ListArchivedContext => &["require_permission"],
         }
     }
 
     pub(crate) fn is_terminal(self) -> bool {
         match self {
             Self::Execute | Self::ReadOutput | Self::SendInput | Self::TerminateTerminal => true,
-            Self::ReadFile | Self::WriteFile | Self::Find | Self::AskUser => false,
+            Self::ReadFile
+            | Self::WriteFile
+            | Self::Find
+            | Self::AskUser
+            | Self::ArchiveContext
+            | Self::RevealContext
+            | Self::ListArchivedContext => false,
         }
     }
 
@@ -173,6 +191,21 @@ impl Builtin {
                 "Ask the user a question and wait for the answer. Returns the answer string. Use it only when you \
                  cannot proceed without the user.",
             ),
+            Self::ArchiveContext => (
+                vec![req("task"), req("summary")],
+                "Replace a finished task (a number, or a list of consecutive numbers) in your context by \
+                 [ARCHIVED TASK N] and your summary; the original stays retrievable with reveal_context. Write a \
+                 dense summary: what was asked, done, decided and left open. Returns a status string.",
+            ),
+            Self::RevealContext => (
+                vec![req("task")],
+                "Return the full original history of a task (archived or not) as text, without putting it back \
+                 into your context.",
+            ),
+            Self::ListArchivedContext => (
+                vec![],
+                "List the archived tasks with the tokens each saved and the start of its summary.",
+            ),
         };
         ToolSpec::new(self.name(), params, doc)
     }
@@ -241,6 +274,11 @@ fn type_name(v: Option<&Value>) -> &'static str {
     }
 }
 
+/// An argument as the label shows it: its JSON text (a number, a list).
+fn num(args: &serde_json::Map<String, Value>, key: &str) -> String {
+    args.get(key).map_or_else(String::new, Value::to_string)
+}
+
 fn truncate_label(s: &str, max: usize) -> String {
     let first = s.lines().next().unwrap_or("");
     if first.chars().count() > max || first.len() < s.len() {
@@ -271,6 +309,9 @@ impl Builtin {
             Self::SendInput => format!("Typing into {}", s("terminal")),
             Self::TerminateTerminal => format!("Terminating {}", s("terminal")),
             Self::AskUser => "Asking the user".to_owned(),
+            Self::ArchiveContext => format!("Archiving task {}", num(args, "task")),
+            Self::RevealContext => format!("Revealing task {}", num(args, "task")),
+            Self::ListArchivedContext => "Listing archived tasks".to_owned(),
         }
     }
 
@@ -301,6 +342,9 @@ impl Builtin {
             Self::Find => format!("Search for {:?}", s("pattern")),
             Self::ReadOutput => format!("Read output of terminal {}", s("terminal")),
             Self::AskUser => "Ask the user a question".to_owned(),
+            Self::ArchiveContext => format!("Archive task {}", num(args, "task")),
+            Self::RevealContext => format!("Reveal task {}", num(args, "task")),
+            Self::ListArchivedContext => "List archived tasks".to_owned(),
         }
     }
 }
@@ -337,6 +381,9 @@ impl Tool for Builtin {
                 Self::SendInput => send_input(ctx, args).await,
                 Self::TerminateTerminal => terminate(ctx, args).await,
                 Self::AskUser => ask_user(ctx, args).await,
+                Self::ArchiveContext => super::context_tools::archive(ctx, args),
+                Self::RevealContext => super::context_tools::reveal(ctx, args),
+                Self::ListArchivedContext => Ok(super::context_tools::list(ctx)),
             }
         })
     }

@@ -6,6 +6,7 @@
 //! `[name] ERROR: message`.
 
 pub(crate) mod builtin;
+mod context_tools;
 pub(crate) mod find;
 pub(crate) mod fs;
 pub(crate) mod workspace;
@@ -140,6 +141,8 @@ pub(crate) struct StepContext {
     pub(crate) env: Arc<ToolEnv>,
     /// Payload blocks not yet consumed by `write_file`, in order.
     pub(crate) payloads: Mutex<VecDeque<Payload>>,
+    /// The session's context, for the context tools.
+    pub(crate) context: Arc<Mutex<crate::context::ContextBook>>,
 }
 
 type ErasedHandler = Arc<

@@ -240,7 +240,7 @@ fn context_management_texts() {
         archived_text(&[1], 2_345, 5_755, 10_000),
         archived_text(&[1, 3], 3_100, 5_000, 10_000),
         archive_list_text(&[]),
-        archive_list_text(&[archive.clone(), summary]),
+        archive_list_text(&[archive, summary]),
         reveal_text(1, &transcript),
         summariser_request(&transcript),
     ]
