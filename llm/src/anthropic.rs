@@ -80,7 +80,9 @@ pub(crate) fn breakpoints(messages: &[WireMessage]) -> Vec<usize> {
 pub(crate) fn request_body(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Result<Vec<u8>> {
     let computed;
     let marks = match req.cache_marks {
-        Some(marks) => marks.get(..marks.len().min(MAX_MESSAGE_BREAKPOINTS)).unwrap_or(marks),
+        Some(marks) => marks
+            .get(..marks.len().min(MAX_MESSAGE_BREAKPOINTS))
+            .unwrap_or(marks),
         None => {
             computed = breakpoints(req.messages);
             &computed

@@ -1,5 +1,5 @@
-use codepilot_protocol::Role;
 use crate::WireMessage;
+use codepilot_protocol::Role;
 use codepilot_protocol::Usage;
 use pretty_assertions::assert_eq;
 use serde_json::json;

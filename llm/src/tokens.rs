@@ -39,7 +39,9 @@ impl TokenCounter {
         match tiktoken_rs::tokenizer::get_tokenizer(name) {
             Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => Self::O200k,
             Some(Tokenizer::Cl100kBase) => Self::Cl100k,
-            Some(Tokenizer::P50kBase | Tokenizer::P50kEdit | Tokenizer::R50kBase | Tokenizer::Gpt2)
+            Some(
+                Tokenizer::P50kBase | Tokenizer::P50kEdit | Tokenizer::R50kBase | Tokenizer::Gpt2,
+            )
             | None => Self::Estimate,
         }
     }
@@ -83,10 +85,16 @@ impl TokenCounter {
         static CL100K: OnceLock<Option<CoreBPE>> = OnceLock::new();
         let loaded = match self {
             Self::O200k => O200K.get_or_init(|| {
-                load(tiktoken_rs::o200k_base().map_err(|e| e.to_string()), "o200k_base")
+                load(
+                    tiktoken_rs::o200k_base().map_err(|e| e.to_string()),
+                    "o200k_base",
+                )
             }),
             Self::Cl100k => CL100K.get_or_init(|| {
-                load(tiktoken_rs::cl100k_base().map_err(|e| e.to_string()), "cl100k_base")
+                load(
+                    tiktoken_rs::cl100k_base().map_err(|e| e.to_string()),
+                    "cl100k_base",
+                )
             }),
             Self::Estimate => return None,
         };
@@ -99,7 +107,9 @@ fn load(loaded: Result<CoreBPE, String>, name: &str) -> Option<CoreBPE> {
         Ok(bpe) => Some(bpe),
         Err(e) => {
             // The data is embedded, so this is a build defect; budgeting goes on with the estimate.
-            tracing::warn!("cannot load the {name} tokenizer, estimating token counts instead: {e}");
+            tracing::warn!(
+                "cannot load the {name} tokenizer, estimating token counts instead: {e}"
+            );
             None
         }
     }
@@ -109,7 +119,11 @@ fn load(loaded: Result<CoreBPE, String>, name: &str) -> Option<CoreBPE> {
 fn estimate(text: &str) -> u64 {
     let ascii = text.bytes().filter(u8::is_ascii).count();
     let other = text.chars().filter(|c| !c.is_ascii()).count();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let ascii_tokens = (ascii as f64 / ASCII_BYTES_PER_TOKEN).ceil() as u64;
     ascii_tokens + other as u64
 }

@@ -140,7 +140,13 @@ mod tests {
                 ],
             })
         );
-        let body = assemble(&json!({}), Some(r#"{"role":"system","content":"s"}"#), &[], &[]).unwrap();
+        let body = assemble(
+            &json!({}),
+            Some(r#"{"role":"system","content":"s"}"#),
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&body).unwrap(),
             json!({"messages": [{"role": "system", "content": "s"}]})

@@ -268,7 +268,10 @@ mod tests {
     fn percentages_round_down_and_survive_zero() {
         assert_eq!(percent(799, 1000), 79);
         assert_eq!(percent(5, 0), 100);
-        assert_eq!(context_status(100, 1000), "Context: 100 / 1000 tokens (10%)");
+        assert_eq!(
+            context_status(100, 1000),
+            "Context: 100 / 1000 tokens (10%)"
+        );
         assert!(context_status(700, 1000).contains("stress elevated"));
     }
 }

@@ -85,7 +85,8 @@ pub(crate) fn encode_archives(
         None => Ok(None),
         Some([]) => Ok(Some(String::new())),
         Some(list) => {
-            let json = serde_json::to_string(list).map_err(|e| crate::StoreError::Encode(e.to_string()))?;
+            let json = serde_json::to_string(list)
+                .map_err(|e| crate::StoreError::Encode(e.to_string()))?;
             Ok(Some(no_nul(&json).into_owned()))
         }
     }

@@ -160,10 +160,14 @@ fn context_budget_must_leave_room_and_names_the_keys() {
     let ok = load("name: B\nmodel: {provider: openai, name: gpt-4o, context_window: 8000, max_tokens: 1024}\n")
         .unwrap();
     let budget = ok.model.context_budget().unwrap();
-    assert_eq!((budget.window, budget.margin, budget.budget), (8000, 256, 6720));
-    let err = load("name: B\nmodel: {provider: openai, name: x}\nruntime: {context_threshold: 1.5}\n")
-        .unwrap_err()
-        .to_string();
+    assert_eq!(
+        (budget.window, budget.margin, budget.budget),
+        (8000, 256, 6720)
+    );
+    let err =
+        load("name: B\nmodel: {provider: openai, name: x}\nruntime: {context_threshold: 1.5}\n")
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("runtime.context_threshold"), "{err}");
 }
 

@@ -48,9 +48,8 @@ pub(super) fn compact(book: &mut ContextBook, fixed: u64) -> Result<(), Overflow
             if s >= book.tasks[ti].steps_dropped {
                 for i in book.tasks[ti].step_range(s) {
                     if book.is_observation(i) {
-                        est = est.saturating_sub(
-                            book.msgs[i].tokens.saturating_sub(book.elided_tokens),
-                        );
+                        est = est
+                            .saturating_sub(book.msgs[i].tokens.saturating_sub(book.elided_tokens));
                     }
                 }
             }

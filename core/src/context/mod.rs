@@ -206,8 +206,8 @@ impl ContextBook {
                 wire: WireMessage::from(m),
                 tokens,
             });
-            let opens = m.role == Role::User
-                && codepilot_protocol::task_number(&m.content).is_some();
+            let opens =
+                m.role == Role::User && codepilot_protocol::task_number(&m.content).is_some();
             if opens || self.tasks.is_empty() {
                 let number = codepilot_protocol::task_number(&m.content).unwrap_or(0);
                 self.tasks.push(TaskUnit {
@@ -462,7 +462,9 @@ impl ContextBook {
         }
         let summary = summary.trim();
         if summary.is_empty() {
-            return Err("the summary is empty; write what the task did, decided and left open".into());
+            return Err(
+                "the summary is empty; write what the task did, decided and left open".into(),
+            );
         }
         let before: u64 = indices.iter().map(|&ti| self.task_view_tokens(ti)).sum();
         let after = self.params.counter.count(summary) + MESSAGE_OVERHEAD + 8;
@@ -523,7 +525,11 @@ impl ContextBook {
 
     /// The oldest run of consecutive candidate tasks whose view tokens reach `want` (or all of the run), with their
     /// original messages, capped to `max_tokens` of transcript: what the summarising backstop replaces.
-    pub(crate) fn oldest_finished(&self, want: u64, max_tokens: u64) -> Option<(u64, u64, Vec<Message>)> {
+    pub(crate) fn oldest_finished(
+        &self,
+        want: u64,
+        max_tokens: u64,
+    ) -> Option<(u64, u64, Vec<Message>)> {
         let current = self.tasks.len().saturating_sub(1);
         let eligible = |ti: usize| {
             let t = &self.tasks[ti];
@@ -627,7 +633,3 @@ impl ContextBook {
         }
     }
 }
-
-#[cfg(test)]
-#[path = "tests.rs"]
-mod tests;

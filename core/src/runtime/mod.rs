@@ -187,9 +187,10 @@ impl AsyncRuntime {
             .open(&id, &self.inner.agent.name)
             .await?;
         self.inner.lease.replace(lease).await;
-        self.inner
-            .session
-            .replace(&mut state, SessionState::from_record(id.clone(), record, self.inner.context));
+        self.inner.session.replace(
+            &mut state,
+            SessionState::from_record(id.clone(), record, self.inner.context),
+        );
         self.inner.env.ledger.clear();
         self.inner.events.start_session(id.to_string());
         self.inner.emit(Event::SessionReset(SessionResetEvent {

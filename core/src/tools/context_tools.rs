@@ -107,10 +107,7 @@ pub(super) fn reveal(
     ctx: &StepContext,
     args: &Map<String, Value>,
 ) -> Result<ToolOutput, ToolError> {
-    let task = task_number(
-        "reveal_context",
-        args.get("task").unwrap_or(&Value::Null),
-    )?;
+    let task = task_number("reveal_context", args.get("task").unwrap_or(&Value::Null))?;
     let text = book(ctx)
         .reveal(task)
         .map_err(|m| ToolError::value(format!("reveal_context(): {m}")))?;

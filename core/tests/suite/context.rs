@@ -96,13 +96,22 @@ fn extends(a: &[String], b: &[String]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_steps_in_an_8k_window_never_exceed_the_budget() {
-    for wire in BOTH {
+    let [a, b] = BOTH;
+    tokio::join!(thousand_steps(a), thousand_steps(b));
+}
+
+async fn thousand_steps(wire: Wire) {
+    {
         let dir = tempfile::tempdir().unwrap();
         let line = "0123456789 abcdefghij klmnopqrstuvwxyz ABCDEFGHIJ\n";
         std::fs::create_dir_all(dir.path()).unwrap();
         std::fs::write(dir.path().join("a.txt"), line.repeat(12)).unwrap();
         let mut turns: Vec<Turn> = (0..999)
-            .map(|i| Turn::answer(format!("Step {i}.\n```codepilot\nread_file(\"a.txt\")\n```")))
+            .map(|i| {
+                Turn::answer(format!(
+                    "Step {i}.\n```codepilot\nread_file(\"a.txt\")\n```"
+                ))
+            })
             .collect();
         turns.push(Turn::answer("```completion\nread it a thousand times\n```"));
         let server = ScriptedServer::start(turns).await.unwrap();
@@ -172,7 +181,10 @@ async fn a_thousand_steps_in_an_8k_window_never_exceed_the_budget() {
                     .iter()
                     .any(|m| m["content"][0]["cache_control"].is_object())
             });
-            assert!(marked, "every request after the first has a cache breakpoint");
+            assert!(
+                marked,
+                "every request after the first has a cache breakpoint"
+            );
         }
         // The prompt shows the context line.
         let system = codepilot_testkit::system_text(&requests[500].body);
@@ -253,12 +265,12 @@ async fn archive_reveal_and_list_work_across_tasks_and_a_resume() {
             after_archive[0].starts_with("[ARCHIVED TASK 1]\nTask 1 found the secret."),
             "{name}: {after_archive:?}"
         );
-        assert!(
-            !after_archive.iter().any(|m| m.contains("4711")),
-            "{name}"
-        );
+        assert!(!after_archive.iter().any(|m| m.contains("4711")), "{name}");
         let obs = observation(3);
-        assert!(obs.contains("Archived Task 1. Context reduced by ~"), "{name}: {obs}");
+        assert!(
+            obs.contains("Archived Task 1. Context reduced by ~"),
+            "{name}: {obs}"
+        );
         assert!(
             obs.contains("Task 1: archived, ~") && obs.contains("\"Task 1 found the secret.\""),
             "{name}: {obs}"
@@ -272,7 +284,8 @@ async fn archive_reveal_and_list_work_across_tasks_and_a_resume() {
         );
         let obs = observation(5);
         assert!(
-            obs.contains("=== DETAILED HISTORY FOR TASK 1 ===") && obs.contains("the secret is 4711"),
+            obs.contains("=== DETAILED HISTORY FOR TASK 1 ===")
+                && obs.contains("the secret is 4711"),
             "{name}: {obs}"
         );
         assert!(obs.contains("Task 1: archived"), "{name}: {obs}");
@@ -286,7 +299,12 @@ async fn archive_reveal_and_list_work_across_tasks_and_a_resume() {
 /// A task 1 that reads `big.txt` (~1,900 tokens) then finishes, and a runtime at threshold 0.5 of the 8k budget.
 async fn maintenance_setup(
     turns: Vec<Turn>,
-) -> (tempfile::TempDir, ScriptedServer, codepilot::AsyncRuntime, Recorder) {
+) -> (
+    tempfile::TempDir,
+    ScriptedServer,
+    codepilot::AsyncRuntime,
+    Recorder,
+) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("big.txt"),
@@ -317,7 +335,9 @@ async fn maintenance_setup(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_threshold_a_maintenance_step_asks_the_model_to_archive() {
     let (_dir, server, rt, rec) = maintenance_setup(vec![
-        Turn::answer("```codepilot\narchive_context(1, \"Read big.txt: a pangram, 140 times.\")\n```"),
+        Turn::answer(
+            "```codepilot\narchive_context(1, \"Read big.txt: a pangram, 140 times.\")\n```",
+        ),
         Turn::answer("```completion\nnext done\n```"),
     ])
     .await;
@@ -325,13 +345,22 @@ async fn past_the_threshold_a_maintenance_step_asks_the_model_to_archive() {
     let req = server.requests();
     let maintenance = messages(&req[2]);
     assert!(
-        maintenance.last().unwrap().contains("[INTERNAL CONTEXT MAINTENANCE]")
+        maintenance
+            .last()
+            .unwrap()
+            .contains("[INTERNAL CONTEXT MAINTENANCE]")
             && maintenance.last().unwrap().contains("- Task 1: ")
-            && maintenance.last().unwrap().contains("- Task 2: ACTIVE — protected"),
+            && maintenance
+                .last()
+                .unwrap()
+                .contains("- Task 2: ACTIVE — protected"),
         "{maintenance:?}"
     );
     let after = messages(&req[3]);
-    assert!(after[0].starts_with("[ARCHIVED TASK 1]\nRead big.txt"), "{after:?}");
+    assert!(
+        after[0].starts_with("[ARCHIVED TASK 1]\nRead big.txt"),
+        "{after:?}"
+    );
     assert!(!after.iter().any(|m| m.contains("lazy dog")));
     let events = rec.events();
     let m = events
@@ -375,8 +404,13 @@ async fn when_the_model_does_not_archive_the_backstop_summarises_whole_tasks() {
     );
     let asked = messages(summariser);
     assert_eq!(asked.len(), 1);
-    assert!(asked[0].contains("[Task 1][USER INPUT]\nread big.txt") && asked[0].contains("lazy dog"));
-    assert!(!asked[0].contains("[Task 2]"), "only finished tasks are summarised");
+    assert!(
+        asked[0].contains("[Task 1][USER INPUT]\nread big.txt") && asked[0].contains("lazy dog")
+    );
+    assert!(
+        !asked[0].contains("[Task 2]"),
+        "only finished tasks are summarised"
+    );
     let after = messages(&req[4]);
     assert!(
         after[0].starts_with("[ARCHIVED TASK 1]\nTask 1 read big.txt, a pangram"),
@@ -396,5 +430,8 @@ async fn when_the_model_does_not_archive_the_backstop_summarises_whole_tasks() {
     assert!(drop.after_tokens < drop.before_tokens);
     // The archive lists the summary as the runtime's.
     let list = rt.history();
-    assert!(list.iter().all(|m| !m.content.contains("[ARCHIVED TASK")), "history keeps the originals");
+    assert!(
+        list.iter().all(|m| !m.content.contains("[ARCHIVED TASK")),
+        "history keeps the originals"
+    );
 }

@@ -223,8 +223,14 @@ fn context_management_texts() {
         Message::user("[EXECUTION RESULT]\nok"),
     ];
     let candidates = [
-        Candidate { task: 1, tokens: 2_400 },
-        Candidate { task: 3, tokens: 812 },
+        Candidate {
+            task: 1,
+            tokens: 2_400,
+        },
+        Candidate {
+            task: 3,
+            tokens: 812,
+        },
     ];
     let text = [
         archive.message(),

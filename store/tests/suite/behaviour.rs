@@ -530,7 +530,11 @@ async fn archives_persist_and_survive_resume(b: Backend) {
     assert_eq!(loaded.archives.len(), 1);
     assert_eq!(loaded.archives[0].first_task, 1);
     assert_eq!(loaded.archives[0].origin, ArchiveOrigin::Agent);
-    assert!(loaded.archives[0].summary.starts_with("task 1: \"quoted\" ✓"));
+    assert!(
+        loaded.archives[0]
+            .summary
+            .starts_with("task 1: \"quoted\" ✓")
+    );
 
     store.release(lease).await.unwrap();
     let (lease, resumed) = store.open(&id, "a").await.unwrap();
