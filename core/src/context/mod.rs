@@ -633,3 +633,54 @@ impl ContextBook {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn book(budget: u64, messages: &[Message]) -> ContextBook {
+        let params = ContextParams {
+            counter: TokenCounter::Estimate,
+            budget,
+            threshold: 0.8,
+        };
+        ContextBook::new(params, messages, Vec::new())
+    }
+
+    #[test]
+    fn provider_counts_calibrate_the_estimate_unless_implausible() {
+        let system: Arc<str> = Arc::from("system prompt");
+        let mut b = book(
+            10_000,
+            &[Message::user("[Task 1][USER INPUT]\nhello there")],
+        );
+        assert_eq!(b.fit(&system, "").unwrap(), None);
+        let raw = b.request_tokens(&system, "");
+        let report = |n: u64| Usage {
+            input_tokens: n,
+            ..Usage::default()
+        };
+        b.observe(&report(raw * 100));
+        assert_eq!(
+            b.request_tokens(&system, ""),
+            raw,
+            "a 100× report is ignored"
+        );
+        b.observe(&report(raw * 3 / 2));
+        let calibrated = b.request_tokens(&system, "");
+        assert!(
+            calibrated > raw && calibrated <= raw * 3 / 2 + 1,
+            "{raw} -> {calibrated}"
+        );
+    }
+
+    #[test]
+    fn a_task_larger_than_the_budget_is_an_overflow_not_a_silent_cut() {
+        let system: Arc<str> = Arc::from("system");
+        let task = format!("[Task 1][USER INPUT]\n{}", "x".repeat(4_000));
+        let mut b = book(500, &[Message::user(task)]);
+        let err = b.fit(&system, "").unwrap_err();
+        assert_eq!(err.budget, 500);
+        assert!(err.tokens > 500, "{}", err.tokens);
+    }
+}
