@@ -249,31 +249,12 @@ fn load_agent(path: &Path) -> Result<AgentFile, Failure> {
     })
 }
 
-/// `$CODEPILOT_HOME`, default `~/.codepilot`.
-///
-/// Sessions kept there hold file contents and command output, so the folder is made private (0700) when an
-/// earlier version left it open to others.
+/// `$CODEPILOT_HOME`, default `~/.codepilot` (see [`codepilot::store::codepilot_home`]).
 pub(crate) fn codepilot_home() -> Result<PathBuf, Failure> {
-    let home = match std::env::var_os("CODEPILOT_HOME").filter(|h| !h.is_empty()) {
-        Some(h) => PathBuf::from(h),
-        None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-            Some(home) => PathBuf::from(home).join(".codepilot"),
-            None => {
-                return Err(usage(
-                    "cannot find a home directory: set CODEPILOT_HOME or HOME",
-                ));
-            }
-        },
-    };
-    if let Ok(meta) = std::fs::metadata(&home) {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode();
-        if meta.is_dir() && mode & 0o077 != 0 {
-            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(mode & 0o700))
-                .with_context(|| format!("making {} private", home.display()))?;
-        }
-    }
-    Ok(home)
+    codepilot::store::codepilot_home().map_err(|e| match e {
+        codepilot::store::StoreError::Config(_) => usage(e.to_string()),
+        other => other.into(),
+    })
 }
 
 /// The session backend the flags ask for.

@@ -16,6 +16,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait PermissionHandler: Send + Sync {
     /// Decide one request. May wait for a person; the run is cancelled meanwhile only by `abort`.
     fn decide<'a>(&'a self, request: &'a PermissionRequest) -> BoxFuture<'a, PermissionDecision>;
+
+    /// Whether anyone can decide right now. A host whose deciders come and go (a language binding whose users
+    /// register callbacks later) says `false` while it has none, and the call is refused as with no handler at
+    /// all. Default: `true`.
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 impl<F, Fut> PermissionHandler for F
@@ -32,6 +39,11 @@ where
 pub trait AskUserHandler: Send + Sync {
     /// The answer, or `None` if the user gave none.
     fn ask<'a>(&'a self, question: &'a str) -> BoxFuture<'a, Option<String>>;
+
+    /// Whether anyone can answer right now; `false` fails `ask_user` as with no handler at all. Default: `true`.
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 impl<F, Fut> AskUserHandler for F

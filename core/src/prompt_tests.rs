@@ -28,13 +28,16 @@ fn tools_render_signature_and_indented_doc() {
             codepilot_script::ParamSpec {
                 name: "name".to_owned(),
                 default: None,
+                annotation: None,
             },
             codepilot_script::ParamSpec {
                 name: "loud".to_owned(),
                 default: Some(serde_json::json!(false)),
+                annotation: None,
             },
         ],
         doc: "Say hello.\nReturns a string.".to_owned(),
+        returns: None,
     }];
     assert_eq!(
         render_tools(&tools),

@@ -18,6 +18,8 @@ pub struct ToolSpec {
     pub params: Vec<ParamSpec>,
     /// Doc string (shown in the system prompt; also the function's `__doc__`).
     pub doc: String,
+    /// The return type as written in Python (`str`, `list[str]`), shown after `->` in the signature.
+    pub returns: Option<String>,
 }
 
 /// One parameter of a [`ToolSpec`].
@@ -27,6 +29,8 @@ pub struct ParamSpec {
     pub name: String,
     /// `None`: required. `Some(Value::Null)`: defaults to `None`. Otherwise the default value.
     pub default: Option<Value>,
+    /// The type as written in Python (`int`, `Optional[str]`), shown in the signature.
+    pub annotation: Option<String>,
 }
 
 impl ParamSpec {
@@ -36,6 +40,7 @@ impl ParamSpec {
         Self {
             name: name.into(),
             default: None,
+            annotation: None,
         }
     }
 
@@ -45,7 +50,15 @@ impl ParamSpec {
         Self {
             name: name.into(),
             default: Some(default),
+            annotation: None,
         }
+    }
+
+    /// The same parameter with a Python type annotation (`int`, `list[str]`).
+    #[must_use]
+    pub fn annotated(mut self, annotation: impl Into<String>) -> Self {
+        self.annotation = Some(annotation.into());
+        self
     }
 }
 
@@ -57,10 +70,12 @@ impl ToolSpec {
             name: name.into(),
             params,
             doc: doc.into(),
+            returns: None,
         }
     }
 
-    /// The Python signature, e.g. `read_file(path, start_line=1, end_line=None)`.
+    /// The Python signature, e.g. `read_file(path, start_line=1, end_line=None)`, with annotations where given:
+    /// `greet(name: str, times: int = 1) -> str`.
     #[must_use]
     pub fn signature(&self) -> String {
         let mut out = format!("{}(", self.name);
@@ -69,12 +84,24 @@ impl ToolSpec {
                 out.push_str(", ");
             }
             out.push_str(&param.name);
+            if let Some(annotation) = &param.annotation {
+                out.push_str(": ");
+                out.push_str(annotation);
+            }
             if let Some(default) = &param.default {
-                out.push('=');
+                out.push_str(if param.annotation.is_some() {
+                    " = "
+                } else {
+                    "="
+                });
                 out.push_str(&py_literal(default));
             }
         }
         out.push(')');
+        if let Some(returns) = &self.returns {
+            out.push_str(" -> ");
+            out.push_str(returns);
+        }
         out
     }
 }

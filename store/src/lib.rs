@@ -34,6 +34,7 @@
 
 mod error;
 mod file;
+mod home;
 mod id;
 mod lease;
 mod memory;
@@ -50,6 +51,7 @@ use std::time::Duration;
 pub use error::Result;
 pub use error::StoreError;
 pub use file::FileStore;
+pub use home::codepilot_home;
 pub use id::MAX_SESSION_ID_LEN;
 pub use id::SessionId;
 pub use lease::HEARTBEAT_INTERVAL;

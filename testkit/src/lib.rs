@@ -1,6 +1,7 @@
 //! Test support for CodePilot: [`ScriptedServer`], an in-process HTTP model server that speaks both the
 //! Anthropic Messages and the OpenAI Chat Completions wire formats and replays scripted [`Turn`]s, and
-//! [`temp_workspace`].
+//! [`temp_workspace`]. Tests in other languages run it as the `codepilot-testkit` binary and script it over HTTP
+//! (the [`control`] endpoints).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -40,6 +41,9 @@ use codepilot_protocol::Usage;
 use futures_util::StreamExt;
 use serde_json::Value;
 use serde_json::json;
+
+pub mod control;
+pub use control::TurnSpec;
 
 /// Default size of the byte chunks a streamed body is split into.
 pub const DEFAULT_CHUNK_BYTES: usize = 7;
@@ -239,8 +243,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// dropped. Each request consumes the next [`Turn`]; with none left it answers HTTP 500 with the error message
 /// `scripted server: no turns left`, so tests fail loudly.
 ///
-/// Paths: `/v1/messages` is Anthropic, `/v1/chat/completions` is OpenAI; other paths get a 404 (without
-/// consuming a turn).
+/// Paths: `/v1/messages` is Anthropic, `/v1/chat/completions` is OpenAI, `/_testkit/…` are the [`control`]
+/// endpoints; other paths get a 404 (without consuming a turn).
 #[derive(Debug)]
 pub struct ScriptedServer {
     addr: SocketAddr,
@@ -261,6 +265,7 @@ impl ScriptedServer {
             ..Shared::default()
         });
         let app = Router::new()
+            .nest("/_testkit", control::router())
             .fallback(handle)
             .with_state(Arc::clone(&shared));
         let task = tokio::spawn(async move {

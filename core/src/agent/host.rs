@@ -118,7 +118,7 @@ impl StepHost {
                 tool: tool.to_owned(),
                 description: description.clone(),
             }));
-        let Some(handler) = &self.inner.permission else {
+        let Some(handler) = self.inner.permission.as_ref().filter(|h| h.available()) else {
             return Err(PermissionRefusal::NoHandler.message(&description));
         };
         let request = PermissionRequest {

@@ -95,6 +95,11 @@ impl Runtime {
         self.inner.register_tool(tool)
     }
 
+    /// See [`AsyncRuntime::replace_tool`].
+    pub fn replace_tool(&self, tool: impl Tool + 'static) -> Result<bool> {
+        self.inner.replace_tool(tool)
+    }
+
     /// See [`AsyncRuntime::subscribe`]; poll the stream from any async context, or with [`Runtime::block_on`].
     #[must_use]
     pub fn subscribe(&self) -> EventStream {

@@ -199,21 +199,39 @@ impl AsyncRuntime {
         Ok(id.to_string())
     }
 
-    /// Registers a custom tool; it appears in the prompt from the next step on.
+    /// Registers a custom tool; it appears in the prompt from the next step on. Fails with
+    /// [`crate::RegisterError::Duplicate`] when the name is taken.
     pub fn register_tool(&self, tool: impl Tool + 'static) -> Result<()> {
+        self.update_tools(|registry| Ok(registry.insert_host(Arc::new(tool))?))
+    }
+
+    /// Registers a custom tool in place of the tool of the same name, built-in or custom, if there is one (the
+    /// replaced tool's settings from the agent file go with it). Returns whether a tool was replaced.
+    pub fn replace_tool(&self, tool: impl Tool + 'static) -> Result<bool> {
+        let tool: Arc<dyn Tool> = Arc::new(tool);
+        self.update_tools(|registry| {
+            let replaced = registry.remove(&tool.spec().name);
+            registry.insert_host(tool)?;
+            Ok(replaced)
+        })
+    }
+
+    /// Edits a copy of the registry and swaps it in with a freshly rendered prompt; a running step keeps the
+    /// tool set it started with.
+    fn update_tools<T>(&self, edit: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
         let mut guard = self
             .inner
             .tools
             .write()
             .map_err(|_| Error::Internal("tool registry lock poisoned".to_owned()))?;
         let mut registry = guard.registry.clone();
-        registry.insert_host(Arc::new(tool))?;
+        let out = edit(&mut registry)?;
         *guard = Arc::new(ToolSet::new(
             &self.inner.agent,
             registry,
             &self.inner.limits,
         ));
-        Ok(())
+        Ok(out)
     }
 
     /// A stream of every event from now on, each in its envelope.

@@ -761,7 +761,7 @@ async fn ask_user(
     ctx.env.events.emit(Event::AskUser(AskUserEvent {
         question: question.clone(),
     }));
-    let Some(handler) = &ctx.env.ask_user else {
+    let Some(handler) = ctx.env.ask_user.as_ref().filter(|h| h.available()) else {
         return Err(ToolError::runtime(
             "nobody can answer: the host registered no ask-user handler. Decide yourself, or finish and put \
                  the question in your completion summary.",

@@ -427,6 +427,12 @@ impl Registry {
         Ok(())
     }
 
+    /// Removes the tool `name`; whether there was one.
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
+        self.specs.retain(|s| s.name != name);
+        self.tools.remove(name).is_some()
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&Registered> {
         self.tools.get(name)
     }

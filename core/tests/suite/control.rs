@@ -208,3 +208,77 @@ async fn registering_a_tool_after_build_and_bad_names() {
     rt.run("x").await.unwrap();
     assert!(super::support::system_text(&srv.requests()[0].body).contains("• greet("));
 }
+
+/// A handler that is registered but has nobody to decide right now (a binding whose users add deciders later).
+struct Absent;
+
+impl codepilot::PermissionHandler for Absent {
+    fn decide<'a>(
+        &'a self,
+        _request: &'a PermissionRequest,
+    ) -> codepilot::BoxFuture<'a, PermissionDecision> {
+        Box::pin(async { panic!("an unavailable handler is never asked") })
+    }
+
+    fn available(&self) -> bool {
+        false
+    }
+}
+
+impl codepilot::AskUserHandler for Absent {
+    fn ask<'a>(&'a self, _question: &'a str) -> codepilot::BoxFuture<'a, Option<String>> {
+        Box::pin(async { panic!("an unavailable handler is never asked") })
+    }
+
+    fn available(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn unavailable_handlers_refuse_as_if_none_were_registered() {
+    let dir = temp_workspace(&[]);
+    let ask = "```codepilot\ntry:\n    ask_user(\"which?\")\nexcept RuntimeError as e:\n    print(\"caught\", e)\n```";
+    let srv = server(&[WRITE, ask, DONE]).await;
+    let rt = builder(agent(&srv, Wire::OpenAi, dir.path(), true, GATED))
+        .permission_handler(Absent)
+        .ask_user_handler(Absent)
+        .build()
+        .await
+        .unwrap();
+    rt.run("write").await.unwrap();
+    let obs = last_user_text(&srv.requests()[1].body);
+    assert!(obs.contains("no permission handler"), "{obs}");
+    assert!(!dir.path().join("out.txt").exists());
+    let obs = last_user_text(&srv.requests()[2].body);
+    assert!(obs.contains("caught nobody can answer"), "{obs}");
+}
+
+#[tokio::test]
+async fn replace_tool_swaps_builtins_and_custom_tools() {
+    let dir = temp_workspace(&[]);
+    let call = "```codepilot\nprint(greet(\"ann\"), read_file(\"x\"))\n```";
+    let srv = server(&[call, DONE]).await;
+    let rt = builder(agent(&srv, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+        .build()
+        .await
+        .unwrap();
+    assert!(!rt.replace_tool(greet()).unwrap(), "nothing to replace yet");
+    let shout =
+        FnTool::new("greet", "Shouts.")
+            .param("name")
+            .handler(|a: serde_json::Value| async move {
+                Ok::<_, ToolError>(format!("HI {}", a["name"].as_str().unwrap_or_default()))
+            });
+    assert!(rt.replace_tool(shout).unwrap());
+    let stub = FnTool::new("read_file", "Always the same.")
+        .param("path")
+        .handler(|_: serde_json::Value| async move { Ok::<_, ToolError>("stub") });
+    assert!(rt.replace_tool(stub).unwrap(), "a built-in is replaced too");
+    rt.run("x").await.unwrap();
+    let system = super::support::system_text(&srv.requests()[0].body);
+    assert_eq!(system.matches("• greet(").count(), 1, "{system}");
+    assert!(system.contains("Shouts."), "{system}");
+    let obs = last_user_text(&srv.requests()[1].body);
+    assert!(obs.contains("HI ann stub"), "{obs}");
+}

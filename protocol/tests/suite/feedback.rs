@@ -257,3 +257,32 @@ fn context_management_texts() {
         text,
     );
 }
+
+#[test]
+fn signatures_show_python_annotations_where_given() {
+    use codepilot_protocol::ParamSpec;
+    use codepilot_protocol::ToolSpec;
+    let plain = ToolSpec::new(
+        "read_file",
+        vec![
+            ParamSpec::required("path"),
+            ParamSpec::optional("start_line", serde_json::json!(1)),
+        ],
+        "",
+    );
+    assert_eq!(plain.signature(), "read_file(path, start_line=1)");
+    let mut typed = ToolSpec::new(
+        "greet",
+        vec![
+            ParamSpec::required("name").annotated("str"),
+            ParamSpec::optional("times", serde_json::json!(1)).annotated("int"),
+            ParamSpec::optional("tag", serde_json::Value::Null),
+        ],
+        "",
+    );
+    typed.returns = Some("list[str]".to_owned());
+    assert_eq!(
+        typed.signature(),
+        "greet(name: str, times: int = 1, tag=None) -> list[str]"
+    );
+}

@@ -1,0 +1,90 @@
+//! `codepilot-testkit`: the scripted model server as a process, for tests outside Rust.
+//!
+//! ```text
+//! codepilot-testkit [--turns FILE.json]
+//! ```
+//!
+//! Prints the base URL (`http://127.0.0.1:PORT`) as the first line on stdout, then serves until stdin closes or
+//! the process gets SIGTERM/SIGINT. Point `ANTHROPIC_BASE_URL` at the URL (or `OPENAI_BASE_URL` at `URL/v1`),
+//! queue turns with `POST URL/_testkit/turns` and read what the runtime sent with `GET URL/_testkit/requests`.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use codepilot_testkit::ScriptedServer;
+use codepilot_testkit::Turn;
+use codepilot_testkit::TurnSpec;
+use tokio::io::AsyncReadExt as _;
+
+const USAGE: &str = "usage: codepilot-testkit [--turns FILE.json]\n\
+Serves the scripted model server on 127.0.0.1 and prints its URL; see GET /_testkit/state.";
+
+fn turns_from(path: &str) -> Result<Vec<Turn>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let specs: Vec<TurnSpec> = serde_json::from_str(&text)
+        .map_err(|e| format!("{path}: expected a JSON array of turns: {e}"))?;
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| Turn::try_from(spec).map_err(|e| format!("{path}: turn {i}: {e}")))
+        .collect()
+}
+
+fn parse_args() -> Result<Vec<Turn>, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => Ok(Vec::new()),
+        [flag, path] if flag == "--turns" => turns_from(path),
+        [flag] if flag == "--help" || flag == "-h" => Err(USAGE.to_owned()),
+        _ => Err(format!("unexpected arguments {args:?}\n{USAGE}")),
+    }
+}
+
+async fn serve(turns: Vec<Turn>) -> std::io::Result<()> {
+    let server = ScriptedServer::start(turns).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", server.base_url())?;
+    out.flush()?;
+    drop(out);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    let stdin_closed = async {
+        // Reads until EOF: the parent closed the pipe or exited.
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        () = stdin_closed => {}
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let turns = match parse_args() {
+        Ok(turns) => turns,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "codepilot-testkit: starting tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(turns)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "codepilot-testkit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
