@@ -1,0 +1,229 @@
+"""Hooks: the events a run emits, and the functions that follow and steer it.
+
+Handlers receive keyword arguments named as in ``codepilot-ai`` (``text``, ``tool``, ``args``, ``label``,
+``result``, ``summary``, …) and may get more in later versions, so write them with ``**_``::
+
+    runtime.hooks.register(EventType.STREAM, lambda text, **_: print(text, end=""))
+
+Handlers of :attr:`EventType.PERMISSION_REQUEST` and :attr:`EventType.ASK_USER` answer: the last one that returns
+something other than ``None`` decides (``bool`` for a permission, ``str`` for an answer). They may be ``async``.
+With none registered, gated tool calls are refused and ``ask_user`` gets no answer; the library never reads stdin.
+
+A handler that raises is logged (logger ``codepilot``) and the run goes on.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
+
+__all__ = [
+    "EventType",
+    "HookSystem",
+    "on_stream",
+    "on_thinking_stream",
+    "on_tool_call",
+    "on_tool_result",
+    "on_ask_user",
+    "on_permission_request",
+    "on_finish",
+    "on_runtime_error",
+    "on_user_message_queued",
+    "on_user_message_injected",
+    "on_context_maintenance_start",
+    "on_context_drop",
+]
+
+log = logging.getLogger("codepilot")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class EventType(str, enum.Enum):
+    """What a hook is registered for. Values are the original's event names."""
+
+    START = "start"
+    """``task``, ``session_id``, ``task_number``: a task begins."""
+    STEP = "step"
+    """``step``, ``max_steps``: each step begins."""
+    STREAM = "stream"
+    """``text``: model text as it streams (only the prose, never control or payload blocks)."""
+    THINKING_STREAM = "thinking_stream"
+    """``thinking``: the model's reasoning, where the provider streams it."""
+    TOOL_CALL = "tool_call"
+    """``tool``, ``args``, ``label``, ``call_id``: before a tool runs."""
+    TOOL_RESULT = "tool_result"
+    """``tool``, ``result``, ``ok``, ``call_id``: after a tool ran."""
+    ASK_USER = "ask_user"
+    """``question``: the agent asks; a handler returns the answer (``str``)."""
+    PERMISSION_REQUEST = "permission_request"
+    """``tool``, ``description``, ``args``: a gated tool asks; a handler returns ``True`` to allow it."""
+    SECURITY_ERROR = "security_error"
+    """Kept for code written against the original, which never emitted it either."""
+    RUNTIME_ERROR = "runtime_error"
+    """``error``, ``kind``: a parse, execution, provider or store problem (the run may go on)."""
+    FINISH = "finish"
+    """``summary``, ``reason`` (``completed`` or ``replied``): the task ended with an answer."""
+    MAX_STEPS = "max_steps"
+    """``steps``: the step limit was reached."""
+    ABORTED = "aborted"
+    """``step``: the run was aborted."""
+    USER_MESSAGE_QUEUED = "user_message_queued"
+    """``message``: ``send_message`` queued a message."""
+    USER_MESSAGE_INJECTED = "user_message_injected"
+    """``message``: a queued message reached the model."""
+    SESSION_RESET = "session_reset"
+    """``session_id``: ``reset`` started a new session."""
+    MODEL_RETRY = "model_retry"
+    """``attempt``, ``delay_ms``, ``reason``: a model call failed and is retried."""
+    USAGE = "usage"
+    """``call``, ``total``: token usage after each model call."""
+    CONTEXT_MAINTENANCE_START = "context_maintenance_start"
+    """``stress_pct``, ``history_tokens``, ``safe_budget``, ``candidates``: the agent is asked to archive."""
+    CONTEXT_DROP = "context_drop"
+    """``before_pct``, ``after_pct``, ``tokens_saved``, ``tasks_archived``, ``kind``: context was reduced."""
+
+
+Handler = Callable[..., Any]
+EventLike = Union[EventType, str]
+
+
+def _event(event: EventLike) -> EventType:
+    try:
+        return EventType(event)
+    except ValueError:
+        names = ", ".join(e.name for e in EventType)
+        raise ValueError(f"unknown event {event!r}; use an EventType: {names}") from None
+
+
+class HookSystem:
+    """The handlers of one runtime, by event. Thread-safe; handlers run in registration order."""
+
+    def __init__(self, on_change: Optional[Callable[[EventType, bool], None]] = None) -> None:
+        self._handlers: Dict[EventType, List[Handler]] = {}
+        self._lock = threading.Lock()
+        self._on_change = on_change
+
+    def register(self, event: EventLike, handler: Optional[Handler] = None) -> Any:
+        """Adds ``handler`` for ``event``. Without ``handler``, returns a decorator that adds the function."""
+        kind = _event(event)
+        if handler is None:
+
+            def decorate(fn: F) -> F:
+                self.register(kind, fn)
+                return fn
+
+            return decorate
+        if not callable(handler):
+            raise TypeError(f"a hook must be callable, not {type(handler).__name__}")
+        with self._lock:
+            self._handlers.setdefault(kind, []).append(handler)
+        self._changed(kind)
+        return handler
+
+    def unregister(self, event: EventLike, handler: Handler) -> None:
+        """Removes one handler of ``event`` (nothing happens when it is not registered)."""
+        kind = _event(event)
+        with self._lock:
+            handlers = self._handlers.get(kind, [])
+            if handler in handlers:
+                handlers.remove(handler)
+        self._changed(kind)
+
+    def clear(self, event: Optional[EventLike] = None) -> None:
+        """Removes the handlers of ``event``, or of every event."""
+        kinds = list(EventType) if event is None else [_event(event)]
+        with self._lock:
+            for kind in kinds:
+                self._handlers.pop(kind, None)
+        for kind in kinds:
+            self._changed(kind)
+
+    def handlers(self, event: EventLike) -> List[Handler]:
+        """The handlers of ``event``, in the order they run."""
+        with self._lock:
+            return list(self._handlers.get(_event(event), ()))
+
+    def emit(self, event: EventLike, **kwargs: Any) -> Any:
+        """Calls every handler of ``event`` with ``kwargs``; returns the last result that is not ``None``. A
+        handler that raises is logged and skipped. Results of ``async`` handlers are returned unawaited."""
+        result = None
+        for handler in self.handlers(event):
+            value = _call(handler, event, kwargs)
+            if value is not None:
+                result = value
+        return result
+
+    def _changed(self, kind: EventType) -> None:
+        if self._on_change is not None:
+            self._on_change(kind, bool(self._handlers.get(kind)))
+
+
+def _call(handler: Handler, event: EventLike, kwargs: Dict[str, Any]) -> Any:
+    try:
+        return handler(**kwargs)
+    except Exception:
+        log.exception("the %s hook %r raised; the run goes on", _event(event).value, handler)
+        return None
+
+
+def _replacing(event: EventType, doc: str) -> Callable[[Any], Callable[[F], F]]:
+    def decorator(runtime: Any) -> Callable[[F], F]:
+        def register(fn: F) -> F:
+            runtime.hooks.clear(event)
+            runtime.hooks.register(event, fn)
+            return fn
+
+        return register
+
+    decorator.__doc__ = doc + " Replaces the handlers registered before, as in the original."
+    return decorator
+
+
+def _appending(event: EventType, doc: str) -> Callable[[Any], Callable[[F], F]]:
+    def decorator(runtime: Any) -> Callable[[F], F]:
+        def register(fn: F) -> F:
+            runtime.hooks.register(event, fn)
+            return fn
+
+        return register
+
+    decorator.__doc__ = doc + " Adds to the handlers registered before."
+    return decorator
+
+
+on_stream = _replacing(EventType.STREAM, "``@on_stream(runtime)``: ``fn(text, **_)`` gets streamed model text.")
+on_thinking_stream = _replacing(
+    EventType.THINKING_STREAM, "``@on_thinking_stream(runtime)``: ``fn(thinking, **_)`` gets streamed reasoning."
+)
+on_tool_call = _replacing(
+    EventType.TOOL_CALL, "``@on_tool_call(runtime)``: ``fn(tool, args, label='', **_)`` before each tool call."
+)
+on_tool_result = _replacing(
+    EventType.TOOL_RESULT, "``@on_tool_result(runtime)``: ``fn(tool, result, **_)`` after each tool call."
+)
+on_permission_request = _replacing(
+    EventType.PERMISSION_REQUEST,
+    "``@on_permission_request(runtime)``: ``fn(tool, description, **_) -> bool`` decides gated calls.",
+)
+on_finish = _replacing(EventType.FINISH, "``@on_finish(runtime)``: ``fn(summary, **_)`` when a task ends.")
+on_runtime_error = _replacing(
+    EventType.RUNTIME_ERROR, "``@on_runtime_error(runtime)``: ``fn(error, **_)`` on runtime errors."
+)
+on_ask_user = _appending(
+    EventType.ASK_USER, "``@on_ask_user(runtime)``: ``fn(question, **_) -> str`` answers the agent's questions."
+)
+on_user_message_queued = _appending(
+    EventType.USER_MESSAGE_QUEUED, "``@on_user_message_queued(runtime)``: ``fn(message, **_)``."
+)
+on_user_message_injected = _appending(
+    EventType.USER_MESSAGE_INJECTED, "``@on_user_message_injected(runtime)``: ``fn(message, **_)``."
+)
+on_context_maintenance_start = _appending(
+    EventType.CONTEXT_MAINTENANCE_START, "``@on_context_maintenance_start(runtime)``: ``fn(stress_pct, **_)``."
+)
+on_context_drop = _appending(
+    EventType.CONTEXT_DROP, "``@on_context_drop(runtime)``: ``fn(before_pct, after_pct, tokens_saved, **_)``."
+)

@@ -1,0 +1,504 @@
+"""``Runtime`` and ``AsyncRuntime``: the original's API, driving the Rust engine.
+
+A run executes on the engine's threads. Everything Python must see or answer — events for hooks, custom tool calls,
+permission requests, questions — comes back in order to the code that called ``run``: the calling thread for
+:class:`Runtime`, the event loop for :class:`AsyncRuntime`. So hooks and tools run there and may touch what that
+thread owns (asyncio objects, for ``AsyncRuntime``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import inspect
+import logging
+import os
+import threading
+import warnings
+import weakref
+from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, Set, Tuple, TypeVar, Union, overload
+
+from . import _native
+from .hooks import EventType, HookSystem
+
+__all__ = ["Runtime", "AsyncRuntime", "Outcome"]
+
+log = logging.getLogger("codepilot")
+
+F = TypeVar("F", bound=Callable[..., Any])
+PathLike = Union[str, "os.PathLike[str]"]
+
+_LIVE: "weakref.WeakSet[_Base]" = weakref.WeakSet()
+
+
+class Outcome(NamedTuple):
+    """How the last task ended."""
+
+    status: str
+    """``"completed"``, ``"replied"`` (a chat answer), ``"max_steps"`` or ``"aborted"``."""
+    text: Optional[str]
+    """The completion summary, or the reply; ``None`` for the other two."""
+    steps: int
+    """Steps the task took."""
+
+    @property
+    def completed(self) -> bool:
+        """Whether the agent completed the task."""
+        return self.status == "completed"
+
+
+def _engine_url(db: Any) -> str:
+    """The URL of a SQLAlchemy ``Engine``/``AsyncEngine`` (read, not used: CodePilot opens its own connections),
+    or ``db`` itself when it is a URL string."""
+    if isinstance(db, str):
+        return db
+    url = getattr(db, "url", None)
+    if url is None:
+        raise TypeError(
+            f"db must be a SQLAlchemy Engine or AsyncEngine, or a database URL string, not {type(db).__name__}"
+        )
+    render = getattr(url, "render_as_string", None)
+    return render(hide_password=False) if render is not None else str(url)
+
+
+def _annotation(value: Any) -> Optional[str]:
+    if value is inspect.Parameter.empty or value is inspect.Signature.empty:
+        return None
+    if isinstance(value, str):
+        return value
+    return inspect.formatannotation(value)
+
+
+class _ToolFn(NamedTuple):
+    func: Callable[..., Any]
+    positional: Tuple[str, ...]
+    is_async: bool
+
+
+def _describe(name: str, func: Callable[..., Any]) -> Tuple[str, List[Tuple[str, bool, Any, Optional[str]]], Optional[str], _ToolFn]:
+    """The prompt signature of ``func`` (doc, parameters, return annotation) and how to call it."""
+    if not callable(func):
+        raise TypeError(f"tool {name!r} must be callable, not {type(func).__name__}")
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"tool {name!r}: cannot read the signature of {func!r}: {e}") from None
+    params: List[Tuple[str, bool, Any, Optional[str]]] = []
+    positional: List[str] = []
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TypeError(
+                f"tool {name!r}: *{p.name} / **{p.name} cannot be offered to the model; name every parameter"
+            )
+        if p.kind == p.POSITIONAL_ONLY:
+            positional.append(p.name)
+        has_default = p.default is not p.empty
+        params.append((p.name, has_default, p.default if has_default else None, _annotation(p.annotation)))
+    doc = inspect.getdoc(func) or ""
+    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
+    return doc, params, _annotation(sig.return_annotation), _ToolFn(func, tuple(positional), is_async)
+
+
+def _call_tool(tool: _ToolFn, args: Dict[str, Any]) -> Any:
+    positional = [args.pop(n) for n in tool.positional if n in args]
+    return tool.func(*positional, **args)
+
+
+class _Base:
+    """What both runtimes share: construction, tools, hooks, messages, closing."""
+
+    def __init__(
+        self,
+        agent_file: PathLike,
+        session: str = "memory",
+        session_id: Optional[str] = None,
+        session_dir: Optional[PathLike] = None,
+        stream: Optional[bool] = None,
+        db_url: Optional[str] = None,
+        db: Any = None,
+    ) -> None:
+        if db is not None:
+            db_url = _engine_url(db)
+        self._native = _native.NativeRuntime(
+            os.fspath(agent_file),
+            session,
+            session_id,
+            None if session_dir is None else os.fspath(session_dir),
+            db_url,
+            stream,
+        )
+        self._tools: Dict[str, _ToolFn] = {}
+        self._closed = False
+        self.hooks = HookSystem(on_change=self._hooks_changed)
+        self.last_outcome: Optional[Outcome] = None
+        """How the last task ended (``None`` before the first)."""
+        _LIVE.add(self)
+
+    # -- tools ---------------------------------------------------------------------------------------------------
+
+    def register_tool(
+        self, name: str, func: Callable[..., Any], replace: bool = False, *, require_permission: bool = False
+    ) -> None:
+        """Offers ``func`` to the agent as ``name``: its parameters, type hints and docstring make the signature the
+        model reads. ``func`` may be ``async``; what it returns is handed to the control block (JSON values as they
+        are, anything else as its ``str()``), and an exception it raises is raised in the block.
+
+        Raises :class:`~codepilot.errors.ToolRegistrationError` (a ``ValueError``) when ``name`` is taken and
+        ``replace`` is false. ``require_permission`` asks the permission hooks before every call."""
+        doc, params, returns, tool = _describe(name, func)
+        self._native.register_tool(name, doc, params, returns, replace, require_permission)
+        self._tools[name] = tool
+
+    @overload
+    def tool(self, func: F) -> F: ...
+
+    @overload
+    def tool(
+        self, *, name: Optional[str] = None, replace: bool = False, require_permission: bool = False
+    ) -> Callable[[F], F]: ...
+
+    def tool(
+        self,
+        func: Optional[F] = None,
+        *,
+        name: Optional[str] = None,
+        replace: bool = False,
+        require_permission: bool = False,
+    ) -> Any:
+        """Decorator form of :meth:`register_tool`: ``@runtime.tool`` or ``@runtime.tool(name="other")``."""
+
+        def decorate(fn: F) -> F:
+            self.register_tool(name or fn.__name__, fn, replace, require_permission=require_permission)
+            return fn
+
+        return decorate if func is None else decorate(func)
+
+    # -- control -------------------------------------------------------------------------------------------------
+
+    def send_message(self, message: str) -> None:
+        """Queues a message for the agent; it reads it as ``[USER MESSAGE]`` at the start of its next step. Safe from
+        any thread, while a task runs or between tasks."""
+        self._native.send_message(str(message))
+        self._deliver_idle()
+
+    def abort(self) -> None:
+        """Stops the running task promptly (the model call, the control block, a terminal wait); ``run`` then
+        returns ``None`` and :attr:`last_outcome` says ``"aborted"``. Safe from any thread; nothing when idle."""
+        self._native.abort()
+
+    @property
+    def session_id(self) -> str:
+        """The session id; pass it as ``session_id`` to resume the session later."""
+        return self._native.session_id
+
+    @property
+    def work_dir(self) -> str:
+        """The agent's work directory (absolute)."""
+        return os.fspath(self._native.work_dir)
+
+    @property
+    def messages(self) -> List[Dict[str, str]]:
+        """The conversation as of the last finished step: ``[{"role": ..., "content": ...}]``."""
+        return self._native.history()
+
+    @property
+    def usage(self) -> Dict[str, int]:
+        """Token usage of the session so far."""
+        return self._native.usage()
+
+    def close(self) -> None:
+        """Aborts a running task, kills the agent's terminals and releases the session. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        _LIVE.discard(self)
+        self._native.close()
+
+    # -- delivery ------------------------------------------------------------------------------------------------
+
+    def _hooks_changed(self, kind: EventType, present: bool) -> None:
+        if kind in (EventType.PERMISSION_REQUEST, EventType.ASK_USER):
+            self._native.set_hooks(kind.value, present)
+
+    def _deliver_idle(self) -> None:
+        for item in self._native.take_idle():
+            if item[0] == "event":
+                _discard_awaitable(self.hooks.emit(item[1], **item[2]))
+
+    def _answer(self, event: EventType, kwargs: Dict[str, Any]) -> Any:
+        """The last non-``None`` answer of ``event``'s hooks; awaitables are returned for the caller to await."""
+        result = None
+        for handler in self.hooks.handlers(event):
+            try:
+                value = handler(**kwargs)
+            except Exception:
+                log.exception("the %s hook %r raised; its answer is ignored", event.value, handler)
+                continue
+            if value is not None:
+                result = value
+        return result
+
+    def _finish(self, item: Tuple[Any, ...]) -> Optional[str]:
+        if item[0] == "error":
+            raise item[1]
+        self.last_outcome = Outcome(item[1], item[2], item[3])
+        return item[2] if item[1] == "completed" else None
+
+
+def _discard_awaitable(value: Any) -> None:
+    """An ``async`` hook called where nothing can await it: scheduled on the running loop, if any."""
+    if inspect.isawaitable(value):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if inspect.iscoroutine(value):
+                value.close()
+            log.warning("an async hook was called outside an event loop and did not run")
+            return
+        asyncio.ensure_future(value)
+
+
+def _permission(value: Any) -> Optional[bool]:
+    return None if value is None else bool(value)
+
+
+def _answer_text(value: Any) -> Optional[str]:
+    return None if value is None else str(value)
+
+
+class Runtime(_Base):
+    """The agent runtime, blocking: ``run`` returns when the task ends. Hooks and tools run on the thread that
+    called ``run``.
+
+    ``Runtime(agent_file, session="memory"|"file"|"db", session_id=None, session_dir=None, stream=None,
+    db_url=None, db=None)``: loads ``agent.yaml`` (a bad one raises :class:`~codepilot.errors.ConfigError` naming
+    the key and line), opens the session and starts the agent's terminal ``main``.
+
+    - ``session="file"`` keeps one JSON file per session in ``session_dir`` (default ``~/.codepilot/sessions``;
+      ``CODEPILOT_HOME`` moves ``~/.codepilot``); ``session="db"`` uses ``db_url`` (SQLAlchemy forms such as
+      ``sqlite:///./x.db``, ``postgresql+asyncpg://…``; default SQLite in ``~/.codepilot/sessions.db``) or the URL
+      of ``db``, a SQLAlchemy engine.
+    - ``session_id`` resumes (or names) a session; the default is the agent's name, lower-cased, as in the original.
+    - ``stream`` overrides ``model.stream`` of the agent file.
+    """
+
+    def __init__(
+        self,
+        agent_file: PathLike,
+        session: str = "memory",
+        session_id: Optional[str] = None,
+        session_dir: Optional[PathLike] = None,
+        stream: Optional[bool] = None,
+        db_url: Optional[str] = None,
+        db: Any = None,
+    ) -> None:
+        super().__init__(agent_file, session, session_id, session_dir, stream, db_url, db)
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def run(self, task: str) -> Optional[str]:
+        """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit or
+        an abort (:attr:`last_outcome` tells which). Ctrl-C aborts the task and raises ``KeyboardInterrupt``."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            warnings.warn(
+                "Runtime.run() blocks the running event loop until the task ends; use AsyncRuntime and "
+                "`await runtime.run(task)` in async code",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        handle = self._native.start(str(task))
+        try:
+            while True:
+                items = handle.wait()
+                if not items:
+                    raise _native_gone()
+                for item in items:
+                    kind = item[0]
+                    if kind == "event":
+                        self._sync(self.hooks.emit(item[1], **item[2]))
+                    elif kind == "tool":
+                        self._run_tool(item[1], item[2], item[3])
+                    elif kind == "permission":
+                        item[2].send(_permission(self._sync(self._answer(EventType.PERMISSION_REQUEST, item[1]))))
+                    elif kind == "ask_user":
+                        item[2].send(_answer_text(self._sync(self._answer(EventType.ASK_USER, item[1]))))
+                    elif kind in ("done", "error"):
+                        return self._finish(item)
+        except BaseException:
+            handle.cancel()
+            raise
+
+    def _sync(self, value: Any) -> Any:
+        """``value``, awaited on this runtime's private loop if it is awaitable (an ``async`` hook or tool)."""
+        if not inspect.isawaitable(value):
+            return value
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        try:
+            return self._loop.run_until_complete(value)
+        except Exception:
+            log.exception("an async hook raised; the run goes on")
+            return None
+
+    def _run_tool(self, name: str, args: Dict[str, Any], reply: Any) -> None:
+        tool = self._tools.get(name)
+        try:
+            if tool is None:
+                raise RuntimeError(f"{name}() has no Python function registered")
+            value = _call_tool(tool, args)
+            if inspect.isawaitable(value):
+                if self._loop is None:
+                    self._loop = asyncio.new_event_loop()
+                value = self._loop.run_until_complete(value)
+        except Exception as e:
+            reply.fail(type(e).__name__, str(e))
+        else:
+            reply.send(value)
+
+    def reset(self) -> str:
+        """Starts a new, empty session in the same store (the old one stays stored) and returns its id; terminals
+        and the work directory are kept. Raises :class:`~codepilot.errors.SessionBusy` while a task runs."""
+        session_id = self._native.reset()
+        self._deliver_idle()
+        return session_id
+
+    def close(self) -> None:
+        super().close()
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncRuntime(_Base):
+    """The agent runtime for asyncio: ``await run(task)``. The event loop stays free while the agent works (the
+    engine runs on its own threads, without the GIL); hooks and tools run on the loop's thread, so they may use
+    asyncio objects, and may be ``async``. Cancelling the awaiting task aborts the run.
+
+    Same arguments as :class:`Runtime`; ``db`` may be a SQLAlchemy ``AsyncEngine``.
+    """
+
+    async def run(self, task: str) -> Optional[str]:
+        """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit or
+        an abort (:attr:`last_outcome` tells which)."""
+        handle = self._native.start(str(task))
+        pending: Set["asyncio.Future[Any]"] = set()
+        batch: Optional["asyncio.Future[Any]"] = None
+        try:
+            while True:
+                if batch is None:
+                    batch = asyncio.ensure_future(handle.next())
+                done, _ = await asyncio.wait({batch, *pending}, return_when=asyncio.FIRST_COMPLETED)
+                pending -= done
+                if batch not in done:
+                    continue
+                items = batch.result()
+                batch = None
+                if not items:
+                    raise _native_gone()
+                for item in items:
+                    kind = item[0]
+                    if kind == "event":
+                        value = self.hooks.emit(item[1], **item[2])
+                        if inspect.isawaitable(value):
+                            await _logged(value)
+                    elif kind == "tool":
+                        pending.add(asyncio.ensure_future(self._run_tool(item[1], item[2], item[3])))
+                    elif kind == "permission":
+                        pending.add(
+                            asyncio.ensure_future(
+                                self._reply(EventType.PERMISSION_REQUEST, item[1], item[2], _permission)
+                            )
+                        )
+                    elif kind == "ask_user":
+                        pending.add(asyncio.ensure_future(self._reply(EventType.ASK_USER, item[1], item[2], _answer_text)))
+                    elif kind in ("done", "error"):
+                        return self._finish(item)
+        except BaseException:
+            handle.cancel()
+            raise
+        finally:
+            if batch is not None:
+                batch.cancel()
+            for task_ in pending:
+                task_.cancel()
+
+    async def _run_tool(self, name: str, args: Dict[str, Any], reply: Any) -> None:
+        tool = self._tools.get(name)
+        try:
+            if tool is None:
+                raise RuntimeError(f"{name}() has no Python function registered")
+            value = _call_tool(tool, args)
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as e:
+            reply.fail(type(e).__name__, str(e))
+        else:
+            reply.send(value)
+
+    async def _reply(self, event: EventType, kwargs: Dict[str, Any], reply: Any, convert: Callable[[Any], Any]) -> None:
+        value = self._answer(event, kwargs)
+        if inspect.isawaitable(value):
+            value = await _logged(value)
+        reply.send(convert(value))
+
+    def reset(self) -> str:
+        """Starts a new, empty session (blocking briefly); see :meth:`areset`."""
+        session_id = self._native.reset()
+        self._deliver_idle()
+        return session_id
+
+    async def areset(self) -> str:
+        """Starts a new, empty session in the same store and returns its id; terminals and the work directory are
+        kept. Raises :class:`~codepilot.errors.SessionBusy` while a task runs."""
+        session_id = await self._native.reset_async()
+        self._deliver_idle()
+        return session_id
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    async def __aenter__(self) -> "AsyncRuntime":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> "AsyncRuntime":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+async def _logged(awaitable: Awaitable[Any]) -> Any:
+    try:
+        return await awaitable
+    except Exception:
+        log.exception("an async hook raised; the run goes on")
+        return None
+
+
+def _native_gone() -> Exception:
+    from .errors import CodePilotError
+
+    return CodePilotError("the run ended without an outcome (internal error); the session is as last checkpointed")
+
+
+@atexit.register
+def _close_all() -> None:
+    """Closes the runtimes still open at exit, so their terminals and session leases are released."""
+    for rt in list(_LIVE):
+        try:
+            rt.close()
+        except Exception:
+            log.debug("closing a runtime at exit failed", exc_info=True)

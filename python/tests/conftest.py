@@ -1,0 +1,182 @@
+"""Fixtures: the scripted model server (the `codepilot-testkit` binary) and a project directory with agent.yaml."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Union
+
+import pytest
+
+import codepilot
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The seed README's Quick Start agent file, verbatim.
+README_AGENT = """\
+agent:
+  name: CodePilot
+  role: Autonomous software engineering agent.
+
+  model:
+    provider: anthropic
+    name: claude-sonnet-4-5
+    api_key_env: ANTHROPIC_API_KEY
+
+  runtime:
+    work_dir: ./workspace
+    max_steps: 20
+    unsafe_mode: false
+
+  tools:
+    - name: read_file
+      enabled: true
+    - name: write_file
+      enabled: true
+    - name: execute
+      enabled: true
+      config:
+        require_permission: true
+    - name: read_output
+      enabled: true
+    - name: send_input
+      enabled: true
+    - name: terminate_terminal
+      enabled: true
+    - name: find
+      enabled: true
+"""
+
+DONE = "Finished.\n```completion\nAll tests pass.\n```"
+
+
+def pytest_configure(config: Any) -> None:
+    installed = Path(codepilot.__file__).resolve()
+    if REPO / "python" in installed.parents:
+        raise pytest.UsageError(
+            f"codepilot was imported from the source tree ({installed}), not the installed wheel; run pytest from "
+            "outside python/ after `pip install ./python`"
+        )
+
+
+def testkit_binary() -> str:
+    explicit = os.environ.get("CODEPILOT_TESTKIT")
+    if explicit:
+        return explicit
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    for profile in ("debug", "release"):
+        candidate = target / profile / "codepilot-testkit"
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("codepilot-testkit")
+    if found:
+        return found
+    raise pytest.UsageError(
+        "codepilot-testkit not found: build it with `cargo build -p codepilot-testkit` or set CODEPILOT_TESTKIT"
+    )
+
+
+Turn = Union[str, Dict[str, Any]]
+
+
+class ScriptedServer:
+    """A scripted model server process: answers requests with queued turns, records what it received."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [testkit_binary()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http://"):
+            raise RuntimeError(f"codepilot-testkit did not start: {self.url!r}")
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def push(self, *turns: Turn) -> None:
+        """Queues answers (text) or turn specs (``{"answer": ..., "delay_ms": ...}``)."""
+        specs = [{"answer": t} if isinstance(t, str) else t for t in turns]
+        self._call("POST", "/_testkit/turns", specs)
+
+    def requests(self) -> List[Dict[str, Any]]:
+        return self._call("GET", "/_testkit/requests")
+
+    def remaining(self) -> int:
+        return self._call("GET", "/_testkit/state")["remaining"]
+
+    def observation(self, index: int) -> str:
+        """The last user message of request ``index`` (what the model read then)."""
+        messages = self.requests()[index]["body"]["messages"]
+        content = messages[-1]["content"]
+        if isinstance(content, list):
+            return "".join(part.get("text", "") for part in content)
+        return content
+
+    def system(self, index: int = 0) -> str:
+        system = self.requests()[index]["body"].get("system", "")
+        if isinstance(system, list):
+            return "".join(part.get("text", "") for part in system)
+        return system
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    srv = ScriptedServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory (the current directory) with the README's agent.yaml, talking to the scripted server."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    monkeypatch.setenv("CODEPILOT_HOME", str(tmp_path / "home"))
+    (tmp_path / "agent.yaml").write_text(README_AGENT)
+    return tmp_path
+
+
+def write_agent(path: Path, tools: str = "", **runtime: Any) -> Path:
+    """An agent file with the given `tools:` section (YAML, indented under `agent:`) and runtime keys."""
+    settings = {"work_dir": "./workspace", "max_steps": 20, **runtime}
+    rt = "\n".join(f"    {k}: {json.dumps(v)}" for k, v in settings.items())
+    text = textwrap.dedent(
+        """\
+        agent:
+          name: Test Agent
+          model:
+            provider: anthropic
+            name: claude-sonnet-4-5
+          runtime:
+        """
+    ) + rt + "\n" + textwrap.indent(textwrap.dedent(tools), "  ")
+    path.write_text(text)
+    return path
+
+
+def pg_url() -> str:
+    """The test Postgres URL; required in CI, else the test is skipped."""
+    url = os.environ.get("CODEPILOT_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CODEPILOT_TEST_PG_URL is not set in CI (bash .ci/postgres.sh prints one)")
+        pytest.skip("set CODEPILOT_TEST_PG_URL to test Postgres")
+    return url
