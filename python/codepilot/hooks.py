@@ -15,7 +15,6 @@ A handler that raises is logged (logger ``codepilot``) and the run goes on.
 from __future__ import annotations
 
 import enum
-import logging
 import threading
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
 
@@ -36,7 +35,13 @@ __all__ = [
     "on_context_drop",
 ]
 
-log = logging.getLogger("codepilot")
+
+def log_exception(message: str, *args: Any) -> None:
+    """Logs the exception being handled on the ``codepilot`` logger (``logging`` is imported only when needed, so
+    ``import codepilot`` stays fast)."""
+    import logging
+
+    logging.getLogger("codepilot").exception(message, *args)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,7 +170,7 @@ def _call(handler: Handler, event: EventLike, kwargs: Dict[str, Any]) -> Any:
     try:
         return handler(**kwargs)
     except Exception:
-        log.exception("the %s hook %r raised; the run goes on", _event(event).value, handler)
+        log_exception("the %s hook %r raised; the run goes on", _event(event).value, handler)
         return None
 
 

@@ -8,22 +8,37 @@ thread owns (asyncio objects, for ``AsyncRuntime``).
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import inspect
-import logging
 import os
-import threading
+import sys
 import warnings
 import weakref
-from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, Set, Tuple, TypeVar, Union, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import _native
-from .hooks import EventType, HookSystem
+from .hooks import EventType, HookSystem, log_exception
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio, inspect and logging are imported where they are used: together they are most of the cost of
+# `import codepilot`, and a blocking Runtime needs none of them on its hot path.
 
 __all__ = ["Runtime", "AsyncRuntime", "Outcome"]
-
-log = logging.getLogger("codepilot")
 
 F = TypeVar("F", bound=Callable[..., Any])
 PathLike = Union[str, "os.PathLike[str]"]
@@ -61,7 +76,13 @@ def _engine_url(db: Any) -> str:
     return render(hide_password=False) if render is not None else str(url)
 
 
+def _isawaitable(value: Any) -> bool:
+    return hasattr(value, "__await__")
+
+
 def _annotation(value: Any) -> Optional[str]:
+    import inspect
+
     if value is inspect.Parameter.empty or value is inspect.Signature.empty:
         return None
     if isinstance(value, str):
@@ -72,11 +93,12 @@ def _annotation(value: Any) -> Optional[str]:
 class _ToolFn(NamedTuple):
     func: Callable[..., Any]
     positional: Tuple[str, ...]
-    is_async: bool
 
 
 def _describe(name: str, func: Callable[..., Any]) -> Tuple[str, List[Tuple[str, bool, Any, Optional[str]]], Optional[str], _ToolFn]:
     """The prompt signature of ``func`` (doc, parameters, return annotation) and how to call it."""
+    import inspect
+
     if not callable(func):
         raise TypeError(f"tool {name!r} must be callable, not {type(func).__name__}")
     try:
@@ -95,8 +117,7 @@ def _describe(name: str, func: Callable[..., Any]) -> Tuple[str, List[Tuple[str,
         has_default = p.default is not p.empty
         params.append((p.name, has_default, p.default if has_default else None, _annotation(p.annotation)))
     doc = inspect.getdoc(func) or ""
-    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
-    return doc, params, _annotation(sig.return_annotation), _ToolFn(func, tuple(positional), is_async)
+    return doc, params, _annotation(sig.return_annotation), _ToolFn(func, tuple(positional))
 
 
 def _call_tool(tool: _ToolFn, args: Dict[str, Any]) -> Any:
@@ -232,7 +253,7 @@ class _Base:
             try:
                 value = handler(**kwargs)
             except Exception:
-                log.exception("the %s hook %r raised; its answer is ignored", event.value, handler)
+                log_exception("the %s hook %r raised; its answer is ignored", event.value, handler)
                 continue
             if value is not None:
                 result = value
@@ -245,17 +266,34 @@ class _Base:
         return item[2] if item[1] == "completed" else None
 
 
+def _running_loop() -> "Optional[asyncio.AbstractEventLoop]":
+    """The event loop running in this thread, if any (without importing asyncio when nobody has)."""
+    if "asyncio" not in sys.modules:
+        return None
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _discard_awaitable(value: Any) -> None:
     """An ``async`` hook called where nothing can await it: scheduled on the running loop, if any."""
-    if inspect.isawaitable(value):
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            if inspect.iscoroutine(value):
-                value.close()
-            log.warning("an async hook was called outside an event loop and did not run")
-            return
-        asyncio.ensure_future(value)
+    if not _isawaitable(value):
+        return
+    loop = _running_loop()
+    if loop is None:
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()
+        import logging
+
+        logging.getLogger("codepilot").warning("an async hook was called outside an event loop and did not run")
+        return
+    import asyncio
+
+    asyncio.ensure_future(value)
 
 
 def _permission(value: Any) -> Optional[bool]:
@@ -298,11 +336,7 @@ class Runtime(_Base):
     def run(self, task: str) -> Optional[str]:
         """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit or
         an abort (:attr:`last_outcome` tells which). Ctrl-C aborts the task and raises ``KeyboardInterrupt``."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
+        if _running_loop() is not None:
             warnings.warn(
                 "Runtime.run() blocks the running event loop until the task ends; use AsyncRuntime and "
                 "`await runtime.run(task)` in async code",
@@ -332,16 +366,21 @@ class Runtime(_Base):
             raise
 
     def _sync(self, value: Any) -> Any:
-        """``value``, awaited on this runtime's private loop if it is awaitable (an ``async`` hook or tool)."""
-        if not inspect.isawaitable(value):
+        """``value``, awaited on this runtime's private loop if it is awaitable (an ``async`` hook)."""
+        if not _isawaitable(value):
             return value
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
         try:
-            return self._loop.run_until_complete(value)
+            return self._private_loop().run_until_complete(value)
         except Exception:
-            log.exception("an async hook raised; the run goes on")
+            log_exception("an async hook raised; the run goes on")
             return None
+
+    def _private_loop(self) -> "asyncio.AbstractEventLoop":
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+        return self._loop
 
     def _run_tool(self, name: str, args: Dict[str, Any], reply: Any) -> None:
         tool = self._tools.get(name)
@@ -349,10 +388,8 @@ class Runtime(_Base):
             if tool is None:
                 raise RuntimeError(f"{name}() has no Python function registered")
             value = _call_tool(tool, args)
-            if inspect.isawaitable(value):
-                if self._loop is None:
-                    self._loop = asyncio.new_event_loop()
-                value = self._loop.run_until_complete(value)
+            if _isawaitable(value):
+                value = self._private_loop().run_until_complete(value)
         except Exception as e:
             reply.fail(type(e).__name__, str(e))
         else:
@@ -389,6 +426,8 @@ class AsyncRuntime(_Base):
     async def run(self, task: str) -> Optional[str]:
         """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit or
         an abort (:attr:`last_outcome` tells which)."""
+        import asyncio
+
         handle = self._native.start(str(task))
         pending: Set["asyncio.Future[Any]"] = set()
         batch: Optional["asyncio.Future[Any]"] = None
@@ -408,7 +447,7 @@ class AsyncRuntime(_Base):
                     kind = item[0]
                     if kind == "event":
                         value = self.hooks.emit(item[1], **item[2])
-                        if inspect.isawaitable(value):
+                        if _isawaitable(value):
                             await _logged(value)
                     elif kind == "tool":
                         pending.add(asyncio.ensure_future(self._run_tool(item[1], item[2], item[3])))
@@ -437,7 +476,7 @@ class AsyncRuntime(_Base):
             if tool is None:
                 raise RuntimeError(f"{name}() has no Python function registered")
             value = _call_tool(tool, args)
-            if inspect.isawaitable(value):
+            if _isawaitable(value):
                 value = await value
         except Exception as e:
             reply.fail(type(e).__name__, str(e))
@@ -446,7 +485,7 @@ class AsyncRuntime(_Base):
 
     async def _reply(self, event: EventType, kwargs: Dict[str, Any], reply: Any, convert: Callable[[Any], Any]) -> None:
         value = self._answer(event, kwargs)
-        if inspect.isawaitable(value):
+        if _isawaitable(value):
             value = await _logged(value)
         reply.send(convert(value))
 
@@ -465,6 +504,8 @@ class AsyncRuntime(_Base):
 
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop."""
+        import asyncio
+
         await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     async def __aenter__(self) -> "AsyncRuntime":
@@ -484,7 +525,7 @@ async def _logged(awaitable: Awaitable[Any]) -> Any:
     try:
         return await awaitable
     except Exception:
-        log.exception("an async hook raised; the run goes on")
+        log_exception("an async hook raised; the run goes on")
         return None
 
 
@@ -501,4 +542,4 @@ def _close_all() -> None:
         try:
             rt.close()
         except Exception:
-            log.debug("closing a runtime at exit failed", exc_info=True)
+            log_exception("closing a runtime at exit failed")
