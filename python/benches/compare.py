@@ -1,13 +1,14 @@
 """The Python API's costs, for this package and for the original `codepilot-ai`, measured the same way.
 
-    python compare.py --impl NAME=PYTHON [--impl NAME=PYTHON ...] [--testkit PATH] [--runs 7]
+    python compare.py --impl NAME=PYTHON [--impl NAME=PYTHON ...] [--cli NAME=BINARY] [--testkit PATH] [--runs 7]
 
 Each PYTHON is the interpreter of a venv with one implementation installed (`pip install ./python` for this one,
 `pip install codepilot-ai==0.9.2` for the original). Every figure comes from fresh processes (median of --runs):
 `import codepilot`; `Runtime("agent.yaml")` with terminal `main` ready; per-step cost of a task whose every step
 reads a file, from the difference between a 10-step and a 110-step task against the scripted model server
 (`codepilot-testkit`, Anthropic wire format, streamed), in wall time and in CPU time of the whole process; RSS.
-Prints a Markdown table.
+Prints a Markdown table. `--cli` adds the same task through `codepilot run --session memory` (CPU and peak RSS of
+the child process), the engine without Python.
 
 The original loads tiktoken's `cl100k_base` at import, which tiktoken downloads; with no internet here, its cache is
 filled from the identical files the `tiktoken-rs` crate ships (same SHA-256, checked by tiktoken).
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List
@@ -109,9 +111,29 @@ def steps(server: Server, python: str, n: int, cwd: Path, env: Dict[str, str]) -
     return result
 
 
+def cli_steps(server: Server, binary: str, n: int, cwd: Path, env: Dict[str, str]) -> Dict[str, float]:
+    import resource
+
+    server.clear()
+    server.push([{"answer": STEP}] * (n - 1) + [{"answer": DONE}])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [binary, "run", "--session", "memory", "Read notes.txt until told to stop."],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0 or "Read them all." not in done.stdout:
+        raise RuntimeError(f"codepilot run failed ({done.returncode}): {done.stderr[-2000:]}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"run_s": wall, "run_cpu_s": cpu, "rss_mib": after.ru_maxrss / 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impl", action="append", required=True, help="NAME=PYTHON")
+    parser.add_argument("--cli", action="append", default=[], help="NAME=BINARY of the codepilot CLI")
     parser.add_argument("--testkit", default=os.environ.get("CODEPILOT_TESTKIT", "codepilot-testkit"))
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--short", type=int, default=10)
@@ -120,22 +142,49 @@ def main() -> None:
 
     server = Server(opts.testkit)
     rows: Dict[str, Dict[str, float]] = {}
+
+    def project(tmp: str) -> "tuple[Path, Dict[str, str]]":
+        cwd = Path(tmp)
+        (cwd / "agent.yaml").write_text(AGENT)
+        (cwd / "workspace").mkdir()
+        (cwd / "workspace" / "notes.txt").write_text("".join(f"line {i}\n" for i in range(40)))
+        env = {
+            **os.environ,
+            "ANTHROPIC_BASE_URL": server.url,
+            "ANTHROPIC_API_KEY": "bench",
+            "CODEPILOT_HOME": str(cwd / "home"),
+            "HOME": str(cwd),
+            "TIKTOKEN_CACHE_DIR": str(tiktoken_cache(cwd / "tiktoken")),
+        }
+        return cwd, env
+
     try:
+        for spec in opts.cli:
+            name, binary = spec.split("=", 1)
+            with tempfile.TemporaryDirectory() as tmp:
+                cwd, env = project(tmp)
+                wall, cpu, rss = [], [], []
+                for _ in range(max(3, opts.runs // 2)):
+                    short = cli_steps(server, binary, opts.short, cwd, env)
+                    long = cli_steps(server, binary, opts.long, cwd, env)
+                    n = opts.long - opts.short
+                    wall.append((long["run_s"] - short["run_s"]) / n)
+                    cpu.append((long["run_cpu_s"] - short["run_cpu_s"]) / n)
+                    rss.append(long["rss_mib"])
+                nan = float("nan")
+                rows[name] = {
+                    "import_ms": nan,
+                    "construct_ms": nan,
+                    "idle_rss_mib": nan,
+                    "step_wall_ms": statistics.median(wall) * 1000,
+                    "step_cpu_ms": statistics.median(cpu) * 1000,
+                    "rss_mib": statistics.median(rss),
+                }
+                print(f"{name}: {json.dumps(rows[name])}", file=sys.stderr)
         for spec in opts.impl:
             name, python = spec.split("=", 1)
             with tempfile.TemporaryDirectory() as tmp:
-                cwd = Path(tmp)
-                (cwd / "agent.yaml").write_text(AGENT)
-                (cwd / "workspace").mkdir()
-                (cwd / "workspace" / "notes.txt").write_text("".join(f"line {i}\n" for i in range(40)))
-                env = {
-                    **os.environ,
-                    "ANTHROPIC_BASE_URL": server.url,
-                    "ANTHROPIC_API_KEY": "bench",
-                    "CODEPILOT_HOME": str(cwd / "home"),
-                    "HOME": str(cwd),
-                    "TIKTOKEN_CACHE_DIR": str(tiktoken_cache(cwd / "tiktoken")),
-                }
+                cwd, env = project(tmp)
                 imports = [measure(python, ["import"], cwd, env)["import_s"] for _ in range(opts.runs)]
                 builds = [measure(python, ["construct"], cwd, env) for _ in range(opts.runs)]
                 per_step_wall, per_step_cpu, rss = [], [], []
@@ -167,9 +216,10 @@ def main() -> None:
         ("step_wall_ms", "per step, wall (ms)"),
         ("step_cpu_ms", "per step, CPU of the process (ms)"),
         ("idle_rss_mib", "RSS after construction (MiB)"),
-        ("rss_mib", f"RSS after a {opts.long}-step task (MiB)"),
+        ("rss_mib", f"RSS after a {opts.long}-step task (MiB; CLI: peak)"),
     ]:
-        print(f"| {label} | " + " | ".join(f"{rows[n][key]:.2f}" for n in names) + " |")
+        cells = ("—" if rows[n][key] != rows[n][key] else f"{rows[n][key]:.2f}" for n in names)
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

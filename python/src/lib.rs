@@ -17,6 +17,12 @@ use std::sync::atomic::Ordering;
 
 use pyo3::prelude::*;
 
+/// Counts the engine's live heap so a control block's memory cap bounds what the block adds, as in the CLI. It
+/// sees only this library's Rust allocations (Python's objects have their own allocator), which is what a block
+/// allocates.
+#[global_allocator]
+static ALLOCATOR: codepilot::script::CountingAllocator = codepilot::script::CountingAllocator;
+
 /// The process that started the engine's threads; a forked child has none.
 static ENGINE_PID: AtomicU32 = AtomicU32::new(0);
 

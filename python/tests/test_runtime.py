@@ -133,6 +133,16 @@ def test_async_tools_and_handlers_run_on_the_event_loop(project: Path, server: S
     assert "value of a main, please" in obs
 
 
+def test_a_block_over_its_memory_cap_fails_and_the_host_lives_on(project: Path, server: ScriptedServer) -> None:
+    hog = 'kept = []\nfor i in range(30):\n    kept.append("x" * 100000000)'
+    server.push(block(hog), DONE)
+    rt = Runtime("agent.yaml")
+    assert rt.run("hog") == "All tests pass."
+    rt.close()
+    obs = server.observation(1)
+    assert "raised MemoryError" in obs and "> 268435456 bytes" in obs, obs
+
+
 # -- permission and ask_user -----------------------------------------------------------------------------------------
 
 
@@ -262,6 +272,22 @@ def test_abort_from_another_task_stops_a_run_promptly(project: Path, server: Scr
     assert outcome.status == "aborted"
     assert aborted == [1]
     assert elapsed < 5, "the model call was cancelled, not waited out"
+
+
+def test_a_second_concurrent_run_is_refused(project: Path, server: ScriptedServer) -> None:
+    server.push({"answer": DONE, "delay_ms": 300})
+
+    async def main() -> Any:
+        rt = AsyncRuntime("agent.yaml")
+        first = asyncio.ensure_future(rt.run("one"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(codepilot.SessionBusy, match="already running"):
+            await rt.run("two")
+        summary = await first
+        await rt.aclose()
+        return summary
+
+    assert asyncio.run(main()) == "All tests pass."
 
 
 def test_cancelling_the_awaiting_task_aborts_the_run(project: Path, server: ScriptedServer) -> None:
