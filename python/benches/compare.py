@@ -102,9 +102,17 @@ def measure(python: str, args: List[str], cwd: Path, env: Dict[str, str]) -> Dic
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+CHUNK_BYTES = 7
+
+
+def script(n: int) -> List[Dict[str, Any]]:
+    """A task of `n` steps: `n - 1` reads, then the completion; streamed in CHUNK_BYTES-byte writes."""
+    return [{"answer": STEP, "chunk_bytes": CHUNK_BYTES}] * (n - 1) + [{"answer": DONE, "chunk_bytes": CHUNK_BYTES}]
+
+
 def steps(server: Server, python: str, n: int, cwd: Path, env: Dict[str, str]) -> Dict[str, Any]:
     server.clear()
-    server.push([{"answer": STEP}] * (n - 1) + [{"answer": DONE}])
+    server.push(script(n))
     result = measure(python, ["steps", str(n)], cwd, env)
     if result.get("summary") != "Read them all.":
         raise RuntimeError(f"the {n}-step task did not complete: {result}")
@@ -115,7 +123,7 @@ def cli_steps(server: Server, binary: str, n: int, cwd: Path, env: Dict[str, str
     import resource
 
     server.clear()
-    server.push([{"answer": STEP}] * (n - 1) + [{"answer": DONE}])
+    server.push(script(n))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
@@ -131,6 +139,7 @@ def cli_steps(server: Server, binary: str, n: int, cwd: Path, env: Dict[str, str
 
 
 def main() -> None:
+    global CHUNK_BYTES
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impl", action="append", required=True, help="NAME=PYTHON")
     parser.add_argument("--cli", action="append", default=[], help="NAME=BINARY of the codepilot CLI")
@@ -138,7 +147,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--short", type=int, default=10)
     parser.add_argument("--long", type=int, default=110)
+    parser.add_argument(
+        "--chunk-bytes",
+        type=int,
+        default=CHUNK_BYTES,
+        help="bytes per write of the streamed answers (default 7, the scripted server's: every SSE event split up)",
+    )
     opts = parser.parse_args()
+    CHUNK_BYTES = opts.chunk_bytes
 
     server = Server(opts.testkit)
     rows: Dict[str, Dict[str, float]] = {}
