@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 HERE = Path(__file__).resolve().parent
 
@@ -174,28 +174,29 @@ def main() -> None:
         }
         return cwd, env
 
+    def per_step(run: Callable[[int], Dict[str, Any]]) -> Dict[str, float]:
+        """Per-step wall and CPU from the short and long tasks (medians), and the long task's RSS."""
+        wall, cpu, rss = [], [], []
+        n = opts.long - opts.short
+        for _ in range(max(3, opts.runs // 2)):
+            short, long = run(opts.short), run(opts.long)
+            wall.append((long["run_s"] - short["run_s"]) / n)
+            cpu.append((long["run_cpu_s"] - short["run_cpu_s"]) / n)
+            rss.append(long["rss_mib"])
+        return {
+            "step_wall_ms": statistics.median(wall) * 1000,
+            "step_cpu_ms": statistics.median(cpu) * 1000,
+            "rss_mib": statistics.median(rss),
+        }
+
+    nan = float("nan")
     try:
         for spec in opts.cli:
             name, binary = spec.split("=", 1)
             with tempfile.TemporaryDirectory() as tmp:
                 cwd, env = project(tmp)
-                wall, cpu, rss = [], [], []
-                for _ in range(max(3, opts.runs // 2)):
-                    short = cli_steps(server, binary, opts.short, cwd, env)
-                    long = cli_steps(server, binary, opts.long, cwd, env)
-                    n = opts.long - opts.short
-                    wall.append((long["run_s"] - short["run_s"]) / n)
-                    cpu.append((long["run_cpu_s"] - short["run_cpu_s"]) / n)
-                    rss.append(long["rss_mib"])
-                nan = float("nan")
-                rows[name] = {
-                    "import_ms": nan,
-                    "construct_ms": nan,
-                    "idle_rss_mib": nan,
-                    "step_wall_ms": statistics.median(wall) * 1000,
-                    "step_cpu_ms": statistics.median(cpu) * 1000,
-                    "rss_mib": statistics.median(rss),
-                }
+                stepped = per_step(lambda n: cli_steps(server, binary, n, cwd, env))
+                rows[name] = {"import_ms": nan, "construct_ms": nan, "idle_rss_mib": nan, **stepped}
                 print(f"{name}: {json.dumps(rows[name])}", file=sys.stderr)
         for spec in opts.impl:
             name, python = spec.split("=", 1)
@@ -203,21 +204,12 @@ def main() -> None:
                 cwd, env = project(tmp)
                 imports = [measure(python, ["import"], cwd, env)["import_s"] for _ in range(opts.runs)]
                 builds = [measure(python, ["construct"], cwd, env) for _ in range(opts.runs)]
-                per_step_wall, per_step_cpu, rss = [], [], []
-                for _ in range(max(3, opts.runs // 2)):
-                    short = steps(server, python, opts.short, cwd, env)
-                    long = steps(server, python, opts.long, cwd, env)
-                    n = opts.long - opts.short
-                    per_step_wall.append((long["run_s"] - short["run_s"]) / n)
-                    per_step_cpu.append((long["run_cpu_s"] - short["run_cpu_s"]) / n)
-                    rss.append(long["rss_mib"])
+                stepped = per_step(lambda n: steps(server, python, n, cwd, env))
                 rows[name] = {
                     "import_ms": statistics.median(imports) * 1000,
                     "construct_ms": statistics.median(b["construct_s"] for b in builds) * 1000,
                     "idle_rss_mib": statistics.median(b["rss_mib"] for b in builds),
-                    "step_wall_ms": statistics.median(per_step_wall) * 1000,
-                    "step_cpu_ms": statistics.median(per_step_cpu) * 1000,
-                    "rss_mib": statistics.median(rss),
+                    **stepped,
                 }
                 print(f"{name}: {json.dumps(rows[name])}", file=sys.stderr)
     finally:

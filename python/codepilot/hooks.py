@@ -174,29 +174,30 @@ def _call(handler: Handler, event: EventLike, kwargs: Dict[str, Any]) -> Any:
         return None
 
 
-def _replacing(event: EventType, doc: str) -> Callable[[Any], Callable[[F], F]]:
+def _decorator(event: EventType, doc: str, replace: bool) -> Callable[[Any], Callable[[F], F]]:
+    """``@decorator(runtime)`` registering the function for ``event``: in place of the handlers registered before
+    (``replace``) or after them, as the original's decorator of that name did."""
+
     def decorator(runtime: Any) -> Callable[[F], F]:
         def register(fn: F) -> F:
-            runtime.hooks.clear(event)
+            if replace:
+                runtime.hooks.clear(event)
             runtime.hooks.register(event, fn)
             return fn
 
         return register
 
-    decorator.__doc__ = doc + " Replaces the handlers registered before, as in the original."
+    rule = "Replaces the handlers registered before" if replace else "Adds to the handlers registered before"
+    decorator.__doc__ = f"{doc} {rule}."
     return decorator
+
+
+def _replacing(event: EventType, doc: str) -> Callable[[Any], Callable[[F], F]]:
+    return _decorator(event, doc, replace=True)
 
 
 def _appending(event: EventType, doc: str) -> Callable[[Any], Callable[[F], F]]:
-    def decorator(runtime: Any) -> Callable[[F], F]:
-        def register(fn: F) -> F:
-            runtime.hooks.register(event, fn)
-            return fn
-
-        return register
-
-    decorator.__doc__ = doc + " Adds to the handlers registered before."
-    return decorator
+    return _decorator(event, doc, replace=False)
 
 
 on_stream = _replacing(EventType.STREAM, "``@on_stream(runtime)``: ``fn(text, **_)`` gets streamed model text.")

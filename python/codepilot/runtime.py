@@ -320,18 +320,8 @@ class Runtime(_Base):
     - ``stream`` overrides ``model.stream`` of the agent file.
     """
 
-    def __init__(
-        self,
-        agent_file: PathLike,
-        session: str = "memory",
-        session_id: Optional[str] = None,
-        session_dir: Optional[PathLike] = None,
-        stream: Optional[bool] = None,
-        db_url: Optional[str] = None,
-        db: Any = None,
-    ) -> None:
-        super().__init__(agent_file, session, session_id, session_dir, stream, db_url, db)
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+    _loop: "Optional[asyncio.AbstractEventLoop]" = None
+    """The loop that runs ``async`` hooks and tools of this blocking runtime, made when first needed."""
 
     def run(self, task: str) -> Optional[str]:
         """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit or
