@@ -120,11 +120,6 @@ def _describe(name: str, func: Callable[..., Any]) -> Tuple[str, List[Tuple[str,
     return doc, params, _annotation(sig.return_annotation), _ToolFn(func, tuple(positional))
 
 
-def _call_tool(tool: _ToolFn, args: Dict[str, Any]) -> Any:
-    positional = [args.pop(n) for n in tool.positional if n in args]
-    return tool.func(*positional, **args)
-
-
 class _Base:
     """What both runtimes share: construction, tools, hooks, messages, closing."""
 
@@ -236,6 +231,14 @@ class _Base:
         self._native.close()
 
     # -- delivery ------------------------------------------------------------------------------------------------
+
+    def _invoke(self, name: str, args: Dict[str, Any]) -> Any:
+        """Calls the tool ``name`` with the arguments the block bound (positional-only ones by position)."""
+        tool = self._tools.get(name)
+        if tool is None:
+            raise RuntimeError(f"{name}() has no Python function registered")
+        positional = [args.pop(n) for n in tool.positional if n in args]
+        return tool.func(*positional, **args)
 
     def _hooks_changed(self, kind: EventType, present: bool) -> None:
         if kind in (EventType.PERMISSION_REQUEST, EventType.ASK_USER):
@@ -373,11 +376,8 @@ class Runtime(_Base):
         return self._loop
 
     def _run_tool(self, name: str, args: Dict[str, Any], reply: Any) -> None:
-        tool = self._tools.get(name)
         try:
-            if tool is None:
-                raise RuntimeError(f"{name}() has no Python function registered")
-            value = _call_tool(tool, args)
+            value = self._invoke(name, args)
             if _isawaitable(value):
                 value = self._private_loop().run_until_complete(value)
         except Exception as e:
@@ -461,11 +461,8 @@ class AsyncRuntime(_Base):
                 task_.cancel()
 
     async def _run_tool(self, name: str, args: Dict[str, Any], reply: Any) -> None:
-        tool = self._tools.get(name)
         try:
-            if tool is None:
-                raise RuntimeError(f"{name}() has no Python function registered")
-            value = _call_tool(tool, args)
+            value = self._invoke(name, args)
             if _isawaitable(value):
                 value = await value
         except Exception as e:

@@ -63,8 +63,8 @@ def test_a_python_exception_becomes_an_execution_error(project: Path, server: Sc
     server.push(block('print(divide(1, 0))'), block('try:\n    divide(1, 0)\nexcept Exception as e:\n    print("caught", e)'), DONE)
     rt = Runtime("agent.yaml")
 
-    def divide(a: int, b: int) -> float:
-        """Divides."""
+    def divide(a: int, b: int, /) -> float:
+        """Divides (positional-only parameters are passed by position)."""
         return a / b
 
     rt.register_tool("divide", divide)
