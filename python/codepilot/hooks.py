@@ -1,7 +1,9 @@
 """Hooks: the events a run emits, and the functions that follow and steer it.
 
 Handlers receive keyword arguments named as in ``codepilot-ai`` (``text``, ``tool``, ``args``, ``label``,
-``result``, ``summary``, …) and may get more in later versions, so write them with ``**_``::
+``result``, ``summary``, …). This runtime sends a few more (``call_id``, ``reason``, …); a handler that takes
+``**kwargs`` gets them all, one that names its parameters gets only those, so handlers written for the original
+keep working. Write new ones with ``**_``::
 
     runtime.hooks.register(EventType.STREAM, lambda text, **_: print(text, end=""))
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, TypeVar, Union
 
 __all__ = [
     "EventType",
@@ -93,6 +95,20 @@ class EventType(str, enum.Enum):
 
 Handler = Callable[..., Any]
 EventLike = Union[EventType, str]
+# A handler and the keyword arguments it accepts (None: any, it takes **kwargs or its signature is unknown).
+_Entry = Tuple[Handler, Optional[FrozenSet[str]]]
+
+
+def _accepted(handler: Handler) -> Optional[FrozenSet[str]]:
+    import inspect
+
+    try:
+        params = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def _event(event: EventLike) -> EventType:
@@ -107,7 +123,7 @@ class HookSystem:
     """The handlers of one runtime, by event. Thread-safe; handlers run in registration order."""
 
     def __init__(self, on_change: Optional[Callable[[EventType, bool], None]] = None) -> None:
-        self._handlers: Dict[EventType, List[Handler]] = {}
+        self._handlers: Dict[EventType, List[_Entry]] = {}
         self._lock = threading.Lock()
         self._on_change = on_change
 
@@ -123,8 +139,9 @@ class HookSystem:
             return decorate
         if not callable(handler):
             raise TypeError(f"a hook must be callable, not {type(handler).__name__}")
+        entry = (handler, _accepted(handler))
         with self._lock:
-            self._handlers.setdefault(kind, []).append(handler)
+            self._handlers.setdefault(kind, []).append(entry)
         self._changed(kind)
         return handler
 
@@ -132,9 +149,11 @@ class HookSystem:
         """Removes one handler of ``event`` (nothing happens when it is not registered)."""
         kind = _event(event)
         with self._lock:
-            handlers = self._handlers.get(kind, [])
-            if handler in handlers:
-                handlers.remove(handler)
+            entries = self._handlers.get(kind, [])
+            for entry in entries:
+                if entry[0] == handler:
+                    entries.remove(entry)
+                    break
         self._changed(kind)
 
     def clear(self, event: Optional[EventLike] = None) -> None:
@@ -149,14 +168,18 @@ class HookSystem:
     def handlers(self, event: EventLike) -> List[Handler]:
         """The handlers of ``event``, in the order they run."""
         with self._lock:
-            return list(self._handlers.get(_event(event), ()))
+            return [handler for handler, _ in self._handlers.get(_event(event), ())]
 
     def emit(self, event: EventLike, **kwargs: Any) -> Any:
-        """Calls every handler of ``event`` with ``kwargs``; returns the last result that is not ``None``. A
-        handler that raises is logged and skipped. Results of ``async`` handlers are returned unawaited."""
+        """Calls every handler of ``event`` with ``kwargs`` (each with those it accepts); returns the last result that
+        is not ``None``. A handler that raises is logged and skipped. Results of ``async`` handlers are returned
+        unawaited."""
+        kind = _event(event)
+        with self._lock:
+            entries = list(self._handlers.get(kind, ()))
         result = None
-        for handler in self.handlers(event):
-            value = _call(handler, event, kwargs)
+        for handler, accepts in entries:
+            value = _call(handler, kind, kwargs if accepts is None else {k: v for k, v in kwargs.items() if k in accepts})
             if value is not None:
                 result = value
         return result
@@ -166,11 +189,11 @@ class HookSystem:
             self._on_change(kind, bool(self._handlers.get(kind)))
 
 
-def _call(handler: Handler, event: EventLike, kwargs: Dict[str, Any]) -> Any:
+def _call(handler: Handler, event: EventType, kwargs: Dict[str, Any]) -> Any:
     try:
         return handler(**kwargs)
     except Exception:
-        log_exception("the %s hook %r raised; the run goes on", _event(event).value, handler)
+        log_exception("the %s hook %r raised; the run goes on", event.value, handler)
         return None
 
 

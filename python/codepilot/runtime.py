@@ -249,19 +249,6 @@ class _Base:
             if item[0] == "event":
                 _discard_awaitable(self.hooks.emit(item[1], **item[2]))
 
-    def _answer(self, event: EventType, kwargs: Dict[str, Any]) -> Any:
-        """The last non-``None`` answer of ``event``'s hooks; awaitables are returned for the caller to await."""
-        result = None
-        for handler in self.hooks.handlers(event):
-            try:
-                value = handler(**kwargs)
-            except Exception:
-                log_exception("the %s hook %r raised; its answer is ignored", event.value, handler)
-                continue
-            if value is not None:
-                result = value
-        return result
-
     def _finish(self, item: Tuple[Any, ...]) -> Optional[str]:
         if item[0] == "error":
             raise item[1]
@@ -349,9 +336,9 @@ class Runtime(_Base):
                     elif kind == "tool":
                         self._run_tool(item[1], item[2], item[3])
                     elif kind == "permission":
-                        item[2].send(_permission(self._sync(self._answer(EventType.PERMISSION_REQUEST, item[1]))))
+                        item[2].send(_permission(self._sync(self.hooks.emit(EventType.PERMISSION_REQUEST, **item[1]))))
                     elif kind == "ask_user":
-                        item[2].send(_answer_text(self._sync(self._answer(EventType.ASK_USER, item[1]))))
+                        item[2].send(_answer_text(self._sync(self.hooks.emit(EventType.ASK_USER, **item[1]))))
                     elif kind in ("done", "error"):
                         return self._finish(item)
         except BaseException:
@@ -471,7 +458,7 @@ class AsyncRuntime(_Base):
             reply.send(value)
 
     async def _reply(self, event: EventType, kwargs: Dict[str, Any], reply: Any, convert: Callable[[Any], Any]) -> None:
-        value = self._answer(event, kwargs)
+        value = self.hooks.emit(event, **kwargs)
         if _isawaitable(value):
             value = await _logged(value)
         reply.send(convert(value))

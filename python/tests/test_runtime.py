@@ -231,6 +231,26 @@ def test_hooks_register_as_a_decorator_and_clear(project: Path, server: Scripted
     assert got == ["the task"]
 
 
+def test_handlers_written_for_the_original_get_only_the_arguments_they_name(project: Path, server: ScriptedServer) -> None:
+    server.push(block('try:\n    read_file("nope.txt")\nexcept OSError:\n    pass'), DONE)
+    rt = Runtime("agent.yaml")
+    got: List[Any] = []
+
+    @codepilot.on_finish(rt)
+    def finish(summary):  # type: ignore[no-untyped-def]
+        got.append(summary)
+
+    @codepilot.on_tool_call(rt)
+    def called(tool, args, label=""):  # type: ignore[no-untyped-def]
+        got.append(tool)
+
+    rt.hooks.register(EventType.STEP, lambda step, max_steps: got.append(step))
+    rt.hooks.register(EventType.FINISH, lambda **kw: got.append(sorted(kw)))
+    rt.run("go")
+    rt.close()
+    assert got == [1, "read_file", 2, "All tests pass.", ["reason", "summary"]]
+
+
 def test_send_message_reaches_the_model_and_the_hooks(project: Path, server: ScriptedServer) -> None:
     server.push(DONE)
     rt = Runtime("agent.yaml")
