@@ -42,6 +42,7 @@ mod outcome;
 mod parse;
 mod payload_check;
 mod request;
+pub mod rpc;
 mod stream;
 mod tool;
 

@@ -4,6 +4,7 @@ mod observation;
 mod parse;
 mod payloads;
 mod props;
+mod schema;
 mod stream;
 mod wire;
 

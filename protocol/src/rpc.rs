@@ -1,0 +1,444 @@
+//! The daemon's wire protocol (SPEC §13): JSON-RPC 2.0 messages between `codepilot serve` and its clients.
+//!
+//! Every message is one JSON object: one per line on a Unix socket or stdio, one per text frame on a WebSocket.
+//! [`ClientRequest`] lists what a client may call, [`ServerNotification`] what the daemon announces, and
+//! [`ServerRequest`] what it asks a client (a permission decision, an answer). Params and results are typed here
+//! with serde and JSON Schema derives, so clients and the committed schema (`docs/protocol.schema.json`) are
+//! generated from one source.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::EventEnvelope;
+use crate::event::TurnCompleted;
+use crate::message::Message;
+use crate::request::AskUserResponse;
+use crate::request::PermissionDecision;
+
+/// The protocol version `initialize` reports.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// JSON-RPC error codes: the standard ones and the daemon's own.
+pub mod codes {
+    /// Not JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// JSON, but not a JSON-RPC 2.0 message.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No such method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// The params do not fit the method.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// The daemon failed.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// The connection's outgoing queue is full: the client fell behind and must resubscribe. Retryable.
+    pub const OVERLOADED: i64 = -32001;
+    /// A call before `initialize`.
+    pub const NOT_INITIALIZED: i64 = -32002;
+    /// A message larger than the daemon accepts.
+    pub const TOO_LARGE: i64 = -32003;
+    /// No session with that id in this daemon.
+    pub const UNKNOWN_SESSION: i64 = 1001;
+    /// The session is already running a turn.
+    pub const TURN_RUNNING: i64 = 1002;
+    /// Another runtime (this daemon or another process) holds the session's lease.
+    pub const SESSION_LEASED: i64 = 1003;
+    /// The agent file is invalid; the message names the key and line.
+    pub const BAD_AGENT_CONFIG: i64 = 1004;
+}
+
+/// A request or response id: a number or a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RequestId {
+    /// A number.
+    Number(i64),
+    /// A string.
+    String(String),
+}
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RpcError {
+    /// One of [`codes`].
+    pub code: i64,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// More detail, when there is any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    /// An error with `code` and `message`.
+    #[must_use]
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+}
+
+/// Any message on the wire, before its method is known: requests have `id` and `method`, notifications only
+/// `method`, responses `id` and `result` or `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RawMessage {
+    /// Always `"2.0"`.
+    pub jsonrpc: String,
+    /// Requests and responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+    /// Requests and notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The method's params.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    /// A successful response's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// A failed response's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RpcError>,
+}
+
+/// Who is calling, from `initialize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ClientInfo {
+    /// The client's name, e.g. `codepilot-vscode`.
+    pub name: String,
+    /// Its version.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// `initialize` params.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InitializeParams {
+    /// The client.
+    pub client: ClientInfo,
+}
+
+/// `initialize` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InitializeResult {
+    /// The daemon (`name` `codepilot`, its version).
+    pub server: ClientInfo,
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+}
+
+/// `session/start` params: an agent file by path or as YAML text (exactly one), optionally a work directory and a
+/// session id to create or resume.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStartParams {
+    /// Path of an agent file on the daemon's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_file: Option<String>,
+    /// An agent file's YAML text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Overrides `runtime.work_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<String>,
+    /// Create or resume this session (default: a new id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+/// A result naming a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionStartResult {
+    /// The session.
+    pub session_id: String,
+}
+
+/// Params naming a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionParams {
+    /// The session.
+    pub session_id: String,
+}
+
+/// `session/resume` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionResumeResult {
+    /// The session.
+    pub session_id: String,
+    /// Its conversation as stored.
+    pub messages: Vec<Message>,
+}
+
+/// `session/subscribe` params.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeParams {
+    /// The session.
+    pub session_id: String,
+    /// Replay the session's events after this `seq` first (0: from its start); none: live events only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
+}
+
+/// `session/subscribe` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SubscribeResult {
+    /// The session.
+    pub session_id: String,
+    /// The `seq` of the session's newest event when the subscription started; replayed events are at most this.
+    pub last_seq: u64,
+}
+
+/// Whether a session is working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Waiting for a turn.
+    Idle,
+    /// A turn is running.
+    Running,
+    /// Stored, not open in this daemon.
+    Stored,
+}
+
+/// One session in `session/list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionSummary {
+    /// The session.
+    pub session_id: String,
+    /// Its title (from its first task).
+    pub title: String,
+    /// Whether it works.
+    pub status: SessionStatus,
+    /// Last change, RFC 3339.
+    pub updated_at: String,
+}
+
+/// `session/list` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionListResult {
+    /// Open sessions first, then stored ones, newest first.
+    pub sessions: Vec<SessionSummary>,
+}
+
+/// `turn/start` and `turn/steer` params.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TurnParams {
+    /// The session.
+    pub session_id: String,
+    /// The task (`turn/start`) or the message for the running turn (`turn/steer`).
+    pub text: String,
+}
+
+/// `turn/start` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnStartResult {
+    /// The new turn; its events and `turn/completed` carry it.
+    pub turn_id: String,
+}
+
+/// One terminal in `terminal/list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TerminalInfo {
+    /// Its name, e.g. `main`.
+    pub name: String,
+    /// The shell's process id.
+    pub pid: u32,
+    /// Columns.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
+}
+
+/// `terminal/list` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TerminalListResult {
+    /// The session's terminals.
+    pub terminals: Vec<TerminalInfo>,
+}
+
+/// An empty result (`{}`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Empty {}
+
+/// A client's call: `{"method": ..., "params": ...}` of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "method", content = "params")]
+pub enum ClientRequest {
+    /// → [`InitializeResult`]. The first call on a connection.
+    #[serde(rename = "initialize")]
+    Initialize(InitializeParams),
+    /// → [`SessionStartResult`]; the caller is subscribed to the session.
+    #[serde(rename = "session/start")]
+    SessionStart(SessionStartParams),
+    /// → [`SessionResumeResult`]: the stored conversation.
+    #[serde(rename = "session/resume")]
+    SessionResume(SessionParams),
+    /// → [`SubscribeResult`]; replays events after `after_seq`, then sends live ones.
+    #[serde(rename = "session/subscribe")]
+    SessionSubscribe(SubscribeParams),
+    /// → [`SessionListResult`].
+    #[serde(rename = "session/list")]
+    SessionList(Empty),
+    /// → [`Empty`]: aborts a running turn, kills the terminals, releases the session.
+    #[serde(rename = "session/close")]
+    SessionClose(SessionParams),
+    /// → [`TurnStartResult`]; error [`codes::TURN_RUNNING`] while one runs.
+    #[serde(rename = "turn/start")]
+    TurnStart(TurnParams),
+    /// → [`Empty`]: a user message for the running turn.
+    #[serde(rename = "turn/steer")]
+    TurnSteer(TurnParams),
+    /// → [`Empty`]: aborts the running turn.
+    #[serde(rename = "turn/interrupt")]
+    TurnInterrupt(SessionParams),
+    /// → [`TerminalListResult`].
+    #[serde(rename = "terminal/list")]
+    TerminalList(SessionParams),
+}
+
+impl ClientRequest {
+    /// The method name.
+    #[must_use]
+    pub fn method(&self) -> &'static str {
+        match self {
+            ClientRequest::Initialize(_) => "initialize",
+            ClientRequest::SessionStart(_) => "session/start",
+            ClientRequest::SessionResume(_) => "session/resume",
+            ClientRequest::SessionSubscribe(_) => "session/subscribe",
+            ClientRequest::SessionList(_) => "session/list",
+            ClientRequest::SessionClose(_) => "session/close",
+            ClientRequest::TurnStart(_) => "turn/start",
+            ClientRequest::TurnSteer(_) => "turn/steer",
+            ClientRequest::TurnInterrupt(_) => "turn/interrupt",
+            ClientRequest::TerminalList(_) => "terminal/list",
+        }
+    }
+
+    /// Every method name, for "unknown method" messages.
+    pub const METHODS: &'static [&'static str] = &[
+        "initialize",
+        "session/start",
+        "session/resume",
+        "session/subscribe",
+        "session/list",
+        "session/close",
+        "turn/start",
+        "turn/steer",
+        "turn/interrupt",
+        "terminal/list",
+    ];
+}
+
+/// A server request or its resolution, naming the server request it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestResolved {
+    /// The session.
+    pub session_id: String,
+    /// The id of the `permission/request` or `ask_user/request` that no longer needs an answer.
+    pub request_id: RequestId,
+}
+
+/// A subscription the daemon ended because the client fell behind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SubscriptionLagged {
+    /// The session.
+    pub session_id: String,
+    /// The last `seq` the client was sent; resubscribe with `after_seq` set to it.
+    pub last_sent_seq: u64,
+}
+
+/// What the daemon announces: `{"method": ..., "params": ...}` of a notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "method", content = "params")]
+pub enum ServerNotification {
+    /// An event of a subscribed session.
+    #[serde(rename = "event")]
+    Event(EventEnvelope),
+    /// A turn ended.
+    #[serde(rename = "turn/completed")]
+    TurnCompleted(TurnCompleted),
+    /// A permission or ask-user request was answered (by any client) or expired: drop its prompt.
+    #[serde(rename = "serverRequest/resolved")]
+    RequestResolved(RequestResolved),
+    /// The client fell too far behind on a session; its subscription ended.
+    #[serde(rename = "subscription/lagged")]
+    SubscriptionLagged(SubscriptionLagged),
+}
+
+/// `permission/request` params: a gated tool call waiting for a decision ([`PermissionDecision`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PermissionRequestParams {
+    /// The session.
+    pub session_id: String,
+    /// The turn.
+    pub turn_id: String,
+    /// The tool, e.g. `execute`.
+    pub tool: String,
+    /// The call's arguments.
+    pub args: Value,
+    /// What it wants to do, e.g. "Execute in main: cargo test".
+    pub description: String,
+}
+
+/// `ask_user/request` params: the agent's question, waiting for an [`AskUserResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AskUserRequestParams {
+    /// The session.
+    pub session_id: String,
+    /// The turn.
+    pub turn_id: String,
+    /// The question.
+    pub question: String,
+}
+
+/// What the daemon asks a client: `{"method": ..., "params": ...}` of a server request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "method", content = "params")]
+pub enum ServerRequest {
+    /// → [`PermissionDecision`].
+    #[serde(rename = "permission/request")]
+    Permission(PermissionRequestParams),
+    /// → [`AskUserResponse`].
+    #[serde(rename = "ask_user/request")]
+    AskUser(AskUserRequestParams),
+}
+
+/// Every message type of the protocol, for schema generation: the root of `docs/protocol.schema.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ProtocolMessage {
+    /// A client request's method and params.
+    ClientRequest(ClientRequest),
+    /// A notification's method and params.
+    ServerNotification(ServerNotification),
+    /// A server request's method and params.
+    ServerRequest(ServerRequest),
+    /// `initialize`'s result.
+    InitializeResult(InitializeResult),
+    /// `session/start`'s result.
+    SessionStartResult(SessionStartResult),
+    /// `session/resume`'s result.
+    SessionResumeResult(SessionResumeResult),
+    /// `session/subscribe`'s result.
+    SubscribeResult(SubscribeResult),
+    /// `session/list`'s result.
+    SessionListResult(SessionListResult),
+    /// `turn/start`'s result.
+    TurnStartResult(TurnStartResult),
+    /// `terminal/list`'s result.
+    TerminalListResult(TerminalListResult),
+    /// The answer to `permission/request`.
+    PermissionDecision(PermissionDecision),
+    /// The answer to `ask_user/request`.
+    AskUserResponse(AskUserResponse),
+    /// The envelope of every message.
+    RawMessage(RawMessage),
+}
