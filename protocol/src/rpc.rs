@@ -346,6 +346,18 @@ pub struct RequestResolved {
     pub request_id: RequestId,
 }
 
+/// A turn that stopped with an error instead of an outcome (the provider failed after retries, the store failed):
+/// the `turn/completed` of a failed turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnFailed {
+    /// The session.
+    pub session_id: String,
+    /// The turn.
+    pub turn_id: String,
+    /// What stopped it.
+    pub error: RpcError,
+}
+
 /// A subscription the daemon ended because the client fell behind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SubscriptionLagged {
@@ -365,6 +377,9 @@ pub enum ServerNotification {
     /// A turn ended.
     #[serde(rename = "turn/completed")]
     TurnCompleted(TurnCompleted),
+    /// A turn stopped with an error.
+    #[serde(rename = "turn/failed")]
+    TurnFailed(TurnFailed),
     /// A permission or ask-user request was answered (by any client) or expired: drop its prompt.
     #[serde(rename = "serverRequest/resolved")]
     RequestResolved(RequestResolved),

@@ -15,9 +15,15 @@ fn canonical(value: &serde_json::Value) -> String {
             serde_json::Value::Object(map) => {
                 let mut keys: Vec<_> = map.keys().collect();
                 keys.sort();
-                serde_json::Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&map[k]))).collect())
+                serde_json::Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sort(&map[k])))
+                        .collect(),
+                )
             }
-            serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(sort).collect()),
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sort).collect())
+            }
             other => other.clone(),
         }
     }
@@ -26,7 +32,8 @@ fn canonical(value: &serde_json::Value) -> String {
 
 #[test]
 fn the_committed_schema_matches_the_types() {
-    let generated = canonical(&serde_json::to_value(schemars::schema_for!(ProtocolMessage)).unwrap());
+    let generated =
+        canonical(&serde_json::to_value(schemars::schema_for!(ProtocolMessage)).unwrap());
     if std::env::var_os("CODEPILOT_UPDATE_SCHEMA").is_some() {
         std::fs::write(SCHEMA, &generated).unwrap();
     }
@@ -40,21 +47,26 @@ fn the_committed_schema_matches_the_types() {
 
 #[test]
 fn requests_parse_from_method_and_params() {
-    let req: ClientRequest =
-        serde_json::from_value(json!({"method": "turn/start", "params": {"session_id": "s", "text": "go"}})).unwrap();
+    let req: ClientRequest = serde_json::from_value(
+        json!({"method": "turn/start", "params": {"session_id": "s", "text": "go"}}),
+    )
+    .unwrap();
     assert_eq!(req.method(), "turn/start");
     assert!(ClientRequest::METHODS.contains(&req.method()));
-    let list: ClientRequest = serde_json::from_value(json!({"method": "session/list", "params": {}})).unwrap();
+    let list: ClientRequest =
+        serde_json::from_value(json!({"method": "session/list", "params": {}})).unwrap();
     assert_eq!(list.method(), "session/list");
     let bad = serde_json::from_value::<ClientRequest>(
         json!({"method": "turn/start", "params": {"session_id": "s", "txt": "go"}}),
     );
     assert!(bad.is_err(), "unknown fields are refused");
-    let asked = serde_json::to_value(ServerRequest::AskUser(codepilot_protocol::rpc::AskUserRequestParams {
-        session_id: "s".into(),
-        turn_id: "t".into(),
-        question: "which?".into(),
-    }))
+    let asked = serde_json::to_value(ServerRequest::AskUser(
+        codepilot_protocol::rpc::AskUserRequestParams {
+            session_id: "s".into(),
+            turn_id: "t".into(),
+            question: "which?".into(),
+        },
+    ))
     .unwrap();
     assert_eq!(
         asked,

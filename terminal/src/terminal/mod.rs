@@ -85,6 +85,10 @@ pub struct TerminalInfo {
     pub cwd: PathBuf,
     /// Commands the agent has run to completion.
     pub commands_run: u32,
+    /// Columns of the PTY.
+    pub cols: u16,
+    /// Rows of the PTY.
+    pub rows: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +380,8 @@ impl Terminal {
             state,
             cwd: st.cwd.clone(),
             commands_run: st.commands_run,
+            cols: st.cols,
+            rows: st.rows,
         }
     }
 

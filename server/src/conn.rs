@@ -1,0 +1,181 @@
+//! One client connection: a reader that dispatches messages, and a writer fed by two queues — a bounded one for
+//! session events (the pumps wait on it, never the sessions) and an unbounded one for responses and the few
+//! control messages (server requests, resolutions, lag notices).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use futures_util::StreamExt;
+use tokio::io::AsyncRead;
+use tokio::io::AsyncWrite;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::codec::Decoder;
+use tokio_util::codec::FramedRead;
+use tokio_util::codec::LinesCodec;
+use tokio_util::codec::LinesCodecError;
+use tokio_util::sync::CancellationToken;
+
+use codepilot_protocol::rpc::RpcError;
+use codepilot_protocol::rpc::codes;
+
+use crate::Daemon;
+use crate::session::lock;
+use crate::wire;
+
+/// What sessions hold of a connection: its queues.
+pub(crate) struct ConnHandle {
+    pub(crate) id: u64,
+    events: mpsc::Sender<Arc<str>>,
+    control: mpsc::UnboundedSender<Arc<str>>,
+    closed: CancellationToken,
+}
+
+impl ConnHandle {
+    /// Queues an event line, waiting while the queue is full; `false` once the connection is gone.
+    pub(crate) async fn send_event(&self, line: Arc<str>) -> bool {
+        self.events.send(line).await.is_ok()
+    }
+
+    /// Queues a response or control line ahead of queued events.
+    pub(crate) fn send_control(&self, line: Arc<str>) {
+        // A closed connection drops it; its subscriptions end with it.
+        let _ = self.control.send(line);
+    }
+
+    /// Resolves when the connection closed.
+    pub(crate) async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+}
+
+/// A connection's state as the dispatcher sees it.
+pub(crate) struct Conn {
+    pub(crate) handle: Arc<ConnHandle>,
+    pub(crate) initialized: bool,
+    /// Sessions it subscribed to, to unsubscribe when it goes.
+    pub(crate) sessions: Mutex<HashSet<String>>,
+}
+
+/// A line, or the news that one was too long (and is being skipped).
+enum Line {
+    Text(String),
+    TooLong,
+}
+
+/// [`LinesCodec`] with a length limit that skips an overlong line and goes on, where `FramedRead` would end the
+/// stream at the codec's error.
+struct BoundedLines(LinesCodec);
+
+impl Decoder for BoundedLines {
+    type Item = Line;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, std::io::Error> {
+        match self.0.decode(buf) {
+            Ok(line) => Ok(line.map(Line::Text)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(LinesCodecError::Io(e)) => Err(e),
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, std::io::Error> {
+        match self.0.decode_eof(buf) {
+            Ok(line) => Ok(line.map(Line::Text)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(LinesCodecError::Io(e)) => Err(e),
+        }
+    }
+}
+
+/// Serves one connection until the peer closes it (or the daemon shuts down): one JSON-RPC message per line.
+pub async fn serve_connection<R, W>(daemon: Daemon, reader: R, writer: W)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (events_tx, events_rx) = mpsc::channel(daemon.config().queue);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let closed = daemon.shutdown_token().child_token();
+    let handle = Arc::new(ConnHandle {
+        id: daemon.next_connection_id(),
+        events: events_tx,
+        control: control_tx,
+        closed: closed.clone(),
+    });
+    let writing = tokio::spawn(write_loop(writer, events_rx, control_rx, closed.clone()));
+    let mut conn = Conn {
+        handle: Arc::clone(&handle),
+        initialized: false,
+        sessions: Mutex::new(HashSet::new()),
+    };
+    let max = daemon.config().max_message_bytes;
+    let mut lines = FramedRead::new(reader, BoundedLines(LinesCodec::new_with_max_length(max)));
+    loop {
+        let next = tokio::select! {
+            () = closed.cancelled() => break,
+            next = lines.next() => next,
+        };
+        match next {
+            None => break,
+            Some(Ok(Line::Text(line))) => {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                if let Some(reply) = daemon.handle_line(&mut conn, &line).await {
+                    handle.send_control(reply.into());
+                }
+            }
+            Some(Ok(Line::TooLong)) => {
+                let error = RpcError::new(
+                    codes::TOO_LARGE,
+                    format!("message larger than {max} bytes; it was discarded"),
+                );
+                handle.send_control(wire::error(None, &error).into());
+            }
+            Some(Err(e)) => {
+                tracing::debug!("connection {} read error: {e}", handle.id);
+                break;
+            }
+        }
+    }
+    closed.cancel();
+    for session in lock(&conn.sessions).drain() {
+        daemon.unsubscribe(&session, handle.id);
+    }
+    let _ = writing.await;
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut events: mpsc::Receiver<Arc<str>>,
+    mut control: mpsc::UnboundedReceiver<Arc<str>>,
+    closed: CancellationToken,
+) {
+    loop {
+        let line = tokio::select! {
+            biased;
+            line = control.recv() => line,
+            line = events.recv() => line,
+            () = closed.cancelled() => {
+                // Flush what is already queued for the peer (the last responses), then stop.
+                while let Ok(line) = control.try_recv() {
+                    if writer.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = writer.flush().await;
+                return;
+            }
+        };
+        let Some(line) = line else { return };
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
+            closed.cancel();
+            return;
+        }
+    }
+}

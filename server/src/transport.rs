@@ -1,0 +1,137 @@
+//! Listeners: Unix sockets and stdio (one JSON-RPC message per line).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::path::PathBuf;
+
+use crate::Daemon;
+use crate::serve_connection;
+
+/// Where the daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A Unix socket (0600, in a 0700 directory created if missing).
+    Unix(PathBuf),
+    /// This process's stdin and stdout: one client; the daemon stops when stdin closes.
+    Stdio,
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    /// `unix://PATH` or `stdio://`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err(
+                    "unix:// needs a path, e.g. unix:///run/codepilot/runtime.sock".to_owned(),
+                );
+            }
+            Ok(Listen::Unix(PathBuf::from(path)))
+        } else if s == "stdio://" || s == "stdio" {
+            Ok(Listen::Stdio)
+        } else {
+            Err(format!(
+                "cannot listen on {s:?}: use unix://PATH or stdio://"
+            ))
+        }
+    }
+}
+
+/// Why the daemon could not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The session store could not be opened.
+    #[error("session store: {0}")]
+    Store(#[source] codepilot::store::StoreError),
+    /// A listener could not be set up.
+    #[error("{what} {}: {source}", path.display())]
+    Listen {
+        /// What was being done.
+        what: &'static str,
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Another daemon already serves on the socket.
+    #[error("another daemon is serving on {}; stop it or pick another --listen path", .0.display())]
+    InUse(PathBuf),
+}
+
+fn listen_error<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ServeError + 'a {
+    move |source| ServeError::Listen {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Binds `path`: a private directory, a stale socket replaced, a live one refused.
+fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(listen_error("creating the socket directory", dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(listen_error("making the socket directory private", dir))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServeError::InUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(listen_error("removing the stale socket", path))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(listen_error("binding", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(listen_error("making the socket private", path))?;
+    Ok(listener)
+}
+
+impl Daemon {
+    /// Serves every listener until the daemon shuts down (or, with stdio, until stdin closes). Bind errors are
+    /// reported before anything is served.
+    ///
+    /// # Errors
+    /// A listener that cannot be set up.
+    pub async fn serve(&self, listen: Vec<Listen>) -> Result<(), ServeError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut unix = Vec::new();
+        for l in &listen {
+            if let Listen::Unix(path) = l {
+                unix.push((bind_unix(path)?, path.clone()));
+            }
+        }
+        for (listener, path) in unix {
+            let daemon = self.clone();
+            tasks.spawn(async move {
+                let shutdown = daemon.shutdown_token();
+                loop {
+                    let accepted = tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        accepted = listener.accept() => accepted,
+                    };
+                    match accepted {
+                        Ok((stream, _)) => {
+                            let (read, write) = stream.into_split();
+                            tokio::spawn(serve_connection(daemon.clone(), read, write));
+                        }
+                        Err(e) => tracing::warn!("accepting on {}: {e}", path.display()),
+                    }
+                }
+                let _ = std::fs::remove_file(&path);
+            });
+        }
+        if listen.contains(&Listen::Stdio) {
+            let daemon = self.clone();
+            tasks.spawn(async move {
+                serve_connection(daemon.clone(), tokio::io::stdin(), tokio::io::stdout()).await;
+                daemon.shutdown().await;
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,2 @@
+mod rpc;
+mod support;
