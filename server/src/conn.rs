@@ -6,13 +6,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+use futures_util::Sink;
+use futures_util::SinkExt;
+use futures_util::Stream;
 use futures_util::StreamExt;
 use tokio::io::AsyncRead;
 use tokio::io::AsyncWrite;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 use tokio_util::codec::FramedRead;
+use tokio_util::codec::FramedWrite;
 use tokio_util::codec::LinesCodec;
 use tokio_util::codec::LinesCodecError;
 use tokio_util::sync::CancellationToken;
@@ -59,7 +62,7 @@ pub(crate) struct Conn {
 }
 
 /// A line, or the news that one was too long (and is being skipped).
-enum Line {
+pub(crate) enum Line {
     Text(String),
     TooLong,
 }
@@ -95,6 +98,21 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let max = daemon.config().max_message_bytes;
+    let inbound = FramedRead::new(reader, BoundedLines(LinesCodec::new_with_max_length(max)));
+    let outbound =
+        SinkExt::<String>::sink_map_err(FramedWrite::new(writer, LinesCodec::new()), |e| {
+            std::io::Error::other(e.to_string())
+        });
+    serve_messages(daemon, inbound, outbound).await;
+}
+
+/// Serves one connection of whole messages (lines, or WebSocket text frames) until `inbound` ends.
+pub(crate) async fn serve_messages<I, O>(daemon: Daemon, mut inbound: I, outbound: O)
+where
+    I: Stream<Item = std::io::Result<Line>> + Unpin + Send,
+    O: Sink<String, Error = std::io::Error> + Unpin + Send + 'static,
+{
     let (events_tx, events_rx) = mpsc::channel(daemon.config().queue);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let closed = daemon.shutdown_token().child_token();
@@ -104,23 +122,30 @@ where
         control: control_tx,
         closed: closed.clone(),
     });
-    let writing = tokio::spawn(write_loop(writer, events_rx, control_rx, closed.clone()));
+    let writing = tokio::spawn(write_loop(outbound, events_rx, control_rx, closed.clone()));
     let mut conn = Conn {
         handle: Arc::clone(&handle),
         initialized: false,
         sessions: Mutex::new(HashSet::new()),
     };
     let max = daemon.config().max_message_bytes;
-    let mut lines = FramedRead::new(reader, BoundedLines(LinesCodec::new_with_max_length(max)));
     loop {
         let next = tokio::select! {
             () = closed.cancelled() => break,
-            next = lines.next() => next,
+            next = inbound.next() => next,
         };
         match next {
             None => break,
             Some(Ok(Line::Text(line))) => {
                 if line.trim().is_empty() {
+                    continue;
+                }
+                if line.len() > max {
+                    let error = RpcError::new(
+                        codes::TOO_LARGE,
+                        format!("message larger than {max} bytes; it was discarded"),
+                    );
+                    handle.send_control(wire::error(None, &error).into());
                     continue;
                 }
                 if let Some(reply) = daemon.handle_line(&mut conn, &line).await {
@@ -147,33 +172,33 @@ where
     let _ = writing.await;
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
+async fn write_loop<O>(
+    mut out: O,
     mut events: mpsc::Receiver<Arc<str>>,
     mut control: mpsc::UnboundedReceiver<Arc<str>>,
     closed: CancellationToken,
-) {
+) where
+    O: Sink<String, Error = std::io::Error> + Unpin,
+{
     loop {
         let line = tokio::select! {
             biased;
             line = control.recv() => line,
             line = events.recv() => line,
             () = closed.cancelled() => {
-                // Flush what is already queued for the peer (the last responses), then stop.
+                // Send what is already queued for the peer (the last responses), then stop.
                 while let Ok(line) = control.try_recv() {
-                    if writer.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                    if out.feed(line.to_string()).await.is_err() {
                         break;
                     }
                 }
-                let _ = writer.flush().await;
+                let _ = out.flush().await;
+                let _ = out.close().await;
                 return;
             }
         };
         let Some(line) = line else { return };
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-        if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
+        if out.send(line.to_string()).await.is_err() {
             closed.cancel();
             return;
         }

@@ -20,6 +20,8 @@
 mod conn;
 mod session;
 mod transport;
+mod ui;
+mod web;
 mod wire;
 
 use std::collections::HashMap;
@@ -80,6 +82,10 @@ pub struct DaemonConfig {
     pub queue: usize,
     /// Largest accepted message, in bytes.
     pub max_message_bytes: usize,
+    /// The token WebSocket clients must present; required for a `ws://` listener.
+    pub token: Option<String>,
+    /// Browser origins allowed besides the daemon's own page (e.g. a code-server's).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for DaemonConfig {
@@ -90,6 +96,8 @@ impl Default for DaemonConfig {
             stall_timeout: Duration::from_secs(30),
             queue: 1024,
             max_message_bytes: 8 << 20,
+            token: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -103,6 +111,8 @@ struct Inner {
     next_request: Arc<AtomicU64>,
     next_connection: AtomicU64,
     shutdown: CancellationToken,
+    /// Addresses the HTTP listeners bound (a `:0` port resolved).
+    bound: tokio::sync::watch::Sender<Vec<std::net::SocketAddr>>,
 }
 
 /// The daemon: its sessions and their store. Cheap to clone.
@@ -176,6 +186,7 @@ impl Daemon {
                 next_request: Arc::new(AtomicU64::new(1)),
                 next_connection: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),
+                bound: tokio::sync::watch::Sender::new(Vec::new()),
             }),
         })
     }
@@ -184,6 +195,19 @@ impl Daemon {
     #[must_use]
     pub fn config(&self) -> &DaemonConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn note_bound(&self, addr: std::net::SocketAddr) {
+        self.inner.bound.send_modify(|b| b.push(addr));
+    }
+
+    /// The addresses of the HTTP listeners once bound (waits for the first).
+    pub async fn http_addrs(&self) -> Vec<std::net::SocketAddr> {
+        let mut rx = self.inner.bound.subscribe();
+        match rx.wait_for(|b| !b.is_empty()).await {
+            Ok(b) => b.clone(),
+            Err(_) => Vec::new(),
+        }
     }
 
     pub(crate) fn shutdown_token(&self) -> CancellationToken {
@@ -199,6 +223,11 @@ impl Daemon {
             .get(id)
             .cloned()
             .ok_or_else(|| unknown_session(id))
+    }
+
+    /// The open session `id`.
+    pub(crate) fn open_session(&self, id: &str) -> Option<Arc<SessionHost>> {
+        lock(&self.inner.sessions).get(id).cloned()
     }
 
     pub(crate) fn unsubscribe(&self, session_id: &str, conn_id: u64) {

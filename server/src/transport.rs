@@ -14,13 +14,25 @@ pub enum Listen {
     Unix(PathBuf),
     /// This process's stdin and stdout: one client; the daemon stops when stdin closes.
     Stdio,
+    /// HTTP on this address: JSON-RPC over WebSocket at `/rpc`, terminals, `/healthz`, the web UI.
+    Ws(std::net::SocketAddr),
 }
 
 impl std::str::FromStr for Listen {
     type Err = String;
 
-    /// `unix://PATH` or `stdio://`.
+    /// `unix://PATH`, `stdio://` or `ws://HOST:PORT`.
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(addr) = s.strip_prefix("ws://") {
+            let addr = addr.trim_end_matches('/');
+            return std::net::ToSocketAddrs::to_socket_addrs(addr)
+                .ok()
+                .and_then(|mut a| a.next())
+                .map(Listen::Ws)
+                .ok_or_else(|| {
+                    format!("cannot listen on {s:?}: use ws://HOST:PORT, e.g. ws://127.0.0.1:7878")
+                });
+        }
         if let Some(path) = s.strip_prefix("unix://") {
             if path.is_empty() {
                 return Err(
@@ -52,6 +64,17 @@ pub enum ServeError {
         what: &'static str,
         /// The socket path.
         path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A `ws://` listener without a token.
+    #[error("a ws:// listener needs a token (--token-file)")]
+    NoToken,
+    /// A TCP address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
         /// The I/O error.
         source: std::io::Error,
     },
@@ -103,6 +126,38 @@ impl Daemon {
             if let Listen::Unix(path) = l {
                 unix.push((bind_unix(path)?, path.clone()));
             }
+        }
+        for l in &listen {
+            let Listen::Ws(addr) = l else { continue };
+            let token = self.config().token.clone().ok_or(ServeError::NoToken)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            let bound = listener.local_addr().map_err(|source| ServeError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            let state = std::sync::Arc::new(crate::web::WebState {
+                daemon: self.clone(),
+                token,
+                origins: self.config().allowed_origins.clone(),
+                addr: bound,
+            });
+            let app = crate::web::router(state);
+            let shutdown = self.shutdown_token();
+            tracing::info!("serving http://{bound}");
+            self.note_bound(bound);
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!("the HTTP listener on {bound} stopped: {e}");
+                }
+            });
         }
         for (listener, path) in unix {
             let daemon = self.clone();

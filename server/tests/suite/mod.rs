@@ -1,2 +1,3 @@
 mod rpc;
 mod support;
+mod web;

@@ -1,0 +1,204 @@
+// The CodePilot web UI: a JSON-RPC client of the daemon over /rpc, and xterm.js terminals over
+// /sessions/{id}/terminals/{name}. No framework; everything the page shows comes from the protocol (SPEC §13).
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const token = params.get("token") || sessionStorage.getItem("codepilot-token") || "";
+if (params.has("token")) {
+  sessionStorage.setItem("codepilot-token", token);
+  history.replaceState(null, "", location.pathname);
+}
+const wsBase = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
+const $ = (id) => document.getElementById(id);
+
+let socket;
+let nextId = 1;
+const waiting = new Map();
+let current = null; // the session shown
+const terminals = new Map();
+
+function setStatus(text) { $("status").textContent = text; }
+
+function call(method, params) {
+  const id = nextId++;
+  socket.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }));
+  return new Promise((resolve, reject) => waiting.set(id, { resolve, reject }));
+}
+
+function respond(id, result) {
+  socket.send(JSON.stringify({ jsonrpc: "2.0", id, result }));
+}
+
+function entry(kind, text) {
+  const div = document.createElement("div");
+  div.className = "entry " + kind;
+  div.textContent = text;
+  $("timeline").appendChild(div);
+  $("timeline").scrollTop = $("timeline").scrollHeight;
+  return div;
+}
+
+let streaming = null;
+function onEvent(envelope) {
+  if (!current || envelope.session_id !== current) return;
+  const e = envelope.event;
+  if (e.type === "stream" && e.kind === "text") {
+    if (!streaming) streaming = entry("text", "");
+    streaming.textContent += e.text;
+    return;
+  }
+  streaming = null;
+  switch (e.type) {
+    case "start": entry("user", "▶ " + e.task); break;
+    case "tool_call": entry("tool", "⚙ " + e.label); break;
+    case "tool_result": entry("result" + (e.ok ? "" : " failed"), e.result); break;
+    case "user_message_injected": entry("user", "✉ " + e.text); break;
+    case "finish": entry("finish", "✔ " + e.summary); break;
+    case "max_steps": entry("error", "step limit reached (" + e.steps + ")"); break;
+    case "aborted": entry("error", "interrupted at step " + e.step); break;
+    case "runtime_error": entry("error", e.kind + ": " + e.message); break;
+    default: break;
+  }
+}
+
+function onPermission(id, p) {
+  if (p.session_id !== current) return;
+  const box = document.createElement("div");
+  box.className = "prompt";
+  box.dataset.request = JSON.stringify(id);
+  box.append(`Allow ${p.tool}? ${p.description} `);
+  for (const [label, decision] of [["Allow", "allow"], ["Deny", "deny"]]) {
+    const b = document.createElement("button");
+    b.textContent = label;
+    b.onclick = () => { respond(id, { decision }); box.remove(); };
+    box.appendChild(b);
+  }
+  $("timeline").appendChild(box);
+}
+
+function onAsk(id, p) {
+  if (p.session_id !== current) return;
+  const answer = prompt(p.question);
+  respond(id, { answer });
+}
+
+function onMessage(raw) {
+  const m = JSON.parse(raw);
+  if (m.id !== undefined && m.method === undefined) {
+    const w = waiting.get(m.id);
+    waiting.delete(m.id);
+    if (w) m.error ? w.reject(new Error(m.error.message)) : w.resolve(m.result);
+    return;
+  }
+  switch (m.method) {
+    case "event": onEvent(m.params); break;
+    case "turn/completed": if (m.params.session_id === current) { streaming = null; refreshSessions(); } break;
+    case "turn/failed": if (m.params.session_id === current) entry("error", m.params.error.message); break;
+    case "permission/request": onPermission(m.id, m.params); break;
+    case "ask_user/request": onAsk(m.id, m.params); break;
+    case "serverRequest/resolved":
+      for (const box of document.querySelectorAll(".prompt")) {
+        if (box.dataset.request === JSON.stringify(m.params.request_id)) box.remove();
+      }
+      break;
+    case "subscription/lagged": call("session/subscribe", { session_id: m.params.session_id, after_seq: m.params.last_sent_seq }); break;
+    default: break;
+  }
+}
+
+async function refreshSessions() {
+  const { sessions } = await call("session/list", {});
+  const list = $("sessions");
+  list.replaceChildren();
+  for (const s of sessions) {
+    const li = document.createElement("li");
+    li.dataset.session = s.session_id;
+    li.className = s.session_id === current ? "active" : "";
+    li.innerHTML = "";
+    li.append(s.title || s.session_id);
+    const small = document.createElement("small");
+    small.textContent = s.status + " · " + s.updated_at;
+    li.appendChild(small);
+    li.onclick = () => open(s.session_id, s.status);
+    list.appendChild(li);
+  }
+}
+
+async function open(sessionId, status) {
+  if (status === "stored") await call("session/start", { session_id: sessionId, agent_file: $("agent-file").value || undefined }).catch((e) => entry("error", e.message));
+  current = sessionId;
+  $("session-title").textContent = sessionId;
+  $("timeline").replaceChildren();
+  streaming = null;
+  await call("session/subscribe", { session_id: sessionId, after_seq: 0 });
+  await refreshSessions();
+  openTerminals(sessionId);
+}
+
+async function openTerminals(sessionId) {
+  for (const t of terminals.values()) { t.ws.close(); t.term.dispose(); }
+  terminals.clear();
+  $("terminals").replaceChildren();
+  const { terminals: list } = await call("terminal/list", { session_id: sessionId });
+  for (const info of list) {
+    const title = document.createElement("h3");
+    title.textContent = info.name;
+    const div = document.createElement("div");
+    div.className = "term";
+    div.dataset.terminal = info.name;
+    $("terminals").append(title, div);
+    const term = new Terminal({ convertEol: false, fontSize: 12 });
+    const fit = new FitAddon.FitAddon();
+    term.loadAddon(fit);
+    term.open(div);
+    const url = `${wsBase}/sessions/${encodeURIComponent(sessionId)}/terminals/${encodeURIComponent(info.name)}?token=${encodeURIComponent(token)}`;
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (msg) => {
+      if (typeof msg.data === "string") return; // greeting, errors
+      term.write(new Uint8Array(msg.data));
+    };
+    ws.onopen = () => {
+      fit.fit();
+      ws.send(JSON.stringify({ resize: [term.cols, term.rows] }));
+    };
+    const encoder = new TextEncoder();
+    term.onData((data) => { if (ws.readyState === WebSocket.OPEN) ws.send(encoder.encode(data)); });
+    terminals.set(info.name, { term, ws });
+  }
+}
+
+$("start-turn").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const text = $("task").value.trim();
+  if (!current || !text) return;
+  $("task").value = "";
+  try {
+    await call("turn/start", { session_id: current, text });
+  } catch (e) {
+    if (String(e.message).includes("running a turn")) await call("turn/steer", { session_id: current, text });
+    else entry("error", e.message);
+  }
+};
+$("interrupt").onclick = () => current && call("turn/interrupt", { session_id: current });
+$("start-session").onsubmit = async (ev) => {
+  ev.preventDefault();
+  try {
+    const { session_id } = await call("session/start", { agent_file: $("agent-file").value });
+    await open(session_id, "idle");
+  } catch (e) { entry("error", e.message); }
+};
+
+function connect() {
+  socket = new WebSocket(`${wsBase}/rpc?token=${encodeURIComponent(token)}`);
+  socket.onmessage = (msg) => onMessage(msg.data);
+  socket.onopen = async () => {
+    await call("initialize", { client: { name: "codepilot-web", version: "1" } });
+    setStatus("connected");
+    await refreshSessions();
+    const wanted = new URLSearchParams(location.hash.slice(1)).get("session");
+    if (wanted) await open(wanted, "idle");
+  };
+  socket.onclose = () => { setStatus("disconnected; retrying…"); setTimeout(connect, 1000); };
+}
+connect();
