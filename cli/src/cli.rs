@@ -33,6 +33,35 @@ pub enum Command {
     Sessions(SessionsArgs),
     /// What the sandbox enforces on this machine.
     Sandbox(SandboxArgs),
+    /// Run the daemon: sessions for IDEs, web UIs and `run --connect`, over JSON-RPC (SPEC §13).
+    Serve(ServeArgs),
+}
+
+/// `codepilot serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen (repeatable): unix://PATH, stdio:// or ws://HOST:PORT. Default: a Unix socket at
+    /// $XDG_RUNTIME_DIR/codepilot/runtime.sock (else $CODEPILOT_HOME/runtime.sock).
+    #[arg(long, value_name = "URL")]
+    pub listen: Vec<String>,
+    /// Database URL for the sessions (sqlite://… or postgres://…). Default: SQLite under $CODEPILOT_HOME.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CODEPILOT_DB_URL",
+        hide_env_values = true
+    )]
+    pub db_url: Option<String>,
+    /// The file holding the token WebSocket clients must present (created, 0600, when missing). Default:
+    /// $CODEPILOT_HOME/serve.token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// A browser origin allowed to connect besides the daemon's own page, e.g. https://ide.example (repeatable).
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// How long a permission or ask-user request waits for a client's answer before it is denied.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub request_timeout_s: u64,
 }
 
 /// `codepilot sandbox`.
@@ -98,6 +127,9 @@ pub struct RunArgs {
     /// The task. `-` (or no task with piped stdin) reads it from stdin.
     #[arg(value_name = "TASK")]
     pub task: Option<String>,
+    /// Run the task on the daemon at this socket (unix://PATH) instead of in this process.
+    #[arg(long, value_name = "URL")]
+    pub connect: Option<String>,
 }
 
 /// `codepilot chat`.

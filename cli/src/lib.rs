@@ -7,10 +7,12 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+mod connect;
 mod demo;
 mod output;
 mod prompts;
 mod secrets;
+mod serve;
 mod sessions;
 mod signals;
 
@@ -92,6 +94,9 @@ enum Prepared {
     Attach(cli::AttachArgs),
     Sessions(cli::SessionsArgs),
     Sandbox(cli::SandboxArgs),
+    /// `run --connect`: the task, for a daemon.
+    Connect(cli::RunArgs, String),
+    Serve(cli::ServeArgs),
 }
 
 /// Reads the task and the agent file, then takes secrets out of the process's reach (which must happen while
@@ -100,8 +105,12 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
     let prepared = match cli.command {
         Command::Run(mut args) => {
             let task = read_task(args.task.take())?;
-            let agent = load_agent(&args.agent.config)?;
-            Prepared::Run(agent, args, task)
+            if args.connect.is_some() {
+                Prepared::Connect(args, task)
+            } else {
+                let agent = load_agent(&args.agent.config)?;
+                Prepared::Run(agent, args, task)
+            }
         }
         Command::Chat(args) => {
             let agent = load_agent(&args.agent.config)?;
@@ -112,6 +121,7 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         Command::Attach(args) => Prepared::Attach(args),
         Command::Sessions(args) => Prepared::Sessions(args),
         Command::Sandbox(args) => Prepared::Sandbox(args),
+        Command::Serve(args) => Prepared::Serve(args),
     };
     let hidden: Vec<String> = match &prepared {
         Prepared::Run(agent, ..) | Prepared::Chat(agent, _) => {
@@ -121,7 +131,9 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         | Prepared::Demo(_)
         | Prepared::Attach(_)
         | Prepared::Sessions(_)
-        | Prepared::Sandbox(_) => Vec::new(),
+        | Prepared::Sandbox(_)
+        | Prepared::Connect(..)
+        | Prepared::Serve(_) => Vec::new(),
     };
     if secrets::argv_has_credentials() {
         output::err_line(
@@ -220,6 +232,12 @@ async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit,
         Prepared::Sandbox(args) => match args.command {
             cli::SandboxCommand::Check => Ok(sandbox_check()),
         },
+        Prepared::Connect(args, task) => {
+            let url = args.connect.clone().unwrap_or_default();
+            let out = make_output(args.agent.json);
+            connect::run(&url, &args.agent.config, &args.agent, &task, out).await
+        }
+        Prepared::Serve(args) => serve::run(args).await,
     }
 }
 

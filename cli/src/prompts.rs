@@ -96,55 +96,79 @@ async fn ask(prompt: String) -> Option<String> {
         .flatten()
 }
 
+/// Asks the person at the terminal about gated tool calls and the agent's questions. `--yes` approves every call.
+#[derive(Clone)]
+pub(crate) struct Prompter {
+    yes: bool,
+    always: Arc<Mutex<HashSet<String>>>,
+    out: Arc<dyn Output>,
+}
+
+impl Prompter {
+    pub(crate) fn new(yes: bool, out: Arc<dyn Output>) -> Self {
+        Self {
+            yes,
+            always: Arc::default(),
+            out,
+        }
+    }
+
+    /// Allow or deny `req` (asked on the terminal unless `--yes` or "always" was given for its tool).
+    pub(crate) async fn permission(&self, req: &PermissionRequest) -> PermissionDecision {
+        if self.yes || self.always.lock().is_ok_and(|a| a.contains(&req.tool)) {
+            return PermissionDecision::Allow;
+        }
+        self.out.suspend();
+        let prompt = format!(
+            "\n⚠ {} wants to: {}\n  Allow? [y]es / [n]o / [a]lways for {} : ",
+            req.tool,
+            sanitize(&req.description),
+            req.tool
+        );
+        match ask(prompt)
+            .await
+            .as_deref()
+            .map(str::trim)
+            .map(str::to_lowercase)
+            .as_deref()
+        {
+            Some("y" | "yes") => PermissionDecision::Allow,
+            Some("a" | "always") => {
+                if let Ok(mut a) = self.always.lock() {
+                    a.insert(req.tool.clone());
+                }
+                PermissionDecision::Allow
+            }
+            Some(_) => PermissionDecision::Deny { reason: None },
+            None => PermissionDecision::Deny {
+                reason: Some(
+                    "there is no terminal to ask on; rerun with --yes to approve gated tools"
+                        .to_owned(),
+                ),
+            },
+        }
+    }
+
+    /// The person's answer to the agent's `question`, if there is a terminal to ask on.
+    pub(crate) async fn question(&self, question: &str) -> Option<String> {
+        self.out.suspend();
+        ask(format!("\n? The agent asks: {}\n  > ", sanitize(question))).await
+    }
+}
+
 /// Installs the CLI's handlers: `--yes` approves everything; otherwise each gated call is asked on the terminal.
 pub(crate) fn install(builder: RuntimeBuilder, yes: bool, out: Arc<dyn Output>) -> RuntimeBuilder {
-    let always: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let perm_out = Arc::clone(&out);
-    let builder = builder.permission_handler(move |req: PermissionRequest| {
-        let always = Arc::clone(&always);
-        let out = Arc::clone(&perm_out);
-        async move {
-            if yes || always.lock().is_ok_and(|a| a.contains(&req.tool)) {
-                return PermissionDecision::Allow;
-            }
-            out.suspend();
-            let prompt = format!(
-                "\n⚠ {} wants to: {}\n  Allow? [y]es / [n]o / [a]lways for {} : ",
-                req.tool,
-                sanitize(&req.description),
-                req.tool
-            );
-            match ask(prompt)
-                .await
-                .as_deref()
-                .map(str::trim)
-                .map(str::to_lowercase)
-                .as_deref()
-            {
-                Some("y" | "yes") => PermissionDecision::Allow,
-                Some("a" | "always") => {
-                    if let Ok(mut a) = always.lock() {
-                        a.insert(req.tool.clone());
-                    }
-                    PermissionDecision::Allow
-                }
-                Some(_) => PermissionDecision::Deny { reason: None },
-                None => PermissionDecision::Deny {
-                    reason: Some(
-                        "there is no terminal to ask on; rerun with --yes to approve gated tools"
-                            .to_owned(),
-                    ),
-                },
-            }
-        }
-    });
-    builder.ask_user_handler(move |question: String| {
-        let out = Arc::clone(&out);
-        async move {
-            out.suspend();
-            ask(format!("\n? The agent asks: {}\n  > ", sanitize(&question))).await
-        }
-    })
+    let prompter = Prompter::new(yes, out);
+    let asker = prompter.clone();
+    builder
+        .permission_handler(move |req: PermissionRequest| {
+            let prompter = prompter.clone();
+            async move { prompter.permission(&req).await }
+        })
+        .ask_user_handler(move |question: String| {
+            let asker = asker.clone();
+            async move { asker.question(&question).await }
+        })
 }
 
 #[cfg(test)]

@@ -7,4 +7,5 @@ mod hardening;
 mod output;
 mod run;
 mod sandbox;
+mod serve;
 mod sessions;
