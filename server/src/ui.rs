@@ -51,7 +51,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 
 const INDEX: &[u8] = include_bytes!("../assets/index.html");
 
-/// The page at `/` and its assets. The page holds no secret: it reads the token from its own URL.
+/// The page at `/` and its assets. The page holds no secret: it reads the token from its own URL. Scripts come
+/// only from the daemon; styles may be inline because xterm.js writes its theme into a `<style>` element.
 pub(crate) fn router() -> Router<Arc<WebState>> {
     let mut router = Router::new().route(
         "/",
@@ -61,7 +62,7 @@ pub(crate) fn router() -> Router<Arc<WebState>> {
                     (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                     (
                         header::CONTENT_SECURITY_POLICY,
-                        "default-src 'self'; connect-src 'self'; style-src 'self'",
+                        "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'",
                     ),
                 ],
                 INDEX,
