@@ -255,6 +255,19 @@ pub struct TerminalInfo {
     pub cols: u16,
     /// Rows.
     pub rows: u16,
+    /// How a client on the daemon's machine attaches to the terminal's multiplexer directly (raw PTY bytes after a
+    /// token line and a JSON greeting; see `codepilot attach`). Only sent over the Unix socket and stdio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<TerminalAttach>,
+}
+
+/// Where a local client attaches to a terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TerminalAttach {
+    /// The terminal's Unix socket.
+    pub socket: String,
+    /// The token to send as the first line.
+    pub token: String,
 }
 
 /// `terminal/list` result.

@@ -59,6 +59,8 @@ pub(crate) struct Conn {
     pub(crate) initialized: bool,
     /// Sessions it subscribed to, to unsubscribe when it goes.
     pub(crate) sessions: Mutex<HashSet<String>>,
+    /// A Unix-socket or stdio client, on this machine: it may attach to terminals' sockets directly.
+    pub(crate) local: bool,
 }
 
 /// A line, or the news that one was too long (and is being skipped).
@@ -104,11 +106,11 @@ where
         SinkExt::<String>::sink_map_err(FramedWrite::new(writer, LinesCodec::new()), |e| {
             std::io::Error::other(e.to_string())
         });
-    serve_messages(daemon, inbound, outbound).await;
+    serve_messages(daemon, inbound, outbound, true).await;
 }
 
 /// Serves one connection of whole messages (lines, or WebSocket text frames) until `inbound` ends.
-pub(crate) async fn serve_messages<I, O>(daemon: Daemon, mut inbound: I, outbound: O)
+pub(crate) async fn serve_messages<I, O>(daemon: Daemon, mut inbound: I, outbound: O, local: bool)
 where
     I: Stream<Item = std::io::Result<Line>> + Unpin + Send,
     O: Sink<String, Error = std::io::Error> + Unpin + Send + 'static,
@@ -127,6 +129,7 @@ where
         handle: Arc::clone(&handle),
         initialized: false,
         sessions: Mutex::new(HashSet::new()),
+        local,
     };
     let max = daemon.config().max_message_bytes;
     loop {

@@ -144,7 +144,7 @@ async fn rpc(
                 .with(|line: String| {
                     std::future::ready(Ok::<_, std::io::Error>(Message::Text(line.into())))
                 });
-            serve_messages(daemon, Box::pin(inbound), Box::pin(outbound)).await;
+            serve_messages(daemon, Box::pin(inbound), Box::pin(outbound), false).await;
         })
 }
 

@@ -224,6 +224,10 @@ async fn a_turn_over_websocket_and_a_terminal_in_binary_frames() {
     assert!(found, "{}", String::from_utf8_lossy(&seen));
     let terminals = call(&mut rpc, 4, "terminal/list", json!({"session_id": session})).await;
     assert_eq!(terminals["result"]["terminals"][0]["cols"], 100);
+    assert!(
+        terminals["result"]["terminals"][0].get("attach").is_none(),
+        "remote clients never get the terminal's socket and token"
+    );
     assert_eq!(
         connect(
             &format!("ws://{addr}/sessions/nope/terminals/main?token={TOKEN}"),
