@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command from the README: every crate's unit, integration, example and doc tests, then the Python
-# package's (scripts/test-python.sh: a fresh venv, `pip install ./python`, pytest). Arguments go to `cargo test`
-# and skip the Python tests.
+# package's (scripts/test-python.sh: a fresh venv, `pip install ./python`, pytest) and the JavaScript side's
+# (scripts/test-node.sh: the VS Code extension and the web UI in headless Chromium). Arguments go to `cargo test`
+# and skip the others.
 # Postgres-backed store tests need CODEPILOT_TEST_PG_URL (`.ci/postgres.sh` prints one); without it they are
 # skipped with a notice (and fail under CI=true, so CI never skips them silently).
 set -euo pipefail
@@ -9,4 +10,5 @@ cd "$(dirname "$0")/.."
 cargo test --workspace --locked "$@"
 if [ "$#" -eq 0 ]; then
     bash scripts/test-python.sh
+    bash scripts/test-node.sh
 fi

@@ -407,9 +407,15 @@ impl Daemon {
                         t.list()
                             .into_iter()
                             .map(|i| TerminalInfo {
-                                attach: conn.local.then(|| codepilot_protocol::rpc::TerminalAttach {
-                                    socket: t.socket_dir().join(format!("{}.sock", i.name)).display().to_string(),
-                                    token: t.token().to_owned(),
+                                attach: conn.local.then(|| {
+                                    codepilot_protocol::rpc::TerminalAttach {
+                                        socket: t
+                                            .socket_dir()
+                                            .join(format!("{}.sock", i.name))
+                                            .display()
+                                            .to_string(),
+                                        token: t.token().to_owned(),
+                                    }
                                 }),
                                 name: i.name,
                                 pid: i.pid,

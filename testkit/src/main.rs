@@ -80,7 +80,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(turns)) {
+    let served = runtime.block_on(serve(turns));
+    // The stdin reader sits in a blocking read that nothing can cancel; don't wait for it.
+    runtime.shutdown_background();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "codepilot-testkit: {e}");

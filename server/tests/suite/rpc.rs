@@ -73,8 +73,14 @@ async fn a_turn_streams_numbered_events_and_completes() {
     assert_eq!(terminals["terminals"][0]["name"], "main");
     assert!(terminals["terminals"][0]["cols"].as_u64().unwrap() > 0);
     let attach = &terminals["terminals"][0]["attach"];
-    assert!(attach["socket"].as_str().unwrap().ends_with("main.sock"), "{attach}");
-    assert!(!attach["token"].as_str().unwrap().is_empty(), "local clients may attach directly");
+    assert!(
+        attach["socket"].as_str().unwrap().ends_with("main.sock"),
+        "{attach}"
+    );
+    assert!(
+        !attach["token"].as_str().unwrap().is_empty(),
+        "local clients may attach directly"
+    );
     let resumed = c
         .call("session/resume", json!({"session_id": session}))
         .await

@@ -1,0 +1,253 @@
+// A client of the CodePilot daemon (`codepilot serve`, SPEC §13) over its Unix socket: JSON-RPC 2.0, one message
+// per line. No `vscode` import, so it runs (and is tested) under plain node.
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import type {
+  AskUserRequestParams,
+  AskUserResponse,
+  EventEnvelope,
+  InitializeResult,
+  PermissionRequestParams,
+  RequestId,
+  RequestResolved,
+  RpcError,
+  SessionListResult,
+  SessionResumeResult,
+  SessionStartParams,
+  SessionStartResult,
+  SubscribeResult,
+  SubscriptionLagged,
+  TerminalAttach,
+  TerminalListResult,
+  TurnCompleted,
+  TurnFailed,
+  TurnStartResult,
+} from "./protocol";
+
+/** The result type of each client method. */
+export interface Methods {
+  initialize: [{ client: { name: string; version: string } }, InitializeResult];
+  "session/start": [SessionStartParams, SessionStartResult];
+  "session/resume": [{ session_id: string }, SessionResumeResult];
+  "session/subscribe": [{ session_id: string; after_seq?: number }, SubscribeResult];
+  "session/list": [Record<string, never>, SessionListResult];
+  "session/close": [{ session_id: string }, Record<string, never>];
+  "turn/start": [{ session_id: string; text: string }, TurnStartResult];
+  "turn/steer": [{ session_id: string; text: string }, Record<string, never>];
+  "turn/interrupt": [{ session_id: string }, Record<string, never>];
+  "terminal/list": [{ session_id: string }, TerminalListResult];
+}
+
+/** What the daemon announces. */
+export type Notification =
+  | { method: "event"; params: EventEnvelope }
+  | { method: "turn/completed"; params: TurnCompleted }
+  | { method: "turn/failed"; params: TurnFailed }
+  | { method: "serverRequest/resolved"; params: RequestResolved }
+  | { method: "subscription/lagged"; params: SubscriptionLagged };
+
+/** What the daemon asks. The handler's result is the answer. */
+export type ServerRequest =
+  | { id: RequestId; method: "permission/request"; params: PermissionRequestParams }
+  | { id: RequestId; method: "ask_user/request"; params: AskUserRequestParams };
+
+/** The answers to server requests. */
+export type PermissionAnswer = { decision: "allow" } | { decision: "deny"; reason?: string | null };
+export type RequestHandler = (request: ServerRequest) => Promise<PermissionAnswer | AskUserResponse>;
+
+/** A JSON-RPC error from the daemon. */
+export class DaemonError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "DaemonError";
+  }
+}
+
+/** The daemon's default socket: `$XDG_RUNTIME_DIR/codepilot/runtime.sock`, else `$CODEPILOT_HOME/runtime.sock`. */
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, "codepilot", "runtime.sock");
+  const home = env.CODEPILOT_HOME || path.join(os.homedir(), ".codepilot");
+  return path.join(home, "runtime.sock");
+}
+
+/** One connection to the daemon. */
+export class DaemonClient {
+  private nextId = 1;
+  private buffer = "";
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly listeners: Array<(n: Notification) => void> = [];
+  private requestHandler: RequestHandler | undefined;
+  private closedError: Error | undefined;
+  private readonly closeListeners: Array<(e: Error | undefined) => void> = [];
+
+  private constructor(private readonly socket: net.Socket) {
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => this.onData(chunk));
+    socket.on("error", (e) => this.onClose(e));
+    socket.on("close", () => this.onClose(undefined));
+  }
+
+  /** Connects to `socketPath` and calls `initialize`. */
+  static async connect(socketPath: string, client = { name: "codepilot-vscode", version: "0.1.0" }): Promise<DaemonClient> {
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.createConnection({ path: socketPath });
+      s.once("connect", () => resolve(s));
+      s.once("error", (e) =>
+        reject(new Error(`cannot reach the CodePilot daemon at ${socketPath} (${e.message}); start it with \`codepilot serve\``)),
+      );
+    });
+    const c = new DaemonClient(socket);
+    await c.call("initialize", { client });
+    return c;
+  }
+
+  /** Calls `method`; rejects with a {@link DaemonError} when the daemon answers with an error. */
+  call<M extends keyof Methods>(method: M, params: Methods[M][0]): Promise<Methods[M][1]> {
+    if (this.closedError !== undefined || this.socket.destroyed) {
+      return Promise.reject(this.closedError ?? new Error("the connection to the daemon is closed"));
+    }
+    const id = this.nextId++;
+    const promise = new Promise<unknown>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    this.send({ jsonrpc: "2.0", id, method, params });
+    return promise as Promise<Methods[M][1]>;
+  }
+
+  /** Calls `listener` with every notification. */
+  onNotification(listener: (n: Notification) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Answers the daemon's permission and ask-user requests with `handler`. */
+  onRequest(handler: RequestHandler): void {
+    this.requestHandler = handler;
+  }
+
+  /** Calls `listener` once the connection is gone (with the error, if it broke). */
+  onClose(listener: (e: Error | undefined) => void): void;
+  onClose(e: Error | undefined): void;
+  onClose(arg: ((e: Error | undefined) => void) | Error | undefined): void {
+    if (typeof arg === "function") {
+      this.closeListeners.push(arg);
+      return;
+    }
+    if (this.closedError !== undefined) return;
+    this.closedError = arg ?? new Error("the daemon closed the connection");
+    for (const w of this.waiting.values()) w.reject(this.closedError);
+    this.waiting.clear();
+    for (const l of this.closeListeners) l(arg);
+  }
+
+  close(): void {
+    this.socket.end();
+  }
+
+  private send(message: unknown): void {
+    this.socket.write(JSON.stringify(message) + "\n");
+  }
+
+  private onData(chunk: string): void {
+    this.buffer += chunk;
+    let newline: number;
+    while ((newline = this.buffer.indexOf("\n")) >= 0) {
+      const line = this.buffer.slice(0, newline);
+      this.buffer = this.buffer.slice(newline + 1);
+      if (line.trim() !== "") this.onMessage(JSON.parse(line));
+    }
+  }
+
+  private onMessage(m: { id?: RequestId; method?: string; params?: unknown; result?: unknown; error?: RpcError }): void {
+    if (m.method === undefined) {
+      const waiter = typeof m.id === "number" ? this.waiting.get(m.id) : undefined;
+      if (waiter === undefined || typeof m.id !== "number") return;
+      this.waiting.delete(m.id);
+      if (m.error) waiter.reject(new DaemonError(m.error.code, m.error.message));
+      else waiter.resolve(m.result);
+      return;
+    }
+    if (m.id !== undefined) {
+      const request = m as ServerRequest;
+      const handler = this.requestHandler;
+      const answer = handler
+        ? handler(request)
+        : Promise.resolve(
+            request.method === "permission/request"
+              ? { decision: "deny" as const, reason: "the client has no permission handler" }
+              : { answer: null },
+          );
+      answer.then(
+        (result) => this.send({ jsonrpc: "2.0", id: m.id, result }),
+        (e: Error) => this.send({ jsonrpc: "2.0", id: m.id, error: { code: -32603, message: String(e) } }),
+      );
+      return;
+    }
+    for (const l of this.listeners) l(m as Notification);
+  }
+}
+
+/** A terminal attached through its multiplexer: raw PTY bytes both ways. */
+export interface TerminalConnection {
+  pid: number;
+  cols: number;
+  rows: number;
+  onData(listener: (data: Buffer) => void): void;
+  onClose(listener: () => void): void;
+  write(data: string | Buffer): void;
+  close(): void;
+}
+
+/** Attaches to a terminal (from `terminal/list`'s `attach`, given to local clients only). */
+export async function attachTerminal(attach: TerminalAttach): Promise<TerminalConnection> {
+  const socket = await new Promise<net.Socket>((resolve, reject) => {
+    const s = net.createConnection({ path: attach.socket });
+    s.once("connect", () => resolve(s));
+    s.once("error", reject);
+  });
+  socket.write(attach.token + "\n");
+  // The greeting is one JSON line; everything after it is terminal output.
+  const { hello, rest } = await new Promise<{ hello: { pid: number; cols: number; rows: number }; rest: Buffer }>(
+    (resolve, reject) => {
+      let pending = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        const nl = pending.indexOf(10);
+        if (nl < 0) return;
+        socket.off("data", onData);
+        try {
+          const hello = JSON.parse(pending.subarray(0, nl).toString("utf8"));
+          if (hello.error) reject(new Error(`the terminal refused: ${hello.error}`));
+          else resolve({ hello, rest: pending.subarray(nl + 1) });
+        } catch (e) {
+          reject(e as Error);
+        }
+      };
+      socket.on("data", onData);
+      socket.once("close", () => reject(new Error("the terminal closed during the handshake")));
+    },
+  );
+  const dataListeners: Array<(d: Buffer) => void> = [];
+  let early: Buffer | undefined = rest.length > 0 ? rest : undefined;
+  socket.on("data", (d: Buffer) => dataListeners.forEach((l) => l(d)));
+  return {
+    ...hello,
+    onData(listener) {
+      dataListeners.push(listener);
+      if (early !== undefined) {
+        listener(early);
+        early = undefined;
+      }
+    },
+    onClose(listener) {
+      socket.on("close", listener);
+    },
+    write(data) {
+      socket.write(data);
+    },
+    close() {
+      socket.end();
+    },
+  };
+}

@@ -1,0 +1,200 @@
+// The CodePilot extension: a timeline view, permission prompts as notifications, and the agent's terminals as
+// pseudoterminals, all over one connection to the daemon (see ./client.ts).
+import * as path from "node:path";
+import * as vscode from "vscode";
+import { DaemonClient, attachTerminal, defaultSocketPath, type Notification, type ServerRequest } from "./client";
+
+let client: DaemonClient | undefined;
+let session: string | undefined;
+let running = false;
+let timeline: TimelineView | undefined;
+
+/** The webview that shows the session's events. */
+class TimelineView implements vscode.WebviewViewProvider {
+  private view: vscode.WebviewView | undefined;
+  private readonly backlog: unknown[] = [];
+
+  resolveWebviewView(view: vscode.WebviewView): void {
+    this.view = view;
+    view.webview.options = { enableScripts: true };
+    view.webview.html = PAGE;
+    view.webview.onDidReceiveMessage((m: { task?: string }) => {
+      if (m.task) void runTask(m.task);
+    });
+    for (const item of this.backlog.splice(0)) void view.webview.postMessage(item);
+  }
+
+  post(item: unknown): void {
+    if (this.view) void this.view.webview.postMessage(item);
+    else this.backlog.push(item);
+  }
+}
+
+const PAGE = `<!doctype html><html><body style="font-family: var(--vscode-font-family); font-size: 12px">
+<div id="t" style="white-space: pre-wrap"></div>
+<form id="f" style="display:flex;gap:4px;margin-top:8px"><input id="i" style="flex:1" placeholder="Task or message"><button>Send</button></form>
+<script>
+const vscode = acquireVsCodeApi();
+const t = document.getElementById("t");
+let stream = null;
+function add(text, style) { const d = document.createElement("div"); d.textContent = text; d.style.cssText = style || ""; t.appendChild(d); return d; }
+window.addEventListener("message", (m) => {
+  const e = m.data;
+  if (e.kind === "text") { if (!stream) stream = add(""); stream.textContent += e.text; return; }
+  stream = null;
+  add(e.text, e.style);
+});
+document.getElementById("f").onsubmit = (ev) => { ev.preventDefault(); const i = document.getElementById("i"); if (i.value) vscode.postMessage({ task: i.value }); i.value = ""; };
+</script></body></html>`;
+
+function socketPath(): string {
+  const configured = vscode.workspace.getConfiguration("codepilot").get<string>("socket");
+  return configured && configured.trim() !== "" ? configured : defaultSocketPath();
+}
+
+async function connected(): Promise<DaemonClient> {
+  if (client) return client;
+  const c = await DaemonClient.connect(socketPath());
+  c.onNotification(onNotification);
+  c.onRequest(onRequest);
+  c.onClose(() => {
+    client = undefined;
+    running = false;
+  });
+  client = c;
+  return c;
+}
+
+function onNotification(n: Notification): void {
+  if (n.method === "event" && n.params.session_id === session) {
+    const e = n.params.event;
+    switch (e.type) {
+      case "stream":
+        if (e.kind === "text") timeline?.post({ kind: "text", text: e.text });
+        break;
+      case "start":
+        running = true;
+        timeline?.post({ text: "▶ " + e.task, style: "font-weight:bold" });
+        break;
+      case "tool_call":
+        timeline?.post({ text: "⚙ " + e.label, style: "color: var(--vscode-textLink-foreground)" });
+        break;
+      case "tool_result":
+        timeline?.post({ text: e.result, style: "opacity:0.8;max-height:10em;overflow:auto" });
+        break;
+      case "finish":
+        timeline?.post({ text: "✔ " + e.summary, style: "font-weight:bold" });
+        break;
+      case "runtime_error":
+        timeline?.post({ text: "✖ " + e.message, style: "color: var(--vscode-errorForeground)" });
+        break;
+      default:
+        break;
+    }
+  } else if ((n.method === "turn/completed" || n.method === "turn/failed") && n.params.session_id === session) {
+    running = false;
+    if (n.method === "turn/failed") void vscode.window.showErrorMessage(`CodePilot: ${n.params.error.message}`);
+  }
+}
+
+async function onRequest(request: ServerRequest) {
+  if (request.method === "permission/request") {
+    const choice = await vscode.window.showWarningMessage(
+      `CodePilot wants to ${request.params.description}`,
+      { modal: false },
+      "Allow",
+      "Deny",
+    );
+    return choice === "Allow" ? { decision: "allow" as const } : { decision: "deny" as const, reason: null };
+  }
+  const answer = await vscode.window.showInputBox({ prompt: request.params.question, ignoreFocusOut: true });
+  return { answer: answer ?? null };
+}
+
+async function newSession(): Promise<void> {
+  const folder = vscode.workspace.workspaceFolders?.[0];
+  if (!folder) {
+    void vscode.window.showErrorMessage("CodePilot: open a folder with an agent.yaml first");
+    return;
+  }
+  const agentFile = vscode.workspace.getConfiguration("codepilot").get<string>("agentFile") || "agent.yaml";
+  try {
+    const c = await connected();
+    const started = await c.call("session/start", {
+      agent_file: path.resolve(folder.uri.fsPath, agentFile),
+      work_dir: folder.uri.fsPath,
+    });
+    session = started.session_id;
+    timeline?.post({ text: `session ${session}`, style: "opacity:0.6" });
+  } catch (e) {
+    void vscode.window.showErrorMessage(`CodePilot: ${(e as Error).message}`);
+  }
+}
+
+async function runTask(text?: string): Promise<void> {
+  if (!session) await newSession();
+  if (!session) return;
+  const task = text ?? (await vscode.window.showInputBox({ prompt: running ? "A message for the agent" : "A task" }));
+  if (!task) return;
+  try {
+    const c = await connected();
+    if (running) await c.call("turn/steer", { session_id: session, text: task });
+    else await c.call("turn/start", { session_id: session, text: task });
+  } catch (e) {
+    void vscode.window.showErrorMessage(`CodePilot: ${(e as Error).message}`);
+  }
+}
+
+async function openTerminals(): Promise<void> {
+  if (!session) {
+    void vscode.window.showErrorMessage("CodePilot: start a session first");
+    return;
+  }
+  const c = await connected();
+  const { terminals } = await c.call("terminal/list", { session_id: session });
+  for (const info of terminals) {
+    if (!info.attach) continue;
+    const attach = info.attach;
+    const write = new vscode.EventEmitter<string>();
+    const close = new vscode.EventEmitter<void>();
+    const decoder = new TextDecoder("utf-8");
+    let connection: Awaited<ReturnType<typeof attachTerminal>> | undefined;
+    const pty: vscode.Pseudoterminal = {
+      onDidWrite: write.event,
+      onDidClose: close.event,
+      open: () => {
+        attachTerminal(attach).then(
+          (conn) => {
+            connection = conn;
+            conn.onData((d) => write.fire(decoder.decode(d, { stream: true })));
+            conn.onClose(() => close.fire());
+          },
+          (e: Error) => {
+            write.fire(`CodePilot: cannot attach: ${e.message}\r\n`);
+            close.fire();
+          },
+        );
+      },
+      close: () => connection?.close(),
+      handleInput: (data) => connection?.write(data),
+    };
+    vscode.window.createTerminal({ name: `CodePilot: ${info.name}`, pty }).show();
+  }
+}
+
+export function activate(context: vscode.ExtensionContext): void {
+  timeline = new TimelineView();
+  context.subscriptions.push(
+    vscode.window.registerWebviewViewProvider("codepilot.timeline", timeline),
+    vscode.commands.registerCommand("codepilot.newSession", newSession),
+    vscode.commands.registerCommand("codepilot.runTask", () => runTask()),
+    vscode.commands.registerCommand("codepilot.interrupt", async () => {
+      if (session) await (await connected()).call("turn/interrupt", { session_id: session });
+    }),
+    vscode.commands.registerCommand("codepilot.openTerminals", openTerminals),
+  );
+}
+
+export function deactivate(): void {
+  client?.close();
+}

@@ -1,0 +1,930 @@
+// Generated from docs/protocol.schema.json by scripts/protocol.mjs (npm run protocol). Do not edit.
+
+/**
+ * Every message type of the protocol, for schema generation: the root of `docs/protocol.schema.json`.
+ */
+export type ProtocolMessage =
+  | (
+      | {
+          method: "initialize";
+          params: InitializeParams;
+        }
+      | {
+          method: "session/start";
+          params: SessionStartParams;
+        }
+      | {
+          method: "session/resume";
+          params: SessionParams;
+        }
+      | {
+          method: "session/subscribe";
+          params: SubscribeParams;
+        }
+      | {
+          method: "session/list";
+          params: Empty;
+        }
+      | {
+          method: "session/close";
+          params: SessionParams;
+        }
+      | {
+          method: "turn/start";
+          params: TurnParams;
+        }
+      | {
+          method: "turn/steer";
+          params: TurnParams;
+        }
+      | {
+          method: "turn/interrupt";
+          params: SessionParams;
+        }
+      | {
+          method: "terminal/list";
+          params: SessionParams;
+        }
+    )
+  | (
+      | {
+          method: "event";
+          params: EventEnvelope;
+        }
+      | {
+          method: "turn/completed";
+          params: TurnCompleted;
+        }
+      | {
+          method: "turn/failed";
+          params: TurnFailed;
+        }
+      | {
+          method: "serverRequest/resolved";
+          params: RequestResolved;
+        }
+      | {
+          method: "subscription/lagged";
+          params: SubscriptionLagged;
+        }
+    )
+  | (
+      | {
+          method: "permission/request";
+          params: PermissionRequestParams;
+        }
+      | {
+          method: "ask_user/request";
+          params: AskUserRequestParams;
+        }
+    )
+  | InitializeResult
+  | SessionStartResult
+  | SessionResumeResult
+  | SubscribeResult
+  | SessionListResult
+  | TurnStartResult
+  | TerminalListResult
+  | (
+      | {
+          decision: "allow";
+        }
+      | {
+          decision: "deny";
+          /**
+           * Why, if the host says.
+           */
+          reason?: string | null;
+        }
+    )
+  | AskUserResponse
+  | RawMessage;
+/**
+ * A request or response id: a number or a string.
+ */
+export type RequestId = number | string;
+
+/**
+ * `initialize` params.
+ */
+export interface InitializeParams {
+  client: ClientInfo;
+}
+/**
+ * The client.
+ */
+export interface ClientInfo {
+  /**
+   * The client's name, e.g. `codepilot-vscode`.
+   */
+  name: string;
+  /**
+   * Its version.
+   */
+  version?: string;
+}
+/**
+ * `session/start` params: an agent file by path or as YAML text (exactly one), optionally a work directory and a
+ * session id to create or resume.
+ */
+export interface SessionStartParams {
+  /**
+   * An agent file's YAML text.
+   */
+  agent?: string | null;
+  /**
+   * Path of an agent file on the daemon's machine.
+   */
+  agent_file?: string | null;
+  /**
+   * Create or resume this session (default: a new id).
+   */
+  session_id?: string | null;
+  /**
+   * Overrides `runtime.work_dir`.
+   */
+  work_dir?: string | null;
+}
+/**
+ * Params naming a session.
+ */
+export interface SessionParams {
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * `session/subscribe` params.
+ */
+export interface SubscribeParams {
+  /**
+   * Replay the session's events after this `seq` first (0: from its start); none: live events only.
+   */
+  after_seq?: number | null;
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * An empty result (`{}`).
+ */
+export interface Empty {}
+/**
+ * `turn/start` and `turn/steer` params.
+ */
+export interface TurnParams {
+  /**
+   * The session.
+   */
+  session_id: string;
+  /**
+   * The task (`turn/start`) or the message for the running turn (`turn/steer`).
+   */
+  text: string;
+}
+/**
+ * One event as it crosses a process boundary: which session and turn it belongs to, and its number.
+ */
+export interface EventEnvelope {
+  /**
+   * The event.
+   */
+  event:
+    | (StartEvent & {
+        type: "start";
+      })
+    | (StepEvent & {
+        type: "step";
+      })
+    | (StreamEvent & {
+        type: "stream";
+      })
+    | (ToolCallEvent & {
+        type: "tool_call";
+      })
+    | (ToolResultEvent & {
+        type: "tool_result";
+      })
+    | (AskUserEvent & {
+        type: "ask_user";
+      })
+    | (PermissionRequestEvent & {
+        type: "permission_request";
+      })
+    | (UserMessageEvent & {
+        type: "user_message_queued";
+      })
+    | (UserMessageEvent & {
+        type: "user_message_injected";
+      })
+    | (RuntimeErrorEvent & {
+        type: "runtime_error";
+      })
+    | (ModelRetryEvent & {
+        type: "model_retry";
+      })
+    | (UsageEvent & {
+        type: "usage";
+      })
+    | (FinishEvent & {
+        type: "finish";
+      })
+    | (MaxStepsEvent & {
+        type: "max_steps";
+      })
+    | (AbortedEvent & {
+        type: "aborted";
+      })
+    | (SessionResetEvent & {
+        type: "session_reset";
+      })
+    | (ContextMaintenanceEvent & {
+        type: "context_maintenance";
+      })
+    | (ContextDropEvent & {
+        type: "context_drop";
+      });
+  /**
+   * Increases by one with every event of the session, from 1, so a missing event is visible.
+   */
+  seq: number;
+  /**
+   * The session the event belongs to.
+   */
+  session_id: string;
+  /**
+   * The turn (one `run` of a task) it belongs to; `None` for events between turns, such as a message queued
+   * while the agent is idle or a session reset.
+   */
+  turn_id?: string | null;
+}
+/**
+ * [`Event::Start`].
+ */
+export interface StartEvent {
+  /**
+   * Session the task runs in.
+   */
+  session_id: string;
+  /**
+   * The task text.
+   */
+  task: string;
+  /**
+   * Task number within the session, from 1.
+   */
+  task_number: number;
+}
+/**
+ * [`Event::Step`].
+ */
+export interface StepEvent {
+  /**
+   * The task's step limit.
+   */
+  max_steps: number;
+  /**
+   * Step number within the task, from 1.
+   */
+  step: number;
+}
+/**
+ * [`Event::Stream`].
+ */
+export interface StreamEvent {
+  /**
+   * Text or thinking.
+   */
+  kind: "text" | "thinking";
+  /**
+   * The new text.
+   */
+  text: string;
+}
+/**
+ * [`Event::ToolCall`].
+ */
+export interface ToolCallEvent {
+  /**
+   * Bound arguments, by parameter name.
+   */
+  args: {
+    [k: string]: unknown;
+  };
+  /**
+   * Pairs this call with its [`ToolResultEvent`].
+   */
+  call_id: string;
+  /**
+   * A short human label, e.g. "Reading src/lib.rs".
+   */
+  label: string;
+  /**
+   * Tool name.
+   */
+  tool: string;
+}
+/**
+ * [`Event::ToolResult`].
+ */
+export interface ToolResultEvent {
+  /**
+   * Pairs this result with its [`ToolCallEvent`].
+   */
+  call_id: string;
+  /**
+   * Whether the tool succeeded.
+   */
+  ok: boolean;
+  /**
+   * The formatted result, as the model reads it.
+   */
+  result: string;
+  /**
+   * Tool name.
+   */
+  tool: string;
+}
+/**
+ * [`Event::AskUser`].
+ */
+export interface AskUserEvent {
+  /**
+   * The question.
+   */
+  question: string;
+}
+/**
+ * [`Event::PermissionRequest`].
+ */
+export interface PermissionRequestEvent {
+  /**
+   * What it wants to do, e.g. "Execute: rm -rf build".
+   */
+  description: string;
+  /**
+   * Tool asking.
+   */
+  tool: string;
+}
+/**
+ * [`Event::UserMessageQueued`] and [`Event::UserMessageInjected`].
+ */
+export interface UserMessageEvent {
+  /**
+   * The message.
+   */
+  text: string;
+}
+/**
+ * [`Event::RuntimeError`].
+ */
+export interface RuntimeErrorEvent {
+  /**
+   * Class of error.
+   */
+  kind: "parse" | "execution" | "provider" | "store" | "internal";
+  /**
+   * Human-readable message.
+   */
+  message: string;
+}
+/**
+ * [`Event::ModelRetry`].
+ */
+export interface ModelRetryEvent {
+  /**
+   * Retry number, from 1.
+   */
+  attempt: number;
+  /**
+   * Wait before the retry, in milliseconds.
+   */
+  delay_ms: number;
+  /**
+   * Why.
+   */
+  reason: string;
+}
+/**
+ * [`Event::Usage`].
+ */
+export interface UsageEvent {
+  call: Usage;
+  total: Usage1;
+}
+/**
+ * This call.
+ */
+export interface Usage {
+  /**
+   * Prompt tokens read from the provider's prompt cache.
+   */
+  cache_read_tokens?: number;
+  /**
+   * Prompt tokens written to the provider's prompt cache.
+   */
+  cache_write_tokens?: number;
+  /**
+   * Number of model calls this usage covers.
+   */
+  calls?: number;
+  /**
+   * Prompt tokens billed at the full rate.
+   */
+  input_tokens?: number;
+  /**
+   * Completion tokens.
+   */
+  output_tokens?: number;
+}
+/**
+ * The session so far.
+ */
+export interface Usage1 {
+  /**
+   * Prompt tokens read from the provider's prompt cache.
+   */
+  cache_read_tokens?: number;
+  /**
+   * Prompt tokens written to the provider's prompt cache.
+   */
+  cache_write_tokens?: number;
+  /**
+   * Number of model calls this usage covers.
+   */
+  calls?: number;
+  /**
+   * Prompt tokens billed at the full rate.
+   */
+  input_tokens?: number;
+  /**
+   * Completion tokens.
+   */
+  output_tokens?: number;
+}
+/**
+ * [`Event::Finish`].
+ */
+export interface FinishEvent {
+  /**
+   * Completed or replied.
+   */
+  reason: "completed" | "replied";
+  /**
+   * The completion text, or the reply.
+   */
+  summary: string;
+}
+/**
+ * [`Event::MaxSteps`].
+ */
+export interface MaxStepsEvent {
+  /**
+   * Steps taken.
+   */
+  steps: number;
+}
+/**
+ * [`Event::Aborted`].
+ */
+export interface AbortedEvent {
+  /**
+   * Step at which the run stopped.
+   */
+  step: number;
+}
+/**
+ * [`Event::SessionReset`].
+ */
+export interface SessionResetEvent {
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * [`Event::ContextMaintenance`].
+ */
+export interface ContextMaintenanceEvent {
+  /**
+   * Tokens a request may hold (window − `max_tokens` − thinking − margin).
+   */
+  budget: number;
+  /**
+   * The finished, unarchived tasks the model is asked to archive.
+   */
+  candidates: number[];
+  /**
+   * Tokens of the request as it stands.
+   */
+  context_tokens: number;
+  /**
+   * `context_tokens` as a percentage of `budget`.
+   */
+  stress_pct: number;
+}
+/**
+ * [`Event::ContextDrop`].
+ */
+export interface ContextDropEvent {
+  /**
+   * Request tokens after.
+   */
+  after_tokens: number;
+  /**
+   * Request tokens before.
+   */
+  before_tokens: number;
+  /**
+   * Tokens a request may hold.
+   */
+  budget: number;
+  /**
+   * What happened.
+   */
+  kind: "archived" | "summarised" | "compacted";
+  /**
+   * Tasks archived, summarised or dropped whole.
+   */
+  tasks: number[];
+}
+/**
+ * The end of a turn: how the task ended. The daemon's `turn/completed` notification, and the last line of
+ * `codepilot run --json`.
+ */
+export interface TurnCompleted {
+  /**
+   * How it ended.
+   */
+  outcome:
+    | {
+        status: "completed";
+        /**
+         * Steps taken.
+         */
+        steps: number;
+        /**
+         * The completion text.
+         */
+        summary: string;
+      }
+    | {
+        status: "replied";
+        /**
+         * Steps taken.
+         */
+        steps: number;
+        /**
+         * The reply.
+         */
+        text: string;
+      }
+    | {
+        status: "max_steps";
+        /**
+         * Steps taken.
+         */
+        steps: number;
+      }
+    | {
+        status: "aborted";
+        /**
+         * Steps started.
+         */
+        steps: number;
+      };
+  /**
+   * The session.
+   */
+  session_id: string;
+  /**
+   * The turn that ended.
+   */
+  turn_id: string;
+}
+/**
+ * A turn that stopped with an error instead of an outcome (the provider failed after retries, the store failed):
+ * the `turn/completed` of a failed turn.
+ */
+export interface TurnFailed {
+  error: RpcError;
+  /**
+   * The session.
+   */
+  session_id: string;
+  /**
+   * The turn.
+   */
+  turn_id: string;
+}
+/**
+ * A JSON-RPC error object.
+ */
+export interface RpcError {
+  /**
+   * One of [`codes`].
+   */
+  code: number;
+  /**
+   * More detail, when there is any.
+   */
+  data?: {
+    [k: string]: unknown;
+  };
+  /**
+   * What went wrong and what to do.
+   */
+  message: string;
+}
+/**
+ * A server request or its resolution, naming the server request it is about.
+ */
+export interface RequestResolved {
+  /**
+   * A request or response id: a number or a string.
+   */
+  request_id: number | string;
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * A subscription the daemon ended because the client fell behind.
+ */
+export interface SubscriptionLagged {
+  /**
+   * The last `seq` the client was sent; resubscribe with `after_seq` set to it.
+   */
+  last_sent_seq: number;
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * `permission/request` params: a gated tool call waiting for a decision ([`PermissionDecision`]).
+ */
+export interface PermissionRequestParams {
+  /**
+   * The call's arguments.
+   */
+  args: {
+    [k: string]: unknown;
+  };
+  /**
+   * What it wants to do, e.g. "Execute in main: cargo test".
+   */
+  description: string;
+  /**
+   * The session.
+   */
+  session_id: string;
+  /**
+   * The tool, e.g. `execute`.
+   */
+  tool: string;
+  /**
+   * The turn.
+   */
+  turn_id: string;
+}
+/**
+ * `ask_user/request` params: the agent's question, waiting for an [`AskUserResponse`].
+ */
+export interface AskUserRequestParams {
+  /**
+   * The question.
+   */
+  question: string;
+  /**
+   * The session.
+   */
+  session_id: string;
+  /**
+   * The turn.
+   */
+  turn_id: string;
+}
+/**
+ * `initialize`'s result.
+ */
+export interface InitializeResult {
+  /**
+   * [`PROTOCOL_VERSION`].
+   */
+  protocol: number;
+  server: ClientInfo1;
+}
+/**
+ * The daemon (`name` `codepilot`, its version).
+ */
+export interface ClientInfo1 {
+  /**
+   * The client's name, e.g. `codepilot-vscode`.
+   */
+  name: string;
+  /**
+   * Its version.
+   */
+  version?: string;
+}
+/**
+ * `session/start`'s result.
+ */
+export interface SessionStartResult {
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * `session/resume`'s result.
+ */
+export interface SessionResumeResult {
+  /**
+   * Its conversation as stored.
+   */
+  messages: Message[];
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * One message of the conversation history. The system prompt is not a message: it is rebuilt every step.
+ */
+export interface Message {
+  /**
+   * Text content, exactly as sent to the model.
+   */
+  content: string;
+  /**
+   * Author.
+   */
+  role: "user" | "assistant";
+}
+/**
+ * `session/subscribe`'s result.
+ */
+export interface SubscribeResult {
+  /**
+   * The `seq` of the session's newest event when the subscription started; replayed events are at most this.
+   */
+  last_seq: number;
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * `session/list`'s result.
+ */
+export interface SessionListResult {
+  /**
+   * Open sessions first, then stored ones, newest first.
+   */
+  sessions: SessionSummary[];
+}
+/**
+ * One session in `session/list`.
+ */
+export interface SessionSummary {
+  /**
+   * The session.
+   */
+  session_id: string;
+  /**
+   * Whether it works.
+   */
+  status: "idle" | "running" | "stored";
+  /**
+   * Its title (from its first task).
+   */
+  title: string;
+  /**
+   * Last change, RFC 3339.
+   */
+  updated_at: string;
+}
+/**
+ * `turn/start`'s result.
+ */
+export interface TurnStartResult {
+  /**
+   * The new turn; its events and `turn/completed` carry it.
+   */
+  turn_id: string;
+}
+/**
+ * `terminal/list`'s result.
+ */
+export interface TerminalListResult {
+  /**
+   * The session's terminals.
+   */
+  terminals: TerminalInfo[];
+}
+/**
+ * One terminal in `terminal/list`.
+ */
+export interface TerminalInfo {
+  /**
+   * How a client on the daemon's machine attaches to the terminal's multiplexer directly (raw PTY bytes after a
+   * token line and a JSON greeting; see `codepilot attach`). Only sent over the Unix socket and stdio.
+   */
+  attach?: TerminalAttach | null;
+  /**
+   * Columns.
+   */
+  cols: number;
+  /**
+   * Its name, e.g. `main`.
+   */
+  name: string;
+  /**
+   * The shell's process id.
+   */
+  pid: number;
+  /**
+   * Rows.
+   */
+  rows: number;
+}
+/**
+ * Where a local client attaches to a terminal.
+ */
+export interface TerminalAttach {
+  /**
+   * The terminal's Unix socket.
+   */
+  socket: string;
+  /**
+   * The token to send as the first line.
+   */
+  token: string;
+}
+/**
+ * The answer to `ask_user/request`.
+ */
+export interface AskUserResponse {
+  /**
+   * The answer.
+   */
+  answer?: string | null;
+}
+/**
+ * The envelope of every message.
+ */
+export interface RawMessage {
+  /**
+   * A failed response's error.
+   */
+  error?: RpcError1 | null;
+  /**
+   * Requests and responses.
+   */
+  id?: RequestId | null;
+  /**
+   * Always `"2.0"`.
+   */
+  jsonrpc: string;
+  /**
+   * Requests and notifications.
+   */
+  method?: string | null;
+  /**
+   * The method's params.
+   */
+  params?: {
+    [k: string]: unknown;
+  };
+  /**
+   * A successful response's result.
+   */
+  result?: {
+    [k: string]: unknown;
+  };
+}
+/**
+ * A JSON-RPC error object.
+ */
+export interface RpcError1 {
+  /**
+   * One of [`codes`].
+   */
+  code: number;
+  /**
+   * More detail, when there is any.
+   */
+  data?: {
+    [k: string]: unknown;
+  };
+  /**
+   * What went wrong and what to do.
+   */
+  message: string;
+}

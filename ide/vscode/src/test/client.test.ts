@@ -1,0 +1,146 @@
+// The extension's client module against a real `codepilot serve` (CODEPILOT_BIN) and the scripted model server
+// (CODEPILOT_TESTKIT).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { createInterface } from "node:readline";
+import { DaemonClient, DaemonError, attachTerminal, defaultSocketPath, type Notification } from "../client";
+
+const bin = process.env.CODEPILOT_BIN ?? "";
+const testkit = process.env.CODEPILOT_TESTKIT ?? "";
+
+function firstLine(child: ChildProcess, pattern: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      const m = line.match(pattern);
+      if (m) resolve(m);
+    });
+    child.on("exit", (code) => reject(new Error(`exited with ${code}`)));
+  });
+}
+
+async function setUp(t: { after(fn: () => void): void }) {
+  assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
+  const dir = mkdtempSync(path.join("/tmp", "cpx-"));
+  mkdirSync(path.join(dir, "work"));
+  const model = spawn(testkit, [], { stdio: ["pipe", "pipe", "inherit"] });
+  t.after(() => model.kill());
+  const modelUrl = (await firstLine(model, /^(http:\/\/\S+)$/))[1];
+  const socket = path.join(dir, "d", "rt.sock");
+  const daemon = spawn(bin, ["serve", "--listen", `unix://${socket}`], {
+    env: { ...process.env, CODEPILOT_HOME: path.join(dir, "home") },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  t.after(() => daemon.kill());
+  for (let i = 0; i < 200 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 10));
+  const agent = (extra = "") =>
+    [
+      "agent:",
+      "  name: Extension",
+      "  model:",
+      "    provider: openai-compatible",
+      "    name: test-model",
+      `    base_url: ${modelUrl}/v1`,
+      "  runtime:",
+      `    work_dir: ${JSON.stringify(path.join(dir, "work"))}`,
+      "    max_steps: 6",
+      extra,
+    ].join("\n");
+  const push = async (turns: unknown[]) => {
+    const res = await fetch(`${modelUrl}/_testkit/turns`, { method: "POST", body: JSON.stringify(turns) });
+    assert.equal(res.status, 200);
+  };
+  return { dir, socket, agent, push };
+}
+
+function until(c: DaemonClient, done: (n: Notification) => boolean): Promise<Notification[]> {
+  const seen: Notification[] = [];
+  return new Promise((resolve) =>
+    c.onNotification((n) => {
+      seen.push(n);
+      if (done(n)) resolve(seen);
+    }),
+  );
+}
+
+test("the default socket follows XDG_RUNTIME_DIR, else CODEPILOT_HOME", () => {
+  assert.equal(defaultSocketPath({ XDG_RUNTIME_DIR: "/run/user/1" }), "/run/user/1/codepilot/runtime.sock");
+  assert.equal(defaultSocketPath({ CODEPILOT_HOME: "/srv/cp" }), "/srv/cp/runtime.sock");
+  assert.equal(defaultSocketPath({}), path.join(os.homedir(), ".codepilot", "runtime.sock"));
+});
+
+test("a task streams events, asks permission, and completes", async (t) => {
+  const { dir, socket, agent, push } = await setUp(t);
+  await push([
+    { answer: 'Writing.\n```codepilot\nexecute("main", "echo from-the-extension > made.txt")\n```' },
+    { answer: "Done.\n```completion\nMade it\n```" },
+  ]);
+  const c = await DaemonClient.connect(socket, { name: "test", version: "1" });
+  t.after(() => c.close());
+  const asked: string[] = [];
+  c.onRequest(async (r) => {
+    if (r.method === "permission/request") {
+      asked.push(r.params.description);
+      return { decision: "allow" };
+    }
+    return { answer: "n/a" };
+  });
+  const gated = "  tools:\n    - {name: execute, config: {require_permission: true}}\n";
+  const { session_id } = await c.call("session/start", { agent: agent(gated) });
+  const completed = until(c, (n) => n.method === "turn/completed");
+  const { turn_id } = await c.call("turn/start", { session_id, text: "make the file" });
+  assert.equal(turn_id, "turn-1");
+  const seen = await completed;
+  const seqs = seen.filter((n) => n.method === "event").map((n) => (n.params as { seq: number }).seq);
+  assert.deepEqual(seqs, seqs.map((_, i) => i + 1));
+  const last = seen.at(-1)!;
+  assert.equal(last.method, "turn/completed");
+  assert.deepEqual((last.params as { outcome: unknown }).outcome, { status: "completed", summary: "Made it", steps: 2 });
+  assert.deepEqual(asked, ["Execute in main: echo from-the-extension > made.txt"]);
+  assert.equal(readFileSync(path.join(dir, "work", "made.txt"), "utf8"), "from-the-extension\n");
+
+  await assert.rejects(c.call("turn/start", { session_id: "nope", text: "x" }), (e: unknown) => {
+    assert.ok(e instanceof DaemonError);
+    assert.equal(e.code, 1001);
+    return true;
+  });
+});
+
+test("a terminal attaches as a pseudoterminal would, and a reconnecting client catches up", async (t) => {
+  const { socket, agent, push } = await setUp(t);
+  await push([{ answer: "Hi.\n```completion\nhello\n```" }]);
+  const c = await DaemonClient.connect(socket);
+  const { session_id } = await c.call("session/start", { agent: agent() });
+  const completed = until(c, (n) => n.method === "turn/completed");
+  await c.call("turn/start", { session_id, text: "greet" });
+  const first = await completed;
+  const lastSeq = Math.max(...first.filter((n) => n.method === "event").map((n) => (n.params as { seq: number }).seq));
+
+  const { terminals } = await c.call("terminal/list", { session_id });
+  assert.equal(terminals[0].name, "main");
+  const term = await attachTerminal(terminals[0].attach!);
+  t.after(() => term.close());
+  assert.ok(term.pid > 0);
+  let output = "";
+  const echoed = new Promise<void>((resolve) =>
+    term.onData((d) => {
+      output += d.toString("utf8");
+      if (output.includes("pseudo-42")) resolve();
+    }),
+  );
+  term.write("echo pseudo-$((6*7))\r");
+  await echoed;
+  c.close();
+
+  const again = await DaemonClient.connect(socket);
+  t.after(() => again.close());
+  const replay = until(again, (n) => n.method === "turn/completed");
+  const sub = await again.call("session/subscribe", { session_id, after_seq: 0 });
+  assert.ok(sub.last_seq >= lastSeq);
+  const replayed = await replay;
+  assert.equal(replayed.filter((n) => n.method === "event").length, lastSeq, "the whole session, replayed");
+});
