@@ -70,7 +70,7 @@ use session::Shared;
 use session::lock;
 
 /// How the daemon runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DaemonConfig {
     /// Where sessions are stored (default: in memory).
     pub store: StoreConfig,
@@ -86,6 +86,26 @@ pub struct DaemonConfig {
     pub token: Option<String>,
     /// Browser origins allowed besides the daemon's own page (e.g. a code-server's).
     pub allowed_origins: Vec<String>,
+    /// Called with every event as the engine emits it, before any client sees it (metrics, tracing, benchmarks).
+    pub event_probe: Option<EventProbe>,
+}
+
+/// See [`DaemonConfig::event_probe`].
+pub type EventProbe = Arc<dyn Fn(&codepilot::EventEnvelope) + Send + Sync>;
+
+impl std::fmt::Debug for DaemonConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonConfig")
+            .field("store", &self.store)
+            .field("request_timeout", &self.request_timeout)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("queue", &self.queue)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allowed_origins", &self.allowed_origins)
+            .field("event_probe", &self.event_probe.is_some())
+            .finish()
+    }
 }
 
 impl Default for DaemonConfig {
@@ -98,6 +118,7 @@ impl Default for DaemonConfig {
             max_message_bytes: 8 << 20,
             token: None,
             allowed_origins: Vec::new(),
+            event_probe: None,
         }
     }
 }
@@ -481,7 +502,13 @@ impl Daemon {
             .await
             .map_err(|e| engine_error(&e))?;
         let log = Arc::clone(&shared);
-        rt.on_envelope(move |e| log.on_envelope(e));
+        let probe = self.inner.config.event_probe.clone();
+        rt.on_envelope(move |e| {
+            if let Some(probe) = &probe {
+                probe(e);
+            }
+            log.on_envelope(e);
+        });
         lock(&self.inner.sessions).insert(
             id.to_string(),
             Arc::new(SessionHost {

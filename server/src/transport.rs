@@ -147,6 +147,10 @@ impl Daemon {
                 addr: bound,
             });
             let app = crate::web::router(state);
+            // Events are small writes that must go out at once, not wait (Nagle) for the peer's delayed ACK.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let shutdown = self.shutdown_token();
             tracing::info!("serving http://{bound}");
             self.note_bound(bound);

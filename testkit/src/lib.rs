@@ -233,6 +233,8 @@ impl RecordedRequest {
 struct Shared {
     turns: Mutex<VecDeque<Turn>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// Requests are kept for [`ScriptedServer::requests`] unless turned off (load tests).
+    forget_requests: std::sync::atomic::AtomicBool,
     cancelled: AtomicUsize,
 }
 
@@ -301,6 +303,12 @@ impl ScriptedServer {
         lock(&self.shared.turns).push_back(turn);
     }
 
+    /// Stops keeping requests (a load test's thousands of growing bodies would dominate its memory);
+    /// [`ScriptedServer::requests`] then returns only those received before.
+    pub fn forget_requests(&self) {
+        self.shared.forget_requests.store(true, Ordering::Relaxed);
+    }
+
     /// How many turns have not been served yet.
     #[must_use]
     pub fn remaining(&self) -> usize {
@@ -361,7 +369,9 @@ async fn handle(
             .collect(),
         body: body.clone(),
     };
-    lock(&shared.requests).push(recorded);
+    if !shared.forget_requests.load(Ordering::Relaxed) {
+        lock(&shared.requests).push(recorded);
+    }
     let wire = if path == "/v1/messages" {
         Wire::Anthropic
     } else if path == "/v1/chat/completions" {
