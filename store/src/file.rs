@@ -363,6 +363,54 @@ impl Inner {
         self.write_session(&s)
     }
 
+    fn events_path(&self, id: &SessionId) -> PathBuf {
+        self.dir.join(format!("{id}.events.jsonl"))
+    }
+
+    /// The stored events of `id` (an unreadable trailing line, from a crash mid-append, ends the list).
+    fn read_events(&self, id: &SessionId) -> Result<Vec<crate::StoredEvent>> {
+        let path = self.events_path(id);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io("reading", &path, e)),
+        };
+        Ok(text
+            .lines()
+            .map_while(|l| serde_json::from_str::<crate::StoredEvent>(l).ok())
+            .collect())
+    }
+
+    fn append_events(&self, lease: &Lease, events: &[crate::StoredEvent]) -> Result<()> {
+        let _lock = self.lock()?;
+        self.check_owned(lease)?;
+        let id = lease.session();
+        let last = self.read_events(id)?.last().map_or(0, |e| e.seq);
+        let mut bytes = Vec::new();
+        let mut next = last;
+        for event in events {
+            if event.seq <= next {
+                continue;
+            }
+            next = event.seq;
+            serde_json::to_writer(&mut bytes, event)
+                .map_err(|e| StoreError::Worker(format!("serialising an event: {e}")))?;
+            bytes.push(b'\n');
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let path = self.events_path(id);
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("opening", &path, e))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| StoreError::io("appending to", &path, e))
+    }
+
     fn renew(&self, lease: &Lease) -> Result<()> {
         let _lock = self.lock()?;
         let mut l = self.check_owned(lease)?;
@@ -430,6 +478,7 @@ impl Inner {
         let _lock = self.lock()?;
         self.check_free(id)?;
         let existed = remove_if_exists(&self.json_path(id))?;
+        remove_if_exists(&self.events_path(id))?;
         remove_if_exists(&self.lease_path(id))?;
         sync_dir(&self.dir)?;
         Ok(existed)
@@ -480,6 +529,34 @@ impl SessionStore for FileStore {
         let lease = lease.duplicate();
         let cp = cp.clone();
         self.blocking(move |s| s.checkpoint(&lease, &cp)).await
+    }
+
+    async fn append_events(&self, lease: &Lease, events: &[crate::StoredEvent]) -> Result<()> {
+        let lease = lease.duplicate();
+        let events = events.to_vec();
+        self.blocking(move |s| s.append_events(&lease, &events))
+            .await
+    }
+
+    async fn load_events(
+        &self,
+        id: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::StoredEvent>> {
+        let id = id.clone();
+        self.blocking(move |s| {
+            let events = s.read_events(&id)?;
+            let start = events.partition_point(|e| e.seq <= after_seq);
+            Ok(events.into_iter().skip(start).take(limit).collect())
+        })
+        .await
+    }
+
+    async fn last_event_seq(&self, id: &SessionId) -> Result<u64> {
+        let id = id.clone();
+        self.blocking(move |s| Ok(s.read_events(&id)?.last().map_or(0, |e| e.seq)))
+            .await
     }
 
     async fn renew(&self, lease: &Lease) -> Result<()> {

@@ -67,6 +67,7 @@ pub use types::Checkpoint;
 pub use types::SessionMeta;
 pub use types::SessionRecord;
 pub use types::SessionSummary;
+pub use types::StoredEvent;
 pub use types::title_from_task;
 pub use url::parse_db_url;
 
@@ -127,6 +128,31 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     /// I/O and database errors.
     async fn list(&self) -> Result<Vec<SessionSummary>>;
+
+    /// Appends events to the session under `lease`. Events whose `seq` is already stored are skipped, so sending a
+    /// batch twice is harmless; `events` must be in increasing `seq` order.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the lease was taken over, released or the session deleted.
+    async fn append_events(&self, lease: &Lease, events: &[StoredEvent]) -> Result<()>;
+
+    /// Up to `limit` stored events of session `id` with `seq` above `after_seq`, in order (none for an unknown
+    /// session).
+    ///
+    /// # Errors
+    /// I/O and database errors.
+    async fn load_events(
+        &self,
+        id: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// The highest stored event `seq` of session `id`; 0 when it has none.
+    ///
+    /// # Errors
+    /// I/O and database errors.
+    async fn last_event_seq(&self, id: &SessionId) -> Result<u64>;
 
     /// Deletes a session; `false` when it did not exist. A stale lease does not prevent deletion.
     ///

@@ -36,6 +36,7 @@ struct HeldLease {
 struct Entry {
     record: SessionRecord,
     lease: Option<HeldLease>,
+    events: Vec<crate::StoredEvent>,
 }
 
 type Sessions = HashMap<SessionId, Entry>;
@@ -124,6 +125,7 @@ impl SessionStore for MemoryStore {
                 },
             },
             lease: None,
+            events: Vec::new(),
         });
         if let Some(held) = &entry.lease
             && !self.opts.is_stale(&held.holder, held.expires_at_ms)
@@ -169,6 +171,39 @@ impl SessionStore for MemoryStore {
             record.meta.updated_at = now_secs();
         }
         Ok(())
+    }
+
+    async fn append_events(&self, lease: &Lease, events: &[crate::StoredEvent]) -> Result<()> {
+        let mut sessions = self.lock();
+        let entry = Self::owned(&mut sessions, lease)?;
+        for event in events {
+            if entry.events.last().is_none_or(|last| event.seq > last.seq) {
+                entry.events.push(event.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_events(
+        &self,
+        id: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::StoredEvent>> {
+        let sessions = self.lock();
+        let Some(entry) = sessions.get(id) else {
+            return Ok(Vec::new());
+        };
+        let start = entry.events.partition_point(|e| e.seq <= after_seq);
+        Ok(entry.events[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn last_event_seq(&self, id: &SessionId) -> Result<u64> {
+        Ok(self
+            .lock()
+            .get(id)
+            .and_then(|e| e.events.last())
+            .map_or(0, |e| e.seq))
     }
 
     async fn renew(&self, lease: &Lease) -> Result<()> {

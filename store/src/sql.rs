@@ -49,6 +49,13 @@ pub(crate) fn migrator() -> Migrator {
             AssertSqlSafe(include_str!("../migrations/0002_archives.sql")).into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            Cow::Borrowed("events"),
+            MigrationType::Simple,
+            AssertSqlSafe(include_str!("../migrations/0003_events.sql")).into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -76,6 +83,11 @@ const RELEASE: &str = "UPDATE sessions SET lease_token = '', lease_pid = 0, leas
      lease_acquired_at = 0, lease_expires_at = 0 WHERE id = $1 AND lease_token = $2";
 const DELETE_MESSAGES: &str = "DELETE FROM messages WHERE session_id = $1";
 const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id = $1";
+const DELETE_EVENTS: &str = "DELETE FROM events WHERE session_id = $1";
+const INSERT_EVENT: &str = "INSERT INTO events (session_id, seq, body) VALUES ($1, $2, $3) ON CONFLICT (session_id, seq) DO NOTHING";
+const SELECT_EVENTS: &str =
+    "SELECT seq, body FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+const SELECT_LAST_EVENT: &str = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = $1";
 
 /// The `archives` column's text for a checkpoint: `None` keeps the stored list.
 pub(crate) fn encode_archives(
@@ -480,6 +492,64 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn append_events(
+                &self,
+                lease: &$crate::Lease,
+                events: &[$crate::StoredEvent],
+            ) -> $crate::Result<()> {
+                let id = lease.session();
+                let mut tx = begin(&self.pool).await?;
+                let owned = sqlx::query($crate::sql::TOUCH_OWNED)
+                    .bind(id.as_str())
+                    .bind($crate::lease::now_secs())
+                    .bind(lease.token())
+                    .execute(&mut *tx)
+                    .await?;
+                if owned.rows_affected() == 0 {
+                    drop(tx);
+                    return Err(self.lease_lost(lease).await);
+                }
+                for event in events {
+                    sqlx::query($crate::sql::INSERT_EVENT)
+                        .bind(id.as_str())
+                        .bind($crate::types::to_i64(event.seq))
+                        .bind(event.body.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn load_events(
+                &self,
+                id: &$crate::SessionId,
+                after_seq: u64,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::StoredEvent>> {
+                let rows: Vec<(i64, String)> = sqlx::query_as($crate::sql::SELECT_EVENTS)
+                    .bind(id.as_str())
+                    .bind($crate::types::to_i64(after_seq))
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(seq, body)| $crate::StoredEvent {
+                        seq: $crate::types::to_u64(seq),
+                        body,
+                    })
+                    .collect())
+            }
+
+            async fn last_event_seq(&self, id: &$crate::SessionId) -> $crate::Result<u64> {
+                let last: i64 = sqlx::query_scalar($crate::sql::SELECT_LAST_EVENT)
+                    .bind(id.as_str())
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok($crate::types::to_u64(last))
+            }
+
             async fn renew(&self, lease: &$crate::Lease) -> $crate::Result<()> {
                 let r = sqlx::query($crate::sql::RENEW)
                     .bind(lease.session().as_str())
@@ -549,6 +619,10 @@ macro_rules! sql_store {
                     });
                 }
                 sqlx::query($crate::sql::DELETE_MESSAGES)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::sql::DELETE_EVENTS)
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;

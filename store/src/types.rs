@@ -56,6 +56,15 @@ pub struct SessionSummary {
     pub usage: Usage,
 }
 
+/// One event kept with its session: its number (the envelope's `seq`) and the envelope as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The event's number in its session, from 1.
+    pub seq: u64,
+    /// The `EventEnvelope`, serialised.
+    pub body: String,
+}
+
 /// What a step adds to a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {

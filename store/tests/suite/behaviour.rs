@@ -14,6 +14,7 @@ use codepilot_store::SessionMeta;
 use codepilot_store::SessionRecord;
 use codepilot_store::StoreError;
 use codepilot_store::StoreOptions;
+use codepilot_store::StoredEvent;
 use codepilot_store::hostname;
 use pretty_assertions::assert_eq;
 
@@ -35,6 +36,7 @@ for_each_backend!(
     concurrent_overlapping_checkpoints_do_not_duplicate,
     missing_sessions,
     archives_persist_and_survive_resume,
+    events_append_once_in_order_and_survive_resume,
 );
 
 fn usage(n: u64) -> Usage {
@@ -555,4 +557,67 @@ async fn archives_persist_and_survive_resume(b: Backend) {
     store.checkpoint(&lease, &c).await.unwrap();
     assert!(store.load(&id).await.unwrap().unwrap().archives.is_empty());
     store.release(lease).await.unwrap();
+}
+
+async fn events_append_once_in_order_and_survive_resume(b: Backend) {
+    let store = b.store().await;
+    let id = SessionId::generate();
+    let event = |seq: u64| StoredEvent {
+        seq,
+        body: format!("{{\"seq\":{seq},\"text\":\"ünïcode \\\"quoted\\\"\"}}"),
+    };
+    assert_eq!(store.last_event_seq(&id).await.unwrap(), 0);
+    assert!(store.load_events(&id, 0, 10).await.unwrap().is_empty());
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    store
+        .append_events(&lease, &[event(1), event(2), event(3)])
+        .await
+        .unwrap();
+    // A batch sent again, overlapping, stores nothing twice.
+    store
+        .append_events(&lease, &[event(2), event(3), event(4)])
+        .await
+        .unwrap();
+    assert_eq!(store.last_event_seq(&id).await.unwrap(), 4);
+    let all = store.load_events(&id, 0, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(all[1], event(2), "bodies come back byte for byte");
+    let page = store.load_events(&id, 1, 2).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+
+    store.release(lease).await.unwrap();
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    assert_eq!(
+        store.last_event_seq(&id).await.unwrap(),
+        4,
+        "events survive a resume"
+    );
+    store.append_events(&lease, &[event(5)]).await.unwrap();
+    store.release(lease).await.unwrap();
+
+    // A holder whose lease was taken over appends nothing.
+    let stale = b
+        .store_with(
+            StoreOptions::new()
+                .holder_identity(std::process::id(), "other-host")
+                .lease_ttl(Duration::from_millis(200)),
+        )
+        .await;
+    let (old, _) = stale.open(&id, "a").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    let refused = stale.append_events(&old, &[event(6)]).await.unwrap_err();
+    assert!(refused.is_lease_lost(), "{refused}");
+    assert_eq!(store.last_event_seq(&id).await.unwrap(), 5);
+    store.release(lease).await.unwrap();
+
+    assert!(store.delete(&id).await.unwrap());
+    assert_eq!(
+        store.last_event_seq(&id).await.unwrap(),
+        0,
+        "deleted with the session"
+    );
 }
