@@ -65,14 +65,15 @@ pub(crate) struct EventBus {
 }
 
 impl EventBus {
-    pub(crate) fn new(session_id: String) -> Self {
+    /// A bus for `session_id` whose next event is numbered `last_seq + 1` (events already stored keep theirs).
+    pub(crate) fn new(session_id: String, last_seq: u64) -> Self {
         let (tx, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             callbacks: Mutex::new(Vec::new()),
             sequence: Mutex::new(Sequence {
                 session_id,
                 turn_id: None,
-                last_seq: 0,
+                last_seq,
             }),
             tx,
         }

@@ -487,14 +487,22 @@ impl Daemon {
         if lock(&self.inner.sessions).contains_key(id.as_str()) {
             return Ok(id.to_string());
         }
+        let base_seq = self
+            .inner
+            .store
+            .last_event_seq(&id)
+            .await
+            .map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()))?;
         let shared = Shared::new(
             id.to_string(),
+            (Arc::clone(&self.inner.store), base_seq),
             Arc::clone(&self.inner.next_request),
             self.inner.config.request_timeout,
             self.inner.config.stall_timeout,
         );
         let rt = AsyncRuntime::builder(agent)
             .store(Arc::clone(&self.inner.store))
+            .store_events(true)
             .session_id(id.to_string())
             .permission_handler(PermissionViaClients(Arc::clone(&shared)))
             .ask_user_handler(AskViaClients(Arc::clone(&shared)))

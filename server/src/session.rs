@@ -61,6 +61,10 @@ struct Pending {
 /// What the session shares with its engine's handlers and its subscribers' pumps.
 pub(crate) struct Shared {
     pub(crate) session_id: String,
+    /// Where the session's earlier events are kept (those before `base_seq`, from before this daemon opened it).
+    store: Arc<dyn codepilot::store::SessionStore>,
+    /// The last event stored before the session was opened here; the log holds the ones after it.
+    base_seq: u64,
     log: Mutex<Vec<LogEntry>>,
     /// The log's length, for pumps to wait on.
     len: watch::Sender<usize>,
@@ -76,12 +80,15 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         session_id: String,
+        (store, base_seq): (Arc<dyn codepilot::store::SessionStore>, u64),
         next_request: Arc<AtomicU64>,
         request_timeout: Duration,
         stall_timeout: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             session_id,
+            store,
+            base_seq,
             log: Mutex::new(Vec::new()),
             len: watch::Sender::new(0),
             subscribers: Mutex::new(HashMap::new()),
@@ -166,7 +173,11 @@ impl Shared {
     ) -> u64 {
         let (start, last_seq) = {
             let log = lock(&self.log);
-            let last = log.iter().rev().find(|e| e.is_event).map_or(0, |e| e.seq);
+            let last = log
+                .iter()
+                .rev()
+                .find(|e| e.is_event)
+                .map_or(self.base_seq, |e| e.seq);
             let start = match after_seq {
                 None => log.len(),
                 Some(after) => log
@@ -186,10 +197,11 @@ impl Shared {
             .iter()
             .map(|p| Arc::clone(&p.line))
             .collect();
+        let stored_from = after_seq.filter(|&after| after < self.base_seq);
         tokio::spawn(pump(
             Arc::clone(self),
             Arc::clone(conn),
-            start,
+            (stored_from, start),
             stop,
             pending,
         ));
@@ -278,12 +290,44 @@ impl Shared {
 async fn pump(
     shared: Arc<Shared>,
     conn: Arc<ConnHandle>,
-    mut next: usize,
+    (stored_from, mut next): (Option<u64>, usize),
     stop: CancellationToken,
     pending: Vec<Arc<str>>,
 ) {
     let mut len = shared.len.subscribe();
     let mut last_sent = 0;
+    // Events from before this daemon opened the session come from the store first.
+    if let Some(mut cursor) = stored_from {
+        let id = session_id(&shared);
+        'stored: while cursor < shared.base_seq {
+            let page = match shared.store.load_events(&id, cursor, 256).await {
+                Ok(page) if !page.is_empty() => page,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("replaying stored events of {}: {e}", shared.session_id);
+                    break;
+                }
+            };
+            for event in page {
+                if event.seq > shared.base_seq {
+                    break 'stored;
+                }
+                let line: Arc<str> = format!(
+                    r#"{{"jsonrpc":"2.0","method":"event","params":{}}}"#,
+                    event.body
+                )
+                .into();
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    () = conn.closed() => return,
+                    sent = conn.send_event(line) => if !sent { return },
+                }
+                cursor = event.seq;
+                last_sent = event.seq;
+            }
+        }
+    }
     let mut pending = Some(pending);
     loop {
         let batch: Vec<(u64, bool, Arc<str>)> = {
@@ -333,6 +377,11 @@ async fn pump(
             changed = len.wait_for(|&l| l > next) => if changed.is_err() { return },
         }
     }
+}
+
+fn session_id(shared: &Shared) -> codepilot::store::SessionId {
+    codepilot::store::SessionId::new(shared.session_id.clone())
+        .unwrap_or_else(|_| codepilot::store::SessionId::generate())
 }
 
 /// Permission requests of one session, asked of its subscribers.

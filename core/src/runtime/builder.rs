@@ -97,6 +97,7 @@ pub struct RuntimeBuilder {
     env: Option<EnvLookup>,
     socket_dir: Option<PathBuf>,
     limits: Option<Limits>,
+    store_events: bool,
 }
 
 impl RuntimeBuilder {
@@ -113,6 +114,7 @@ impl RuntimeBuilder {
             env: None,
             socket_dir: None,
             limits: None,
+            store_events: false,
         }
     }
 
@@ -176,6 +178,14 @@ impl RuntimeBuilder {
     #[must_use]
     pub fn socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.socket_dir = Some(dir.into());
+        self
+    }
+
+    /// Keep every event with the session in its store (for a daemon that replays them to reconnecting clients);
+    /// events are then numbered on from the session's last stored event. Default: off.
+    #[must_use]
+    pub fn store_events(mut self, yes: bool) -> Self {
+        self.store_events = yes;
         self
     }
 
@@ -379,8 +389,29 @@ impl RuntimeBuilder {
             let counter = context.counter;
             std::thread::spawn(move || counter.warm_up());
         }
-        let events = Arc::new(EventBus::new(id.to_string()));
+        let last_seq = if self.store_events {
+            match store.last_event_seq(&id).await {
+                Ok(n) => n,
+                Err(e) => {
+                    if let Err(release) = store.release(lease).await {
+                        tracing::warn!(
+                            "releasing the session lease after a failed start: {release}"
+                        );
+                    }
+                    return Err(e.into());
+                }
+            }
+        } else {
+            0
+        };
+        let events = Arc::new(EventBus::new(id.to_string(), last_seq));
         let lease = LeaseKeeper::new(Arc::clone(&store), lease);
+        let event_log = self.store_events.then(|| {
+            let writer = super::event_log::EventWriter::start(Arc::clone(&lease));
+            let pushed = Arc::clone(&writer);
+            events.add(None, Arc::new(move |e| pushed.push(e)));
+            writer
+        });
         let inner = Arc::new(Inner {
             agent: self.agent,
             provider,
@@ -399,6 +430,7 @@ impl RuntimeBuilder {
             permission: self.permission,
             limits,
             context,
+            event_log,
         });
         let weak = Arc::downgrade(&inner);
         inner.lease.start_heartbeat(move |e| {

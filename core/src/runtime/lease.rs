@@ -70,6 +70,17 @@ impl LeaseKeeper {
         self.lease.lock().ok().and_then(|l| l.clone())
     }
 
+    /// Stores `events` with the current session, under its lease.
+    pub(crate) async fn append_events(
+        &self,
+        events: &[codepilot_store::StoredEvent],
+    ) -> Result<(), StoreError> {
+        match self.current() {
+            Some(lease) => self.store.append_events(&lease, events).await,
+            None => Ok(()),
+        }
+    }
+
     /// Why the lease was lost, if it was.
     pub(crate) fn lost_message(&self) -> Option<String> {
         self.lost.lock().ok().and_then(|m| m.clone())

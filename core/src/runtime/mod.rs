@@ -18,6 +18,7 @@
 mod blocking;
 mod builder;
 mod control;
+mod event_log;
 mod lease;
 mod session;
 
@@ -99,6 +100,8 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     /// How requests are budgeted (SPEC §16).
     pub(crate) context: crate::context::ContextParams,
+    /// Stores the session's events, when asked to.
+    pub(crate) event_log: Option<Arc<event_log::EventWriter>>,
 }
 
 impl Inner {
@@ -341,6 +344,9 @@ impl AsyncRuntime {
         self.inner.control.close();
         if let Some(t) = self.inner.terminals() {
             t.shutdown().await;
+        }
+        if let Some(log) = &self.inner.event_log {
+            log.flush().await;
         }
         self.inner.lease.release().await?;
         Ok(())

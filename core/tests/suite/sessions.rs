@@ -119,3 +119,57 @@ async fn the_heartbeat_follows_the_store_lease_ttl() {
     let (lease, _) = rival.open(&id, "rival").await.unwrap();
     rival.release(lease).await.unwrap();
 }
+
+#[tokio::test]
+async fn events_are_stored_with_the_session_and_numbered_on_after_a_resume() {
+    let dir = temp_workspace(&[]);
+    let done = "```completion\ndone\n```";
+    let srv = ScriptedServer::start(vec![Turn::answer(done), Turn::answer(done)])
+        .await
+        .unwrap();
+    let store: std::sync::Arc<dyn SessionStore> = codepilot::store::open_store(StoreConfig::Memory)
+        .await
+        .unwrap();
+    let id = "stored-events";
+    let build = || {
+        builder(agent(&srv, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+            .store(std::sync::Arc::clone(&store))
+            .session_id(id)
+            .store_events(true)
+            .build()
+    };
+    let rt = build().await.unwrap();
+    let mut seen = Vec::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.on_envelope(move |e| {
+        let _ = tx.send(e.seq);
+    });
+    rt.run("one").await.unwrap();
+    rt.close().await.unwrap();
+    while let Ok(seq) = rx.try_recv() {
+        seen.push(seq);
+    }
+    let sid = id.parse().unwrap();
+    let stored = store.load_events(&sid, 0, 1000).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        seen,
+        "every event, stored"
+    );
+    let first: codepilot::EventEnvelope = serde_json::from_str(&stored[0].body).unwrap();
+    assert!(matches!(first.event, codepilot::Event::Start(_)));
+
+    let rt = build().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.on_envelope(move |e| {
+        let _ = tx.send(e.seq);
+    });
+    rt.run("two").await.unwrap();
+    rt.close().await.unwrap();
+    assert_eq!(
+        rx.try_recv().ok(),
+        Some(seen.len() as u64 + 1),
+        "numbering goes on after a resume"
+    );
+    assert!(store.last_event_seq(&sid).await.unwrap() > seen.len() as u64);
+}

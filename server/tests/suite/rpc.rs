@@ -411,3 +411,75 @@ async fn one_turn_at_a_time_and_steering_reaches_the_model() {
     c.until_completed().await;
     assert!(model.requests()[1].body.to_string().contains("use tabs"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_stored_with_the_session_and_replayed_after_a_restart() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", db_dir.path().join("sessions.db").display());
+    let config = || DaemonConfig {
+        store: codepilot::store::parse_db_url(&url).unwrap(),
+        ..DaemonConfig::default()
+    };
+    let model = ScriptedServer::start(vec![
+        Turn::answer(answer("print(1)")),
+        Turn::answer(DONE),
+        Turn::answer(DONE),
+    ])
+    .await
+    .unwrap();
+    let work = db_dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let agent = agent_yaml(&model, &work, "");
+
+    let first = TestDaemon::start(config()).await;
+    let mut c = first.client().await;
+    c.call(
+        "session/start",
+        json!({"agent": agent, "session_id": "kept"}),
+    )
+    .await
+    .unwrap();
+    c.call("turn/start", json!({"session_id": "kept", "text": "one"}))
+        .await
+        .unwrap();
+    let before = seqs(&c.until_completed().await);
+    drop(c);
+    first.daemon.shutdown().await;
+
+    let second = TestDaemon::start(config()).await;
+    let mut c = second.client().await;
+    c.call(
+        "session/start",
+        json!({"agent": agent, "session_id": "kept"}),
+    )
+    .await
+    .unwrap();
+    let sub = c
+        .call(
+            "session/subscribe",
+            json!({"session_id": "kept", "after_seq": 0}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sub["last_seq"], json!(before.len()));
+    let mut replayed = Vec::new();
+    while replayed.len() < before.len() {
+        let m = c.next().await;
+        if m["method"] == "event" {
+            replayed.push(m["params"]["seq"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(
+        replayed, before,
+        "the first daemon's events, from the store"
+    );
+    c.call("turn/start", json!({"session_id": "kept", "text": "two"}))
+        .await
+        .unwrap();
+    let after = seqs(&c.until_completed().await);
+    assert_eq!(
+        after.first().copied(),
+        Some(before.len() as u64 + 1),
+        "numbering goes on"
+    );
+}

@@ -22,6 +22,7 @@ pub const DONE: &str = "```completion\ndone\n```";
 
 /// A daemon serving a socket in a temporary directory.
 pub struct TestDaemon {
+    pub daemon: Daemon,
     pub socket: PathBuf,
     pub dir: tempfile::TempDir,
 }
@@ -43,7 +44,11 @@ impl TestDaemon {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Self { socket, dir }
+        Self {
+            daemon,
+            socket,
+            dir,
+        }
     }
 
     pub async fn client(&self) -> Client {
