@@ -109,22 +109,136 @@ pub(crate) fn enter(plan: &Plan) -> io::Result<()> {
     // fork(): no atfork handlers run in this restricted context.
     // SAFETY: this process is a single-threaded fork child; both sides go on with system calls only.
     let runtime = unsafe { libc::getppid() };
+    // Opened now, while `/proc` is still the host's: the shell mounts its own over it in this mount namespace.
+    // SAFETY: a NUL-terminated literal path; the descriptor is close-on-exec, so the shell never has it.
+    let maps = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
     match libc::pid_t::try_from(pid).unwrap_or(-1) {
         -1 => Err(io::Error::last_os_error()),
         0 => inside(plan),
-        child => wait_and_exit(child, runtime),
+        child => wait_and_exit(child, runtime, maps),
     }
 }
 
+/// Gives back the memory this process inherited from the runtime: it waits for the shell for as long as the shell
+/// lives, and would otherwise keep a copy of every page the runtime changes afterwards (megabytes per shell).
+///
+/// Signal handlers go back to their defaults first (the runtime's would run on the memory given back), then every
+/// private anonymous writable mapping is dropped (`MADV_DONTNEED`) except the one holding this thread's stack and
+/// the one holding its thread control block. What runs afterwards uses only the stack, that block (errno) and
+/// system calls. x86-64 only (where the thread pointer is read with `arch_prctl`); elsewhere nothing is dropped.
+fn shed_inherited_memory(maps: libc::c_int) {
+    if maps < 0 {
+        return;
+    }
+    // SAFETY: resetting dispositions of this single-threaded process; a zeroed sigaction is SIG_DFL.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &raw const dfl, std::ptr::null_mut());
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let marker = 0u8;
+        let stack = std::ptr::addr_of!(marker) as usize;
+        let mut tp: libc::c_ulong = 0;
+        // SAFETY: ARCH_GET_FS writes the thread pointer into `tp`.
+        let got = unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &raw mut tp) };
+        if got != 0 {
+            return;
+        }
+        let keep = [stack, usize::try_from(tp).unwrap_or(0)];
+        let mut buf = [0u8; 8192];
+        let mut line = [0u8; 512];
+        let mut len = 0usize;
+        loop {
+            // SAFETY: reading into a buffer of its own length from a descriptor this process opened.
+            let n = unsafe { libc::read(maps, buf.as_mut_ptr().cast(), buf.len()) };
+            let Ok(n) = usize::try_from(n) else { break };
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                if b == b'\n' {
+                    drop_mapping(&line[..len], &keep);
+                    len = 0;
+                } else if len < line.len() {
+                    line[len] = b;
+                    len += 1;
+                }
+            }
+        }
+    }
+}
+
+/// `MADV_DONTNEED` on the mapping described by one `/proc/self/maps` line, if it is private, anonymous and
+/// writable and holds none of the addresses in `keep`.
+#[cfg(target_arch = "x86_64")]
+fn drop_mapping(line: &[u8], keep: &[usize]) {
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let (Some(range), Some(perms), Some(_offset), Some(_dev), Some(inode)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return;
+    };
+    let path = fields.next().unwrap_or(b"");
+    let anonymous = inode == b"0" && (path.is_empty() || path == b"[heap]");
+    if perms != b"rw-p" || !anonymous {
+        return;
+    }
+    let mut bounds = range.split(|&b| b == b'-');
+    let (Some(start), Some(end)) = (bounds.next().and_then(hex), bounds.next().and_then(hex))
+    else {
+        return;
+    };
+    if end <= start || keep.iter().any(|&a| (start..end).contains(&a)) {
+        return;
+    }
+    // SAFETY: the range is one of this process's own mappings; nothing that runs from here on reads it.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn hex(digits: &[u8]) -> Option<usize> {
+    let mut value = 0usize;
+    for &d in digits {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return None,
+        };
+        value = value.checked_mul(16)?.checked_add(usize::from(v))?;
+    }
+    Some(value)
+}
+
 /// The process between the runtime and the sandboxed shell: it waits for the shell and exits with its status.
-fn wait_and_exit(child: libc::pid_t, runtime: libc::pid_t) -> ! {
-    // SAFETY: plain system calls on this process. Closing every descriptor but the standard streams (the
-    // terminal) matters: the spawner learns that `exec` happened when its pipe closes, and this process never
-    // execs. Not dumpable again (it was made dumpable to write the maps): this process never execs, so it holds
-    // a copy of the runtime's memory, which no other process may read.
+fn wait_and_exit(child: libc::pid_t, runtime: libc::pid_t, maps: libc::c_int) -> ! {
+    // SAFETY: plain system calls on this process. Not dumpable again (it was made dumpable to write the maps):
+    // this process never execs, so what it still holds of the runtime's memory no other process may read.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    shed_inherited_memory(maps);
+    // SAFETY: closing every descriptor but the standard streams (the terminal) matters: the spawner learns that
+    // `exec` happened when its pipe closes, and this process never execs.
+    unsafe {
         libc::syscall(libc::SYS_close_range, 3_u32, u32::MAX, 0_u32);
     }
     watch_runtime(child, runtime);
