@@ -167,28 +167,6 @@ fn unknown_session(id: &str) -> RpcError {
     )
 }
 
-/// Unix seconds as RFC 3339 (UTC).
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 impl Daemon {
     /// Opens the session store; serve it with [`Daemon::serve`] or [`serve_connection`].
     ///
@@ -579,7 +557,7 @@ impl Daemon {
                     .unwrap_or(SessionStatus::Stored),
                 session_id: s.id.to_string(),
                 title: s.meta.title.unwrap_or_default(),
-                updated_at: rfc3339(s.meta.updated_at),
+                updated_at: codepilot::store::rfc3339(s.meta.updated_at),
             })
             .collect();
         sessions.sort_by_key(|s| s.status == SessionStatus::Stored);
@@ -629,17 +607,5 @@ impl Daemon {
             Ok(error) = failed_rx => Err(error),
             else => Err(RpcError::new(codes::INTERNAL_ERROR, "the turn ended before it started")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rfc3339;
-
-    #[test]
-    fn rfc3339_formats_unix_seconds() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_796_089_000), "2026-12-01T01:36:40Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -60,6 +60,7 @@ pub use lease::Lease;
 pub use lease::LeaseHolder;
 pub use lease::StoreOptions;
 pub use lease::hostname;
+pub use lease::rfc3339;
 pub use memory::MemoryStore;
 pub use sql::postgres::PgStore;
 pub use sql::sqlite::SqliteStore;

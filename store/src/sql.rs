@@ -206,7 +206,7 @@ struct RowLease {
 
 /// Generates a `SessionStore` over one sqlx driver. `begin(&pool)` must be in scope where it expands.
 macro_rules! sql_store {
-    ($(#[$doc:meta])* $name:ident, $pool:ty, $row:ty) => {
+    ($(#[$doc:meta])* $name:ident, $pool:ty, $row:ty, $db:ty) => {
         $(#[$doc])*
         #[derive(Debug, Clone)]
         pub struct $name {
@@ -236,6 +236,27 @@ macro_rules! sql_store {
                     }
                 }
                 Ok(Self { pool, opts })
+            }
+
+            /// A transaction in which `lease` is confirmed to hold its session (the row touched at `now`), or
+            /// the lease-lost error naming the new holder.
+            async fn begin_owned(
+                &self,
+                lease: &$crate::Lease,
+                now: i64,
+            ) -> $crate::Result<sqlx::Transaction<'static, $db>> {
+                let mut tx = begin(&self.pool).await?;
+                let owned = sqlx::query($crate::sql::TOUCH_OWNED)
+                    .bind(lease.session().as_str())
+                    .bind(now)
+                    .bind(lease.token())
+                    .execute(&mut *tx)
+                    .await?;
+                if owned.rows_affected() == 0 {
+                    drop(tx);
+                    return Err(self.lease_lost(lease).await);
+                }
+                Ok(tx)
             }
 
             /// The underlying pool.
@@ -424,17 +445,7 @@ macro_rules! sql_store {
                 use $crate::types::to_i64;
                 let id = lease.session();
                 let now = $crate::lease::now_secs();
-                let mut tx = begin(&self.pool).await?;
-                let owned = sqlx::query($crate::sql::TOUCH_OWNED)
-                    .bind(id.as_str())
-                    .bind(now)
-                    .bind(lease.token())
-                    .execute(&mut *tx)
-                    .await?;
-                if owned.rows_affected() == 0 {
-                    drop(tx);
-                    return Err(self.lease_lost(lease).await);
-                }
+                let mut tx = self.begin_owned(lease, now).await?;
                 let stored: i64 = sqlx::query_scalar($crate::sql::SELECT_COUNT)
                     .bind(id.as_str())
                     .fetch_one(&mut *tx)
@@ -498,17 +509,7 @@ macro_rules! sql_store {
                 events: &[$crate::StoredEvent],
             ) -> $crate::Result<()> {
                 let id = lease.session();
-                let mut tx = begin(&self.pool).await?;
-                let owned = sqlx::query($crate::sql::TOUCH_OWNED)
-                    .bind(id.as_str())
-                    .bind($crate::lease::now_secs())
-                    .bind(lease.token())
-                    .execute(&mut *tx)
-                    .await?;
-                if owned.rows_affected() == 0 {
-                    drop(tx);
-                    return Err(self.lease_lost(lease).await);
-                }
+                let mut tx = self.begin_owned(lease, $crate::lease::now_secs()).await?;
                 for event in events {
                     sqlx::query($crate::sql::INSERT_EVENT)
                         .bind(id.as_str())
@@ -665,7 +666,8 @@ pub(crate) mod sqlite {
         /// Sessions in SQLite (WAL mode, busy timeout). Built by [`open_store`](crate::open_store).
         SqliteStore,
         sqlx::SqlitePool,
-        sqlx::sqlite::SqliteRow
+        sqlx::sqlite::SqliteRow,
+        sqlx::Sqlite
     );
 }
 
@@ -683,6 +685,7 @@ pub(crate) mod postgres {
         /// Sessions in PostgreSQL. Built by [`open_store`](crate::open_store).
         PgStore,
         sqlx::PgPool,
-        sqlx::postgres::PgRow
+        sqlx::postgres::PgRow,
+        sqlx::Postgres
     );
 }
