@@ -415,9 +415,9 @@ async fn one_turn_at_a_time_and_steering_reaches_the_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_stored_with_the_session_and_replayed_after_a_restart() {
     let db_dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", db_dir.path().join("sessions.db").display());
+    let db = db_dir.path().join("sessions.db");
     let config = || DaemonConfig {
-        store: codepilot::store::parse_db_url(&url).unwrap(),
+        store: codepilot::StoreConfig::sqlite_file(&db),
         ..DaemonConfig::default()
     };
     let model = ScriptedServer::start(vec![
