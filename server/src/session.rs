@@ -235,13 +235,7 @@ impl Shared {
             line: Arc::clone(&line),
             answer: Some(tx),
         });
-        let subscribers: Vec<Arc<ConnHandle>> = lock(&self.subscribers)
-            .values()
-            .map(|(c, _)| Arc::clone(c))
-            .collect();
-        for conn in subscribers {
-            conn.send_control(Arc::clone(&line));
-        }
+        self.broadcast(&line);
         let answer = tokio::time::timeout(self.request_timeout, rx)
             .await
             .ok()
@@ -270,12 +264,17 @@ impl Shared {
                 request_id: id.clone(),
             }))
             .into();
+        self.broadcast(&line);
+    }
+
+    /// Sends `line` to every subscriber, ahead of their queued events.
+    fn broadcast(&self, line: &Arc<str>) {
         let subscribers: Vec<Arc<ConnHandle>> = lock(&self.subscribers)
             .values()
             .map(|(c, _)| Arc::clone(c))
             .collect();
         for conn in subscribers {
-            conn.send_control(Arc::clone(&line));
+            conn.send_control(Arc::clone(line));
         }
     }
 

@@ -14,6 +14,18 @@ use super::support::TestDaemon;
 use super::support::agent_yaml;
 use super::support::seqs;
 
+const GATED: &str = "  tools:\n    - {name: execute, config: {require_permission: true}}\n";
+
+/// A model that runs one gated command (`echo hi > made.txt`), then completes.
+async fn gated_model() -> ScriptedServer {
+    ScriptedServer::start(vec![
+        Turn::answer(answer("execute(\"main\", \"echo hi > made.txt\")")),
+        Turn::answer(DONE),
+    ])
+    .await
+    .unwrap()
+}
+
 fn answer(code: &str) -> String {
     format!("Working.\n```codepilot\n{code}\n```")
 }
@@ -28,14 +40,7 @@ async fn a_turn_streams_numbered_events_and_completes() {
     .await
     .unwrap();
     let mut c = d.client().await;
-    let started = c
-        .call(
-            "session/start",
-            json!({"agent": agent_yaml(&model, &d.work_dir(), "")}),
-        )
-        .await
-        .unwrap();
-    let session = started["session_id"].as_str().unwrap().to_owned();
+    let session = c.start_session(agent_yaml(&model, &d.work_dir(), "")).await;
     let turn = c
         .call("turn/start", json!({"session_id": session, "text": "add"}))
         .await
@@ -166,14 +171,9 @@ async fn a_client_that_reconnects_with_after_seq_misses_nothing() {
     .await
     .unwrap();
     let mut first = d.client().await;
-    let started = first
-        .call(
-            "session/start",
-            json!({"agent": agent_yaml(&model, &d.work_dir(), "")}),
-        )
-        .await
-        .unwrap();
-    let session = started["session_id"].as_str().unwrap().to_owned();
+    let session = first
+        .start_session(agent_yaml(&model, &d.work_dir(), ""))
+        .await;
     first
         .call("turn/start", json!({"session_id": session, "text": "go"}))
         .await
@@ -223,22 +223,9 @@ async fn a_client_that_reconnects_with_after_seq_misses_nothing() {
 async fn permission_requests_go_to_every_subscriber_and_the_first_answer_wins() {
     let d = TestDaemon::start(DaemonConfig::default()).await;
     let work = d.work_dir();
-    let gated = "  tools:\n    - {name: execute, config: {require_permission: true}}\n";
-    let model = ScriptedServer::start(vec![
-        Turn::answer(answer("execute(\"main\", \"echo hi > made.txt\")")),
-        Turn::answer(DONE),
-    ])
-    .await
-    .unwrap();
+    let model = gated_model().await;
     let mut a = d.client().await;
-    let started = a
-        .call(
-            "session/start",
-            json!({"agent": agent_yaml(&model, &work, gated)}),
-        )
-        .await
-        .unwrap();
-    let session = started["session_id"].as_str().unwrap().to_owned();
+    let session = a.start_session(agent_yaml(&model, &work, GATED)).await;
     let mut b = d.client().await;
     b.call("session/subscribe", json!({"session_id": session}))
         .await
@@ -292,22 +279,9 @@ async fn nobody_answering_denies_after_the_timeout() {
     })
     .await;
     let work = d.work_dir();
-    let gated = "  tools:\n    - {name: execute, config: {require_permission: true}}\n";
-    let model = ScriptedServer::start(vec![
-        Turn::answer(answer("execute(\"main\", \"echo hi > made.txt\")")),
-        Turn::answer(DONE),
-    ])
-    .await
-    .unwrap();
+    let model = gated_model().await;
     let mut c = d.client().await;
-    let started = c
-        .call(
-            "session/start",
-            json!({"agent": agent_yaml(&model, &work, gated)}),
-        )
-        .await
-        .unwrap();
-    let session = started["session_id"].as_str().unwrap().to_owned();
+    let session = c.start_session(agent_yaml(&model, &work, GATED)).await;
     c.call(
         "turn/start",
         json!({"session_id": session, "text": "make it"}),
@@ -338,14 +312,9 @@ async fn a_stuck_client_does_not_slow_the_others() {
         .await
         .unwrap();
     let mut fast = d.client().await;
-    let started = fast
-        .call(
-            "session/start",
-            json!({"agent": agent_yaml(&model, &d.work_dir(), "")}),
-        )
-        .await
-        .unwrap();
-    let session = started["session_id"].as_str().unwrap().to_owned();
+    let session = fast
+        .start_session(agent_yaml(&model, &d.work_dir(), ""))
+        .await;
     let mut stuck = d.client().await;
     stuck
         .call("session/subscribe", json!({"session_id": session}))
@@ -383,14 +352,7 @@ async fn one_turn_at_a_time_and_steering_reaches_the_model() {
     .await
     .unwrap();
     let mut c = d.client().await;
-    let started = c
-        .call(
-            "session/start",
-            json!({"agent": agent_yaml(&model, &d.work_dir(), "")}),
-        )
-        .await
-        .unwrap();
-    let session = started["session_id"].as_str().unwrap().to_owned();
+    let session = c.start_session(agent_yaml(&model, &d.work_dir(), "")).await;
     c.call("turn/start", json!({"session_id": session, "text": "go"}))
         .await
         .unwrap();

@@ -134,6 +134,15 @@ impl Client {
         }
     }
 
+    /// `session/start` with the agent file's YAML; the session id.
+    pub async fn start_session(&mut self, agent: String) -> String {
+        let started = self
+            .call("session/start", json!({ "agent": agent }))
+            .await
+            .unwrap();
+        started["session_id"].as_str().unwrap().to_owned()
+    }
+
     /// The next notification or server request (backlog first).
     pub async fn next(&mut self) -> Value {
         match self.backlog.pop_front() {
