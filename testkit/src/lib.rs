@@ -697,6 +697,39 @@ fn openai_json(a: &Answer) -> Value {
     })
 }
 
+/// A fresh folder outside the temporary folders a sandboxed shell may write (`/tmp`, `/var/tmp`, `/dev/shm`, the
+/// system temp dir), for tests that check a write there is refused: under the current directory, unless that is
+/// itself in a temporary folder (a checkout under `mktemp -d`); then under `/var/lib/codepilot-test` (made
+/// world-readable, when this user may create it) or the home folder. Removed when dropped.
+///
+/// # Panics
+/// When no such folder can be created.
+#[must_use]
+pub fn outside_temp_dir() -> tempfile::TempDir {
+    #![allow(clippy::expect_used)]
+    use std::os::unix::fs::PermissionsExt as _;
+    let temp_roots = [
+        std::path::PathBuf::from("/tmp"),
+        std::path::PathBuf::from("/var/tmp"),
+        std::path::PathBuf::from("/dev/shm"),
+        std::env::temp_dir(),
+    ];
+    let outside = |p: &std::path::Path| !temp_roots.iter().any(|t| p.starts_with(t));
+    let shared = std::path::PathBuf::from("/var/lib/codepilot-test");
+    let shared_ok = std::fs::create_dir_all(&shared).is_ok()
+        && std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).is_ok();
+    let base = std::env::current_dir()
+        .ok()
+        .into_iter()
+        .chain(shared_ok.then_some(shared))
+        .chain(std::env::var_os("HOME").map(std::path::PathBuf::from))
+        .find(|p| outside(p))
+        .expect(
+            "a folder outside the temporary folders (the current directory, /var/lib or $HOME)",
+        );
+    tempfile::tempdir_in(&base).expect("creating a folder outside the temporary folders")
+}
+
 /// A temporary directory holding `files` (relative path, content); parent directories are created.
 ///
 /// # Panics

@@ -38,31 +38,6 @@ fn as_user(user: Option<&str>, program: &str) -> std::process::Command {
     }
 }
 
-/// A folder outside the temporary folders (which the sandbox lets shells write) that every tested user can reach:
-/// this crate's folder, unless the checkout itself lives in a temporary folder (a CI clone under `mktemp -d`); then
-/// one under /var/lib (as root) or the home folder.
-fn outside_base() -> std::path::PathBuf {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let temp = ["/tmp", "/var/tmp", "/dev/shm"];
-    let in_temp = |p: &std::path::Path| {
-        temp.iter().any(|t| p.starts_with(t)) || p.starts_with(std::env::temp_dir())
-    };
-    if !in_temp(manifest) {
-        return manifest.to_path_buf();
-    }
-    let shared = std::path::Path::new("/var/lib/codepilot-sandbox-test");
-    if std::fs::create_dir_all(shared).is_ok() {
-        std::fs::set_permissions(shared, std::fs::Permissions::from_mode(0o755)).unwrap();
-        return shared.to_path_buf();
-    }
-    let home = std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"));
-    assert!(
-        !in_temp(&home),
-        "no folder outside the temporary folders to test with"
-    );
-    home
-}
-
 /// Whether the observation has `line` as a line of command output (not just inside the echoed command).
 fn printed(seen: &str, line: &str) -> bool {
     seen.lines().any(|l| l.trim() == line)
@@ -87,7 +62,7 @@ async fn shells_and_file_tools_stay_inside_the_sandbox() {
     for user in users() {
         let dir = tempfile::tempdir().unwrap();
         // Outside the temporary folders (which the sandbox lets shells write), and writable by the user without it.
-        let outside = tempfile::tempdir_in(outside_base()).unwrap();
+        let outside = codepilot_testkit::outside_temp_dir();
         for d in [dir.path(), outside.path()] {
             open_to_all(d);
         }

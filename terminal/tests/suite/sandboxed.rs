@@ -27,7 +27,7 @@ async fn a_sandboxed_shell_writes_only_where_it_may_and_cannot_see_the_runtime()
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let outside = codepilot_testkit::outside_temp_dir();
     let m = manager_with(sandboxed(work.path(), Mode::WorkspaceWrite, false)).await;
     let t = m.create("main").await.unwrap();
     let r = t.execute("touch inside && echo ok", T).await.unwrap();
