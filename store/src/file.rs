@@ -57,6 +57,8 @@ struct SessionFile {
     messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     archives: Vec<ArchiveEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<String>,
 }
 
 /// The same document without its messages (serde skips them), for `list`.
@@ -70,6 +72,8 @@ struct SummaryFile {
     task_counter: u64,
     usage: Usage,
     message_count: u64,
+    #[serde(default)]
+    snapshot: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -93,6 +97,7 @@ impl SessionFile {
                 created_at: self.created_at,
                 updated_at: self.updated_at,
                 message_count: self.message_count,
+                snapshot: self.snapshot,
             },
         }
     }
@@ -272,6 +277,15 @@ impl Inner {
         }
     }
 
+    /// The holder of a live lease on `id`, if any (unreadable lease files count as none).
+    fn live_holder(&self, id: &SessionId) -> Option<LeaseHolder> {
+        self.read_lease(id)
+            .ok()
+            .flatten()
+            .filter(|l| !self.opts.is_stale(&l.holder, l.expires_at_ms))
+            .map(|l| l.holder)
+    }
+
     /// Fails with `LeaseHeld` when a live holder has the session.
     fn check_free(&self, id: &SessionId) -> Result<Option<LeaseFile>> {
         let current = self.read_lease(id)?;
@@ -305,6 +319,7 @@ impl Inner {
                 message_count: 0,
                 messages: Vec::new(),
                 archives: Vec::new(),
+                snapshot: None,
             };
             self.write_session(&s)?;
             s
@@ -360,6 +375,20 @@ impl Inner {
             s.archives.clone_from(archives);
         }
         s.updated_at = now_secs();
+        self.write_session(&s)
+    }
+
+    fn set_snapshot(&self, lease: &Lease, key: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        self.check_owned(lease)?;
+        let id = lease.session();
+        let mut s = self
+            .read_session(id)?
+            .ok_or_else(|| StoreError::LeaseLost {
+                session: id.clone(),
+                holder: None,
+            })?;
+        s.snapshot = Some(key.to_owned());
         self.write_session(&s)
     }
 
@@ -453,6 +482,7 @@ impl Inner {
                 .and_then(|b| serde_json::from_slice::<SummaryFile>(&b).map_err(|e| e.to_string()));
             match parsed {
                 Ok(s) => out.push(SessionSummary {
+                    holder: self.live_holder(&s.id),
                     id: s.id,
                     meta: SessionMeta {
                         agent_name: s.agent_name,
@@ -460,6 +490,7 @@ impl Inner {
                         created_at: s.created_at,
                         updated_at: s.updated_at,
                         message_count: s.message_count,
+                        snapshot: s.snapshot,
                     },
                     task_counter: s.task_counter,
                     usage: s.usage,
@@ -536,6 +567,12 @@ impl SessionStore for FileStore {
         let events = events.to_vec();
         self.blocking(move |s| s.append_events(&lease, &events))
             .await
+    }
+
+    async fn set_snapshot(&self, lease: &Lease, key: &str) -> Result<()> {
+        let lease = lease.duplicate();
+        let key = key.to_owned();
+        self.blocking(move |s| s.set_snapshot(&lease, &key)).await
     }
 
     async fn load_events(

@@ -38,6 +38,7 @@ mod home;
 mod id;
 mod lease;
 mod memory;
+pub mod snapshot;
 mod sql;
 mod types;
 mod url;
@@ -136,6 +137,12 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     /// [`StoreError::LeaseLost`] when the lease was taken over, released or the session deleted.
     async fn append_events(&self, lease: &Lease, events: &[StoredEvent]) -> Result<()>;
+
+    /// Records `key` as the session's latest workspace snapshot ([`SessionMeta::snapshot`]).
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the lease was taken over, released or the session deleted.
+    async fn set_snapshot(&self, lease: &Lease, key: &str) -> Result<()>;
 
     /// Up to `limit` stored events of session `id` with `seq` above `after_seq`, in order (none for an unknown
     /// session).
@@ -336,6 +343,12 @@ pub async fn pg_pool(url: &str) -> Result<sqlx::PgPool> {
         .max_connections(4)
         .connect_with(options)
         .await?)
+}
+
+/// Installs the process-wide TLS crypto provider (ring) that HTTPS clients built on `rustls-no-provider` need;
+/// harmless when one is installed already.
+pub(crate) fn install_tls_provider() {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Creates `dir` and its missing parents readable by the owner only (0700): sessions hold file contents and

@@ -122,6 +122,7 @@ impl SessionStore for MemoryStore {
                     created_at: now,
                     updated_at: now,
                     message_count: 0,
+                    snapshot: None,
                 },
             },
             lease: None,
@@ -206,6 +207,13 @@ impl SessionStore for MemoryStore {
             .map_or(0, |e| e.seq))
     }
 
+    async fn set_snapshot(&self, lease: &Lease, key: &str) -> Result<()> {
+        let mut sessions = self.lock();
+        let entry = Self::owned(&mut sessions, lease)?;
+        entry.record.meta.snapshot = Some(key.to_owned());
+        Ok(())
+    }
+
     async fn renew(&self, lease: &Lease) -> Result<()> {
         let mut sessions = self.lock();
         let entry = Self::owned(&mut sessions, lease)?;
@@ -228,8 +236,18 @@ impl SessionStore for MemoryStore {
     }
 
     async fn list(&self) -> Result<Vec<SessionSummary>> {
-        let mut out: Vec<SessionSummary> =
-            self.lock().values().map(|e| e.record.summary()).collect();
+        let mut out: Vec<SessionSummary> = self
+            .lock()
+            .values()
+            .map(|e| {
+                let holder = e
+                    .lease
+                    .as_ref()
+                    .filter(|l| !self.opts.is_stale(&l.holder, l.expires_at_ms))
+                    .map(|l| l.holder.clone());
+                e.record.summary(holder)
+            })
+            .collect();
         crate::sort_newest_first(&mut out);
         Ok(out)
     }

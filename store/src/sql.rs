@@ -56,6 +56,13 @@ pub(crate) fn migrator() -> Migrator {
             AssertSqlSafe(include_str!("../migrations/0003_events.sql")).into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            Cow::Borrowed("snapshots"),
+            MigrationType::Simple,
+            AssertSqlSafe(include_str!("../migrations/0004_snapshots.sql")).into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -64,10 +71,11 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, agent_name, created_at, 
 const LOCK_ROW: &str = "UPDATE sessions SET lease_token = lease_token WHERE id = $1";
 const SELECT_SESSION: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
      message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
-     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, archives FROM sessions WHERE id = $1";
+     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, archives, snapshot FROM sessions \
+     WHERE id = $1";
 const LIST_SESSIONS: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
      message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
-     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at FROM sessions \
+     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, snapshot FROM sessions \
      ORDER BY updated_at DESC, created_at DESC, id ASC";
 const SET_LEASE: &str = "UPDATE sessions SET lease_token = $2, lease_pid = $3, lease_host = $4, \
      lease_acquired_at = $5, lease_expires_at = $6 WHERE id = $1";
@@ -78,6 +86,7 @@ const SELECT_COUNT: &str = "SELECT message_count FROM sessions WHERE id = $1";
 const UPDATE_COUNTERS: &str = "UPDATE sessions SET message_count = $2, task_counter = $3, \
      input_tokens = $4, output_tokens = $5, cache_read_tokens = $6, cache_write_tokens = $7, calls = $8, \
      title = COALESCE($9, title), updated_at = $10, archives = COALESCE($11, archives) WHERE id = $1";
+const SET_SNAPSHOT: &str = "UPDATE sessions SET snapshot = $2 WHERE id = $1";
 const RENEW: &str = "UPDATE sessions SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2";
 const RELEASE: &str = "UPDATE sessions SET lease_token = '', lease_pid = 0, lease_host = '', \
      lease_acquired_at = 0, lease_expires_at = 0 WHERE id = $1 AND lease_token = $2";
@@ -284,6 +293,7 @@ macro_rules! sql_store {
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
                     message_count: to_u64(row.try_get("message_count")?),
+                    snapshot: Some(row.try_get::<String, _>("snapshot")?).filter(|s| !s.is_empty()),
                 };
                 let usage = codepilot_protocol::Usage {
                     input_tokens: to_u64(row.try_get("input_tokens")?),
@@ -551,6 +561,17 @@ macro_rules! sql_store {
                 Ok($crate::types::to_u64(last))
             }
 
+            async fn set_snapshot(&self, lease: &$crate::Lease, key: &str) -> $crate::Result<()> {
+                let mut tx = self.begin_owned(lease, $crate::lease::now_secs()).await?;
+                sqlx::query($crate::sql::SET_SNAPSHOT)
+                    .bind(lease.session().as_str())
+                    .bind($crate::sql::no_nul(key).into_owned())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn renew(&self, lease: &$crate::Lease) -> $crate::Result<()> {
                 let r = sqlx::query($crate::sql::RENEW)
                     .bind(lease.session().as_str())
@@ -587,12 +608,15 @@ macro_rules! sql_store {
                     .await?;
                 rows.iter()
                     .map(|row| {
-                        let (id, meta, task_counter, usage, _) = Self::meta(row)?;
+                        let (id, meta, task_counter, usage, lease) = Self::meta(row)?;
                         Ok($crate::SessionSummary {
                             id,
                             meta,
                             task_counter,
                             usage,
+                            holder: lease
+                                .filter(|l| !self.opts.is_stale(&l.holder, l.expires_at_ms))
+                                .map(|l| l.holder),
                         })
                     })
                     .collect()

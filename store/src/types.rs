@@ -41,6 +41,9 @@ pub struct SessionMeta {
     pub updated_at: i64,
     /// Number of stored messages.
     pub message_count: u64,
+    /// The key of the session's latest workspace snapshot (SPEC §17), once one was taken.
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 /// One entry of [`SessionStore::list`](crate::SessionStore::list).
@@ -54,6 +57,9 @@ pub struct SessionSummary {
     pub task_counter: u64,
     /// Token usage totals.
     pub usage: Usage,
+    /// Who drives the session now: the holder of a live lease. `None` when nobody does.
+    #[serde(default)]
+    pub holder: Option<crate::LeaseHolder>,
 }
 
 /// One event kept with its session: its number (the envelope's `seq`) and the envelope as JSON.
@@ -92,14 +98,15 @@ impl Checkpoint {
 }
 
 impl SessionRecord {
-    /// The summary `list` returns for this record.
+    /// The summary `list` returns for this record, driven by `holder`.
     #[must_use]
-    pub fn summary(&self) -> SessionSummary {
+    pub fn summary(&self, holder: Option<crate::LeaseHolder>) -> SessionSummary {
         SessionSummary {
             id: self.id.clone(),
             meta: self.meta.clone(),
             task_counter: self.task_counter,
             usage: self.usage,
+            holder,
         }
     }
 }

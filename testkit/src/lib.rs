@@ -44,6 +44,7 @@ use serde_json::Value;
 use serde_json::json;
 
 pub mod control;
+pub mod moto;
 pub use control::TurnSpec;
 
 /// Default size of the byte chunks a streamed body is split into.

@@ -37,6 +37,7 @@ for_each_backend!(
     missing_sessions,
     archives_persist_and_survive_resume,
     events_append_once_in_order_and_survive_resume,
+    snapshot_key_and_holder,
 );
 
 fn usage(n: u64) -> Usage {
@@ -89,6 +90,7 @@ fn expected(
             created_at: actual.meta.created_at,
             updated_at: actual.meta.updated_at,
             message_count: messages.len() as u64,
+            snapshot: None,
         },
         messages,
     }
@@ -256,7 +258,14 @@ async fn list_and_delete(b: Backend) {
         store.load(&newer).await.unwrap().unwrap(),
         store.load(&older).await.unwrap().unwrap(),
     );
-    assert_eq!(ours, vec![rec_newer.summary(), rec_older.summary()]);
+    // Both are held by this process.
+    assert_eq!(
+        ours,
+        vec![
+            rec_newer.summary(Some(l2.holder().clone())),
+            rec_older.summary(Some(l1.holder().clone()))
+        ]
+    );
     assert_eq!(ours[0].meta.message_count, 4);
     assert_eq!(ours[0].meta.title.as_deref(), Some("newer"));
     assert_eq!(ours[1].task_counter, 1);
@@ -620,4 +629,60 @@ async fn events_append_once_in_order_and_survive_resume(b: Backend) {
         0,
         "deleted with the session"
     );
+}
+
+async fn snapshot_key_and_holder(b: Backend) {
+    let store = b.store().await;
+    let id = SessionId::generate();
+    let (lease, rec) = store.open(&id, "a").await.unwrap();
+    assert_eq!(rec.meta.snapshot, None);
+    let listed = store.list().await.unwrap();
+    let me = listed.iter().find(|s| s.id == id).unwrap();
+    assert_eq!(me.holder.as_ref().map(|h| h.pid), Some(std::process::id()));
+    assert_eq!(me.holder.as_ref().map(|h| h.host.clone()), Some(hostname()));
+
+    store.set_snapshot(&lease, "k/1.tar.zst").await.unwrap();
+    store.set_snapshot(&lease, "k/2.tar.zst").await.unwrap();
+    store.checkpoint(&lease, &cp(0, step(1), 1)).await.unwrap();
+    store.release(lease).await.unwrap();
+
+    let rec = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        rec.meta.snapshot.as_deref(),
+        Some("k/2.tar.zst"),
+        "the latest key, kept by checkpoints"
+    );
+    let listed = store.list().await.unwrap();
+    let me = listed.iter().find(|s| s.id == id).unwrap();
+    assert_eq!(me.holder, None, "released: nobody drives it");
+    assert_eq!(me.meta.snapshot.as_deref(), Some("k/2.tar.zst"));
+    let (lease, rec) = store.open(&id, "a").await.unwrap();
+    assert_eq!(
+        rec.meta.snapshot.as_deref(),
+        Some("k/2.tar.zst"),
+        "survives a resume"
+    );
+
+    // A holder whose lease was taken over records nothing.
+    store.release(lease).await.unwrap();
+    let short = b
+        .store_with(
+            StoreOptions::new()
+                .holder_identity(std::process::id(), "third-host")
+                .lease_ttl(Duration::from_millis(200)),
+        )
+        .await;
+    let (old, _) = short.open(&id, "a").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    assert!(
+        short
+            .set_snapshot(&old, "k/3.tar.zst")
+            .await
+            .unwrap_err()
+            .is_lease_lost()
+    );
+    let rec = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(rec.meta.snapshot.as_deref(), Some("k/2.tar.zst"));
+    store.release(lease).await.unwrap();
 }

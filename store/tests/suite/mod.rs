@@ -5,3 +5,4 @@ mod behaviour;
 mod file_store;
 mod ids;
 mod sqlite_store;
+mod workspace_snapshots;

@@ -1,0 +1,963 @@
+//! Workspace snapshots (SPEC §17): a session's work directory archived (tar + zstd, `.gitignore` respected, size
+//! cap) into an object store — a local directory (`file:///dir`) or an S3-compatible bucket
+//! (`s3://bucket/prefix`) — so the session can resume on another machine with its files.
+//!
+//! The session store records each session's latest snapshot ([`SessionMeta::snapshot`](crate::SessionMeta)), so
+//! history and workspace stay linked: [`SnapshotStore::save`] uploads first and records second, and
+//! [`SnapshotStore::prepare`] restores the recorded snapshot into a work directory that lacks it. A small marker
+//! per session under the state directory remembers which snapshot a local work directory holds, so an unchanged
+//! workspace is neither archived again nor restored over.
+//!
+//! Objects are named `<session>/<unix-ms>-<random>.tar.zst` under the store's prefix.
+
+mod archive;
+
+use std::fmt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use futures_util::StreamExt as _;
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt as _;
+use object_store::path::Path as ObjectPath;
+use serde::Deserialize;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::Lease;
+use crate::SessionId;
+use crate::SessionRecord;
+use crate::SessionStore;
+use crate::StoreError;
+
+/// Default cap on the size of the files a snapshot holds: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// Default number of snapshots kept per session.
+pub const DEFAULT_KEEP: usize = 10;
+
+/// Size of the parts of a multipart upload (S3 wants at least 5 MiB for all but the last).
+const PART_BYTES: usize = 10 << 20;
+
+/// Object name suffix.
+const SUFFIX: &str = ".tar.zst";
+
+/// Everything snapshots can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The store URL is not one this build understands.
+    #[error("bad snapshot store {url:?}: {reason}; use file:///ABSOLUTE/DIR or s3://BUCKET/PREFIX")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// The workspace holds more than the cap.
+    #[error(
+        "the workspace {} holds {} of files, more than the snapshot cap of {}{}; add large paths to .gitignore or raise the cap (--snapshot-max-mb)",
+        work_dir.display(),
+        human(*bytes),
+        human(*limit),
+        largest_list(largest)
+    )]
+    TooLarge {
+        /// The work directory.
+        work_dir: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// The cap.
+        limit: u64,
+        /// Its largest files, biggest first.
+        largest: Vec<(String, u64)>,
+    },
+
+    /// The recorded snapshot is not in the store.
+    #[error(
+        "snapshot {key} of this session is missing from {store}; the session's history is intact: start it with restore `skip` to go on with the work_dir as it is (restore an older snapshot into it first with `codepilot snapshots restore`), or point --snapshots at the store that holds it"
+    )]
+    Missing {
+        /// The store.
+        store: String,
+        /// The object key.
+        key: String,
+    },
+
+    /// The snapshot could not be unpacked.
+    #[error(
+        "snapshot {key} in {store} is corrupt ({reason}); the session's history is intact: start it with restore `skip` to go on with the work_dir as it is (restore an older snapshot into it first with `codepilot snapshots restore`)"
+    )]
+    Corrupt {
+        /// The store.
+        store: String,
+        /// The object key.
+        key: String,
+        /// What the decoder said.
+        reason: String,
+    },
+
+    /// The object store failed (unreachable, refused, full).
+    #[error("the snapshot store {store} failed while {op}: {source}")]
+    Store {
+        /// The store.
+        store: String,
+        /// What was being done.
+        op: &'static str,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// A local file operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The work directory holds files that are not this session's workspace.
+    #[error(
+        "the work_dir {} is not empty and does not hold session {session}'s workspace, so its snapshot {key} was not restored over it; resume into an empty or missing directory, or start the session with restore `replace` (deletes what is there) or `skip` (keeps it, ignoring the snapshot)",
+        work_dir.display()
+    )]
+    NotEmpty {
+        /// The work directory.
+        work_dir: PathBuf,
+        /// The session.
+        session: SessionId,
+        /// The snapshot that was not restored.
+        key: String,
+    },
+
+    /// Recording the snapshot with the session failed.
+    #[error(transparent)]
+    Session(#[from] StoreError),
+}
+
+fn human(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let mib = bytes as f64 / f64::from(1 << 20);
+    format!("{mib:.1} MiB")
+}
+
+fn largest_list(largest: &[(String, u64)]) -> String {
+    if largest.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = largest
+        .iter()
+        .map(|(p, n)| format!("{p} ({})", human(*n)))
+        .collect();
+    format!(" (largest: {})", list.join(", "))
+}
+
+/// What [`SnapshotStore::prepare`] does with a work directory when the session has a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreMode {
+    /// Restore into a missing or empty work directory, or over an older copy of this session's workspace; refuse
+    /// ([`SnapshotError::NotEmpty`]) to restore over anything else.
+    #[default]
+    IfEmpty,
+    /// Restore whatever the work directory holds (its contents are deleted).
+    Replace,
+    /// Never restore: use the work directory as it is.
+    Skip,
+}
+
+impl FromStr for RestoreMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "if-empty" => Ok(Self::IfEmpty),
+            "replace" => Ok(Self::Replace),
+            "skip" => Ok(Self::Skip),
+            other => Err(format!(
+                "unknown restore mode {other:?}; use if-empty, replace or skip"
+            )),
+        }
+    }
+}
+
+/// How a [`SnapshotStore`] behaves.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// Largest total size of the files a snapshot may hold. Default [`DEFAULT_MAX_BYTES`].
+    pub max_bytes: u64,
+    /// Snapshots kept per session after each save (the newest; at least 1). Default [`DEFAULT_KEEP`].
+    pub keep: usize,
+    /// Where markers and upload scratch files live. Default: `workspaces/` in [`codepilot_home`](crate::codepilot_home).
+    pub state_dir: Option<PathBuf>,
+    /// The `AWS_*` settings an `s3://` store reads, instead of the process environment (for hosts that keep
+    /// credentials elsewhere, and tests).
+    pub env: Option<Vec<(String, String)>>,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_BYTES,
+            keep: DEFAULT_KEEP,
+            state_dir: None,
+            env: None,
+        }
+    }
+}
+
+/// One stored snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The object key, `<session>/<unix-ms>-<random>.tar.zst`.
+    pub key: String,
+    /// The session.
+    pub session: String,
+    /// When it was taken, Unix milliseconds.
+    pub created_ms: i64,
+    /// Compressed size in bytes.
+    pub size: u64,
+}
+
+/// What [`SnapshotStore::save`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    /// The workspace is unchanged since snapshot `key` (or since it was restored from it): nothing uploaded.
+    Unchanged {
+        /// The snapshot that still holds it.
+        key: String,
+    },
+    /// A new snapshot.
+    Stored {
+        /// It.
+        info: SnapshotInfo,
+        /// Files it holds.
+        files: u64,
+        /// Their total size.
+        content_bytes: u64,
+        /// Time taken, archive and upload.
+        elapsed: Duration,
+    },
+}
+
+/// What [`SnapshotStore::prepare`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// The session has no snapshot: the work directory is used as it is.
+    NoSnapshot,
+    /// The work directory already holds snapshot `key`.
+    UpToDate {
+        /// The snapshot.
+        key: String,
+    },
+    /// Snapshot `key` was restored.
+    Restored {
+        /// The snapshot.
+        key: String,
+        /// Files restored.
+        files: u64,
+        /// Compressed bytes downloaded.
+        size: u64,
+        /// Time taken, download and unpack.
+        elapsed: Duration,
+    },
+    /// [`RestoreMode::Skip`]: snapshot `key` was not restored.
+    Skipped {
+        /// The snapshot.
+        key: String,
+    },
+}
+
+/// Which snapshot a local work directory holds, kept in the state directory per session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Marker {
+    work_dir: PathBuf,
+    /// `None` while a restore swaps the directory's contents.
+    key: Option<String>,
+    fingerprint: Option<String>,
+}
+
+/// Snapshots in one object store. Cheap to clone.
+#[derive(Clone)]
+pub struct SnapshotStore {
+    objects: Arc<dyn ObjectStore>,
+    url: String,
+    opts: SnapshotOptions,
+    state_dir: PathBuf,
+}
+
+impl fmt::Debug for SnapshotStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotStore")
+            .field("url", &self.url)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Retries for a store that does not answer: a few quick ones, so a turn's end is never held for minutes.
+fn retry_config() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(60),
+    }
+}
+
+impl SnapshotStore {
+    /// Opens the store at `url`: `file:///absolute/dir` (created if missing) or `s3://bucket/prefix`, configured
+    /// from the usual `AWS_*` variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+    /// `AWS_REGION`, `AWS_ENDPOINT_URL` for S3-compatible stores; an `http://` endpoint is allowed as given).
+    ///
+    /// # Errors
+    /// [`SnapshotError::Url`] for a URL of another kind or a bad S3 configuration, [`SnapshotError::Io`] when a
+    /// directory cannot be created.
+    pub fn open(url: &str, opts: SnapshotOptions) -> Result<Self, SnapshotError> {
+        let bad = |reason: String| SnapshotError::Url {
+            url: url.to_owned(),
+            reason,
+        };
+        let objects: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
+            let dir = PathBuf::from(path);
+            if !dir.is_absolute() {
+                return Err(bad("a file:// store needs an absolute path".to_owned()));
+            }
+            crate::create_private_dir(&dir).map_err(|source| SnapshotError::Io {
+                op: "creating the snapshot directory",
+                path: dir.clone(),
+                source,
+            })?;
+            Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| bad(e.to_string()))?
+                    .with_automatic_cleanup(true),
+            )
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("the bucket name is missing".to_owned()));
+            }
+            crate::install_tls_provider();
+            let vars: Vec<(String, String)> = match &opts.env {
+                Some(vars) => vars.clone(),
+                None => std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                    .collect(),
+            };
+            let var = |name: &str| {
+                vars.iter()
+                    .find(|(k, v)| k == name && !v.is_empty())
+                    .map(|(_, v)| v.as_str())
+            };
+            let mut builder = object_store::aws::AmazonS3Builder::new();
+            for (key, value) in &vars {
+                if key.starts_with("AWS_")
+                    && let Ok(config) = key
+                        .to_ascii_lowercase()
+                        .parse::<object_store::aws::AmazonS3ConfigKey>()
+                {
+                    builder = builder.with_config(config, value);
+                }
+            }
+            let mut builder = builder
+                .with_url(format!("s3://{bucket}"))
+                .with_retry(retry_config())
+                .with_client_options(
+                    object_store::ClientOptions::new()
+                        .with_connect_timeout(Duration::from_secs(5))
+                        .with_timeout(Duration::from_secs(120)),
+                );
+            let endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+                .iter()
+                .find_map(|v| var(v));
+            if endpoint.is_some_and(|e| e.starts_with("http://")) && var("AWS_ALLOW_HTTP").is_none()
+            {
+                builder = builder.with_allow_http(true);
+            }
+            let s3 = builder.build().map_err(|e| bad(e.to_string()))?;
+            let prefix = prefix.trim_matches('/');
+            if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+            }
+        } else {
+            return Err(bad("unknown scheme".to_owned()));
+        };
+        let state_dir = match &opts.state_dir {
+            Some(dir) => dir.clone(),
+            None => crate::codepilot_home()?.join("workspaces"),
+        };
+        crate::create_private_dir(&state_dir).map_err(|source| SnapshotError::Io {
+            op: "creating the snapshot state directory",
+            path: state_dir.clone(),
+            source,
+        })?;
+        Ok(Self {
+            objects,
+            url: url.trim_end_matches('/').to_owned(),
+            opts,
+            state_dir,
+        })
+    }
+
+    /// The store's URL, as given.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &SnapshotOptions {
+        &self.opts
+    }
+
+    fn store_error(&self, op: &'static str) -> impl FnOnce(object_store::Error) -> SnapshotError {
+        let store = self.url.clone();
+        move |source| SnapshotError::Store { store, op, source }
+    }
+
+    fn marker_path(&self, session: &SessionId) -> PathBuf {
+        self.state_dir.join(format!("{session}.json"))
+    }
+
+    fn read_marker(&self, session: &SessionId) -> Option<Marker> {
+        let bytes = std::fs::read(self.marker_path(session)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn write_marker(&self, session: &SessionId, marker: &Marker) -> Result<(), SnapshotError> {
+        let path = self.marker_path(session);
+        let io = |source| SnapshotError::Io {
+            op: "writing the snapshot marker",
+            path: path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec(marker).map_err(|e| io(std::io::Error::other(e)))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".marker-")
+            .tempfile_in(&self.state_dir)
+            .map_err(io)?;
+        std::fs::write(tmp.path(), bytes).map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    /// Archives `work_dir` and stores it as session `lease.session()`'s latest snapshot, unless nothing changed
+    /// since the last snapshot taken or restored here. Old snapshots beyond [`SnapshotOptions::keep`] are pruned.
+    ///
+    /// Upload first, record second: a failure leaves the recorded snapshot as it was.
+    ///
+    /// # Errors
+    /// [`SnapshotError::TooLarge`] over the cap, [`SnapshotError::Store`] when the upload fails,
+    /// [`SnapshotError::Session`] when the session store does not take the record (the upload is deleted),
+    /// [`SnapshotError::Io`] for local files.
+    pub async fn save(
+        &self,
+        sessions: &dyn SessionStore,
+        lease: &Lease,
+        work_dir: &Path,
+    ) -> Result<Saved, SnapshotError> {
+        let started = Instant::now();
+        let session = lease.session().clone();
+        let marker = self
+            .read_marker(&session)
+            .filter(|m| m.work_dir == work_dir && m.key.is_some());
+        let root = work_dir.to_path_buf();
+        let max = self.opts.max_bytes;
+        let state_dir = self.state_dir.clone();
+        let previous = marker.as_ref().and_then(|m| m.fingerprint.clone());
+        let packed = tokio::task::spawn_blocking(move || {
+            let io = |op, path: &Path| {
+                let path = path.to_path_buf();
+                move |source| SnapshotError::Io { op, path, source }
+            };
+            let scan = archive::scan(&root).map_err(io("reading the workspace", &root))?;
+            if previous.as_deref() == Some(scan.fingerprint.as_str()) {
+                return Ok((scan, None));
+            }
+            if scan.content_bytes > max {
+                return Err(SnapshotError::TooLarge {
+                    work_dir: root,
+                    bytes: scan.content_bytes,
+                    limit: max,
+                    largest: scan.largest,
+                });
+            }
+            let tmp = tempfile::Builder::new()
+                .prefix(".upload-")
+                .tempfile_in(&state_dir)
+                .map_err(io("creating a scratch file in", &state_dir))?;
+            archive::pack(&scan, std::io::BufWriter::new(tmp.as_file()))
+                .map_err(io("archiving the workspace", &root))?;
+            Ok((scan, Some(tmp)))
+        })
+        .await
+        .map_err(|e| SnapshotError::Io {
+            op: "archiving the workspace",
+            path: work_dir.to_path_buf(),
+            source: std::io::Error::other(e),
+        })??;
+        let (scan, Some(tmp)) = packed else {
+            let key = marker.and_then(|m| m.key).unwrap_or_default();
+            return Ok(Saved::Unchanged { key });
+        };
+        let key = new_key(&session);
+        let size = self.upload(tmp.path(), &key).await?;
+        drop(tmp);
+        if let Err(e) = sessions.set_snapshot(lease, &key).await {
+            if let Err(cleanup) = self.objects.delete(&ObjectPath::from(key.as_str())).await {
+                tracing::warn!("deleting unrecorded snapshot {key}: {cleanup}");
+            }
+            return Err(e.into());
+        }
+        self.write_marker(
+            &session,
+            &Marker {
+                work_dir: work_dir.to_path_buf(),
+                key: Some(key.clone()),
+                fingerprint: Some(scan.fingerprint),
+            },
+        )?;
+        if let Err(e) = self.prune(Some(&session), self.opts.keep, None).await {
+            tracing::warn!("pruning old snapshots of session {session}: {e}");
+        }
+        Ok(Saved::Stored {
+            info: SnapshotInfo {
+                created_ms: created_ms(&key).unwrap_or(0),
+                key,
+                session: session.to_string(),
+                size,
+            },
+            files: scan.files,
+            content_bytes: scan.content_bytes,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Uploads the file at `path` as `key`, in one request up to [`PART_BYTES`], else in parts of that size (an
+    /// unfinished multipart upload is aborted); returns its size.
+    async fn upload(&self, path: &Path, key: &str) -> Result<u64, SnapshotError> {
+        use tokio::io::AsyncReadExt as _;
+        let io = |source| SnapshotError::Io {
+            op: "reading",
+            path: path.to_path_buf(),
+            source,
+        };
+        let location = ObjectPath::from(key);
+        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+        let size = file.metadata().await.map_err(io)?.len();
+        if size <= PART_BYTES as u64 {
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            file.read_to_end(&mut bytes).await.map_err(io)?;
+            self.objects
+                .put(&location, bytes.into())
+                .await
+                .map_err(self.store_error("uploading a snapshot"))?;
+            return Ok(size);
+        }
+        let upload = self
+            .objects
+            .put_multipart(&location)
+            .await
+            .map_err(self.store_error("starting a snapshot upload"))?;
+        let mut parts = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let written = async {
+            let mut buf = vec![0_u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).await.map_err(io)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                parts
+                    .wait_for_capacity(4)
+                    .await
+                    .map_err(self.store_error("uploading a snapshot"))?;
+                parts.write(&buf[..n]);
+            }
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                parts
+                    .finish()
+                    .await
+                    .map_err(self.store_error("uploading a snapshot"))?;
+                Ok(size)
+            }
+            Err(e) => {
+                if let Err(abort) = parts.abort().await {
+                    tracing::debug!("aborting the upload of {key}: {abort}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes `work_dir` hold `record`'s latest snapshot, per `mode`, before a runtime starts on it.
+    ///
+    /// # Errors
+    /// [`SnapshotError::NotEmpty`] (mode [`RestoreMode::IfEmpty`] and a directory holding something else),
+    /// [`SnapshotError::Missing`], [`SnapshotError::Corrupt`], [`SnapshotError::Store`] (unreachable),
+    /// [`SnapshotError::Io`].
+    pub async fn prepare(
+        &self,
+        record: &SessionRecord,
+        work_dir: &Path,
+        mode: RestoreMode,
+    ) -> Result<Prepared, SnapshotError> {
+        let Some(key) = record.meta.snapshot.clone() else {
+            return Ok(Prepared::NoSnapshot);
+        };
+        if mode == RestoreMode::Skip {
+            return Ok(Prepared::Skipped { key });
+        }
+        let session = &record.id;
+        let marker = self.read_marker(session).filter(|m| m.work_dir == work_dir);
+        let empty = archive::is_empty_dir(work_dir).map_err(|source| SnapshotError::Io {
+            op: "reading",
+            path: work_dir.to_path_buf(),
+            source,
+        })?;
+        if !empty && marker.as_ref().and_then(|m| m.key.as_deref()) == Some(key.as_str()) {
+            return Ok(Prepared::UpToDate { key });
+        }
+        if !empty && marker.is_none() && mode == RestoreMode::IfEmpty {
+            return Err(SnapshotError::NotEmpty {
+                work_dir: work_dir.to_path_buf(),
+                session: session.clone(),
+                key,
+            });
+        }
+        self.restore(session, &key, work_dir).await
+    }
+
+    /// Downloads snapshot `key` and replaces `work_dir`'s contents with it, recording it in the marker.
+    async fn restore(
+        &self,
+        session: &SessionId,
+        key: &str,
+        work_dir: &Path,
+    ) -> Result<Prepared, SnapshotError> {
+        let started = Instant::now();
+        let (tmp, size) = self.download(key).await?;
+        let this = self.clone();
+        let session = session.clone();
+        let root = work_dir.to_path_buf();
+        let key_owned = key.to_owned();
+        let files = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(tmp.path()).map_err(|source| SnapshotError::Io {
+                op: "opening",
+                path: tmp.path().to_path_buf(),
+                source,
+            })?;
+            let in_progress = Marker {
+                work_dir: root.clone(),
+                key: None,
+                fingerprint: None,
+            };
+            let mut flagged = Flagged::new(std::io::BufReader::new(file));
+            let read_failed = flagged.flag();
+            let swap = || {
+                this.write_marker(&session, &in_progress)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            };
+            if let Err(e) = archive::restore_into(&mut flagged, &root, this.opts.max_bytes, swap) {
+                let corrupt = read_failed.load(std::sync::atomic::Ordering::Relaxed)
+                    || matches!(
+                        e.kind(),
+                        std::io::ErrorKind::InvalidData
+                            | std::io::ErrorKind::InvalidInput
+                            | std::io::ErrorKind::UnexpectedEof
+                            | std::io::ErrorKind::Other
+                    );
+                return Err(if corrupt {
+                    SnapshotError::Corrupt {
+                        store: this.url.clone(),
+                        key: key_owned,
+                        reason: e.to_string(),
+                    }
+                } else {
+                    SnapshotError::Io {
+                        op: "restoring the workspace into",
+                        path: root,
+                        source: e,
+                    }
+                });
+            }
+            let scan = archive::scan(&root).map_err(|source| SnapshotError::Io {
+                op: "reading the restored workspace",
+                path: root.clone(),
+                source,
+            })?;
+            this.write_marker(
+                &session,
+                &Marker {
+                    work_dir: root,
+                    key: Some(key_owned),
+                    fingerprint: Some(scan.fingerprint),
+                },
+            )?;
+            Ok(scan.files)
+        })
+        .await
+        .map_err(|e| SnapshotError::Io {
+            op: "restoring the workspace into",
+            path: work_dir.to_path_buf(),
+            source: std::io::Error::other(e),
+        })??;
+        Ok(Prepared::Restored {
+            key: key.to_owned(),
+            files,
+            size,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Downloads `key` into a scratch file.
+    async fn download(&self, key: &str) -> Result<(tempfile::NamedTempFile, u64), SnapshotError> {
+        let got = match self.objects.get(&ObjectPath::from(key)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(SnapshotError::Missing {
+                    store: self.url.clone(),
+                    key: key.to_owned(),
+                });
+            }
+            Err(e) => return Err(self.store_error("downloading a snapshot")(e)),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".download-")
+            .tempfile_in(&self.state_dir)
+            .map_err(|source| SnapshotError::Io {
+                op: "creating a scratch file in",
+                path: self.state_dir.clone(),
+                source,
+            })?;
+        let io = |source| SnapshotError::Io {
+            op: "writing",
+            path: tmp.path().to_path_buf(),
+            source,
+        };
+        let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
+        let mut stream = got.into_stream();
+        let mut size = 0_u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(self.store_error("downloading a snapshot"))?;
+            size += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(io)?;
+        }
+        out.flush().await.map_err(io)?;
+        Ok((tmp, size))
+    }
+
+    /// Unpacks snapshot `key` into `dir` (created if missing; its contents are replaced), for a person who
+    /// wants a workspace out of the store. Leaves no marker: the directory is not tied to a session.
+    ///
+    /// # Errors
+    /// As [`SnapshotStore::prepare`].
+    pub async fn extract(&self, key: &str, dir: &Path) -> Result<u64, SnapshotError> {
+        let (tmp, _) = self.download(key).await?;
+        let root = dir.to_path_buf();
+        let max = self.opts.max_bytes;
+        let store = self.url.clone();
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(tmp.path()).map_err(|source| SnapshotError::Io {
+                op: "opening",
+                path: tmp.path().to_path_buf(),
+                source,
+            })?;
+            archive::restore_into(std::io::BufReader::new(file), &root, max, || Ok(())).map_err(
+                |e| SnapshotError::Corrupt {
+                    store,
+                    key,
+                    reason: e.to_string(),
+                },
+            )?;
+            archive::scan(&root)
+                .map(|s| s.files)
+                .map_err(|source| SnapshotError::Io {
+                    op: "reading",
+                    path: root,
+                    source,
+                })
+        })
+        .await
+        .map_err(|e| SnapshotError::Io {
+            op: "extracting into",
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?
+    }
+
+    /// The snapshots of `session` (all sessions when `None`), newest first.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Store`].
+    pub async fn list(
+        &self,
+        session: Option<&SessionId>,
+    ) -> Result<Vec<SnapshotInfo>, SnapshotError> {
+        let prefix = session.map(|s| ObjectPath::from(s.as_str()));
+        let mut stream = self.objects.list(prefix.as_ref());
+        let mut out = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(self.store_error("listing snapshots"))?;
+            let key = meta.location.to_string();
+            let Some((session, _)) = key.split_once('/') else {
+                continue;
+            };
+            let Some(created_ms) = created_ms(&key) else {
+                continue;
+            };
+            out.push(SnapshotInfo {
+                session: session.to_owned(),
+                created_ms,
+                key,
+                size: meta.size,
+            });
+        }
+        out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.key.cmp(&a.key)));
+        Ok(out)
+    }
+
+    /// Deletes snapshot `key`.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Missing`] when there is none, [`SnapshotError::Store`].
+    pub async fn delete(&self, key: &str) -> Result<(), SnapshotError> {
+        let path = ObjectPath::from(key);
+        match self.objects.head(&path).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(SnapshotError::Missing {
+                    store: self.url.clone(),
+                    key: key.to_owned(),
+                });
+            }
+            Err(e) => return Err(self.store_error("looking up a snapshot")(e)),
+        }
+        self.objects
+            .delete(&path)
+            .await
+            .map_err(self.store_error("deleting a snapshot"))
+    }
+
+    /// Deletes old snapshots of `session` (of every session when `None`): each session keeps its `keep` newest
+    /// (at least one, the one its history points to); of the rest, those older than `older_than` are deleted, or
+    /// all of them when `older_than` is `None`. Returns the deleted snapshots.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Store`].
+    pub async fn prune(
+        &self,
+        session: Option<&SessionId>,
+        keep: usize,
+        older_than: Option<Duration>,
+    ) -> Result<Vec<SnapshotInfo>, SnapshotError> {
+        let all = self.list(session).await?;
+        let cutoff = older_than.map(|age| {
+            crate::lease::now_millis()
+                .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+        });
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut deleted = Vec::new();
+        for info in all {
+            let n = seen.entry(info.session.clone()).or_default();
+            *n += 1;
+            if *n <= keep.max(1) || cutoff.is_some_and(|c| info.created_ms > c) {
+                continue;
+            }
+            self.objects
+                .delete(&ObjectPath::from(info.key.as_str()))
+                .await
+                .map_err(self.store_error("deleting a snapshot"))?;
+            deleted.push(info);
+        }
+        Ok(deleted)
+    }
+}
+
+/// A fresh object key for `session`: time-ordered, unique.
+fn new_key(session: &SessionId) -> String {
+    let random = uuid::Uuid::now_v7().simple().to_string();
+    format!(
+        "{session}/{:013}-{}{SUFFIX}",
+        crate::lease::now_millis(),
+        &random[random.len() - 8..]
+    )
+}
+
+/// The creation time a key carries.
+fn created_ms(key: &str) -> Option<i64> {
+    let name = key.rsplit('/').next()?.strip_suffix(SUFFIX)?;
+    name.split_once('-')?.0.parse().ok()
+}
+
+/// A reader that notes when it failed, so an unpack error can be told apart: the archive (corrupt) or the disk.
+struct Flagged<R> {
+    inner: R,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R> Flagged<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            failed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    fn flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.failed)
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Flagged<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn keys_carry_their_time() {
+        let id = SessionId::new("s-1").unwrap();
+        let key = new_key(&id);
+        assert!(key.starts_with("s-1/"));
+        let ms = created_ms(&key).unwrap();
+        assert!((ms - crate::lease::now_millis()).abs() < 60_000);
+        assert_eq!(created_ms("s/notatime.tar.zst"), None);
+    }
+
+    #[test]
+    fn restore_modes_parse() {
+        assert_eq!("if-empty".parse::<RestoreMode>(), Ok(RestoreMode::IfEmpty));
+        assert_eq!("skip".parse::<RestoreMode>(), Ok(RestoreMode::Skip));
+        assert!("always".parse::<RestoreMode>().is_err());
+    }
+}

@@ -1,0 +1,527 @@
+//! Workspace snapshots on a local directory and on a real S3-compatible server (moto): what is archived, restore
+//! rules, and every failure a host can meet.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use codepilot_store::MemoryStore;
+use codepilot_store::SessionId;
+use codepilot_store::SessionStore;
+use codepilot_store::StoreOptions;
+use codepilot_store::snapshot::Prepared;
+use codepilot_store::snapshot::RestoreMode;
+use codepilot_store::snapshot::Saved;
+use codepilot_store::snapshot::SnapshotError;
+use codepilot_store::snapshot::SnapshotOptions;
+use codepilot_store::snapshot::SnapshotStore;
+use codepilot_testkit::moto::MotoServer;
+use pretty_assertions::assert_eq;
+use tempfile::TempDir;
+
+/// Deterministic bytes that do not compress (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+fn write(root: &Path, rel: &str, bytes: &[u8]) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+/// A work directory with ignored files, dotfiles, a `.git`, symlinks, an executable and a large file.
+fn tree(root: &Path, large: usize) {
+    write(root, "src/main.rs", b"fn main() {}\n");
+    write(root, ".env.example", b"KEY=\n");
+    write(root, ".gitignore", b"target/\n*.log\n");
+    write(root, "target/debug/app", b"binary");
+    write(root, "debug.log", b"noise");
+    write(root, "sub/.gitignore", b"secret.txt\n");
+    write(root, "sub/secret.txt", b"hidden");
+    write(root, "sub/kept.txt", b"kept");
+    write(root, ".git/HEAD", b"ref: refs/heads/main\n");
+    write(
+        root,
+        ".git/logs/app.log",
+        b"kept: no ignore rule applies inside .git",
+    );
+    write(root, ".git/objects/ab/cdef", b"object");
+    fs::set_permissions(
+        root.join(".git/objects/ab/cdef"),
+        fs::Permissions::from_mode(0o444),
+    )
+    .unwrap();
+    write(root, "run.sh", b"#!/bin/sh\necho hi\n");
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("src/main.rs", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("nowhere", root.join("dangling")).unwrap();
+    write(root, "data/large.bin", &noise(large, 7));
+}
+
+/// What a directory holds: relative path → (kind and content or link target, permission bits).
+fn contents(root: &Path) -> BTreeMap<String, (String, u32)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (String, u32)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).unwrap().display().to_string();
+                out.insert(rel, (format!("link {target}"), 0));
+            } else if meta.is_dir() {
+                out.insert(rel, ("dir".to_owned(), mode));
+                walk(root, &path, out);
+            } else {
+                let bytes = fs::read(&path).unwrap();
+                let digest = bytes
+                    .iter()
+                    .fold(0_u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+                out.insert(rel, (format!("file {} {digest}", bytes.len()), mode));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// What a snapshot of `tree` should restore: everything but the ignored files.
+fn without_ignored(mut all: BTreeMap<String, (String, u32)>) -> BTreeMap<String, (String, u32)> {
+    for ignored in [
+        "target",
+        "target/debug",
+        "target/debug/app",
+        "debug.log",
+        "sub/secret.txt",
+    ] {
+        all.remove(ignored);
+    }
+    all
+}
+
+struct Fixture {
+    _tmp: TempDir,
+    root: PathBuf,
+    sessions: Arc<dyn SessionStore>,
+    id: SessionId,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    Fixture {
+        _tmp: tmp,
+        root,
+        sessions: Arc::new(MemoryStore::new(StoreOptions::default())),
+        id: SessionId::generate(),
+    }
+}
+
+impl Fixture {
+    fn options(&self, state: &str) -> SnapshotOptions {
+        SnapshotOptions {
+            state_dir: Some(self.root.join(state)),
+            ..SnapshotOptions::default()
+        }
+    }
+
+    fn file_store(&self, state: &str) -> SnapshotStore {
+        let url = format!("file://{}", self.root.join("objects").display());
+        SnapshotStore::open(&url, self.options(state)).unwrap()
+    }
+}
+
+/// Saves from one machine, restores on another (another state directory and work_dir), both through `url`.
+async fn round_trip(f: &Fixture, a: &SnapshotStore, b: &SnapshotStore) {
+    let work = f.root.join("work-a");
+    tree(&work, 6 << 20);
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    let Saved::Stored { info, files, .. } = a.save(&*f.sessions, &lease, &work).await.unwrap()
+    else {
+        panic!("the first save stores a snapshot");
+    };
+    assert_eq!(
+        files, 10,
+        "src/main.rs .env.example .gitignore sub/.gitignore sub/kept.txt, 3 in .git, run.sh, large"
+    );
+    assert!(info.key.starts_with(&format!("{}/", f.id)), "{}", info.key);
+    assert_eq!(
+        a.save(&*f.sessions, &lease, &work).await.unwrap(),
+        Saved::Unchanged {
+            key: info.key.clone()
+        },
+        "nothing changed: nothing uploaded"
+    );
+    f.sessions.release(lease).await.unwrap();
+    let record = f.sessions.load(&f.id).await.unwrap().unwrap();
+    assert_eq!(
+        record.meta.snapshot.as_deref(),
+        Some(info.key.as_str()),
+        "recorded with the session"
+    );
+
+    // Another machine: no work_dir yet.
+    let work_b = f.root.join("work-b");
+    let prepared = b
+        .prepare(&record, &work_b, RestoreMode::IfEmpty)
+        .await
+        .unwrap();
+    assert!(
+        matches!(prepared, Prepared::Restored { ref key, files: 10, .. } if *key == info.key),
+        "{prepared:?}"
+    );
+    assert_eq!(contents(&work_b), without_ignored(contents(&work)));
+    assert_eq!(
+        b.prepare(&record, &work_b, RestoreMode::IfEmpty)
+            .await
+            .unwrap(),
+        Prepared::UpToDate {
+            key: info.key.clone()
+        }
+    );
+
+    // B works on and saves; restored and unchanged is not saved again.
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    assert!(matches!(
+        b.save(&*f.sessions, &lease, &work_b).await.unwrap(),
+        Saved::Unchanged { .. }
+    ));
+    write(&work_b, "src/lib.rs", b"pub fn added() {}\n");
+    fs::remove_file(work_b.join("sub/kept.txt")).unwrap();
+    let Saved::Stored { info: second, .. } = b.save(&*f.sessions, &lease, &work_b).await.unwrap()
+    else {
+        panic!("a change is saved");
+    };
+    f.sessions.release(lease).await.unwrap();
+    let record = f.sessions.load(&f.id).await.unwrap().unwrap();
+    assert_eq!(record.meta.snapshot.as_deref(), Some(second.key.as_str()));
+
+    // Back on A, whose copy is older: replaced by the newer snapshot, deletions included.
+    let prepared = a
+        .prepare(&record, &work, RestoreMode::IfEmpty)
+        .await
+        .unwrap();
+    assert!(
+        matches!(prepared, Prepared::Restored { ref key, .. } if *key == second.key),
+        "{prepared:?}"
+    );
+    assert_eq!(without_ignored(contents(&work)), contents(&work_b));
+    assert!(!work.join("sub/kept.txt").exists());
+    assert!(
+        !work.join("debug.log").exists(),
+        "the restore replaces the directory's contents"
+    );
+
+    let listed = a.list(Some(&f.id)).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+        vec![second.key.as_str(), info.key.as_str()],
+        "newest first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_round_trip() {
+    let f = fixture();
+    let (a, b) = (f.file_store("state-a"), f.file_store("state-b"));
+    round_trip(&f, &a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_round_trip_with_multipart_and_prune() {
+    let Some(moto) = MotoServer::start("codepilot-snapshots").unwrap() else {
+        eprintln!(
+            "notice: skipping the S3 test: moto_server is not installed (pip install 'moto[server]')"
+        );
+        return;
+    };
+    let f = fixture();
+    let open = |state: &str| {
+        SnapshotStore::open(
+            &moto.url("tenant/a"),
+            SnapshotOptions {
+                env: Some(moto.env()),
+                ..f.options(state)
+            },
+        )
+        .unwrap()
+    };
+    let (a, b) = (open("state-a"), open("state-b"));
+    round_trip(&f, &a, &b).await;
+
+    // 12 MiB that does not compress: a multipart upload.
+    let work = f.root.join("work-b");
+    write(&work, "data/huge.bin", &noise(12 << 20, 9));
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    let Saved::Stored { info, .. } = b.save(&*f.sessions, &lease, &work).await.unwrap() else {
+        panic!("a change is saved");
+    };
+    f.sessions.release(lease).await.unwrap();
+    assert!(info.size > 12 << 20, "{}", info.size);
+    let record = f.sessions.load(&f.id).await.unwrap().unwrap();
+    let fresh = f.root.join("work-c");
+    b.prepare(&record, &fresh, RestoreMode::IfEmpty)
+        .await
+        .unwrap();
+    assert_eq!(
+        fs::read(fresh.join("data/huge.bin")).unwrap(),
+        noise(12 << 20, 9)
+    );
+
+    let deleted = a.prune(Some(&f.id), 1, None).await.unwrap();
+    assert_eq!(deleted.len(), 2);
+    let left = a.list(None).await.unwrap();
+    assert_eq!(
+        left.iter().map(|s| &s.key).collect::<Vec<_>>(),
+        vec![&info.key],
+        "the newest stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_modes() {
+    let f = fixture();
+    let a = f.file_store("state-a");
+    let b = f.file_store("state-b");
+    let work = f.root.join("work");
+    write(&work, "a.txt", b"from the session");
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    a.save(&*f.sessions, &lease, &work).await.unwrap();
+    f.sessions.release(lease).await.unwrap();
+    let record = f.sessions.load(&f.id).await.unwrap().unwrap();
+
+    let foreign = f.root.join("checkout");
+    write(&foreign, "README", b"someone else's");
+    let refused = b
+        .prepare(&record, &foreign, RestoreMode::IfEmpty)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, SnapshotError::NotEmpty { .. }),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("restore `replace`"),
+        "{refused}"
+    );
+    assert_eq!(
+        fs::read(foreign.join("README")).unwrap(),
+        b"someone else's",
+        "untouched"
+    );
+
+    assert!(matches!(
+        b.prepare(&record, &foreign, RestoreMode::Skip)
+            .await
+            .unwrap(),
+        Prepared::Skipped { .. }
+    ));
+    assert!(foreign.join("README").exists());
+    b.prepare(&record, &foreign, RestoreMode::Replace)
+        .await
+        .unwrap();
+    assert!(!foreign.join("README").exists());
+    assert_eq!(
+        fs::read(foreign.join("a.txt")).unwrap(),
+        b"from the session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_cap_is_a_clear_error_and_records_nothing() {
+    let f = fixture();
+    let store = SnapshotStore::open(
+        &format!("file://{}", f.root.join("objects").display()),
+        SnapshotOptions {
+            max_bytes: 10_000,
+            ..f.options("state")
+        },
+    )
+    .unwrap();
+    let work = f.root.join("work");
+    write(&work, "small.txt", b"x");
+    write(&work, "assets/video.bin", &noise(20_000, 3));
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    let err = store.save(&*f.sessions, &lease, &work).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SnapshotError::TooLarge {
+                bytes: 20_001,
+                limit: 10_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("assets/video.bin"),
+        "names the largest file: {text}"
+    );
+    assert!(
+        text.contains(".gitignore") && text.contains("--snapshot-max-mb"),
+        "says what to do: {text}"
+    );
+    f.sessions.release(lease).await.unwrap();
+    assert_eq!(
+        f.sessions.load(&f.id).await.unwrap().unwrap().meta.snapshot,
+        None
+    );
+    assert!(store.list(None).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_and_missing_snapshots_are_clear_errors_that_touch_nothing() {
+    let f = fixture();
+    let a = f.file_store("state-a");
+    let b = f.file_store("state-b");
+    let work = f.root.join("work");
+    write(&work, "a.txt", &noise(100_000, 5));
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    let Saved::Stored { info, .. } = a.save(&*f.sessions, &lease, &work).await.unwrap() else {
+        panic!("stored");
+    };
+    f.sessions.release(lease).await.unwrap();
+    let record = f.sessions.load(&f.id).await.unwrap().unwrap();
+    let object = f.root.join("objects").join(&info.key);
+    let good = fs::read(&object).unwrap();
+
+    for (what, bytes) in [
+        ("garbage", b"not a snapshot".to_vec()),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("a flipped byte", {
+            let mut b = good.clone();
+            let mid = b.len() / 2;
+            b[mid] ^= 0xff;
+            b
+        }),
+    ] {
+        fs::write(&object, &bytes).unwrap();
+        let target = f.root.join("restore-here");
+        let err = b
+            .prepare(&record, &target, RestoreMode::IfEmpty)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SnapshotError::Corrupt { .. }),
+            "{what}: {err}"
+        );
+        assert!(err.to_string().contains(&info.key), "{err}");
+        assert!(
+            !target.exists() || fs::read_dir(&target).unwrap().next().is_none(),
+            "{what}: nothing restored"
+        );
+    }
+
+    fs::remove_file(&object).unwrap();
+    let err = b
+        .prepare(&record, &f.root.join("restore-here"), RestoreMode::IfEmpty)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SnapshotError::Missing { .. }), "{err}");
+    assert!(err.to_string().contains("restore `skip`"), "{err}");
+    assert_eq!(
+        f.sessions.load(&f.id).await.unwrap().unwrap().messages,
+        record.messages
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_cannot_write_outside_the_work_dir() {
+    let f = fixture();
+    let store = f.file_store("state");
+    let outside = f.root.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    // A hostile archive: a symlink to a directory outside, then a file written through it.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    tar.append_link(&mut link, "escape", &outside).unwrap();
+    let mut file = tar::Header::new_gnu();
+    file.set_size(5);
+    file.set_mode(0o644);
+    file.set_path("escape/pwned").unwrap();
+    file.set_cksum();
+    tar.append(&file, &b"owned"[..]).unwrap();
+    let packed = zstd::encode_all(&tar.into_inner().unwrap()[..], 3).unwrap();
+    let key = format!("{}/0000000000001-deadbeef.tar.zst", f.id);
+    write(&f.root.join("objects"), &key, &packed);
+
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    f.sessions.set_snapshot(&lease, &key).await.unwrap();
+    f.sessions.release(lease).await.unwrap();
+    let record = f.sessions.load(&f.id).await.unwrap().unwrap();
+    let err = store
+        .prepare(&record, &f.root.join("work"), RestoreMode::IfEmpty)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err}");
+    assert!(!outside.join("pwned").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_fails_fast_and_records_nothing() {
+    let f = fixture();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = SnapshotStore::open(
+        "s3://nowhere/prefix",
+        SnapshotOptions {
+            env: Some(vec![
+                (
+                    "AWS_ENDPOINT_URL".to_owned(),
+                    format!("http://127.0.0.1:{port}"),
+                ),
+                ("AWS_ACCESS_KEY_ID".to_owned(), "k".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY".to_owned(), "s".to_owned()),
+            ]),
+            ..f.options("state")
+        },
+    )
+    .unwrap();
+    let work = f.root.join("work");
+    write(&work, "a.txt", b"x");
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    let err = store.save(&*f.sessions, &lease, &work).await.unwrap_err();
+    assert!(matches!(err, SnapshotError::Store { .. }), "{err}");
+    assert!(
+        err.to_string().contains("s3://nowhere/prefix"),
+        "names the store: {err}"
+    );
+    f.sessions.release(lease).await.unwrap();
+    assert_eq!(
+        f.sessions.load(&f.id).await.unwrap().unwrap().meta.snapshot,
+        None
+    );
+}
+
+#[test]
+fn bad_urls_say_what_is_accepted() {
+    for url in ["ftp://x", "file://relative/dir", "s3://"] {
+        let err = SnapshotStore::open(url, SnapshotOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("file:///ABSOLUTE/DIR or s3://BUCKET/PREFIX"),
+            "{err}"
+        );
+    }
+}
