@@ -35,6 +35,35 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// Run the daemon: sessions for IDEs, web UIs and `run --connect`, over JSON-RPC (SPEC §13).
     Serve(ServeArgs),
+    /// List, prune, restore or delete workspace snapshots (SPEC §17).
+    Snapshots(SnapshotsArgs),
+}
+
+/// Workspace snapshots (SPEC §17), for `run`, `chat` and `serve`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Keep the work directory in this store: file:///DIR or s3://BUCKET/PREFIX (credentials and region from the
+    /// AWS_* variables; AWS_ENDPOINT_URL for S3-compatible stores). A resumed session's workspace is restored
+    /// into a work_dir that lacks it; the work_dir is saved at the end of every task.
+    #[arg(long, value_name = "URL", env = "CODEPILOT_SNAPSHOTS")]
+    pub snapshots: Option<String>,
+    /// Largest workspace a snapshot may hold, in MiB (files .gitignore excludes do not count).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub snapshot_max_mb: u64,
+    /// Snapshots kept per session (older ones are deleted after each save).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub snapshot_keep: usize,
+}
+
+/// What to do when a session's snapshot would be restored over a work_dir holding something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestoreArg {
+    /// Restore only into an empty or missing work_dir (or over an older copy of this session's workspace).
+    IfEmpty,
+    /// Restore whatever the work_dir holds (its contents are deleted).
+    Replace,
+    /// Keep the work_dir as it is.
+    Skip,
 }
 
 /// `codepilot serve`.
@@ -62,6 +91,17 @@ pub struct ServeArgs {
     /// How long a permission or ask-user request waits for a client's answer before it is denied.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub request_timeout_s: u64,
+    /// Workspace snapshots.
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+    /// How long a session stays leased to this daemon after its last heartbeat: a daemon on another node takes
+    /// a session over only when it has been silent this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub lease_ttl_s: u64,
+    /// This daemon's node name in leases and `session/list`. Daemons sharing a database must have distinct
+    /// names; on one node, a dead daemon's sessions are taken over at once. Default: the host name.
+    #[arg(long, value_name = "NAME", env = "CODEPILOT_NODE")]
+    pub node: Option<String>,
 }
 
 /// `codepilot sandbox`.
@@ -116,6 +156,12 @@ pub struct AgentArgs {
     /// Print one JSON event per line on stdout instead of human output.
     #[arg(long)]
     pub json: bool,
+    /// Workspace snapshots.
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+    /// With --snapshots, when the session has a snapshot and the work_dir holds something else.
+    #[arg(long, value_enum, default_value_t = RestoreArg::IfEmpty)]
+    pub restore: RestoreArg,
 }
 
 /// `codepilot run`.
@@ -194,6 +240,54 @@ pub struct SessionsArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// `codepilot snapshots`.
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SnapshotsCommand,
+    /// The snapshot store: file:///DIR or s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "URL", env = "CODEPILOT_SNAPSHOTS", global = true)]
+    pub snapshots: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `codepilot snapshots …`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotsCommand {
+    /// List snapshots, newest first.
+    List {
+        /// Only this session's.
+        session: Option<String>,
+    },
+    /// Delete old snapshots: each session keeps its newest --keep; of the rest, those older than --older-than-days
+    /// (all of them without it).
+    Prune {
+        /// Only this session's.
+        session: Option<String>,
+        /// Snapshots kept per session, newest first (at least 1).
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        keep: usize,
+        /// Only delete snapshots older than this many days.
+        #[arg(long, value_name = "DAYS")]
+        older_than_days: Option<u64>,
+    },
+    /// Unpack a snapshot into a directory (created if missing; what it holds is replaced).
+    Restore {
+        /// The snapshot's key, as `list` prints it.
+        key: String,
+        /// Where to unpack it.
+        dir: PathBuf,
+    },
+    /// Delete one snapshot.
+    Rm {
+        /// The snapshot's key.
+        key: String,
+    },
 }
 
 /// `codepilot sessions …`.

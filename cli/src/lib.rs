@@ -15,6 +15,7 @@ mod secrets;
 mod serve;
 mod sessions;
 mod signals;
+mod snapshots;
 
 use std::io::IsTerminal;
 use std::io::Read;
@@ -28,6 +29,7 @@ use codepilot::AgentFile;
 use codepilot::AsyncRuntime;
 use codepilot::Outcome;
 use codepilot::StoreConfig;
+use codepilot::store::snapshot::RestoreMode;
 
 use cli::AgentArgs;
 pub use cli::Cli;
@@ -97,6 +99,7 @@ enum Prepared {
     /// `run --connect`: the task, for a daemon.
     Connect(cli::RunArgs, String),
     Serve(cli::ServeArgs),
+    Snapshots(cli::SnapshotsArgs),
 }
 
 /// Reads the task and the agent file, then takes secrets out of the process's reach (which must happen while
@@ -122,6 +125,7 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         Command::Sessions(args) => Prepared::Sessions(args),
         Command::Sandbox(args) => Prepared::Sandbox(args),
         Command::Serve(args) => Prepared::Serve(args),
+        Command::Snapshots(args) => Prepared::Snapshots(args),
     };
     let hidden: Vec<String> = match &prepared {
         Prepared::Run(agent, ..) | Prepared::Chat(agent, _) => {
@@ -133,7 +137,8 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         | Prepared::Sessions(_)
         | Prepared::Sandbox(_)
         | Prepared::Connect(..)
-        | Prepared::Serve(_) => Vec::new(),
+        | Prepared::Serve(_)
+        | Prepared::Snapshots(_) => Vec::new(),
     };
     if secrets::argv_has_credentials() {
         output::err_line(
@@ -237,7 +242,8 @@ async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit,
             let out = make_output(args.agent.json);
             connect::run(&url, &args.agent.config, &args.agent, &task, out).await
         }
-        Prepared::Serve(args) => serve::run(args).await,
+        Prepared::Serve(args) => serve::run(args, env).await,
+        Prepared::Snapshots(args) => snapshots::run(args, &env).await,
     }
 }
 
@@ -313,14 +319,30 @@ pub(crate) async fn build_runtime(
     if args.db_url.is_some() && args.session != SessionKind::Db {
         return Err(usage("--db-url only applies with --session db"));
     }
+    let snapshots = snapshots::store(&args.snapshot, &env)?;
     let mut builder = AsyncRuntime::builder(agent)
         .session(session_backend(args.session, args.db_url.as_deref())?)
         .env(move |var| env.get(var));
+    if let Some(store) = snapshots {
+        builder = builder.snapshots(store).restore(match args.restore {
+            cli::RestoreArg::IfEmpty => RestoreMode::IfEmpty,
+            cli::RestoreArg::Replace => RestoreMode::Replace,
+            cli::RestoreArg::Skip => RestoreMode::Skip,
+        });
+    }
     if let Some(id) = &args.session_id {
         builder = builder.session_id(id.clone());
     }
     builder = prompts::install(builder, args.yes, Arc::clone(out));
     let rt = builder.build().await?;
+    if let Some(codepilot::store::snapshot::Prepared::Restored { key, files, .. }) =
+        rt.workspace_restore()
+        && !args.json
+    {
+        output::err_line(&format!(
+            "restored the workspace from snapshot {key} ({files} files)"
+        ));
+    }
     let sink = Arc::clone(out);
     rt.on_envelope(move |e| sink.on_event(e));
     Ok(rt)

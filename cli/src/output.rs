@@ -345,6 +345,21 @@ impl Output for HumanOutput {
                 let text = self.paint("33", "! aborted");
                 self.line(&mut s, &text);
             }
+            Event::WorkspaceSaved(w) => {
+                #[allow(clippy::cast_precision_loss)]
+                let mib = |n: u64| n as f64 / f64::from(1 << 20);
+                let text = self.paint(
+                    "2",
+                    &format!(
+                        "· workspace saved: {} files, {:.1} MiB ({:.1} MiB compressed) in {} ms",
+                        w.files,
+                        mib(w.content_bytes),
+                        mib(w.size),
+                        w.elapsed_ms
+                    ),
+                );
+                self.line(&mut s, &text);
+            }
             Event::SessionReset(_) => {}
             _ => {}
         }

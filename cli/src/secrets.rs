@@ -26,6 +26,15 @@ impl EnvSnapshot {
     pub(crate) fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
     }
+
+    /// The variables whose names start with `prefix`.
+    pub(crate) fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 /// Takes the secrets out of this process's environment and command line (see the module docs); `hidden` are

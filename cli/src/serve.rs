@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use crate::Exit;
 use crate::Failure;
 use crate::cli::ServeArgs;
 use crate::output;
+use crate::secrets::EnvSnapshot;
 use crate::usage;
 
 /// `$XDG_RUNTIME_DIR/codepilot/runtime.sock`, else `$CODEPILOT_HOME/runtime.sock`.
@@ -56,7 +58,7 @@ fn token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-pub(crate) async fn run(args: ServeArgs) -> Result<Exit, Failure> {
+pub(crate) async fn run(args: ServeArgs, env: EnvSnapshot) -> Result<Exit, Failure> {
     let mut listen = Vec::new();
     for url in &args.listen {
         listen.push(
@@ -83,8 +85,20 @@ pub(crate) async fn run(args: ServeArgs) -> Result<Exit, Failure> {
     } else {
         None
     };
+    if args.lease_ttl_s == 0 {
+        return Err(usage("--lease-ttl-s must be at least 1"));
+    }
+    let mut store_options =
+        codepilot::store::StoreOptions::new().lease_ttl(Duration::from_secs(args.lease_ttl_s));
+    if let Some(node) = args.node.as_deref().filter(|n| !n.trim().is_empty()) {
+        store_options = store_options.holder_identity(std::process::id(), node.trim());
+    }
+    let snapshots = crate::snapshots::store(&args.snapshot, &env)?;
     let config = DaemonConfig {
         store,
+        snapshots,
+        store_options,
+        env: Some(Arc::new(move |var: &str| env.get(var))),
         request_timeout: Duration::from_secs(args.request_timeout_s),
         token: token.clone(),
         allowed_origins: args.allow_origin.clone(),

@@ -43,6 +43,8 @@ pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
                             "updated_at": s.meta.updated_at,
                             "input_tokens": s.usage.input_tokens,
                             "output_tokens": s.usage.output_tokens,
+                            "runs_on": s.holder.as_ref().map(|h| format!("{} (pid {})", h.host, h.pid)),
+                            "snapshot": s.meta.snapshot,
                         })
                         .to_string(),
                     );

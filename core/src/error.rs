@@ -40,6 +40,9 @@ pub enum Error {
     /// The session store failed.
     #[error("session store: {0}")]
     Store(#[from] codepilot_store::StoreError),
+    /// A workspace snapshot could not be restored or saved.
+    #[error("workspace snapshot: {0}")]
+    Snapshot(#[from] codepilot_store::snapshot::SnapshotError),
     /// The terminals could not be started.
     #[error("terminal: {0}")]
     Terminal(#[from] codepilot_terminal::TerminalError),
@@ -100,6 +103,7 @@ impl Error {
                 ) || matches!(e.status(), Some(401 | 403 | 404))
             }
             Error::Store(e) => matches!(e, codepilot_store::StoreError::InvalidId { .. }),
+            Error::Snapshot(e) => matches!(e, codepilot_store::snapshot::SnapshotError::Url { .. }),
             Error::Closed
             | Error::LeaseLost(_)
             | Error::Terminal(_)

@@ -42,6 +42,7 @@ pub use codepilot_protocol::ToolCallEvent;
 pub use codepilot_protocol::ToolResultEvent;
 pub use codepilot_protocol::UsageEvent;
 pub use codepilot_protocol::UserMessageEvent;
+pub use codepilot_protocol::WorkspaceSavedEvent;
 use futures_util::Stream;
 use tokio::sync::broadcast;
 

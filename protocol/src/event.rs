@@ -53,6 +53,8 @@ pub enum Event {
     ContextMaintenance(ContextMaintenanceEvent),
     /// Part of the history left the request: archived by the model, summarised, or compacted to fit.
     ContextDrop(ContextDropEvent),
+    /// The work directory was stored as a snapshot (SPEC §17), at the end of a run or when the host asked.
+    WorkspaceSaved(WorkspaceSavedEvent),
 }
 
 /// [`Event::Start`].
@@ -156,6 +158,8 @@ pub enum ErrorKind {
     Provider,
     /// The session store failed.
     Store,
+    /// A workspace snapshot could not be taken or stored; the session's history is kept.
+    Snapshot,
     /// Anything else.
     Internal,
 }
@@ -229,6 +233,21 @@ pub struct SessionResetEvent {
     pub session_id: String,
 }
 
+/// [`Event::WorkspaceSaved`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkspaceSavedEvent {
+    /// The snapshot's key in the snapshot store, `<session>/<unix-ms>-<random>.tar.zst`.
+    pub key: String,
+    /// Files it holds.
+    pub files: u64,
+    /// Their total size in bytes.
+    pub content_bytes: u64,
+    /// The archive's (compressed) size in bytes.
+    pub size: u64,
+    /// Time taken to archive and upload, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
 /// [`Event::ContextMaintenance`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContextMaintenanceEvent {
@@ -292,6 +311,7 @@ pub enum EventKind {
     SessionReset,
     ContextMaintenance,
     ContextDrop,
+    WorkspaceSaved,
 }
 
 impl Event {
@@ -317,6 +337,7 @@ impl Event {
             Event::SessionReset(_) => EventKind::SessionReset,
             Event::ContextMaintenance(_) => EventKind::ContextMaintenance,
             Event::ContextDrop(_) => EventKind::ContextDrop,
+            Event::WorkspaceSaved(_) => EventKind::WorkspaceSaved,
         }
     }
 }

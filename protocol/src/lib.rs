@@ -90,6 +90,7 @@ pub use event::ToolResultEvent;
 pub use event::TurnCompleted;
 pub use event::UsageEvent;
 pub use event::UserMessageEvent;
+pub use event::WorkspaceSavedEvent;
 pub use fence::BlockKind;
 pub use message::Message;
 pub use message::Role;

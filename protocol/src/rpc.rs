@@ -46,6 +46,9 @@ pub mod codes {
     pub const SESSION_LEASED: i64 = 1003;
     /// The agent file is invalid; the message names the key and line.
     pub const BAD_AGENT_CONFIG: i64 = 1004;
+    /// The session's workspace snapshot could not be restored or saved (missing, corrupt, too large, store
+    /// unreachable, or no snapshot store); the message says which and what to do. The session's history is intact.
+    pub const SNAPSHOT_FAILED: i64 = 1005;
 }
 
 /// A request or response id: a number or a string.
@@ -149,13 +152,55 @@ pub struct SessionStartParams {
     /// Create or resume this session (default: a new id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// When the daemon keeps snapshots and the session has one: what to do with a work directory that lacks it
+    /// (default [`RestoreMode::IfEmpty`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreMode>,
 }
 
-/// A result naming a session.
+/// What `session/start` does with the work directory of a session that has a workspace snapshot (SPEC §17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    /// Restore into a missing or empty directory or over an older copy of the session's workspace; fail
+    /// ([`codes::SNAPSHOT_FAILED`]) rather than restore over anything else.
+    IfEmpty,
+    /// Restore whatever the directory holds (its contents are deleted).
+    Replace,
+    /// Keep the directory as it is.
+    Skip,
+}
+
+/// A workspace restored from a snapshot when the session started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RestoredWorkspace {
+    /// The snapshot's key.
+    pub snapshot: String,
+    /// Files restored.
+    pub files: u64,
+    /// Bytes downloaded.
+    pub size: u64,
+    /// Time taken, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// `session/start` result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionStartResult {
     /// The session.
     pub session_id: String,
+    /// Set when the session's workspace was restored from its snapshot into the work directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<RestoredWorkspace>,
+}
+
+/// `session/snapshot` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotResult {
+    /// The snapshot that now holds the workspace.
+    pub snapshot: String,
+    /// `false` when nothing changed since that snapshot, so nothing was uploaded.
+    pub saved: bool,
 }
 
 /// Params naming a session.
@@ -218,6 +263,13 @@ pub struct SessionSummary {
     pub status: SessionStatus,
     /// Last change, RFC 3339.
     pub updated_at: String,
+    /// Which process drives it now, `HOST (pid N)`: this daemon or another sharing the store. None when no one
+    /// does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_on: Option<String>,
+    /// Its latest workspace snapshot, when the daemons keep them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// `session/list` result.
@@ -303,6 +355,9 @@ pub enum ClientRequest {
     /// → [`Empty`]: aborts a running turn, kills the terminals, releases the session.
     #[serde(rename = "session/close")]
     SessionClose(SessionParams),
+    /// → [`SnapshotResult`]: stores the session's work directory in the snapshot store now.
+    #[serde(rename = "session/snapshot")]
+    SessionSnapshot(SessionParams),
     /// → [`TurnStartResult`]; error [`codes::TURN_RUNNING`] while one runs.
     #[serde(rename = "turn/start")]
     TurnStart(TurnParams),
@@ -328,6 +383,7 @@ impl ClientRequest {
             ClientRequest::SessionSubscribe(_) => "session/subscribe",
             ClientRequest::SessionList(_) => "session/list",
             ClientRequest::SessionClose(_) => "session/close",
+            ClientRequest::SessionSnapshot(_) => "session/snapshot",
             ClientRequest::TurnStart(_) => "turn/start",
             ClientRequest::TurnSteer(_) => "turn/steer",
             ClientRequest::TurnInterrupt(_) => "turn/interrupt",
@@ -343,6 +399,7 @@ impl ClientRequest {
         "session/subscribe",
         "session/list",
         "session/close",
+        "session/snapshot",
         "turn/start",
         "turn/steer",
         "turn/interrupt",

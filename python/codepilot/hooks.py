@@ -91,6 +91,8 @@ class EventType(str, enum.Enum):
     """``stress_pct``, ``history_tokens``, ``safe_budget``, ``candidates``: the agent is asked to archive."""
     CONTEXT_DROP = "context_drop"
     """``before_pct``, ``after_pct``, ``tokens_saved``, ``tasks_archived``, ``kind``: context was reduced."""
+    WORKSPACE_SAVED = "workspace_saved"
+    """``key``, ``files``, ``content_bytes``, ``size``, ``elapsed_ms``: the work_dir was stored as a snapshot."""
 
 
 Handler = Callable[..., Any]

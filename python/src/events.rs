@@ -63,6 +63,16 @@ pub(crate) fn hook_call(event: &Event) -> Option<(&'static str, Map<String, Valu
                 "budget": e.budget,
             }),
         ),
+        Event::WorkspaceSaved(e) => (
+            "workspace_saved",
+            json!({
+                "key": e.key,
+                "files": e.files,
+                "content_bytes": e.content_bytes,
+                "size": e.size,
+                "elapsed_ms": e.elapsed_ms,
+            }),
+        ),
         other => {
             tracing::debug!("event {:?} has no Python hook", other.kind());
             return None;

@@ -37,12 +37,18 @@ use codepilot::AsyncRuntime;
 use codepilot::StoreConfig;
 use codepilot::store::SessionId;
 use codepilot::store::SessionStore;
+use codepilot::store::StoreOptions;
+use codepilot::store::snapshot::Prepared;
+use codepilot::store::snapshot::Saved;
+use codepilot::store::snapshot::SnapshotStore;
 use codepilot_protocol::rpc::ClientInfo;
 use codepilot_protocol::rpc::ClientRequest;
 use codepilot_protocol::rpc::Empty;
 use codepilot_protocol::rpc::InitializeResult;
 use codepilot_protocol::rpc::PROTOCOL_VERSION;
 use codepilot_protocol::rpc::RawMessage;
+use codepilot_protocol::rpc::RestoreMode;
+use codepilot_protocol::rpc::RestoredWorkspace;
 use codepilot_protocol::rpc::RpcError;
 use codepilot_protocol::rpc::SessionListResult;
 use codepilot_protocol::rpc::SessionResumeResult;
@@ -50,6 +56,7 @@ use codepilot_protocol::rpc::SessionStartParams;
 use codepilot_protocol::rpc::SessionStartResult;
 use codepilot_protocol::rpc::SessionStatus;
 use codepilot_protocol::rpc::SessionSummary;
+use codepilot_protocol::rpc::SnapshotResult;
 use codepilot_protocol::rpc::SubscribeResult;
 use codepilot_protocol::rpc::TerminalInfo;
 use codepilot_protocol::rpc::TerminalListResult;
@@ -88,7 +95,19 @@ pub struct DaemonConfig {
     pub allowed_origins: Vec<String>,
     /// Called with every event as the engine emits it, before any client sees it (metrics, tracing, benchmarks).
     pub event_probe: Option<EventProbe>,
+    /// Where work directories are kept between daemons (SPEC §17): restored when a session starts on a daemon
+    /// that lacks its workspace, saved at the end of every turn and on `session/snapshot`. Default: none.
+    pub snapshots: Option<SnapshotStore>,
+    /// How the daemon takes session leases: their TTL, and the node name (default: this host's name) that tells
+    /// daemons on other machines apart. Daemons sharing a store need distinct node names.
+    pub store_options: StoreOptions,
+    /// Where sessions read environment variables (API keys, base URLs) instead of the process environment: a host
+    /// that took its secrets out of the environment the agents' shells inherit passes its private copy here.
+    pub env: Option<EnvLookup>,
 }
+
+/// See [`DaemonConfig::env`].
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// See [`DaemonConfig::event_probe`].
 pub type EventProbe = Arc<dyn Fn(&codepilot::EventEnvelope) + Send + Sync>;
@@ -104,6 +123,12 @@ impl std::fmt::Debug for DaemonConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allowed_origins", &self.allowed_origins)
             .field("event_probe", &self.event_probe.is_some())
+            .field(
+                "snapshots",
+                &self.snapshots.as_ref().map(SnapshotStore::url),
+            )
+            .field("store_options", &self.store_options)
+            .field("env", &self.env.is_some())
             .finish()
     }
 }
@@ -119,6 +144,9 @@ impl Default for DaemonConfig {
             token: None,
             allowed_origins: Vec::new(),
             event_probe: None,
+            snapshots: None,
+            store_options: StoreOptions::default(),
+            env: None,
         }
     }
 }
@@ -154,6 +182,7 @@ fn engine_error(error: &codepilot::Error) -> RpcError {
     let code = match error {
         codepilot::Error::Store(e) if e.is_lease_held() => codes::SESSION_LEASED,
         codepilot::Error::Busy => codes::TURN_RUNNING,
+        codepilot::Error::Snapshot(_) => codes::SNAPSHOT_FAILED,
         e if e.is_config() => codes::BAD_AGENT_CONFIG,
         _ => codes::INTERNAL_ERROR,
     };
@@ -173,9 +202,10 @@ impl Daemon {
     /// # Errors
     /// The store cannot be opened.
     pub async fn start(config: DaemonConfig) -> Result<Self, ServeError> {
-        let store = codepilot::store::open_store(config.store.clone())
-            .await
-            .map_err(ServeError::Store)?;
+        let store =
+            codepilot::store::open_store_with(config.store.clone(), config.store_options.clone())
+                .await
+                .map_err(ServeError::Store)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -370,9 +400,30 @@ impl Daemon {
                 })
             }
             ClientRequest::SessionStart(params) => {
-                let id = self.start_session(params).await?;
+                let (id, restored) = self.start_session(params).await?;
                 self.subscribe(conn, &id, None)?;
-                ok(SessionStartResult { session_id: id })
+                ok(SessionStartResult {
+                    session_id: id,
+                    restored,
+                })
+            }
+            ClientRequest::SessionSnapshot(p) => {
+                let host = self.host(&p.session_id)?;
+                match host.rt.snapshot().await {
+                    Ok(Some(Saved::Stored { info, .. })) => ok(SnapshotResult {
+                        snapshot: info.key,
+                        saved: true,
+                    }),
+                    Ok(Some(Saved::Unchanged { key })) => ok(SnapshotResult {
+                        snapshot: key,
+                        saved: false,
+                    }),
+                    Ok(None) => Err(RpcError::new(
+                        codes::SNAPSHOT_FAILED,
+                        "this daemon keeps no snapshots; start it with --snapshots file:///DIR or s3://BUCKET/PREFIX",
+                    )),
+                    Err(e) => Err(engine_error(&e)),
+                }
             }
             ClientRequest::SessionResume(p) => self.resume(&p.session_id).await,
             ClientRequest::SessionSubscribe(p) => {
@@ -440,7 +491,10 @@ impl Daemon {
         Ok(host.shared.subscribe(&conn.handle, after_seq))
     }
 
-    async fn start_session(&self, params: SessionStartParams) -> Result<String, RpcError> {
+    async fn start_session(
+        &self,
+        params: SessionStartParams,
+    ) -> Result<(String, Option<RestoredWorkspace>), RpcError> {
         let mut agent = match (&params.agent_file, &params.agent) {
             (Some(path), None) => AgentFile::load(std::path::Path::new(path)),
             (None, Some(text)) => AgentFile::from_yaml_str(text, None),
@@ -463,7 +517,7 @@ impl Daemon {
         };
         let _opening = self.inner.opening.lock().await;
         if lock(&self.inner.sessions).contains_key(id.as_str()) {
-            return Ok(id.to_string());
+            return Ok((id.to_string(), None));
         }
         let base_seq = self
             .inner
@@ -478,7 +532,21 @@ impl Daemon {
             self.inner.config.request_timeout,
             self.inner.config.stall_timeout,
         );
-        let rt = AsyncRuntime::builder(agent)
+        let mut builder = AsyncRuntime::builder(agent);
+        if let Some(env) = &self.inner.config.env {
+            let env = Arc::clone(env);
+            builder = builder.env(move |var| env(var));
+        }
+        if let Some(snapshots) = &self.inner.config.snapshots {
+            builder = builder.snapshots(snapshots.clone()).restore(
+                match params.restore.unwrap_or(RestoreMode::IfEmpty) {
+                    RestoreMode::IfEmpty => codepilot::store::snapshot::RestoreMode::IfEmpty,
+                    RestoreMode::Replace => codepilot::store::snapshot::RestoreMode::Replace,
+                    RestoreMode::Skip => codepilot::store::snapshot::RestoreMode::Skip,
+                },
+            );
+        }
+        let rt = builder
             .store(Arc::clone(&self.inner.store))
             .store_events(true)
             .session_id(id.to_string())
@@ -487,6 +555,20 @@ impl Daemon {
             .build()
             .await
             .map_err(|e| engine_error(&e))?;
+        let restored = match rt.workspace_restore() {
+            Some(Prepared::Restored {
+                key,
+                files,
+                size,
+                elapsed,
+            }) => Some(RestoredWorkspace {
+                snapshot: key.clone(),
+                files: *files,
+                size: *size,
+                elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            }),
+            _ => None,
+        };
         let log = Arc::clone(&shared);
         let probe = self.inner.config.event_probe.clone();
         rt.on_envelope(move |e| {
@@ -503,7 +585,7 @@ impl Daemon {
                 starting: tokio::sync::Mutex::new(()),
             }),
         );
-        Ok(id.to_string())
+        Ok((id.to_string(), restored))
     }
 
     async fn resume(&self, session_id: &str) -> Reply {
@@ -558,6 +640,8 @@ impl Daemon {
                 session_id: s.id.to_string(),
                 title: s.meta.title.unwrap_or_default(),
                 updated_at: codepilot::store::rfc3339(s.meta.updated_at),
+                runs_on: s.holder.map(|h| format!("{} (pid {})", h.host, h.pid)),
+                snapshot: s.meta.snapshot,
             })
             .collect();
         sessions.sort_by_key(|s| s.status == SessionStatus::Stored);

@@ -80,6 +80,45 @@ impl MotoServer {
         }
     }
 
+    /// A signed S3 client for the bucket (moto refuses unsigned writes to existing objects).
+    fn client(&self) -> io::Result<object_store::aws::AmazonS3> {
+        let _already_installed = rustls::crypto::ring::default_provider().install_default();
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&self.bucket)
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .with_region("us-east-1")
+            .build()
+            .map_err(io::Error::other)
+    }
+
+    /// Replaces object `key` of the bucket with `body`, behind the client's back (a corrupted snapshot).
+    ///
+    /// # Errors
+    /// The request fails.
+    pub async fn put_object(&self, key: &str, body: &[u8]) -> io::Result<()> {
+        use object_store::ObjectStoreExt as _;
+        self.client()?
+            .put(&object_store::path::Path::from(key), body.to_vec().into())
+            .await
+            .map(drop)
+            .map_err(io::Error::other)
+    }
+
+    /// Deletes object `key` of the bucket (a lost snapshot).
+    ///
+    /// # Errors
+    /// The request fails.
+    pub async fn delete_object(&self, key: &str) -> io::Result<()> {
+        use object_store::ObjectStoreExt as _;
+        self.client()?
+            .delete(&object_store::path::Path::from(key))
+            .await
+            .map_err(io::Error::other)
+    }
+
     /// Sends a bodiless, unsigned request (moto accepts them) and returns the status code.
     fn request(&self, method: &str, path: &str) -> io::Result<u16> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;

@@ -4,6 +4,7 @@ mod attach;
 mod crash;
 mod demo;
 mod hardening;
+mod hosted;
 mod output;
 mod run;
 mod sandbox;

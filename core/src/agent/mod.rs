@@ -68,6 +68,12 @@ pub(crate) async fn run(inner: &Arc<Inner>, task: &str) -> Result<Outcome> {
         task: task.to_owned(),
     }));
     let outcome = finish_run(inner, &mut state, &owned.token).await;
+    if !matches!(
+        outcome,
+        Err(Error::Store(_) | Error::LeaseLost(_) | Error::Closed)
+    ) {
+        crate::runtime::snapshots_at_run_end(inner).await;
+    }
     inner.events.set_turn(None);
     outcome
 }
@@ -269,6 +275,9 @@ async fn step_loop(
             state.messages.push(Message::user(feedback.render()));
         }
         checkpoint(inner, state).await?;
+        if done.outcome.is_none() {
+            crate::runtime::snapshot_after_step(inner);
+        }
         if let Some(outcome) = done.outcome {
             return Ok(outcome);
         }

@@ -177,6 +177,17 @@ impl Runtime {
         self.inner.work_dir()
     }
 
+    /// See [`AsyncRuntime::snapshot`].
+    pub fn snapshot(&self) -> Result<Option<codepilot_store::snapshot::Saved>> {
+        self.rt.block_on(self.inner.snapshot())
+    }
+
+    /// See [`AsyncRuntime::workspace_restore`].
+    #[must_use]
+    pub fn workspace_restore(&self) -> Option<&codepilot_store::snapshot::Prepared> {
+        self.inner.workspace_restore()
+    }
+
     /// See [`AsyncRuntime::close`]. Dropping the runtime does the same.
     pub fn close(self) -> Result<()> {
         self.rt.block_on(self.inner.close())

@@ -14,6 +14,8 @@ use codepilot_script::Limits;
 use codepilot_store::SessionId;
 use codepilot_store::SessionStore;
 use codepilot_store::StoreConfig;
+use codepilot_store::snapshot::RestoreMode;
+use codepilot_store::snapshot::SnapshotStore;
 use codepilot_terminal::TerminalConfig;
 use codepilot_terminal::TerminalManager;
 
@@ -98,6 +100,8 @@ pub struct RuntimeBuilder {
     socket_dir: Option<PathBuf>,
     limits: Option<Limits>,
     store_events: bool,
+    snapshots: Option<SnapshotStore>,
+    restore: RestoreMode,
 }
 
 impl RuntimeBuilder {
@@ -115,6 +119,8 @@ impl RuntimeBuilder {
             socket_dir: None,
             limits: None,
             store_events: false,
+            snapshots: None,
+            restore: RestoreMode::default(),
         }
     }
 
@@ -186,6 +192,24 @@ impl RuntimeBuilder {
     #[must_use]
     pub fn store_events(mut self, yes: bool) -> Self {
         self.store_events = yes;
+        self
+    }
+
+    /// Keep the work directory in `store` (SPEC §17): when the session has a snapshot and the work directory lacks
+    /// it, [`build`](Self::build) restores it before anything runs (per [`RuntimeBuilder::restore`]); every run
+    /// saves it when it ends. Default: none.
+    #[must_use]
+    pub fn snapshots(mut self, store: SnapshotStore) -> Self {
+        self.snapshots = Some(store);
+        self
+    }
+
+    /// What [`build`](Self::build) does when the session has a snapshot and the work directory holds something
+    /// else. Default: [`RestoreMode::IfEmpty`] (restore into an empty or missing directory or over an older copy
+    /// of this session's workspace, else fail with a message saying what to do).
+    #[must_use]
+    pub fn restore(mut self, mode: RestoreMode) -> Self {
+        self.restore = mode;
         self
     }
 
@@ -328,6 +352,34 @@ impl RuntimeBuilder {
             None => SessionId::generate(),
         };
         let (lease, record) = store.open(&id, &self.agent.name).await?;
+        let snapshots = match self.snapshots {
+            Some(snapshots) => match snapshots
+                .prepare(&record, workspace.root(), self.restore)
+                .await
+            {
+                Ok(prepared) => {
+                    if let codepilot_store::snapshot::Prepared::Restored {
+                        key, files, size, ..
+                    } = &prepared
+                    {
+                        tracing::info!(
+                            "restored the workspace of session {id} from snapshot {key} ({files} files, {size} bytes)"
+                        );
+                    }
+                    Some(super::snapshots::Snapshots::new(snapshots, prepared))
+                }
+                Err(e) => {
+                    // Don't leave the session locked behind a runtime that never existed.
+                    if let Err(release) = store.release(lease).await {
+                        tracing::warn!(
+                            "releasing the session lease after a failed start: {release}"
+                        );
+                    }
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
         let terminals = match terminal_settings {
             Some(settings) => {
                 let mut cfg = TerminalConfig::new(workspace.root().to_path_buf());
@@ -431,6 +483,7 @@ impl RuntimeBuilder {
             limits,
             context,
             event_log,
+            snapshots,
         });
         let weak = Arc::downgrade(&inner);
         inner.lease.start_heartbeat(move |e| {

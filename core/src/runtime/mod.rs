@@ -21,6 +21,7 @@ mod control;
 mod event_log;
 mod lease;
 mod session;
+mod snapshots;
 
 use std::sync::Arc;
 use std::sync::RwLock;
@@ -40,6 +41,8 @@ pub(crate) use control::RunControl;
 pub(crate) use lease::LeaseKeeper;
 pub(crate) use session::SessionCell;
 pub(crate) use session::SessionState;
+pub(crate) use snapshots::after_step as snapshot_after_step;
+pub(crate) use snapshots::at_run_end as snapshots_at_run_end;
 
 use crate::config::AgentFile;
 use crate::error::Error;
@@ -102,6 +105,8 @@ pub(crate) struct Inner {
     pub(crate) context: crate::context::ContextParams,
     /// Stores the session's events, when asked to.
     pub(crate) event_log: Option<Arc<event_log::EventWriter>>,
+    /// Workspace snapshots, when configured (SPEC §17).
+    pub(crate) snapshots: Option<snapshots::Snapshots>,
 }
 
 impl Inner {
@@ -154,8 +159,29 @@ impl AsyncRuntime {
     ///
     /// Errors are reserved for what stops the run itself (the provider failing after retries, the store failing,
     /// a task already running); everything the model does wrong is fed back to it as an observation.
+    ///
+    /// With a snapshot store ([`RuntimeBuilder::snapshots`]) the work directory is saved when the run ends,
+    /// unless nothing changed; a failed save is reported as [`Event::RuntimeError`] of kind `snapshot` and does
+    /// not change the outcome.
     pub async fn run(&self, task: &str) -> Result<crate::Outcome> {
         crate::agent::run(&self.inner, task).await
+    }
+
+    /// Saves the work directory as the session's latest snapshot now, unless nothing changed since the last one
+    /// (then [`Saved::Unchanged`](codepilot_store::snapshot::Saved::Unchanged)). `Ok(None)` when the runtime has
+    /// no snapshot store. Emits [`Event::WorkspaceSaved`] for a new snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Snapshot`] (too large, store unreachable or full), [`Error::Closed`].
+    pub async fn snapshot(&self) -> Result<Option<codepilot_store::snapshot::Saved>> {
+        snapshots::save(&self.inner).await
+    }
+
+    /// What happened to the work directory when this runtime started: restored from the session's snapshot,
+    /// already up to date, and so on. `None` without a snapshot store.
+    #[must_use]
+    pub fn workspace_restore(&self) -> Option<&codepilot_store::snapshot::Prepared> {
+        self.inner.snapshots.as_ref().map(|s| &s.prepared)
     }
 
     /// Queues a message for the model; it is added as `[USER MESSAGE]` at the start of the next step.

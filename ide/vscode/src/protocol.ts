@@ -30,6 +30,10 @@ export type ProtocolMessage =
           params: SessionParams;
         }
       | {
+          method: "session/snapshot";
+          params: SessionParams;
+        }
+      | {
           method: "turn/start";
           params: TurnParams;
         }
@@ -100,6 +104,10 @@ export type ProtocolMessage =
   | AskUserResponse
   | RawMessage;
 /**
+ * What `session/start` does with the work directory of a session that has a workspace snapshot (SPEC §17).
+ */
+export type RestoreMode = "if_empty" | "replace" | "skip";
+/**
  * A request or response id: a number or a string.
  */
 export type RequestId = number | string;
@@ -136,6 +144,11 @@ export interface SessionStartParams {
    * Path of an agent file on the daemon's machine.
    */
   agent_file?: string | null;
+  /**
+   * When the daemon keeps snapshots and the session has one: what to do with a work directory that lacks it
+   * (default [`RestoreMode::IfEmpty`]).
+   */
+  restore?: RestoreMode | null;
   /**
    * Create or resume this session (default: a new id).
    */
@@ -245,6 +258,9 @@ export interface EventEnvelope {
       })
     | (ContextDropEvent & {
         type: "context_drop";
+      })
+    | (WorkspaceSavedEvent & {
+        type: "workspace_saved";
       });
   /**
    * Increases by one with every event of the session, from 1, so a missing event is visible.
@@ -385,7 +401,7 @@ export interface RuntimeErrorEvent {
   /**
    * Class of error.
    */
-  kind: "parse" | "execution" | "provider" | "store" | "internal";
+  kind: "parse" | "execution" | "provider" | "store" | "snapshot" | "internal";
   /**
    * Human-readable message.
    */
@@ -550,6 +566,31 @@ export interface ContextDropEvent {
    * Tasks archived, summarised or dropped whole.
    */
   tasks: number[];
+}
+/**
+ * [`Event::WorkspaceSaved`].
+ */
+export interface WorkspaceSavedEvent {
+  /**
+   * Their total size in bytes.
+   */
+  content_bytes: number;
+  /**
+   * Time taken to archive and upload, in milliseconds.
+   */
+  elapsed_ms: number;
+  /**
+   * Files it holds.
+   */
+  files: number;
+  /**
+   * The snapshot's key in the snapshot store, `<session>/<unix-ms>-<random>.tar.zst`.
+   */
+  key: string;
+  /**
+   * The archive's (compressed) size in bytes.
+   */
+  size: number;
 }
 /**
  * The end of a turn: how the task ended. The daemon's `turn/completed` notification, and the last line of
@@ -737,9 +778,34 @@ export interface ClientInfo1 {
  */
 export interface SessionStartResult {
   /**
+   * Set when the session's workspace was restored from its snapshot into the work directory.
+   */
+  restored?: RestoredWorkspace | null;
+  /**
    * The session.
    */
   session_id: string;
+}
+/**
+ * A workspace restored from a snapshot when the session started.
+ */
+export interface RestoredWorkspace {
+  /**
+   * Time taken, in milliseconds.
+   */
+  elapsed_ms: number;
+  /**
+   * Files restored.
+   */
+  files: number;
+  /**
+   * Bytes downloaded.
+   */
+  size: number;
+  /**
+   * The snapshot's key.
+   */
+  snapshot: string;
 }
 /**
  * `session/resume`'s result.
@@ -794,9 +860,18 @@ export interface SessionListResult {
  */
 export interface SessionSummary {
   /**
+   * Which process drives it now, `HOST (pid N)`: this daemon or another sharing the store. None when no one
+   * does.
+   */
+  runs_on?: string | null;
+  /**
    * The session.
    */
   session_id: string;
+  /**
+   * Its latest workspace snapshot, when the daemons keep them.
+   */
+  snapshot?: string | null;
   /**
    * Whether it works.
    */
