@@ -140,7 +140,7 @@ impl Client {
     /// The first notification (kept or new) that `pred` accepts; kept ones before it are dropped.
     async fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.notes.iter().position(&pred) {
-            return self.notes.drain(..=i).last().unwrap();
+            return self.notes.drain(..=i).next_back().unwrap();
         }
         self.notes.clear();
         loop {
