@@ -4,9 +4,14 @@
 # (scripts/test-node.sh: the VS Code extension and the web UI in headless Chromium). Arguments go to `cargo test`
 # and skip the others.
 # Postgres-backed store tests need CODEPILOT_TEST_PG_URL (`.ci/postgres.sh` prints one); without it they are
-# skipped with a notice (and fail under CI=true, so CI never skips them silently).
+# skipped with a notice (and fail under CI=true, so CI never skips them silently). The snapshot tests run moto's
+# S3 server, installed here from PyPI (scripts/moto.sh) unless CODEPILOT_TEST_MOTO names one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${CODEPILOT_TEST_MOTO:-}" ]; then
+    CODEPILOT_TEST_MOTO="$(bash scripts/moto.sh | tail -n 1)"
+    export CODEPILOT_TEST_MOTO
+fi
 cargo test --workspace --locked "$@"
 if [ "$#" -eq 0 ]; then
     bash scripts/test-python.sh
