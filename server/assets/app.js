@@ -57,6 +57,7 @@ function onEvent(envelope) {
     case "max_steps": entry("error", "step limit reached (" + e.steps + ")"); break;
     case "aborted": entry("error", "interrupted at step " + e.step); break;
     case "runtime_error": entry("error", e.kind + ": " + e.message); break;
+    case "workspace_saved": entry("result", "workspace saved: " + e.files + " files (" + e.key + ")"); break;
     default: break;
   }
 }
@@ -117,7 +118,7 @@ async function refreshSessions() {
     li.innerHTML = "";
     li.append(s.title || s.session_id);
     const small = document.createElement("small");
-    small.textContent = s.status + " · " + s.updated_at;
+    small.textContent = s.status + " · " + s.updated_at + (s.runs_on ? " · on " + s.runs_on : "");
     li.appendChild(small);
     li.onclick = () => open(s.session_id, s.status);
     list.appendChild(li);

@@ -88,6 +88,9 @@ function onNotification(n: Notification): void {
       case "runtime_error":
         timeline?.post({ text: "✖ " + e.message, style: "color: var(--vscode-errorForeground)" });
         break;
+      case "workspace_saved":
+        timeline?.post({ text: `workspace saved: ${e.files} files`, style: "opacity:0.6" });
+        break;
       default:
         break;
     }
