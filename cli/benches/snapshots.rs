@@ -34,18 +34,7 @@ use codepilot::store::snapshot::SnapshotStore;
 use codepilot_testkit::ScriptedServer;
 use codepilot_testkit::Turn;
 use codepilot_testkit::moto::MotoServer;
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
+use codepilot_testkit::noise;
 
 fn workspace(root: &Path) -> (usize, u64) {
     let mut bytes = 0_u64;
@@ -54,7 +43,12 @@ fn workspace(root: &Path) -> (usize, u64) {
         std::fs::create_dir_all(&dir).unwrap();
         let lines = 30 + (i * 37) % 270;
         let text: String = (0..lines)
-            .map(|l| format!("    let value_{l} = compute_{i}({l}, \"item {}\"); // step {l}\n", l * i % 997))
+            .map(|l| {
+                format!(
+                    "    let value_{l} = compute_{i}({l}, \"item {}\"); // step {l}\n",
+                    l * i % 997
+                )
+            })
             .collect();
         bytes += text.len() as u64;
         std::fs::write(dir.join(format!("file_{i}.rs")), text).unwrap();
@@ -71,7 +65,11 @@ fn workspace(root: &Path) -> (usize, u64) {
     for i in 0..3000 {
         let dir = root.join(format!("target/debug/deps/{}", i % 30));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("artifact_{i}.o")), noise(4096, i as u64 + 99)).unwrap();
+        std::fs::write(
+            dir.join(format!("artifact_{i}.o")),
+            noise(4096, i as u64 + 99),
+        )
+        .unwrap();
     }
     (2000, bytes)
 }
@@ -90,27 +88,44 @@ fn mib(n: u64) -> String {
 }
 
 /// Saves (after touching one file, so every save has work), saves unchanged, restores into an empty directory.
-fn measure(rt: &tokio::runtime::Runtime, label: &str, store: &SnapshotStore, work: &Path, scratch: &Path, runs: usize) {
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    label: &str,
+    store: &SnapshotStore,
+    work: &Path,
+    scratch: &Path,
+    runs: usize,
+) {
     let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreOptions::default()));
     let id = SessionId::generate();
     let (lease, _) = rt.block_on(sessions.open(&id, "bench")).unwrap();
     let (mut save, mut unchanged, mut restore) = (Vec::new(), Vec::new(), Vec::new());
     let mut size = 0;
     let mut files = 0;
+    let mut recorded: Option<String> = None;
     for run in 0..runs {
-        std::fs::write(work.join("src/module_0/file_0.rs"), format!("// run {run}\n")).unwrap();
+        std::fs::write(
+            work.join("src/module_0/file_0.rs"),
+            format!("// run {run}\n"),
+        )
+        .unwrap();
         let started = Instant::now();
-        match rt.block_on(store.save(&*sessions, &lease, work)).unwrap() {
+        match rt
+            .block_on(store.save(&*sessions, &lease, work, recorded.as_deref()))
+            .unwrap()
+        {
             Saved::Stored { info, files: f, .. } => {
                 size = info.size;
                 files = f;
+                recorded = Some(info.key);
             }
             Saved::Unchanged { .. } => panic!("a changed workspace was not saved"),
         }
         save.push(started.elapsed());
         let started = Instant::now();
         assert!(matches!(
-            rt.block_on(store.save(&*sessions, &lease, work)).unwrap(),
+            rt.block_on(store.save(&*sessions, &lease, work, recorded.as_deref()))
+                .unwrap(),
             Saved::Unchanged { .. }
         ));
         unchanged.push(started.elapsed());
@@ -135,7 +150,12 @@ fn measure(rt: &tokio::runtime::Runtime, label: &str, store: &SnapshotStore, wor
 }
 
 /// `codepilot run` with a two-step task (one file written) in `work`; returns the wall time and stderr.
-fn cli_run(rt: &tokio::runtime::Runtime, dir: &Path, work: &Path, extra: &[&str]) -> (Duration, String) {
+fn cli_run(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    work: &Path,
+    extra: &[&str],
+) -> (Duration, String) {
     let server = rt
         .block_on(ScriptedServer::start(vec![
             Turn::answer("```codepilot\nwrite_file(\"NOTES.md\")\n```\n\n```text filename=NOTES.md\nnote\n```"),
@@ -153,7 +173,8 @@ fn cli_run(rt: &tokio::runtime::Runtime, dir: &Path, work: &Path, extra: &[&str]
         ),
     )
     .unwrap();
-    let bin = std::env::var_os("CODEPILOT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_codepilot").into());
+    let bin =
+        std::env::var_os("CODEPILOT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_codepilot").into());
     let started = Instant::now();
     let out = Command::new(bin)
         .current_dir(dir)
@@ -177,14 +198,22 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(5_usize);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let work = root.join("work");
     let (files, bytes) = workspace(&work);
-    println!("workspace: {files} files, {} (+ a .gitignored target/ of 3,000 files, 11.7 MiB)", mib(bytes));
+    println!(
+        "workspace: {files} files, {} (+ a .gitignored target/ of 3,000 files, 11.7 MiB)",
+        mib(bytes)
+    );
     println!();
-    println!("| store | save (archive + upload) | save, nothing changed | restore into an empty dir | snapshot |");
+    println!(
+        "| store | save (archive + upload) | save, nothing changed | restore into an empty dir | snapshot |"
+    );
     println!("|---|---|---|---|---|");
     let local = SnapshotStore::open(
         &format!("file://{}", root.join("objects").display()),
@@ -234,7 +263,9 @@ fn main() {
                 .unwrap();
             times.push(started.elapsed());
         }
-        let size = std::fs::metadata(root.join("reference.tar.zst")).unwrap().len();
+        let size = std::fs::metadata(root.join("reference.tar.zst"))
+            .unwrap()
+            .len();
         println!(
             "| reference: `tar --exclude=./target \\| zstd -3` to a local file | {} | | | {} archive |",
             ms(median(times)),
@@ -243,7 +274,9 @@ fn main() {
     }
 
     println!();
-    println!("Through `codepilot run` (a two-step task that writes one file; wall time, median of {runs}):");
+    println!(
+        "Through `codepilot run` (a two-step task that writes one file; wall time, median of {runs}):"
+    );
     let objects = format!("file://{}", root.join("cli-objects").display());
     let db = format!("sqlite:///{}", root.join("cli.db").display());
     let mut plain = Vec::new();
@@ -252,7 +285,14 @@ fn main() {
     for run in 0..runs {
         plain.push(cli_run(&rt, root, &work, &["--session", "memory"]).0);
         let session = format!("bench-{run}");
-        let args = ["--db-url", db.as_str(), "--session-id", session.as_str(), "--snapshots", objects.as_str()];
+        let args = [
+            "--db-url",
+            db.as_str(),
+            "--session-id",
+            session.as_str(),
+            "--snapshots",
+            objects.as_str(),
+        ];
         let (t, err) = cli_run(&rt, root, &work, &args);
         assert!(err.contains("workspace saved"), "{err}");
         with.push(t);
@@ -266,6 +306,12 @@ fn main() {
     println!("| run | wall time |");
     println!("|---|---|");
     println!("| no snapshots | {} |", ms(median(plain)));
-    println!("| `--snapshots file://…` (saved after the step and at the end) | {} |", ms(median(with)));
-    println!("| the same session on another runner (restore first, then the task) | {} |", ms(median(resumed)));
+    println!(
+        "| `--snapshots file://…` (saved after the step and at the end) | {} |",
+        ms(median(with))
+    );
+    println!(
+        "| the same session on another runner (restore first, then the task) | {} |",
+        ms(median(resumed))
+    );
 }

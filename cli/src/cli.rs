@@ -251,6 +251,16 @@ pub struct SnapshotsArgs {
     /// The snapshot store: file:///DIR or s3://BUCKET/PREFIX.
     #[arg(long, value_name = "URL", env = "CODEPILOT_SNAPSHOTS", global = true)]
     pub snapshots: Option<String>,
+    /// The sessions' database (sqlite://… or postgres://…; default: SQLite under $CODEPILOT_HOME): `prune` and
+    /// `rm` never delete a snapshot a session's history points to.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CODEPILOT_DB_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub db_url: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -264,8 +274,8 @@ pub enum SnapshotsCommand {
         /// Only this session's.
         session: Option<String>,
     },
-    /// Delete old snapshots: each session keeps its newest --keep; of the rest, those older than --older-than-days
-    /// (all of them without it).
+    /// Delete old snapshots: each session keeps its newest --keep and the one its history points to; of the rest,
+    /// those older than --older-than-days (all of them without it).
     Prune {
         /// Only this session's.
         session: Option<String>,
@@ -276,7 +286,8 @@ pub enum SnapshotsCommand {
         #[arg(long, value_name = "DAYS")]
         older_than_days: Option<u64>,
     },
-    /// Unpack a snapshot into a directory (created if missing; what it holds is replaced).
+    /// Unpack a snapshot into a directory (created if missing; files a snapshot would hold are replaced,
+    /// .gitignored ones stay).
     Restore {
         /// The snapshot's key, as `list` prints it.
         key: String,
@@ -287,6 +298,9 @@ pub enum SnapshotsCommand {
     Rm {
         /// The snapshot's key.
         key: String,
+        /// Delete it even when a session's history points to it (that session then cannot restore its files).
+        #[arg(long)]
+        force: bool,
     },
 }
 

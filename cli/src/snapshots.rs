@@ -9,6 +9,7 @@ use codepilot::store::snapshot::SnapshotStore;
 
 use crate::Exit;
 use crate::Failure;
+use crate::cli::SessionKind;
 use crate::cli::SnapshotArgs;
 use crate::cli::SnapshotsArgs;
 use crate::cli::SnapshotsCommand;
@@ -74,6 +75,18 @@ fn print(list: &[SnapshotInfo], json: bool) {
     }
 }
 
+/// `(session, key)` of every session that records a snapshot, from the sessions' database.
+async fn recorded(db_url: Option<&str>) -> Result<Vec<(String, String)>, Failure> {
+    let sessions =
+        codepilot::store::open_store(crate::session_backend(SessionKind::Db, db_url)?).await?;
+    Ok(sessions
+        .list()
+        .await?
+        .into_iter()
+        .filter_map(|s| Some((s.id.to_string(), s.meta.snapshot?)))
+        .collect())
+}
+
 pub(crate) async fn run(args: SnapshotsArgs, env: &EnvSnapshot) -> Result<Exit, Failure> {
     let Some(url) = &args.snapshots else {
         return Err(usage(
@@ -95,8 +108,10 @@ pub(crate) async fn run(args: SnapshotsArgs, env: &EnvSnapshot) -> Result<Exit, 
             older_than_days,
         } => {
             let older_than = older_than_days.map(|d| Duration::from_secs(d.saturating_mul(86_400)));
+            let recorded = recorded(args.db_url.as_deref()).await?;
+            let protect: Vec<&str> = recorded.iter().map(|(_, k)| k.as_str()).collect();
             let deleted = store
-                .prune(session(id.as_deref())?.as_ref(), keep, older_than)
+                .prune(session(id.as_deref())?.as_ref(), keep, older_than, &protect)
                 .await?;
             print(&deleted, args.json);
             if !args.json {
@@ -107,7 +122,17 @@ pub(crate) async fn run(args: SnapshotsArgs, env: &EnvSnapshot) -> Result<Exit, 
             let files = store.extract(&key, &dir).await?;
             output::err_line(&format!("restored {files} file(s) into {}", dir.display()));
         }
-        SnapshotsCommand::Rm { key } => {
+        SnapshotsCommand::Rm { key, force } => {
+            if !force
+                && let Some((owner, _)) = recorded(args.db_url.as_deref())
+                    .await?
+                    .into_iter()
+                    .find(|(_, k)| *k == key)
+            {
+                return Err(usage(format!(
+                    "{key} is session {owner}'s current snapshot (its history points to it); delete the session                      first, or pass --force"
+                )));
+            }
             store.delete(&key).await?;
             output::err_line(&format!("deleted {key}"));
         }

@@ -13,6 +13,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::cast_precision_loss)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -35,22 +37,10 @@ use serde_json::Value;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
+use common::env_usize;
+use common::percentile;
+
 const TOKEN: &str = "hosted-benchmark-token";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 /// Per session: when its last tool result was emitted, and the waits measured so far.
 #[derive(Default)]
@@ -66,22 +56,23 @@ async fn client(addr: std::net::SocketAddr, agent: String) -> bool {
         .await
         .expect("connect");
     let mut id = 0;
-    let mut call = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, method: &str, params: Value| {
-        id += 1;
-        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        ws.send(Message::text(msg.to_string())).await.expect("send");
-        loop {
-            let m = ws.next().await.expect("open").expect("frame");
-            let v: Value = serde_json::from_str(m.to_text().expect("text")).expect("json");
-            if v["id"] == json!(id) && v.get("method").is_none() {
-                assert!(v.get("error").is_none(), "{method}: {v}");
-                return v["result"].clone();
+    let mut call =
+        async |ws: &mut tokio_tungstenite::WebSocketStream<_>, method: &str, params: Value| {
+            id += 1;
+            let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            ws.send(Message::text(msg.to_string())).await.expect("send");
+            loop {
+                let m = ws.next().await.expect("open").expect("frame");
+                let v: Value = serde_json::from_str(m.to_text().expect("text")).expect("json");
+                if v["id"] == json!(id) && v.get("method").is_none() {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+                if v["method"] == "turn/completed" {
+                    return v;
+                }
             }
-            if v["method"] == "turn/completed" {
-                return v;
-            }
-        }
-    };
+        };
     call(&mut ws, "initialize", json!({"client": {"name": "hosted"}})).await;
     let session = call(&mut ws, "session/start", json!({"agent": agent})).await["session_id"]
         .as_str()
@@ -107,7 +98,12 @@ async fn client(addr: std::net::SocketAddr, agent: String) -> bool {
     }
 }
 
-async fn daemon(node: &str, pg: &str, waits: Arc<Mutex<Waits>>, snapshots: Option<SnapshotStore>) -> (Daemon, std::net::SocketAddr) {
+async fn daemon(
+    node: &str,
+    pg: &str,
+    waits: Arc<Mutex<Waits>>,
+    snapshots: Option<SnapshotStore>,
+) -> (Daemon, std::net::SocketAddr) {
     let daemon = Daemon::start(DaemonConfig {
         store: StoreConfig::Postgres { url: pg.to_owned() },
         store_options: StoreOptions::new().holder_identity(std::process::id(), node),
@@ -133,7 +129,11 @@ async fn daemon(node: &str, pg: &str, waits: Arc<Mutex<Waits>>, snapshots: Optio
     .await
     .expect("daemon");
     let serving = daemon.clone();
-    tokio::spawn(async move { serving.serve(vec![Listen::Ws("127.0.0.1:0".parse().expect("addr"))]).await });
+    tokio::spawn(async move {
+        serving
+            .serve(vec![Listen::Ws("127.0.0.1:0".parse().expect("addr"))])
+            .await
+    });
     let addr = daemon.http_addrs().await[0];
     (daemon, addr)
 }

@@ -9,6 +9,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::cast_precision_loss)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -26,14 +28,10 @@ use serde_json::Value;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-const TOKEN: &str = "load-benchmark-token";
+use common::env_usize;
+use common::percentile;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+const TOKEN: &str = "load-benchmark-token";
 
 /// `(rss_kib, pss_kib)` of `pid` from `/proc/PID/smaps_rollup`.
 fn memory(pid: u32) -> (u64, u64) {
@@ -81,14 +79,6 @@ fn tree(pid: u32) -> Vec<u32> {
         i += 1;
     }
     all
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 type Emitted = Arc<Mutex<HashMap<(String, u64), Instant>>>;

@@ -155,8 +155,9 @@ struct Inner {
     config: DaemonConfig,
     store: Arc<dyn SessionStore>,
     sessions: Mutex<HashMap<String, Arc<SessionHost>>>,
-    /// Serialises `session/start` and `session/close`, so one id is never opened twice.
-    opening: tokio::sync::Mutex<()>,
+    /// Serialises `session/start` and `session/close` of one id, so it is never opened twice; other ids go on
+    /// (a start may take a while: it can restore a workspace).
+    opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     next_request: Arc<AtomicU64>,
     next_connection: AtomicU64,
     shutdown: CancellationToken,
@@ -168,6 +169,27 @@ struct Inner {
 #[derive(Clone)]
 pub struct Daemon {
     inner: Arc<Inner>,
+}
+
+/// Held while a session starts or closes (see [`Daemon::opening`]); forgets the id's lock when nobody else waits.
+struct Opening {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    daemon: Daemon,
+    id: String,
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        let mut slots = lock(&self.daemon.inner.opening);
+        drop(self.guard.take());
+        // Only the map holds it now: nobody is waiting for this id.
+        if slots
+            .get(&self.id)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
+            slots.remove(&self.id);
+        }
+    }
 }
 
 /// A method's failure, as the JSON-RPC error it becomes.
@@ -211,7 +233,7 @@ impl Daemon {
                 config,
                 store,
                 sessions: Mutex::new(HashMap::new()),
-                opening: tokio::sync::Mutex::new(()),
+                opening: Mutex::new(HashMap::new()),
                 next_request: Arc::new(AtomicU64::new(1)),
                 next_connection: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),
@@ -480,6 +502,16 @@ impl Daemon {
         }
     }
 
+    /// Waits until no other start or close of session `id` runs; holds that until dropped.
+    async fn opening(&self, id: &str) -> Opening {
+        let slot = Arc::clone(lock(&self.inner.opening).entry(id.to_owned()).or_default());
+        Opening {
+            guard: Some(slot.lock_owned().await),
+            daemon: self.clone(),
+            id: id.to_owned(),
+        }
+    }
+
     fn subscribe(
         &self,
         conn: &Conn,
@@ -515,7 +547,7 @@ impl Daemon {
                 .map_err(|e| RpcError::new(codes::INVALID_PARAMS, e.to_string()))?,
             None => SessionId::generate(),
         };
-        let _opening = self.inner.opening.lock().await;
+        let _opening = self.opening(id.as_str()).await;
         if lock(&self.inner.sessions).contains_key(id.as_str()) {
             return Ok((id.to_string(), None));
         }
@@ -649,7 +681,7 @@ impl Daemon {
     }
 
     async fn close_session(&self, session_id: &str) -> Result<(), RpcError> {
-        let _opening = self.inner.opening.lock().await;
+        let _opening = self.opening(session_id).await;
         let host = lock(&self.inner.sessions)
             .remove(session_id)
             .ok_or_else(|| unknown_session(session_id))?;

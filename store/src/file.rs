@@ -345,16 +345,20 @@ impl Inner {
         ))
     }
 
-    fn checkpoint(&self, lease: &Lease, cp: &Checkpoint) -> Result<()> {
-        let _lock = self.lock()?;
+    /// The session `lease` holds, read for an update; the caller holds the directory lock.
+    fn read_owned(&self, lease: &Lease) -> Result<SessionFile> {
         self.check_owned(lease)?;
         let id = lease.session();
-        let mut s = self
-            .read_session(id)?
-            .ok_or_else(|| StoreError::LeaseLost {
-                session: id.clone(),
-                holder: None,
-            })?;
+        self.read_session(id)?.ok_or_else(|| StoreError::LeaseLost {
+            session: id.clone(),
+            holder: None,
+        })
+    }
+
+    fn checkpoint(&self, lease: &Lease, cp: &Checkpoint) -> Result<()> {
+        let _lock = self.lock()?;
+        let id = lease.session();
+        let mut s = self.read_owned(lease)?;
         let stored = s.message_count;
         let range = overlap_range(stored, cp);
         let start = usize::try_from(range.start).unwrap_or(usize::MAX);
@@ -380,14 +384,7 @@ impl Inner {
 
     fn set_snapshot(&self, lease: &Lease, key: &str) -> Result<()> {
         let _lock = self.lock()?;
-        self.check_owned(lease)?;
-        let id = lease.session();
-        let mut s = self
-            .read_session(id)?
-            .ok_or_else(|| StoreError::LeaseLost {
-                session: id.clone(),
-                holder: None,
-            })?;
+        let mut s = self.read_owned(lease)?;
         s.snapshot = Some(key.to_owned());
         self.write_session(&s)
     }

@@ -761,6 +761,21 @@ pub fn temp_workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// `len` deterministic bytes that do not compress (xorshift from `seed`): file contents for archive tests and
+/// benchmarks.
+#[must_use]
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
 /// The text of the last user message of a recorded request body, in either wire format (string content or an
 /// array of text blocks).
 ///

@@ -171,6 +171,18 @@ impl Client {
     }
 }
 
+/// `session`'s entry in `session/list`.
+async fn listed(c: &mut Client, session: &str) -> Value {
+    let list = c.call("session/list", json!({})).await.unwrap();
+    list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == json!(session))
+        .unwrap_or_else(|| panic!("{session} is not listed: {list}"))
+        .clone()
+}
+
 fn agent(server: &ScriptedServer) -> String {
     format!(
         "agent:\n  name: Hosted\n  model:\n    provider: openai-compatible\n    name: test-model\n    base_url: {}/v1\n    \
@@ -266,14 +278,7 @@ async fn a_session_moves_to_another_daemon_with_its_workspace_after_a_kill_mid_t
         "notes.txt, src/main.rs, .gitignore: {saved:?}"
     );
 
-    let list = ca.call("session/list", json!({})).await.unwrap();
-    let ours = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["session_id"] == json!(session))
-        .unwrap()
-        .clone();
+    let ours = listed(&mut ca, &session).await;
     assert_eq!(ours["status"], "idle");
     assert!(
         ours["runs_on"]
@@ -374,14 +379,7 @@ async fn a_session_moves_to_another_daemon_with_its_workspace_after_a_kill_mid_t
         "only turn 1 completed: {history}"
     );
 
-    let list = cb.call("session/list", json!({})).await.unwrap();
-    let ours = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["session_id"] == json!(session))
-        .unwrap()
-        .clone();
+    let ours = listed(&mut cb, &session).await;
     assert!(
         ours["runs_on"]
             .as_str()
@@ -447,13 +445,7 @@ async fn snapshot_failures_are_clear_keep_the_history_and_the_daemon_serving() {
     c.call("session/close", json!({"session_id": x}))
         .await
         .unwrap();
-    let list = c.call("session/list", json!({})).await.unwrap();
-    let key = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["session_id"] == json!(x))
-        .unwrap()["snapshot"]
+    let key = listed(&mut c, &x).await["snapshot"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -734,6 +726,43 @@ async fn a_ci_bot_resumes_a_run_on_another_runner() {
         "the newest is always kept: {}",
         stderr(&pruned)
     );
+    // The snapshot a session's history points to is not deleted by mistake.
+    let refused = codepilot_with(
+        root,
+        &[
+            "snapshots",
+            "rm",
+            "--snapshots",
+            &objects,
+            "--db-url",
+            &db,
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("bot-1's current snapshot"),
+        "{}",
+        stderr(&refused)
+    );
+    let forced = codepilot_with(
+        root,
+        &[
+            "snapshots",
+            "rm",
+            "--snapshots",
+            &objects,
+            "--db-url",
+            &db,
+            "--force",
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
     let missing = codepilot_with(root, &["snapshots", "list"], &[]).await;
     assert_eq!(missing.status.code(), Some(2));
     assert!(

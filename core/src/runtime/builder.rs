@@ -80,6 +80,14 @@ fn sandbox_policy(
     ))
 }
 
+/// Gives back the lease of a session whose runtime failed to start, so the session is not left locked behind a
+/// runtime that never existed.
+async fn release_after_failed_start(store: &dyn SessionStore, lease: codepilot_store::Lease) {
+    if let Err(e) = store.release(lease).await {
+        tracing::warn!("releasing the session lease after a failed start: {e}");
+    }
+}
+
 /// Default cap on tool calls in one control block.
 const DEFAULT_MAX_TOOL_CALLS: u32 = 200;
 
@@ -366,15 +374,14 @@ impl RuntimeBuilder {
                             "restored the workspace of session {id} from snapshot {key} ({files} files, {size} bytes)"
                         );
                     }
-                    Some(super::snapshots::Snapshots::new(snapshots, prepared))
+                    Some(super::snapshots::Snapshots::new(
+                        snapshots,
+                        prepared,
+                        record.meta.snapshot.clone(),
+                    ))
                 }
                 Err(e) => {
-                    // Don't leave the session locked behind a runtime that never existed.
-                    if let Err(release) = store.release(lease).await {
-                        tracing::warn!(
-                            "releasing the session lease after a failed start: {release}"
-                        );
-                    }
+                    release_after_failed_start(&*store, lease).await;
                     return Err(e.into());
                 }
             },
@@ -399,12 +406,7 @@ impl RuntimeBuilder {
                 match started {
                     Ok(mgr) => Some(mgr),
                     Err(e) => {
-                        // Don't leave the session locked behind a runtime that never existed.
-                        if let Err(release) = store.release(lease).await {
-                            tracing::warn!(
-                                "releasing the session lease after a failed start: {release}"
-                            );
-                        }
+                        release_after_failed_start(&*store, lease).await;
                         return Err(e.into());
                     }
                 }
@@ -445,11 +447,7 @@ impl RuntimeBuilder {
             match store.last_event_seq(&id).await {
                 Ok(n) => n,
                 Err(e) => {
-                    if let Err(release) = store.release(lease).await {
-                        tracing::warn!(
-                            "releasing the session lease after a failed start: {release}"
-                        );
-                    }
+                    release_after_failed_start(&*store, lease).await;
                     return Err(e.into());
                 }
             }

@@ -221,6 +221,9 @@ impl AsyncRuntime {
             SessionState::from_record(id.clone(), record, self.inner.context),
         );
         self.inner.env.ledger.clear();
+        if let Some(snapshots) = &self.inner.snapshots {
+            snapshots.forget_recorded();
+        }
         self.inner.events.start_session(id.to_string());
         self.inner.emit(Event::SessionReset(SessionResetEvent {
             session_id: id.to_string(),

@@ -4,7 +4,11 @@
 //! What a snapshot holds: every file, directory and symlink under the work directory that `.gitignore` rules
 //! (the work directory's own and its subdirectories', plus `.git/info/exclude`) do not exclude, dotfiles
 //! included, and the whole `.git` directory, which no ignore rule applies to. Symlinks are stored as links,
-//! never followed; sockets, FIFOs and devices are skipped.
+//! never followed (a file is opened without following links and must be the inode the scan saw); sockets, FIFOs
+//! and devices are skipped; permission bits are kept, set-id and sticky bits are not.
+//!
+//! A restore never deletes what a snapshot does not hold: files `.gitignore` excludes (`.env`, `node_modules/`)
+//! stay, and the files it replaces are moved aside first and only deleted once every restored file is in place.
 
 use std::fs;
 use std::io;
@@ -15,8 +19,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::path::PathBuf;
 
-/// Names the restore leaves in a work directory while it swaps contents; never archived, removed when found.
-pub(crate) const SCRATCH_PREFIXES: [&str; 2] = [".codepilot-restore-", ".codepilot-trash-"];
+/// Folders a restore makes in a work directory: the unpacked snapshot, and the files it replaces (kept when a
+/// restore fails midway, so nothing is lost). Never archived.
+pub(crate) const SCRATCH_PREFIXES: [&str; 2] = [".codepilot-restore-", ".codepilot-replaced-"];
 
 /// zstd level: 3 is zstd's default, fast with a good ratio on source trees.
 const ZSTD_LEVEL: i32 = 3;
@@ -39,6 +44,8 @@ struct Entry {
     mode: u32,
     mtime: i64,
     mtime_nsec: i64,
+    dev: u64,
+    ino: u64,
 }
 
 /// The result of walking a work directory: what a snapshot would hold.
@@ -89,9 +96,10 @@ pub(crate) fn scan(root: &Path) -> io::Result<Scan> {
         }
         push_entry(root, found.path(), &mut entries)?;
     }
-    if fs::symlink_metadata(&git).is_ok() {
+    if let Ok(meta) = fs::symlink_metadata(&git) {
         push_entry(root, &git, &mut entries)?;
-        if git.is_dir() {
+        // A `.git` symlink is stored as a link: never walk through it.
+        if meta.is_dir() {
             let walker = ignore::WalkBuilder::new(&git)
                 .standard_filters(false)
                 .follow_links(false)
@@ -132,9 +140,11 @@ fn push_entry(root: &Path, path: &Path, out: &mut Vec<Entry>) -> io::Result<()> 
         rel: rel.to_path_buf(),
         len: if kind == Kind::File { meta.len() } else { 0 },
         kind,
-        mode: meta.permissions().mode() & 0o7777,
+        mode: meta.permissions().mode() & 0o777,
         mtime: meta.mtime(),
         mtime_nsec: meta.mtime_nsec(),
+        dev: meta.dev(),
+        ino: meta.ino(),
     });
     Ok(())
 }
@@ -201,14 +211,18 @@ impl Fnv {
     }
 }
 
-/// Writes the archive of `scan` to `out` (tar in zstd). Files that vanished since the scan are left out; a file
-/// that changed size is stored with the size it had when it was opened.
-pub(crate) fn pack(scan: &Scan, out: impl Write) -> io::Result<()> {
+/// Writes the archive of `scan` to `out` (tar in zstd). Returns whether the workspace changed while it was read:
+/// a file that vanished, was replaced (by a symlink, or another inode through a swapped folder) or changed
+/// during the read is left out or stored as it was read, so the archive stays well-formed, and the caller should
+/// not treat it as an exact copy of the scan.
+pub(crate) fn pack(scan: &Scan, out: impl Write) -> io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
     // A checksum per frame: a damaged snapshot fails to restore instead of restoring damaged files.
     encoder.include_checksum(true)?;
     let mut tar = tar::Builder::new(encoder);
     tar.follow_symlinks(false);
+    let mut changed = false;
     for e in &scan.entries {
         let path = scan.root.join(&e.rel);
         let mut header = tar::Header::new_gnu();
@@ -226,9 +240,20 @@ pub(crate) fn pack(scan: &Scan, out: impl Write) -> io::Result<()> {
                 tar.append_link(&mut header, &e.rel, target)?;
             }
             Kind::File => {
-                let file = match fs::File::open(&path) {
+                let file = match fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                    .open(&path)
+                {
                     Ok(f) => f,
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    // Gone, or now a symlink (ELOOP): the workspace changed under us.
+                    Err(err)
+                        if err.kind() == io::ErrorKind::NotFound
+                            || err.raw_os_error() == Some(libc::ELOOP) =>
+                    {
+                        changed = true;
+                        continue;
+                    }
                     Err(err) => {
                         return Err(io::Error::new(
                             err.kind(),
@@ -236,15 +261,28 @@ pub(crate) fn pack(scan: &Scan, out: impl Write) -> io::Result<()> {
                         ));
                     }
                 };
-                let len = file.metadata()?.len();
+                let before = file.metadata()?;
+                if !before.is_file() || before.dev() != e.dev || before.ino() != e.ino {
+                    changed = true;
+                    continue;
+                }
+                let len = before.len();
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(len);
-                tar.append_data(&mut header, &e.rel, ExactLen::new(file, len))?;
+                tar.append_data(&mut header, &e.rel, ExactLen::new(&file, len))?;
+                let after = file.metadata()?;
+                changed |= after.len() != len
+                    || after.mtime() != before.mtime()
+                    || after.mtime_nsec() != before.mtime_nsec()
+                    || len != e.len
+                    || before.mtime() != e.mtime
+                    || before.mtime_nsec() != e.mtime_nsec;
             }
         }
     }
     let encoder = tar.into_inner()?;
-    encoder.finish()?.flush()
+    encoder.finish()?.flush()?;
+    Ok(changed)
 }
 
 /// Reads exactly `len` bytes: the file's first `len`, then zeros if it shrank meanwhile, so the archive stays
@@ -295,7 +333,8 @@ pub(crate) fn unpack(input: impl Read, dst: &Path, max_bytes: u64) -> io::Result
         inner: decoder,
         left: limit,
     });
-    archive.set_preserve_permissions(true);
+    // Permission bits are applied; set-id and sticky bits are not (`false` here masks them).
+    archive.set_preserve_permissions(false);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);
     archive.set_unpack_xattrs(false);
@@ -324,7 +363,7 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-/// Whether `dir` is missing or holds nothing but restore scratch directories.
+/// Whether `dir` is missing or holds nothing but restore scratch folders.
 pub(crate) fn is_empty_dir(dir: &Path) -> io::Result<bool> {
     match fs::read_dir(dir) {
         Ok(mut entries) => {
@@ -340,49 +379,183 @@ pub(crate) fn is_empty_dir(dir: &Path) -> io::Result<bool> {
     }
 }
 
-/// Replaces the contents of `work_dir` (created if missing) with the archive in `input`, keeping the directory
-/// itself (its inode, so a sandbox rule or a shell's cwd naming it stays valid).
+/// Why a restore failed.
+#[derive(Debug)]
+pub(crate) enum RestoreError {
+    /// The archive could not be read: damaged, truncated, over the cap, or hostile. Nothing was changed.
+    Archive(io::Error),
+    /// A local file operation failed before anything in the work directory was touched.
+    Local(io::Error),
+    /// Moving files failed midway. The files the restore had moved aside are in `kept`, nothing was deleted.
+    Midway {
+        /// Where the replaced files are.
+        kept: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+/// Whether an unpack error is the local disk's (full, read-only, refused) rather than the archive's.
+fn is_local(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::FileTooLarge
+            | io::ErrorKind::OutOfMemory
+    )
+}
+
+/// Puts the files of the archive in `input` into `work_dir` (created if missing), keeping the directory itself
+/// (its inode, so a sandbox rule or a shell's cwd naming it stays valid).
 ///
-/// The archive is unpacked into a scratch directory inside `work_dir` first (same file system, so the swap is a
-/// few renames); only a complete unpack replaces anything. Scratch left by an interrupted restore is removed.
-///
-/// `before_swap` runs once the unpack succeeded, before the first rename.
+/// The archive is unpacked into a scratch folder inside `work_dir` first (same file system, so moving is renaming);
+/// only a complete, checksum-verified unpack touches anything. Then the files the work directory holds that a
+/// snapshot would hold (see [`scan`]) are moved aside into a `.codepilot-replaced-*` folder, the restored ones moved
+/// in, and the folder deleted. Files `.gitignore` excludes stay where they are. `before_swap` runs just before the
+/// first move. `read_failed` tells an archive that could not be read from a local write error while unpacking.
 pub(crate) fn restore_into(
     input: impl Read,
+    read_failed: &std::sync::atomic::AtomicBool,
     work_dir: &Path,
     max_bytes: u64,
     before_swap: impl FnOnce() -> io::Result<()>,
-) -> io::Result<()> {
-    crate::create_private_dir(work_dir)?;
-    remove_scratch(work_dir)?;
+) -> Result<(), RestoreError> {
+    crate::create_private_dir(work_dir).map_err(RestoreError::Local)?;
+    remove_staging_leftovers(work_dir).map_err(RestoreError::Local)?;
     let staging = tempfile::Builder::new()
         .prefix(SCRATCH_PREFIXES[0])
-        .tempdir_in(work_dir)?;
-    unpack(input, staging.path(), max_bytes)?;
-    before_swap()?;
-    let trash = tempfile::Builder::new()
-        .prefix(SCRATCH_PREFIXES[1])
-        .tempdir_in(work_dir)?;
-    for entry in fs::read_dir(work_dir)? {
-        let entry = entry?;
-        if !is_scratch(&entry.file_name()) {
-            fs::rename(entry.path(), trash.path().join(entry.file_name()))?;
+        .tempdir_in(work_dir)
+        .map_err(RestoreError::Local)?;
+    let staged = staging.path().to_path_buf();
+    let result = (|| {
+        if let Err(e) = unpack(input, &staged, max_bytes) {
+            let archive = read_failed.load(std::sync::atomic::Ordering::Relaxed) || !is_local(&e);
+            return Err(if archive {
+                RestoreError::Archive(e)
+            } else {
+                RestoreError::Local(e)
+            });
         }
-    }
-    for entry in fs::read_dir(staging.path())? {
-        let entry = entry?;
-        fs::rename(entry.path(), work_dir.join(entry.file_name()))?;
-    }
-    // The archive's root entry carries no metadata; keep the work directory's own mode.
-    trash.close()?;
-    staging.close()
+        // The restored folders' modes, applied once their files are in (a read-only folder would refuse them).
+        let modes = folder_modes(&staged).map_err(RestoreError::Local)?;
+        make_writable(&staged);
+        let current = scan(work_dir).map_err(RestoreError::Local)?;
+        before_swap().map_err(RestoreError::Local)?;
+        let kept = work_dir.join(format!(
+            "{}{}",
+            SCRATCH_PREFIXES[1],
+            uuid::Uuid::now_v7().simple()
+        ));
+        fs::create_dir(&kept).map_err(RestoreError::Local)?;
+        let midway = |source| RestoreError::Midway {
+            kept: kept.clone(),
+            source,
+        };
+        move_aside(&current, &kept).map_err(midway)?;
+        move_in(&staged, work_dir, &kept).map_err(midway)?;
+        for (rel, mode) in modes.iter().rev() {
+            fs::set_permissions(work_dir.join(rel), fs::Permissions::from_mode(*mode))
+                .map_err(midway)?;
+        }
+        make_writable(&kept);
+        fs::remove_dir_all(&kept).map_err(midway)
+    })();
+    make_writable(&staged);
+    drop(staging);
+    result
 }
 
-/// Removes scratch directories an interrupted restore left in `work_dir`.
-fn remove_scratch(work_dir: &Path) -> io::Result<()> {
+/// Every folder under `root` with its permission bits, parents before children.
+fn folder_modes(root: &Path) -> io::Result<Vec<(PathBuf, u32)>> {
+    let mut out = Vec::new();
+    for entry in ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .follow_links(false)
+        .build()
+    {
+        let entry = entry.map_err(|e| io::Error::other(e.to_string()))?;
+        if entry.depth() > 0 && entry.file_type().is_some_and(|t| t.is_dir()) {
+            let mode = fs::symlink_metadata(entry.path())?.permissions().mode() & 0o777;
+            if let Ok(rel) = entry.path().strip_prefix(root) {
+                out.push((rel.to_path_buf(), mode));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Moves the files and links of `current` into `kept` (same relative paths), then removes the folders they
+/// leave empty; folders still holding ignored files stay.
+fn move_aside(current: &Scan, kept: &Path) -> io::Result<()> {
+    for e in &current.entries {
+        if e.kind != Kind::Dir {
+            let to = kept.join(&e.rel);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            match fs::rename(current.root.join(&e.rel), &to) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    for e in current.entries.iter().rev() {
+        if e.kind == Kind::Dir {
+            let dir = current.root.join(&e.rel);
+            match fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::NotFound
+                    ) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves everything under `staged` into the same places under `work_dir`, merging with the folders there. What
+/// stands in the way (an ignored file where a restored one goes) is moved into `kept` first.
+fn move_in(staged: &Path, work_dir: &Path, kept: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(staged)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = work_dir.join(entry.file_name());
+        let is_dir = entry.file_type()?.is_dir();
+        match fs::symlink_metadata(&to) {
+            Ok(meta) if is_dir && meta.is_dir() => {
+                let rel_kept = kept.join(to.strip_prefix(work_dir).unwrap_or(&to));
+                move_in(&from, &to, &rel_kept)?;
+                continue;
+            }
+            Ok(_) => {
+                fs::create_dir_all(kept)?;
+                fs::rename(&to, kept.join(entry.file_name()))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        fs::rename(&from, &to)?;
+    }
+    Ok(())
+}
+
+/// Removes unpack folders an interrupted restore left in `work_dir`. Folders of replaced files are kept: they may
+/// hold the only copy of someone's files.
+fn remove_staging_leftovers(work_dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(work_dir)? {
         let entry = entry?;
-        if is_scratch(&entry.file_name()) && entry.file_type()?.is_dir() {
+        let restoring = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(SCRATCH_PREFIXES[0]));
+        if restoring && entry.file_type()?.is_dir() {
             make_writable(&entry.path());
             fs::remove_dir_all(entry.path())?;
         }
@@ -391,7 +564,7 @@ fn remove_scratch(work_dir: &Path) -> io::Result<()> {
 }
 
 /// Gives the owner write access to every directory under `dir`, so a tree with read-only directories can be
-/// removed.
+/// emptied and removed.
 fn make_writable(dir: &Path) {
     for entry in ignore::WalkBuilder::new(dir)
         .standard_filters(false)

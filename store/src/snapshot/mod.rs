@@ -126,9 +126,9 @@ pub enum SnapshotError {
         source: std::io::Error,
     },
 
-    /// The work directory holds files that are not this session's workspace.
+    /// The work directory holds files that are not an unchanged copy of this session's workspace.
     #[error(
-        "the work_dir {} is not empty and does not hold session {session}'s workspace, so its snapshot {key} was not restored over it; resume into an empty or missing directory, or start the session with restore `replace` (deletes what is there) or `skip` (keeps it, ignoring the snapshot)",
+        "the work_dir {} is not empty and is not an unchanged copy of session {session}'s workspace, so its snapshot {key} was not restored over it; resume into an empty or missing directory, or start the session with restore `replace` (replaces the files a snapshot holds; .gitignored files stay) or `skip` (keeps the directory as it is)",
         work_dir.display()
     )]
     NotEmpty {
@@ -138,6 +138,22 @@ pub enum SnapshotError {
         session: SessionId,
         /// The snapshot that was not restored.
         key: String,
+    },
+
+    /// A restore failed after it had started moving files; none were deleted.
+    #[error(
+        "restoring into {} failed midway ({source}); the files it had moved aside are in {}, nothing was deleted: move back what you need, then start the session again",
+        work_dir.display(),
+        kept.display()
+    )]
+    Interrupted {
+        /// The work directory.
+        work_dir: PathBuf,
+        /// Where the replaced files are.
+        kept: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
     },
 
     /// Recording the snapshot with the session failed.
@@ -170,7 +186,8 @@ pub enum RestoreMode {
     /// ([`SnapshotError::NotEmpty`]) to restore over anything else.
     #[default]
     IfEmpty,
-    /// Restore whatever the work directory holds (its contents are deleted).
+    /// Restore whatever the work directory holds: the files a snapshot would hold are replaced (files
+    /// `.gitignore` excludes stay).
     Replace,
     /// Never restore: use the work directory as it is.
     Skip,
@@ -344,7 +361,8 @@ impl SnapshotStore {
             Arc::new(
                 object_store::local::LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| bad(e.to_string()))?
-                    .with_automatic_cleanup(true),
+                    .with_automatic_cleanup(true)
+                    .with_fsync(true),
             )
         } else if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -458,54 +476,58 @@ impl SnapshotStore {
         Ok(())
     }
 
-    /// Archives `work_dir` and stores it as session `lease.session()`'s latest snapshot, unless nothing changed
-    /// since the last snapshot taken or restored here. Old snapshots beyond [`SnapshotOptions::keep`] are pruned.
+    /// Archives `work_dir` and stores it as session `lease.session()`'s latest snapshot, unless it is unchanged
+    /// since snapshot `recorded` (the session's current one, [`SessionMeta::snapshot`](crate::SessionMeta)) was
+    /// taken or restored here. Old snapshots beyond [`SnapshotOptions::keep`] are pruned; the new one never is.
     ///
     /// Upload first, record second: a failure leaves the recorded snapshot as it was.
     ///
     /// # Errors
     /// [`SnapshotError::TooLarge`] over the cap, [`SnapshotError::Store`] when the upload fails,
-    /// [`SnapshotError::Session`] when the session store does not take the record (the upload is deleted),
-    /// [`SnapshotError::Io`] for local files.
+    /// [`SnapshotError::Session`] when the session store does not take the record (the upload is deleted when the
+    /// lease was lost; after an ambiguous database error it is left for pruning), [`SnapshotError::Io`].
     pub async fn save(
         &self,
         sessions: &dyn SessionStore,
         lease: &Lease,
         work_dir: &Path,
+        recorded: Option<&str>,
     ) -> Result<Saved, SnapshotError> {
         let started = Instant::now();
         let session = lease.session().clone();
-        let marker = self
-            .read_marker(&session)
-            .filter(|m| m.work_dir == work_dir && m.key.is_some());
+        let this = self.clone();
         let root = work_dir.to_path_buf();
-        let max = self.opts.max_bytes;
-        let state_dir = self.state_dir.clone();
-        let previous = marker.as_ref().and_then(|m| m.fingerprint.clone());
+        let id = session.clone();
+        let recorded_key = recorded.map(str::to_owned);
         let packed = tokio::task::spawn_blocking(move || {
             let io = |op, path: &Path| {
                 let path = path.to_path_buf();
                 move |source| SnapshotError::Io { op, path, source }
             };
+            // Unchanged only against what this directory held when the recorded snapshot was taken or restored.
+            let previous = this
+                .read_marker(&id)
+                .filter(|m| m.work_dir == root && m.key.is_some() && m.key == recorded_key)
+                .and_then(|m| m.fingerprint);
             let scan = archive::scan(&root).map_err(io("reading the workspace", &root))?;
             if previous.as_deref() == Some(scan.fingerprint.as_str()) {
                 return Ok((scan, None));
             }
-            if scan.content_bytes > max {
+            if scan.content_bytes > this.opts.max_bytes {
                 return Err(SnapshotError::TooLarge {
                     work_dir: root,
                     bytes: scan.content_bytes,
-                    limit: max,
+                    limit: this.opts.max_bytes,
                     largest: scan.largest,
                 });
             }
             let tmp = tempfile::Builder::new()
                 .prefix(".upload-")
-                .tempfile_in(&state_dir)
-                .map_err(io("creating a scratch file in", &state_dir))?;
-            archive::pack(&scan, std::io::BufWriter::new(tmp.as_file()))
+                .tempfile_in(&this.state_dir)
+                .map_err(io("creating a scratch file in", &this.state_dir))?;
+            let changed = archive::pack(&scan, std::io::BufWriter::new(tmp.as_file()))
                 .map_err(io("archiving the workspace", &root))?;
-            Ok((scan, Some(tmp)))
+            Ok((scan, Some((tmp, changed))))
         })
         .await
         .map_err(|e| SnapshotError::Io {
@@ -513,28 +535,45 @@ impl SnapshotStore {
             path: work_dir.to_path_buf(),
             source: std::io::Error::other(e),
         })??;
-        let (scan, Some(tmp)) = packed else {
-            let key = marker.and_then(|m| m.key).unwrap_or_default();
-            return Ok(Saved::Unchanged { key });
+        let (scan, Some((tmp, changed))) = packed else {
+            return Ok(Saved::Unchanged {
+                key: recorded.unwrap_or_default().to_owned(),
+            });
         };
-        let key = new_key(&session);
+        let key = new_key(&session, recorded);
         let size = self.upload(tmp.path(), &key).await?;
         drop(tmp);
         if let Err(e) = sessions.set_snapshot(lease, &key).await {
-            if let Err(cleanup) = self.objects.delete(&ObjectPath::from(key.as_str())).await {
-                tracing::warn!("deleting unrecorded snapshot {key}: {cleanup}");
+            // Only a lost lease proves the record did not happen; after any other error it may have committed.
+            if e.is_lease_lost() || e.is_lease_held() {
+                if let Err(cleanup) = self.objects.delete(&ObjectPath::from(key.as_str())).await {
+                    tracing::warn!("deleting unrecorded snapshot {key}: {cleanup}");
+                }
+            } else {
+                tracing::warn!("snapshot {key} may not be recorded ({e}); it stays until pruned");
             }
             return Err(e.into());
         }
-        self.write_marker(
-            &session,
-            &Marker {
-                work_dir: work_dir.to_path_buf(),
-                key: Some(key.clone()),
-                fingerprint: Some(scan.fingerprint),
-            },
-        )?;
-        if let Err(e) = self.prune(Some(&session), self.opts.keep, None).await {
+        // A workspace that changed while it was read is not an exact copy: leave no fingerprint, so the next
+        // save archives it again.
+        let marker = Marker {
+            work_dir: work_dir.to_path_buf(),
+            key: Some(key.clone()),
+            fingerprint: (!changed).then_some(scan.fingerprint),
+        };
+        let this = self.clone();
+        let id = session.clone();
+        tokio::task::spawn_blocking(move || this.write_marker(&id, &marker))
+            .await
+            .map_err(|e| SnapshotError::Io {
+                op: "writing the snapshot marker",
+                path: self.marker_path(&session),
+                source: std::io::Error::other(e),
+            })??;
+        if let Err(e) = self
+            .prune(Some(&session), self.opts.keep, None, &[key.as_str()])
+            .await
+        {
             tracing::warn!("pruning old snapshots of session {session}: {e}");
         }
         Ok(Saved::Stored {
@@ -611,10 +650,13 @@ impl SnapshotStore {
 
     /// Makes `work_dir` hold `record`'s latest snapshot, per `mode`, before a runtime starts on it.
     ///
+    /// [`RestoreMode::IfEmpty`] restores into a missing or empty directory, and over a directory that is exactly
+    /// what this machine last saved or restored for the session (an older copy); anything else is refused.
+    ///
     /// # Errors
     /// [`SnapshotError::NotEmpty`] (mode [`RestoreMode::IfEmpty`] and a directory holding something else),
     /// [`SnapshotError::Missing`], [`SnapshotError::Corrupt`], [`SnapshotError::Store`] (unreachable),
-    /// [`SnapshotError::Io`].
+    /// [`SnapshotError::Interrupted`], [`SnapshotError::Io`].
     pub async fn prepare(
         &self,
         record: &SessionRecord,
@@ -627,27 +669,59 @@ impl SnapshotStore {
         if mode == RestoreMode::Skip {
             return Ok(Prepared::Skipped { key });
         }
-        let session = &record.id;
-        let marker = self.read_marker(session).filter(|m| m.work_dir == work_dir);
-        let empty = archive::is_empty_dir(work_dir).map_err(|source| SnapshotError::Io {
+        let this = self.clone();
+        let session = record.id.clone();
+        let root = work_dir.to_path_buf();
+        let wanted = key.clone();
+        let decision = tokio::task::spawn_blocking(move || {
+            let io = |source| SnapshotError::Io {
+                op: "reading",
+                path: root.clone(),
+                source,
+            };
+            let marker = this.read_marker(&session).filter(|m| m.work_dir == root);
+            if archive::is_empty_dir(&root).map_err(io)? {
+                return Ok::<_, SnapshotError>(true);
+            }
+            let Some(marker) = marker else {
+                return Ok(mode == RestoreMode::Replace);
+            };
+            if marker.key.as_deref() == Some(wanted.as_str()) {
+                return Ok(false);
+            }
+            if mode == RestoreMode::Replace {
+                return Ok(true);
+            }
+            // An older copy of this session's workspace, restored over only if nobody changed it since.
+            let unchanged = match &marker.fingerprint {
+                Some(fp) => archive::scan(&root).map_err(io)?.fingerprint == *fp,
+                None => false,
+            };
+            Ok(unchanged)
+        })
+        .await
+        .map_err(|e| SnapshotError::Io {
             op: "reading",
             path: work_dir.to_path_buf(),
-            source,
-        })?;
-        if !empty && marker.as_ref().and_then(|m| m.key.as_deref()) == Some(key.as_str()) {
+            source: std::io::Error::other(e),
+        })??;
+        if decision {
+            return self.restore(&record.id, &key, work_dir).await;
+        }
+        let marker = self
+            .read_marker(&record.id)
+            .filter(|m| m.work_dir == work_dir);
+        if marker.and_then(|m| m.key).as_deref() == Some(key.as_str()) {
             return Ok(Prepared::UpToDate { key });
         }
-        if !empty && marker.is_none() && mode == RestoreMode::IfEmpty {
-            return Err(SnapshotError::NotEmpty {
-                work_dir: work_dir.to_path_buf(),
-                session: session.clone(),
-                key,
-            });
-        }
-        self.restore(session, &key, work_dir).await
+        Err(SnapshotError::NotEmpty {
+            work_dir: work_dir.to_path_buf(),
+            session: record.id.clone(),
+            key,
+        })
     }
 
-    /// Downloads snapshot `key` and replaces `work_dir`'s contents with it, recording it in the marker.
+    /// Downloads snapshot `key` and puts its files into `work_dir`, recording it in the marker.
     async fn restore(
         &self,
         session: &SessionId,
@@ -661,45 +735,15 @@ impl SnapshotStore {
         let root = work_dir.to_path_buf();
         let key_owned = key.to_owned();
         let files = tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(tmp.path()).map_err(|source| SnapshotError::Io {
-                op: "opening",
-                path: tmp.path().to_path_buf(),
-                source,
-            })?;
             let in_progress = Marker {
                 work_dir: root.clone(),
                 key: None,
                 fingerprint: None,
             };
-            let mut flagged = Flagged::new(std::io::BufReader::new(file));
-            let read_failed = flagged.flag();
-            let swap = || {
+            this.unpack_file(tmp.path(), &key_owned, &root, || {
                 this.write_marker(&session, &in_progress)
                     .map_err(|e| std::io::Error::other(e.to_string()))
-            };
-            if let Err(e) = archive::restore_into(&mut flagged, &root, this.opts.max_bytes, swap) {
-                let corrupt = read_failed.load(std::sync::atomic::Ordering::Relaxed)
-                    || matches!(
-                        e.kind(),
-                        std::io::ErrorKind::InvalidData
-                            | std::io::ErrorKind::InvalidInput
-                            | std::io::ErrorKind::UnexpectedEof
-                            | std::io::ErrorKind::Other
-                    );
-                return Err(if corrupt {
-                    SnapshotError::Corrupt {
-                        store: this.url.clone(),
-                        key: key_owned,
-                        reason: e.to_string(),
-                    }
-                } else {
-                    SnapshotError::Io {
-                        op: "restoring the workspace into",
-                        path: root,
-                        source: e,
-                    }
-                });
-            }
+            })?;
             let scan = archive::scan(&root).map_err(|source| SnapshotError::Io {
                 op: "reading the restored workspace",
                 path: root.clone(),
@@ -713,7 +757,7 @@ impl SnapshotStore {
                     fingerprint: Some(scan.fingerprint),
                 },
             )?;
-            Ok(scan.files)
+            Ok::<_, SnapshotError>(scan.files)
         })
         .await
         .map_err(|e| SnapshotError::Io {
@@ -727,6 +771,45 @@ impl SnapshotStore {
             size,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Unpacks the downloaded snapshot at `path` into `root` (blocking), telling archive errors from local ones.
+    fn unpack_file(
+        &self,
+        path: &Path,
+        key: &str,
+        root: &Path,
+        before_swap: impl FnOnce() -> std::io::Result<()>,
+    ) -> Result<(), SnapshotError> {
+        let file = std::fs::File::open(path).map_err(|source| SnapshotError::Io {
+            op: "opening",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = Flagged {
+            inner: std::io::BufReader::new(file),
+            failed: Arc::clone(&failed),
+        };
+        archive::restore_into(reader, &failed, root, self.opts.max_bytes, before_swap).map_err(
+            |e| match e {
+                archive::RestoreError::Archive(e) => SnapshotError::Corrupt {
+                    store: self.url.clone(),
+                    key: key.to_owned(),
+                    reason: e.to_string(),
+                },
+                archive::RestoreError::Local(source) => SnapshotError::Io {
+                    op: "restoring the workspace into",
+                    path: root.to_path_buf(),
+                    source,
+                },
+                archive::RestoreError::Midway { kept, source } => SnapshotError::Interrupted {
+                    work_dir: root.to_path_buf(),
+                    kept,
+                    source,
+                },
+            },
+        )
     }
 
     /// Downloads `key` into a scratch file.
@@ -766,30 +849,20 @@ impl SnapshotStore {
         Ok((tmp, size))
     }
 
-    /// Unpacks snapshot `key` into `dir` (created if missing; its contents are replaced), for a person who
-    /// wants a workspace out of the store. Leaves no marker: the directory is not tied to a session.
+    /// Puts the files of snapshot `key` into `dir` (created if missing; the files a snapshot would hold are
+    /// replaced, `.gitignore`d ones stay), for a person who wants a workspace out of the store. Leaves no marker:
+    /// the directory is not tied to a session. Returns the number of files.
     ///
     /// # Errors
-    /// As [`SnapshotStore::prepare`].
+    /// [`SnapshotError::Missing`], [`SnapshotError::Corrupt`], [`SnapshotError::Store`],
+    /// [`SnapshotError::Interrupted`], [`SnapshotError::Io`].
     pub async fn extract(&self, key: &str, dir: &Path) -> Result<u64, SnapshotError> {
         let (tmp, _) = self.download(key).await?;
+        let this = self.clone();
         let root = dir.to_path_buf();
-        let max = self.opts.max_bytes;
-        let store = self.url.clone();
         let key = key.to_owned();
         tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(tmp.path()).map_err(|source| SnapshotError::Io {
-                op: "opening",
-                path: tmp.path().to_path_buf(),
-                source,
-            })?;
-            archive::restore_into(std::io::BufReader::new(file), &root, max, || Ok(())).map_err(
-                |e| SnapshotError::Corrupt {
-                    store,
-                    key,
-                    reason: e.to_string(),
-                },
-            )?;
+            this.unpack_file(tmp.path(), &key, &root, || Ok(()))?;
             archive::scan(&root)
                 .map(|s| s.files)
                 .map_err(|source| SnapshotError::Io {
@@ -860,8 +933,9 @@ impl SnapshotStore {
     }
 
     /// Deletes old snapshots of `session` (of every session when `None`): each session keeps its `keep` newest
-    /// (at least one, the one its history points to); of the rest, those older than `older_than` are deleted, or
-    /// all of them when `older_than` is `None`. Returns the deleted snapshots.
+    /// (at least one) and every key in `protect` (pass the keys sessions record, [`SessionMeta::snapshot`]
+    /// (crate::SessionMeta), when known); of the rest, those older than `older_than` are deleted, or all of them
+    /// when `older_than` is `None`. Returns the deleted snapshots.
     ///
     /// # Errors
     /// [`SnapshotError::Store`].
@@ -870,6 +944,7 @@ impl SnapshotStore {
         session: Option<&SessionId>,
         keep: usize,
         older_than: Option<Duration>,
+        protect: &[&str],
     ) -> Result<Vec<SnapshotInfo>, SnapshotError> {
         let all = self.list(session).await?;
         let cutoff = older_than.map(|age| {
@@ -881,7 +956,10 @@ impl SnapshotStore {
         for info in all {
             let n = seen.entry(info.session.clone()).or_default();
             *n += 1;
-            if *n <= keep.max(1) || cutoff.is_some_and(|c| info.created_ms > c) {
+            if *n <= keep.max(1)
+                || cutoff.is_some_and(|c| info.created_ms > c)
+                || protect.contains(&info.key.as_str())
+            {
                 continue;
             }
             self.objects
@@ -894,12 +972,16 @@ impl SnapshotStore {
     }
 }
 
-/// A fresh object key for `session`: time-ordered, unique.
-fn new_key(session: &SessionId) -> String {
+/// A fresh object key for `session`, after `previous` (its current snapshot): ordered by time, and always after
+/// `previous` even when this machine's clock is behind the one that took it, so "newest" stays the current one.
+fn new_key(session: &SessionId, previous: Option<&str>) -> String {
     let random = uuid::Uuid::now_v7().simple().to_string();
+    let after = previous
+        .and_then(created_ms)
+        .map_or(0, |ms| ms.saturating_add(1));
     format!(
         "{session}/{:013}-{}{SUFFIX}",
-        crate::lease::now_millis(),
+        crate::lease::now_millis().max(after),
         &random[random.len() - 8..]
     )
 }
@@ -914,19 +996,6 @@ fn created_ms(key: &str) -> Option<i64> {
 struct Flagged<R> {
     inner: R,
     failed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl<R> Flagged<R> {
-    fn new(inner: R) -> Self {
-        Self {
-            inner,
-            failed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        }
-    }
-
-    fn flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
-        Arc::clone(&self.failed)
-    }
 }
 
 impl<R: std::io::Read> std::io::Read for Flagged<R> {
@@ -947,10 +1016,16 @@ mod tests {
     #[test]
     fn keys_carry_their_time() {
         let id = SessionId::new("s-1").unwrap();
-        let key = new_key(&id);
+        let key = new_key(&id, None);
         assert!(key.starts_with("s-1/"));
         let ms = created_ms(&key).unwrap();
         assert!((ms - crate::lease::now_millis()).abs() < 60_000);
+        // A key from a machine whose clock is ahead: the next one still sorts after it.
+        let ahead = format!("s-1/{:013}-00000000.tar.zst", ms + 3_600_000);
+        assert_eq!(
+            created_ms(&new_key(&id, Some(&ahead))),
+            Some(ms + 3_600_001)
+        );
         assert_eq!(created_ms("s/notatime.tar.zst"), None);
     }
 

@@ -19,21 +19,9 @@ use codepilot_store::snapshot::SnapshotError;
 use codepilot_store::snapshot::SnapshotOptions;
 use codepilot_store::snapshot::SnapshotStore;
 use codepilot_testkit::moto::MotoServer;
+use codepilot_testkit::noise;
 use pretty_assertions::assert_eq;
 use tempfile::TempDir;
-
-/// Deterministic bytes that do not compress (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
     let path = root.join(rel);
@@ -132,6 +120,15 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    /// The snapshot the session records.
+    async fn recorded(&self) -> Option<String> {
+        self.sessions
+            .load(&self.id)
+            .await
+            .unwrap()
+            .and_then(|r| r.meta.snapshot)
+    }
+
     fn options(&self, state: &str) -> SnapshotOptions {
         SnapshotOptions {
             state_dir: Some(self.root.join(state)),
@@ -150,7 +147,10 @@ async fn round_trip(f: &Fixture, a: &SnapshotStore, b: &SnapshotStore) {
     let work = f.root.join("work-a");
     tree(&work, 6 << 20);
     let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    let Saved::Stored { info, files, .. } = a.save(&*f.sessions, &lease, &work).await.unwrap()
+    let Saved::Stored { info, files, .. } = a
+        .save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
+        .await
+        .unwrap()
     else {
         panic!("the first save stores a snapshot");
     };
@@ -160,7 +160,9 @@ async fn round_trip(f: &Fixture, a: &SnapshotStore, b: &SnapshotStore) {
     );
     assert!(info.key.starts_with(&format!("{}/", f.id)), "{}", info.key);
     assert_eq!(
-        a.save(&*f.sessions, &lease, &work).await.unwrap(),
+        a.save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
+            .await
+            .unwrap(),
         Saved::Unchanged {
             key: info.key.clone()
         },
@@ -197,12 +199,17 @@ async fn round_trip(f: &Fixture, a: &SnapshotStore, b: &SnapshotStore) {
     // B works on and saves; restored and unchanged is not saved again.
     let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
     assert!(matches!(
-        b.save(&*f.sessions, &lease, &work_b).await.unwrap(),
+        b.save(&*f.sessions, &lease, &work_b, f.recorded().await.as_deref())
+            .await
+            .unwrap(),
         Saved::Unchanged { .. }
     ));
     write(&work_b, "src/lib.rs", b"pub fn added() {}\n");
     fs::remove_file(work_b.join("sub/kept.txt")).unwrap();
-    let Saved::Stored { info: second, .. } = b.save(&*f.sessions, &lease, &work_b).await.unwrap()
+    let Saved::Stored { info: second, .. } = b
+        .save(&*f.sessions, &lease, &work_b, f.recorded().await.as_deref())
+        .await
+        .unwrap()
     else {
         panic!("a change is saved");
     };
@@ -210,7 +217,8 @@ async fn round_trip(f: &Fixture, a: &SnapshotStore, b: &SnapshotStore) {
     let record = f.sessions.load(&f.id).await.unwrap().unwrap();
     assert_eq!(record.meta.snapshot.as_deref(), Some(second.key.as_str()));
 
-    // Back on A, whose copy is older: replaced by the newer snapshot, deletions included.
+    // Back on A, whose copy is older and unchanged since it was saved: replaced by the newer snapshot, deletions
+    // included; what .gitignore excludes was never in a snapshot and stays.
     let prepared = a
         .prepare(&record, &work, RestoreMode::IfEmpty)
         .await
@@ -221,9 +229,15 @@ async fn round_trip(f: &Fixture, a: &SnapshotStore, b: &SnapshotStore) {
     );
     assert_eq!(without_ignored(contents(&work)), contents(&work_b));
     assert!(!work.join("sub/kept.txt").exists());
+    assert_eq!(fs::read(work.join("debug.log")).unwrap(), b"noise");
+    assert_eq!(fs::read(work.join("target/debug/app")).unwrap(), b"binary");
     assert!(
-        !work.join("debug.log").exists(),
-        "the restore replaces the directory's contents"
+        fs::read_dir(&work).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".codepilot-")),
+        "no scratch left"
     );
 
     let listed = a.list(Some(&f.id)).await.unwrap();
@@ -267,7 +281,11 @@ async fn s3_round_trip_with_multipart_and_prune() {
     let work = f.root.join("work-b");
     write(&work, "data/huge.bin", &noise(12 << 20, 9));
     let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    let Saved::Stored { info, .. } = b.save(&*f.sessions, &lease, &work).await.unwrap() else {
+    let Saved::Stored { info, .. } = b
+        .save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
+        .await
+        .unwrap()
+    else {
         panic!("a change is saved");
     };
     f.sessions.release(lease).await.unwrap();
@@ -282,7 +300,7 @@ async fn s3_round_trip_with_multipart_and_prune() {
         noise(12 << 20, 9)
     );
 
-    let deleted = a.prune(Some(&f.id), 1, None).await.unwrap();
+    let deleted = a.prune(Some(&f.id), 1, None, &[]).await.unwrap();
     assert_eq!(deleted.len(), 2);
     let left = a.list(None).await.unwrap();
     assert_eq!(
@@ -300,7 +318,9 @@ async fn restore_modes() {
     let work = f.root.join("work");
     write(&work, "a.txt", b"from the session");
     let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    a.save(&*f.sessions, &lease, &work).await.unwrap();
+    a.save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
+        .await
+        .unwrap();
     f.sessions.release(lease).await.unwrap();
     let record = f.sessions.load(&f.id).await.unwrap().unwrap();
 
@@ -339,6 +359,106 @@ async fn restore_modes() {
         fs::read(foreign.join("a.txt")).unwrap(),
         b"from the session"
     );
+
+    // A copy of the session's workspace that changed since this machine saved it is not restored over.
+    write(&work, "a.txt", b"edited after the save");
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    write(&f.root.join("elsewhere"), "b.txt", b"newer");
+    let Saved::Stored { .. } = b
+        .save(
+            &*f.sessions,
+            &lease,
+            &f.root.join("elsewhere"),
+            f.recorded().await.as_deref(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("stored");
+    };
+    f.sessions.release(lease).await.unwrap();
+    let record = f.sessions.load(&f.id).await.unwrap().unwrap();
+    let refused = a
+        .prepare(&record, &work, RestoreMode::IfEmpty)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, SnapshotError::NotEmpty { .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        fs::read(work.join("a.txt")).unwrap(),
+        b"edited after the save"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_snapshots_keep_and_leave_alone() {
+    let f = fixture();
+    let store = f.file_store("state");
+    let work = f.root.join("work");
+    let outside = f.root.join("outside");
+    write(&outside, "secret.txt", b"not the workspace's");
+    write(&work, "tool.sh", b"#!/bin/sh\n");
+    fs::set_permissions(work.join("tool.sh"), fs::Permissions::from_mode(0o4755)).unwrap();
+    // `.git` as a link to a folder outside: stored as a link, never walked.
+    std::os::unix::fs::symlink(&outside, work.join(".git")).unwrap();
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    let Saved::Stored { files, .. } = store.save(&*f.sessions, &lease, &work, None).await.unwrap()
+    else {
+        panic!("stored");
+    };
+    assert_eq!(files, 1, "tool.sh only");
+    f.sessions.release(lease).await.unwrap();
+    let record = f.sessions.load(&f.id).await.unwrap().unwrap();
+
+    // Replace over a checkout: the snapshot's files replace the checkout's, its ignored files stay.
+    let checkout = f.root.join("checkout");
+    write(&checkout, ".gitignore", b".env\nnode_modules/\n");
+    write(&checkout, ".env", b"TOKEN=keep me");
+    write(&checkout, "node_modules/x/index.js", b"module");
+    write(&checkout, "README", b"the checkout's");
+    store
+        .prepare(&record, &checkout, RestoreMode::Replace)
+        .await
+        .unwrap();
+    assert_eq!(fs::read(checkout.join(".env")).unwrap(), b"TOKEN=keep me");
+    assert_eq!(
+        fs::read(checkout.join("node_modules/x/index.js")).unwrap(),
+        b"module"
+    );
+    assert!(!checkout.join("README").exists());
+    assert!(
+        !checkout.join(".gitignore").exists(),
+        "tracked, so replaced"
+    );
+    let mode = fs::metadata(checkout.join("tool.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "set-id bits are not restored");
+    assert_eq!(
+        fs::read_link(checkout.join(".git")).unwrap(),
+        outside,
+        "the link, not what it points to"
+    );
+    assert!(!checkout.join("secret.txt").exists());
+
+    // Pruning never deletes a protected key, whatever its age.
+    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
+    write(&work, "more.txt", b"x");
+    let first = f.recorded().await.unwrap();
+    store
+        .save(&*f.sessions, &lease, &work, Some(&first))
+        .await
+        .unwrap();
+    f.sessions.release(lease).await.unwrap();
+    let deleted = store
+        .prune(Some(&f.id), 1, None, &[first.as_str()])
+        .await
+        .unwrap();
+    assert!(deleted.is_empty(), "{deleted:?}");
+    assert_eq!(store.list(Some(&f.id)).await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,7 +476,10 @@ async fn size_cap_is_a_clear_error_and_records_nothing() {
     write(&work, "small.txt", b"x");
     write(&work, "assets/video.bin", &noise(20_000, 3));
     let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    let err = store.save(&*f.sessions, &lease, &work).await.unwrap_err();
+    let err = store
+        .save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -393,7 +516,11 @@ async fn corrupt_and_missing_snapshots_are_clear_errors_that_touch_nothing() {
     let work = f.root.join("work");
     write(&work, "a.txt", &noise(100_000, 5));
     let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    let Saved::Stored { info, .. } = a.save(&*f.sessions, &lease, &work).await.unwrap() else {
+    let Saved::Stored { info, .. } = a
+        .save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
+        .await
+        .unwrap()
+    else {
         panic!("stored");
     };
     f.sessions.release(lease).await.unwrap();
@@ -501,7 +628,10 @@ async fn an_unreachable_store_fails_fast_and_records_nothing() {
     let work = f.root.join("work");
     write(&work, "a.txt", b"x");
     let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    let err = store.save(&*f.sessions, &lease, &work).await.unwrap_err();
+    let err = store
+        .save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
+        .await
+        .unwrap_err();
     assert!(matches!(err, SnapshotError::Store { .. }), "{err}");
     assert!(
         err.to_string().contains("s3://nowhere/prefix"),
