@@ -295,6 +295,13 @@ pub enum Prepared {
     },
 }
 
+/// What [`SnapshotStore::prepare`] does with a work directory.
+enum Decision {
+    Restore,
+    UpToDate,
+    Refuse,
+}
+
 /// Which snapshot a local work directory holds, kept in the state directory per session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Marker {
@@ -681,23 +688,31 @@ impl SnapshotStore {
             };
             let marker = this.read_marker(&session).filter(|m| m.work_dir == root);
             if archive::is_empty_dir(&root).map_err(io)? {
-                return Ok::<_, SnapshotError>(true);
+                return Ok::<_, SnapshotError>(Decision::Restore);
             }
             let Some(marker) = marker else {
-                return Ok(mode == RestoreMode::Replace);
+                return Ok(if mode == RestoreMode::Replace {
+                    Decision::Restore
+                } else {
+                    Decision::Refuse
+                });
             };
             if marker.key.as_deref() == Some(wanted.as_str()) {
-                return Ok(false);
+                return Ok(Decision::UpToDate);
             }
             if mode == RestoreMode::Replace {
-                return Ok(true);
+                return Ok(Decision::Restore);
             }
             // An older copy of this session's workspace, restored over only if nobody changed it since.
             let unchanged = match &marker.fingerprint {
                 Some(fp) => archive::scan(&root).map_err(io)?.fingerprint == *fp,
                 None => false,
             };
-            Ok(unchanged)
+            Ok(if unchanged {
+                Decision::Restore
+            } else {
+                Decision::Refuse
+            })
         })
         .await
         .map_err(|e| SnapshotError::Io {
@@ -705,20 +720,15 @@ impl SnapshotStore {
             path: work_dir.to_path_buf(),
             source: std::io::Error::other(e),
         })??;
-        if decision {
-            return self.restore(&record.id, &key, work_dir).await;
+        match decision {
+            Decision::Restore => self.restore(&record.id, &key, work_dir).await,
+            Decision::UpToDate => Ok(Prepared::UpToDate { key }),
+            Decision::Refuse => Err(SnapshotError::NotEmpty {
+                work_dir: work_dir.to_path_buf(),
+                session: record.id.clone(),
+                key,
+            }),
         }
-        let marker = self
-            .read_marker(&record.id)
-            .filter(|m| m.work_dir == work_dir);
-        if marker.and_then(|m| m.key).as_deref() == Some(key.as_str()) {
-            return Ok(Prepared::UpToDate { key });
-        }
-        Err(SnapshotError::NotEmpty {
-            work_dir: work_dir.to_path_buf(),
-            session: record.id.clone(),
-            key,
-        })
     }
 
     /// Downloads snapshot `key` and puts its files into `work_dir`, recording it in the marker.
