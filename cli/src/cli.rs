@@ -37,6 +37,31 @@ pub enum Command {
     Serve(ServeArgs),
     /// List, prune, restore or delete workspace snapshots (SPEC §17).
     Snapshots(SnapshotsArgs),
+    /// The agent file's MCP servers (SPEC §18).
+    Mcp(McpArgs),
+}
+
+/// `codepilot mcp`.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: McpCommand,
+}
+
+/// `codepilot mcp …`.
+#[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// Start every MCP server of the agent file, print its status and tools with their signatures, stop them
+    /// (exit 1 when a server is not ready).
+    List {
+        /// The agent file.
+        #[arg(long, short = 'c', value_name = "FILE", default_value = "agent.yaml")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Workspace snapshots (SPEC §17), for `run`, `chat` and `serve`.

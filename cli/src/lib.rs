@@ -9,6 +9,7 @@
 mod cli;
 mod connect;
 mod demo;
+mod mcp;
 mod output;
 mod prompts;
 mod secrets;
@@ -100,6 +101,8 @@ enum Prepared {
     Connect(cli::RunArgs, String),
     Serve(cli::ServeArgs),
     Snapshots(cli::SnapshotsArgs),
+    /// `mcp list`: the agent, whether to print JSON.
+    McpList(AgentFile, bool),
 }
 
 /// Reads the task and the agent file, then takes secrets out of the process's reach (which must happen while
@@ -126,9 +129,12 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         Command::Sandbox(args) => Prepared::Sandbox(args),
         Command::Serve(args) => Prepared::Serve(args),
         Command::Snapshots(args) => Prepared::Snapshots(args),
+        Command::Mcp(args) => match args.command {
+            cli::McpCommand::List { config, json } => Prepared::McpList(load_agent(&config)?, json),
+        },
     };
     let hidden: Vec<String> = match &prepared {
-        Prepared::Run(agent, ..) | Prepared::Chat(agent, _) => {
+        Prepared::Run(agent, ..) | Prepared::Chat(agent, _) | Prepared::McpList(agent, _) => {
             agent.model.api_key_env.iter().cloned().collect()
         }
         Prepared::Init(_)
@@ -244,6 +250,7 @@ async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit,
         }
         Prepared::Serve(args) => serve::run(args, env).await,
         Prepared::Snapshots(args) => snapshots::run(args, &env).await,
+        Prepared::McpList(agent, json) => mcp::list(&agent, json, env).await,
     }
 }
 

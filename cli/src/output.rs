@@ -309,6 +309,15 @@ impl Output for HumanOutput {
             // A failed model call or store ends the run, and the CLI reports that error once, at the end.
             Event::RuntimeError(err)
                 if matches!(err.kind, ErrorKind::Provider | ErrorKind::Store) => {}
+            Event::RuntimeError(err)
+                if matches!(err.kind, ErrorKind::Mcp | ErrorKind::Snapshot) =>
+            {
+                let text = self.paint(
+                    "33",
+                    &format!("! warning: {}", printable(first_line(&err.message))),
+                );
+                self.line(&mut s, &text);
+            }
             Event::RuntimeError(err) => {
                 let text = self.paint(
                     "33",

@@ -27,6 +27,7 @@ mod context;
 mod error;
 pub mod events;
 mod handlers;
+pub mod mcp;
 mod prompt;
 mod runtime;
 mod tools;
@@ -65,3 +66,9 @@ pub use tools::RegisterError;
 pub use tools::Tool;
 pub use tools::ToolCall;
 pub use tools::ToolOutput;
+
+/// Installs the process-wide TLS crypto provider (ring) that HTTPS clients built on `rustls-no-provider` need;
+/// harmless when one is installed already.
+pub(crate) fn install_tls_provider() {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+}

@@ -160,6 +160,8 @@ pub enum ErrorKind {
     Store,
     /// A workspace snapshot could not be taken or stored; the session's history is kept.
     Snapshot,
+    /// An MCP server did not start or stopped; its tools fail until it is back.
+    Mcp,
     /// Anything else.
     Internal,
 }

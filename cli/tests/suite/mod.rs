@@ -5,6 +5,7 @@ mod crash;
 mod demo;
 mod hardening;
 mod hosted;
+mod mcp;
 mod output;
 mod run;
 mod sandbox;

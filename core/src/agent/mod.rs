@@ -244,6 +244,16 @@ async fn step_loop(
         }
         drain_inbox(inner, state);
         inner.emit(Event::Step(StepEvent { step, max_steps }));
+        if let Some(hub) = &inner.mcp {
+            if step == 1 {
+                // Servers still starting get a bounded wait, so the first prompt lists their tools.
+                tokio::select! {
+                    () = hub.wait_for_first_step() => {}
+                    () = cancel.cancelled() => return Ok(Outcome::Aborted { steps: 0 }),
+                }
+            }
+            inner.sync_mcp_tools().await?;
+        }
         let toolset = inner.toolset();
         // At most one maintenance step per run: what it leaves is the backstop's and compaction's job.
         let maintenance = !maintained && maintain::start(inner, state, &toolset);

@@ -9,6 +9,7 @@
 //! directory of the YAML file, or the current directory for text without a file.
 
 mod error;
+mod mcp;
 mod raw;
 mod validate;
 
@@ -18,6 +19,9 @@ use std::path::PathBuf;
 
 pub use error::ConfigError;
 pub use error::Result;
+pub use mcp::DEFAULT_MCP_TIMEOUT_S;
+pub use mcp::McpServerConfig;
+pub use mcp::McpTransport;
 use raw::Ctx;
 use raw::Lines;
 use validate::canonical_provider;
@@ -65,6 +69,8 @@ pub struct AgentFile {
     pub runtime: RuntimeConfig,
     /// Tool overrides as written. Empty means the default set; see [`AgentFile::effective_tools`].
     pub tools: Vec<ToolEntry>,
+    /// MCP servers whose tools the block can call (SPEC §18).
+    pub mcp_servers: Vec<McpServerConfig>,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -317,6 +323,7 @@ impl AgentFile {
                 model: ModelConfig::new(provider, model_name),
                 runtime: RuntimeConfig::default(),
                 tools: Vec::new(),
+                mcp_servers: Vec::new(),
                 source: None,
             },
         }
@@ -357,6 +364,9 @@ impl AgentFile {
             check_tool_name(&tool.name, &seen, &ctx, None)?;
             check_tool_config(&tool.name, &tool.config, &ctx, None)?;
             seen.push(&tool.name);
+        }
+        for (i, server) in self.mcp_servers.iter().enumerate() {
+            mcp::check_server(server, &self.mcp_servers[..i], &ctx, None, None)?;
         }
         Ok(())
     }
@@ -469,6 +479,12 @@ impl AgentFileBuilder {
     #[must_use]
     pub fn tool(mut self, entry: ToolEntry) -> Self {
         self.agent.tools.push(entry);
+        self
+    }
+    /// Add an MCP server (SPEC §18). Default: none.
+    #[must_use]
+    pub fn mcp_server(mut self, server: McpServerConfig) -> Self {
+        self.agent.mcp_servers.push(server);
         self
     }
     /// Validate and return the agent; the provider name is normalised (e.g. `llamacpp` → `llama-cpp`).

@@ -56,6 +56,7 @@ pub(super) struct RawAgent {
     model: Option<Spanned<RawModel>>,
     runtime: Option<RawRuntime>,
     tools: Option<Vec<Spanned<RawTool>>>,
+    mcp_servers: Option<Vec<Spanned<super::mcp::RawMcpServer>>>,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +121,7 @@ pub(super) struct Lines {
     pub(super) context_threshold: Option<u64>,
 }
 
-fn line_of(loc: Location) -> Option<u64> {
+pub(super) fn line_of(loc: Location) -> Option<u64> {
     (loc != Location::UNKNOWN && loc.line() > 0).then(|| loc.line())
 }
 
@@ -252,7 +253,7 @@ fn with_source_line(message: String, text: &str, line: Option<u64>) -> String {
 }
 
 /// `path` resolved against the agent file's directory.
-fn resolve(ctx: &Ctx, path: &str) -> PathBuf {
+pub(super) fn resolve(ctx: &Ctx, path: &str) -> PathBuf {
     let joined = ctx.base.join(path);
     std::path::absolute(&joined).unwrap_or(joined)
 }
@@ -440,6 +441,8 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         None => String::new(),
     };
 
+    let mcp_servers = super::mcp::convert(raw.mcp_servers.unwrap_or_default(), ctx)?;
+
     Ok(AgentFile {
         name: name.value,
         role: raw.role,
@@ -447,6 +450,7 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         model,
         runtime,
         tools,
+        mcp_servers,
         source: None,
     })
 }

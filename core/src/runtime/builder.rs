@@ -455,6 +455,25 @@ impl RuntimeBuilder {
             0
         };
         let events = Arc::new(EventBus::new(id.to_string(), last_seq));
+        let mcp = (!self.agent.mcp_servers.is_empty()).then(|| {
+            let env: crate::mcp::EnvLookup = match &self.env {
+                Some(f) => Arc::clone(f),
+                None => Arc::new(|var: &str| std::env::var(var).ok()),
+            };
+            let bus = Arc::downgrade(&events);
+            crate::mcp::McpHub::start(
+                &self.agent.mcp_servers,
+                env,
+                Arc::new(move |message: &str| {
+                    if let Some(bus) = bus.upgrade() {
+                        bus.emit(Event::RuntimeError(RuntimeErrorEvent {
+                            kind: ErrorKind::Mcp,
+                            message: message.to_owned(),
+                        }));
+                    }
+                }),
+            )
+        });
         let lease = LeaseKeeper::new(Arc::clone(&store), lease);
         let event_log = self.store_events.then(|| {
             let writer = super::event_log::EventWriter::start(Arc::clone(&lease));
@@ -482,6 +501,7 @@ impl RuntimeBuilder {
             context,
             event_log,
             snapshots,
+            mcp,
         });
         let weak = Arc::downgrade(&inner);
         inner.lease.start_heartbeat(move |e| {

@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     pub(crate) event_log: Option<Arc<event_log::EventWriter>>,
     /// Workspace snapshots, when configured (SPEC §17).
     pub(crate) snapshots: Option<snapshots::Snapshots>,
+    /// MCP servers, when the agent file lists any (SPEC §18).
+    pub(crate) mcp: Option<Arc<crate::mcp::McpHub>>,
 }
 
 impl Inner {
@@ -123,6 +125,47 @@ impl Inner {
 
     pub(crate) fn terminals(&self) -> Option<&TerminalManager> {
         self.env.terminals.as_ref()
+    }
+
+    /// Edits a copy of the registry and swaps it in with a freshly rendered prompt; a running step keeps the
+    /// tool set it started with.
+    pub(crate) fn update_tools<T>(
+        &self,
+        edit: impl FnOnce(&mut Registry) -> Result<T>,
+    ) -> Result<T> {
+        let mut guard = self
+            .tools
+            .write()
+            .map_err(|_| Error::Internal("tool registry lock poisoned".to_owned()))?;
+        let mut registry = guard.registry.clone();
+        let out = edit(&mut registry)?;
+        *guard = Arc::new(ToolSet::new(&self.agent, registry, &self.limits));
+        Ok(out)
+    }
+
+    /// Before a step: fetches MCP tool lists that changed and puts the current MCP tools in the tool set.
+    pub(crate) async fn sync_mcp_tools(&self) -> Result<()> {
+        let Some(hub) = &self.mcp else {
+            return Ok(());
+        };
+        if !hub.refresh().await {
+            return Ok(());
+        }
+        let tools = hub.tools();
+        self.update_tools(|registry| {
+            registry.remove_where(|name| hub.is_mcp_tool(name));
+            for tool in tools {
+                let name = tool.spec().name;
+                if registry.get(&name).is_some() {
+                    tracing::warn!(
+                        "two MCP tools are both called `{name}` in the block (names differ only in characters                          that become `_`); the second is left out"
+                    );
+                    continue;
+                }
+                registry.insert_host(tool)?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -248,22 +291,8 @@ impl AsyncRuntime {
         })
     }
 
-    /// Edits a copy of the registry and swaps it in with a freshly rendered prompt; a running step keeps the
-    /// tool set it started with.
     fn update_tools<T>(&self, edit: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
-        let mut guard = self
-            .inner
-            .tools
-            .write()
-            .map_err(|_| Error::Internal("tool registry lock poisoned".to_owned()))?;
-        let mut registry = guard.registry.clone();
-        let out = edit(&mut registry)?;
-        *guard = Arc::new(ToolSet::new(
-            &self.inner.agent,
-            registry,
-            &self.inner.limits,
-        ));
-        Ok(out)
+        self.inner.update_tools(edit)
     }
 
     /// A stream of every event from now on, each in its envelope.
@@ -373,6 +402,9 @@ impl AsyncRuntime {
         self.inner.control.close();
         if let Some(t) = self.inner.terminals() {
             t.shutdown().await;
+        }
+        if let Some(hub) = &self.inner.mcp {
+            hub.shutdown().await;
         }
         if let Some(log) = &self.inner.event_log {
             log.flush().await;

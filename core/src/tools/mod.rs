@@ -433,6 +433,12 @@ impl Registry {
         self.tools.remove(name).is_some()
     }
 
+    /// Removes every tool whose name `unwanted` accepts.
+    pub(crate) fn remove_where(&mut self, unwanted: impl Fn(&str) -> bool) {
+        self.specs.retain(|s| !unwanted(&s.name));
+        self.tools.retain(|name, _| !unwanted(name));
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&Registered> {
         self.tools.get(name)
     }

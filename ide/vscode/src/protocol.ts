@@ -401,7 +401,7 @@ export interface RuntimeErrorEvent {
   /**
    * Class of error.
    */
-  kind: "parse" | "execution" | "provider" | "store" | "snapshot" | "internal";
+  kind: "parse" | "execution" | "provider" | "store" | "snapshot" | "mcp" | "internal";
   /**
    * Human-readable message.
    */

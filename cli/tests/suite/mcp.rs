@@ -1,0 +1,405 @@
+//! MCP tools (SPEC §18) through the binary, against real MCP servers: one written with the official Python SDK
+//! (stdio and streamable HTTP) and `@modelcontextprotocol/server-filesystem` from npm.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use codepilot_testkit::ScriptedServer;
+use codepilot_testkit::Turn;
+
+use super::support::Wire;
+use super::support::codepilot;
+use super::support::codepilot_with;
+use super::support::events;
+use super::support::json_lines;
+use super::support::stderr;
+use super::support::write_agent;
+
+const DONE: &str = "Finished.\n```completion\nall good\n```";
+
+/// The Python with the `mcp` SDK (`CODEPILOT_TEST_MCP_PYTHON`, from `scripts/mcp-fixtures.sh`), or `None` with a
+/// notice outside CI.
+fn python() -> Option<PathBuf> {
+    match std::env::var_os("CODEPILOT_TEST_MCP_PYTHON").filter(|p| !p.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CODEPILOT_TEST_MCP_PYTHON is not set under CI; scripts/mcp-fixtures.sh must provide it"
+            );
+            eprintln!(
+                "notice: skipping an MCP test: set CODEPILOT_TEST_MCP_PYTHON (bash scripts/mcp-fixtures.sh)"
+            );
+            None
+        }
+    }
+}
+
+fn server_script() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/mcp/server.py")
+        .display()
+        .to_string()
+}
+
+/// `mcp_servers:` YAML for the Python server over stdio as `name`, with `extra` lines (indented by 6).
+fn stdio_server(python: &Path, name: &str, extra: &str) -> String {
+    format!(
+        "    - name: {name}\n      command: {}\n      args: [{}, stdio]\n{extra}",
+        python.display(),
+        serde_json::to_string(&server_script()).unwrap()
+    )
+}
+
+fn agent_with(dir: &Path, server: &ScriptedServer, servers: &str) -> PathBuf {
+    write_agent(
+        dir,
+        server,
+        Wire::OpenAi,
+        true,
+        &format!("  mcp_servers:\n{servers}"),
+    )
+}
+
+/// The observation the model read in request `i` (its last user message).
+fn observation(server: &ScriptedServer, i: usize) -> String {
+    codepilot_testkit::last_user_text(&server.requests()[i].body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_are_block_functions_with_values_errors_and_signatures() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let block = "```codepilot\nr = calc__add(a=2, b=3)\nprint(\"sum\", r[\"result\"] * 10)\nprint(calc__echo(text=\"ab\", times=2))\ntry:\n    calc__fail(message=\"boom\")\nexcept RuntimeError as e:\n    print(\"caught:\", e)\ntry:\n    calc__add(a=\"x\", b=1)\nexcept TypeError as e:\n    print(\"type:\", e)\n```";
+    let server = ScriptedServer::start(vec![Turn::answer(block), Turn::answer(DONE)])
+        .await
+        .unwrap();
+    agent_with(dir.path(), &server, &stdio_server(&python, "calc", ""));
+    let out = codepilot(dir.path(), &["run", "--session", "memory", "--json", "add"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = observation(&server, 1);
+    assert!(seen.contains("sum 50"), "{seen}");
+    assert!(seen.contains("{'result': 'abab'}"), "{seen}");
+    assert!(
+        seen.contains("caught: Error executing tool fail: boom"),
+        "the server's message: {seen}"
+    );
+    assert!(
+        seen.contains("type: calc__add() argument 'a' must be int, not str"),
+        "{seen}"
+    );
+    let system = codepilot_testkit::system_text(&server.requests()[0].body);
+    assert!(
+        system.contains("calc__add(a: int, b: int) -> dict"),
+        "{system}"
+    );
+    assert!(system.contains("Add two integers."), "{system}");
+    assert!(
+        system.contains("calc__echo(text: str, times: int = 1) -> dict"),
+        "{system}"
+    );
+    let evs = events(&json_lines(&out));
+    let call = evs
+        .iter()
+        .find(|e| e["type"] == "tool_call" && e["tool"] == "calc__add")
+        .unwrap();
+    assert_eq!(call["args"]["a"], 2);
+    assert!(
+        call["label"].as_str().unwrap().contains("MCP server calc"),
+        "{call}"
+    );
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(marker) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_crashes_and_dead_servers_never_stall_the_run() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("mcp-marker-{}", std::process::id());
+    let block = "```codepilot\ntry:\n    calc__slow(seconds=30)\nexcept TimeoutError as e:\n    print(\"timeout:\", e)\nprint(\"after timeout\", calc__add(a=1, b=1))\ntry:\n    calc__crash()\nexcept RuntimeError as e:\n    print(\"crashed:\", e)\nprint(\"restarted\", calc__add(a=2, b=2))\ntry:\n    calc__crash()\nexcept RuntimeError as e:\n    print(\"crashed again\")\ntry:\n    calc__add(a=3, b=3)\nexcept RuntimeError as e:\n    print(\"gone:\", e)\n```";
+    let server = ScriptedServer::start(vec![Turn::answer(block), Turn::answer(DONE)])
+        .await
+        .unwrap();
+    let calc = format!(
+        "    - name: calc\n      command: {}\n      args: [{}, stdio, {marker}]\n      timeout_s: 2\n",
+        python.display(),
+        serde_json::to_string(&server_script()).unwrap()
+    );
+    let servers = format!(
+        "{calc}    - name: broken\n      command: /nonexistent/mcp-server\n    - name: web\n      url: http://127.0.0.1:9/mcp\n      timeout_s: 3\n"
+    );
+    agent_with(dir.path(), &server, &servers);
+    let started = Instant::now();
+    let out = codepilot(dir.path(), &["run", "--session", "memory", "--json", "go"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "nothing hung for long"
+    );
+    let seen = observation(&server, 1);
+    assert!(
+        seen.contains("timeout: calc__slow timed out after 2 s"),
+        "{seen}"
+    );
+    assert!(seen.contains("after timeout {'result': 2}"), "{seen}");
+    assert!(
+        seen.contains("crashed: calc__crash: MCP server `calc` stopped"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("restarted {'result': 4}"),
+        "restarted once on the next call: {seen}"
+    );
+    assert!(seen.contains("crashed again"), "{seen}");
+    assert!(seen.contains("gone: "), "{seen}");
+    assert!(seen.contains("restarted once already"), "{seen}");
+    let warnings: Vec<String> = events(&json_lines(&out))
+        .iter()
+        .filter(|e| e["type"] == "runtime_error" && e["kind"] == "mcp")
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("`broken`") && w.contains("did not start")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("`web`") && w.contains("did not start")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("`calc`") && w.contains("stopped")),
+        "{warnings:?}"
+    );
+    assert!(
+        processes_with(&marker).is_empty(),
+        "no server outlives the runtime: {:?}",
+        processes_with(&marker)
+    );
+
+    // The human output says it too.
+    let server = ScriptedServer::start(vec![Turn::answer(DONE)])
+        .await
+        .unwrap();
+    agent_with(dir.path(), &server, &servers);
+    let out = codepilot(dir.path(), &["run", "--session", "memory", "go"]).await;
+    assert!(
+        stderr(&out).contains("! warning: MCP server `broken`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_server_asks_first_and_env_is_clean() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let block = "```codepilot\ntry:\n    print(\"value\", calc__secret(name=\"GREETING\"))\nexcept PermissionError as e:\n    print(\"denied:\", e)\n```";
+    let servers = stdio_server(
+        &python,
+        "calc",
+        "      require_permission: true\n      env: {GREETING: \"hello ${MCP_TEST_NAME}\"}\n",
+    );
+    for (yes, expect) in [
+        (false, "denied:"),
+        (true, "value {'result': 'hello world'}"),
+    ] {
+        let server = ScriptedServer::start(vec![Turn::answer(block), Turn::answer(DONE)])
+            .await
+            .unwrap();
+        agent_with(dir.path(), &server, &servers);
+        let mut args = vec!["run", "--session", "memory", "go"];
+        if yes {
+            args.insert(1, "--yes");
+        }
+        let out = codepilot_with(dir.path(), &args, &[("MCP_TEST_NAME", "world")]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let seen = observation(&server, 1);
+        assert!(seen.contains(expect), "{seen}");
+    }
+    // A clean environment: the runtime's API key never reaches a server.
+    let block = "```codepilot\nprint(\"key\", calc__secret(name=\"ANTHROPIC_API_KEY\"))\n```";
+    let server = ScriptedServer::start(vec![Turn::answer(block), Turn::answer(DONE)])
+        .await
+        .unwrap();
+    agent_with(dir.path(), &server, &stdio_server(&python, "calc", ""));
+    let out = codepilot(dir.path(), &["run", "--session", "memory", "go"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = observation(&server, 1);
+    assert!(seen.contains("key {'result': '<unset>'}"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_changed_refreshes_the_tools_at_the_next_step() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ScriptedServer::start(vec![
+        Turn::answer("```codepilot\nprint(calc__grow())\n```"),
+        Turn::answer("```codepilot\nprint(\"doubled\", calc__double(x=21))\n```"),
+        Turn::answer(DONE),
+    ])
+    .await
+    .unwrap();
+    agent_with(dir.path(), &server, &stdio_server(&python, "calc", ""));
+    let out = codepilot(dir.path(), &["run", "--session", "memory", "go"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = codepilot_testkit::system_text(&server.requests()[0].body);
+    assert!(!first.contains("calc__double"), "{first}");
+    let second = codepilot_testkit::system_text(&server.requests()[1].body);
+    assert!(second.contains("calc__double(x: int) -> dict"), "{second}");
+    let seen = observation(&server, 2);
+    assert!(seen.contains("doubled {'result': 42}"), "{seen}");
+}
+
+/// The Python server over streamable HTTP on a free port, killed on drop.
+struct HttpServer {
+    child: Child,
+    url: String,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_server(python: &Path) -> HttpServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(python)
+        .args([server_script(), "http".to_owned(), port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP MCP server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    HttpServer {
+        child,
+        url: format!("http://127.0.0.1:{port}/mcp"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamable_http_and_an_npm_server_in_one_block() {
+    let Some(python) = python() else { return };
+    let fs_server = match std::env::var_os("CODEPILOT_TEST_MCP_FS") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CODEPILOT_TEST_MCP_FS is not set under CI"
+            );
+            return;
+        }
+    };
+    let http = http_server(&python);
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let block = format!(
+        "```codepilot\nn = web__add(a=20, b=22)[\"result\"]\nfs__write_file(path={path}, content=\"answer \" + str(n))\nprint(fs__read_text_file(path={path}))\nprint(fs__list_directory(path={dir}))\n```",
+        path = serde_json::to_string(&work.join("answer.txt").display().to_string()).unwrap(),
+        dir = serde_json::to_string(&work.display().to_string()).unwrap(),
+    );
+    let server = ScriptedServer::start(vec![Turn::answer(block), Turn::answer(DONE)])
+        .await
+        .unwrap();
+    let servers = format!(
+        "    - name: web\n      url: {}\n      headers: {{X-Test: \"${{MCP_TEST_NAME}}\"}}\n    - name: fs\n      command: node\n      args: [{}, {}]\n",
+        http.url,
+        serde_json::to_string(&fs_server.display().to_string()).unwrap(),
+        serde_json::to_string(&work.display().to_string()).unwrap(),
+    );
+    agent_with(dir.path(), &server, &servers);
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "memory", "go"],
+        &[("MCP_TEST_NAME", "x")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(work.join("answer.txt")).unwrap(),
+        "answer 42"
+    );
+    let seen = observation(&server, 1);
+    assert!(seen.contains("answer 42"), "{seen}");
+    assert!(seen.contains("[FILE] answer.txt"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_list_prints_servers_and_signatures() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ScriptedServer::start(vec![]).await.unwrap();
+    let servers = format!(
+        "{}      tools: {{exclude: [crash, grow]}}\n    - name: broken\n      command: /nonexistent/mcp-server\n",
+        stdio_server(&python, "calc", "")
+    );
+    agent_with(dir.path(), &server, &servers);
+    let out = codepilot(dir.path(), &["mcp", "list"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a server is down: {}",
+        stderr(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("calc  ready  stdio: "), "{text}");
+    assert!(
+        text.contains("  calc__add(a: int, b: int) -> dict\n      Add two integers."),
+        "{text}"
+    );
+    assert!(!text.contains("calc__crash"), "excluded: {text}");
+    assert!(
+        text.contains("broken  failed  stdio: /nonexistent/mcp-server"),
+        "{text}"
+    );
+
+    // A bad entry names its key and line.
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "agent:\n  name: x\n  model: {provider: anthropic, name: m}\n  mcp_servers:\n    - name: Calc\n      command: x\n",
+    )
+    .unwrap();
+    let bad = codepilot(dir.path(), &["mcp", "list", "-c", "bad.yaml"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    let err = stderr(&bad);
+    assert!(
+        err.contains("mcp_servers.name") && err.contains("bad.yaml:5"),
+        "{err}"
+    );
+}
