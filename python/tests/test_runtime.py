@@ -450,3 +450,31 @@ def test_a_closed_runtime_says_so(project: Path, server: ScriptedServer) -> None
         pass
     with pytest.raises(codepilot.RuntimeClosed, match="closed"):
         rt.run("go")
+
+
+def test_mcp_servers_come_from_the_agent_file(project: Path, server: ScriptedServer) -> None:
+    """MCP servers are configuration: the package starts them like the CLI does (SPEC §18)."""
+    import os
+
+    python = os.environ.get("CODEPILOT_TEST_MCP_PYTHON")
+    if not python:
+        assert not os.environ.get("CI"), "CODEPILOT_TEST_MCP_PYTHON must be set under CI"
+        pytest.skip("CODEPILOT_TEST_MCP_PYTHON is not set (bash scripts/mcp-fixtures.sh)")
+    script = Path(__file__).resolve().parents[2] / "cli/tests/fixtures/mcp/server.py"
+    write_agent(
+        project / "agent.yaml",
+        f"""\
+        mcp_servers:
+          - name: calc
+            command: {python}
+            args: ["{script}", stdio]
+        """,
+    )
+    server.push(block('print("sum", calc__add(a=40, b=2)["result"])'), DONE)
+    rt = Runtime("agent.yaml")
+    try:
+        assert rt.run("add") == "All tests pass."
+    finally:
+        rt.close()
+    assert "calc__add(a: int, b: int) -> dict" in server.system()
+    assert "sum 42" in server.observation(1)

@@ -500,3 +500,85 @@ fn misspelt_or_mistyped_tool_config_is_an_error() {
     let ok = "name: a\nmodel: {provider: scripted, name: m}\ntools:\n  - {name: execute, config: {require_permission: true, max_output_chars: 5000}}\n";
     AgentFile::from_yaml_str(ok, None).unwrap();
 }
+
+#[test]
+fn mcp_servers_load_with_defaults_and_resolved_paths() {
+    let agent = load(&format!(
+        "{MINIMAL_NESTED}  mcp_servers:
+    - name: calc
+      command: python3
+      args: [tools/server.py]
+      cwd: tools
+      env: {{TOKEN: \"${{CALC_TOKEN}}\"}}
+    - name: web
+      url: http://127.0.0.1:8000/mcp
+      headers: {{Authorization: \"Bearer ${{WEB_MCP_TOKEN}}\"}}
+      timeout_s: 5
+      require_permission: true
+      tools: {{include: [search], exclude: [delete]}}
+"
+    ))
+    .unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let [calc, web] = agent.mcp_servers.as_slice() else {
+        panic!("two servers: {:?}", agent.mcp_servers);
+    };
+    assert_eq!(calc.timeout_s, super::DEFAULT_MCP_TIMEOUT_S);
+    assert!(!calc.require_permission);
+    assert_eq!(
+        calc.transport,
+        super::McpTransport::Stdio {
+            command: "python3".into(),
+            args: vec!["tools/server.py".into()],
+            cwd: cwd.join("./tools"),
+            env: [("TOKEN".to_owned(), "${CALC_TOKEN}".to_owned())].into(),
+        }
+    );
+    assert_eq!(calc.tool_name("get-weather.v2"), "calc__get_weather_v2");
+    assert!(web.require_permission);
+    assert_eq!(web.timeout_s, 5);
+    assert!(web.wants("search") && !web.wants("delete") && !web.wants("other"));
+}
+
+#[test]
+fn bad_mcp_servers_name_the_key_and_line() {
+    let cases = [
+        (
+            "    - name: Calc\n      command: x\n",
+            "invalid value for 'mcp_servers.name' in agent.yaml:7: 'Calc' is not a server name",
+        ),
+        (
+            "    - name: a\n      command: x\n      url: http://h/mcp\n",
+            "has both `command` and `url`",
+        ),
+        (
+            "    - name: a\n",
+            "missing required key 'mcp_servers.command' in agent.yaml:7",
+        ),
+        (
+            "    - name: a\n      command: x\n    - name: a\n      command: y\n",
+            "two MCP servers are named 'a'",
+        ),
+        (
+            "    - name: a\n      url: ftp://h\n",
+            "is not an http(s) URL",
+        ),
+        (
+            "    - name: a\n      command: x\n      timeout_s: 0\n",
+            "'mcp_servers.timeout_s' in agent.yaml:9: must be at least 1",
+        ),
+        (
+            "    - name: a\n      command: x\n      headers: {A: b}\n",
+            "`headers` apply to a `url` server only",
+        ),
+        (
+            "    - name: a\n      command: x\n      comand: y\n",
+            "unknown key 'comand' in agent.yaml:9; did you mean 'command'?",
+        ),
+    ];
+    for (entry, expected) in cases {
+        let text = format!("{MINIMAL_NESTED}  mcp_servers:\n{entry}");
+        let message = err(&text);
+        assert!(message.contains(expected), "{entry:?}: {message}");
+    }
+}

@@ -536,6 +536,36 @@ impl McpHub {
     }
 }
 
+impl Drop for McpHub {
+    /// A hub dropped without [`McpHub::shutdown`] still closes its connections and stops its children, also when
+    /// it is dropped outside a tokio runtime (a host's thread).
+    fn drop(&mut self) {
+        let services: Vec<Service> = self
+            .servers
+            .iter()
+            .filter_map(|s| s.service.try_lock().ok().and_then(|mut g| g.take()))
+            .collect();
+        if services.is_empty() {
+            return;
+        }
+        let close = async move {
+            for service in services {
+                drop(service.cancel().await);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn(close)),
+            Err(_) => match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(close),
+                Err(e) => tracing::warn!("stopping MCP servers: {e}"),
+            },
+        }
+    }
+}
+
 /// One server tool as a block function.
 struct McpTool {
     hub: Arc<McpHub>,
