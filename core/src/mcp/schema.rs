@@ -5,8 +5,8 @@ use codepilot_protocol::ParamSpec;
 use serde_json::Map;
 use serde_json::Value;
 
-/// The parameters of a tool whose input schema is `schema`: required ones first (in schema order), then the
-/// optional ones with their schema default, else `None`.
+/// The parameters of a tool whose input schema is `schema`: required ones first, then the optional ones with their
+/// schema default, else `None`; each group by name (JSON objects keep no order here, and calls are by keyword).
 pub(crate) fn params(schema: &Map<String, Value>) -> Vec<ParamSpec> {
     let Some(Value::Object(props)) = schema.get("properties") else {
         return Vec::new();
@@ -276,8 +276,8 @@ mod tests {
         );
         assert_eq!(
             spec.signature(),
-            "fs__read(path: str, mode: Literal['fast', 'slow'], limit: int = 10, tags: Optional[list[str]] = None, \
-             depth: Optional[int] = None)"
+            "fs__read(mode: Literal['fast', 'slow'], path: str, depth: Optional[int] = None, limit: int = 10, \
+             tags: Optional[list[str]] = None)"
         );
         assert_eq!(spec.doc, "Reads.\nArgs:\n    path: Where");
     }
