@@ -58,14 +58,19 @@ pub(crate) async fn list(agent: &AgentFile, json: bool, env: EnvSnapshot) -> Res
             );
             continue;
         }
-        output::emit_stdout(&format!("{}  {state}  {}", server.name, server.endpoint));
+        // What a server says is shown defused: no escape sequences reach the terminal.
+        output::emit_stdout(&format!(
+            "{}  {state}  {}",
+            server.name,
+            output::printable(&server.endpoint)
+        ));
         if let Some(why) = why {
-            output::emit_stdout(&format!("  {why}"));
+            output::emit_stdout(&format!("  {}", output::printable(why)));
         }
         for tool in &server.tools {
-            output::emit_stdout(&format!("  {}", tool.signature()));
+            output::emit_stdout(&format!("  {}", output::printable(&tool.signature())));
             if let Some(first) = tool.doc.lines().next().filter(|l| !l.trim().is_empty()) {
-                output::emit_stdout(&format!("      {first}"));
+                output::emit_stdout(&format!("      {}", output::printable(first)));
             }
         }
     }

@@ -213,6 +213,25 @@ async fn timeouts_crashes_and_dead_servers_never_stall_the_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_dies_between_calls_is_restarted_by_the_next_call() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ScriptedServer::start(vec![
+        Turn::answer("```codepilot\nprint(calc__exit_soon())\n```"),
+        // The model thinks for a second; meanwhile the server exits.
+        Turn::delay(1000, Turn::answer("```codepilot\nprint(\"after\", calc__add(a=1, b=1))\n```")),
+        Turn::answer(DONE),
+    ])
+    .await
+    .unwrap();
+    agent_with(dir.path(), &server, &stdio_server(&python, "calc", ""));
+    let out = codepilot(dir.path(), &["run", "--session", "memory", "go"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = observation(&server, 2);
+    assert!(seen.contains("after {'result': 2}"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gated_server_asks_first_and_env_is_clean() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();

@@ -252,7 +252,10 @@ async fn step_loop(
                     () = cancel.cancelled() => return Ok(Outcome::Aborted { steps: 0 }),
                 }
             }
-            inner.sync_mcp_tools().await?;
+            tokio::select! {
+                synced = inner.sync_mcp_tools() => synced?,
+                () = cancel.cancelled() => return Ok(Outcome::Aborted { steps: step.saturating_sub(1) }),
+            }
         }
         let toolset = inner.toolset();
         // At most one maintenance step per run: what it leaves is the backstop's and compaction's job.

@@ -213,13 +213,13 @@ pub(super) fn check_server(
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !valid || name.contains("__") {
+    if !valid || name.contains("__") || name.ends_with('_') {
         return Err(invalid(
             "mcp_servers.name",
             ctx,
             line,
             format!(
-                "'{name}' is not a server name: use a lower-case letter, then up to 30 lower-case letters, digits or single underscores (it prefixes the tools: `{name}__tool`)"
+                "'{name}' is not a server name: use a lower-case letter, then up to 30 lower-case letters, digits or single underscores, not ending in one (it prefixes the tools: `{name}__tool`)"
             ),
         ));
     }

@@ -50,6 +50,12 @@ pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
 /// The longest the first step waits for servers still starting.
 const STARTUP_WAIT: Duration = Duration::from_secs(15);
 
+/// The longest a step waits for a server to list its changed tools (the old list stays meanwhile).
+const REFRESH_WAIT: Duration = Duration::from_secs(5);
+
+/// How long closing one connection may take before its process group is killed.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// Variables a stdio server inherits from the runtime; everything else starts clean (no API keys, no tokens).
 const INHERITED: [&str; 9] = [
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ",
@@ -121,6 +127,10 @@ struct Server {
     warned: AtomicBool,
     /// Wakes waiters when the first start ends.
     started: tokio::sync::watch::Sender<bool>,
+    /// The process group of a stdio server (its leader's pid), killed as a whole on shutdown.
+    group: Mutex<Option<u32>>,
+    /// The hub shut down: a start still in progress must not leave a live server behind.
+    closed: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -151,7 +161,14 @@ impl Server {
             let after = &rest[start + 2..];
             match after.find('}') {
                 Some(end) => {
-                    out.push_str(&(self.env)(&after[..end]).unwrap_or_default());
+                    let var = &after[..end];
+                    match (self.env)(var) {
+                        Some(value) => out.push_str(&value),
+                        None => tracing::warn!(
+                            "MCP server `{}`: ${{{var}}} is not set; it expands to nothing",
+                            self.config.name
+                        ),
+                    }
                     rest = &after[end + 1..];
                 }
                 None => {
@@ -178,7 +195,13 @@ impl Server {
                     env,
                 } => {
                     let mut cmd = tokio::process::Command::new(command);
-                    cmd.args(args).current_dir(cwd).env_clear().kill_on_drop(true);
+                    // Its own process group: a terminal's Ctrl-C meant for the task does not reach it, and
+                    // shutdown stops it with everything it started.
+                    cmd.args(args)
+                        .current_dir(cwd)
+                        .env_clear()
+                        .kill_on_drop(true)
+                        .process_group(0);
                     for var in INHERITED {
                         if let Some(v) = std::env::var_os(var) {
                             cmd.env(var, v);
@@ -192,6 +215,7 @@ impl Server {
                         .stderr(Stdio::piped())
                         .spawn()
                         .map_err(|e| format!("could not start `{command}`: {e}"))?;
+                    *lock(&self.group) = transport.id();
                     if let Some(stderr) = stderr {
                         forward_stderr(self.config.name.clone(), stderr);
                     }
@@ -231,12 +255,38 @@ impl Server {
                 ));
             }
         };
+        if self.closed.load(Ordering::SeqCst) {
+            close_service(service).await;
+            self.kill_group();
+            return Err("the runtime closed while it started".to_owned());
+        }
         *lock(&self.tools) = tools;
         *self.service.lock().await = Some(service);
         *lock(&self.state) = ServerState::Ready;
         self.warned.store(false, Ordering::SeqCst);
         self.changed.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Kills the stdio server's process group (what it started too).
+    fn kill_group(&self) {
+        if let Some(pid) = lock(&self.group).take()
+            && let Ok(pid) = i32::try_from(pid)
+        {
+            // SAFETY: killpg only sends a signal; a group that is gone gives ESRCH, which is fine.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Closes the connection and stops the server.
+    async fn stop(&self) {
+        let service = self.service.lock().await.take();
+        if let Some(service) = service {
+            close_service(service).await;
+        }
+        self.kill_group();
     }
 
     fn fail(&self, why: String) {
@@ -266,19 +316,25 @@ impl Server {
             Some(s) => s.peer().clone(),
             None => return,
         };
-        match tokio::time::timeout(self.timeout(), peer.list_all_tools()).await {
+        match tokio::time::timeout(self.timeout().min(REFRESH_WAIT), peer.list_all_tools()).await {
             Ok(Ok(tools)) => {
                 *lock(&self.tools) = tools;
                 self.changed.store(true, Ordering::SeqCst);
             }
-            Ok(Err(e)) => tracing::warn!(
-                "listing the tools of MCP server `{}`: {e}",
-                self.config.name
-            ),
-            Err(_) => tracing::warn!(
-                "listing the tools of MCP server `{}` timed out",
-                self.config.name
-            ),
+            Ok(Err(e)) => {
+                self.stale.store(true, Ordering::SeqCst);
+                tracing::warn!(
+                    "listing the tools of MCP server `{}`: {e}",
+                    self.config.name
+                );
+            }
+            Err(_) => {
+                self.stale.store(true, Ordering::SeqCst);
+                tracing::warn!(
+                    "listing the tools of MCP server `{}` timed out",
+                    self.config.name
+                );
+            }
         }
     }
 
@@ -289,6 +345,13 @@ impl Server {
         block_name: &str,
         args: Map<String, Value>,
     ) -> Result<ToolOutput, ToolError> {
+        let closed_while_idle = match &*self.service.lock().await {
+            Some(s) => s.peer().is_transport_closed(),
+            None => false,
+        };
+        if closed_while_idle {
+            self.fail("stopped while idle".to_owned());
+        }
         let state = lock(&self.state).clone();
         if let ServerState::Failed(why) = state {
             if self.restarted.swap(true, Ordering::SeqCst) {
@@ -297,9 +360,7 @@ impl Server {
                 )));
             }
             tracing::info!("restarting MCP server `{}`", self.config.name);
-            if let Some(old) = self.service.lock().await.take() {
-                drop(old.cancel().await);
-            }
+            self.stop().await;
             if let Err(e) = self.connect().await {
                 self.fail(format!("did not restart: {e}"));
                 return Err(ToolError::runtime(format!(
@@ -393,20 +454,48 @@ fn die_with_parent(cmd: &mut tokio::process::Command) {
     }
 }
 
-/// A server's stderr goes to the log (debug), never to the user's terminal.
+/// A server's stderr goes to the log (debug), never to the user's terminal. Read to its end whatever it holds
+/// (a server whose stderr pipe closed would die of `EPIPE`); long lines are cut.
 fn forward_stderr(name: String, stderr: tokio::process::ChildStderr) {
     use tokio::io::AsyncBufReadExt as _;
+    use tokio::io::AsyncReadExt as _;
+    const MAX_LINE: u64 = 4096;
     tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::debug!(server = %name, "{line}");
+        let mut reader = tokio::io::BufReader::new(stderr);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match (&mut reader)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut line)
+                .await
+            {
+                Ok(0) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    tracing::debug!(server = %name, "{}", text.trim_end());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(server = %name, "reading its stderr: {e}");
+                    break;
+                }
+            }
         }
     });
+}
+
+/// Closes a connection, waiting at most [`CLOSE_WAIT`].
+async fn close_service(mut service: Service) {
+    if let Err(e) = service.close_with_timeout(CLOSE_WAIT).await {
+        tracing::debug!("closing an MCP connection: {e}");
+    }
 }
 
 /// The configured MCP servers of one runtime.
 pub struct McpHub {
     servers: Vec<Arc<Server>>,
+    closed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for McpHub {
@@ -429,6 +518,7 @@ impl McpHub {
     /// about servers that fail.
     #[must_use]
     pub fn start(configs: &[McpServerConfig], env: EnvLookup, warn: Warn) -> Arc<Self> {
+        let closed = Arc::new(AtomicBool::new(false));
         let servers: Vec<Arc<Server>> = configs
             .iter()
             .map(|config| {
@@ -444,13 +534,15 @@ impl McpHub {
                     restarted: AtomicBool::new(false),
                     warned: AtomicBool::new(false),
                     started: tokio::sync::watch::Sender::new(false),
+                    group: Mutex::new(None),
+                    closed: Arc::clone(&closed),
                 })
             })
             .collect();
         for server in &servers {
             tokio::spawn(Arc::clone(server).start());
         }
-        Arc::new(Self { servers })
+        Arc::new(Self { servers, closed })
     }
 
     /// Waits until every server finished its first start, at most `limit` (and never longer than a server's own
@@ -474,14 +566,15 @@ impl McpHub {
     /// Fetches the tool lists servers said changed; `true` when any server's tools changed since the last call
     /// (the runtime then rebuilds its tool set).
     pub(crate) async fn refresh(&self) -> bool {
-        let mut changed = false;
-        for server in &self.servers {
-            if server.stale.swap(false, Ordering::SeqCst) {
-                server.refresh().await;
-            }
-            changed |= server.changed.swap(false, Ordering::SeqCst);
-        }
-        changed
+        let stale = self
+            .servers
+            .iter()
+            .filter(|s| s.stale.swap(false, Ordering::SeqCst))
+            .map(|s| s.refresh());
+        futures_util::future::join_all(stale).await;
+        self.servers.iter().fold(false, |changed, s| {
+            s.changed.swap(false, Ordering::SeqCst) | changed
+        })
     }
 
     /// Every server's tools, as the block sees them.
@@ -524,15 +617,11 @@ impl McpHub {
             .collect()
     }
 
-    /// Closes every connection and stops every child process.
+    /// Closes every connection and stops every child process (with its process group), all at once; a server
+    /// still starting is stopped as soon as it is up.
     pub async fn shutdown(&self) {
-        for server in &self.servers {
-            if let Some(service) = server.service.lock().await.take()
-                && let Err(e) = service.cancel().await
-            {
-                tracing::debug!("closing MCP server `{}`: {e}", server.config.name);
-            }
-        }
+        self.closed.store(true, Ordering::SeqCst);
+        futures_util::future::join_all(self.servers.iter().map(|s| s.stop())).await;
     }
 }
 
@@ -545,12 +634,24 @@ impl Drop for McpHub {
             .iter()
             .filter_map(|s| s.service.try_lock().ok().and_then(|mut g| g.take()))
             .collect();
-        if services.is_empty() {
+        self.closed.store(true, Ordering::SeqCst);
+        let groups: Vec<u32> = self
+            .servers
+            .iter()
+            .filter_map(|s| lock(&s.group).take())
+            .collect();
+        if services.is_empty() && groups.is_empty() {
             return;
         }
         let close = async move {
-            for service in services {
-                drop(service.cancel().await);
+            futures_util::future::join_all(services.into_iter().map(close_service)).await;
+            for pid in groups {
+                if let Ok(pid) = i32::try_from(pid) {
+                    // SAFETY: killpg only sends a signal.
+                    unsafe {
+                        libc::killpg(pid, libc::SIGKILL);
+                    }
+                }
             }
         };
         match tokio::runtime::Handle::try_current() {

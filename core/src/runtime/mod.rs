@@ -158,11 +158,16 @@ impl Inner {
                 let name = tool.spec().name;
                 if registry.get(&name).is_some() {
                     tracing::warn!(
-                        "two MCP tools are both called `{name}` in the block (names differ only in characters                          that become `_`); the second is left out"
+                        "two MCP tools are both called `{name}` in the block (their names differ only in \
+                         characters that become `_`); the second is left out"
                     );
                     continue;
                 }
-                registry.insert_host(tool)?;
+                // A tool the block cannot call (a parameter that is not a Python identifier) is left out, the
+                // server's other tools stay.
+                if let Err(e) = registry.insert_host(tool) {
+                    tracing::warn!("MCP tool `{name}` is left out: {e}");
+                }
             }
             Ok(())
         })
