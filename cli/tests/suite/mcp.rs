@@ -65,6 +65,15 @@ fn agent_with(dir: &Path, server: &ScriptedServer, servers: &str) -> PathBuf {
     )
 }
 
+/// Runs `codepilot run` (memory session) with the Python server as `calc` against `turns`; asserts it succeeded.
+async fn run_with_calc(dir: &Path, python: &Path, turns: Vec<Turn>) -> ScriptedServer {
+    let server = ScriptedServer::start(turns).await.unwrap();
+    agent_with(dir, &server, &stdio_server(python, "calc", ""));
+    let out = codepilot(dir, &["run", "--session", "memory", "go"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    server
+}
+
 /// The observation the model read in request `i` (its last user message).
 fn observation(server: &ScriptedServer, i: usize) -> String {
     codepilot_testkit::last_user_text(&server.requests()[i].body)
@@ -216,17 +225,20 @@ async fn timeouts_crashes_and_dead_servers_never_stall_the_run() {
 async fn a_server_that_dies_between_calls_is_restarted_by_the_next_call() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = ScriptedServer::start(vec![
-        Turn::answer("```codepilot\nprint(calc__exit_soon())\n```"),
-        // The model thinks for a second; meanwhile the server exits.
-        Turn::delay(1000, Turn::answer("```codepilot\nprint(\"after\", calc__add(a=1, b=1))\n```")),
-        Turn::answer(DONE),
-    ])
-    .await
-    .unwrap();
-    agent_with(dir.path(), &server, &stdio_server(&python, "calc", ""));
-    let out = codepilot(dir.path(), &["run", "--session", "memory", "go"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let server = run_with_calc(
+        dir.path(),
+        &python,
+        vec![
+            Turn::answer("```codepilot\nprint(calc__exit_soon())\n```"),
+            // The model thinks for a second; meanwhile the server exits.
+            Turn::delay(
+                1000,
+                Turn::answer("```codepilot\nprint(\"after\", calc__add(a=1, b=1))\n```"),
+            ),
+            Turn::answer(DONE),
+        ],
+    )
+    .await;
     let seen = observation(&server, 2);
     assert!(seen.contains("after {'result': 2}"), "{seen}");
 }
@@ -260,12 +272,12 @@ async fn a_gated_server_asks_first_and_env_is_clean() {
     }
     // A clean environment: the runtime's API key never reaches a server.
     let block = "```codepilot\nprint(\"key\", calc__secret(name=\"ANTHROPIC_API_KEY\"))\n```";
-    let server = ScriptedServer::start(vec![Turn::answer(block), Turn::answer(DONE)])
-        .await
-        .unwrap();
-    agent_with(dir.path(), &server, &stdio_server(&python, "calc", ""));
-    let out = codepilot(dir.path(), &["run", "--session", "memory", "go"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let server = run_with_calc(
+        dir.path(),
+        &python,
+        vec![Turn::answer(block), Turn::answer(DONE)],
+    )
+    .await;
     let seen = observation(&server, 1);
     assert!(seen.contains("key {'result': '<unset>'}"), "{seen}");
 }
@@ -274,16 +286,16 @@ async fn a_gated_server_asks_first_and_env_is_clean() {
 async fn list_changed_refreshes_the_tools_at_the_next_step() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = ScriptedServer::start(vec![
-        Turn::answer("```codepilot\nprint(calc__grow())\n```"),
-        Turn::answer("```codepilot\nprint(\"doubled\", calc__double(x=21))\n```"),
-        Turn::answer(DONE),
-    ])
-    .await
-    .unwrap();
-    agent_with(dir.path(), &server, &stdio_server(&python, "calc", ""));
-    let out = codepilot(dir.path(), &["run", "--session", "memory", "go"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let server = run_with_calc(
+        dir.path(),
+        &python,
+        vec![
+            Turn::answer("```codepilot\nprint(calc__grow())\n```"),
+            Turn::answer("```codepilot\nprint(\"doubled\", calc__double(x=21))\n```"),
+            Turn::answer(DONE),
+        ],
+    )
+    .await;
     let first = codepilot_testkit::system_text(&server.requests()[0].body);
     assert!(!first.contains("calc__double"), "{first}");
     let second = codepilot_testkit::system_text(&server.requests()[1].body);

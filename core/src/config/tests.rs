@@ -571,10 +571,7 @@ fn bad_mcp_servers_name_the_key_and_line() {
             "    - name: a\n      command: x\n      headers: {A: b}\n",
             "`headers` apply to a `url` server only",
         ),
-        (
-            "    - name: calc_\n      command: x\n",
-            "not ending in one",
-        ),
+        ("    - name: calc_\n      command: x\n", "not ending in one"),
         (
             "    - name: a\n      command: x\n      comand: y\n",
             "unknown key 'comand' in agent.yaml:9; did you mean 'command'?",
