@@ -434,3 +434,58 @@ async fn mcp_list_prints_servers_and_signatures() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_server_outlives_sigterm_or_sighup() {
+    let Some(python) = python() else { return };
+    for (signal, name) in [(libc::SIGTERM, "sigterm"), (libc::SIGHUP, "sighup")] {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = format!("mcp-{name}-{}", std::process::id());
+        // The block waits on the server when the signal comes.
+        let server = ScriptedServer::start(vec![
+            Turn::answer("```codepilot\ncalc__slow(seconds=60)\n```"),
+            Turn::answer(DONE),
+        ])
+        .await
+        .unwrap();
+        let servers = format!(
+            "    - name: calc\n      command: {}\n      args: [{}, stdio, {marker}]\n",
+            python.display(),
+            serde_json::to_string(&server_script()).unwrap()
+        );
+        agent_with(dir.path(), &server, &servers);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_codepilot"));
+        cmd.current_dir(dir.path())
+            .args(["run", "--session", "memory", "go"])
+            .env("CODEPILOT_HOME", dir.path().join("home"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        super::support::detach_from_terminal(&mut cmd);
+        let child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.requests().is_empty() || processes_with(&marker).is_empty() {
+            assert!(Instant::now() < deadline, "{name}: the run did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(i32::try_from(child.id()).unwrap(), signal);
+        }
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{name}: {}", stderr(&out));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes_with(&marker).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the server outlived the runtime: {:?}",
+                processes_with(&marker)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
