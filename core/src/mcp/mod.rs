@@ -247,8 +247,13 @@ impl Server {
         .await;
         let (service, tools) = match started {
             Ok(Ok(ok)) => ok,
-            Ok(Err(e)) => return Err(e),
+            Ok(Err(e)) => {
+                self.kill_group();
+                return Err(e);
+            }
             Err(_) => {
+                // The child went with the abandoned start; what it started goes with its group.
+                self.kill_group();
                 return Err(format!(
                     "it did not answer within {} s (timeout_s)",
                     self.config.timeout_s
