@@ -16,6 +16,7 @@ use codepilot_store::snapshot::Prepared;
 use codepilot_store::snapshot::RestoreMode;
 use codepilot_store::snapshot::Saved;
 use codepilot_store::snapshot::SnapshotError;
+use codepilot_store::snapshot::SnapshotInfo;
 use codepilot_store::snapshot::SnapshotOptions;
 use codepilot_store::snapshot::SnapshotStore;
 use codepilot_testkit::moto::MotoServer;
@@ -120,6 +121,24 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    /// Saves `work` through `store` as the session's next snapshot (under its lease, taken and given back), which
+    /// must be a new one; returns it and its file count.
+    async fn save_new(&self, store: &SnapshotStore, work: &Path) -> (SnapshotInfo, u64) {
+        let (lease, _) = self.sessions.open(&self.id, "agent").await.unwrap();
+        let recorded = self.recorded().await;
+        let saved = store
+            .save(&*self.sessions, &lease, work, recorded.as_deref())
+            .await
+            .unwrap();
+        self.sessions.release(lease).await.unwrap();
+        match saved {
+            Saved::Stored { info, files, .. } => (info, files),
+            Saved::Unchanged { key } => {
+                panic!("{} was not saved: unchanged since {key}", work.display())
+            }
+        }
+    }
+
     /// The snapshot the session records.
     async fn recorded(&self) -> Option<String> {
         self.sessions
@@ -280,15 +299,7 @@ async fn s3_round_trip_with_multipart_and_prune() {
     // 12 MiB that does not compress: a multipart upload.
     let work = f.root.join("work-b");
     write(&work, "data/huge.bin", &noise(12 << 20, 9));
-    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    let Saved::Stored { info, .. } = b
-        .save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
-        .await
-        .unwrap()
-    else {
-        panic!("a change is saved");
-    };
-    f.sessions.release(lease).await.unwrap();
+    let (info, _) = f.save_new(&b, &work).await;
     assert!(info.size > 12 << 20, "{}", info.size);
     let record = f.sessions.load(&f.id).await.unwrap().unwrap();
     let fresh = f.root.join("work-c");
@@ -317,11 +328,7 @@ async fn restore_modes() {
     let b = f.file_store("state-b");
     let work = f.root.join("work");
     write(&work, "a.txt", b"from the session");
-    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    a.save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
-        .await
-        .unwrap();
-    f.sessions.release(lease).await.unwrap();
+    f.save_new(&a, &work).await;
     let record = f.sessions.load(&f.id).await.unwrap().unwrap();
 
     let foreign = f.root.join("checkout");
@@ -362,21 +369,8 @@ async fn restore_modes() {
 
     // A copy of the session's workspace that changed since this machine saved it is not restored over.
     write(&work, "a.txt", b"edited after the save");
-    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
     write(&f.root.join("elsewhere"), "b.txt", b"newer");
-    let Saved::Stored { .. } = b
-        .save(
-            &*f.sessions,
-            &lease,
-            &f.root.join("elsewhere"),
-            f.recorded().await.as_deref(),
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("stored");
-    };
-    f.sessions.release(lease).await.unwrap();
+    f.save_new(&b, &f.root.join("elsewhere")).await;
     let record = f.sessions.load(&f.id).await.unwrap().unwrap();
     let refused = a
         .prepare(&record, &work, RestoreMode::IfEmpty)
@@ -403,13 +397,8 @@ async fn what_snapshots_keep_and_leave_alone() {
     fs::set_permissions(work.join("tool.sh"), fs::Permissions::from_mode(0o4755)).unwrap();
     // `.git` as a link to a folder outside: stored as a link, never walked.
     std::os::unix::fs::symlink(&outside, work.join(".git")).unwrap();
-    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    let Saved::Stored { files, .. } = store.save(&*f.sessions, &lease, &work, None).await.unwrap()
-    else {
-        panic!("stored");
-    };
+    let (_, files) = f.save_new(&store, &work).await;
     assert_eq!(files, 1, "tool.sh only");
-    f.sessions.release(lease).await.unwrap();
     let record = f.sessions.load(&f.id).await.unwrap().unwrap();
 
     // Replace over a checkout: the snapshot's files replace the checkout's, its ignored files stay.
@@ -445,14 +434,9 @@ async fn what_snapshots_keep_and_leave_alone() {
     assert!(!checkout.join("secret.txt").exists());
 
     // Pruning never deletes a protected key, whatever its age.
-    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
     write(&work, "more.txt", b"x");
     let first = f.recorded().await.unwrap();
-    store
-        .save(&*f.sessions, &lease, &work, Some(&first))
-        .await
-        .unwrap();
-    f.sessions.release(lease).await.unwrap();
+    f.save_new(&store, &work).await;
     let deleted = store
         .prune(Some(&f.id), 1, None, &[first.as_str()])
         .await
@@ -515,15 +499,7 @@ async fn corrupt_and_missing_snapshots_are_clear_errors_that_touch_nothing() {
     let b = f.file_store("state-b");
     let work = f.root.join("work");
     write(&work, "a.txt", &noise(100_000, 5));
-    let (lease, _) = f.sessions.open(&f.id, "agent").await.unwrap();
-    let Saved::Stored { info, .. } = a
-        .save(&*f.sessions, &lease, &work, f.recorded().await.as_deref())
-        .await
-        .unwrap()
-    else {
-        panic!("stored");
-    };
-    f.sessions.release(lease).await.unwrap();
+    let (info, _) = f.save_new(&a, &work).await;
     let record = f.sessions.load(&f.id).await.unwrap().unwrap();
     let object = f.root.join("objects").join(&info.key);
     let good = fs::read(&object).unwrap();
