@@ -89,8 +89,25 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects, waiting (up to 10 s) for a daemon that is still starting: its socket file appears when it is
+    /// bound, a moment before it listens.
     pub async fn connect(path: &Path) -> Self {
-        let stream = UnixStream::connect(path).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match UnixStream::connect(path).await {
+                Ok(s) => break s,
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                        ) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("connecting to {}: {e}", path.display()),
+            }
+        };
         let (read, write) = stream.into_split();
         Self {
             lines: BufReader::new(read).lines(),
