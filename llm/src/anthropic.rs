@@ -1,6 +1,8 @@
 //! Anthropic Messages API: request bodies, prompt-cache breakpoints, stream events and whole responses.
 
 use codepilot_protocol::Role;
+use reqwest::header::HeaderMap;
+use reqwest::header::HeaderValue;
 use serde_json::Value;
 use serde_json::json;
 
@@ -8,19 +10,73 @@ use crate::ChatRequest;
 use crate::Completion;
 use crate::StreamDelta;
 use crate::config::ProviderConfig;
+use crate::dialect::Accumulator;
+use crate::dialect::Dialect;
+use crate::dialect::secret_header;
 use crate::error::LlmError;
 use crate::error::Result;
-use crate::sse::Accumulator;
 use crate::wire::WireMessage;
 
 /// The `anthropic-version` header value.
-pub(crate) const API_VERSION: &str = "2023-06-01";
+const API_VERSION: &str = "2023-06-01";
 
 /// Anthropic allows 4 cache breakpoints per request; the system block takes one, and we keep a spare.
 pub(crate) const MAX_MESSAGE_BREAKPOINTS: usize = 2;
 
 /// Smallest thinking budget Anthropic accepts.
-pub(crate) const MIN_THINKING_BUDGET: u32 = 1024;
+const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// The Anthropic Messages dialect.
+pub(crate) struct Anthropic;
+
+impl Dialect for Anthropic {
+    fn check(&self, cfg: &ProviderConfig) -> Result<()> {
+        match cfg.thinking {
+            Some(budget) if budget < MIN_THINKING_BUDGET => Err(LlmError::InvalidConfig(format!(
+                "the thinking budget must be at least {MIN_THINKING_BUDGET} tokens, got {budget}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn url(&self, base: &str) -> String {
+        if base.ends_with("/v1") {
+            format!("{base}/messages")
+        } else {
+            format!("{base}/v1/messages")
+        }
+    }
+
+    fn add_headers(&self, headers: &mut HeaderMap, key: Option<&str>) -> Result<()> {
+        headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
+        if let Some(key) = key {
+            headers.insert("x-api-key", secret_header(key)?);
+        }
+        Ok(())
+    }
+
+    fn request_body(&self, cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Result<Vec<u8>> {
+        request_body(cfg, req)
+    }
+
+    fn parse_response(
+        &self,
+        v: &Value,
+        on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
+    ) -> Result<Completion> {
+        parse_response(v, on_delta)
+    }
+
+    fn on_event(
+        &self,
+        acc: &mut Accumulator,
+        event: &str,
+        data: &str,
+        on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
+    ) -> Result<()> {
+        on_event(acc, event, data, on_delta)
+    }
+}
 
 fn ephemeral() -> Value {
     json!({"type": "ephemeral"})

@@ -11,6 +11,13 @@ use serde::Serializer;
 
 use crate::error::LlmError;
 
+/// Maximum tokens of one answer when the configuration sets none.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// Seconds to wait for the model server when the configuration sets none (see
+/// [`ProviderConfig::request_timeout`]).
+pub const DEFAULT_REQUEST_TIMEOUT_S: u64 = 300;
+
 /// The HTTP dialect a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -100,8 +107,17 @@ impl ProviderKind {
     pub fn wire(&self) -> WireFormat {
         match self {
             ProviderKind::Anthropic => WireFormat::Anthropic,
+            ProviderKind::OpenAi
+            | ProviderKind::OpenAiCompatible
+            | ProviderKind::Ollama
+            | ProviderKind::Vllm
+            | ProviderKind::LlamaCpp
+            | ProviderKind::OpenRouter
+            | ProviderKind::DeepSeek
+            | ProviderKind::Groq
+            | ProviderKind::Together
+            | ProviderKind::Gemini => WireFormat::OpenAiChat,
             ProviderKind::Scripted => WireFormat::Scripted,
-            _ => WireFormat::OpenAiChat,
         }
     }
 
@@ -320,8 +336,9 @@ impl fmt::Debug for ProviderConfig {
 }
 
 impl ProviderConfig {
-    /// A configuration with the documented defaults: temperature 0, 4096 max tokens, no thinking, streaming,
-    /// default retries, 300 s timeout, no key and the provider's default base URL.
+    /// A configuration with the documented defaults: temperature 0, [`DEFAULT_MAX_TOKENS`] max tokens, no
+    /// thinking, streaming, default retries, a timeout of [`DEFAULT_REQUEST_TIMEOUT_S`], no key and the provider's
+    /// default base URL.
     #[must_use]
     pub fn new(kind: ProviderKind, model: impl Into<String>) -> Self {
         Self {
@@ -330,11 +347,11 @@ impl ProviderConfig {
             api_key: None,
             base_url: None,
             temperature: 0.0,
-            max_tokens: 4096,
+            max_tokens: DEFAULT_MAX_TOKENS,
             thinking: None,
             stream: true,
             retry: RetryPolicy::default(),
-            request_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_S),
             scripted_answers: None,
         }
     }

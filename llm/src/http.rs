@@ -1,4 +1,5 @@
-//! The HTTP provider shared by both wire formats: request execution, status mapping and retries.
+//! The HTTP provider shared by every wire format: request execution, status mapping and retries. What differs
+//! between the formats comes from a [`Dialect`].
 
 use std::sync::Once;
 use std::time::Duration;
@@ -14,13 +15,11 @@ use crate::ChatRequest;
 use crate::Completion;
 use crate::Provider;
 use crate::StreamDelta;
-use crate::anthropic;
 use crate::config::ProviderConfig;
 use crate::config::RetryPolicy;
-use crate::config::WireFormat;
+use crate::dialect::Dialect;
 use crate::error::LlmError;
 use crate::error::Result;
-use crate::openai;
 use crate::sse;
 
 /// Longest excerpt of an error body kept in an error message.
@@ -37,17 +36,16 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// A provider that speaks Anthropic Messages or OpenAI Chat Completions over HTTP.
+/// A provider that speaks one [`Dialect`] over HTTP.
 pub(crate) struct HttpProvider {
     cfg: ProviderConfig,
     client: reqwest::Client,
     url: String,
-    wire: WireFormat,
+    dialect: &'static dyn Dialect,
 }
 
 impl HttpProvider {
-    pub(crate) fn new(cfg: ProviderConfig) -> Result<Self> {
-        let wire = cfg.kind.wire();
+    pub(crate) fn new(cfg: ProviderConfig, dialect: &'static dyn Dialect) -> Result<Self> {
         let base = cfg.effective_base_url().ok_or_else(|| {
             LlmError::InvalidConfig(format!(
                 "provider `{}` needs a base_url (e.g. http://localhost:8000/v1)",
@@ -59,16 +57,7 @@ impl HttpProvider {
                 "base_url `{base}` must start with http:// or https://"
             )));
         }
-        let url = match wire {
-            WireFormat::Anthropic => {
-                if base.ends_with("/v1") {
-                    format!("{base}/messages")
-                } else {
-                    format!("{base}/v1/messages")
-                }
-            }
-            _ => format!("{base}/chat/completions"),
-        };
+        let url = dialect.url(&base);
         install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.request_timeout.min(Duration::from_secs(30)))
@@ -78,7 +67,7 @@ impl HttpProvider {
             cfg,
             client,
             url,
-            wire,
+            dialect,
         })
     }
 
@@ -100,32 +89,7 @@ impl HttpProvider {
             .as_deref()
             .map(str::trim)
             .filter(|k| !k.is_empty());
-        let bad_key = || {
-            LlmError::InvalidConfig(
-                "the API key contains characters not allowed in an HTTP header".into(),
-            )
-        };
-        match self.wire {
-            WireFormat::Anthropic => {
-                headers.insert(
-                    "anthropic-version",
-                    HeaderValue::from_static(anthropic::API_VERSION),
-                );
-                if let Some(key) = key {
-                    let mut v = HeaderValue::from_str(key).map_err(|_| bad_key())?;
-                    v.set_sensitive(true);
-                    headers.insert("x-api-key", v);
-                }
-            }
-            _ => {
-                if let Some(key) = key {
-                    let mut v =
-                        HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| bad_key())?;
-                    v.set_sensitive(true);
-                    headers.insert(reqwest::header::AUTHORIZATION, v);
-                }
-            }
-        }
+        self.dialect.add_headers(&mut headers, key)?;
         Ok(headers)
     }
 
@@ -167,7 +131,7 @@ impl HttpProvider {
         }
         if self.cfg.stream {
             let bytes = timed_stream(response.bytes_stream(), timeout);
-            sse::read_events(bytes, self.wire, on_delta).await
+            sse::read_events(bytes, self.dialect, on_delta).await
         } else {
             let bytes = tokio::time::timeout(timeout, response.bytes())
                 .await
@@ -184,10 +148,7 @@ impl HttpProvider {
                     excerpt(&String::from_utf8_lossy(&bytes))
                 ))
             })?;
-            match self.wire {
-                WireFormat::Anthropic => anthropic::parse_response(&value, on_delta),
-                _ => openai::parse_response(&value, on_delta),
-            }
+            self.dialect.parse_response(&value, on_delta)
         }
     }
 }
@@ -199,10 +160,7 @@ impl Provider for HttpProvider {
         req: ChatRequest<'_>,
         on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
     ) -> Result<Completion> {
-        let body = Bytes::from(match self.wire {
-            WireFormat::Anthropic => anthropic::request_body(&self.cfg, &req)?,
-            _ => openai::request_body(&self.cfg, &req)?,
-        });
+        let body = Bytes::from(self.dialect.request_body(&self.cfg, &req)?);
         let mut attempt: u32 = 1;
         loop {
             match self.attempt(body.clone(), on_delta).await {

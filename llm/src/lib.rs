@@ -31,6 +31,7 @@
 
 mod anthropic;
 mod config;
+mod dialect;
 mod error;
 mod http;
 mod openai;
@@ -44,7 +45,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codepilot_protocol::Usage;
+use dialect::Dialect;
 
+pub use config::DEFAULT_MAX_TOKENS;
+pub use config::DEFAULT_REQUEST_TIMEOUT_S;
 pub use config::ProviderConfig;
 pub use config::ProviderKind;
 pub use config::RetryPolicy;
@@ -132,6 +136,15 @@ pub trait Provider: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// The dialect of an HTTP wire format; `None` for [`WireFormat::Scripted`], which sends nothing over HTTP.
+fn dialect_of(wire: WireFormat) -> Option<&'static dyn Dialect> {
+    match wire {
+        WireFormat::Anthropic => Some(&anthropic::Anthropic),
+        WireFormat::OpenAiChat => Some(&openai::OpenAiChat),
+        WireFormat::Scripted => None,
+    }
+}
+
 /// Builds the provider described by `cfg`.
 ///
 /// # Errors
@@ -139,7 +152,7 @@ pub trait Provider: Send + Sync {
 /// missing/invalid `base_url`, a thinking budget under 1024 tokens, `max_tokens` of 0, or a `scripted` provider
 /// without answers.
 pub fn build_provider(cfg: ProviderConfig) -> Result<Arc<dyn Provider>> {
-    if cfg.kind == ProviderKind::Scripted {
+    let Some(dialect) = dialect_of(cfg.kind.wire()) else {
         let Some(answers) = cfg.scripted_answers else {
             return Err(LlmError::InvalidConfig(
                 "provider `scripted` needs answers: give a script file (load it with load_script)"
@@ -147,7 +160,7 @@ pub fn build_provider(cfg: ProviderConfig) -> Result<Arc<dyn Provider>> {
             ));
         };
         return Ok(Arc::new(ScriptedProvider::new(answers)));
-    }
+    };
     if cfg.model.trim().is_empty() {
         return Err(LlmError::InvalidConfig(format!(
             "provider `{}` needs a model name",
@@ -159,15 +172,7 @@ pub fn build_provider(cfg: ProviderConfig) -> Result<Arc<dyn Provider>> {
             "max_tokens must be greater than 0".into(),
         ));
     }
-    if cfg.kind.wire() == WireFormat::Anthropic
-        && let Some(budget) = cfg.thinking
-        && budget < anthropic::MIN_THINKING_BUDGET
-    {
-        return Err(LlmError::InvalidConfig(format!(
-            "the thinking budget must be at least {} tokens, got {budget}",
-            anthropic::MIN_THINKING_BUDGET
-        )));
-    }
+    dialect.check(&cfg)?;
     let has_key = cfg.api_key.as_deref().is_some_and(|k| !k.trim().is_empty());
     if !has_key
         && cfg.kind.requires_api_key()
@@ -178,5 +183,5 @@ pub fn build_provider(cfg: ProviderConfig) -> Result<Arc<dyn Provider>> {
             var: var.to_owned(),
         });
     }
-    Ok(Arc::new(http::HttpProvider::new(cfg)?))
+    Ok(Arc::new(http::HttpProvider::new(cfg, dialect)?))
 }

@@ -3,6 +3,7 @@
 //! Parsing is deliberately lenient about the quirks of compatible servers: `finish_reason: ""`, `usage: {}`,
 //! missing fields, keep-alive comments, non-JSON data lines and a missing `[DONE]` after a finish reason.
 
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 use serde_json::json;
 
@@ -11,9 +12,53 @@ use crate::Completion;
 use crate::StreamDelta;
 use crate::config::ProviderConfig;
 use crate::config::ProviderKind;
+use crate::dialect::Accumulator;
+use crate::dialect::Dialect;
+use crate::dialect::secret_header;
 use crate::error::LlmError;
 use crate::error::Result;
-use crate::sse::Accumulator;
+
+/// The OpenAI Chat Completions dialect, spoken by OpenAI and every compatible server.
+pub(crate) struct OpenAiChat;
+
+impl Dialect for OpenAiChat {
+    fn url(&self, base: &str) -> String {
+        format!("{base}/chat/completions")
+    }
+
+    fn add_headers(&self, headers: &mut HeaderMap, key: Option<&str>) -> Result<()> {
+        if let Some(key) = key {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                secret_header(&format!("Bearer {key}"))?,
+            );
+        }
+        Ok(())
+    }
+
+    fn request_body(&self, cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Result<Vec<u8>> {
+        request_body(cfg, req)
+    }
+
+    fn parse_response(
+        &self,
+        v: &Value,
+        on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
+    ) -> Result<Completion> {
+        parse_response(v, on_delta)
+    }
+
+    /// Chat Completions streams carry no event names; only the data matters.
+    fn on_event(
+        &self,
+        acc: &mut Accumulator,
+        _event: &str,
+        data: &str,
+        on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
+    ) -> Result<()> {
+        on_event(acc, data, on_delta)
+    }
+}
 
 /// The JSON body of a Chat Completions request.
 pub(crate) fn request_body(cfg: &ProviderConfig, req: &ChatRequest<'_>) -> Result<Vec<u8>> {

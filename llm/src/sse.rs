@@ -1,8 +1,7 @@
-//! Turning a server-sent-events byte stream into a [`Completion`], for both wire formats.
+//! Turning a server-sent-events byte stream into a [`Completion`], for any [`Dialect`].
 
 use std::fmt::Display;
 
-use codepilot_protocol::Usage;
 use eventsource_stream::EventStreamError;
 use eventsource_stream::Eventsource;
 use futures_util::Stream;
@@ -10,55 +9,18 @@ use futures_util::StreamExt;
 
 use crate::Completion;
 use crate::StreamDelta;
-use crate::anthropic;
-use crate::config::WireFormat;
+use crate::dialect::Accumulator;
+use crate::dialect::Dialect;
 use crate::error::LlmError;
 use crate::error::Result;
-use crate::openai;
 
-/// What has been received so far in one response.
-#[derive(Debug, Default)]
-pub(crate) struct Accumulator {
-    pub(crate) text: String,
-    pub(crate) usage: Usage,
-    pub(crate) stop_reason: Option<String>,
-    /// The provider said why it stopped: the answer is complete even if the terminal event is missing.
-    pub(crate) finished: bool,
-    /// The terminal event (`message_stop`, `[DONE]`) arrived.
-    pub(crate) done: bool,
-}
-
-impl Accumulator {
-    pub(crate) fn push_text(
-        &mut self,
-        piece: &str,
-        on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
-    ) {
-        if !piece.is_empty() {
-            self.text.push_str(piece);
-            on_delta(StreamDelta::Text(piece));
-        }
-    }
-
-    pub(crate) fn into_completion(self) -> Completion {
-        let mut usage = self.usage;
-        usage.calls = 1;
-        Completion {
-            text: self.text,
-            usage,
-            stop_reason: self.stop_reason,
-            attempts: 1,
-        }
-    }
-}
-
-/// Reads SSE events from `bytes` until the terminal event, forwarding deltas to `on_delta`.
+/// Reads SSE events from `bytes` with `dialect` until the terminal event, forwarding deltas to `on_delta`.
 ///
 /// A stream that ends (or breaks) before the provider said why it stopped is an [`LlmError::Stream`], which is
 /// retryable.
 pub(crate) async fn read_events<S, B, E>(
     bytes: S,
-    wire: WireFormat,
+    dialect: &dyn Dialect,
     on_delta: &mut (dyn for<'d> FnMut(StreamDelta<'d>) + Send),
 ) -> Result<Completion>
 where
@@ -98,12 +60,7 @@ where
                 return Err(LlmError::Decode(format!("malformed event stream: {e}")));
             }
         };
-        match wire {
-            WireFormat::Anthropic => {
-                anthropic::on_event(&mut acc, &event.event, &event.data, on_delta)?
-            }
-            _ => openai::on_event(&mut acc, &event.data, on_delta)?,
-        }
+        dialect.on_event(&mut acc, &event.event, &event.data, on_delta)?;
         if acc.done {
             break;
         }

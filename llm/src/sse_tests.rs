@@ -3,6 +3,7 @@ use pretty_assertions::assert_eq;
 use proptest::prelude::*;
 
 use super::*;
+use crate::config::WireFormat;
 
 const TEXT: &str = "```codepilot\nr = execute(\"main\", \"ls é 🦀\")\n```";
 
@@ -68,7 +69,7 @@ fn run(
     let mut deltas = Vec::new();
     let result = rt.block_on(read_events(
         futures_util::stream::iter(items),
-        wire,
+        crate::dialect_of(wire).unwrap(),
         &mut |d| deltas.push(format!("{d:?}")),
     ));
     (result, deltas)
