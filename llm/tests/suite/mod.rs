@@ -2,6 +2,7 @@
 
 mod anthropic;
 mod cancel;
+mod docs;
 mod kinds;
 mod openai;
 mod retries;
