@@ -1,16 +1,18 @@
 //! [`MotoServer`]: a real S3-compatible server for tests — moto's server from PyPI (`moto[server]`), which
-//! `.ci/run` installs — on a free loopback port, with one bucket made.
+//! `scripts/moto.sh` installs — on a loopback port it picks itself, with one bucket made.
 
 use std::io;
+use std::io::BufRead as _;
+use std::io::BufReader;
 use std::io::Read as _;
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Child;
+use std::process::ChildStderr;
 use std::process::Command;
 use std::process::Stdio;
 use std::time::Duration;
-use std::time::Instant;
 
 /// A running `moto_server`, killed on drop.
 #[derive(Debug)]
@@ -32,51 +34,87 @@ fn executable() -> Option<PathBuf> {
     })
 }
 
+/// Reads moto's stderr until it says where it listens (werkzeug's ` * Running on http://127.0.0.1:PORT`, printed
+/// once the socket listens) and returns the port; a thread keeps draining the rest, so moto's request log never
+/// fills the pipe.
+fn listening_port(stderr: ChildStderr) -> io::Result<u16> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let port = lines.by_ref().map_while(Result::ok).find_map(|line| {
+            let port = port_in(&line);
+            seen.push(line);
+            port
+        });
+        let _ = tx.send(port.ok_or_else(|| {
+            format!(
+                "moto exited without saying where it listens: {}",
+                seen.join(" | ")
+            )
+        }));
+        // Drain until moto exits.
+        for _ in lines.map_while(Result::ok) {}
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(port)) => Ok(port),
+        Ok(Err(e)) => Err(io::Error::other(e)),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "moto did not say where it listens within 30 s",
+        )),
+    }
+}
+
+/// The port in werkzeug's ` * Running on http://127.0.0.1:PORT` line.
+fn port_in(line: &str) -> Option<u16> {
+    let rest = &line[line.find("Running on http://")? + "Running on http://".len()..];
+    let addr = rest.split_whitespace().next()?;
+    addr.rsplit_once(':')?.1.trim_end_matches('/').parse().ok()
+}
+
 impl MotoServer {
-    /// Starts moto with bucket `bucket`. `Ok(None)` when moto is not installed and `CI` is unset (the caller skips
-    /// its test, saying so); under `CI` a missing moto is an error, so CI never skips silently.
+    /// Starts moto with bucket `bucket`. `Ok(None)` when moto is not installed: the test is skipped through
+    /// [`service::missing`](crate::service::missing), which fails it under CI instead.
+    ///
+    /// moto binds a port of its own choosing (`-p 0`) and prints it; nothing else can take the port in between.
     ///
     /// # Errors
-    /// moto missing under CI, or it does not start within 30 s.
+    /// moto does not start or report its port within 30 s, or refuses to create the bucket.
     pub fn start(bucket: &str) -> io::Result<Option<Self>> {
         let Some(exe) = executable() else {
-            if std::env::var_os("CI").is_some() {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "moto_server not found under CI: .ci/run must install moto[server] and set CODEPILOT_TEST_MOTO",
-                ));
-            }
+            crate::service::missing(
+                "moto's S3 server (moto_server is not on PATH and CODEPILOT_TEST_MOTO is not set)",
+                "run `export CODEPILOT_TEST_MOTO=\"$(bash scripts/moto.sh | tail -n 1)\"`",
+            );
             return Ok(None);
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(&exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new(&exe)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("starting {}: {e}", exe.display())))?;
+        let port = match child.stderr.take().map(listening_port) {
+            Some(Ok(port)) => port,
+            Some(Err(e)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::other(format!("{}: {e}", exe.display())));
+            }
+            None => return Err(io::Error::other("moto's stderr was not piped")),
+        };
         let server = Self {
             child,
             port,
             bucket: bucket.to_owned(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match server.request("PUT", &format!("/{bucket}")) {
-                Ok(200) => return Ok(Some(server)),
-                Ok(status) => {
-                    return Err(io::Error::other(format!(
-                        "moto refused to create bucket {bucket}: HTTP {status}"
-                    )));
-                }
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(e) => return Err(e),
-            }
+        match server.request("PUT", &format!("/{bucket}"))? {
+            200 => Ok(Some(server)),
+            status => Err(io::Error::other(format!(
+                "moto refused to create bucket {bucket}: HTTP {status}"
+            ))),
         }
     }
 
@@ -174,5 +212,20 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_in;
+
+    #[test]
+    fn the_port_comes_from_werkzeugs_startup_line() {
+        assert_eq!(port_in(" * Running on http://127.0.0.1:37297"), Some(37297));
+        assert_eq!(
+            port_in("Running on http://127.0.0.1:8080/ (Press CTRL+C)"),
+            Some(8080)
+        );
+        assert_eq!(port_in("Press CTRL+C to quit"), None);
     }
 }

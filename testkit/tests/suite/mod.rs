@@ -1,2 +1,3 @@
+mod moto;
 mod server;
 mod workspace;
