@@ -30,6 +30,7 @@ mod handlers;
 pub mod mcp;
 mod prompt;
 mod runtime;
+mod state;
 mod tools;
 
 pub use codepilot_llm as llm;

@@ -13,20 +13,20 @@ use codepilot_protocol::ToolError;
 use serde_json::Map;
 use serde_json::Value;
 
+use super::Context;
 use crate::events::Event;
 use crate::events::PermissionRequestEvent;
 use crate::events::ToolCallEvent;
 use crate::events::ToolResultEvent;
 use crate::handlers::PermissionDecision;
 use crate::handlers::PermissionRequest;
-use crate::runtime::Inner;
-use crate::runtime::ToolSet;
 use crate::tools::StepContext;
 use crate::tools::ToolCall;
+use crate::tools::ToolSet;
 
 /// Serves the tool calls of one control block.
 pub(super) struct StepHost {
-    inner: Arc<Inner>,
+    cx: Arc<Context>,
     toolset: Arc<ToolSet>,
     ctx: StepContext,
     observation: Mutex<Observation>,
@@ -38,7 +38,7 @@ pub(super) struct StepHost {
 /// Emits a failed `ToolResult` for a call whose future was dropped (abort, block timeout), so every `ToolCall` a
 /// host sees is closed.
 struct CallGuard<'a> {
-    inner: &'a Inner,
+    cx: &'a Context,
     call_id: String,
     tool: String,
     armed: bool,
@@ -47,7 +47,7 @@ struct CallGuard<'a> {
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.inner.emit(Event::ToolResult(ToolResultEvent {
+            self.cx.emit(Event::ToolResult(ToolResultEvent {
                 call_id: std::mem::take(&mut self.call_id),
                 tool: std::mem::take(&mut self.tool),
                 ok: false,
@@ -59,7 +59,7 @@ impl Drop for CallGuard<'_> {
 
 impl StepHost {
     pub(super) fn new(
-        inner: &Arc<Inner>,
+        cx: &Arc<Context>,
         toolset: &Arc<ToolSet>,
         action: &Action,
         context: Arc<Mutex<crate::context::ContextBook>>,
@@ -67,10 +67,10 @@ impl StepHost {
         step: u32,
     ) -> Self {
         Self {
-            inner: Arc::clone(inner),
+            cx: Arc::clone(cx),
             toolset: Arc::clone(toolset),
             ctx: StepContext {
-                env: Arc::clone(&inner.env),
+                env: Arc::clone(&cx.env),
                 payloads: Mutex::new(action.payloads.iter().cloned().collect()),
                 context,
             },
@@ -113,12 +113,12 @@ impl StepHost {
         args: &Map<String, Value>,
         description: String,
     ) -> Result<(), String> {
-        self.inner
+        self.cx
             .emit(Event::PermissionRequest(PermissionRequestEvent {
                 tool: tool.to_owned(),
                 description: description.clone(),
             }));
-        let Some(handler) = self.inner.permission.as_ref().filter(|h| h.available()) else {
+        let Some(handler) = self.cx.permission.as_ref().filter(|h| h.available()) else {
             return Err(PermissionRefusal::NoHandler.message(&description));
         };
         let request = PermissionRequest {
@@ -151,14 +151,14 @@ impl codepilot_script::ToolHost for StepHost {
             tool.describe_call(&args)
                 .unwrap_or_else(|| format!("Call {name}"))
         });
-        self.inner.emit(Event::ToolCall(ToolCallEvent {
+        self.cx.emit(Event::ToolCall(ToolCallEvent {
             call_id: call_id.clone(),
             tool: name.to_owned(),
             args: Value::Object(args.clone()),
             label,
         }));
         let mut guard = CallGuard {
-            inner: &self.inner,
+            cx: &self.cx,
             call_id: call_id.clone(),
             tool: name.to_owned(),
             armed: true,
@@ -197,7 +197,7 @@ impl codepilot_script::ToolHost for StepHost {
         };
         guard.armed = false;
         self.push(entry.clone());
-        self.inner.emit(Event::ToolResult(ToolResultEvent {
+        self.cx.emit(Event::ToolResult(ToolResultEvent {
             call_id,
             tool: name.to_owned(),
             ok: result.is_ok(),

@@ -8,6 +8,7 @@ use codepilot_protocol::Message;
 use codepilot_protocol::Role;
 use tokio_util::sync::CancellationToken;
 
+use super::Context;
 use crate::context::LOW_WATER;
 use crate::events::ContextDropEvent;
 use crate::events::ContextDropKind;
@@ -16,13 +17,12 @@ use crate::events::ErrorKind;
 use crate::events::Event;
 use crate::events::RuntimeErrorEvent;
 use crate::events::UsageEvent;
-use crate::runtime::Inner;
-use crate::runtime::SessionState;
-use crate::runtime::ToolSet;
+use crate::state::SessionState;
+use crate::tools::ToolSet;
 
 /// Starts a maintenance step when the context is past the threshold, finished tasks can be archived and the
 /// model has `archive_context`: adds the maintenance message and emits [`Event::ContextMaintenance`].
-pub(super) fn start(inner: &Inner, state: &mut SessionState, toolset: &ToolSet) -> bool {
+pub(super) fn start(cx: &Context, state: &mut SessionState, toolset: &ToolSet) -> bool {
     if toolset.registry.get("archive_context").is_none() {
         return false;
     }
@@ -52,7 +52,7 @@ pub(super) fn start(inner: &Inner, state: &mut SessionState, toolset: &ToolSet) 
         (text, event)
     };
     state.messages.push(Message::user(text));
-    inner.emit(Event::ContextMaintenance(event));
+    cx.emit(Event::ContextMaintenance(event));
     true
 }
 
@@ -66,7 +66,7 @@ pub(super) fn needs_backstop(state: &SessionState, toolset: &ToolSet) -> bool {
 /// finished tasks (whole tasks, as many as bring the request down to the low-water mark) into an archive. A
 /// failed call is reported and left to compaction.
 pub(super) async fn backstop(
-    inner: &Inner,
+    cx: &Context,
     state: &mut SessionState,
     toolset: &ToolSet,
     cancel: &CancellationToken,
@@ -96,7 +96,7 @@ pub(super) async fn backstop(
         codepilot_protocol::summariser_request(&transcript),
     )];
     let mut ignore = |_: codepilot_llm::StreamDelta<'_>| {};
-    let call = inner.provider.complete(
+    let call = cx.provider.complete(
         ChatRequest {
             system: codepilot_protocol::SUMMARISER_PROMPT,
             system_dynamic: "",
@@ -113,7 +113,7 @@ pub(super) async fn backstop(
     let completion = match result {
         Ok(c) => c,
         Err(e) => {
-            inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+            cx.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Provider,
                 message: format!(
                     "summarising tasks {first}-{last} to free context failed ({e}); older history will be \
@@ -124,7 +124,7 @@ pub(super) async fn backstop(
         }
     };
     state.usage.add(&completion.usage);
-    inner.emit(Event::Usage(UsageEvent {
+    cx.emit(Event::Usage(UsageEvent {
         call: completion.usage,
         total: state.usage,
     }));
@@ -134,14 +134,14 @@ pub(super) async fn backstop(
             .map(|_| book.request_tokens(&toolset.static_prompt, ""))
     };
     match archived {
-        Ok(after) => inner.emit(Event::ContextDrop(ContextDropEvent {
+        Ok(after) => cx.emit(Event::ContextDrop(ContextDropEvent {
             kind: ContextDropKind::Summarised,
             tasks: (first..=last).collect(),
             before_tokens: before,
             after_tokens: after,
             budget,
         })),
-        Err(reason) => inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+        Err(reason) => cx.emit(Event::RuntimeError(RuntimeErrorEvent {
             kind: ErrorKind::Provider,
             message: format!(
                 "the summary of tasks {first}-{last} could not be used ({reason}); older history will be \

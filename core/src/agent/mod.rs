@@ -5,6 +5,7 @@
 //! - `step` turns one answer into feedback for the model (and maybe an outcome);
 //! - `host` serves the control block's tool calls: permission gate, dispatch, events, observation entries.
 
+mod context;
 mod host;
 mod maintain;
 mod model;
@@ -14,6 +15,9 @@ use std::sync::Arc;
 
 use codepilot_protocol::Message;
 use tokio_util::sync::CancellationToken;
+
+pub(crate) use context::Context;
+pub(crate) use context::RunHooks;
 
 use crate::Outcome;
 use crate::error::Error;
@@ -33,23 +37,22 @@ use crate::events::UsageEvent;
 use crate::events::UserMessageEvent;
 use crate::prompt::DynamicVars;
 use crate::prompt::TerminalLine;
-use crate::runtime::Inner;
-use crate::runtime::SessionState;
-use crate::runtime::ToolSet;
+use crate::state::SessionState;
+use crate::tools::ToolSet;
 
 /// Runs one task. Holds the session for the whole run, so a second concurrent `run` gets [`Error::Busy`].
 ///
 /// Terminal events (`Finish`, `MaxSteps`, `Aborted`) are emitted only after the final checkpoint succeeded, so a
 /// host that sees one can rely on the step being stored.
-pub(crate) async fn run(inner: &Arc<Inner>, task: &str) -> Result<Outcome> {
-    let entered = inner.control.enter();
-    if inner.control.is_closed() {
+pub(crate) async fn run(cx: &Arc<Context>, task: &str) -> Result<Outcome> {
+    let entered = cx.control.enter();
+    if cx.control.is_closed() {
         return Err(Error::Closed);
     }
-    if let Some(message) = inner.lease.lost_message() {
+    if let Some(message) = cx.lease.lost_message() {
         return Err(Error::LeaseLost(message));
     }
-    let Some(mut state) = inner.session.try_lock() else {
+    let Some(mut state) = cx.session.try_lock() else {
         return Err(Error::Busy);
     };
     let owned = entered.own();
@@ -61,20 +64,21 @@ pub(crate) async fn run(inner: &Arc<Inner>, task: &str) -> Result<Outcome> {
     state
         .messages
         .push(Message::user(codepilot_protocol::task_message(n, task)));
-    inner.events.set_turn(Some(turn_id(n)));
-    inner.emit(Event::Start(StartEvent {
+    cx.events.set_turn(Some(turn_id(n)));
+    cx.emit(Event::Start(StartEvent {
         session_id: state.id.to_string(),
         task_number: n,
         task: task.to_owned(),
     }));
-    let outcome = finish_run(inner, &mut state, &owned.token).await;
+    let outcome = finish_run(cx, &mut state, &owned.token).await;
     if !matches!(
         outcome,
         Err(Error::Store(_) | Error::LeaseLost(_) | Error::Closed)
-    ) {
-        crate::runtime::snapshots_at_run_end(inner).await;
+    ) && let Some(hooks) = &cx.hooks
+    {
+        hooks.run_ended(cx).await;
     }
-    inner.events.set_turn(None);
+    cx.events.set_turn(None);
     outcome
 }
 
@@ -84,22 +88,22 @@ pub(crate) fn turn_id(task_number: u64) -> String {
 }
 
 async fn finish_run(
-    inner: &Arc<Inner>,
+    cx: &Arc<Context>,
     state: &mut SessionState,
     cancel: &CancellationToken,
 ) -> Result<Outcome> {
-    let outcome = step_loop(inner, state, cancel).await;
+    let outcome = step_loop(cx, state, cancel).await;
     // A store failure was reported where it happened; don't try (and report) again.
     if let Err(e @ (Error::Store(_) | Error::LeaseLost(_))) = outcome {
         return Err(e);
     }
     // Whatever else happened, persist what we have: a crash later must not lose finished steps.
-    checkpoint(inner, state).await?;
-    if let Some(message) = inner.lease.lost_message() {
+    checkpoint(cx, state).await?;
+    if let Some(message) = cx.lease.lost_message() {
         return Err(Error::LeaseLost(message));
     }
     let outcome = outcome?;
-    inner.emit(match &outcome {
+    cx.emit(match &outcome {
         Outcome::Completed { summary, .. } => Event::Finish(FinishEvent {
             reason: FinishReason::Completed,
             summary: summary.clone(),
@@ -115,44 +119,44 @@ async fn finish_run(
 }
 
 /// Stores the steps since the last checkpoint. A failure is reported as an event; a lost lease stops the run.
-async fn checkpoint(inner: &Inner, state: &mut SessionState) -> Result<()> {
-    let Some(lease) = inner.lease.current() else {
+async fn checkpoint(cx: &Context, state: &mut SessionState) -> Result<()> {
+    let Some(lease) = cx.lease.current() else {
         return Err(Error::Closed);
     };
-    let Err(e) = inner.session.checkpoint(state, &lease).await else {
+    let Err(e) = cx.session.checkpoint(state, &lease).await else {
         return Ok(());
     };
-    inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+    cx.emit(Event::RuntimeError(RuntimeErrorEvent {
         kind: ErrorKind::Store,
         message: e.to_string(),
     }));
     if e.is_lease_lost() {
-        inner.lease.mark_lost(e.to_string());
-        inner.control.cancel_now();
+        cx.lease.mark_lost(e.to_string());
+        cx.control.cancel_now();
         return Err(Error::LeaseLost(e.to_string()));
     }
     Err(e.into())
 }
 
 /// Adds the host's queued messages and the commands people typed into the agent's terminals.
-fn drain_inbox(inner: &Inner, state: &mut SessionState) {
-    let typed = inner
+fn drain_inbox(cx: &Context, state: &mut SessionState) {
+    let typed = cx
         .terminals()
         .map(codepilot_terminal::TerminalManager::take_human_input)
         .unwrap_or_default()
         .into_iter()
         .map(|input| codepilot_protocol::human_command_text(&input.terminal, &input.command));
-    for text in inner.control.drain().into_iter().chain(typed) {
+    for text in cx.control.drain().into_iter().chain(typed) {
         state
             .messages
             .push(Message::user(codepilot_protocol::user_message(&text)));
-        inner.emit(Event::UserMessageInjected(UserMessageEvent { text }));
+        cx.emit(Event::UserMessageInjected(UserMessageEvent { text }));
     }
 }
 
 /// The dynamic half of the system prompt for this step; `context` is its `Context: …` line.
-fn system_dynamic(inner: &Inner, step: u32, max_steps: u32, context: &str) -> String {
-    let terminals: Vec<TerminalLine> = inner
+fn system_dynamic(cx: &Context, step: u32, max_steps: u32, context: &str) -> String {
+    let terminals: Vec<TerminalLine> = cx
         .terminals()
         .map(|t| {
             t.list()
@@ -174,7 +178,7 @@ fn system_dynamic(inner: &Inner, step: u32, max_steps: u32, context: &str) -> St
                 .collect()
         })
         .unwrap_or_default();
-    let work_dir = inner.env.workspace.root().display().to_string();
+    let work_dir = cx.env.workspace.root().display().to_string();
     crate::prompt::render_dynamic(&DynamicVars {
         work_dir: &work_dir,
         os: std::env::consts::OS,
@@ -194,7 +198,7 @@ struct Request {
 
 /// Renders the dynamic prompt with the context line and fits the request into the budget, compacting if needed.
 fn prepare(
-    inner: &Inner,
+    cx: &Context,
     state: &SessionState,
     toolset: &ToolSet,
     step: u32,
@@ -204,7 +208,7 @@ fn prepare(
     let budget = book.budget();
     let render = |tokens: u64| {
         system_dynamic(
-            inner,
+            cx,
             step,
             max_steps,
             &codepilot_protocol::context_status(tokens, budget),
@@ -213,7 +217,7 @@ fn prepare(
     let first = render(book.request_tokens(&toolset.static_prompt, ""));
     let mut dynamic = render(book.request_tokens(&toolset.static_prompt, &first));
     if let Some(drop) = book.fit(&toolset.static_prompt, &dynamic)? {
-        inner.emit(Event::ContextDrop(ContextDropEvent {
+        cx.emit(Event::ContextDrop(ContextDropEvent {
             kind: ContextDropKind::Compacted,
             tasks: drop.tasks,
             before_tokens: drop.before,
@@ -230,11 +234,11 @@ fn prepare(
 }
 
 async fn step_loop(
-    inner: &Arc<Inner>,
+    cx: &Arc<Context>,
     state: &mut SessionState,
     cancel: &CancellationToken,
 ) -> Result<Outcome> {
-    let max_steps = inner.agent.runtime.max_steps;
+    let max_steps = cx.max_steps;
     let mut maintained = false;
     for step in 1..=max_steps {
         if cancel.is_cancelled() {
@@ -242,9 +246,9 @@ async fn step_loop(
                 steps: step.saturating_sub(1),
             });
         }
-        drain_inbox(inner, state);
-        inner.emit(Event::Step(StepEvent { step, max_steps }));
-        if let Some(hub) = &inner.mcp {
+        drain_inbox(cx, state);
+        cx.emit(Event::Step(StepEvent { step, max_steps }));
+        if let Some(hub) = cx.tools.mcp() {
             if step == 1 {
                 // Servers still starting get a bounded wait, so the first prompt lists their tools.
                 tokio::select! {
@@ -253,18 +257,18 @@ async fn step_loop(
                 }
             }
             tokio::select! {
-                synced = inner.sync_mcp_tools() => synced?,
+                synced = cx.tools.sync_mcp() => synced?,
                 () = cancel.cancelled() => return Ok(Outcome::Aborted { steps: step.saturating_sub(1) }),
             }
         }
-        let toolset = inner.toolset();
+        let toolset = cx.tools.current();
         // At most one maintenance step per run: what it leaves is the backstop's and compaction's job.
-        let maintenance = !maintained && maintain::start(inner, state, &toolset);
+        let maintenance = !maintained && maintain::start(cx, state, &toolset);
         maintained |= maintenance;
-        let request = prepare(inner, state, &toolset, step, max_steps)?;
+        let request = prepare(cx, state, &toolset, step, max_steps)?;
 
         let Some(answer) = model::ask(
-            inner,
+            cx,
             &toolset.static_prompt,
             &request.dynamic,
             &request.messages,
@@ -278,25 +282,27 @@ async fn step_loop(
         drop(request);
         state.book().observe(&answer.usage);
         state.usage.add(&answer.usage);
-        inner.emit(Event::Usage(UsageEvent {
+        cx.emit(Event::Usage(UsageEvent {
             call: answer.usage,
             total: state.usage,
         }));
 
-        let done = step::run(inner, state, &toolset, &answer.text, step, cancel).await;
+        let done = step::run(cx, state, &toolset, &answer.text, step, cancel).await;
         if let Some(feedback) = done.feedback {
             state.messages.push(Message::user(feedback.render()));
         }
-        checkpoint(inner, state).await?;
-        if done.outcome.is_none() {
-            crate::runtime::snapshot_after_step(inner);
+        checkpoint(cx, state).await?;
+        if done.outcome.is_none()
+            && let Some(hooks) = &cx.hooks
+        {
+            hooks.step_saved(cx);
         }
         if let Some(outcome) = done.outcome {
             return Ok(outcome);
         }
         if maintenance || (!maintained && maintain::needs_backstop(state, &toolset)) {
             maintained = true;
-            maintain::backstop(inner, state, &toolset, cancel).await;
+            maintain::backstop(cx, state, &toolset, cancel).await;
         }
     }
     Ok(Outcome::MaxSteps { steps: max_steps })

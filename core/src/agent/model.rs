@@ -7,6 +7,7 @@ use codepilot_llm::WireMessage;
 use codepilot_protocol::StreamFilter;
 use tokio_util::sync::CancellationToken;
 
+use super::Context;
 use crate::error::Result;
 use crate::events::ErrorKind;
 use crate::events::Event;
@@ -14,13 +15,12 @@ use crate::events::ModelRetryEvent;
 use crate::events::RuntimeErrorEvent;
 use crate::events::StreamEvent;
 use crate::events::StreamKind;
-use crate::runtime::Inner;
 
 /// Asks the model for the next answer. Prose meant for the user is emitted as `Stream` events while it arrives;
 /// a retry voids what was streamed for the failed attempt. `Ok(None)` when the run was aborted meanwhile; an
 /// error (after the provider's own retries) is reported as an event and ends the run without consuming a step.
 pub(super) async fn ask(
-    inner: &Inner,
+    cx: &Context,
     system: &str,
     system_dynamic: &str,
     messages: &[WireMessage],
@@ -28,7 +28,7 @@ pub(super) async fn ask(
     cancel: &CancellationToken,
 ) -> Result<Option<Completion>> {
     let mut filter = StreamFilter::new();
-    let events = &inner.events;
+    let events = &cx.events;
     let mut on_delta = |d: StreamDelta<'_>| match d {
         StreamDelta::Text(t) => {
             let shown = filter.push(t);
@@ -57,7 +57,7 @@ pub(super) async fn ask(
         }
         _ => {}
     };
-    let call = inner.provider.complete(
+    let call = cx.provider.complete(
         ChatRequest {
             system,
             system_dynamic,
@@ -73,7 +73,7 @@ pub(super) async fn ask(
     };
     match result {
         Err(e) => {
-            inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+            cx.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Provider,
                 message: e.to_string(),
             }));
@@ -83,7 +83,7 @@ pub(super) async fn ask(
         Ok(completion) => {
             let rest = filter.finish();
             if !rest.is_empty() {
-                inner.emit(Event::Stream(StreamEvent {
+                cx.emit(Event::Stream(StreamEvent {
                     kind: StreamKind::Text,
                     text: rest,
                 }));

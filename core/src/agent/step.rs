@@ -17,14 +17,14 @@ use codepilot_script::ToolHost;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::Context;
 use super::host::StepHost;
 use crate::Outcome;
 use crate::events::ErrorKind;
 use crate::events::Event;
 use crate::events::RuntimeErrorEvent;
-use crate::runtime::Inner;
-use crate::runtime::SessionState;
-use crate::runtime::ToolSet;
+use crate::state::SessionState;
+use crate::tools::ToolSet;
 
 /// What one answer leads to: feedback for the model (the next user message) and, when the task ends, how.
 pub(super) struct StepDone {
@@ -43,7 +43,7 @@ impl StepDone {
 
 /// Handles one model answer; adds the assistant message to the history.
 pub(super) async fn run(
-    inner: &Arc<Inner>,
+    cx: &Arc<Context>,
     state: &mut SessionState,
     toolset: &Arc<ToolSet>,
     answer: &str,
@@ -60,7 +60,7 @@ pub(super) async fn run(
                 .push(Message::assistant(codepilot_protocol::cap_observation(
                     answer.to_owned(),
                 )));
-            inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+            cx.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Parse,
                 message: e.to_string(),
             }));
@@ -73,9 +73,9 @@ pub(super) async fn run(
 
     let Some(control) = &action.control else {
         return match &action.completion {
-            Some(_) if inner.control.has_unread() => StepDone::feedback(
-                Feedback::CompletionRefused(CompletionRefusal::UnreadUserMessage),
-            ),
+            Some(_) if cx.control.has_unread() => StepDone::feedback(Feedback::CompletionRefused(
+                CompletionRefusal::UnreadUserMessage,
+            )),
             Some(summary) => StepDone {
                 feedback: None,
                 outcome: Some(Outcome::Completed {
@@ -92,11 +92,11 @@ pub(super) async fn run(
             },
         };
     };
-    run_block(inner, state, toolset, &action, &control.code, step, cancel).await
+    run_block(cx, state, toolset, &action, &control.code, step, cancel).await
 }
 
 async fn run_block(
-    inner: &Arc<Inner>,
+    cx: &Arc<Context>,
     state: &SessionState,
     toolset: &Arc<ToolSet>,
     action: &Action,
@@ -105,7 +105,7 @@ async fn run_block(
     cancel: &CancellationToken,
 ) -> StepDone {
     let host = Arc::new(StepHost::new(
-        inner,
+        cx,
         toolset,
         action,
         Arc::clone(&state.context),
@@ -116,10 +116,10 @@ async fn run_block(
         code: code.to_owned(),
         globals: vec![(
             "WORK_DIR".to_owned(),
-            Value::String(inner.env.workspace.root().display().to_string()),
+            Value::String(cx.env.workspace.root().display().to_string()),
         )],
         tools: Arc::clone(&toolset.specs),
-        limits: inner.limits.clone(),
+        limits: cx.limits.clone(),
     };
     let result = codepilot_script::run_block(
         req,
@@ -144,7 +144,7 @@ async fn run_block(
         }
         Ok(_) => {
             let outcome = match &action.completion {
-                Some(_) if inner.control.has_unread() => {
+                Some(_) if cx.control.has_unread() => {
                     report.completion_refused = Some(CompletionRefusal::UnreadUserMessage);
                     None
                 }
@@ -168,7 +168,7 @@ async fn run_block(
         }
         Err(failure) => {
             let failure = execution_failure(&failure, code, host.calls());
-            inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+            cx.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Execution,
                 message: format!("{}: {}", failure.exc_type, failure.message),
             }));

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::RwLock;
 use std::time::Duration;
 
 use codepilot_llm::Provider;
@@ -21,11 +20,8 @@ use codepilot_terminal::TerminalManager;
 
 use super::AsyncRuntime;
 use super::Inner;
-use super::ToolSet;
-use super::control::RunControl;
-use super::lease::LeaseKeeper;
-use super::session::SessionCell;
-use super::session::SessionState;
+use crate::agent::Context;
+use crate::agent::RunHooks;
 use crate::config::AgentFile;
 use crate::context::ContextParams;
 use crate::error::Error;
@@ -36,8 +32,13 @@ use crate::events::EventBus;
 use crate::events::RuntimeErrorEvent;
 use crate::handlers::AskUserHandler;
 use crate::handlers::PermissionHandler;
+use crate::state::LeaseKeeper;
+use crate::state::RunControl;
+use crate::state::SessionCell;
+use crate::state::SessionState;
 use crate::tools::Registry;
 use crate::tools::Tool;
+use crate::tools::ToolBox;
 use crate::tools::ToolEnv;
 use crate::tools::ToolSettings;
 use crate::tools::builtin::Builtin;
@@ -87,9 +88,6 @@ async fn release_after_failed_start(store: &dyn SessionStore, lease: codepilot_s
         tracing::warn!("releasing the session lease after a failed start: {e}");
     }
 }
-
-/// Default cap on tool calls in one control block.
-const DEFAULT_MAX_TOOL_CALLS: u32 = 200;
 
 /// Reads an environment variable, for API keys.
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -231,17 +229,14 @@ impl RuntimeBuilder {
     /// The variable the API key is read from: `model.api_key_env`, else the provider's usual one.
     fn api_key_var(&self) -> Option<&str> {
         let m = &self.agent.model;
-        m.api_key_env.as_deref().or_else(|| {
-            m.provider
-                .parse::<ProviderKind>()
-                .ok()
-                .and_then(|k| k.default_api_key_env())
-        })
+        m.api_key_env
+            .as_deref()
+            .or_else(|| m.provider.default_api_key_env())
     }
 
     fn provider_config(&self) -> Result<ProviderConfig> {
         let m = &self.agent.model;
-        let kind: ProviderKind = m.provider.parse()?;
+        let kind = m.provider;
         let lookup = |var: &str| match &self.env {
             Some(f) => f(var),
             None => std::env::var(var).ok(),
@@ -253,7 +248,7 @@ impl RuntimeBuilder {
             .filter(|k| !k.trim().is_empty());
         if api_key.is_none() && kind.requires_api_key() && self.provider.is_none() {
             return Err(Error::MissingApiKey {
-                provider: m.provider.clone(),
+                provider: m.provider.to_string(),
                 var: var.unwrap_or_else(|| "an API key variable (model.api_key_env)".to_owned()),
             });
         }
@@ -287,7 +282,7 @@ impl RuntimeBuilder {
             thinking: m.thinking.enabled.then_some(m.thinking.budget_tokens),
             stream: m.stream,
             retry: RetryPolicy::default(),
-            request_timeout: Duration::from_secs(600),
+            request_timeout: Duration::from_secs(m.timeout_s),
             scripted_answers,
         })
     }
@@ -327,7 +322,6 @@ impl RuntimeBuilder {
     pub async fn build(self) -> Result<AsyncRuntime> {
         self.agent.validate()?;
         let budget = self.agent.model.context_budget()?;
-        let provider_kind = self.agent.model.provider.parse::<ProviderKind>().ok();
         let provider = match &self.provider {
             Some(p) => Arc::clone(p),
             None => codepilot_llm::build_provider(self.provider_config()?)?,
@@ -340,9 +334,7 @@ impl RuntimeBuilder {
             })?;
         let sandbox = sandbox_policy(rt, workspace.root());
         let workspace = Arc::new(workspace.with_write_policy(sandbox.clone()));
-
         let (builtins, terminal_settings) = self.builtin_tools();
-        let key_var = self.api_key_var().map(str::to_owned);
         let mut registry = Registry::default();
         for (builtin, settings) in builtins {
             registry.insert(Arc::new(builtin), settings)?;
@@ -351,129 +343,40 @@ impl RuntimeBuilder {
             registry.insert_host(Arc::clone(tool))?;
         }
 
-        let store = match self.store {
-            Some(s) => s,
-            None => codepilot_store::open_store(self.session).await?,
+        let store = match &self.store {
+            Some(s) => Arc::clone(s),
+            None => codepilot_store::open_store(self.session.clone()).await?,
         };
-        let id = match self.session_id {
+        let id = match &self.session_id {
             Some(id) => id.parse::<SessionId>()?,
             None => SessionId::generate(),
         };
         let (lease, record) = store.open(&id, &self.agent.name).await?;
-        let snapshots = match self.snapshots {
-            Some(snapshots) => match snapshots
-                .prepare(&record, workspace.root(), self.restore)
-                .await
-            {
-                Ok(prepared) => {
-                    if let codepilot_store::snapshot::Prepared::Restored {
-                        key, files, size, ..
-                    } = &prepared
-                    {
-                        tracing::info!(
-                            "restored the workspace of session {id} from snapshot {key} ({files} files, {size} bytes)"
-                        );
-                    }
-                    Some(super::snapshots::Snapshots::new(
-                        snapshots,
-                        prepared,
-                        record.meta.snapshot.clone(),
-                    ))
-                }
-                Err(e) => {
-                    release_after_failed_start(&*store, lease).await;
-                    return Err(e.into());
-                }
-            },
-            None => None,
-        };
-        let terminals = match terminal_settings {
-            Some(settings) => {
-                let mut cfg = TerminalConfig::new(workspace.root().to_path_buf());
-                // The key variable the agent file names never reaches a shell, whatever it is called.
-                cfg.hidden_vars.extend(key_var);
-                if let Some(n) = settings.max_output_chars {
-                    cfg.max_output_chars = n;
-                }
-                cfg.socket_dir.clone_from(&self.socket_dir);
-                cfg.sandbox.clone_from(&sandbox);
-                let started = async {
-                    let mgr = TerminalManager::new(cfg).await?;
-                    mgr.create("main").await?;
-                    Ok::<_, codepilot_terminal::TerminalError>(mgr)
-                }
-                .await;
-                match started {
-                    Ok(mgr) => Some(mgr),
-                    Err(e) => {
-                        release_after_failed_start(&*store, lease).await;
-                        return Err(e.into());
-                    }
-                }
+        let started = self
+            .start(
+                &*store,
+                &id,
+                &record,
+                &workspace,
+                sandbox,
+                terminal_settings,
+            )
+            .await;
+        let started = match started {
+            Ok(started) => started,
+            Err(e) => {
+                release_after_failed_start(&*store, lease).await;
+                return Err(e);
             }
-            None => None,
         };
 
-        let limits = self.limits.unwrap_or_else(|| Limits {
+        let context = self.context_params(budget.budget);
+        let limits = self.limits.clone().unwrap_or_else(|| Limits {
             wall_clock: Duration::from_secs(rt.step_timeout_s.max(1)),
-            max_tool_calls: DEFAULT_MAX_TOOL_CALLS,
             ..Limits::default()
         });
-        let toolset = ToolSet::new(&self.agent, registry, &limits);
-        if self.agent.model.context_window.is_none()
-            && codepilot_llm::known_context_window(&self.agent.model.name).is_none()
-            && provider_kind != Some(ProviderKind::Scripted)
-        {
-            tracing::warn!(
-                "model `{}` has no known context window; assuming {} tokens (set model.context_window in \
-                 agent.yaml)",
-                self.agent.model.name,
-                codepilot_llm::DEFAULT_CONTEXT_WINDOW
-            );
-        }
-        let context = ContextParams {
-            counter: provider_kind.map_or(TokenCounter::Estimate, |kind| {
-                TokenCounter::for_model(kind, &self.agent.model.name)
-            }),
-            budget: budget.budget,
-            threshold: self.agent.runtime.context_threshold,
-        };
-        if context.counter.is_exact() {
-            // Loading the tokenizer takes ~0.1 s; do it while the rest starts.
-            let counter = context.counter;
-            std::thread::spawn(move || counter.warm_up());
-        }
-        let last_seq = if self.store_events {
-            match store.last_event_seq(&id).await {
-                Ok(n) => n,
-                Err(e) => {
-                    release_after_failed_start(&*store, lease).await;
-                    return Err(e.into());
-                }
-            }
-        } else {
-            0
-        };
-        let events = Arc::new(EventBus::new(id.to_string(), last_seq));
-        let mcp = (!self.agent.mcp_servers.is_empty()).then(|| {
-            let env: crate::mcp::EnvLookup = match &self.env {
-                Some(f) => Arc::clone(f),
-                None => Arc::new(|var: &str| std::env::var(var).ok()),
-            };
-            let bus = Arc::downgrade(&events);
-            crate::mcp::McpHub::start(
-                &self.agent.mcp_servers,
-                env,
-                Arc::new(move |message: &str| {
-                    if let Some(bus) = bus.upgrade() {
-                        bus.emit(Event::RuntimeError(RuntimeErrorEvent {
-                            kind: ErrorKind::Mcp,
-                            message: message.to_owned(),
-                        }));
-                    }
-                }),
-            )
-        });
+        let events = Arc::new(EventBus::new(id.to_string(), started.last_seq));
+        let mcp = self.start_mcp(&events);
         let lease = LeaseKeeper::new(Arc::clone(&store), lease);
         let event_log = self.store_events.then(|| {
             let writer = super::event_log::EventWriter::start(Arc::clone(&lease));
@@ -481,17 +384,17 @@ impl RuntimeBuilder {
             events.add(None, Arc::new(move |e| pushed.push(e)));
             writer
         });
-        let inner = Arc::new(Inner {
-            agent: self.agent,
+        let snapshots = started.snapshots.map(Arc::new);
+        let cx = Arc::new(Context {
             provider,
-            tools: RwLock::new(Arc::new(toolset)),
             env: Arc::new(ToolEnv {
                 workspace,
                 ledger: Arc::new(ReadLedger::default()),
-                terminals,
+                terminals: started.terminals,
                 ask_user: self.ask_user,
                 events: Arc::clone(&events),
             }),
+            tools: ToolBox::new(self.agent.clone(), registry, limits.clone(), mcp),
             events,
             session: SessionCell::new(store, SessionState::from_record(id, record, context)),
             lease,
@@ -499,19 +402,146 @@ impl RuntimeBuilder {
             permission: self.permission,
             limits,
             context,
-            event_log,
-            snapshots,
-            mcp,
+            max_steps: self.agent.runtime.max_steps,
+            hooks: snapshots.as_ref().map(|s| {
+                Arc::new(super::snapshots::SnapshotHooks(Arc::clone(s))) as Arc<dyn RunHooks>
+            }),
         });
-        let weak = Arc::downgrade(&inner);
-        inner.lease.start_heartbeat(move |e| {
-            let Some(inner) = weak.upgrade() else { return };
-            inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+        let weak = Arc::downgrade(&cx);
+        cx.lease.start_heartbeat(move |e| {
+            let Some(cx) = weak.upgrade() else { return };
+            cx.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Store,
                 message: e.to_string(),
             }));
-            inner.control.cancel_now();
+            cx.control.cancel_now();
         });
-        Ok(AsyncRuntime { inner })
+        Ok(AsyncRuntime {
+            inner: Arc::new(Inner {
+                agent_name: self.agent.name,
+                cx,
+                event_log,
+                snapshots,
+            }),
+        })
     }
+
+    /// What starts once the session's lease is held: the workspace restored from its snapshot, the terminals, the
+    /// event numbering. The caller gives the lease back when this fails.
+    async fn start(
+        &self,
+        store: &dyn SessionStore,
+        id: &SessionId,
+        record: &codepilot_store::SessionRecord,
+        workspace: &Workspace,
+        sandbox: Option<codepilot_sandbox::Policy>,
+        terminal_settings: Option<ToolSettings>,
+    ) -> Result<Started> {
+        let snapshots = match &self.snapshots {
+            Some(snapshots) => {
+                let prepared = snapshots
+                    .prepare(record, workspace.root(), self.restore)
+                    .await?;
+                if let codepilot_store::snapshot::Prepared::Restored {
+                    key, files, size, ..
+                } = &prepared
+                {
+                    tracing::info!(
+                        "restored the workspace of session {id} from snapshot {key} ({files} files, {size} bytes)"
+                    );
+                }
+                Some(super::snapshots::Snapshots::new(
+                    snapshots.clone(),
+                    prepared,
+                    record.meta.snapshot.clone(),
+                ))
+            }
+            None => None,
+        };
+        let terminals = match terminal_settings {
+            Some(settings) => {
+                let mut cfg = TerminalConfig::new(workspace.root().to_path_buf());
+                // The key variable the agent file names never reaches a shell, whatever it is called.
+                cfg.hidden_vars
+                    .extend(self.api_key_var().map(str::to_owned));
+                if let Some(n) = settings.max_output_chars {
+                    cfg.max_output_chars = n;
+                }
+                cfg.socket_dir.clone_from(&self.socket_dir);
+                cfg.sandbox = sandbox;
+                let mgr = TerminalManager::new(cfg).await?;
+                mgr.create("main").await?;
+                Some(mgr)
+            }
+            None => None,
+        };
+        let last_seq = if self.store_events {
+            store.last_event_seq(id).await?
+        } else {
+            0
+        };
+        Ok(Started {
+            snapshots,
+            terminals,
+            last_seq,
+        })
+    }
+
+    /// How requests are budgeted: the token counter for the model, the budget, the maintenance threshold.
+    fn context_params(&self, budget: u64) -> ContextParams {
+        let model = &self.agent.model;
+        if model.context_window.is_none()
+            && codepilot_llm::known_context_window(&model.name).is_none()
+            && model.provider != ProviderKind::Scripted
+        {
+            tracing::warn!(
+                "model `{}` has no known context window; assuming {} tokens (set model.context_window in \
+                 agent.yaml)",
+                model.name,
+                codepilot_llm::DEFAULT_CONTEXT_WINDOW
+            );
+        }
+        let context = ContextParams {
+            counter: TokenCounter::for_model(model.provider, &model.name),
+            budget,
+            threshold: self.agent.runtime.context_threshold,
+        };
+        if context.counter.is_exact() {
+            // Loading the tokenizer takes ~0.1 s; do it while the rest starts.
+            let counter = context.counter;
+            std::thread::spawn(move || counter.warm_up());
+        }
+        context
+    }
+
+    /// Starts the agent file's MCP servers in the background; their failures become `mcp` runtime errors.
+    fn start_mcp(&self, events: &Arc<EventBus>) -> Option<Arc<crate::mcp::McpHub>> {
+        if self.agent.mcp_servers.is_empty() {
+            return None;
+        }
+        let env: crate::mcp::EnvLookup = match &self.env {
+            Some(f) => Arc::clone(f),
+            None => Arc::new(|var: &str| std::env::var(var).ok()),
+        };
+        let bus = Arc::downgrade(events);
+        Some(crate::mcp::McpHub::start(
+            &self.agent.mcp_servers,
+            env,
+            Arc::new(move |message: &str| {
+                if let Some(bus) = bus.upgrade() {
+                    bus.emit(Event::RuntimeError(RuntimeErrorEvent {
+                        kind: ErrorKind::Mcp,
+                        message: message.to_owned(),
+                    }));
+                }
+            }),
+        ))
+    }
+}
+
+/// What [`RuntimeBuilder::start`] started.
+struct Started {
+    snapshots: Option<super::snapshots::Snapshots>,
+    terminals: Option<TerminalManager>,
+    last_seq: u64,
 }

@@ -10,7 +10,7 @@ use codepilot_store::StoredEvent;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::LeaseKeeper;
+use crate::state::LeaseKeeper;
 
 /// Most events appended in one call.
 const BATCH: usize = 256;

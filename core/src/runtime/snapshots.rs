@@ -17,13 +17,15 @@ use codepilot_store::snapshot::Prepared;
 use codepilot_store::snapshot::Saved;
 use codepilot_store::snapshot::SnapshotStore;
 
-use super::Inner;
+use crate::agent::Context;
+use crate::agent::RunHooks;
 use crate::error::Error;
 use crate::error::Result;
 use crate::events::ErrorKind;
 use crate::events::Event;
 use crate::events::RuntimeErrorEvent;
 use crate::events::WorkspaceSavedEvent;
+use crate::handlers::BoxFuture;
 
 /// A runtime's snapshot store and what happened to its work directory at start.
 pub(crate) struct Snapshots {
@@ -68,104 +70,100 @@ impl Snapshots {
     pub(crate) fn forget_recorded(&self) {
         *lock(&self.recorded) = None;
     }
+
+    /// Saves the work directory as the current session's snapshot. Emits [`Event::WorkspaceSaved`] for a new
+    /// snapshot.
+    pub(crate) async fn save(&self, cx: &Context) -> Result<Saved> {
+        let _one = self.saving.lock().await;
+        let Some(lease) = cx.lease.current() else {
+            return Err(Error::Closed);
+        };
+        let recorded = lock(&self.recorded).clone();
+        let saved = self
+            .store
+            .save(
+                &**cx.session.store(),
+                &lease,
+                cx.env.workspace.root(),
+                recorded.as_deref(),
+            )
+            .await?;
+        if let Saved::Stored {
+            info,
+            files,
+            content_bytes,
+            elapsed,
+        } = &saved
+        {
+            *lock(&self.recorded) = Some(info.key.clone());
+            cx.emit(Event::WorkspaceSaved(WorkspaceSavedEvent {
+                key: info.key.clone(),
+                files: *files,
+                content_bytes: *content_bytes,
+                size: info.size,
+                elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            }));
+        }
+        Ok(saved)
+    }
 }
 
-/// Saves the work directory as the current session's snapshot; `None` when the runtime has no snapshot store.
-/// Emits [`Event::WorkspaceSaved`] for a new snapshot.
-pub(crate) async fn save(inner: &Inner) -> Result<Option<Saved>> {
-    let Some(snapshots) = &inner.snapshots else {
-        return Ok(None);
-    };
-    let _one = snapshots.saving.lock().await;
-    let Some(lease) = inner.lease.current() else {
-        return Err(Error::Closed);
-    };
-    let recorded = lock(&snapshots.recorded).clone();
-    let saved = snapshots
-        .store
-        .save(
-            &**inner.session.store(),
-            &lease,
-            inner.env.workspace.root(),
-            recorded.as_deref(),
-        )
-        .await?;
-    if let Saved::Stored {
-        info,
-        files,
-        content_bytes,
-        elapsed,
-    } = &saved
-    {
-        *lock(&snapshots.recorded) = Some(info.key.clone());
-        inner.emit(Event::WorkspaceSaved(WorkspaceSavedEvent {
-            key: info.key.clone(),
-            files: *files,
-            content_bytes: *content_bytes,
-            size: info.size,
-            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+/// The runtime's own handle on its snapshots, as the loop's hooks.
+pub(crate) struct SnapshotHooks(pub(crate) Arc<Snapshots>);
+
+impl RunHooks for SnapshotHooks {
+    /// Starts a background save, or asks the running one to save again.
+    fn step_saved(&self, cx: &Arc<Context>) {
+        let mut bg = lock(&self.0.background);
+        if bg.failed {
+            return;
+        }
+        if bg.running {
+            bg.again = true;
+            return;
+        }
+        bg.running = true;
+        let weak = Arc::downgrade(cx);
+        let snapshots = Arc::clone(&self.0);
+        bg.task = Some(tokio::spawn(async move {
+            loop {
+                let Some(cx) = weak.upgrade() else { break };
+                let result = snapshots.save(&cx).await;
+                let mut bg = lock(&snapshots.background);
+                if let Err(e) = result {
+                    bg.failed = true;
+                    bg.running = false;
+                    drop(bg);
+                    report(&cx, &e);
+                    break;
+                }
+                if !std::mem::take(&mut bg.again) {
+                    bg.running = false;
+                    break;
+                }
+            }
         }));
     }
-    Ok(Some(saved))
-}
 
-/// After a step: starts a background save, or asks the running one to save again.
-pub(crate) fn after_step(inner: &Arc<Inner>) {
-    let Some(snapshots) = &inner.snapshots else {
-        return;
-    };
-    let mut bg = lock(&snapshots.background);
-    if bg.failed {
-        return;
-    }
-    if bg.running {
-        bg.again = true;
-        return;
-    }
-    bg.running = true;
-    let weak = Arc::downgrade(inner);
-    bg.task = Some(tokio::spawn(async move {
-        loop {
-            let Some(inner) = weak.upgrade() else { break };
-            let result = save(&inner).await;
-            let Some(snapshots) = &inner.snapshots else {
-                break;
-            };
-            let mut bg = lock(&snapshots.background);
-            if let Err(e) = result {
-                bg.failed = true;
-                bg.running = false;
-                drop(bg);
-                report(&inner, &e);
-                break;
+    /// Waits for the background save, then saves (awaited) so the run's last state is stored. A failure is
+    /// reported as an event; the run's outcome stands.
+    fn run_ended<'a>(&'a self, cx: &'a Arc<Context>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let task = lock(&self.0.background).task.take();
+            if let Some(task) = task {
+                let _ = task.await;
             }
-            if !std::mem::take(&mut bg.again) {
-                bg.running = false;
-                break;
+            *lock(&self.0.background) = Background::default();
+            if let Err(e) = self.0.save(cx).await {
+                report(cx, &e);
             }
-        }
-    }));
-}
-
-/// At the end of a run: waits for the background save, then saves (awaited) so the run's last state is stored.
-/// A failure is reported as an event; the run's outcome stands.
-pub(crate) async fn at_run_end(inner: &Arc<Inner>) {
-    let Some(snapshots) = &inner.snapshots else {
-        return;
-    };
-    let task = lock(&snapshots.background).task.take();
-    if let Some(task) = task {
-        let _ = task.await;
-    }
-    *lock(&snapshots.background) = Background::default();
-    if let Err(e) = save(inner).await {
-        report(inner, &e);
+        })
     }
 }
 
-fn report(inner: &Inner, e: &Error) {
+fn report(cx: &Context, e: &Error) {
     tracing::warn!("saving the workspace snapshot: {e}");
-    inner.emit(Event::RuntimeError(RuntimeErrorEvent {
+    cx.emit(Event::RuntimeError(RuntimeErrorEvent {
         kind: ErrorKind::Snapshot,
         message: e.to_string(),
     }));

@@ -1,0 +1,121 @@
+//! The tool set a step runs with: the registry and the prompt rendered from it, swapped as a whole when a tool is
+//! registered or an MCP server's tool list changes, so a running step keeps the set it started with.
+
+use std::sync::Arc;
+use std::sync::RwLock;
+
+use codepilot_protocol::ToolSpec;
+use codepilot_script::Limits;
+
+use super::Registry;
+use crate::config::AgentFile;
+use crate::error::Error;
+use crate::error::Result;
+use crate::mcp::McpHub;
+
+/// The registry and the prompt rendered from it.
+pub(crate) struct ToolSet {
+    pub(crate) registry: Registry,
+    pub(crate) specs: Arc<[ToolSpec]>,
+    pub(crate) static_prompt: Arc<str>,
+}
+
+impl ToolSet {
+    fn new(agent: &AgentFile, registry: Registry, limits: &Limits) -> Self {
+        let specs: Arc<[ToolSpec]> = registry.specs().to_vec().into();
+        let static_prompt = crate::prompt::render_static(&crate::prompt::StaticVars {
+            name: &agent.name,
+            role: agent.role.as_deref().unwrap_or(""),
+            tools: &specs,
+            host_prompt: &agent.system_prompt,
+            step_timeout_s: limits.wall_clock.as_secs(),
+            max_tool_calls: limits.max_tool_calls,
+        });
+        Self {
+            registry,
+            specs,
+            static_prompt: static_prompt.into(),
+        }
+    }
+}
+
+/// The current [`ToolSet`] and what renders the next one.
+pub(crate) struct ToolBox {
+    current: RwLock<Arc<ToolSet>>,
+    agent: AgentFile,
+    limits: Limits,
+    mcp: Option<Arc<McpHub>>,
+}
+
+impl ToolBox {
+    pub(crate) fn new(
+        agent: AgentFile,
+        registry: Registry,
+        limits: Limits,
+        mcp: Option<Arc<McpHub>>,
+    ) -> Self {
+        let set = ToolSet::new(&agent, registry, &limits);
+        Self {
+            current: RwLock::new(Arc::new(set)),
+            agent,
+            limits,
+            mcp,
+        }
+    }
+
+    /// The set a step starts with.
+    pub(crate) fn current(&self) -> Arc<ToolSet> {
+        match self.current.read() {
+            Ok(t) => Arc::clone(&t),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The MCP servers, when the agent file lists any.
+    pub(crate) fn mcp(&self) -> Option<&Arc<McpHub>> {
+        self.mcp.as_ref()
+    }
+
+    /// Edits a copy of the registry and swaps it in with a freshly rendered prompt; a running step keeps the
+    /// tool set it started with.
+    pub(crate) fn update<T>(&self, edit: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
+        let mut guard = self
+            .current
+            .write()
+            .map_err(|_| Error::Internal("tool registry lock poisoned".to_owned()))?;
+        let mut registry = guard.registry.clone();
+        let out = edit(&mut registry)?;
+        *guard = Arc::new(ToolSet::new(&self.agent, registry, &self.limits));
+        Ok(out)
+    }
+
+    /// Before a step: fetches MCP tool lists that changed and puts the current MCP tools in the tool set.
+    pub(crate) async fn sync_mcp(&self) -> Result<()> {
+        let Some(hub) = &self.mcp else {
+            return Ok(());
+        };
+        if !hub.refresh().await {
+            return Ok(());
+        }
+        let tools = hub.tools();
+        self.update(|registry| {
+            registry.remove_where(|name| hub.is_mcp_tool(name));
+            for tool in tools {
+                let name = tool.spec().name;
+                if registry.get(&name).is_some() {
+                    tracing::warn!(
+                        "two MCP tools are both called `{name}` in the block (their names differ only in \
+                         characters that become `_`); the second is left out"
+                    );
+                    continue;
+                }
+                // A tool the block cannot call (a parameter that is not a Python identifier) is left out, the
+                // server's other tools stay.
+                if let Err(e) = registry.insert_host(tool) {
+                    tracing::warn!("MCP tool `{name}` is left out: {e}");
+                }
+            }
+            Ok(())
+        })
+    }
+}
