@@ -39,6 +39,7 @@ pub mod mux;
 mod output;
 pub mod procs;
 mod scan;
+mod sweep;
 mod terminal;
 
 pub use config::TerminalConfig;

@@ -128,6 +128,14 @@ pub struct TerminalHandle {
     terminal: Arc<Terminal>,
 }
 
+/// Where socket folders go when the host names none: `XDG_RUNTIME_DIR`, else `/tmp`.
+fn socket_base() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
 fn private_dir(cfg: &TerminalConfig) -> Result<(PathBuf, bool)> {
     let make = |path: &Path| {
         std::fs::DirBuilder::new()
@@ -150,11 +158,7 @@ fn private_dir(cfg: &TerminalConfig) -> Result<(PathBuf, bool)> {
         make(dir)?;
         return Ok((dir.clone(), true));
     }
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let dir = base.join(format!(
+    let dir = socket_base().join(format!(
         "codepilot-{}-{:08x}",
         std::process::id(),
         rand::random::<u32>()
@@ -181,11 +185,13 @@ fn bind(path: &Path) -> Result<UnixListener> {
 
 impl TerminalManager {
     /// Creates the private socket directory (0700), the token file (0600) and the control
-    /// socket. No terminal is started.
+    /// socket. No terminal is started. The first manager of a process also removes the runtime
+    /// folders that killed processes of this user left behind.
     ///
     /// # Errors
     /// When the directory, token file or control socket cannot be created.
     pub async fn new(cfg: TerminalConfig) -> Result<Self> {
+        crate::sweep::once(&socket_base(), &std::env::temp_dir());
         let (dir, owns_dir) = private_dir(&cfg)?;
         let shell_dir = std::env::temp_dir().join(format!(
             "codepilot-shell-{}-{:08x}",

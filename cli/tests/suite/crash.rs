@@ -302,3 +302,75 @@ async fn no_shell_outlives_a_killed_runtime() {
         "processes outlived the killed runtime: {below:?}"
     );
 }
+
+/// The names in `dir` that start with `prefix`, sorted.
+fn names(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_start_removes_the_runtime_folders_a_killed_process_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sockets, temp) = (dir.path().join("xdg"), dir.path().join("tmp"));
+    std::fs::create_dir_all(&sockets).unwrap();
+    std::fs::create_dir_all(&temp).unwrap();
+    // Folders that look like ours but are not a dead process's stay: a live PID (this test's), another shape.
+    let live = format!("codepilot-{}-0000abcd", std::process::id());
+    for keep in [live.as_str(), "codepilot-demo-1234", "codepilot-99-notahex"] {
+        std::fs::create_dir(sockets.join(keep)).unwrap();
+    }
+    let server = ScriptedServer::start(vec![
+        Turn::delay(120_000, Turn::answer("never")),
+        Turn::answer("Done.\n```completion\nok\n```"),
+    ])
+    .await
+    .unwrap();
+    write_agent(dir.path(), &server, Wire::OpenAi, true, "");
+    let run = |task: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_codepilot"));
+        cmd.current_dir(dir.path())
+            .args(["run", "--session", "memory", task])
+            .env("CODEPILOT_HOME", dir.path().join("home"))
+            .env("XDG_RUNTIME_DIR", &sockets)
+            .env("TMPDIR", &temp)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+
+    let mut killed = run("hang").spawn().unwrap();
+    let pid = killed.id();
+    wait_for_requests(&server, 1).await;
+    let socket_dirs = names(&sockets, &format!("codepilot-{pid}-"));
+    let shell_dirs = names(&temp, &format!("codepilot-shell-{pid}-"));
+    assert_eq!((socket_dirs.len(), shell_dirs.len()), (1, 1));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert_eq!(names(&sockets, &format!("codepilot-{pid}-")), socket_dirs);
+
+    let mut next = run("finish");
+    let out = tokio::task::spawn_blocking(move || next.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut kept = vec![
+        live,
+        "codepilot-99-notahex".to_owned(),
+        "codepilot-demo-1234".to_owned(),
+    ];
+    kept.sort();
+    assert_eq!(
+        names(&sockets, "codepilot-"),
+        kept,
+        "the killed process's socket folder is gone, the others stay"
+    );
+    assert_eq!(names(&temp, "codepilot-shell-"), Vec::<String>::new());
+}
