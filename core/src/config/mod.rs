@@ -17,6 +17,9 @@ use std::fmt;
 use std::path::Path;
 use std::path::PathBuf;
 
+use codepilot_llm::DEFAULT_MAX_TOKENS;
+use codepilot_llm::DEFAULT_REQUEST_TIMEOUT_S;
+use codepilot_llm::ProviderKind;
 pub use error::ConfigError;
 pub use error::Result;
 pub use mcp::DEFAULT_MCP_TIMEOUT_S;
@@ -24,7 +27,6 @@ pub use mcp::McpServerConfig;
 pub use mcp::McpTransport;
 use raw::Ctx;
 use raw::Lines;
-use validate::canonical_provider;
 use validate::check_model;
 use validate::check_runtime;
 use validate::check_tool_config;
@@ -78,8 +80,8 @@ pub struct AgentFile {
 /// `model:` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
-    /// Canonical provider name, as `codepilot_llm::ProviderKind` spells it (aliases are normalised on load).
-    pub provider: String,
+    /// The provider, parsed once when the file is loaded (any alias `ProviderKind` accepts, e.g. `claude`).
+    pub provider: ProviderKind,
     /// Model id sent to the provider.
     pub name: String,
     /// Environment variable holding the API key. `None`: the provider's usual variable.
@@ -88,7 +90,7 @@ pub struct ModelConfig {
     pub base_url: Option<String>,
     /// Sampling temperature, 0.0..=2.0. Default 0.0.
     pub temperature: f32,
-    /// Maximum output tokens per call. Default 4096.
+    /// Maximum output tokens per call. Default [`DEFAULT_MAX_TOKENS`] (4096).
     pub max_tokens: u32,
     /// Context window in tokens; `None` means the built-in profile or a safe default.
     pub context_window: Option<u64>,
@@ -96,6 +98,10 @@ pub struct ModelConfig {
     pub thinking: ThinkingConfig,
     /// Stream responses. Default true.
     pub stream: bool,
+    /// Seconds to wait for the model server: for the whole answer when not streaming, else for the response
+    /// headers and for each pause between two pieces of the stream. Default [`DEFAULT_REQUEST_TIMEOUT_S`] (300),
+    /// must be > 0.
+    pub timeout_s: u64,
     /// Answers file of the `scripted` provider (resolved against the YAML file's directory).
     pub script: Option<PathBuf>,
 }
@@ -241,7 +247,6 @@ impl ToolEntry {
 const DEFAULT_WORK_DIR: &str = "./workspace";
 const DEFAULT_MAX_STEPS: u32 = 20;
 const DEFAULT_STEP_TIMEOUT_S: u64 = 600;
-const DEFAULT_MAX_TOKENS: u32 = 4096;
 const DEFAULT_THINKING_BUDGET: u32 = 8000;
 const NO_FILE: &str = "<agent config>";
 const DEFAULT_CONTEXT_THRESHOLD: f64 = 0.8;
@@ -249,12 +254,11 @@ const DEFAULT_CONTEXT_THRESHOLD: f64 = 0.8;
 const MIN_CONTEXT_BUDGET: u64 = 2048;
 
 impl ModelConfig {
-    /// A model section with every default. `provider` is stored as given; [`AgentFileBuilder::build`]
-    /// validates and normalises it.
+    /// A model section with every default.
     #[must_use]
-    pub fn new(provider: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(provider: ProviderKind, name: impl Into<String>) -> Self {
         Self {
-            provider: provider.into(),
+            provider,
             name: name.into(),
             api_key_env: None,
             base_url: None,
@@ -263,6 +267,7 @@ impl ModelConfig {
             context_window: None,
             thinking: ThinkingConfig::default(),
             stream: true,
+            timeout_s: DEFAULT_REQUEST_TIMEOUT_S,
             script: None,
         }
     }
@@ -308,11 +313,12 @@ impl AgentFile {
         Ok(agent)
     }
 
-    /// Start a programmatic definition (for hosts that do not use YAML).
+    /// Start a programmatic definition (for hosts that do not use YAML). A provider name from a user becomes a
+    /// [`ProviderKind`] with `str::parse`, whose error lists the valid names.
     #[must_use]
     pub fn builder(
         name: impl Into<String>,
-        provider: impl Into<String>,
+        provider: ProviderKind,
         model_name: impl Into<String>,
     ) -> AgentFileBuilder {
         AgentFileBuilder {
@@ -343,7 +349,7 @@ impl AgentFile {
             .collect()
     }
 
-    /// Check every rule the YAML loader checks (provider, ranges, tool names, `base_url`).
+    /// Check every rule the YAML loader checks (ranges, tool names, `base_url`).
     ///
     /// # Errors
     /// The first rule broken, without line numbers.
@@ -355,7 +361,6 @@ impl AgentFile {
                 .map_or_else(|| NO_FILE.to_string(), |p| p.display().to_string()),
             base: PathBuf::from("."),
         };
-        canonical_provider(&self.model.provider, &ctx, None)?;
         check_model(&self.model, &ctx, &Lines::default())?;
         check_runtime(&self.runtime, &ctx, &Lines::default())?;
         self.model.context_budget()?;
@@ -409,7 +414,7 @@ impl AgentFileBuilder {
         self.agent.model.temperature = t;
         self
     }
-    /// Max output tokens. Default 4096.
+    /// Max output tokens (> 0). Default [`DEFAULT_MAX_TOKENS`] (4096).
     #[must_use]
     pub fn max_tokens(mut self, n: u32) -> Self {
         self.agent.model.max_tokens = n;
@@ -431,6 +436,13 @@ impl AgentFileBuilder {
     #[must_use]
     pub fn stream(mut self, stream: bool) -> Self {
         self.agent.model.stream = stream;
+        self
+    }
+    /// Seconds to wait for the model server (> 0; see [`ModelConfig::timeout_s`]). Default
+    /// [`DEFAULT_REQUEST_TIMEOUT_S`] (300).
+    #[must_use]
+    pub fn timeout_s(mut self, s: u64) -> Self {
+        self.agent.model.timeout_s = s;
         self
     }
     /// Answers file for the `scripted` provider. Default: none.
@@ -487,17 +499,12 @@ impl AgentFileBuilder {
         self.agent.mcp_servers.push(server);
         self
     }
-    /// Validate and return the agent; the provider name is normalised (e.g. `llamacpp` → `llama-cpp`).
+    /// Validate and return the agent.
     ///
     /// # Errors
     /// The first rule broken (see [`AgentFile::validate`]).
-    pub fn build(mut self) -> Result<AgentFile> {
+    pub fn build(self) -> Result<AgentFile> {
         self.agent.validate()?;
-        let ctx = Ctx {
-            file: NO_FILE.to_string(),
-            base: PathBuf::from("."),
-        };
-        self.agent.model.provider = canonical_provider(&self.agent.model.provider, &ctx, None)?;
         Ok(self.agent)
     }
 }

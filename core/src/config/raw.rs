@@ -12,10 +12,12 @@ use serde_saphyr::MessageFormatter;
 use serde_saphyr::Spanned;
 use serde_saphyr::UserMessageFormatter;
 
+use codepilot_llm::DEFAULT_MAX_TOKENS;
+use codepilot_llm::DEFAULT_REQUEST_TIMEOUT_S;
+
 use super::AgentFile;
 use super::DEFAULT_CONTEXT_THRESHOLD;
 use super::DEFAULT_MAX_STEPS;
-use super::DEFAULT_MAX_TOKENS;
 use super::DEFAULT_STEP_TIMEOUT_S;
 use super::DEFAULT_THINKING_BUDGET;
 use super::DEFAULT_WORK_DIR;
@@ -26,7 +28,6 @@ use super::ThinkingConfig;
 use super::ToolEntry;
 use super::error::ConfigError;
 use super::error::Result;
-use super::validate::canonical_provider;
 use super::validate::check_model;
 use super::validate::check_runtime;
 use super::validate::check_tool_config;
@@ -34,6 +35,7 @@ use super::validate::check_tool_name;
 use super::validate::closest;
 use super::validate::invalid;
 use super::validate::missing;
+use super::validate::parse_provider;
 use super::validate::provider_names;
 
 #[derive(Deserialize)]
@@ -72,6 +74,7 @@ struct RawModel {
     context_window: Option<Spanned<u64>>,
     thinking: Option<RawThinking>,
     stream: Option<bool>,
+    timeout_s: Option<Spanned<u64>>,
     script: Option<String>,
 }
 
@@ -116,6 +119,7 @@ pub(super) struct Lines {
     pub(super) max_tokens: Option<u64>,
     pub(super) context_window: Option<u64>,
     pub(super) budget_tokens: Option<u64>,
+    pub(super) timeout_s: Option<u64>,
     pub(super) max_steps: Option<u64>,
     pub(super) step_timeout_s: Option<u64>,
     pub(super) context_threshold: Option<u64>,
@@ -325,7 +329,7 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
             ),
         ));
     };
-    let provider_name = canonical_provider(&provider.value, ctx, line_of(provider.referenced))?;
+    let provider = parse_provider(&provider.value, ctx, line_of(provider.referenced))?;
     let Some(model_name) = rm.name else {
         return Err(missing(
             "model.name",
@@ -343,6 +347,7 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
             .context_window
             .as_ref()
             .and_then(|s| line_of(s.referenced)),
+        timeout_s: rm.timeout_s.as_ref().and_then(|s| line_of(s.referenced)),
         ..Lines::default()
     };
     if model_name.value.trim().is_empty() {
@@ -356,7 +361,7 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         }
     });
     let model = ModelConfig {
-        provider: provider_name,
+        provider,
         name: model_name.value,
         api_key_env: rm.api_key_env.filter(|s| !s.trim().is_empty()),
         base_url: rm.base_url.map(|s| s.value),
@@ -365,6 +370,7 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         context_window: rm.context_window.map(|s| s.value),
         thinking,
         stream: rm.stream.unwrap_or(true),
+        timeout_s: rm.timeout_s.map_or(DEFAULT_REQUEST_TIMEOUT_S, |s| s.value),
         script: rm.script.map(|s| resolve(ctx, &s)),
     };
     check_model(&model, ctx, &lines)?;

@@ -1,6 +1,9 @@
 use std::path::Path;
 use std::path::PathBuf;
 
+use codepilot_llm::DEFAULT_MAX_TOKENS;
+use codepilot_llm::DEFAULT_REQUEST_TIMEOUT_S;
+use codepilot_llm::ProviderKind;
 use pretty_assertions::assert_eq;
 
 use super::AgentFile;
@@ -43,12 +46,13 @@ fn nested_and_flat_load_the_same_with_defaults() {
     assert_eq!(nested.name, "Bot");
     assert_eq!(nested.role, None);
     assert_eq!(nested.system_prompt, "");
-    assert_eq!(nested.model.provider, "anthropic");
+    assert_eq!(nested.model.provider, ProviderKind::Anthropic);
     assert_eq!(nested.model.name, "claude-sonnet-4-5");
     assert_eq!(nested.model.api_key_env, None);
     assert_eq!(nested.model.base_url, None);
     assert!(nested.model.temperature.abs() < f32::EPSILON);
     assert_eq!(nested.model.max_tokens, 4096);
+    assert_eq!(nested.model.timeout_s, 300);
     assert_eq!(nested.model.context_window, None);
     assert_eq!(nested.model.thinking, ThinkingConfig::default());
     assert_eq!(nested.model.thinking.budget_tokens, 8000);
@@ -82,6 +86,7 @@ fn full_file_values_are_read() {
     context_window: 32768
     thinking: {enabled: true, budget_tokens: 1000}
     stream: false
+    timeout_s: 45
   runtime:
     work_dir: /abs/ws
     max_steps: 5
@@ -95,7 +100,7 @@ fn full_file_values_are_read() {
     let a = load(text).unwrap();
     assert_eq!(a.role.as_deref(), Some("helper"));
     assert_eq!(a.system_prompt, "Be brief.\nReally.\n");
-    assert_eq!(a.model.provider, "llama-cpp");
+    assert_eq!(a.model.provider, ProviderKind::LlamaCpp);
     assert_eq!(a.model.api_key_env.as_deref(), Some("MY_KEY"));
     assert_eq!(
         a.model.base_url.as_deref(),
@@ -112,6 +117,7 @@ fn full_file_values_are_read() {
         }
     );
     assert!(!a.model.stream);
+    assert_eq!(a.model.timeout_s, 45);
     assert_eq!(a.runtime.work_dir, PathBuf::from("/abs/ws"));
     assert_eq!(a.runtime.max_steps, 5);
     assert!(a.runtime.unsafe_mode);
@@ -174,16 +180,16 @@ fn context_budget_must_leave_room_and_names_the_keys() {
 #[test]
 fn provider_aliases_are_normalised() {
     for (given, want) in [
-        ("openai_compatible", "openai-compatible"),
-        ("llamacpp", "llama-cpp"),
-        ("llama.cpp", "llama-cpp"),
-        ("OpenAI", "openai"),
-        ("scripted", "scripted"),
-        ("gemini", "gemini"),
+        ("openai_compatible", ProviderKind::OpenAiCompatible),
+        ("llamacpp", ProviderKind::LlamaCpp),
+        ("llama.cpp", ProviderKind::LlamaCpp),
+        ("OpenAI", ProviderKind::OpenAi),
+        ("scripted", ProviderKind::Scripted),
+        ("gemini", ProviderKind::Gemini),
         // Every alias codepilot-llm accepts is accepted here: the provider names have one owner.
-        ("claude", "anthropic"),
-        ("together-ai", "together"),
-        ("llama-server", "llama-cpp"),
+        ("claude", ProviderKind::Anthropic),
+        ("together-ai", ProviderKind::Together),
+        ("llama-server", ProviderKind::LlamaCpp),
     ] {
         let text =
             format!("name: B\nmodel:\n  provider: {given}\n  name: m\n  base_url: http://x/v1\n");
@@ -241,8 +247,15 @@ fn missing_agent_file_is_a_read_error() {
 fn starter_file_loads() {
     let a = AgentFile::from_yaml_str(STARTER_AGENT_YAML, Some(Path::new("agent.yaml"))).unwrap();
     assert_eq!(a.name, "CodePilot");
-    assert_eq!(a.model.provider, "anthropic");
+    assert_eq!(a.model.provider, ProviderKind::Anthropic);
     assert_eq!(a.runtime.max_steps, 20);
+    // The starter shows the defaults, which have their home in codepilot-llm.
+    assert_eq!(a.model.max_tokens, DEFAULT_MAX_TOKENS);
+    assert_eq!(a.model.timeout_s, DEFAULT_REQUEST_TIMEOUT_S);
+    assert_eq!(
+        a.model,
+        super::ModelConfig::new(ProviderKind::Anthropic, "claude-sonnet-4-5")
+    );
     let gated: Vec<&str> = a
         .tools
         .iter()
@@ -274,6 +287,8 @@ fn error_unknown_nested_key() {
 fn error_unknown_key_without_close_match_lists_valid_keys() {
     let text = format!("{MINIMAL_NESTED}  runtime:\n    zzzzzz: 1\n");
     insta::assert_snapshot!("config_err_unknown_key_no_match", err(&text));
+    let text = MINIMAL_NESTED.replace("    name: claude", "    zzzzzz: 1\n    name: claude");
+    insta::assert_snapshot!("config_err_unknown_model_key_no_match", err(&text));
 }
 
 #[test]
@@ -393,6 +408,10 @@ fn error_ranges() {
             "model.thinking.budget_tokens",
         ),
         (
+            "name: B\nmodel: {provider: openai, name: x, timeout_s: 0}\n",
+            "model.timeout_s",
+        ),
+        (
             "name: B\nmodel: {provider: openai, name: ''}\n",
             "model.name",
         ),
@@ -462,19 +481,28 @@ fn yaml_bomb_is_bounded() {
 
 #[test]
 fn builder_validates_and_normalises() {
-    let a = AgentFile::builder("Bot", "llamacpp", "qwen")
+    let kind: ProviderKind = "llamacpp".parse().unwrap();
+    let a = AgentFile::builder("Bot", kind, "qwen")
         .base_url("http://localhost:8080/v1")
         .max_steps(3)
+        .timeout_s(20)
         .tool(ToolEntry::new("execute"))
         .build()
         .unwrap();
-    assert_eq!(a.model.provider, "llama-cpp");
+    assert_eq!(a.model.provider, ProviderKind::LlamaCpp);
+    assert_eq!(a.model.to_string(), "llama-cpp/qwen");
+    assert_eq!(a.model.timeout_s, 20);
     assert_eq!(a.runtime.max_steps, 3);
-    let e = AgentFile::builder("Bot", "openai-compatible", "m")
+    let e = AgentFile::builder("Bot", ProviderKind::OpenAiCompatible, "m")
         .build()
         .unwrap_err();
     assert!(matches!(e, ConfigError::MissingKey { .. }), "{e}");
-    let e = AgentFile::builder("Bot", "openai", "m")
+    let e = AgentFile::builder("Bot", ProviderKind::OpenAi, "m")
+        .timeout_s(0)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("'model.timeout_s'"), "{e}");
+    let e = AgentFile::builder("Bot", ProviderKind::OpenAi, "m")
         .tool(ToolEntry::new("exec"))
         .build()
         .unwrap_err();

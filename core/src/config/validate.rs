@@ -1,8 +1,11 @@
 //! The rules an agent definition must follow, shared by the YAML loader and the programmatic builder.
 
+use codepilot_llm::DEFAULT_MAX_TOKENS;
+use codepilot_llm::DEFAULT_REQUEST_TIMEOUT_S;
 use codepilot_llm::ProviderKind;
 
 use super::BUILTIN_TOOLS;
+use super::DEFAULT_THINKING_BUDGET;
 use super::ModelConfig;
 use super::RuntimeConfig;
 use super::error::ConfigError;
@@ -33,10 +36,11 @@ pub(super) fn provider_names() -> String {
         .join(", ")
 }
 
-/// The canonical spelling of a provider name or alias (`claude` → `anthropic`), as `codepilot-llm` parses it.
-pub(super) fn canonical_provider(name: &str, ctx: &Ctx, line: Option<u64>) -> Result<String> {
+/// The provider a name or alias stands for (`claude` → `anthropic`), as `codepilot-llm` parses it; an unknown
+/// name is an error that lists the valid ones.
+pub(super) fn parse_provider(name: &str, ctx: &Ctx, line: Option<u64>) -> Result<ProviderKind> {
     if let Ok(kind) = name.parse::<ProviderKind>() {
-        return Ok(kind.name().to_string());
+        return Ok(kind);
     }
     let lower = name.trim().to_ascii_lowercase();
     let hint = closest(&lower, ProviderKind::all().iter().map(|k| k.name()))
@@ -81,14 +85,17 @@ pub(super) fn check_model(model: &ModelConfig, ctx: &Ctx, lines: &Lines) -> Resu
                 .to_string(),
         ));
     }
-    let needs_base_url = model.provider == "openai-compatible";
+    let needs_base_url = model.provider == ProviderKind::OpenAiCompatible;
     match model.base_url.as_deref().map(str::trim) {
         None if needs_base_url => {
             return Err(missing(
                 "model.base_url",
                 ctx,
                 lines.model,
-                "provider 'openai-compatible' needs the server's URL, e.g. `base_url: http://localhost:8000/v1`",
+                &format!(
+                    "provider '{}' needs the server's URL, e.g. `base_url: http://localhost:8000/v1`",
+                    model.provider
+                ),
             ));
         }
         Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
@@ -117,7 +124,7 @@ pub(super) fn check_model(model: &ModelConfig, ctx: &Ctx, lines: &Lines) -> Resu
             "model.max_tokens",
             ctx,
             lines.max_tokens,
-            "must be greater than 0 (default 4096)".to_string(),
+            format!("must be greater than 0 (default {DEFAULT_MAX_TOKENS})"),
         ));
     }
     if model.context_window == Some(0) {
@@ -133,7 +140,18 @@ pub(super) fn check_model(model: &ModelConfig, ctx: &Ctx, lines: &Lines) -> Resu
             "model.thinking.budget_tokens",
             ctx,
             lines.budget_tokens,
-            "must be greater than 0 (default 8000)".to_string(),
+            format!("must be greater than 0 (default {DEFAULT_THINKING_BUDGET})"),
+        ));
+    }
+    if model.timeout_s == 0 {
+        return Err(invalid(
+            "model.timeout_s",
+            ctx,
+            lines.timeout_s,
+            format!(
+                "must be greater than 0 seconds (default {DEFAULT_REQUEST_TIMEOUT_S}); it is how long to wait \
+                 for the model server"
+            ),
         ));
     }
     if let Err(ConfigError::Invalid { message, .. }) = model.context_budget() {

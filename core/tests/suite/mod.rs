@@ -4,6 +4,7 @@ mod api;
 mod context;
 mod control;
 mod files;
+mod model;
 mod prompt;
 mod sessions;
 mod step_loop;
