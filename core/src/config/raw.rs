@@ -5,15 +5,14 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::path::PathBuf;
 
+use codepilot_llm::DEFAULT_MAX_TOKENS;
+use codepilot_llm::DEFAULT_REQUEST_TIMEOUT_S;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Location;
 use serde_saphyr::MessageFormatter;
 use serde_saphyr::Spanned;
 use serde_saphyr::UserMessageFormatter;
-
-use codepilot_llm::DEFAULT_MAX_TOKENS;
-use codepilot_llm::DEFAULT_REQUEST_TIMEOUT_S;
 
 use super::AgentFile;
 use super::DEFAULT_CONTEXT_THRESHOLD;
