@@ -208,16 +208,196 @@ fn texts(messages: &Value) -> String {
         .join("\n")
 }
 
-/// What the real parts need; `None` (skip, with a notice) outside CI when one is missing.
+/// What the real parts need; `None` when one is missing (the test is skipped, saying so; under CI it fails).
 fn parts(bucket: &str) -> Option<(String, MotoServer)> {
     let pg = pg_url()?;
-    let Some(moto) = MotoServer::start(bucket).unwrap() else {
-        eprintln!(
-            "notice: skipping a hosted test: moto_server is not installed (pip install 'moto[server]')"
-        );
-        return None;
-    };
+    let moto = MotoServer::start(bucket).unwrap()?;
     Some((pg, moto))
+}
+
+/// Exactly the variables a MinIO (or moto, or a local gateway) user sets for an `http://` store.
+fn minio_env(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_endpoint_with_aws_allow_http_saves_workspaces_from_run_and_serve() {
+    let Some(moto) = MotoServer::start("codepilot-minio").unwrap() else {
+        return;
+    };
+    let env = minio_env(&moto.endpoint());
+    let dir = short_dir();
+    let root = dir.path();
+    let server = ScriptedServer::start(vec![
+        Turn::answer("```codepilot\nwrite_file(\"a.txt\")\n```\n\n```text filename=a.txt\nA\n```"),
+        Turn::answer(DONE),
+    ])
+    .await
+    .unwrap();
+
+    // `codepilot run --snapshots s3://…` saves the workspace at the end of the task.
+    let runner = root.join("runner");
+    std::fs::create_dir_all(&runner).unwrap();
+    std::fs::write(
+        runner.join("agent.yaml"),
+        format!(
+            "agent:\n  name: Minio\n  model:\n    provider: openai-compatible\n    name: m\n    base_url: {}/v1\n  \
+             runtime:\n    work_dir: checkout\n    max_steps: 4\n",
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let run_store = moto.url("minio-run");
+    let out = codepilot_with(
+        &runner,
+        &["run", "--snapshots", &run_store, "write a"],
+        &env_refs(&env),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("workspace saved"),
+        "the run saved its workspace: {}",
+        stderr(&out)
+    );
+    let list = codepilot_with(
+        root,
+        &["snapshots", "list", "--snapshots", &run_store, "--json"],
+        &env_refs(&env),
+    )
+    .await;
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout).lines().count(),
+        1,
+        "one snapshot stored: {}",
+        stderr(&list)
+    );
+
+    // `codepilot serve --snapshots s3://…` saves a turn's workspace, and `session/snapshot` saves on request.
+    server.push(Turn::answer(
+        "```codepilot\nwrite_file(\"b.txt\")\n```\n\n```text filename=b.txt\nB\n```",
+    ));
+    server.push(Turn::answer(DONE));
+    let d = Daemon::start(
+        root,
+        "node-m",
+        &["--snapshots", &moto.url("minio-serve")],
+        &env,
+    );
+    let mut c = d.client().await;
+    let started = c
+        .call(
+            "session/start",
+            json!({"agent": agent(&server), "work_dir": root.join("wm")}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    let id = started["session_id"].as_str().unwrap().to_owned();
+    let mut events = Vec::new();
+    let outcome = c.turn(&id, "write b", &mut events).await;
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert!(
+        events.iter().any(|e| e["type"] == "workspace_saved"),
+        "the turn saved its workspace: {events:?}\n{}",
+        d.log()
+    );
+    std::fs::write(root.join("wm/c.txt"), "C").unwrap();
+    let saved = c
+        .call("session/snapshot", json!({"session_id": id}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    assert_eq!(saved["saved"], true, "{saved}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_s3_endpoint_is_a_clear_error_at_start() {
+    let dir = short_dir();
+    let root = dir.path();
+    // Nothing is asked of the model: the store is refused first.
+    std::fs::write(
+        root.join("agent.yaml"),
+        "agent:\n  name: Bad\n  model:\n    provider: openai-compatible\n    name: m\n    base_url: http://127.0.0.1:9/v1\n",
+    )
+    .unwrap();
+    let cases = [
+        (
+            "ftp://127.0.0.1:9000",
+            "true",
+            &[
+                "AWS_ENDPOINT_URL",
+                "ftp://127.0.0.1:9000",
+                "http:// or https://",
+            ][..],
+        ),
+        (
+            "http://127.0.0.1:9000",
+            "false",
+            &[
+                "AWS_ENDPOINT_URL",
+                "http://127.0.0.1:9000",
+                "AWS_ALLOW_HTTP=true",
+                "https://",
+            ][..],
+        ),
+        (
+            "http://127.0.0.1:9000",
+            "maybe",
+            &["AWS_ALLOW_HTTP", "maybe", "true or false"][..],
+        ),
+    ];
+    for (endpoint, allow_http, says) in cases {
+        let mut env = minio_env(endpoint);
+        env[1].1 = allow_http.to_owned();
+        let out = codepilot_with(
+            root,
+            &["run", "--snapshots", "s3://bucket/prefix", "a task"],
+            &env_refs(&env),
+        )
+        .await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{endpoint} {allow_http}: {err}");
+        for part in says {
+            assert!(
+                err.contains(part),
+                "{endpoint} {allow_http}: says {part:?}: {err}"
+            );
+        }
+        assert!(!err.contains("builder error"), "{err}");
+        // The daemon refuses to start the same way.
+        let out = codepilot_with(
+            root,
+            &[
+                "serve",
+                "--listen",
+                &format!("unix://{}", root.join("bad.sock").display()),
+                "--snapshots",
+                "s3://bucket/prefix",
+            ],
+            &env_refs(&env),
+        )
+        .await;
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "serve, {endpoint} {allow_http}: {err}"
+        );
+        assert!(err.contains(says[0]), "serve: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

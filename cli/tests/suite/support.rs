@@ -109,23 +109,10 @@ pub fn turns(lines: &[serde_json::Value]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The test Postgres server's URL (`CODEPILOT_TEST_PG_URL`, from `.ci/postgres.sh`). Under CI its absence is a
-/// failure, never a silent skip; locally the Postgres case is skipped with a note.
-pub fn pg_url() -> Option<String> {
-    match std::env::var("CODEPILOT_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CODEPILOT_TEST_PG_URL is not set under CI; .ci/postgres.sh must provide it"
-            );
-            eprintln!("note: CODEPILOT_TEST_PG_URL unset; skipping the Postgres case locally");
-            None
-        }
-    }
-}
-
 pub use codepilot_testkit::last_user_text;
+/// The test Postgres server's URL (`CODEPILOT_TEST_PG_URL`, from `.ci/postgres.sh`); without it the test (or its
+/// Postgres case) is skipped with a notice, and fails under CI.
+pub use codepilot_testkit::service::pg_url;
 
 /// Runs the child in its own session, without a controlling terminal, as under CI: prompts that need `/dev/tty`
 /// must then fail fast instead of waiting for a person.
