@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Dict, List, Optional, Tuple, Union
 
 from typing import final
 
-__all__ = ["NativeRuntime", "Reply", "RunHandle", "__version__"]
+__all__ = ["NativeRuntime", "Reply", "RunHandle", "__version__", "event_hooks", "event_types"]
 
 __version__: str
 
@@ -84,3 +84,9 @@ class NativeRuntime:
         """The conversation as of the last checkpoint."""
     def usage(self) -> Dict[str, int]:
         """Token usage of the session."""
+
+def event_types() -> List[str]:
+    """The ``type`` tag of every event the engine emits, read from its event enum."""
+
+def event_hooks() -> List[Tuple[str, List[str]]]:
+    """The Python hooks each engine event reaches, by the event's ``type`` tag."""

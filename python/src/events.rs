@@ -1,11 +1,76 @@
 //! Runtime events as the original's hooks receive them: an `EventType` value and keyword arguments named as in
 //! `codepilot-ai` (`text`, `tool`, `args`, `label`, `result`, `summary`, …), plus this runtime's extra fields.
 
+use std::fmt;
+
 use codepilot::Event;
 use codepilot::events::StreamKind;
+use serde::Deserialize as _;
+use serde::de::value::MapDeserializer;
 use serde_json::Map;
 use serde_json::Value;
 use serde_json::json;
+
+/// The Python hooks each engine event reaches, by the event's `type` tag: [`hook_call`] sends these names, and the
+/// bridge asks the `permission_request` and `ask_user` hooks. `codepilot._native.event_hooks()` returns this table,
+/// and the package's tests check it against [`event_types`] and Python's `EventType`, so an event added on one side
+/// only fails them.
+pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 19] = [
+    ("start", &["start"]),
+    ("step", &["step"]),
+    ("stream", &["stream", "thinking_stream"]),
+    ("tool_call", &["tool_call"]),
+    ("tool_result", &["tool_result"]),
+    ("ask_user", &["ask_user"]),
+    ("permission_request", &["permission_request"]),
+    ("user_message_queued", &["user_message_queued"]),
+    ("user_message_injected", &["user_message_injected"]),
+    ("runtime_error", &["runtime_error"]),
+    ("model_retry", &["model_retry"]),
+    ("usage", &["usage"]),
+    ("finish", &["finish"]),
+    ("max_steps", &["max_steps"]),
+    ("aborted", &["aborted"]),
+    ("session_reset", &["session_reset"]),
+    ("context_maintenance", &["context_maintenance_start"]),
+    ("context_drop", &["context_drop"]),
+    ("workspace_saved", &["workspace_saved"]),
+];
+
+/// The `type` tag of every variant of the engine's [`Event`] enum, in declaration order.
+///
+/// Read from the enum's own `Deserialize`: an unknown tag makes it report every tag it knows through
+/// [`serde::de::Error::unknown_variant`], which [`KnownTags`] keeps. Empty only if serde stopped reporting them,
+/// which the package's tests would notice.
+pub(crate) fn event_types() -> &'static [&'static str] {
+    let probe = MapDeserializer::<_, KnownTags>::new(std::iter::once(("type", "")));
+    match Event::deserialize(probe) {
+        Err(KnownTags(tags)) => tags,
+        Ok(_) => &[],
+    }
+}
+
+/// The error [`event_types`] deserializes with: the variant names serde lists for an unknown tag.
+#[derive(Debug)]
+struct KnownTags(&'static [&'static str]);
+
+impl fmt::Display for KnownTags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event types: {}", self.0.join(", "))
+    }
+}
+
+impl std::error::Error for KnownTags {}
+
+impl serde::de::Error for KnownTags {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        KnownTags(&[])
+    }
+
+    fn unknown_variant(_: &str, expected: &'static [&'static str]) -> Self {
+        KnownTags(expected)
+    }
+}
 
 /// The hook an event goes to and its keyword arguments; `None` for events the bridge delivers another way
 /// (permission requests and questions are answered by the hooks of those names, see `bridge`).

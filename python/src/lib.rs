@@ -38,5 +38,22 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::NativeRuntime>()?;
     m.add_class::<runtime::RunHandle>()?;
     m.add_class::<bridge::Reply>()?;
+    m.add_function(wrap_pyfunction!(event_types, m)?)?;
+    m.add_function(wrap_pyfunction!(event_hooks, m)?)?;
     Ok(())
+}
+
+/// The `type` tag of every event the engine emits, read from its event enum.
+#[pyfunction]
+fn event_types() -> Vec<&'static str> {
+    events::event_types().to_vec()
+}
+
+/// The Python hooks each engine event reaches, by the event's `type` tag.
+#[pyfunction]
+fn event_hooks() -> Vec<(&'static str, Vec<&'static str>)> {
+    events::EVENT_HOOKS
+        .iter()
+        .map(|(event, hooks)| (*event, hooks.to_vec()))
+        .collect()
 }
