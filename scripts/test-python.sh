@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Python package's tests: builds the wheel, installs it with `pip install ./python` into a fresh venv (with the
 # test dependencies from PyPI), and runs pytest against the installed package and the scripted model server.
-# Postgres tests need CODEPILOT_TEST_PG_URL (skipped without it; under CI=true they fail instead).
+# Tests that need a service (Postgres: CODEPILOT_TEST_PG_URL; MCP: CODEPILOT_TEST_MCP_PYTHON) are skipped without it,
+# each skip listed with its reason at the end; under CI (`CI` set and not empty, 0 or false, as in the Rust testkit)
+# they fail instead.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -28,4 +30,4 @@ python3 -m venv "$work/venv"
 echo "== python: pytest"
 # Run from outside python/ so `import codepilot` is the installed wheel, not the source folder.
 cd "$work"
-"$work/venv/bin/python" -m pytest "$repo/python/tests" -q -p no:cacheprovider "$@"
+"$work/venv/bin/python" -m pytest "$repo/python/tests" -q -rs -p no:cacheprovider "$@"

@@ -7,9 +7,10 @@ import os
 import shutil
 import subprocess
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Union
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Union
 
 import pytest
 
@@ -113,6 +114,18 @@ class ScriptedServer:
     def remaining(self) -> int:
         return self._call("GET", "/_testkit/state")["remaining"]
 
+    def received(self) -> int:
+        """How many model requests arrived so far (a delayed turn is being served once its request arrived)."""
+        return self._call("GET", "/_testkit/state")["requests"]
+
+    def cancelled(self) -> int:
+        """How many delayed turns were abandoned because the client went away before the delay ended."""
+        return self._call("GET", "/_testkit/state")["cancelled"]
+
+    def wait_for_requests(self, count: int = 1) -> None:
+        """Blocks until ``count`` model requests arrived: the run is then inside that model call."""
+        wait_until(lambda: self.received() >= count, f"{count} model request(s) at the scripted server")
+
     def observation(self, index: int) -> str:
         """The last user message of request ``index`` (what the model read then)."""
         messages = self.requests()[index]["body"]["messages"]
@@ -172,11 +185,34 @@ def write_agent(path: Path, tools: str = "", **runtime: Any) -> Path:
     return path
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Polls ``condition`` until it holds; fails naming ``what`` after ``timeout`` seconds (a deadline for a hung
+    test, not a timing assumption: the condition usually holds within milliseconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.01)
+
+
+def under_ci() -> bool:
+    """Whether the tests run under CI: ``CI`` is set and is not empty, ``0`` or ``false`` (in any case). The Rust
+    testkit applies the same rule."""
+    value = os.environ.get("CI", "")
+    return value != "" and value.lower() not in ("0", "false")
+
+
+def service_missing(reason: str) -> NoReturn:
+    """A service the test needs is not available: under CI (:func:`under_ci`) the test fails, elsewhere it is
+    skipped with ``reason`` (``bash scripts/test-python.sh`` lists the skips and their reasons at the end)."""
+    if under_ci():
+        pytest.fail(f"{reason}; CI must provide it", pytrace=False)
+    pytest.skip(reason)
+
+
 def pg_url() -> str:
-    """The test Postgres URL; required in CI, else the test is skipped."""
+    """The test Postgres URL (``CODEPILOT_TEST_PG_URL``); see :func:`service_missing` when it is not set."""
     url = os.environ.get("CODEPILOT_TEST_PG_URL")
     if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CODEPILOT_TEST_PG_URL is not set in CI (bash .ci/postgres.sh prints one)")
-        pytest.skip("set CODEPILOT_TEST_PG_URL to test Postgres")
+        service_missing("CODEPILOT_TEST_PG_URL is not set (bash .ci/postgres.sh starts Postgres and prints one)")
     return url

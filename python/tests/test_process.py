@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from conftest import DONE, ScriptedServer
 
 
 def test_ctrl_c_aborts_a_blocking_run(project: Path, server: ScriptedServer) -> None:
-    server.push({"answer": DONE, "delay_ms": 30_000})
+    server.push({"answer": DONE, "delay_ms": 60_000})
     script = textwrap.dedent(
         """\
         import sys
@@ -33,14 +32,19 @@ def test_ctrl_c_aborts_a_blocking_run(project: Path, server: ScriptedServer) -> 
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
     try:
-        out, _ = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("Ctrl-C did not stop Runtime.run") from None
+        assert proc.stdout.readline().strip() == "ready"
+        # The model call reached the server, which holds the answer for a minute: the child is inside Runtime.run.
+        server.wait_for_requests(1)
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=45)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("Ctrl-C did not stop Runtime.run") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 7, out
     assert "interrupted" in out
 
