@@ -6,8 +6,9 @@ Each PYTHON is the interpreter of a venv with one implementation installed (`pip
 `pip install codepilot-ai==0.9.2` for the original). Every figure comes from fresh processes (median of --runs):
 `import codepilot`; `Runtime("agent.yaml")` with terminal `main` ready; per-step cost of a task whose every step
 reads a file, from the difference between a 10-step and a 110-step task against the scripted model server
-(`codepilot-testkit`, Anthropic wire format, streamed), in wall time and in CPU time of the whole process; RSS.
-Prints a Markdown table. `--cli` adds the same task through `codepilot run --session memory` (CPU and peak RSS of
+(`codepilot-testkit`, Anthropic wire format, streamed), in wall time and in CPU time of the whole process; RSS;
+with `AsyncRuntime` waiting for a 5-second model answer, the longest stall of the event loop and how long `abort()`
+takes to end the run (figures the tests only check as conditions). Prints a Markdown table. `--cli` adds the same task through `codepilot run --session memory` (CPU and peak RSS of
 the child process), the engine without Python.
 
 The original loads tiktoken's `cl100k_base` at import, which tiktoken downloads; with no internet here, its cache is
@@ -119,6 +120,13 @@ def steps(server: Server, python: str, n: int, cwd: Path, env: Dict[str, str]) -
     return result
 
 
+def loop(server: Server, python: str, cwd: Path, env: Dict[str, str]) -> Dict[str, Any]:
+    """The event loop around a run whose model answer takes 5 s, and abort() (measure.py loop)."""
+    server.clear()
+    server.push([{"answer": DONE, "delay_ms": 5000}])
+    return measure(python, ["loop"], cwd, env)
+
+
 def cli_steps(server: Server, binary: str, n: int, cwd: Path, env: Dict[str, str]) -> Dict[str, float]:
     import resource
 
@@ -196,7 +204,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 cwd, env = project(tmp)
                 stepped = per_step(lambda n: cli_steps(server, binary, n, cwd, env))
-                rows[name] = {"import_ms": nan, "construct_ms": nan, "idle_rss_mib": nan, **stepped}
+                rows[name] = {
+                    "import_ms": nan, "construct_ms": nan, "idle_rss_mib": nan, "loop_stall_ms": nan, "abort_ms": nan,
+                    **stepped,
+                }
                 print(f"{name}: {json.dumps(rows[name])}", file=sys.stderr)
         for spec in opts.impl:
             name, python = spec.split("=", 1)
@@ -205,10 +216,13 @@ def main() -> None:
                 imports = [measure(python, ["import"], cwd, env)["import_s"] for _ in range(opts.runs)]
                 builds = [measure(python, ["construct"], cwd, env) for _ in range(opts.runs)]
                 stepped = per_step(lambda n: steps(server, python, n, cwd, env))
+                loops = [loop(server, python, cwd, env) for _ in range(max(3, opts.runs // 2))]
                 rows[name] = {
                     "import_ms": statistics.median(imports) * 1000,
                     "construct_ms": statistics.median(b["construct_s"] for b in builds) * 1000,
                     "idle_rss_mib": statistics.median(b["rss_mib"] for b in builds),
+                    "loop_stall_ms": statistics.median(r["loop_stall_s"] for r in loops) * 1000,
+                    "abort_ms": statistics.median(r["abort_s"] for r in loops) * 1000,
                     **stepped,
                 }
                 print(f"{name}: {json.dumps(rows[name])}", file=sys.stderr)
@@ -225,6 +239,8 @@ def main() -> None:
         ("step_cpu_ms", "per step, CPU of the process (ms)"),
         ("idle_rss_mib", "RSS after construction (MiB)"),
         ("rss_mib", f"RSS after a {opts.long}-step task (MiB; CLI: peak)"),
+        ("loop_stall_ms", "`AsyncRuntime`: longest event-loop stall while the model answers (ms)"),
+        ("abort_ms", "`abort()` during a model call until `run` returns (ms)"),
     ]:
         cells = ("—" if rows[n][key] != rows[n][key] else f"{rows[n][key]:.2f}" for n in names)
         print(f"| {label} | " + " | ".join(cells) + " |")

@@ -3,6 +3,9 @@
     python measure.py import             seconds spent in `import codepilot`
     python measure.py construct          seconds for `Runtime("agent.yaml")` (terminal `main` ready), and RSS after
     python measure.py steps N            a task of N steps against the scripted server: wall and CPU seconds, RSS
+    python measure.py loop               an AsyncRuntime run waiting for a slow model answer: the longest gap between
+                                         the ticks of another task on the loop over one second, then how long
+                                         abort() takes to end the run
 
 The current directory must hold agent.yaml; ANTHROPIC_BASE_URL points at the scripted server, whose turns the
 caller queued.
@@ -10,12 +13,14 @@ caller queued.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import resource
 import sys
 import time
+from typing import Any, Dict
 
 
 def rss_mib() -> float:
@@ -31,6 +36,28 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+async def loop_figures(codepilot: Any) -> Dict[str, float]:
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink):
+        runtime = codepilot.AsyncRuntime("agent.yaml")
+        run = asyncio.ensure_future(runtime.run("Wait for the slow answer."))
+        ticks = [time.perf_counter()]
+        while ticks[-1] - ticks[0] < 1.0:
+            await asyncio.sleep(0.001)
+            ticks.append(time.perf_counter())
+        started = time.perf_counter()
+        runtime.abort()
+        await run
+        aborted = time.perf_counter() - started
+        close = getattr(runtime, "aclose", None)
+        if close is not None:
+            await close()
+    return {
+        "loop_stall_s": max(b - a for a, b in zip(ticks, ticks[1:])),
+        "abort_s": aborted,
+    }
+
+
 def main() -> None:
     mode = sys.argv[1]
     started = time.perf_counter()
@@ -39,6 +66,9 @@ def main() -> None:
     imported = time.perf_counter() - started
     if mode == "import":
         print(json.dumps({"import_s": imported}))
+        return
+    if mode == "loop":
+        print(json.dumps(asyncio.run(loop_figures(codepilot))))
         return
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink):
