@@ -2,8 +2,8 @@
 # The Python package's tests: builds the wheel, installs it with `pip install ./python` into a fresh venv (with the
 # test dependencies from PyPI), and runs pytest against the installed package and the scripted model server.
 # Tests that need a service (Postgres: CODEPILOT_TEST_PG_URL; MCP: CODEPILOT_TEST_MCP_PYTHON) are skipped without it,
-# each skip listed with its reason at the end; under CI (`CI` set and not empty, 0 or false, as in the Rust testkit)
-# they fail instead.
+# each skip listed with its reason at the end and added to the skip log CODEPILOT_SKIP_LOG names (scripts/test.sh
+# counts them); under CI (`CI` set and not empty, 0 or false, as in the Rust testkit) they fail instead.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"

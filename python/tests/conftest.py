@@ -196,23 +196,39 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) 
 
 
 def under_ci() -> bool:
-    """Whether the tests run under CI: ``CI`` is set and is not empty, ``0`` or ``false`` (in any case). The Rust
-    testkit applies the same rule."""
-    value = os.environ.get("CI", "")
-    return value != "" and value.lower() not in ("0", "false")
+    """Whether the tests run under CI: ``CI`` is set to anything but nothing, ``0`` or ``false`` (any case; spaces
+    around it ignored). The Rust testkit (``codepilot_testkit::service::under_ci``) applies the same rule."""
+    value = os.environ.get("CI", "").strip()
+    return value != "" and value != "0" and value.lower() != "false"
 
 
-def service_missing(reason: str) -> NoReturn:
-    """A service the test needs is not available: under CI (:func:`under_ci`) the test fails, elsewhere it is
-    skipped with ``reason`` (``bash scripts/test-python.sh`` lists the skips and their reasons at the end)."""
+def current_test() -> str:
+    """The running test's id (``file::name[params]``), from the variable pytest sets while it runs one."""
+    return os.environ.get("PYTEST_CURRENT_TEST", "a test").rsplit(" (", 1)[0]
+
+
+def service_missing(service: str, install: str) -> NoReturn:
+    """The running test cannot run because ``service`` is missing; ``install`` says how to provide it.
+
+    As the Rust testkit's ``service::missing``: under CI (:func:`under_ci`) the test fails; elsewhere it is skipped
+    with the reason (``scripts/test-python.sh`` lists the skips at the end) and a line ``TEST: needs SERVICE`` is
+    appended to the skip log named by ``CODEPILOT_SKIP_LOG``, where ``scripts/test.sh`` counts the skips."""
+    test = current_test()
     if under_ci():
-        pytest.fail(f"{reason}; CI must provide it", pytrace=False)
-    pytest.skip(reason)
+        pytest.fail(
+            f"{test} needs {service}, which is missing, and under CI (CI is set) tests never skip: {install}",
+            pytrace=False,
+        )
+    log = os.environ.get("CODEPILOT_SKIP_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{test}: needs {service}\n")
+    pytest.skip(f"{test} needs {service}; {install}")
 
 
 def pg_url() -> str:
     """The test Postgres URL (``CODEPILOT_TEST_PG_URL``); see :func:`service_missing` when it is not set."""
     url = os.environ.get("CODEPILOT_TEST_PG_URL")
     if not url:
-        service_missing("CODEPILOT_TEST_PG_URL is not set (bash .ci/postgres.sh starts Postgres and prints one)")
+        service_missing("Postgres (CODEPILOT_TEST_PG_URL)", "bash .ci/postgres.sh starts one and prints its URL")
     return url

@@ -465,7 +465,10 @@ def test_mcp_servers_come_from_the_agent_file(project: Path, server: ScriptedSer
 
     python = os.environ.get("CODEPILOT_TEST_MCP_PYTHON")
     if not python:
-        service_missing("CODEPILOT_TEST_MCP_PYTHON is not set (bash scripts/mcp-fixtures.sh prints it)")
+        service_missing(
+            "the MCP Python SDK (CODEPILOT_TEST_MCP_PYTHON)",
+            "bash scripts/mcp-fixtures.sh installs it and prints the python to set it to",
+        )
     script = Path(__file__).resolve().parents[2] / "cli/tests/fixtures/mcp/server.py"
     write_agent(
         project / "agent.yaml",
