@@ -136,7 +136,7 @@ pub struct InitializeResult {
 }
 
 /// `session/start` params: an agent file by path or as YAML text (exactly one), optionally a work directory and a
-/// session id to create or resume.
+/// session id to create or open.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionStartParams {
@@ -149,7 +149,7 @@ pub struct SessionStartParams {
     /// Overrides `runtime.work_dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_dir: Option<String>,
-    /// Create or resume this session (default: a new id).
+    /// Create this session, or open it if it is stored (default: a new id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     /// When the daemon keeps snapshots and the session has one: what to do with a work directory that lacks it
@@ -211,9 +211,45 @@ pub struct SessionParams {
     pub session_id: String,
 }
 
+/// `session/resume` params: a stored session to open in this daemon, and the agent to run it with when it is not
+/// open here yet (the store keeps a session's history, not its agent file). An agent file by path or as YAML text
+/// (at most one), optionally a work directory and a restore mode, as for `session/start`; all are ignored when the
+/// session is already open in this daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionResumeParams {
+    /// The session.
+    pub session_id: String,
+    /// Path of an agent file on the daemon's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_file: Option<String>,
+    /// An agent file's YAML text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Overrides `runtime.work_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<String>,
+    /// When the daemon keeps snapshots and the session has one: what to do with a work directory that lacks it
+    /// (default [`RestoreMode::IfEmpty`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreMode>,
+}
+
 /// `session/resume` result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionResumeResult {
+    /// The session.
+    pub session_id: String,
+    /// Its conversation as stored.
+    pub messages: Vec<Message>,
+    /// Set when the session's workspace was restored from its snapshot into the work directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<RestoredWorkspace>,
+}
+
+/// `session/read` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionReadResult {
     /// The session.
     pub session_id: String,
     /// Its conversation as stored.
@@ -343,9 +379,15 @@ pub enum ClientRequest {
     /// → [`SessionStartResult`]; the caller is subscribed to the session.
     #[serde(rename = "session/start")]
     SessionStart(SessionStartParams),
-    /// → [`SessionResumeResult`]: the stored conversation.
+    /// → [`SessionResumeResult`]: opens a stored session in this daemon (takes its lease, restores its workspace
+    /// when the daemon keeps snapshots and the work directory lacks it) unless it is open here already, subscribes
+    /// the caller to its live events, and returns its conversation. Error [`codes::UNKNOWN_SESSION`] when the store
+    /// has no such session, [`codes::SESSION_LEASED`] while another runtime drives it.
     #[serde(rename = "session/resume")]
-    SessionResume(SessionParams),
+    SessionResume(SessionResumeParams),
+    /// → [`SessionReadResult`]: the stored conversation, read without opening the session or subscribing.
+    #[serde(rename = "session/read")]
+    SessionRead(SessionParams),
     /// → [`SubscribeResult`]; replays events after `after_seq`, then sends live ones.
     #[serde(rename = "session/subscribe")]
     SessionSubscribe(SubscribeParams),
@@ -380,6 +422,7 @@ impl ClientRequest {
             ClientRequest::Initialize(_) => "initialize",
             ClientRequest::SessionStart(_) => "session/start",
             ClientRequest::SessionResume(_) => "session/resume",
+            ClientRequest::SessionRead(_) => "session/read",
             ClientRequest::SessionSubscribe(_) => "session/subscribe",
             ClientRequest::SessionList(_) => "session/list",
             ClientRequest::SessionClose(_) => "session/close",
@@ -396,6 +439,7 @@ impl ClientRequest {
         "initialize",
         "session/start",
         "session/resume",
+        "session/read",
         "session/subscribe",
         "session/list",
         "session/close",
@@ -512,6 +556,8 @@ pub enum ProtocolMessage {
     SessionStartResult(SessionStartResult),
     /// `session/resume`'s result.
     SessionResumeResult(SessionResumeResult),
+    /// `session/read`'s result.
+    SessionReadResult(SessionReadResult),
     /// `session/subscribe`'s result.
     SubscribeResult(SubscribeResult),
     /// `session/list`'s result.

@@ -2,9 +2,7 @@
 //! session events (the pumps wait on it, never the sessions) and an unbounded one for responses and the few
 //! control messages (server requests, resolutions, lag notices).
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::Mutex;
 
 use futures_util::Sink;
 use futures_util::SinkExt;
@@ -20,47 +18,40 @@ use tokio_util::codec::LinesCodec;
 use tokio_util::codec::LinesCodecError;
 use tokio_util::sync::CancellationToken;
 
+use codepilot::BoxFuture;
 use codepilot_protocol::rpc::RpcError;
 use codepilot_protocol::rpc::codes;
 
 use crate::Daemon;
-use crate::session::lock;
+use crate::rpc::Peer;
+use crate::session::Subscriber;
 use crate::wire;
 
 /// What sessions hold of a connection: its queues.
-pub(crate) struct ConnHandle {
-    pub(crate) id: u64,
+struct ConnHandle {
+    id: u64,
     events: mpsc::Sender<Arc<str>>,
     control: mpsc::UnboundedSender<Arc<str>>,
     closed: CancellationToken,
 }
 
-impl ConnHandle {
-    /// Queues an event line, waiting while the queue is full; `false` once the connection is gone.
-    pub(crate) async fn send_event(&self, line: Arc<str>) -> bool {
-        self.events.send(line).await.is_ok()
+impl Subscriber for ConnHandle {
+    fn id(&self) -> u64 {
+        self.id
     }
 
-    /// Queues a response or control line ahead of queued events.
-    pub(crate) fn send_control(&self, line: Arc<str>) {
+    fn send_event(&self, line: Arc<str>) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.events.send(line).await.is_ok() })
+    }
+
+    fn send_control(&self, line: Arc<str>) {
         // A closed connection drops it; its subscriptions end with it.
         let _ = self.control.send(line);
     }
 
-    /// Resolves when the connection closed.
-    pub(crate) async fn closed(&self) {
-        self.closed.cancelled().await;
+    fn closed(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.closed.cancelled())
     }
-}
-
-/// A connection's state as the dispatcher sees it.
-pub(crate) struct Conn {
-    pub(crate) handle: Arc<ConnHandle>,
-    pub(crate) initialized: bool,
-    /// Sessions it subscribed to, to unsubscribe when it goes.
-    pub(crate) sessions: Mutex<HashSet<String>>,
-    /// A Unix-socket or stdio client, on this machine: it may attach to terminals' sockets directly.
-    pub(crate) local: bool,
 }
 
 /// A line, or the news that one was too long (and is being skipped).
@@ -125,53 +116,38 @@ where
         closed: closed.clone(),
     });
     let writing = tokio::spawn(write_loop(outbound, events_rx, control_rx, closed.clone()));
-    let mut conn = Conn {
-        handle: Arc::clone(&handle),
-        initialized: false,
-        sessions: Mutex::new(HashSet::new()),
-        local,
-    };
+    let mut peer = Peer::new(Arc::clone(&handle) as Arc<dyn Subscriber>, local);
     let max = daemon.config().max_message_bytes;
+    let too_large = || {
+        let error = RpcError::new(
+            codes::TOO_LARGE,
+            format!("message larger than {max} bytes; it was discarded"),
+        );
+        wire::error(None, &error)
+    };
     loop {
         let next = tokio::select! {
             () = closed.cancelled() => break,
             next = inbound.next() => next,
         };
-        match next {
+        let reply = match next {
             None => break,
-            Some(Ok(Line::Text(line))) => {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                if line.len() > max {
-                    let error = RpcError::new(
-                        codes::TOO_LARGE,
-                        format!("message larger than {max} bytes; it was discarded"),
-                    );
-                    handle.send_control(wire::error(None, &error).into());
-                    continue;
-                }
-                if let Some(reply) = daemon.handle_line(&mut conn, &line).await {
-                    handle.send_control(reply.into());
-                }
-            }
-            Some(Ok(Line::TooLong)) => {
-                let error = RpcError::new(
-                    codes::TOO_LARGE,
-                    format!("message larger than {max} bytes; it was discarded"),
-                );
-                handle.send_control(wire::error(None, &error).into());
-            }
+            Some(Ok(Line::Text(line))) if line.trim().is_empty() => continue,
+            Some(Ok(Line::Text(line))) if line.len() > max => too_large(),
+            Some(Ok(Line::Text(line))) => match daemon.handle_line(&mut peer, &line).await {
+                Some(reply) => reply,
+                None => continue,
+            },
+            Some(Ok(Line::TooLong)) => too_large(),
             Some(Err(e)) => {
                 tracing::debug!("connection {} read error: {e}", handle.id);
                 break;
             }
-        }
+        };
+        handle.send_control(reply.into());
     }
     closed.cancel();
-    for session in lock(&conn.sessions).drain() {
-        daemon.unsubscribe(&session, handle.id);
-    }
+    daemon.disconnected(&mut peer);
     let _ = writing.await;
 }
 

@@ -9,8 +9,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::MutexGuard;
-use std::sync::PoisonError;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -37,11 +35,20 @@ use tokio::sync::oneshot;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::ConnHandle;
+use crate::sync::lock;
 use crate::wire;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// A client subscribed to sessions: where a session's lines go. The daemon's connections implement it; a session
+/// knows nothing else of them.
+pub(crate) trait Subscriber: Send + Sync {
+    /// Tells subscribers apart: one subscription per subscriber and session.
+    fn id(&self) -> u64;
+    /// Queues an event line, waiting while the subscriber's queue is full; `false` once it is gone.
+    fn send_event(&self, line: Arc<str>) -> BoxFuture<'_, bool>;
+    /// Queues a control line (a server request, a resolution, a lag notice) ahead of queued events.
+    fn send_control(&self, line: Arc<str>);
+    /// Resolves when the subscriber is gone.
+    fn closed(&self) -> BoxFuture<'_, ()>;
 }
 
 /// One line of the session's log: an event (its `seq`), or a turn's end (the `seq` of the event before it).
@@ -50,6 +57,9 @@ struct LogEntry {
     is_event: bool,
     line: Arc<str>,
 }
+
+/// A subscriber, and what stops the pump that feeds it.
+type Subscription = (Arc<dyn Subscriber>, CancellationToken);
 
 /// A server request waiting for any subscriber's answer.
 struct Pending {
@@ -68,7 +78,8 @@ pub(crate) struct Shared {
     log: Mutex<Vec<LogEntry>>,
     /// The log's length, for pumps to wait on.
     len: watch::Sender<usize>,
-    subscribers: Mutex<HashMap<u64, (Arc<ConnHandle>, CancellationToken)>>,
+    /// By subscriber id: the subscriber, and what stops its pump.
+    subscribers: Mutex<HashMap<u64, Subscription>>,
     pending: Mutex<Vec<Pending>>,
     turn: Mutex<Option<String>>,
     started: Mutex<Option<oneshot::Sender<String>>>,
@@ -165,10 +176,10 @@ impl Shared {
     }
 
     /// Subscribes `conn`: replays the log after `after_seq` (everything from now on when `None`), then follows it.
-    /// A previous subscription of the same connection is replaced. Returns the newest `seq` at the start.
+    /// A previous subscription of the same subscriber is replaced. Returns the newest `seq` at the start.
     pub(crate) fn subscribe(
         self: &Arc<Self>,
-        conn: &Arc<ConnHandle>,
+        conn: &Arc<dyn Subscriber>,
         after_seq: Option<u64>,
     ) -> u64 {
         let (start, last_seq) = {
@@ -189,7 +200,7 @@ impl Shared {
         };
         let stop = CancellationToken::new();
         if let Some((_, old)) =
-            lock(&self.subscribers).insert(conn.id, (Arc::clone(conn), stop.clone()))
+            lock(&self.subscribers).insert(conn.id(), (Arc::clone(conn), stop.clone()))
         {
             old.cancel();
         }
@@ -208,7 +219,12 @@ impl Shared {
         last_seq
     }
 
-    /// Ends `conn`'s subscription, if any.
+    /// Whether the subscriber with id `conn_id` follows this session.
+    pub(crate) fn is_subscribed(&self, conn_id: u64) -> bool {
+        lock(&self.subscribers).contains_key(&conn_id)
+    }
+
+    /// Ends the subscription of the subscriber with id `conn_id`, if any.
     pub(crate) fn unsubscribe(&self, conn_id: u64) {
         if let Some((_, stop)) = lock(&self.subscribers).remove(&conn_id) {
             stop.cancel();
@@ -269,7 +285,7 @@ impl Shared {
 
     /// Sends `line` to every subscriber, ahead of their queued events.
     fn broadcast(&self, line: &Arc<str>) {
-        let subscribers: Vec<Arc<ConnHandle>> = lock(&self.subscribers)
+        let subscribers: Vec<Arc<dyn Subscriber>> = lock(&self.subscribers)
             .values()
             .map(|(c, _)| Arc::clone(c))
             .collect();
@@ -288,7 +304,7 @@ impl Shared {
 /// client stays stalled longer than the stall timeout (then it is told, and must resubscribe).
 async fn pump(
     shared: Arc<Shared>,
-    conn: Arc<ConnHandle>,
+    conn: Arc<dyn Subscriber>,
     (stored_from, mut next): (Option<u64>, usize),
     stop: CancellationToken,
     pending: Vec<Arc<str>>,
@@ -311,18 +327,21 @@ async fn pump(
                 if event.seq > shared.base_seq {
                     break 'stored;
                 }
-                let line: Arc<str> = format!(
-                    r#"{{"jsonrpc":"2.0","method":"event","params":{}}}"#,
-                    event.body
-                )
-                .into();
+                cursor = event.seq;
+                let Some(line) = wire::stored_event(&event.body) else {
+                    tracing::warn!(
+                        "event {} of {} in the store is not JSON; it is left out of the replay",
+                        event.seq,
+                        shared.session_id
+                    );
+                    continue;
+                };
                 tokio::select! {
                     biased;
                     () = stop.cancelled() => return,
                     () = conn.closed() => return,
-                    sent = conn.send_event(line) => if !sent { return },
+                    sent = conn.send_event(line.into()) => if !sent { return },
                 }
-                cursor = event.seq;
                 last_sent = event.seq;
             }
         }
@@ -346,7 +365,7 @@ async fn pump(
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(_) => {
-                        lock(&shared.subscribers).remove(&conn.id);
+                        lock(&shared.subscribers).remove(&conn.id());
                         conn.send_control(
                             wire::notification(&ServerNotification::SubscriptionLagged(SubscriptionLagged {
                                 session_id: shared.session_id.clone(),

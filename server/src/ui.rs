@@ -1,14 +1,10 @@
 //! The web UI: one page and its assets, embedded in the binary (xterm.js vendored from npm with its licence,
 //! `server/assets/vendor/`).
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-
-use crate::web::WebState;
 
 /// `(path, content type, bytes)` of every asset.
 const ASSETS: &[(&str, &str, &[u8])] = &[
@@ -53,7 +49,7 @@ const INDEX: &[u8] = include_bytes!("../assets/index.html");
 
 /// The page at `/` and its assets. The page holds no secret: it reads the token from its own URL. Scripts come
 /// only from the daemon; styles may be inline because xterm.js writes its theme into a `<style>` element.
-pub(crate) fn router() -> Router<Arc<WebState>> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let mut router = Router::new().route(
         "/",
         get(|| async {

@@ -501,16 +501,17 @@ async fn a_session_moves_to_another_daemon_with_its_workspace_after_a_kill_mid_t
     let mut cb = b.client().await;
     let params =
         json!({"agent": agent(&server), "work_dir": root.join("wb"), "session_id": session});
-    // A's lease is still live for B (another node): refused, naming the holder, until A's heartbeat is 6 s old.
-    let refused = cb.call("session/start", params.clone()).await.unwrap_err();
+    // B resumes the session. A's lease is still live for B (another node): refused, naming the holder, until A's
+    // heartbeat is 6 s old.
+    let refused = cb.call("session/resume", params.clone()).await.unwrap_err();
     assert_eq!(refused["code"], 1003, "{refused}");
     assert!(
         refused["message"].as_str().unwrap().contains("node-a"),
         "{refused}"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    let started = loop {
-        match cb.call("session/start", params.clone()).await {
+    let resumed = loop {
+        match cb.call("session/resume", params.clone()).await {
             Ok(r) => break r,
             Err(e) if e["code"] == 1003 && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -518,13 +519,13 @@ async fn a_session_moves_to_another_daemon_with_its_workspace_after_a_kill_mid_t
             Err(e) => panic!("{e}\n{}", b.log()),
         }
     };
-    let restored = &started["restored"];
+    let restored = &resumed["restored"];
     assert!(
         restored["snapshot"]
             .as_str()
             .unwrap()
             .starts_with(&format!("{session}/")),
-        "{started}"
+        "{resumed}"
     );
     let wb = root.join("wb");
     assert_eq!(
@@ -543,10 +544,6 @@ async fn a_session_moves_to_another_daemon_with_its_workspace_after_a_kill_mid_t
     assert!(!wb.join("build").exists(), ".gitignore is respected");
 
     // History: turn 1 and the completed step of turn 2, not the step in flight.
-    let resumed = cb
-        .call("session/resume", json!({"session_id": session}))
-        .await
-        .unwrap();
     let history = texts(&resumed["messages"]);
     assert!(
         history.contains("write notes") && history.contains("keep going"),
@@ -648,14 +645,11 @@ async fn snapshot_failures_are_clear_keep_the_history_and_the_daemon_serving() {
         message.contains("restore `skip`"),
         "says what to do: {message}"
     );
-    let resumed = c
-        .call("session/resume", json!({"session_id": x}))
+    let read = c
+        .call("session/read", json!({"session_id": x}))
         .await
         .unwrap();
-    assert!(
-        texts(&resumed["messages"]).contains("write a"),
-        "history kept"
-    );
+    assert!(texts(&read["messages"]).contains("write a"), "history kept");
 
     // The daemon keeps serving: another session runs a turn.
     server.push(Turn::answer(DONE));
@@ -710,11 +704,11 @@ async fn snapshot_failures_are_clear_keep_the_history_and_the_daemon_serving() {
         .await
         .unwrap_err();
     assert_eq!(err["code"], 1005, "{err}");
-    let resumed = c
-        .call("session/resume", json!({"session_id": x}))
+    let read = c
+        .call("session/read", json!({"session_id": x}))
         .await
         .unwrap();
-    assert!(texts(&resumed["messages"]).contains("make it big"));
+    assert!(texts(&read["messages"]).contains("make it big"));
 
     // Back under the cap, session/snapshot stores it; asked again with nothing changed, it uploads nothing.
     std::fs::remove_file(root.join("w2/big.bin")).unwrap();
@@ -788,11 +782,11 @@ async fn an_unreachable_store_fails_the_snapshot_not_the_turn() {
             .contains("s3://unreachable/x"),
         "{failure}"
     );
-    let resumed = c
-        .call("session/resume", json!({"session_id": id}))
+    let read = c
+        .call("session/read", json!({"session_id": id}))
         .await
         .unwrap();
-    assert!(texts(&resumed["messages"]).contains("write a"));
+    assert!(texts(&read["messages"]).contains("write a"));
     assert_eq!(
         std::fs::read_to_string(root.join("w/a.txt")).unwrap(),
         "A\n"

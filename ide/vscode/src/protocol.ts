@@ -15,6 +15,10 @@ export type ProtocolMessage =
         }
       | {
           method: "session/resume";
+          params: SessionResumeParams;
+        }
+      | {
+          method: "session/read";
           params: SessionParams;
         }
       | {
@@ -85,6 +89,7 @@ export type ProtocolMessage =
   | InitializeResult
   | SessionStartResult
   | SessionResumeResult
+  | SessionReadResult
   | SubscribeResult
   | SessionListResult
   | TurnStartResult
@@ -133,7 +138,7 @@ export interface ClientInfo {
 }
 /**
  * `session/start` params: an agent file by path or as YAML text (exactly one), optionally a work directory and a
- * session id to create or resume.
+ * session id to create or open.
  */
 export interface SessionStartParams {
   /**
@@ -150,9 +155,38 @@ export interface SessionStartParams {
    */
   restore?: RestoreMode | null;
   /**
-   * Create or resume this session (default: a new id).
+   * Create this session, or open it if it is stored (default: a new id).
    */
   session_id?: string | null;
+  /**
+   * Overrides `runtime.work_dir`.
+   */
+  work_dir?: string | null;
+}
+/**
+ * `session/resume` params: a stored session to open in this daemon, and the agent to run it with when it is not
+ * open here yet (the store keeps a session's history, not its agent file). An agent file by path or as YAML text
+ * (at most one), optionally a work directory and a restore mode, as for `session/start`; all are ignored when the
+ * session is already open in this daemon.
+ */
+export interface SessionResumeParams {
+  /**
+   * An agent file's YAML text.
+   */
+  agent?: string | null;
+  /**
+   * Path of an agent file on the daemon's machine.
+   */
+  agent_file?: string | null;
+  /**
+   * When the daemon keeps snapshots and the session has one: what to do with a work directory that lacks it
+   * (default [`RestoreMode::IfEmpty`]).
+   */
+  restore?: RestoreMode | null;
+  /**
+   * The session.
+   */
+  session_id: string;
   /**
    * Overrides `runtime.work_dir`.
    */
@@ -816,6 +850,10 @@ export interface SessionResumeResult {
    */
   messages: Message[];
   /**
+   * Set when the session's workspace was restored from its snapshot into the work directory.
+   */
+  restored?: RestoredWorkspace | null;
+  /**
    * The session.
    */
   session_id: string;
@@ -832,6 +870,19 @@ export interface Message {
    * Author.
    */
   role: "user" | "assistant";
+}
+/**
+ * `session/read`'s result.
+ */
+export interface SessionReadResult {
+  /**
+   * Its conversation as stored.
+   */
+  messages: Message[];
+  /**
+   * The session.
+   */
+  session_id: string;
 }
 /**
  * `session/subscribe`'s result.

@@ -1,3 +1,4 @@
+mod resume;
 mod rpc;
 mod support;
 mod web;
