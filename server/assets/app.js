@@ -5,8 +5,9 @@
 const params = new URLSearchParams(location.search);
 const token = params.get("token") || sessionStorage.getItem("codepilot-token") || "";
 if (params.has("token")) {
+  // Out of the address bar (and history), but the hash stays: `#session=ID` is what a deep link opens.
   sessionStorage.setItem("codepilot-token", token);
-  history.replaceState(null, "", location.pathname);
+  history.replaceState(null, "", location.pathname + location.hash);
 }
 const wsBase = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,7 @@ let socket;
 let nextId = 1;
 const waiting = new Map();
 let current = null; // the session shown
+let sessions = []; // the last session/list
 const terminals = new Map();
 
 function setStatus(text) { $("status").textContent = text; }
@@ -108,7 +110,7 @@ function onMessage(raw) {
 }
 
 async function refreshSessions() {
-  const { sessions } = await call("session/list", {});
+  ({ sessions } = await call("session/list", {}));
   const list = $("sessions");
   list.replaceChildren();
   for (const s of sessions) {
@@ -120,19 +122,36 @@ async function refreshSessions() {
     const small = document.createElement("small");
     small.textContent = s.status + " · " + s.updated_at + (s.runs_on ? " · on " + s.runs_on : "");
     li.appendChild(small);
-    li.onclick = () => open(s.session_id, s.status);
+    li.onclick = () => open(s.session_id);
     list.appendChild(li);
   }
 }
 
-async function open(sessionId, status) {
-  if (status === "stored") await call("session/start", { session_id: sessionId, agent_file: $("agent-file").value || undefined }).catch((e) => entry("error", e.message));
+/** Shows a session: one open in this daemon live (its events replayed from the start), a stored one resumed here
+ * with the agent file in the form — or, when it cannot be (no agent file, driven by another daemon), its
+ * conversation read-only. */
+async function open(sessionId) {
   current = sessionId;
   $("session-title").textContent = sessionId;
   $("timeline").replaceChildren();
   streaming = null;
-  await call("session/subscribe", { session_id: sessionId, after_seq: 0 });
+  history.replaceState(null, "", location.pathname + "#session=" + encodeURIComponent(sessionId));
   await refreshSessions();
+  const listed = sessions.find((s) => s.session_id === sessionId);
+  if (!listed || listed.status === "stored") {
+    try {
+      await call("session/resume", { session_id: sessionId, agent_file: $("agent-file").value || undefined });
+    } catch (e) {
+      await call("session/read", { session_id: sessionId }).then(
+        ({ messages }) => { for (const m of messages) entry(m.role === "user" ? "user" : "text", m.content); },
+        () => {},
+      );
+      entry("error", e.message);
+      return;
+    }
+    await refreshSessions();
+  }
+  await call("session/subscribe", { session_id: sessionId, after_seq: 0 });
   openTerminals(sessionId);
 }
 
@@ -186,7 +205,7 @@ $("start-session").onsubmit = async (ev) => {
   ev.preventDefault();
   try {
     const { session_id } = await call("session/start", { agent_file: $("agent-file").value });
-    await open(session_id, "idle");
+    await open(session_id);
   } catch (e) { entry("error", e.message); }
 };
 
@@ -198,7 +217,7 @@ function connect() {
     setStatus("connected");
     await refreshSessions();
     const wanted = new URLSearchParams(location.hash.slice(1)).get("session");
-    if (wanted) await open(wanted, "idle");
+    if (wanted) await open(wanted);
   };
   socket.onclose = () => { setStatus("disconnected; retrying…"); setTimeout(connect, 1000); };
 }

@@ -1,5 +1,6 @@
 // The web UI of `codepilot serve`, end to end in headless Chromium: a scripted run streams into the page, Allow lets
-// a gated command run, and keys typed into the xterm reach the shell (and the agent hears of them).
+// a gated command run, and keys typed into the xterm reach the shell (and the agent hears of them); a deep link
+// (`?token=T#session=ID`) opens its session, and a stored session is read, then resumed, after a restart.
 //
 // Needs CODEPILOT_BIN (the codepilot binary), CODEPILOT_TESTKIT (the scripted model server) and Debian's chromium
 // (CHROMIUM, default /usr/bin/chromium). Leaves a screenshot in ARTIFACTS_DIR (default ./artifacts).
@@ -42,17 +43,55 @@ async function post(url, body) {
   assert.equal(res.status, 200, await res.text());
 }
 
-test("a run streams into the page, Allow runs the gated command, typed keys reach the shell", async (t) => {
-  assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
-  assert.ok(existsSync(browserPath), `no browser at ${browserPath} (apt-get install chromium)`);
-  const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));
-  mkdirSync(join(dir, "work"));
-
+/** The scripted model server; its base URL. */
+async function startModel(t) {
   const model = await startAndWait(testkit, [], {}, "stdout", /^(http:\/\/\S+)$/);
   t.after(() => model.child.kill());
-  const modelUrl = model.match[1];
+  return model.match[1];
+}
+
+/** `codepilot serve` on a free port with its home (and sessions) in `dir/home`; the web UI's address, with the token,
+ * and a function that stops the daemon (SIGTERM: its sessions are closed and their leases released). */
+async function startDaemon(t, dir) {
+  const daemon = await startAndWait(
+    bin,
+    ["serve", "--listen", "ws://127.0.0.1:0"],
+    { cwd: dir, env: { ...process.env, CODEPILOT_HOME: join(dir, "home") } },
+    "stderr",
+    /web UI: (http:\/\/\S+)/,
+  );
+  t.after(() => daemon.child.kill());
+  const stop = () =>
+    new Promise((resolvePromise) => {
+      daemon.child.once("exit", resolvePromise);
+      daemon.child.kill("SIGTERM");
+    });
+  return { url: daemon.match[1], stop };
+}
+
+/** Headless Chromium; a new page that collects the page's errors. */
+async function launch(t) {
+  assert.ok(existsSync(browserPath), `no browser at ${browserPath} (apt-get install chromium)`);
+  const browser = await chromium.launch({
+    executablePath: browserPath,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+  });
+  t.after(() => browser.close());
+  const errors = [];
+  const newPage = async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+    page.on("pageerror", (e) => errors.push(String(e)));
+    return page;
+  };
+  return { newPage, errors };
+}
+
+/** An agent file for the scripted model at `modelUrl`, working in `dir/work`, with `extra` lines. */
+function writeAgent(dir, modelUrl, extra = []) {
+  const path = join(dir, "agent.yaml");
   writeFileSync(
-    join(dir, "agent.yaml"),
+    path,
     [
       "agent:",
       "  name: Browser",
@@ -63,39 +102,33 @@ test("a run streams into the page, Allow runs the gated command, typed keys reac
       "  runtime:",
       "    work_dir: work",
       "    max_steps: 6",
-      "  tools:",
-      "    - {name: execute, config: {require_permission: true}}",
+      ...extra,
       "",
     ].join("\n"),
   );
+  return path;
+}
+
+test("a run streams into the page, Allow runs the gated command, typed keys reach the shell", async (t) => {
+  assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
+  const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));
+  mkdirSync(join(dir, "work"));
+
+  const modelUrl = await startModel(t);
+  const agentFile = writeAgent(dir, modelUrl, ["  tools:", "    - {name: execute, config: {require_permission: true}}"]);
   await post(`${modelUrl}/_testkit/turns`, [
     { answer: 'Creating the file now.\n```codepilot\nexecute("main", "echo allowed > gated.txt")\n```' },
     { answer: "The file is there.\n```completion\nCreated gated.txt\n```" },
   ]);
 
-  const daemon = await startAndWait(
-    bin,
-    ["serve", "--listen", "ws://127.0.0.1:0"],
-    { cwd: dir, env: { ...process.env, CODEPILOT_HOME: join(dir, "home") } },
-    "stderr",
-    /web UI: (http:\/\/\S+)/,
-  );
-  t.after(() => daemon.child.kill());
-
-  const browser = await chromium.launch({
-    executablePath: browserPath,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-  });
-  t.after(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  await page.goto(daemon.match[1]);
+  const daemon = await startDaemon(t, dir);
+  const { newPage, errors } = await launch(t);
+  const page = await newPage();
+  await page.goto(daemon.url);
   await page.waitForSelector("#status:text('connected')");
   assert.ok(!page.url().includes("token="), "the token is removed from the address bar");
 
-  await page.fill("#agent-file", join(dir, "agent.yaml"));
+  await page.fill("#agent-file", agentFile);
   await page.click("#start-session button");
   await page.waitForSelector("#terminals .term .xterm");
   await page.fill("#task", "Create gated.txt");
@@ -132,5 +165,62 @@ test("a run streams into the page, Allow runs the gated command, typed keys reac
 
   mkdirSync(artifacts, { recursive: true });
   await page.screenshot({ path: join(artifacts, "web-ui.png") });
+  assert.deepEqual(errors, []);
+});
+
+test("a deep link opens its session; after a restart a stored session is read, then resumed with an agent file", async (t) => {
+  assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
+  const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));
+  mkdirSync(join(dir, "work"));
+  const modelUrl = await startModel(t);
+  const agentFile = writeAgent(dir, modelUrl);
+  await post(`${modelUrl}/_testkit/turns`, [{ answer: "Looked.\n```completion\nAll quiet\n```" }]);
+  let daemon = await startDaemon(t, dir);
+  const { newPage, errors } = await launch(t);
+
+  // A session with one finished turn, started in one page.
+  const first = await newPage();
+  await first.goto(daemon.url);
+  await first.waitForSelector("#status:text('connected')");
+  await first.fill("#agent-file", agentFile);
+  await first.click("#start-session button");
+  await first.waitForSelector("#terminals .term .xterm");
+  await first.fill("#task", "Look around");
+  await first.click("#send");
+  await first.waitForSelector(".entry.finish");
+  const session = await first.locator("#session-title").innerText();
+  assert.match(session, /\S/);
+  await first.close();
+
+  // What a notification or the extension opens: the address with the token and the session.
+  const linked = await newPage();
+  await linked.goto(`${daemon.url}#session=${encodeURIComponent(session)}`);
+  await linked.waitForFunction((id) => document.querySelector("#session-title").textContent === id, session);
+  await linked.waitForSelector(".entry.finish");
+  assert.match(await linked.locator(".entry.finish").innerText(), /All quiet/);
+  assert.equal(await linked.locator("#sessions li.active").count(), 1, "selected in the list");
+  const address = new URL(linked.url());
+  assert.equal(address.search, "", "the token is removed from the address bar");
+  assert.equal(address.hash, `#session=${encodeURIComponent(session)}`, "the deep link stays");
+  await linked.close();
+
+  // The daemon restarts: the same link shows the stored conversation, read-only, and says what is missing.
+  await daemon.stop();
+  daemon = await startDaemon(t, dir);
+  const stored = await newPage();
+  await stored.goto(`${daemon.url}#session=${encodeURIComponent(session)}`);
+  await stored.waitForSelector(".entry.error");
+  assert.match(await stored.locator(".entry.error").innerText(), /agent_file/);
+  assert.match(await stored.locator("#timeline").innerText(), /Look around/);
+  assert.equal(await stored.locator("#terminals .term").count(), 0, "not opened");
+
+  // With the agent file, picking it resumes it in this daemon: it runs the next task.
+  await post(`${modelUrl}/_testkit/turns`, [{ answer: "Back.\n```completion\nResumed here\n```" }]);
+  await stored.fill("#agent-file", agentFile);
+  await stored.click(`#sessions li[data-session="${session}"]`);
+  await stored.waitForSelector("#terminals .term .xterm");
+  await stored.fill("#task", "Carry on");
+  await stored.click("#send");
+  await stored.waitForFunction(() => document.querySelector("#timeline").innerText.includes("Resumed here"));
   assert.deepEqual(errors, []);
 });
