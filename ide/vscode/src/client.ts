@@ -13,6 +13,8 @@ import type {
   RequestResolved,
   RpcError,
   SessionListResult,
+  SessionReadResult,
+  SessionResumeParams,
   SessionResumeResult,
   SessionStartParams,
   SessionStartResult,
@@ -29,7 +31,8 @@ import type {
 export interface Methods {
   initialize: [{ client: { name: string; version: string } }, InitializeResult];
   "session/start": [SessionStartParams, SessionStartResult];
-  "session/resume": [{ session_id: string }, SessionResumeResult];
+  "session/resume": [SessionResumeParams, SessionResumeResult];
+  "session/read": [{ session_id: string }, SessionReadResult];
   "session/subscribe": [{ session_id: string; after_seq?: number }, SubscribeResult];
   "session/list": [Record<string, never>, SessionListResult];
   "session/close": [{ session_id: string }, Record<string, never>];
@@ -67,6 +70,9 @@ export class DaemonError extends Error {
   }
 }
 
+/** The extension's version, from its package.json (the one place it is written). */
+export const VERSION: string = (require("../package.json") as { version: string }).version;
+
 /** The daemon's default socket: `$XDG_RUNTIME_DIR/codepilot/runtime.sock`, else `$CODEPILOT_HOME/runtime.sock`. */
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
   if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, "codepilot", "runtime.sock");
@@ -92,7 +98,7 @@ export class DaemonClient {
   }
 
   /** Connects to `socketPath` and calls `initialize`. */
-  static async connect(socketPath: string, client = { name: "codepilot-vscode", version: "0.1.0" }): Promise<DaemonClient> {
+  static async connect(socketPath: string, client = { name: "codepilot-vscode", version: VERSION }): Promise<DaemonClient> {
     const socket = await new Promise<net.Socket>((resolve, reject) => {
       const s = net.createConnection({ path: socketPath });
       s.once("connect", () => resolve(s));

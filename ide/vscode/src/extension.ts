@@ -2,7 +2,8 @@
 // pseudoterminals, all over one connection to the daemon (see ./client.ts).
 import * as path from "node:path";
 import * as vscode from "vscode";
-import { DaemonClient, attachTerminal, defaultSocketPath, type Notification, type ServerRequest } from "./client";
+import { DaemonClient, DaemonError, attachTerminal, defaultSocketPath, type Notification, type ServerRequest } from "./client";
+import type { Message } from "./protocol";
 
 let client: DaemonClient | undefined;
 let session: string | undefined;
@@ -52,17 +53,47 @@ function socketPath(): string {
   return configured && configured.trim() !== "" ? configured : defaultSocketPath();
 }
 
+/** The agent file and work directory of this workspace's sessions; `undefined` without a folder. */
+function workspaceAgent(): { agent_file: string; work_dir: string } | undefined {
+  const folder = vscode.workspace.workspaceFolders?.[0];
+  if (!folder) return undefined;
+  const agentFile = vscode.workspace.getConfiguration("codepilot").get<string>("agentFile") || "agent.yaml";
+  return { agent_file: path.resolve(folder.uri.fsPath, agentFile), work_dir: folder.uri.fsPath };
+}
+
+/** The connection to the daemon. A new one (the daemon restarted, or the old connection broke) resumes the
+ * current session there first: it is opened again if the daemon lacks it, and this connection subscribed. */
 async function connected(): Promise<DaemonClient> {
   if (client) return client;
   const c = await DaemonClient.connect(socketPath());
   c.onNotification(onNotification);
   c.onRequest(onRequest);
   c.onClose(() => {
-    client = undefined;
+    if (client === c) client = undefined;
     running = false;
   });
+  if (session) {
+    try {
+      await c.call("session/resume", { session_id: session, ...workspaceAgent() });
+    } catch (e) {
+      if (!(e instanceof DaemonError && e.code === 1001)) {
+        c.close();
+        throw e;
+      }
+      timeline?.post({ text: `session ${session} is gone from the daemon; the next task starts a new one`, style: "opacity:0.6" });
+      session = undefined;
+    }
+  }
   client = c;
   return c;
+}
+
+/** Shows a resumed session's conversation in the timeline. */
+function showHistory(messages: Message[]): void {
+  for (const m of messages) {
+    if (m.role === "user") timeline?.post({ text: "▶ " + m.content, style: "font-weight:bold" });
+    else timeline?.post({ text: m.content, style: "opacity:0.8" });
+  }
 }
 
 function onNotification(n: Notification): void {
@@ -115,20 +146,44 @@ async function onRequest(request: ServerRequest) {
 }
 
 async function newSession(): Promise<void> {
-  const folder = vscode.workspace.workspaceFolders?.[0];
-  if (!folder) {
+  const agent = workspaceAgent();
+  if (!agent) {
     void vscode.window.showErrorMessage("CodePilot: open a folder with an agent.yaml first");
     return;
   }
-  const agentFile = vscode.workspace.getConfiguration("codepilot").get<string>("agentFile") || "agent.yaml";
   try {
     const c = await connected();
-    const started = await c.call("session/start", {
-      agent_file: path.resolve(folder.uri.fsPath, agentFile),
-      work_dir: folder.uri.fsPath,
-    });
+    const started = await c.call("session/start", agent);
     session = started.session_id;
     timeline?.post({ text: `session ${session}`, style: "opacity:0.6" });
+  } catch (e) {
+    void vscode.window.showErrorMessage(`CodePilot: ${(e as Error).message}`);
+  }
+}
+
+/** Picks a stored session and resumes it in the daemon with this workspace's agent file. */
+async function resumeSession(): Promise<void> {
+  const agent = workspaceAgent();
+  if (!agent) {
+    void vscode.window.showErrorMessage("CodePilot: open a folder with an agent.yaml first");
+    return;
+  }
+  try {
+    const c = await connected();
+    const { sessions } = await c.call("session/list", {});
+    const picked = await vscode.window.showQuickPick(
+      sessions.map((s) => ({ label: s.title || s.session_id, description: `${s.status} · ${s.updated_at}`, id: s.session_id })),
+      { placeHolder: "A session to resume" },
+    );
+    if (!picked) return;
+    const resumed = await c.call("session/resume", { session_id: picked.id, ...agent });
+    session = resumed.session_id;
+    running = sessions.find((s) => s.session_id === session)?.status === "running";
+    timeline?.post({ text: `session ${session}`, style: "opacity:0.6" });
+    showHistory(resumed.messages);
+    if (resumed.restored) {
+      timeline?.post({ text: `workspace restored: ${resumed.restored.files} files`, style: "opacity:0.6" });
+    }
   } catch (e) {
     void vscode.window.showErrorMessage(`CodePilot: ${(e as Error).message}`);
   }
@@ -190,6 +245,7 @@ export function activate(context: vscode.ExtensionContext): void {
   context.subscriptions.push(
     vscode.window.registerWebviewViewProvider("codepilot.timeline", timeline),
     vscode.commands.registerCommand("codepilot.newSession", newSession),
+    vscode.commands.registerCommand("codepilot.resumeSession", resumeSession),
     vscode.commands.registerCommand("codepilot.runTask", () => runTask()),
     vscode.commands.registerCommand("codepilot.interrupt", async () => {
       if (session) await (await connected()).call("turn/interrupt", { session_id: session });

@@ -3,11 +3,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
-import { DaemonClient, DaemonError, attachTerminal, defaultSocketPath, type Notification } from "../client";
+import { DaemonClient, DaemonError, VERSION, attachTerminal, defaultSocketPath, type Notification } from "../client";
 
 const bin = process.env.CODEPILOT_BIN ?? "";
 const testkit = process.env.CODEPILOT_TESTKIT ?? "";
@@ -31,12 +31,25 @@ async function setUp(t: { after(fn: () => void): void }) {
   t.after(() => model.kill());
   const modelUrl = (await firstLine(model, /^(http:\/\/\S+)$/))[1];
   const socket = path.join(dir, "d", "rt.sock");
-  const daemon = spawn(bin, ["serve", "--listen", `unix://${socket}`], {
-    env: { ...process.env, CODEPILOT_HOME: path.join(dir, "home") },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  t.after(() => daemon.kill());
-  for (let i = 0; i < 200 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 10));
+  // A daemon on the socket, with its sessions in the SQLite database of one home; the returned function stops it
+  // (SIGTERM: its sessions are closed and their leases released).
+  const startDaemon = async () => {
+    const daemon = spawn(bin, ["serve", "--listen", `unix://${socket}`], {
+      env: { ...process.env, CODEPILOT_HOME: path.join(dir, "home") },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    t.after(() => daemon.kill());
+    for (let i = 0; i < 500 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 10));
+    return () =>
+      new Promise<void>((resolve) => {
+        daemon.once("exit", () => {
+          rmSync(socket, { force: true });
+          resolve();
+        });
+        daemon.kill("SIGTERM");
+      });
+  };
+  const stopDaemon = await startDaemon();
   const agent = (extra = "") =>
     [
       "agent:",
@@ -54,7 +67,7 @@ async function setUp(t: { after(fn: () => void): void }) {
     const res = await fetch(`${modelUrl}/_testkit/turns`, { method: "POST", body: JSON.stringify(turns) });
     assert.equal(res.status, 200);
   };
-  return { dir, socket, agent, push };
+  return { dir, socket, agent, push, startDaemon, stopDaemon };
 }
 
 function until(c: DaemonClient, done: (n: Notification) => boolean): Promise<Notification[]> {
@@ -143,4 +156,40 @@ test("a terminal attaches as a pseudoterminal would, and a reconnecting client c
   assert.ok(sub.last_seq >= lastSeq);
   const replayed = await replay;
   assert.equal(replayed.filter((n) => n.method === "event").length, lastSeq, "the whole session, replayed");
+});
+
+test("the extension's version comes from its package.json", () => {
+  const manifest = JSON.parse(readFileSync(path.join(__dirname, "..", "..", "package.json"), "utf8")) as { version: string };
+  assert.equal(VERSION, manifest.version);
+});
+
+test("after the daemon restarts, session/read shows the history and session/resume opens the session again", async (t) => {
+  const { socket, agent, push, startDaemon, stopDaemon } = await setUp(t);
+  await push([{ answer: "Hi.\n```completion\nfirst\n```" }]);
+  const c = await DaemonClient.connect(socket);
+  const { session_id } = await c.call("session/start", { agent: agent() });
+  const completed = until(c, (n) => n.method === "turn/completed");
+  await c.call("turn/start", { session_id, text: "the first task" });
+  await completed;
+  c.close();
+  await stopDaemon();
+
+  await startDaemon();
+  const again = await DaemonClient.connect(socket);
+  t.after(() => again.close());
+  const read = await again.call("session/read", { session_id });
+  assert.ok(read.messages.some((m) => m.content.includes("the first task")));
+  await assert.rejects(again.call("turn/start", { session_id, text: "x" }), (e: unknown) => {
+    assert.ok(e instanceof DaemonError);
+    assert.equal(e.code, 1001, "reading opened nothing");
+    return true;
+  });
+
+  const resumed = await again.call("session/resume", { session_id, agent: agent() });
+  assert.deepEqual(resumed.messages, read.messages);
+  await push([{ answer: "Again.\n```completion\nsecond\n```" }]);
+  const next = until(again, (n) => n.method === "turn/completed");
+  await again.call("turn/start", { session_id, text: "the second task" });
+  const last = (await next).at(-1)!;
+  assert.deepEqual((last.params as { outcome: unknown }).outcome, { status: "completed", summary: "second", steps: 1 });
 });
