@@ -114,7 +114,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
     /// How long a permission or ask-user request waits for a client's answer before it is denied.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = codepilot_server::DEFAULT_REQUEST_TIMEOUT.as_secs())]
     pub request_timeout_s: u64,
     /// Workspace snapshots.
     #[command(flatten)]
