@@ -151,10 +151,24 @@ pub fn fixture_path(var: &str, install: &str) -> Option<PathBuf> {
             None
         }
         None => {
-            missing(&format!("a fixture ({var} is not set)"), install);
+            missing(&format!("a fixture ({var} is unset or empty)"), install);
             None
         }
     }
+}
+
+/// [`missing`] for a test of the sandbox on a machine that cannot sandbox shells; `why` is what the sandbox's
+/// probe said (`codepilot_sandbox::probe().namespaces`).
+///
+/// # Panics
+/// Under CI.
+#[track_caller]
+pub fn sandbox_missing(why: &str) {
+    missing(
+        &format!("unprivileged user namespaces for the sandbox ({why})"),
+        "allow them on this machine (Debian: `sysctl kernel.unprivileged_userns_clone=1`; a container must allow \
+         them too); `codepilot sandbox check` says what is missing",
+    );
 }
 
 #[cfg(test)]
