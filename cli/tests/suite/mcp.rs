@@ -21,22 +21,13 @@ use super::support::write_agent;
 
 const DONE: &str = "Finished.\n```completion\nall good\n```";
 
-/// The Python with the `mcp` SDK (`CODEPILOT_TEST_MCP_PYTHON`, from `scripts/mcp-fixtures.sh`), or `None` with a
-/// notice outside CI.
+/// What installs the MCP fixtures.
+const FIXTURES: &str = "run `bash scripts/mcp-fixtures.sh` and export its two lines as CODEPILOT_TEST_MCP_PYTHON and CODEPILOT_TEST_MCP_FS";
+
+/// The Python with the `mcp` SDK (`CODEPILOT_TEST_MCP_PYTHON`, from `scripts/mcp-fixtures.sh`); `None` when it is
+/// missing: the test is skipped, saying so (and fails under CI).
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("CODEPILOT_TEST_MCP_PYTHON").filter(|p| !p.is_empty()) {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CODEPILOT_TEST_MCP_PYTHON is not set under CI; scripts/mcp-fixtures.sh must provide it"
-            );
-            eprintln!(
-                "notice: skipping an MCP test: set CODEPILOT_TEST_MCP_PYTHON (bash scripts/mcp-fixtures.sh)"
-            );
-            None
-        }
-    }
+    codepilot_testkit::service::fixture_path("CODEPILOT_TEST_MCP_PYTHON", FIXTURES)
 }
 
 fn server_script() -> String {
@@ -347,15 +338,10 @@ fn http_server(python: &Path) -> HttpServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamable_http_and_an_npm_server_in_one_block() {
     let Some(python) = python() else { return };
-    let fs_server = match std::env::var_os("CODEPILOT_TEST_MCP_FS") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CODEPILOT_TEST_MCP_FS is not set under CI"
-            );
-            return;
-        }
+    let Some(fs_server) =
+        codepilot_testkit::service::fixture_path("CODEPILOT_TEST_MCP_FS", FIXTURES)
+    else {
+        return;
     };
     let http = http_server(&python);
     let dir = tempfile::tempdir().unwrap();

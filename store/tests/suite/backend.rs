@@ -9,6 +9,7 @@ use codepilot_store::SessionStore;
 use codepilot_store::StoreConfig;
 use codepilot_store::StoreOptions;
 use codepilot_store::open_store_with;
+use codepilot_testkit::service::pg_url;
 use tempfile::TempDir;
 
 /// The backends under test.
@@ -26,24 +27,6 @@ pub struct Backend {
     memory: MemoryStore,
     pub dir: TempDir,
     pg_url: Option<String>,
-}
-
-/// `CODEPILOT_TEST_PG_URL`, or `None` (with a notice) when unset outside CI. Under CI (`CI` set) a missing URL
-/// fails the test so CI never silently skips Postgres.
-pub fn pg_url() -> Option<String> {
-    match std::env::var("CODEPILOT_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CODEPILOT_TEST_PG_URL is not set but CI is: run `bash .ci/postgres.sh` and export the URL it prints"
-            );
-            eprintln!(
-                "notice: skipping a Postgres test: CODEPILOT_TEST_PG_URL is not set (run `bash .ci/postgres.sh`)"
-            );
-            None
-        }
-    }
 }
 
 impl Backend {

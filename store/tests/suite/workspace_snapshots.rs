@@ -277,9 +277,6 @@ async fn file_store_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_round_trip_with_multipart_and_prune() {
     let Some(moto) = MotoServer::start("codepilot-snapshots").unwrap() else {
-        eprintln!(
-            "notice: skipping the S3 test: moto_server is not installed (pip install 'moto[server]')"
-        );
         return;
     };
     let f = fixture();
