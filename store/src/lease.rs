@@ -1,9 +1,9 @@
 //! Leases: at most one process drives a session at a time.
 //!
 //! A lease names its holder (pid + host name), carries a random token and expires [`LEASE_TTL`] after it was
-//! taken or last renewed. The runtime renews it every [`HEARTBEAT_INTERVAL`]. Another process may take a lease
-//! over when it has expired, or at once when the holder runs on the same host and its pid is dead
-//! (`kill(pid, 0)` fails with `ESRCH`).
+//! taken or last renewed. The runtime renews it every [`heartbeat_interval`](crate::heartbeat_interval) (a third
+//! of the TTL). Another process may take a lease over when it has expired, or at once when the holder runs on the
+//! same host and its pid is dead (`kill(pid, 0)` fails with `ESRCH`).
 
 use std::fmt;
 use std::time::Duration;
@@ -17,10 +17,6 @@ use crate::id::SessionId;
 
 /// How long a lease lasts without renewal. Default of [`StoreOptions::lease_ttl`].
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
-
-/// How often the caller should call [`SessionStore::renew`](crate::SessionStore::renew) while it drives a
-/// session: a third of [`LEASE_TTL`], so two missed beats still keep the lease.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Who holds a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

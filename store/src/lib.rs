@@ -3,7 +3,7 @@
 //! A session is an append-only list of messages plus a task counter, usage totals and metadata. The runtime
 //! [`open`](SessionStore::open)s it (taking a lease, so two processes never drive one session), calls
 //! [`checkpoint`](SessionStore::checkpoint) after every step (so a crash loses at most the step in flight),
-//! [`renew`](SessionStore::renew)s the lease every [`HEARTBEAT_INTERVAL`] and finally
+//! [`renew`](SessionStore::renew)s the lease every [`heartbeat_interval`] of its TTL and finally
 //! [`release`](SessionStore::release)s it.
 //!
 //! ```no_run
@@ -55,7 +55,6 @@ pub use file::FileStore;
 pub use home::codepilot_home;
 pub use id::MAX_SESSION_ID_LEN;
 pub use id::SessionId;
-pub use lease::HEARTBEAT_INTERVAL;
 pub use lease::LEASE_TTL;
 pub use lease::Lease;
 pub use lease::LeaseHolder;
@@ -199,7 +198,8 @@ pub enum StoreConfig {
 }
 
 /// How often a driver renews a lease that lasts `lease_ttl`: a third of it (so two missed beats still keep the
-/// lease), at least 10 ms. [`HEARTBEAT_INTERVAL`] for the default TTL.
+/// lease), at least 10 ms: every 10 s for the default [`LEASE_TTL`]. The one home of the renewal interval: the
+/// runtime's heartbeat uses it.
 #[must_use]
 pub fn heartbeat_interval(lease_ttl: Duration) -> Duration {
     (lease_ttl / 3).max(Duration::from_millis(10))
