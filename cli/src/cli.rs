@@ -73,10 +73,10 @@ pub struct SnapshotArgs {
     #[arg(long, value_name = "URL", env = "CODEPILOT_SNAPSHOTS")]
     pub snapshots: Option<String>,
     /// Largest workspace a snapshot may hold, in MiB (files .gitignore excludes do not count).
-    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    #[arg(long, value_name = "MIB", default_value_t = codepilot::store::snapshot::DEFAULT_MAX_BYTES >> 20)]
     pub snapshot_max_mb: u64,
     /// Snapshots kept per session (older ones are deleted after each save).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = codepilot::store::snapshot::DEFAULT_KEEP)]
     pub snapshot_keep: usize,
 }
 
@@ -121,7 +121,7 @@ pub struct ServeArgs {
     pub snapshot: SnapshotArgs,
     /// How long a session stays leased to this daemon after its last heartbeat: a daemon on another node takes
     /// a session over only when it has been silent this long.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    #[arg(long, value_name = "SECONDS", default_value_t = codepilot::store::LEASE_TTL.as_secs())]
     pub lease_ttl_s: u64,
     /// This daemon's node name in leases and `session/list`. Daemons sharing a database must have distinct
     /// names; on one node, a dead daemon's sessions are taken over at once. Default: the host name.
@@ -305,7 +305,7 @@ pub enum SnapshotsCommand {
         /// Only this session's.
         session: Option<String>,
         /// Snapshots kept per session, newest first (at least 1).
-        #[arg(long, value_name = "N", default_value_t = 10)]
+        #[arg(long, value_name = "N", default_value_t = codepilot::store::snapshot::DEFAULT_KEEP)]
         keep: usize,
         /// Only delete snapshots older than this many days.
         #[arg(long, value_name = "DAYS")]
