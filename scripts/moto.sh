@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs moto's S3-compatible server (moto[server] from PyPI) into a venv under $HOME/.cache and prints the path
-# of its `moto_server` on the last line. The snapshot tests start it on a free loopback port (CODEPILOT_TEST_MOTO).
+# of its `moto_server` on the last line. The snapshot tests start it (CODEPILOT_TEST_MOTO) on a loopback port it
+# picks itself (`-p 0`, read from its startup line).
 set -euo pipefail
 venv="${CODEPILOT_MOTO_VENV:-$HOME/.cache/codepilot-moto-venv}"
 version="5.2.5"
