@@ -116,8 +116,9 @@ pub enum StoreError {
     #[error("invalid session store configuration: {0}")]
     Config(String),
 
-    /// A value could not be encoded for storage (a bug).
-    #[error("could not encode the session's archives: {0}")]
+    /// A value could not be encoded for storage: what it was and why (for the archives a bug; for an
+    /// [`AgentSource`](crate::AgentSource) a path that is not UTF-8).
+    #[error("could not encode {0}")]
     Encode(String),
 
     /// A background task of the store died (a bug).

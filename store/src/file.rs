@@ -33,6 +33,7 @@ use crate::lease::StoreOptions;
 use crate::lease::new_token;
 use crate::lease::now_millis;
 use crate::lease::now_secs;
+use crate::types::AgentSource;
 use crate::types::Checkpoint;
 use crate::types::SessionMeta;
 use crate::types::SessionRecord;
@@ -59,6 +60,8 @@ struct SessionFile {
     archives: Vec<ArchiveEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     snapshot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent_source: Option<AgentSource>,
 }
 
 /// The same document without its messages (serde skips them), for `list`.
@@ -74,6 +77,8 @@ struct SummaryFile {
     message_count: u64,
     #[serde(default)]
     snapshot: Option<String>,
+    #[serde(default)]
+    agent_source: Option<AgentSource>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,6 +103,7 @@ impl SessionFile {
                 updated_at: self.updated_at,
                 message_count: self.message_count,
                 snapshot: self.snapshot,
+                agent_source: self.agent_source,
             },
         }
     }
@@ -320,6 +326,7 @@ impl Inner {
                 messages: Vec::new(),
                 archives: Vec::new(),
                 snapshot: None,
+                agent_source: None,
             };
             self.write_session(&s)?;
             s
@@ -386,6 +393,14 @@ impl Inner {
         let _lock = self.lock()?;
         let mut s = self.read_owned(lease)?;
         s.snapshot = Some(key.to_owned());
+        self.write_session(&s)
+    }
+
+    fn set_agent_source(&self, lease: &Lease, source: &AgentSource) -> Result<()> {
+        source.to_json()?;
+        let _lock = self.lock()?;
+        let mut s = self.read_owned(lease)?;
+        s.agent_source = Some(source.clone());
         self.write_session(&s)
     }
 
@@ -488,6 +503,7 @@ impl Inner {
                         updated_at: s.updated_at,
                         message_count: s.message_count,
                         snapshot: s.snapshot,
+                        agent_source: s.agent_source,
                     },
                     task_counter: s.task_counter,
                     usage: s.usage,
@@ -570,6 +586,13 @@ impl SessionStore for FileStore {
         let lease = lease.duplicate();
         let key = key.to_owned();
         self.blocking(move |s| s.set_snapshot(&lease, &key)).await
+    }
+
+    async fn set_agent_source(&self, lease: &Lease, source: &AgentSource) -> Result<()> {
+        let lease = lease.duplicate();
+        let source = source.clone();
+        self.blocking(move |s| s.set_agent_source(&lease, &source))
+            .await
     }
 
     async fn load_events(

@@ -64,6 +64,7 @@ pub use lease::rfc3339;
 pub use memory::MemoryStore;
 pub use sql::postgres::PgStore;
 pub use sql::sqlite::SqliteStore;
+pub use types::AgentSource;
 pub use types::Checkpoint;
 pub use types::SessionMeta;
 pub use types::SessionRecord;
@@ -142,6 +143,14 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     /// [`StoreError::LeaseLost`] when the lease was taken over, released or the session deleted.
     async fn set_snapshot(&self, lease: &Lease, key: &str) -> Result<()>;
+
+    /// Records `source` as the agent the session runs with ([`SessionMeta::agent_source`]), replacing the one
+    /// recorded before, so a host that opens the session later can build the same agent.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the lease was taken over, released or the session deleted;
+    /// [`StoreError::Encode`] when `source` cannot be serialised (a path that is not UTF-8).
+    async fn set_agent_source(&self, lease: &Lease, source: &AgentSource) -> Result<()>;
 
     /// Up to `limit` stored events of session `id` with `seq` above `after_seq`, in order (none for an unknown
     /// session).

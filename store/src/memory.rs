@@ -18,6 +18,7 @@ use crate::lease::LeaseHolder;
 use crate::lease::StoreOptions;
 use crate::lease::new_token;
 use crate::lease::now_secs;
+use crate::types::AgentSource;
 use crate::types::Checkpoint;
 use crate::types::SessionMeta;
 use crate::types::SessionRecord;
@@ -123,6 +124,7 @@ impl SessionStore for MemoryStore {
                     updated_at: now,
                     message_count: 0,
                     snapshot: None,
+                    agent_source: None,
                 },
             },
             lease: None,
@@ -211,6 +213,14 @@ impl SessionStore for MemoryStore {
         let mut sessions = self.lock();
         let entry = Self::owned(&mut sessions, lease)?;
         entry.record.meta.snapshot = Some(key.to_owned());
+        Ok(())
+    }
+
+    async fn set_agent_source(&self, lease: &Lease, source: &AgentSource) -> Result<()> {
+        source.to_json()?;
+        let mut sessions = self.lock();
+        let entry = Self::owned(&mut sessions, lease)?;
+        entry.record.meta.agent_source = Some(source.clone());
         Ok(())
     }
 

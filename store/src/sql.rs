@@ -63,6 +63,13 @@ pub(crate) fn migrator() -> Migrator {
             AssertSqlSafe(include_str!("../migrations/0004_snapshots.sql")).into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            Cow::Borrowed("agent source"),
+            MigrationType::Simple,
+            AssertSqlSafe(include_str!("../migrations/0005_agent_source.sql")).into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -71,12 +78,12 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, agent_name, created_at, 
 const LOCK_ROW: &str = "UPDATE sessions SET lease_token = lease_token WHERE id = $1";
 const SELECT_SESSION: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
      message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
-     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, archives, snapshot FROM sessions \
-     WHERE id = $1";
+     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, archives, snapshot, agent_source \
+     FROM sessions WHERE id = $1";
 const LIST_SESSIONS: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
      message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
-     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, snapshot FROM sessions \
-     ORDER BY updated_at DESC, created_at DESC, id ASC";
+     lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, snapshot, agent_source \
+     FROM sessions ORDER BY updated_at DESC, created_at DESC, id ASC";
 const SET_LEASE: &str = "UPDATE sessions SET lease_token = $2, lease_pid = $3, lease_host = $4, \
      lease_acquired_at = $5, lease_expires_at = $6 WHERE id = $1";
 const SELECT_MESSAGES: &str = "SELECT role, content, encoding FROM messages \
@@ -87,6 +94,9 @@ const UPDATE_COUNTERS: &str = "UPDATE sessions SET message_count = $2, task_coun
      input_tokens = $4, output_tokens = $5, cache_read_tokens = $6, cache_write_tokens = $7, calls = $8, \
      title = COALESCE($9, title), updated_at = $10, archives = COALESCE($11, archives) WHERE id = $1";
 const SET_SNAPSHOT: &str = "UPDATE sessions SET snapshot = $2 WHERE id = $1";
+/// Not through `begin_owned`: recording the agent does not make the session "updated".
+const SET_AGENT_SOURCE: &str =
+    "UPDATE sessions SET agent_source = $2 WHERE id = $1 AND lease_token = $3";
 const RENEW: &str = "UPDATE sessions SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2";
 const RELEASE: &str = "UPDATE sessions SET lease_token = '', lease_pid = 0, lease_host = '', \
      lease_acquired_at = 0, lease_expires_at = 0 WHERE id = $1 AND lease_token = $2";
@@ -107,7 +117,7 @@ pub(crate) fn encode_archives(
         Some([]) => Ok(Some(String::new())),
         Some(list) => {
             let json = serde_json::to_string(list)
-                .map_err(|e| crate::StoreError::Encode(e.to_string()))?;
+                .map_err(|e| crate::StoreError::Encode(format!("the session's archives: {e}")))?;
             Ok(Some(no_nul(&json).into_owned()))
         }
     }
@@ -294,6 +304,10 @@ macro_rules! sql_store {
                     updated_at: row.try_get("updated_at")?,
                     message_count: to_u64(row.try_get("message_count")?),
                     snapshot: Some(row.try_get::<String, _>("snapshot")?).filter(|s| !s.is_empty()),
+                    agent_source: match row.try_get::<String, _>("agent_source")?.as_str() {
+                        "" => None,
+                        text => Some($crate::AgentSource::from_json(&id, text)?),
+                    },
                 };
                 let usage = codepilot_protocol::Usage {
                     input_tokens: to_u64(row.try_get("input_tokens")?),
@@ -569,6 +583,23 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_agent_source(
+                &self,
+                lease: &$crate::Lease,
+                source: &$crate::AgentSource,
+            ) -> $crate::Result<()> {
+                let set = sqlx::query($crate::sql::SET_AGENT_SOURCE)
+                    .bind(lease.session().as_str())
+                    .bind(source.to_json()?)
+                    .bind(lease.token())
+                    .execute(&self.pool)
+                    .await?;
+                if set.rows_affected() == 0 {
+                    return Err(self.lease_lost(lease).await);
+                }
                 Ok(())
             }
 

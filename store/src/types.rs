@@ -1,5 +1,7 @@
 //! Stored values and the checkpoint merge rule shared by every backend.
 
+use std::path::PathBuf;
+
 use codepilot_protocol::ArchiveEntry;
 use codepilot_protocol::Message;
 use codepilot_protocol::Usage;
@@ -44,6 +46,52 @@ pub struct SessionMeta {
     /// The key of the session's latest workspace snapshot (SPEC §17), once one was taken.
     #[serde(default)]
     pub snapshot: Option<String>,
+    /// The agent the session was last opened with by a host that records it (the daemon), so another host can
+    /// open it with the same agent; `None` for sessions no such host opened (the CLI, the Python package, or a
+    /// version before this field).
+    #[serde(default)]
+    pub agent_source: Option<AgentSource>,
+}
+
+/// Where a session's agent came from, enough to build the same agent again: the agent file's text, the file it
+/// was read from and the work directory it resolved to. Recorded with
+/// [`SessionStore::set_agent_source`](crate::SessionStore::set_agent_source).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSource {
+    /// The agent file's YAML text, as it was read or given.
+    pub yaml: String,
+    /// The file the text was read from, absolute: its directory is the base of the text's relative paths
+    /// (`system_prompt` files, `model.script`). `None` for text given directly, whose relative paths resolve
+    /// against the current directory of the process that loads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The work directory the session ran in (`runtime.work_dir` after any override), absolute.
+    pub work_dir: PathBuf,
+}
+
+impl AgentSource {
+    /// The JSON every backend stores.
+    ///
+    /// # Errors
+    /// [`StoreError::Encode`] when a path is not UTF-8 (JSON holds text only).
+    pub(crate) fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| {
+            StoreError::Encode(format!(
+                "the session's agent source: {e}; give the agent file and the work directory UTF-8 paths"
+            ))
+        })
+    }
+
+    /// Reads what [`AgentSource::to_json`] wrote.
+    ///
+    /// # Errors
+    /// [`StoreError::CorruptRow`] naming the session when the text is not an agent source.
+    pub(crate) fn from_json(session: &SessionId, text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| StoreError::CorruptRow {
+            session: session.clone(),
+            reason: format!("the agent_source column is not an agent source: {e}"),
+        })
+    }
 }
 
 /// One entry of [`SessionStore::list`](crate::SessionStore::list).

@@ -7,6 +7,7 @@ use codepilot_protocol::ArchiveEntry;
 use codepilot_protocol::ArchiveOrigin;
 use codepilot_protocol::Message;
 use codepilot_protocol::Usage;
+use codepilot_store::AgentSource;
 use codepilot_store::Checkpoint;
 use codepilot_store::Lease;
 use codepilot_store::SessionId;
@@ -38,6 +39,7 @@ for_each_backend!(
     archives_persist_and_survive_resume,
     events_append_once_in_order_and_survive_resume,
     snapshot_key_and_holder,
+    agent_source_is_recorded_under_the_lease,
 );
 
 fn usage(n: u64) -> Usage {
@@ -91,6 +93,7 @@ fn expected(
             updated_at: actual.meta.updated_at,
             message_count: messages.len() as u64,
             snapshot: None,
+            agent_source: None,
         },
         messages,
     }
@@ -685,4 +688,73 @@ async fn snapshot_key_and_holder(b: Backend) {
     let rec = store.load(&id).await.unwrap().unwrap();
     assert_eq!(rec.meta.snapshot.as_deref(), Some("k/2.tar.zst"));
     store.release(lease).await.unwrap();
+}
+
+async fn agent_source_is_recorded_under_the_lease(b: Backend) {
+    let store = b.store().await;
+    let id = SessionId::generate();
+    let (lease, rec) = store.open(&id, "a").await.unwrap();
+    assert_eq!(rec.meta.agent_source, None, "nothing recorded yet");
+
+    let from_file = AgentSource {
+        yaml: "agent:\n  name: a # \"quoted\" héllo ✓\n  system_prompt: prompt.md\n".to_owned(),
+        file: Some("/srv/agents/agent.yaml".into()),
+        work_dir: "/srv/work/a".into(),
+    };
+    let from_text = AgentSource {
+        yaml: "name: b\n'; DROP TABLE sessions; --\n\u{0}".to_owned(),
+        file: None,
+        work_dir: "/srv/work/b".into(),
+    };
+    store.set_agent_source(&lease, &from_file).await.unwrap();
+    assert_eq!(
+        store.load(&id).await.unwrap().unwrap().meta.agent_source,
+        Some(from_file)
+    );
+    store.set_agent_source(&lease, &from_text).await.unwrap();
+    store.checkpoint(&lease, &cp(0, step(1), 1)).await.unwrap();
+    store.set_snapshot(&lease, "k/1.tar.zst").await.unwrap();
+    store.release(lease).await.unwrap();
+
+    let rec = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        rec.meta.agent_source.as_ref(),
+        Some(&from_text),
+        "the latest, kept by checkpoints and snapshots"
+    );
+    let listed = store.list().await.unwrap();
+    let me = listed.iter().find(|s| s.id == id).unwrap();
+    assert_eq!(me.meta.agent_source.as_ref(), Some(&from_text));
+
+    // Another process opens it: the record carries the agent to build. It dies holding the lease.
+    let crashed = b
+        .store_with(StoreOptions::new().holder_identity(dead_pid().await, hostname()))
+        .await;
+    let (old, resumed) = crashed.open(&id, "another-agent").await.unwrap();
+    assert_eq!(resumed.meta.agent_source.as_ref(), Some(&from_text));
+
+    // A path JSON cannot hold is refused, saying so, and changes nothing.
+    let not_utf8 = AgentSource {
+        work_dir: <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"/srv/\xff")
+            .into(),
+        ..from_text.clone()
+    };
+    let err = crashed.set_agent_source(&old, &not_utf8).await.unwrap_err();
+    assert!(matches!(err, StoreError::Encode(_)), "{err:?}");
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+
+    // A lease that was taken over records nothing.
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    let late = AgentSource {
+        yaml: "name: late".to_owned(),
+        ..from_text.clone()
+    };
+    let lost = crashed.set_agent_source(&old, &late).await.unwrap_err();
+    assert!(lost.is_lease_lost(), "{lost:?}");
+    assert_eq!(
+        store.load(&id).await.unwrap().unwrap().meta.agent_source,
+        Some(from_text)
+    );
+    store.release(lease).await.unwrap();
+    assert!(store.delete(&id).await.unwrap());
 }

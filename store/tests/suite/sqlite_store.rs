@@ -57,6 +57,82 @@ async fn caller_supplied_pool_gets_migrated() {
     store.release(lease).await.unwrap();
 }
 
+/// The embedded migrations up to `last`, as an older codepilot applied them.
+fn migrations_up_to(last: i64) -> sqlx::migrate::Migrator {
+    use std::borrow::Cow;
+
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::Migration;
+    use sqlx::migrate::MigrationType;
+    let files = [
+        (
+            1,
+            "sessions",
+            include_str!("../../migrations/0001_sessions.sql"),
+        ),
+        (
+            2,
+            "archives",
+            include_str!("../../migrations/0002_archives.sql"),
+        ),
+        (
+            3,
+            "events",
+            include_str!("../../migrations/0003_events.sql"),
+        ),
+        (
+            4,
+            "snapshots",
+            include_str!("../../migrations/0004_snapshots.sql"),
+        ),
+    ];
+    sqlx::migrate::Migrator::with_migrations(
+        files
+            .into_iter()
+            .filter(|(version, _, _)| *version <= last)
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sqlx::AssertSqlSafe(sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_database_from_before_agent_sources_is_upgraded_and_its_sessions_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:///{}/old.db", dir.path().display());
+    let pool = codepilot_store::sqlite_pool(&url).await.unwrap();
+    migrations_up_to(4).run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO sessions (id, agent_name, created_at, updated_at) VALUES ('older', 'a', 1, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let store = open_store(StoreConfig::SqlitePool(pool.clone()))
+        .await
+        .unwrap();
+    let id = SessionId::new("older").unwrap();
+    let rec = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(rec.meta.agent_source, None);
+
+    // A value that is not an agent source is a clear error, not an agent.
+    sqlx::query("UPDATE sessions SET agent_source = 'name: not json' WHERE id = 'older'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = store.load(&id).await.unwrap_err();
+    assert!(err.is_corrupt(), "{err:?}");
+    assert!(err.to_string().contains("agent_source"), "{err}");
+}
+
 #[tokio::test]
 async fn bad_url_is_a_config_error() {
     let err = open_store(StoreConfig::Sqlite {
