@@ -692,3 +692,87 @@ async fn neither_a_program_nor_a_client_can_subvert_the_terminals() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Answer `i` of a cycle of hostile kinds, none of which ends the run: answers larger than the whole context
+/// budget (parsed or refused), unclosed and doubled fences, broken Python, exceptions, huge outputs, stray
+/// payloads, control characters, one enormous line.
+fn hostile_answer(i: usize) -> String {
+    let filler = |tag: &str, lines: usize| -> String {
+        (0..lines)
+            .map(|n| format!("{tag} line {n} of a runaway generation\n"))
+            .collect()
+    };
+    match i % 10 {
+        0 => format!(
+            "{}```codepilot\nprint('step {i}')\n```\n{}",
+            filler("before", 10_000),
+            filler("after", 10_000)
+        ),
+        1 => "```codepilot\nprint(1)\n".to_owned(),
+        2 => "```codepilot\ndef (:\n```".to_owned(),
+        3 => "```codepilot\nraise ValueError('boom')\n```".to_owned(),
+        4 => "```codepilot\nprint('z' * 2_000_000)\n```".to_owned(),
+        5 => "```codepilot\nprint(2)\n```\n\n```text filename=stray.txt\nnever written\n```"
+            .to_owned(),
+        6 => {
+            "\u{1b}[2J\u{1b}]0;title\u{7}\n```codepilot\nprint('\\x1b[31mred\\x00')\n```".to_owned()
+        }
+        7 => "```codepilot\nprint(1)\n```\n```codepilot\nprint(2)\n```".to_owned(),
+        8 => format!(
+            "{}```codepilot\nprint(1)\n```\n```codepilot\nprint(2)\n```\n",
+            filler("refused", 20_000)
+        ),
+        _ => format!("{}\n```codepilot\nprint(3)\n```", "w".repeat(300_000)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_hostile_answers_are_all_consumed_even_those_over_the_budget() {
+    const STEPS: usize = 300;
+    let server = ScriptedServer::start(
+        (0..STEPS)
+            .map(|i| {
+                Turn::answer(hostile_answer(i))
+                    .with_chunk_bytes(64 * 1024)
+                    .with_piece_chars(16 * 1024)
+            })
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("work")).unwrap();
+    std::fs::write(
+        dir.path().join("agent.yaml"),
+        format!(
+            "agent:\n  name: Hostile\n  model:\n    provider: openai-compatible\n    name: test-model\n    \
+             base_url: {}/v1\n    context_window: 16000\n    max_tokens: 2000\n  runtime:\n    work_dir: work\n    \
+             max_steps: {STEPS}\n  tools:\n    - {{name: execute, enabled: false}}\n",
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let out = codepilot_with(
+        dir.path(),
+        &["run", "--session", "memory", "--json", "survive this"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the run reaches max_steps: {}",
+        stderr(&out)
+    );
+    assert_eq!(server.requests().len(), STEPS, "every answer was asked for");
+    assert_eq!(server.remaining(), 0);
+    // The request after an answer over the budget carried it cut, with the marker, and fit.
+    let after_huge = super::support::last_user_text(&server.requests()[1].body);
+    assert!(!after_huge.is_empty());
+    let body = server.requests()[1].body.to_string();
+    assert!(
+        body.contains("characters cut to fit the context window"),
+        "{}",
+        &body[..body.len().min(2_000)]
+    );
+}

@@ -10,7 +10,7 @@ const MARKER_ALLOWANCE: u64 = 40;
 
 /// Compacts the view so that the request (`fixed` raw tokens of system prompt plus the view) fits, going down to
 /// [`LOW_WATER`] of the budget. Phases: elide old observations, drop old steps, drop finished tasks, and as a last
-/// resort cut the newest oversized message.
+/// resort cut the newest step's answer and observation (never the task's opening).
 pub(super) fn compact(book: &mut ContextBook, fixed: u64) -> Result<(), Overflow> {
     #[allow(
         clippy::cast_possible_truncation,
@@ -29,7 +29,7 @@ pub(super) fn compact(book: &mut ContextBook, fixed: u64) -> Result<(), Overflow
     let budget = book.params.budget as f64;
     let target = raw_of(budget * LOW_WATER).saturating_sub(fixed);
     let limit = raw_of(budget).saturating_sub(fixed);
-    book.cut = None;
+    book.cuts.clear();
     book.rebuild();
     let mut est = book.view.total;
     let last = book.tasks.len().saturating_sub(1);
@@ -103,9 +103,24 @@ pub(super) fn compact(book: &mut ContextBook, fixed: u64) -> Result<(), Overflow
         return Ok(());
     }
 
-    // The protected part alone is too big: cut the biggest message of the newest step.
-    cut_newest(book, book.view.total - limit);
-    book.rebuild();
+    // The protected part alone is too big. The newest step's answer goes first (a runaway generation, a proxy that
+    // ignored max_tokens): cut to at most a quarter of the room, then its largest observation, then the answer down
+    // to its head and tail. The task's opening is never cut: if it alone does not fit, the request cannot be made.
+    let (answer, observation) = newest_step(book);
+    let steps = [
+        answer.map(|i| (i, limit / 4)),
+        observation.map(|i| (i, 0)),
+        answer.map(|i| (i, 0)),
+    ];
+    for (i, floor) in steps.into_iter().flatten() {
+        if book.view.total <= limit {
+            return Ok(());
+        }
+        let excess = book.view.total - limit;
+        let shown = book.shown_tokens(i);
+        cut_to(book, i, shown.saturating_sub(excess).max(floor.min(shown)));
+        book.rebuild();
+    }
     if book.view.total <= limit {
         return Ok(());
     }
@@ -127,21 +142,29 @@ fn unprotected_steps(book: &ContextBook, ti: usize, last: usize) -> usize {
     if ti == last { n.saturating_sub(1) } else { n }
 }
 
-/// Replaces the largest user message of the newest step (never the task's opening) by its head and tail, `excess`
-/// tokens shorter.
-fn cut_newest(book: &mut ContextBook, excess: u64) {
-    let Some(t) = book.tasks.last() else { return };
+/// The newest step's answer (its assistant message) and its largest user message (an observation or a queued
+/// message; never the task's opening).
+fn newest_step(book: &ContextBook) -> (Option<usize>, Option<usize>) {
+    let Some(t) = book.tasks.last() else {
+        return (None, None);
+    };
     let Some(&newest) = t.steps.last() else {
-        return;
+        return (None, None);
     };
-    let Some(i) = (newest..t.end)
+    let observation = (newest..t.end)
         .filter(|&i| book.msgs[i].wire.role() == codepilot_protocol::Role::User)
-        .max_by_key(|&i| book.msgs[i].tokens)
-    else {
-        return;
-    };
+        .max_by_key(|&i| book.msgs[i].tokens);
+    (Some(newest), observation)
+}
+
+/// Shows message `i` in requests as its head and tail, about `keep_tokens` long with the marker saying how much
+/// was cut. The stored message is not changed.
+fn cut_to(book: &mut ContextBook, i: usize, keep_tokens: u64) {
     let msg = &book.msgs[i];
-    let keep_tokens = msg.tokens.saturating_sub(excess + MARKER_ALLOWANCE);
+    if keep_tokens + MARKER_ALLOWANCE >= msg.tokens {
+        return;
+    }
+    let keep_tokens = keep_tokens.saturating_sub(MARKER_ALLOWANCE);
     let content = msg.wire.content();
     #[allow(
         clippy::cast_possible_truncation,
@@ -155,11 +178,12 @@ fn cut_newest(book: &mut ContextBook, excess: u64) {
     let text = format!(
         "{}\n[… {} characters cut to fit the context window …]\n{}",
         &content[..head_end],
-        tail_start.saturating_sub(head_end),
+        content[head_end..tail_start.max(head_end)].chars().count(),
         &content[tail_start.max(head_end)..]
     );
     let n = book.params.counter.count(&text);
-    book.cut = Some((i, text, n));
+    book.cuts.retain(|(at, _, _)| *at != i);
+    book.cuts.push((i, text, n));
 }
 
 fn floor_char(s: &str, mut i: usize) -> usize {

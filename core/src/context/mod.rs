@@ -10,9 +10,11 @@
 //!
 //! Compaction never splits a step. Never compacted: the system prompt, the current task's opening, the newest step
 //! (which holds any unread user message). In this order, oldest first: observations of old steps are elided, then
-//! old steps are dropped whole (a marker says how many), then whole finished tasks (a marker names them). The
-//! stored history keeps everything; archives (`archive_context`, the summarising backstop) are stored with the
-//! session.
+//! old steps are dropped whole (a marker says how many), then whole finished tasks (a marker names them). Only
+//! when the protected part alone is over the budget is the newest step cut, in requests only: its answer (a
+//! runaway generation) to its head and tail, then its largest observation; a request fails only when the task's
+//! opening alone cannot fit. The stored history keeps everything; archives (`archive_context`, the summarising
+//! backstop) are stored with the session.
 
 mod compact;
 
@@ -153,8 +155,8 @@ pub(crate) struct ContextBook {
     archives: Vec<ArchiveEntry>,
     archives_changed: bool,
     view: View,
-    /// A cut version of an oversized newest message (its index), when nothing else could make room.
-    cut: Option<(usize, String, u64)>,
+    /// Cut versions of the newest step's oversized messages (index, text, tokens), when nothing else made room.
+    cuts: Vec<(usize, String, u64)>,
     elided_tokens: u64,
     /// The static system prompt last counted (by pointer) and its tokens.
     system: Option<(Arc<str>, u64)>,
@@ -177,7 +179,7 @@ impl ContextBook {
             archives,
             archives_changed: false,
             view: View::default(),
-            cut: None,
+            cuts: Vec::new(),
             elided_tokens: params.counter.count(ELIDED_OBSERVATION),
             system: None,
             last_raw: 0,
@@ -627,10 +629,18 @@ impl ContextBook {
     }
 
     fn push_msg(&self, view: &mut View, i: usize) {
-        match &self.cut {
-            Some((at, text, n)) if *at == i => view.push(self.msgs[i].wire.role(), text, *n),
-            _ => view.push_wire(&self.msgs[i].wire, self.msgs[i].tokens),
+        match self.cuts.iter().find(|(at, _, _)| *at == i) {
+            Some((_, text, n)) => view.push(self.msgs[i].wire.role(), text, *n),
+            None => view.push_wire(&self.msgs[i].wire, self.msgs[i].tokens),
         }
+    }
+
+    /// Tokens message `i` takes in requests: its cut version's, if it has one.
+    fn shown_tokens(&self, i: usize) -> u64 {
+        self.cuts
+            .iter()
+            .find(|(at, _, _)| *at == i)
+            .map_or(self.msgs[i].tokens, |(_, _, n)| *n)
     }
 }
 
@@ -671,6 +681,61 @@ mod tests {
         assert!(
             calibrated > raw && calibrated <= raw * 3 / 2 + 1,
             "{raw} -> {calibrated}"
+        );
+    }
+
+    /// The text of the view's messages, joined.
+    fn view_text(b: &ContextBook) -> String {
+        b.messages()
+            .iter()
+            .map(WireMessage::content)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn an_answer_larger_than_the_budget_is_cut_in_requests_not_in_the_history() {
+        let system: Arc<str> = Arc::from("system");
+        let answer = format!("HEAD {} TAIL", "word ".repeat(20_000));
+        let messages = [
+            Message::user("[Task 1][USER INPUT]\nfix it"),
+            Message::assistant(answer.clone()),
+            Message::user(format!("{EXECUTION_RESULT_TAG}\nok")),
+        ];
+        let mut b = book(2_000, &messages);
+        let drop = b.fit(&system, "").unwrap().unwrap();
+        assert!(drop.after <= 2_000, "{drop:?}");
+        let text = view_text(&b);
+        assert!(text.contains("fix it") && text.contains("\nok"), "{text}");
+        assert!(
+            text.contains("HEAD") && text.contains("TAIL"),
+            "head and tail kept"
+        );
+        assert!(
+            text.contains("characters cut to fit the context window"),
+            "{text}"
+        );
+        assert_eq!(messages[1].content, answer, "the stored message is whole");
+    }
+
+    #[test]
+    fn an_answer_and_an_observation_both_over_the_budget_are_both_cut() {
+        let system: Arc<str> = Arc::from("system");
+        let mut b = book(
+            3_000,
+            &[
+                Message::user("[Task 1][USER INPUT]\nfix it"),
+                Message::assistant("a ".repeat(30_000)),
+                Message::user(format!("{EXECUTION_RESULT_TAG}\n{}", "o ".repeat(30_000))),
+            ],
+        );
+        let drop = b.fit(&system, "").unwrap().unwrap();
+        assert!(drop.after <= 3_000, "{drop:?}");
+        assert_eq!(
+            view_text(&b)
+                .matches("characters cut to fit the context window")
+                .count(),
+            2
         );
     }
 
