@@ -207,8 +207,9 @@ pub fn run_main(cli: Cli) -> ExitCode {
     }
 }
 
-/// Warnings from the libraries reach the user like the CLI's other notices (`codepilot: warning: …`). With
-/// `RUST_LOG` (or `CODEPILOT_LOG`) set, `tracing`'s full format at the level asked for instead.
+/// Warnings from CodePilot's own crates reach the user like the CLI's other notices (`codepilot: warning: …`);
+/// other libraries' log lines do not (what they fail with reaches the user once, as the error that caused it).
+/// With `RUST_LOG` (or `CODEPILOT_LOG`) set, `tracing`'s full format at the level asked for instead.
 fn init_tracing() {
     let asked = ["CODEPILOT_LOG", "RUST_LOG"]
         .into_iter()
@@ -220,7 +221,7 @@ fn init_tracing() {
             .with_target(false)
             .try_init(),
         None => tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new("off,codepilot=warn"))
             .with_writer(std::io::stderr)
             .event_format(output::Notice)
             .try_init(),

@@ -11,12 +11,11 @@
 
 mod schema;
 
+use codepilot_protocol::sync::lock;
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::MutexGuard;
-use std::sync::PoisonError;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -47,6 +46,19 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// Called with a warning about a server (did not start, crashed), for the host's event stream.
 pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Why the MCP handshake failed, in words a user can act on: for a transport failure the innermost cause (a
+/// refused connection, a server that exited), not the transport library's type names.
+fn handshake_failed(e: &rmcp::service::ClientInitializeError) -> String {
+    let rmcp::service::ClientInitializeError::TransportError { error, .. } = e else {
+        return format!("the MCP handshake failed: {e}");
+    };
+    let mut cause: &(dyn std::error::Error + 'static) = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    format!("the MCP handshake failed: {cause}")
+}
+
 /// The longest the first step waits for servers still starting.
 const STARTUP_WAIT: Duration = Duration::from_secs(15);
 
@@ -60,10 +72,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 const INHERITED: [&str; 9] = [
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ",
 ];
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Where a server is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,7 +227,10 @@ impl Server {
                     if let Some(stderr) = stderr {
                         forward_stderr(self.config.name.clone(), stderr);
                     }
-                    handler.serve(transport).await.map_err(|e| e.to_string())?
+                    handler
+                        .serve(transport)
+                        .await
+                        .map_err(|e| handshake_failed(&e))?
                 }
                 McpTransport::Http { url, headers } => {
                     crate::install_tls_provider();
@@ -238,7 +249,10 @@ impl Server {
                         config.custom_headers.insert(n, v);
                     }
                     let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-                    handler.serve(transport).await.map_err(|e| e.to_string())?
+                    handler
+                        .serve(transport)
+                        .await
+                        .map_err(|e| handshake_failed(&e))?
                 }
             };
             let tools = service.list_all_tools().await.map_err(|e| e.to_string())?;
