@@ -44,6 +44,7 @@ mod payload_check;
 mod request;
 pub mod rpc;
 mod stream;
+pub mod sync;
 mod tool;
 
 pub use context::ArchiveEntry;

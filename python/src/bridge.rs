@@ -9,11 +9,10 @@
 //! Events emitted while no run is driven (a `send_message` while idle, a reset) wait in a short queue until the next
 //! call that delivers hooks.
 
+use codepilot::protocol::sync::lock;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::MutexGuard;
-use std::sync::PoisonError;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 
@@ -185,10 +184,6 @@ impl Reply {
     fn fail(&self, exc: String, message: String) {
         self.answer(Answer::Raised { exc, message });
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The driver a run reports to, and what waits for one.

@@ -1,10 +1,10 @@
 //! `NativeRuntime` (one engine runtime) and `RunHandle` (one run, as its driver sees it).
 
+use codepilot::protocol::sync::lock;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::PoisonError;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
@@ -118,10 +118,6 @@ fn load_agent(py: Python<'_>, path: &Path) -> PyResult<AgentFile> {
         ));
     }
     AgentFile::load(path).map_err(|e| config_error(py, e.to_string()))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One engine runtime with its bridge to Python. The public classes in `codepilot` wrap it.

@@ -6,8 +6,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::MutexGuard;
-use std::sync::PoisonError;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -60,9 +58,7 @@ pub(crate) struct Shared {
     pub(crate) cancelled: AtomicUsize,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub(crate) use codepilot_protocol::sync::lock;
 
 /// A scripted model server on `127.0.0.1` with a random port, running inside the current tokio runtime until
 /// dropped. Each request consumes the next [`Turn`]; with none left it answers HTTP 500 with the error message

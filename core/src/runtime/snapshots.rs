@@ -8,10 +8,9 @@
 //! files while the next step may be changing them; a file changed mid-read is stored as read, and the save after
 //! it (at the latest the run's own) archives the workspace again.
 
+use codepilot_protocol::sync::lock;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::MutexGuard;
-use std::sync::PoisonError;
 
 use codepilot_store::snapshot::Prepared;
 use codepilot_store::snapshot::Saved;
@@ -49,10 +48,6 @@ struct Background {
     again: bool,
     /// A background save failed this run: no more until the run's end.
     failed: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Snapshots {

@@ -228,12 +228,7 @@ impl State {
     }
 }
 
-/// Locks a std mutex, recovering the data if a panicking thread poisoned it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub(crate) use codepilot_protocol::sync::lock;
 
 /// A live terminal. Shared by its handle(s), its tasks and the manager.
 pub(crate) struct Terminal {
