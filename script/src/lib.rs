@@ -65,6 +65,8 @@ pub use error::Result;
 pub use error::ScriptFailure;
 pub use runner::ToolHost;
 pub use runner::run_block;
+pub use spec::DEFAULT_MAX_TOOL_CALLS;
+pub use spec::DEFAULT_WALL_CLOCK;
 pub use spec::Limits;
 pub use spec::RunReport;
 pub use spec::RunRequest;

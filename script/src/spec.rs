@@ -6,12 +6,18 @@ use std::time::Duration;
 use codepilot_protocol::ToolSpec;
 use serde_json::Value;
 
+/// Default wall clock of one control block ([`Limits::wall_clock`]; an agent file's `runtime.step_timeout_s`).
+pub const DEFAULT_WALL_CLOCK: Duration = Duration::from_secs(600);
+
+/// Default cap on tool calls in one control block ([`Limits::max_tool_calls`]).
+pub const DEFAULT_MAX_TOOL_CALLS: u32 = 200;
+
 /// Limits for one control block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall clock for the whole block, time spent inside tools included. Default 600 s.
+    /// Wall clock for the whole block, time spent inside tools included. Default [`DEFAULT_WALL_CLOCK`].
     pub wall_clock: Duration,
-    /// Maximum tool calls per block; the next call stops the block uncatchably. Default 200.
+    /// Maximum tool calls per block; the next call stops the block uncatchably. Default [`DEFAULT_MAX_TOOL_CALLS`].
     pub max_tool_calls: u32,
     /// Maximum Python call depth; deeper recursion raises `RecursionError`. Default 200.
     pub max_recursion_depth: usize,
@@ -29,8 +35,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            wall_clock: Duration::from_secs(600),
-            max_tool_calls: 200,
+            wall_clock: DEFAULT_WALL_CLOCK,
+            max_tool_calls: DEFAULT_MAX_TOOL_CALLS,
             max_recursion_depth: 200,
             max_memory_bytes: Some(256 * 1024 * 1024),
             max_print_bytes: 10 * 1024 * 1024,

@@ -246,7 +246,7 @@ impl ToolEntry {
 
 const DEFAULT_WORK_DIR: &str = "./workspace";
 const DEFAULT_MAX_STEPS: u32 = 20;
-const DEFAULT_STEP_TIMEOUT_S: u64 = 600;
+const DEFAULT_STEP_TIMEOUT_S: u64 = codepilot_script::DEFAULT_WALL_CLOCK.as_secs();
 const DEFAULT_THINKING_BUDGET: u32 = 8000;
 const NO_FILE: &str = "<agent config>";
 const DEFAULT_CONTEXT_THRESHOLD: f64 = 0.8;
@@ -279,6 +279,15 @@ impl AgentFile {
     /// # Errors
     /// [`ConfigError`] naming the file and line of the first problem.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::from_yaml_str(&Self::read_text(path)?, Some(path))
+    }
+
+    /// An agent file's text, read as [`AgentFile::load`] reads it (at most [`MAX_AGENT_FILE_BYTES`]), for a host
+    /// that keeps the text: `from_yaml_str(&text, Some(path))` then gives what `load` would.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::TooLarge`] naming the file.
+    pub fn read_text(path: &Path) -> Result<String> {
         let read_err = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -291,8 +300,7 @@ impl AgentFile {
                 limit: MAX_AGENT_FILE_BYTES,
             });
         }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
-        Self::from_yaml_str(&text, Some(path))
+        std::fs::read_to_string(path).map_err(read_err)
     }
 
     /// Parse and validate agent-file text. `origin` is the file it came from: it names the file in

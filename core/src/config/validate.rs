@@ -179,7 +179,10 @@ pub(super) fn check_runtime(runtime: &RuntimeConfig, ctx: &Ctx, lines: &Lines) -
             "runtime.step_timeout_s",
             ctx,
             lines.step_timeout_s,
-            "must be greater than 0 seconds (default 600)".to_string(),
+            format!(
+                "must be greater than 0 seconds (default {})",
+                super::DEFAULT_STEP_TIMEOUT_S
+            ),
         ));
     }
     if !(runtime.context_threshold > 0.0 && runtime.context_threshold <= 1.0) {

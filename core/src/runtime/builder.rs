@@ -10,6 +10,7 @@ use codepilot_llm::ProviderKind;
 use codepilot_llm::RetryPolicy;
 use codepilot_llm::TokenCounter;
 use codepilot_script::Limits;
+use codepilot_store::AgentSource;
 use codepilot_store::SessionId;
 use codepilot_store::SessionStore;
 use codepilot_store::StoreConfig;
@@ -108,6 +109,7 @@ pub struct RuntimeBuilder {
     store_events: bool,
     snapshots: Option<SnapshotStore>,
     restore: RestoreMode,
+    agent_source: Option<AgentSource>,
 }
 
 impl RuntimeBuilder {
@@ -127,6 +129,7 @@ impl RuntimeBuilder {
             store_events: false,
             snapshots: None,
             restore: RestoreMode::default(),
+            agent_source: None,
         }
     }
 
@@ -219,7 +222,17 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Limits for each control block. Default: `runtime.step_timeout_s` of wall clock, 200 tool calls.
+    /// Record `source`, where this builder's agent came from, with the session once its lease is held
+    /// ([`SessionStore::set_agent_source`]), so a host can open the session later with the same agent (the daemon's
+    /// `session/resume`). Default: nothing is recorded.
+    #[must_use]
+    pub fn agent_source(mut self, source: AgentSource) -> Self {
+        self.agent_source = Some(source);
+        self
+    }
+
+    /// Limits for each control block. Default: `runtime.step_timeout_s` of wall clock, the rest as
+    /// [`Limits::default`] ([`codepilot_script::DEFAULT_MAX_TOOL_CALLS`] tool calls).
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = Some(limits);
@@ -355,7 +368,7 @@ impl RuntimeBuilder {
         let started = self
             .start(
                 &*store,
-                &id,
+                &lease,
                 &record,
                 &workspace,
                 sandbox,
@@ -426,17 +439,21 @@ impl RuntimeBuilder {
         })
     }
 
-    /// What starts once the session's lease is held: the workspace restored from its snapshot, the terminals, the
-    /// event numbering. The caller gives the lease back when this fails.
+    /// What starts once the session's lease is held: the agent source recorded, the workspace restored from its
+    /// snapshot, the terminals, the event numbering. The caller gives the lease back when this fails.
     async fn start(
         &self,
         store: &dyn SessionStore,
-        id: &SessionId,
+        lease: &codepilot_store::Lease,
         record: &codepilot_store::SessionRecord,
         workspace: &Workspace,
         sandbox: Option<codepilot_sandbox::Policy>,
         terminal_settings: Option<ToolSettings>,
     ) -> Result<Started> {
+        let id = lease.session();
+        if let Some(source) = &self.agent_source {
+            store.set_agent_source(lease, source).await?;
+        }
         let snapshots = match &self.snapshots {
             Some(snapshots) => {
                 let prepared = snapshots
