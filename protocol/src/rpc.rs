@@ -136,7 +136,8 @@ pub struct InitializeResult {
 }
 
 /// `session/start` params: an agent file by path or as YAML text (exactly one), optionally a work directory and a
-/// session id to create or open.
+/// session id to create or open. The daemon records the agent (the file's text, its path, the work directory) with
+/// the session, so `session/resume {session_id}` opens it again on any daemon sharing the store.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionStartParams {
@@ -211,22 +212,25 @@ pub struct SessionParams {
     pub session_id: String,
 }
 
-/// `session/resume` params: a stored session to open in this daemon, and the agent to run it with when it is not
-/// open here yet (the store keeps a session's history, not its agent file). An agent file by path or as YAML text
-/// (at most one), optionally a work directory and a restore mode, as for `session/start`; all are ignored when the
-/// session is already open in this daemon.
+/// `session/resume` params: a stored session to open in this daemon. `{session_id}` alone opens it with the agent
+/// the store recorded for it (the agent file's text and work directory it was last opened with by a daemon, which
+/// may be another one sharing the store). An agent file by path or as YAML text (at most one) runs it with that
+/// agent instead, and is recorded in its place; a session no daemon recorded an agent for (created by the CLI, the
+/// Python package or an older daemon) needs one. `work_dir` and `restore` as for `session/start` (`work_dir`
+/// overrides the recorded work directory too). All are ignored when the session is already open in this daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionResumeParams {
     /// The session.
     pub session_id: String,
-    /// Path of an agent file on the daemon's machine.
+    /// Path of an agent file on the daemon's machine; default: the agent the store recorded for the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_file: Option<String>,
-    /// An agent file's YAML text.
+    /// An agent file's YAML text; default: the agent the store recorded for the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    /// Overrides `runtime.work_dir`.
+    /// Overrides `runtime.work_dir` (of the recorded agent too); default: the agent's, the recorded one's being
+    /// the directory the session last ran in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_dir: Option<String>,
     /// When the daemon keeps snapshots and the session has one: what to do with a work directory that lacks it
@@ -380,9 +384,11 @@ pub enum ClientRequest {
     #[serde(rename = "session/start")]
     SessionStart(SessionStartParams),
     /// → [`SessionResumeResult`]: opens a stored session in this daemon (takes its lease, restores its workspace
-    /// when the daemon keeps snapshots and the work directory lacks it) unless it is open here already, subscribes
-    /// the caller to its live events, and returns its conversation. Error [`codes::UNKNOWN_SESSION`] when the store
-    /// has no such session, [`codes::SESSION_LEASED`] while another runtime drives it.
+    /// when the daemon keeps snapshots and the work directory lacks it) with the agent the store recorded for it
+    /// unless the params give one, or finds it open here already; subscribes the caller to its live events, and
+    /// returns its conversation. Error [`codes::UNKNOWN_SESSION`] when the store has no such session,
+    /// [`codes::SESSION_LEASED`] while another runtime drives it, [`codes::INVALID_PARAMS`] when no agent is given
+    /// and none is recorded.
     #[serde(rename = "session/resume")]
     SessionResume(SessionResumeParams),
     /// → [`SessionReadResult`]: the stored conversation, read without opening the session or subscribing.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use codepilot::AgentFile;
 use codepilot::AsyncRuntime;
+use codepilot::store::AgentSource;
 use codepilot::store::SessionId;
 use codepilot::store::snapshot::Prepared;
 use codepilot_protocol::rpc::RestoreMode;
@@ -33,12 +34,49 @@ use crate::unknown_session;
 
 /// How a client asked to open a session.
 struct OpenRequest {
-    /// The agent to run it with; needed unless the session is open here already.
-    agent: Option<AgentFile>,
+    /// The agent to run it with; when `None`, the one the store recorded for it (`session/resume`).
+    agent: Option<Agent>,
+    /// Overrides the work directory of the recorded agent.
+    work_dir: Option<String>,
     /// What to do with a work directory that lacks the session's snapshot.
     restore: Option<RestoreMode>,
     /// `session/resume`: the session must be in the store already.
     stored_only: bool,
+}
+
+/// An agent to open a session with, and what the store keeps of it to open the session with it again elsewhere.
+struct Agent {
+    file: AgentFile,
+    source: AgentSource,
+}
+
+impl Agent {
+    /// Parses `yaml` (read from `file`, the base of its relative paths, or given as text when `None`), with
+    /// `work_dir` applied and made absolute.
+    fn parse(
+        yaml: String,
+        file: Option<PathBuf>,
+        work_dir: Option<&Path>,
+    ) -> Result<Self, codepilot::config::ConfigError> {
+        let mut agent = AgentFile::from_yaml_str(&yaml, file.as_deref())?;
+        if let Some(dir) = work_dir {
+            agent.runtime.work_dir = dir.to_path_buf();
+        }
+        agent.runtime.work_dir = absolute(&agent.runtime.work_dir);
+        Ok(Self {
+            source: AgentSource {
+                yaml,
+                file,
+                work_dir: agent.runtime.work_dir.clone(),
+            },
+            file: agent,
+        })
+    }
+}
+
+/// `path` made absolute against the daemon's current directory (as given when that fails).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The agent named by `agent_file` (a path on the daemon's machine) or `agent` (YAML text), with `work_dir`
@@ -48,11 +86,16 @@ fn load_agent(
     agent_file: Option<&str>,
     agent: Option<&str>,
     work_dir: Option<&str>,
-) -> Result<Option<AgentFile>, RpcError> {
-    let loaded = match (agent_file, agent) {
+) -> Result<Option<Agent>, RpcError> {
+    let (yaml, file) = match (agent_file, agent) {
         (None, None) => return Ok(None),
-        (Some(path), None) => AgentFile::load(Path::new(path)),
-        (None, Some(text)) => AgentFile::from_yaml_str(text, None),
+        (Some(path), None) => {
+            let path = absolute(Path::new(path));
+            let yaml = AgentFile::read_text(&path)
+                .map_err(|e| RpcError::new(codes::BAD_AGENT_CONFIG, e.to_string()))?;
+            (yaml, Some(path))
+        }
+        (None, Some(text)) => (text.to_owned(), None),
         (Some(_), Some(_)) => {
             return Err(RpcError::new(
                 codes::INVALID_PARAMS,
@@ -62,11 +105,39 @@ fn load_agent(
             ));
         }
     };
-    let mut agent = loaded.map_err(|e| RpcError::new(codes::BAD_AGENT_CONFIG, e.to_string()))?;
-    if let Some(dir) = work_dir {
-        agent.runtime.work_dir = PathBuf::from(dir);
-    }
-    Ok(Some(agent))
+    Agent::parse(yaml, file, work_dir.map(Path::new))
+        .map(Some)
+        .map_err(|e| RpcError::new(codes::BAD_AGENT_CONFIG, e.to_string()))
+}
+
+/// The agent the store recorded for session `id`, with `work_dir` applied (else the recorded work directory).
+fn recorded_agent(
+    id: &SessionId,
+    source: Option<AgentSource>,
+    work_dir: Option<&str>,
+) -> Result<Agent, RpcError> {
+    let source = source.ok_or_else(|| {
+        RpcError::new(
+            codes::INVALID_PARAMS,
+            format!(
+                "session {:?} is not open in this daemon and the store has no agent for it (the CLI, the Python \
+                 package or an older daemon created it): pass agent_file (a path) or agent (YAML text) to resume it \
+                 here, or read its history with session/read",
+                id.as_str()
+            ),
+        )
+    })?;
+    let work_dir = work_dir.map_or_else(|| source.work_dir.clone(), PathBuf::from);
+    Agent::parse(source.yaml, source.file, Some(&work_dir)).map_err(|e| {
+        RpcError::new(
+            codes::BAD_AGENT_CONFIG,
+            format!(
+                "the agent session {:?} was last opened with does not load in this daemon: {e}; pass agent_file \
+                 (a path) or agent (YAML text) to resume it with another",
+                id.as_str()
+            ),
+        )
+    })
 }
 
 fn session_id(id: &str) -> Result<SessionId, RpcError> {
@@ -99,6 +170,7 @@ impl Daemon {
         };
         let request = OpenRequest {
             agent: Some(agent),
+            work_dir: None,
             restore: params.restore,
             stored_only: false,
         };
@@ -109,8 +181,8 @@ impl Daemon {
         })
     }
 
-    /// `session/resume`: opens a stored session here unless it is open already, subscribes the caller, and
-    /// returns the conversation.
+    /// `session/resume`: opens a stored session here unless it is open already (with the agent given, else the one
+    /// the store recorded), subscribes the caller, and returns the conversation.
     pub(crate) async fn resume_session(
         &self,
         caller: &Arc<dyn Subscriber>,
@@ -124,6 +196,7 @@ impl Daemon {
                 params.agent.as_deref(),
                 params.work_dir.as_deref(),
             )?,
+            work_dir: params.work_dir,
             restore: params.restore,
             stored_only: true,
         };
@@ -185,28 +258,22 @@ impl Daemon {
         id: &SessionId,
         request: OpenRequest,
     ) -> Result<(Arc<SessionHost>, Option<RestoredWorkspace>), RpcError> {
-        if request.stored_only {
-            let stored = self
-                .inner
+        let recorded = if request.stored_only {
+            self.inner
                 .store
                 .load(id)
                 .await
-                .map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()))?;
-            if stored.is_none() {
-                return Err(not_stored(id.as_str()));
-            }
-        }
-        let agent = request.agent.ok_or_else(|| {
-            RpcError::new(
-                codes::INVALID_PARAMS,
-                format!(
-                    "session {:?} is not open in this daemon, and the store keeps its history but not its agent: \
-                     pass agent_file (a path) or agent (YAML text) to resume it here, or read its history with \
-                     session/read",
-                    id.as_str()
-                ),
-            )
-        })?;
+                .map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()))?
+                .ok_or_else(|| not_stored(id.as_str()))?
+                .meta
+                .agent_source
+        } else {
+            None
+        };
+        let agent = match request.agent {
+            Some(agent) => agent,
+            None => recorded_agent(id, recorded, request.work_dir.as_deref())?,
+        };
         let base_seq = self
             .inner
             .store
@@ -220,7 +287,7 @@ impl Daemon {
             self.inner.config.request_timeout,
             self.inner.config.stall_timeout,
         );
-        let mut builder = AsyncRuntime::builder(agent);
+        let mut builder = AsyncRuntime::builder(agent.file).agent_source(agent.source);
         if let Some(env) = &self.inner.config.env {
             let env = Arc::clone(env);
             builder = builder.env(move |var| env(var));

@@ -179,3 +179,38 @@ async fn events_are_stored_with_the_session_and_numbered_on_after_a_resume() {
     );
     assert!(store.last_event_seq(&sid).await.unwrap() > seen.len() as u64);
 }
+
+#[tokio::test]
+async fn the_agent_source_a_host_gives_is_recorded_when_the_session_opens() {
+    let dir = temp_workspace(&[]);
+    let srv = ScriptedServer::start(vec![]).await.unwrap();
+    let store: std::sync::Arc<dyn SessionStore> = codepilot::store::open_store(StoreConfig::Memory)
+        .await
+        .unwrap();
+    let id: codepilot::store::SessionId = "with-agent".parse().unwrap();
+    let source = codepilot::store::AgentSource {
+        yaml: "name: Recorded\n".to_owned(),
+        file: Some(dir.path().join("agent.yaml")),
+        work_dir: dir.path().to_path_buf(),
+    };
+    let build = |source: Option<codepilot::store::AgentSource>| {
+        let b = builder(agent(&srv, Wire::OpenAi, dir.path(), true, FILE_TOOLS))
+            .store(std::sync::Arc::clone(&store))
+            .session_id(id.as_str());
+        match source {
+            Some(s) => b.agent_source(s),
+            None => b,
+        }
+        .build()
+    };
+    let rt = build(Some(source.clone())).await.unwrap();
+    let stored = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(stored.meta.agent_source.as_ref(), Some(&source));
+    rt.close().await.unwrap();
+
+    // A host that records nothing (the CLI) leaves the recorded source as it is.
+    let rt = build(None).await.unwrap();
+    rt.close().await.unwrap();
+    let stored = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(stored.meta.agent_source, Some(source));
+}

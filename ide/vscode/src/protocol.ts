@@ -138,7 +138,8 @@ export interface ClientInfo {
 }
 /**
  * `session/start` params: an agent file by path or as YAML text (exactly one), optionally a work directory and a
- * session id to create or open.
+ * session id to create or open. The daemon records the agent (the file's text, its path, the work directory) with
+ * the session, so `session/resume {session_id}` opens it again on any daemon sharing the store.
  */
 export interface SessionStartParams {
   /**
@@ -164,18 +165,20 @@ export interface SessionStartParams {
   work_dir?: string | null;
 }
 /**
- * `session/resume` params: a stored session to open in this daemon, and the agent to run it with when it is not
- * open here yet (the store keeps a session's history, not its agent file). An agent file by path or as YAML text
- * (at most one), optionally a work directory and a restore mode, as for `session/start`; all are ignored when the
- * session is already open in this daemon.
+ * `session/resume` params: a stored session to open in this daemon. `{session_id}` alone opens it with the agent
+ * the store recorded for it (the agent file's text and work directory it was last opened with by a daemon, which
+ * may be another one sharing the store). An agent file by path or as YAML text (at most one) runs it with that
+ * agent instead, and is recorded in its place; a session no daemon recorded an agent for (created by the CLI, the
+ * Python package or an older daemon) needs one. `work_dir` and `restore` as for `session/start` (`work_dir`
+ * overrides the recorded work directory too). All are ignored when the session is already open in this daemon.
  */
 export interface SessionResumeParams {
   /**
-   * An agent file's YAML text.
+   * An agent file's YAML text; default: the agent the store recorded for the session.
    */
   agent?: string | null;
   /**
-   * Path of an agent file on the daemon's machine.
+   * Path of an agent file on the daemon's machine; default: the agent the store recorded for the session.
    */
   agent_file?: string | null;
   /**
@@ -188,7 +191,8 @@ export interface SessionResumeParams {
    */
   session_id: string;
   /**
-   * Overrides `runtime.work_dir`.
+   * Overrides `runtime.work_dir` (of the recorded agent too); default: the agent's, the recorded one's being
+   * the directory the session last ran in.
    */
   work_dir?: string | null;
 }

@@ -1,5 +1,6 @@
-//! `session/resume` opens a stored session in a daemon that never had it (lease, workspace, subscription), and
-//! `session/read` reads a session's history without opening it.
+//! `session/resume` opens a stored session in a daemon that never had it (lease, workspace, subscription) with the
+//! agent the store recorded for it, or the one given, and `session/read` reads a session's history without opening
+//! it.
 
 use std::path::Path;
 
@@ -97,9 +98,21 @@ async fn resume_opens_a_stored_session_in_a_fresh_daemon_and_read_does_not() {
     let list = c.call("session/list", json!({})).await.unwrap();
     assert_eq!(list["sessions"][0]["status"], "stored", "{list}");
 
-    // Resume needs the agent to run the session with, and a session the store holds.
+    // A session the CLI created in the same store: no daemon recorded an agent for it.
+    let store = codepilot::store::open_store(codepilot::StoreConfig::sqlite_file(
+        dir.path().join("sessions.db"),
+    ))
+    .await
+    .unwrap();
+    let (lease, _) = store
+        .open(&"from-the-cli".parse().unwrap(), "cli")
+        .await
+        .unwrap();
+    store.release(lease).await.unwrap();
+
+    // Resume needs an agent for it, and a session the store holds.
     let no_agent = c
-        .call("session/resume", json!({"session_id": "moved"}))
+        .call("session/resume", json!({"session_id": "from-the-cli"}))
         .await
         .unwrap_err();
     assert_eq!(no_agent["code"], -32602, "{no_agent}");
@@ -109,26 +122,21 @@ async fn resume_opens_a_stored_session_in_a_fresh_daemon_and_read_does_not() {
         "says what to do: {message}"
     );
     let unknown = c
-        .call(
-            "session/resume",
-            json!({"session_id": "never-started", "agent": agent}),
-        )
+        .call("session/resume", json!({"session_id": "never-started"}))
         .await
         .unwrap_err();
     assert_eq!(unknown["code"], 1001, "{unknown}");
     let listed = c.call("session/list", json!({})).await.unwrap();
     assert_eq!(
         listed["sessions"].as_array().unwrap().len(),
-        1,
+        2,
         "a failed resume creates nothing: {listed}"
     );
 
-    // Resume opens it here: the history, then a turn whose events reach the resuming client.
+    // The id alone opens it here with the agent the first daemon recorded: the history, then a turn whose events
+    // reach the resuming client.
     let resumed = c
-        .call(
-            "session/resume",
-            json!({"session_id": "moved", "agent": agent}),
-        )
+        .call("session/resume", json!({"session_id": "moved"}))
         .await
         .unwrap();
     assert_eq!(resumed["session_id"], "moved");
@@ -242,4 +250,109 @@ async fn resume_restores_the_workspace_a_daemon_lacks() {
         done.last().unwrap()["params"]["outcome"]["status"],
         "completed"
     );
+}
+
+/// A model answer that writes `name` holding `text`.
+fn write(name: &str, text: &str) -> Turn {
+    Turn::answer(format!(
+        "Writing.\n```codepilot\nwrite_file(\"{name}\")\n```\n\n```text filename={name}\n{text}\n```"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_uses_the_recorded_agent_unless_one_is_given_and_records_the_one_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = ScriptedServer::start(vec![
+        write("a.txt", "A"),
+        Turn::answer(DONE),
+        write("b.txt", "B"),
+        Turn::answer(DONE),
+        write("c.txt", "C"),
+        Turn::answer(DONE),
+        write("d.txt", "D"),
+        Turn::answer(DONE),
+    ])
+    .await
+    .unwrap();
+    let work = |name: &str| dir.path().join(name);
+    // An agent file with its system prompt in a file next to it (a path relative to the agent file).
+    let agents = dir.path().join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    std::fs::write(agents.join("prompt.md"), "Mind the recorded prompt.\n").unwrap();
+    let agent_file = agents.join("agent.yaml");
+    std::fs::write(
+        &agent_file,
+        agent_yaml(&model, &work("ignored"), "  system_prompt: prompt.md\n"),
+    )
+    .unwrap();
+    let daemon = daemon_on(dir.path(), false).await;
+    let mut c = daemon.client().await;
+    let turn = |text: &'static str| json!({"session_id": "kept", "text": text});
+    let close = json!({"session_id": "kept"});
+
+    c.call(
+        "session/start",
+        json!({"agent_file": agent_file, "work_dir": work("a"), "session_id": "kept"}),
+    )
+    .await
+    .unwrap();
+    c.call("turn/start", turn("write a")).await.unwrap();
+    c.until_completed().await;
+    assert_eq!(std::fs::read_to_string(work("a/a.txt")).unwrap(), "A\n");
+    c.call("session/close", close.clone()).await.unwrap();
+
+    // The agent file is gone: the recorded text is what runs, its prompt file still found next to where it was;
+    // `work_dir` moves the session.
+    std::fs::remove_file(&agent_file).unwrap();
+    c.call(
+        "session/resume",
+        json!({"session_id": "kept", "work_dir": work("b")}),
+    )
+    .await
+    .unwrap();
+    c.call("turn/start", turn("write b")).await.unwrap();
+    c.until_completed().await;
+    assert_eq!(std::fs::read_to_string(work("b/b.txt")).unwrap(), "B\n");
+    let asked = model.requests().last().unwrap().body.to_string();
+    assert!(asked.contains("Mind the recorded prompt."), "{asked}");
+    c.call("session/close", close.clone()).await.unwrap();
+
+    // The id alone: the work directory it last ran in.
+    c.call("session/resume", json!({"session_id": "kept"}))
+        .await
+        .unwrap();
+    c.call("turn/start", turn("write c")).await.unwrap();
+    c.until_completed().await;
+    assert_eq!(std::fs::read_to_string(work("b/c.txt")).unwrap(), "C\n");
+    c.call("session/close", close.clone()).await.unwrap();
+
+    // A recorded agent that no longer loads here is a clear error saying what to pass.
+    std::fs::remove_file(agents.join("prompt.md")).unwrap();
+    let broken = c
+        .call("session/resume", json!({"session_id": "kept"}))
+        .await
+        .unwrap_err();
+    assert_eq!(broken["code"], 1004, "{broken}");
+    let message = broken["message"].as_str().unwrap();
+    assert!(
+        message.contains("prompt.md") && message.contains("agent_file"),
+        "{message}"
+    );
+
+    // An agent given wins, and is recorded in place of the old one.
+    c.call(
+        "session/resume",
+        json!({"session_id": "kept", "agent": agent_yaml(&model, &work("d"), "")}),
+    )
+    .await
+    .unwrap();
+    c.call("session/close", close.clone()).await.unwrap();
+    c.call("session/resume", json!({"session_id": "kept"}))
+        .await
+        .unwrap();
+    c.call("turn/start", turn("write d")).await.unwrap();
+    c.until_completed().await;
+    assert_eq!(std::fs::read_to_string(work("d/d.txt")).unwrap(), "D\n");
+    let asked = model.requests().last().unwrap().body.to_string();
+    assert!(!asked.contains("Mind the recorded prompt."), "{asked}");
 }
