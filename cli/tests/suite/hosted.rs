@@ -499,10 +499,10 @@ async fn a_session_moves_to_another_daemon_with_its_workspace_after_a_kill_mid_t
 
     let b = Daemon::start(root, "node-b", &common, &moto.env());
     let mut cb = b.client().await;
-    let params =
-        json!({"agent": agent(&server), "work_dir": root.join("wb"), "session_id": session});
-    // B resumes the session. A's lease is still live for B (another node): refused, naming the holder, until A's
-    // heartbeat is 6 s old.
+    // B resumes the session by its id alone: the agent and the work directory are the ones A recorded in the
+    // store. A's lease is still live for B (another node): refused, naming the holder, until A's heartbeat is 6 s
+    // old.
+    let params = json!({"session_id": session});
     let refused = cb.call("session/resume", params.clone()).await.unwrap_err();
     assert_eq!(refused["code"], 1003, "{refused}");
     assert!(
@@ -527,21 +527,22 @@ async fn a_session_moves_to_another_daemon_with_its_workspace_after_a_kill_mid_t
             .starts_with(&format!("{session}/")),
         "{resumed}"
     );
-    let wb = root.join("wb");
+    // A's work directory, deleted with A, is restored on B's side.
+    let wa = root.join("wa");
     assert_eq!(
-        std::fs::read_to_string(wb.join("notes.txt")).unwrap(),
+        std::fs::read_to_string(wa.join("notes.txt")).unwrap(),
         "remember the plan\n"
     );
     assert_eq!(
-        std::fs::read_to_string(wb.join("src/main.rs")).unwrap(),
+        std::fs::read_to_string(wa.join("src/main.rs")).unwrap(),
         "fn main() {}\n"
     );
     assert_eq!(
-        std::fs::read_to_string(wb.join("step1.txt")).unwrap(),
+        std::fs::read_to_string(wa.join("step1.txt")).unwrap(),
         "from the killed turn\n",
         "the step before the kill was saved in the background"
     );
-    assert!(!wb.join("build").exists(), ".gitignore is respected");
+    assert!(!wa.join("build").exists(), ".gitignore is respected");
 
     // History: turn 1 and the completed step of turn 2, not the step in flight.
     let history = texts(&resumed["messages"]);
