@@ -347,6 +347,13 @@ impl TerminalManager {
         lock(&self.inner.human).drain(..).collect()
     }
 
+    /// How many such commands wait for [`take_human_input`](Self::take_human_input) (for a UI that shows
+    /// what the agent will see at its next step).
+    #[must_use]
+    pub fn pending_human_input(&self) -> usize {
+        lock(&self.inner.human).len()
+    }
+
     /// Resizes a terminal (same as the control socket's `resize`).
     ///
     /// # Errors

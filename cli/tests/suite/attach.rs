@@ -8,7 +8,6 @@ use codepilot::AsyncRuntime;
 use pretty_assertions::assert_eq;
 
 use super::support::stderr;
-use super::support::stdout;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_shows_the_shell_and_types_into_it_until_detached() {
@@ -39,18 +38,37 @@ async fn attach_shows_the_shell_and_types_into_it_until_detached() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let out = tokio::task::spawn_blocking(move || {
+    let mut child_out = child.stdout.take().unwrap();
+    let shared = rt.clone();
+    let (status, seen) = tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
         stdin.write_all(b"echo via-$((6*7))-attach\r").unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
+        // Detach once the output is on our screen and the runtime recorded the command as typed by a person.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("via-42-attach") {
+            let n = child_out.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "attach ended early: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while shared.terminals().unwrap().pending_human_input() == 0 {
+            assert!(std::time::Instant::now() < deadline, "never recorded");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         stdin.write_all(&[0x1d]).unwrap(); // Ctrl-] detaches
-        std::thread::sleep(Duration::from_millis(200));
+        child_out.read_to_end(&mut seen).unwrap();
+        let status = child.wait().unwrap();
         drop(stdin);
-        child.wait_with_output().unwrap()
+        (status, String::from_utf8_lossy(&seen).into_owned())
     })
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("via-42-attach"), "{}", stdout(&out));
+    assert_eq!(status.code(), Some(0), "{seen}");
     let typed = rt.terminals().unwrap().take_human_input();
     assert_eq!(typed.len(), 1, "{typed:?}");
     assert_eq!(typed[0].command, "echo via-$((6*7))-attach");

@@ -22,6 +22,7 @@ use super::support::run_then_abort;
 use super::support::runtime_with;
 use super::support::spawn_run;
 use super::support::start;
+use super::support::when;
 
 const READ_THEN_COMPLETE: [&str; 2] = [
     "Reading the file.\n\n```codepilot\nread_file(\"hello.txt\")\n```\n",
@@ -224,7 +225,7 @@ async fn send_message_is_injected_at_the_next_step() {
     let dir = temp_workspace(&[("a.txt", "alpha\n")]);
     let (server, rt) = runtime_with(
         vec![
-            Turn::delay(300, Turn::answer("```codepilot\nread_file(\"a.txt\")\n```")),
+            Turn::answer("```codepilot\nread_file(\"a.txt\")\n```"),
             Turn::answer("```completion\nok\n```"),
         ],
         Wire::OpenAi,
@@ -232,10 +233,10 @@ async fn send_message_is_injected_at_the_next_step() {
     )
     .await;
     let rec = Recorder::attach(&rt);
-    let run = spawn_run(&rt, "go");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    rt.send_message("please also check b.txt");
-    run.await.unwrap().unwrap();
+    // Queued while step 1's block runs: it must reach the model at step 2.
+    let host = rt.clone();
+    rt.on_tool_call(move |_| host.send_message("please also check b.txt"));
+    rt.run("go").await.unwrap();
     let second = last_user_text(&server.requests()[1].body);
     assert!(
         second.ends_with("[USER MESSAGE]\nplease also check b.txt"),
@@ -257,7 +258,8 @@ async fn abort_cancels_a_slow_model_call_promptly() {
     .await;
     let rec = Recorder::attach(&rt);
     // run_then_abort fails the test if the run does not end well before the 30 s answer would arrive.
-    let outcome = run_then_abort(&rt, "slow", Duration::from_millis(300)).await;
+    let asked = when(&rt, |e| matches!(e, Event::Step(_)));
+    let outcome = run_then_abort(&rt, "slow", asked).await;
     assert_eq!(outcome, Outcome::Aborted { steps: 1 });
     assert!(rec.events().iter().any(|e| matches!(e, Event::Aborted(_))));
 }
@@ -267,7 +269,8 @@ async fn abort_stops_a_running_control_block() {
     let dir = temp_workspace(&[]);
     let spin = "```codepilot\nwhile True:\n    pass\n```";
     let (_server, rt, _rec) = start(&[spin], Wire::OpenAi, dir.path(), "").await;
-    let outcome = run_then_abort(&rt, "spin", Duration::from_millis(500)).await;
+    let answered = when(&rt, |e| matches!(e, Event::Usage(_)));
+    let outcome = run_then_abort(&rt, "spin", answered).await;
     assert_eq!(outcome, Outcome::Aborted { steps: 1 });
     let history = rt.history();
     assert!(
@@ -288,8 +291,9 @@ async fn a_second_concurrent_run_is_refused() {
         dir.path(),
     )
     .await;
+    let started = when(&rt, |e| matches!(e, Event::Start(_)));
     let run = spawn_run(&rt, "one");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    started.await.unwrap();
     let err = rt.run("two").await.unwrap_err();
     assert!(matches!(err, codepilot::Error::Busy), "{err}");
     run.await.unwrap().unwrap();
@@ -386,22 +390,17 @@ async fn a_completion_is_refused_while_a_user_message_is_unread() {
     let dir = temp_workspace(&[("a.txt", "a\n")]);
     let (server, rt) = runtime_with(
         vec![
-            Turn::delay(
-                300,
-                Turn::answer(
-                    "```codepilot\nread_file(\"a.txt\")\n```\n\n```completion\nfirst\n```",
-                ),
-            ),
+            Turn::answer("```codepilot\nread_file(\"a.txt\")\n```\n\n```completion\nfirst\n```"),
             Turn::answer("```completion\nsecond, with the message read\n```"),
         ],
         Wire::OpenAi,
         dir.path(),
     )
     .await;
-    let run = spawn_run(&rt, "go");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    rt.send_message("also check b.txt");
-    let outcome = run.await.unwrap().unwrap();
+    // Queued while the block before the completion runs: the completion must wait for it.
+    let host = rt.clone();
+    rt.on_tool_call(move |_| host.send_message("also check b.txt"));
+    let outcome = rt.run("go").await.unwrap();
     assert!(
         matches!(outcome, Outcome::Completed { ref summary, steps: 2 } if summary.starts_with("second")),
         "{outcome:?}"
@@ -427,7 +426,8 @@ async fn terminal_events_follow_the_checkpoint_and_every_call_is_closed() {
         .await
         .unwrap();
     let rec = Recorder::attach(&rt);
-    let outcome = run_then_abort(&rt, "ask", Duration::from_millis(400)).await;
+    let asking = when(&rt, |e| matches!(e, Event::AskUser(_)));
+    let outcome = run_then_abort(&rt, "ask", asking).await;
     assert_eq!(outcome, Outcome::Aborted { steps: 1 });
     let events = rec.events();
     assert!(

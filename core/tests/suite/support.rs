@@ -122,14 +122,35 @@ pub fn spawn_run(
     tokio::spawn(async move { rt.run(&task).await })
 }
 
-/// Runs `task` on a clone of `rt`, aborts it after `after`, and returns the outcome (which must come promptly).
+/// Resolves once `rt` emits an event `pred` accepts (registered before anything runs, so none is missed).
+pub fn when(
+    rt: &AsyncRuntime,
+    pred: impl Fn(&Event) -> bool + Send + Sync + 'static,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = Mutex::new(Some(tx));
+    rt.on_event(move |e| {
+        if pred(e)
+            && let Some(tx) = tx.lock().unwrap().take()
+        {
+            let _ = tx.send(());
+        }
+    });
+    rx
+}
+
+/// Runs `task` on a clone of `rt`, aborts it once `ready` resolves (say, the run reached a step or a tool call),
+/// and returns the outcome, which must come promptly.
 pub async fn run_then_abort(
     rt: &AsyncRuntime,
     task: &str,
-    after: std::time::Duration,
+    ready: tokio::sync::oneshot::Receiver<()>,
 ) -> codepilot::Outcome {
     let run = spawn_run(rt, task);
-    tokio::time::sleep(after).await;
+    tokio::time::timeout(std::time::Duration::from_secs(60), ready)
+        .await
+        .expect("the run never got to the point to abort it")
+        .unwrap();
     rt.abort();
     tokio::time::timeout(std::time::Duration::from_secs(10), run)
         .await

@@ -95,7 +95,11 @@ async fn a_command_a_person_types_in_main_reaches_the_model_as_a_user_message() 
         assert!(n > 0, "terminal closed");
         seen.extend_from_slice(&buf[..n]);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its output can arrive before the shell reports the command done; wait for the record.
+    while terminals.pending_human_input() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     rt.run("anything new?").await.unwrap();
     let first = last_user_text(&server.requests()[0].body);
     assert!(first.contains("[USER MESSAGE]"), "{first}");
@@ -173,7 +177,20 @@ async fn abort_during_a_terminal_wait_is_prompt() {
     let dir = temp_workspace(&[]);
     let wait = "```codepilot\nexecute(\"main\", \"sleep 30\", timeout=60)\n```";
     let (_server, rt, _rec) = start(&[wait], Wire::OpenAi, dir.path(), TERMINAL_TOOLS).await;
-    let outcome = super::support::run_then_abort(&rt, "wait", Duration::from_millis(800)).await;
+    // Abort once `sleep 30` runs in main.
+    let (tx, ready) = tokio::sync::oneshot::channel();
+    let terminals = rt.clone();
+    tokio::spawn(async move {
+        let main = terminals.terminals().unwrap().get("main").unwrap();
+        while !matches!(
+            main.info().state,
+            codepilot::terminal::TerminalState::Running { .. }
+        ) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tx.send(());
+    });
+    let outcome = super::support::run_then_abort(&rt, "wait", ready).await;
     assert_eq!(outcome, codepilot::Outcome::Aborted { steps: 1 });
     // The command the aborted step was waiting on was interrupted: main is free again.
     let main = rt.terminals().unwrap().get("main").unwrap();
