@@ -90,7 +90,7 @@ function onMessage(raw) {
   if (m.id !== undefined && m.method === undefined) {
     const w = waiting.get(m.id);
     waiting.delete(m.id);
-    if (w) m.error ? w.reject(new Error(m.error.message)) : w.resolve(m.result);
+    if (w) m.error ? w.reject(Object.assign(new Error(m.error.message), { code: m.error.code })) : w.resolve(m.result);
     return;
   }
   switch (m.method) {
@@ -127,9 +127,21 @@ async function refreshSessions() {
   }
 }
 
+/** Opens a stored session in this daemon with the agent the store recorded for it, or — for a session no daemon
+ * recorded one for (the CLI's) — with the agent file in the form. */
+async function resume(sessionId) {
+  try {
+    return await call("session/resume", { session_id: sessionId });
+  } catch (e) {
+    const agentFile = $("agent-file").value;
+    if (e.code !== -32602 || !agentFile) throw e;
+    return call("session/resume", { session_id: sessionId, agent_file: agentFile });
+  }
+}
+
 /** Shows a session: one open in this daemon live (its events replayed from the start), a stored one resumed here
- * with the agent file in the form — or, when it cannot be (no agent file, driven by another daemon), its
- * conversation read-only. */
+ * — or, when it cannot be (no agent recorded and none in the form, driven by another daemon), its conversation
+ * read-only. */
 async function open(sessionId) {
   current = sessionId;
   $("session-title").textContent = sessionId;
@@ -140,7 +152,7 @@ async function open(sessionId) {
   const listed = sessions.find((s) => s.session_id === sessionId);
   if (!listed || listed.status === "stored") {
     try {
-      await call("session/resume", { session_id: sessionId, agent_file: $("agent-file").value || undefined });
+      await resume(sessionId);
     } catch (e) {
       await call("session/read", { session_id: sessionId }).then(
         ({ messages }) => { for (const m of messages) entry(m.role === "user" ? "user" : "text", m.content); },

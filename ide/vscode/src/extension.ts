@@ -3,7 +3,7 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
 import { DaemonClient, DaemonError, attachTerminal, defaultSocketPath, type Notification, type ServerRequest } from "./client";
-import type { Message } from "./protocol";
+import type { Message, SessionResumeResult } from "./protocol";
 
 let client: DaemonClient | undefined;
 let session: string | undefined;
@@ -61,6 +61,19 @@ function workspaceAgent(): { agent_file: string; work_dir: string } | undefined 
   return { agent_file: path.resolve(folder.uri.fsPath, agentFile), work_dir: folder.uri.fsPath };
 }
 
+/** Opens a stored session in the daemon (or finds it open there) and subscribes this connection: with the agent and
+ * work directory the store recorded for it, or — for a session no daemon recorded an agent for (the CLI's) — with
+ * this workspace's agent file, in this workspace's folder. */
+async function resume(c: DaemonClient, sessionId: string): Promise<SessionResumeResult> {
+  try {
+    return await c.call("session/resume", { session_id: sessionId });
+  } catch (e) {
+    const agent = workspaceAgent();
+    if (!(e instanceof DaemonError && e.code === -32602) || !agent) throw e;
+    return c.call("session/resume", { session_id: sessionId, ...agent });
+  }
+}
+
 /** The connection to the daemon. A new one (the daemon restarted, or the old connection broke) resumes the
  * current session there first: it is opened again if the daemon lacks it, and this connection subscribed. */
 async function connected(): Promise<DaemonClient> {
@@ -74,7 +87,7 @@ async function connected(): Promise<DaemonClient> {
   });
   if (session) {
     try {
-      await c.call("session/resume", { session_id: session, ...workspaceAgent() });
+      await resume(c, session);
     } catch (e) {
       if (!(e instanceof DaemonError && e.code === 1001)) {
         c.close();
@@ -161,13 +174,8 @@ async function newSession(): Promise<void> {
   }
 }
 
-/** Picks a stored session and resumes it in the daemon with this workspace's agent file. */
+/** Picks a stored session and resumes it in the daemon (see `resume`). */
 async function resumeSession(): Promise<void> {
-  const agent = workspaceAgent();
-  if (!agent) {
-    void vscode.window.showErrorMessage("CodePilot: open a folder with an agent.yaml first");
-    return;
-  }
   try {
     const c = await connected();
     const { sessions } = await c.call("session/list", {});
@@ -176,7 +184,7 @@ async function resumeSession(): Promise<void> {
       { placeHolder: "A session to resume" },
     );
     if (!picked) return;
-    const resumed = await c.call("session/resume", { session_id: picked.id, ...agent });
+    const resumed = await resume(c, picked.id);
     session = resumed.session_id;
     running = sessions.find((s) => s.session_id === session)?.status === "running";
     timeline?.post({ text: `session ${session}`, style: "opacity:0.6" });

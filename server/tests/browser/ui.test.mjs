@@ -1,6 +1,7 @@
 // The web UI of `codepilot serve`, end to end in headless Chromium: a scripted run streams into the page, Allow lets
 // a gated command run, and keys typed into the xterm reach the shell (and the agent hears of them); a deep link
-// (`?token=T#session=ID`) opens its session, and a stored session is read, then resumed, after a restart.
+// (`?token=T#session=ID`) opens its session, also after a restart (the daemon resumes it with the agent the store
+// recorded), and a session with no recorded agent (the CLI's) is read, then resumed with an agent file.
 //
 // Needs CODEPILOT_BIN (the codepilot binary), CODEPILOT_TESTKIT (the scripted model server) and Debian's chromium
 // (CHROMIUM, default /usr/bin/chromium). Leaves a screenshot in ARTIFACTS_DIR (default ./artifacts).
@@ -67,6 +68,20 @@ async function startDaemon(t, dir) {
       daemon.child.kill("SIGTERM");
     });
   return { url: daemon.match[1], stop };
+}
+
+/** `codepilot run` of `task` in session `sessionId` of the home in `dir`, as a person at the CLI would. */
+function runTask(dir, agentFile, sessionId, task) {
+  const run = spawn(bin, ["run", "-c", agentFile, "--session-id", sessionId, "--yes", task], {
+    cwd: dir,
+    env: { ...process.env, CODEPILOT_HOME: join(dir, "home") },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  run.stderr.on("data", (d) => { stderr += d; });
+  return new Promise((resolvePromise, reject) =>
+    run.on("exit", (code) => (code === 0 ? resolvePromise() : reject(new Error(`codepilot run exited (${code}):\n${stderr}`)))),
+  );
 }
 
 /** Headless Chromium; a new page that collects the page's errors. */
@@ -168,7 +183,7 @@ test("a run streams into the page, Allow runs the gated command, typed keys reac
   assert.deepEqual(errors, []);
 });
 
-test("a deep link opens its session; after a restart a stored session is read, then resumed with an agent file", async (t) => {
+test("a deep link opens its session, after a restart too; a session with no recorded agent is read, then resumed with an agent file", async (t) => {
   assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
   const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));
   mkdirSync(join(dir, "work"));
@@ -204,23 +219,35 @@ test("a deep link opens its session; after a restart a stored session is read, t
   assert.equal(address.hash, `#session=${encodeURIComponent(session)}`, "the deep link stays");
   await linked.close();
 
-  // The daemon restarts: the same link shows the stored conversation, read-only, and says what is missing.
+  // The daemon restarts; meanwhile `codepilot run` adds a session of its own to the same store, with no agent
+  // recorded for a daemon.
   await daemon.stop();
+  await post(`${modelUrl}/_testkit/turns`, [{ answer: "Checked.\n```completion\nFrom the CLI\n```" }]);
+  await runTask(dir, agentFile, "made-by-the-cli", "Check from the CLI");
   daemon = await startDaemon(t, dir);
+
+  // The same link opens the session in this daemon by its id alone (with the agent the first daemon recorded):
+  // its events, its terminals, and it runs the next task.
+  await post(`${modelUrl}/_testkit/turns`, [{ answer: "Back.\n```completion\nResumed here\n```" }]);
+  const resumed = await newPage();
+  await resumed.goto(`${daemon.url}#session=${encodeURIComponent(session)}`);
+  await resumed.waitForSelector("#terminals .term .xterm");
+  assert.match(await resumed.locator("#timeline").innerText(), /Look around/);
+  assert.equal(await resumed.locator("#agent-file").inputValue(), "", "no agent file given");
+  await resumed.fill("#task", "Carry on");
+  await resumed.click("#send");
+  await resumed.waitForFunction(() => document.querySelector("#timeline").innerText.includes("Resumed here"));
+  await resumed.close();
+
+  // The CLI's session: shown read-only, saying what is missing, until the form names an agent file.
   const stored = await newPage();
-  await stored.goto(`${daemon.url}#session=${encodeURIComponent(session)}`);
+  await stored.goto(`${daemon.url}#session=made-by-the-cli`);
   await stored.waitForSelector(".entry.error");
   assert.match(await stored.locator(".entry.error").innerText(), /agent_file/);
-  assert.match(await stored.locator("#timeline").innerText(), /Look around/);
+  assert.match(await stored.locator("#timeline").innerText(), /Check from the CLI/);
   assert.equal(await stored.locator("#terminals .term").count(), 0, "not opened");
-
-  // With the agent file, picking it resumes it in this daemon: it runs the next task.
-  await post(`${modelUrl}/_testkit/turns`, [{ answer: "Back.\n```completion\nResumed here\n```" }]);
   await stored.fill("#agent-file", agentFile);
-  await stored.click(`#sessions li[data-session="${session}"]`);
+  await stored.click('#sessions li[data-session="made-by-the-cli"]');
   await stored.waitForSelector("#terminals .term .xterm");
-  await stored.fill("#task", "Carry on");
-  await stored.click("#send");
-  await stored.waitForFunction(() => document.querySelector("#timeline").innerText.includes("Resumed here"));
   assert.deepEqual(errors, []);
 });

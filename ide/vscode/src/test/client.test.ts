@@ -163,7 +163,7 @@ test("the extension's version comes from its package.json", () => {
   assert.equal(VERSION, manifest.version);
 });
 
-test("after the daemon restarts, session/read shows the history and session/resume opens the session again", async (t) => {
+test("after the daemon restarts, session/read shows the history and session/resume by id alone opens the session again", async (t) => {
   const { socket, agent, push, startDaemon, stopDaemon } = await setUp(t);
   await push([{ answer: "Hi.\n```completion\nfirst\n```" }]);
   const c = await DaemonClient.connect(socket);
@@ -185,7 +185,8 @@ test("after the daemon restarts, session/read shows the history and session/resu
     return true;
   });
 
-  const resumed = await again.call("session/resume", { session_id, agent: agent() });
+  // The agent and work directory are the ones the first daemon recorded with the session.
+  const resumed = await again.call("session/resume", { session_id });
   assert.deepEqual(resumed.messages, read.messages);
   await push([{ answer: "Again.\n```completion\nsecond\n```" }]);
   const next = until(again, (n) => n.method === "turn/completed");
