@@ -3,6 +3,7 @@ mod support;
 mod attach;
 mod crash;
 mod demo;
+mod docs;
 mod failures;
 mod hardening;
 mod hosted;

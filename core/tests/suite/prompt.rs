@@ -20,3 +20,16 @@ async fn system_prompt_snapshot() {
     insta::assert_snapshot!("system_prompt_default_tools", redacted);
     rt.close().await.unwrap();
 }
+
+#[test]
+fn the_crate_readme_names_every_built_in_tool() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    for name in codepilot::BUILTIN_TOOLS {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "core/README.md does not name the built-in `{name}`"
+        );
+    }
+}
