@@ -117,3 +117,12 @@ impl Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::context::Overflow> for Error {
+    fn from(o: crate::context::Overflow) -> Self {
+        Self::ContextOverflow {
+            tokens: o.tokens,
+            budget: o.budget,
+        }
+    }
+}

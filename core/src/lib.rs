@@ -31,6 +31,7 @@ pub mod mcp;
 mod prompt;
 mod runtime;
 mod state;
+mod toolbox;
 mod tools;
 
 pub use codepilot_llm as llm;

@@ -15,7 +15,7 @@ use crate::handlers::PermissionHandler;
 use crate::state::LeaseKeeper;
 use crate::state::RunControl;
 use crate::state::SessionCell;
-use crate::tools::ToolBox;
+use crate::toolbox::ToolBox;
 use crate::tools::ToolEnv;
 
 /// What the runtime does around the loop's steps (workspace snapshots, SPEC §17).

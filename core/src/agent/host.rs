@@ -20,9 +20,9 @@ use crate::events::ToolCallEvent;
 use crate::events::ToolResultEvent;
 use crate::handlers::PermissionDecision;
 use crate::handlers::PermissionRequest;
+use crate::toolbox::ToolSet;
 use crate::tools::StepContext;
 use crate::tools::ToolCall;
-use crate::tools::ToolSet;
 
 /// Serves the tool calls of one control block.
 pub(super) struct StepHost {

@@ -18,7 +18,7 @@ use crate::events::Event;
 use crate::events::RuntimeErrorEvent;
 use crate::events::UsageEvent;
 use crate::state::SessionState;
-use crate::tools::ToolSet;
+use crate::toolbox::ToolSet;
 
 /// Starts a maintenance step when the context is past the threshold, finished tasks can be archived and the
 /// model has `archive_context`: adds the maintenance message and emits [`Event::ContextMaintenance`].

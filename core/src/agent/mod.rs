@@ -38,7 +38,7 @@ use crate::events::UserMessageEvent;
 use crate::prompt::DynamicVars;
 use crate::prompt::TerminalLine;
 use crate::state::SessionState;
-use crate::tools::ToolSet;
+use crate::toolbox::ToolSet;
 
 /// Runs one task. Holds the session for the whole run, so a second concurrent `run` gets [`Error::Busy`].
 ///

@@ -24,7 +24,7 @@ use crate::events::ErrorKind;
 use crate::events::Event;
 use crate::events::RuntimeErrorEvent;
 use crate::state::SessionState;
-use crate::tools::ToolSet;
+use crate::toolbox::ToolSet;
 
 /// What one answer leads to: feedback for the model (the next user message) and, when the task ends, how.
 pub(super) struct StepDone {

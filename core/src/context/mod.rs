@@ -136,15 +136,6 @@ pub(crate) struct Overflow {
     pub(crate) budget: u64,
 }
 
-impl From<Overflow> for crate::error::Error {
-    fn from(o: Overflow) -> Self {
-        Self::ContextOverflow {
-            tokens: o.tokens,
-            budget: o.budget,
-        }
-    }
-}
-
 /// The session's context: the indexed history, the archives and the view a request sends.
 pub(crate) struct ContextBook {
     params: ContextParams,

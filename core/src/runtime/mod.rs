@@ -10,7 +10,7 @@
 //!   checkpointed copy readers see;
 //! - [`LeaseKeeper`](crate::state::LeaseKeeper): the session's lease and the heartbeat that renews it;
 //! - [`RunControl`](crate::state::RunControl): abort, queued user messages, closing;
-//! - the tool set ([`ToolBox`](crate::tools::ToolBox), a read-mostly `RwLock`), the event bus, and what tools use
+//! - the tool set ([`ToolBox`](crate::toolbox::ToolBox), a read-mostly `RwLock`), the event bus, and what tools use
 //!   ([`ToolEnv`](crate::tools::ToolEnv)).
 //!
 //! Locks are taken in this order, and a lock later in the list is never held while an earlier one is taken:

@@ -9,7 +9,6 @@ pub(crate) mod builtin;
 mod context_tools;
 pub(crate) mod find;
 pub(crate) mod fs;
-mod set;
 pub(crate) mod workspace;
 
 use std::collections::BTreeMap;
@@ -28,9 +27,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Map;
 use serde_json::Value;
-
-pub(crate) use set::ToolBox;
-pub(crate) use set::ToolSet;
 
 use crate::events::EventBus;
 use crate::handlers::AskUserHandler;

@@ -7,11 +7,11 @@ use std::sync::RwLock;
 use codepilot_protocol::ToolSpec;
 use codepilot_script::Limits;
 
-use super::Registry;
 use crate::config::AgentFile;
 use crate::error::Error;
 use crate::error::Result;
 use crate::mcp::McpHub;
+use crate::tools::Registry;
 
 /// The registry and the prompt rendered from it.
 pub(crate) struct ToolSet {
