@@ -21,7 +21,6 @@ mod conn;
 mod open;
 mod rpc;
 mod session;
-mod sync;
 mod transport;
 mod ui;
 mod web;
@@ -47,8 +46,8 @@ pub use conn::serve_connection;
 pub use transport::Listen;
 pub use transport::ServeError;
 
+use codepilot_protocol::sync::lock;
 use session::SessionHost;
-use sync::lock;
 
 /// How long a permission or ask-user request waits for a client's answer by default
 /// ([`DaemonConfig::request_timeout`], `codepilot serve --request-timeout-s`).

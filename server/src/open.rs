@@ -29,8 +29,8 @@ use crate::session::PermissionViaClients;
 use crate::session::SessionHost;
 use crate::session::Shared;
 use crate::session::Subscriber;
-use crate::sync::lock;
 use crate::unknown_session;
+use codepilot_protocol::sync::lock;
 
 /// How a client asked to open a session.
 struct OpenRequest {

@@ -31,8 +31,8 @@ use crate::Reply;
 use crate::engine_error;
 use crate::ok;
 use crate::session::Subscriber;
-use crate::sync::lock;
 use crate::wire;
+use codepilot_protocol::sync::lock;
 
 /// A client connection as the dispatcher sees it.
 pub(crate) struct Peer {

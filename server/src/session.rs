@@ -35,8 +35,8 @@ use tokio::sync::oneshot;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::sync::lock;
 use crate::wire;
+use codepilot_protocol::sync::lock;
 
 /// A client subscribed to sessions: where a session's lines go. The daemon's connections implement it; a session
 /// knows nothing else of them.
