@@ -1,8 +1,11 @@
 //! The crate's error type.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
+use crate::id::InvalidSessionId;
 use crate::id::SessionId;
+use crate::id::describe_invalid;
 use crate::lease::LeaseHolder;
 
 /// Result alias of this crate.
@@ -103,10 +106,8 @@ pub enum StoreError {
     #[error("could not migrate the session database: {0}; was it created by a newer codepilot?")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 
-    /// A session id with characters outside `[A-Za-z0-9._-]` or of a bad length.
-    #[error(
-        "invalid session id {id:?}: use 1 to 128 characters out of letters, digits, '.', '_' and '-'"
-    )]
+    /// A session id with characters outside `[A-Za-z0-9._-]` or of a bad length (an [`InvalidSessionId`]).
+    #[error("{}", describe_invalid(id))]
     InvalidId {
         /// The rejected text.
         id: String,
@@ -124,6 +125,22 @@ pub enum StoreError {
     /// A background task of the store died (a bug).
     #[error("session store worker failed: {0}")]
     Worker(String),
+}
+
+impl From<InvalidSessionId> for StoreError {
+    fn from(e: InvalidSessionId) -> Self {
+        Self::InvalidId { id: e.into_id() }
+    }
+}
+
+/// `str::parse` gives a [`StoreError`] ([`StoreError::InvalidId`]), so callers whose error converts from it use
+/// `?` on `text.parse::<SessionId>()`.
+impl FromStr for SessionId {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s)?)
+    }
 }
 
 impl StoreError {

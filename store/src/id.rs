@@ -1,14 +1,11 @@
 //! Validated session ids.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::Deserialize;
 use serde::Deserializer;
 use serde::Serialize;
 use serde::Serializer;
-
-use crate::error::StoreError;
 
 /// Longest accepted session id, in bytes.
 pub const MAX_SESSION_ID_LEN: usize = 128;
@@ -24,9 +21,11 @@ impl SessionId {
     /// Validates `id`.
     ///
     /// # Errors
-    /// [`StoreError::InvalidId`] when `id` is empty, longer than 128 bytes or holds a character other than
-    /// ASCII letters, digits, `.`, `_` and `-`.
-    pub fn new(id: impl Into<String>) -> Result<Self, StoreError> {
+    /// [`InvalidSessionId`] when `id` is empty, longer than 128 bytes or holds a character other than
+    /// ASCII letters, digits, `.`, `_` and `-`. It converts into
+    /// [`StoreError::InvalidId`](crate::StoreError::InvalidId), so `?` works in functions returning the store's
+    /// [`Result`](crate::Result).
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidSessionId> {
         let id = id.into();
         let valid = !id.is_empty()
             && id.len() <= MAX_SESSION_ID_LEN
@@ -36,7 +35,7 @@ impl SessionId {
         if valid {
             Ok(Self(id))
         } else {
-            Err(StoreError::InvalidId { id })
+            Err(InvalidSessionId { id })
         }
     }
 
@@ -59,14 +58,6 @@ impl fmt::Display for SessionId {
     }
 }
 
-impl FromStr for SessionId {
-    type Err = StoreError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s)
-    }
-}
-
 impl AsRef<str> for SessionId {
     fn as_ref(&self) -> &str {
         &self.0
@@ -84,4 +75,34 @@ impl<'de> Deserialize<'de> for SessionId {
         let s = String::deserialize(deserializer)?;
         Self::new(s).map_err(serde::de::Error::custom)
     }
+}
+
+/// Text that is not a valid [`SessionId`], as [`SessionId::new`] rejects it. Converts into
+/// [`StoreError::InvalidId`](crate::StoreError::InvalidId), which says the same.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", describe_invalid(id))]
+pub struct InvalidSessionId {
+    id: String,
+}
+
+impl InvalidSessionId {
+    /// The rejected text.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The rejected text, owned.
+    #[must_use]
+    pub fn into_id(self) -> String {
+        self.id
+    }
+}
+
+/// What is wrong with the session id `id` and what a valid one looks like: the one message of
+/// [`InvalidSessionId`] and [`StoreError::InvalidId`](crate::StoreError::InvalidId).
+pub(crate) fn describe_invalid(id: &str) -> String {
+    format!(
+        "invalid session id {id:?}: use 1 to 128 characters out of letters, digits, '.', '_' and '-'"
+    )
 }

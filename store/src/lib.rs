@@ -53,6 +53,7 @@ pub use error::Result;
 pub use error::StoreError;
 pub use file::FileStore;
 pub use home::codepilot_home;
+pub use id::InvalidSessionId;
 pub use id::MAX_SESSION_ID_LEN;
 pub use id::SessionId;
 pub use lease::LEASE_TTL;

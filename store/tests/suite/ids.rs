@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 use codepilot_store::SessionId;
+use codepilot_store::StoreError;
 use pretty_assertions::assert_eq;
 
 #[test]
@@ -31,6 +32,21 @@ fn valid_and_invalid_ids() {
         "invalid_id_message",
         SessionId::new("a/b").unwrap_err().to_string()
     );
+}
+
+#[test]
+fn parse_gives_a_store_error_and_new_its_own_with_one_message() {
+    let parsed = "a/b".parse::<SessionId>().unwrap_err();
+    assert!(
+        matches!(&parsed, StoreError::InvalidId { id } if id == "a/b"),
+        "{parsed:?}"
+    );
+    let rejected = SessionId::new("a/b").unwrap_err();
+    assert_eq!(rejected.id(), "a/b");
+    assert_eq!(rejected.to_string(), parsed.to_string());
+    let converted = StoreError::from(rejected);
+    assert_eq!(converted.to_string(), parsed.to_string());
+    assert!(matches!(converted, StoreError::InvalidId { id } if id == "a/b"));
 }
 
 #[test]
