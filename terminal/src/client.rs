@@ -12,10 +12,10 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::unix::OwnedWriteHalf;
 
+use crate::control::ControlEvent;
+use crate::control::ControlRequest;
 use crate::error::Result;
 use crate::error::TerminalError;
-use crate::mux::ControlEvent;
-use crate::mux::ControlRequest;
 use crate::mux::Hello;
 
 /// The detach key of [`attach_interactive`]: Ctrl-] (byte 0x1d), as in telnet.

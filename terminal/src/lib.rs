@@ -33,22 +33,24 @@
 
 pub mod client;
 pub mod config;
+mod control;
 mod error;
 mod manager;
 pub mod mux;
 mod output;
 pub mod procs;
+mod registry;
 mod scan;
 mod sweep;
 mod terminal;
 
 pub use config::TerminalConfig;
+pub use control::ControlEvent;
 pub use error::Result;
 pub use error::TerminalError;
 pub use manager::TerminalHandle;
 pub use manager::TerminalManager;
 pub use manager::TerminateReport;
-pub use mux::ControlEvent;
 pub use mux::Hello;
 pub use output::CommandResult;
 pub use output::CommandStatus;

@@ -1,6 +1,5 @@
 //! `TerminalManager`: owns the terminals, the socket directory and the control socket.
 
-use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -18,33 +17,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::TerminalConfig;
 use crate::config::valid_name;
+use crate::control::ControlEvent;
 use crate::error::Result;
 use crate::error::TerminalError;
-use crate::mux::ControlEvent;
 use crate::mux::serve_control;
 use crate::mux::serve_terminal;
 use crate::output::CommandResult;
+use crate::registry::Registry;
 use crate::terminal::HumanInput;
 use crate::terminal::SpawnContext;
 use crate::terminal::Terminal;
 use crate::terminal::TerminalInfo;
 use crate::terminal::lock;
-
-/// The live terminals by name.
-#[derive(Default)]
-pub(crate) struct Registry {
-    terminals: Mutex<BTreeMap<String, Arc<Terminal>>>,
-}
-
-impl Registry {
-    pub(crate) fn get(&self, name: &str) -> Option<Arc<Terminal>> {
-        lock(&self.terminals).get(name).cloned()
-    }
-
-    pub(crate) fn all(&self) -> Vec<Arc<Terminal>> {
-        lock(&self.terminals).values().cloned().collect()
-    }
-}
 
 /// What `terminate` did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -90,7 +74,7 @@ impl ManagerInner {
     /// Synchronous, best-effort cleanup: kill every tree, remove every file we made.
     fn cleanup_now(&self) {
         self.shut.store(true, Ordering::SeqCst);
-        let terminals: Vec<Arc<Terminal>> = std::mem::take(&mut *lock(&self.registry.terminals))
+        let terminals: Vec<Arc<Terminal>> = std::mem::take(&mut *self.registry.locked())
             .into_values()
             .collect();
         for terminal in &terminals {
@@ -255,7 +239,7 @@ impl TerminalManager {
             return Err(TerminalError::ShutDown);
         }
         let terminal = {
-            let mut terminals = lock(&self.inner.registry.terminals);
+            let mut terminals = self.inner.registry.locked();
             if terminals.contains_key(name) {
                 return Err(TerminalError::AlreadyExists {
                     name: name.to_owned(),
@@ -313,11 +297,10 @@ impl TerminalManager {
     /// # Errors
     /// When no terminal has this name.
     pub async fn terminate(&self, name: &str) -> Result<TerminateReport> {
-        let terminal = lock(&self.inner.registry.terminals)
-            .remove(name)
-            .ok_or_else(|| TerminalError::NotFound {
-                name: name.to_owned(),
-            })?;
+        let removed = self.inner.registry.locked().remove(name);
+        let terminal = removed.ok_or_else(|| TerminalError::NotFound {
+            name: name.to_owned(),
+        })?;
         let killed = terminal.kill_now();
         let exit_code = terminal.wait_exit(Duration::from_secs(5)).await;
         Ok(TerminateReport {

@@ -15,7 +15,6 @@
 //! `terminal_exited` events. The client may send `{"type":"resize","terminal":T,"cols":C,"rows":R}`
 //! lines; failures come back as `{"type":"error","message":…}`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,55 +31,11 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::manager::Registry;
+pub use crate::control::ControlEvent;
+pub use crate::control::ControlRequest;
+use crate::registry::Registry;
 use crate::terminal::CLIENT_BACKLOG_BYTES;
 use crate::terminal::Terminal;
-
-/// An event on the control socket.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ControlEvent {
-    /// A terminal was created (or existed when the client connected).
-    TerminalCreated {
-        /// Terminal name.
-        terminal: String,
-        /// Its shell's pid.
-        pid: u32,
-        /// Its socket path.
-        socket: PathBuf,
-    },
-    /// A terminal's shell exited (or was terminated).
-    TerminalExited {
-        /// Terminal name.
-        terminal: String,
-        /// Its shell's pid.
-        pid: u32,
-        /// The shell's exit code.
-        exit_code: i32,
-    },
-    /// A control request failed.
-    Error {
-        /// What went wrong.
-        message: String,
-    },
-}
-
-/// A request a control client may send.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ControlRequest {
-    /// Resize a terminal's PTY.
-    Resize {
-        /// Terminal name.
-        terminal: String,
-        /// New width.
-        cols: u16,
-        /// New height.
-        rows: u16,
-    },
-}
 
 /// The handshake reply on a terminal socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
