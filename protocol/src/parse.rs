@@ -9,6 +9,7 @@ use crate::fence::Info;
 use crate::fence::is_closing;
 use crate::fence::lines;
 use crate::fence::opening_fence;
+use crate::payload::Payload;
 use crate::payload_check::check_payloads;
 
 /// What one model answer asks for. Built by [`parse`].
@@ -35,19 +36,6 @@ pub struct ControlBlock {
     /// 1-based line in the answer of the first code line (the line after the opening fence). Add
     /// `first_line - 1` to a line number inside the block to get the answer line.
     pub first_line: usize,
-}
-
-/// A payload block: content that a `write_file` call consumes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payload {
-    /// The `filename=` value, unquoted.
-    pub filename: String,
-    /// The content, exactly as between the fences except that CRLF line endings become LF (and the opening
-    /// fence's indentation, if any, is removed from each line, as CommonMark does). Every line ends with `\n`;
-    /// an empty block gives `""` (writes an empty file).
-    pub content: String,
-    /// 1-based line in the answer of the opening fence (0 for payloads built by hand).
-    pub line: usize,
 }
 
 /// One fenced block of the answer.

@@ -15,7 +15,7 @@
 //! (`content=`, `payload=`, `text=`, `data=`) and a literal invalid mode are rejected wherever they appear.
 
 use crate::error::ParseError;
-use crate::parse::Payload;
+use crate::payload::Payload;
 
 /// Checks that the `write_file` calls in `code` consume exactly `payloads`, in order (see the module docs for
 /// what counts as statically visible). `parse` calls this; it is public for runtimes that build payloads
