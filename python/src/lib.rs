@@ -1,7 +1,7 @@
 //! `codepilot._native`: the Rust runtime behind the `codepilot` Python package.
 //!
 //! The pure-Python half (`python/codepilot/`) keeps the original library's names and call shapes — `Runtime`,
-//! `AsyncRuntime`, hooks, decorators, `EventType` — and drives runs through [`runtime::RunHandle`]; everything else
+//! `AsyncRuntime`, hooks, decorators, `EventType` — and drives runs through `runtime::RunHandle`; everything else
 //! (the agent, tools, terminals, sessions, the event-to-hook mapping and error types) happens here and in the
 //! engine. See `bridge` for how a run on the engine's threads reaches hooks on the caller's thread.
 

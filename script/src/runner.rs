@@ -84,7 +84,7 @@ pub trait ToolHost: Send + Sync {
 /// tokio executor is never blocked. Prints are delivered through [`ToolHost::print`] before
 /// each tool call, every 50 ms while the block computes, at the end, and on failure.
 ///
-/// Cancelling `cancel` ends the call within [`CANCEL_GRACE`] plus scheduling delay, also while a
+/// Cancelling `cancel` ends the call within a short grace period plus scheduling delay, also while a
 /// tool is pending (its future is dropped).
 ///
 /// # Errors

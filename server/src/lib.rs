@@ -4,7 +4,7 @@
 //! Sessions live in the daemon, not in a connection: a client starts or resumes one, subscribes to its events,
 //! starts turns, steers and interrupts them, and answers the permission and ask-user requests the session sends to
 //! its subscribers. A client that drops and comes back resubscribes with `after_seq` and is replayed what it
-//! missed (see [`session`](crate::session) for how the log and its pumps keep a slow client from slowing a
+//! missed (the `session` module documents how the log and its pumps keep a slow client from slowing a
 //! session).
 //!
 //! ```no_run

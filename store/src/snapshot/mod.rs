@@ -309,7 +309,7 @@ impl SnapshotStore {
     }
 
     /// Deletes old snapshots of `session` (of every session when `None`): each session keeps its `keep` newest
-    /// (at least one) and every key in `protect` (pass the keys sessions record, [`SessionMeta::snapshot`]
+    /// (at least one) and every key in `protect` (pass the keys sessions record, [`SessionMeta::snapshot`](crate::SessionMeta::snapshot)
     /// (crate::SessionMeta), when known); of the rest, those older than `older_than` are deleted, or all of them
     /// when `older_than` is `None`. Returns the deleted snapshots.
     ///

@@ -1,4 +1,4 @@
-//! What a [`SnapshotStore`](super::SnapshotStore) is told ([`SnapshotOptions`], [`RestoreMode`]) and what it
+//! What a [`SnapshotStore`](super::SnapshotStore)(super::SnapshotStore) is told ([`SnapshotOptions`], [`RestoreMode`]) and what it
 //! answers ([`SnapshotInfo`], [`Saved`], [`Prepared`]).
 
 use std::path::PathBuf;
@@ -14,12 +14,12 @@ pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Default number of snapshots kept per session.
 pub const DEFAULT_KEEP: usize = 10;
 
-/// What [`SnapshotStore::prepare`] does with a work directory when the session has a snapshot.
+/// What [`SnapshotStore::prepare`](super::SnapshotStore::prepare) does with a work directory when the session has a snapshot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestoreMode {
     /// Restore into a missing or empty work directory, or over an older copy of this session's workspace; refuse
-    /// ([`SnapshotError::NotEmpty`]) to restore over anything else.
+    /// ([`SnapshotError::NotEmpty`](super::SnapshotError::NotEmpty)) to restore over anything else.
     #[default]
     IfEmpty,
     /// Restore whatever the work directory holds: the files a snapshot would hold are replaced (files
@@ -44,7 +44,7 @@ impl FromStr for RestoreMode {
     }
 }
 
-/// How a [`SnapshotStore`] behaves.
+/// How a [`SnapshotStore`](super::SnapshotStore) behaves.
 #[derive(Debug, Clone)]
 pub struct SnapshotOptions {
     /// Largest total size of the files a snapshot may hold. Default [`DEFAULT_MAX_BYTES`].
@@ -82,7 +82,7 @@ pub struct SnapshotInfo {
     pub size: u64,
 }
 
-/// What [`SnapshotStore::save`] did.
+/// What [`SnapshotStore::save`](super::SnapshotStore::save) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Saved {
     /// The workspace is unchanged since snapshot `key` (or since it was restored from it): nothing uploaded.
@@ -103,7 +103,7 @@ pub enum Saved {
     },
 }
 
-/// What [`SnapshotStore::prepare`] did.
+/// What [`SnapshotStore::prepare`](super::SnapshotStore::prepare) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
     /// The session has no snapshot: the work directory is used as it is.
