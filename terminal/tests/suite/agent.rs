@@ -237,7 +237,7 @@ async fn multi_line_and_incomplete_commands() {
         (Some(0), "a\n1\n2\nheredoc")
     );
     let r = t.execute("echo 'unclosed", T).await.unwrap();
-    assert_eq!(r.exit_code, Some(2));
+    assert_eq!(r.exit_code, Some(2), "{r:?}");
     assert!(r.output.contains("incomplete"), "{r:?}");
     let r = t.execute("echo fine", T).await.unwrap();
     assert_eq!((r.command_index, r.output.as_str()), (3, "fine"));
