@@ -12,21 +12,24 @@ target="${CARGO_TARGET_DIR:-$HOME/.cache/codepilot-target}/fuzz"
 # An explicit --target keeps RUSTFLAGS (the coverage instrumentation) away from build scripts and proc macros.
 host="$(rustc -vV | sed -n 's/^host: //p')"
 cargo build --release --locked --bins --target "$host" --target-dir "$target"
-mkdir -p artifacts corpus/parse corpus/interpreter
-# Seeds the corpus cannot grow to by mutation: answers larger than any context budget (a runaway generation of
-# 20,000 lines around a block, one refused for two blocks, one 300 KB line). The first byte is the target's
-# chunk size.
+mkdir -p artifacts corpus/parse corpus/interpreter oversize
+# Answers larger than any context budget (a runaway generation of 20,000 lines around a block, one refused for two
+# blocks, one 300 KB line): run through the parse target whole, every time, before fuzzing. They stay out of the
+# corpus, where their size would set libFuzzer's max_len and slow every mutation a hundredfold. The first byte is
+# the target's chunk size.
 python3 - <<'PY'
 lines = lambda tag, n: "".join(f"{tag} line {i} of a runaway generation\n" for i in range(n))
 seeds = {
-    "oversize-runaway": lines("before", 10000) + "```codepilot\nprint(1)\n```\n" + lines("after", 10000),
-    "oversize-refused": lines("refused", 20000) + "```codepilot\nprint(1)\n```\n```codepilot\nprint(2)\n```\n",
-    "oversize-line": "w" * 300000 + "\n```codepilot\nprint(3)\n```\n```completion\n" + "z" * 100000 + "\n```\n",
+    "runaway": lines("before", 10000) + "```codepilot\nprint(1)\n```\n" + lines("after", 10000),
+    "refused": lines("refused", 20000) + "```codepilot\nprint(1)\n```\n```codepilot\nprint(2)\n```\n",
+    "one-line": "w" * 300000 + "\n```codepilot\nprint(3)\n```\n```completion\n" + "z" * 100000 + "\n```\n",
 }
 for name, text in seeds.items():
-    with open(f"corpus/parse/{name}", "wb") as f:
+    with open(f"oversize/{name}", "wb") as f:
         f.write(b"\x07" + text.encode())
 PY
+echo "== the parse target on answers over the budget"
+"$target/$host/release/parse" -artifact_prefix=artifacts/ oversize/runaway oversize/refused oversize/one-line 2>&1 | grep -E "Executed|ERROR|panicked"
 for t in parse interpreter; do
     dict=()
     [ "$t" = parse ] && dict=(-dict=parse.dict)
