@@ -62,6 +62,8 @@ struct ManagerInner {
     /// The shells' own files (shell integration, completion nonces), apart from the sockets and the token, so a
     /// sandboxed shell can be given these while the socket directory is hidden from it.
     shell_dir: PathBuf,
+    /// Held while this manager lives: they tell other processes' sweeps that its folders are in use.
+    _locks: [Option<std::fs::File>; 2],
     token: Arc<str>,
     registry: Arc<Registry>,
     events: broadcast::Sender<ControlEvent>,
@@ -120,7 +122,9 @@ fn socket_base() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/tmp"))
 }
 
-fn private_dir(cfg: &TerminalConfig) -> Result<(PathBuf, bool)> {
+/// The socket directory, whether this manager owns it, and the lock that marks it alive when it made it under
+/// the shared base.
+fn private_dir(cfg: &TerminalConfig) -> Result<(PathBuf, bool, Option<std::fs::File>)> {
     let make = |path: &Path| {
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -137,18 +141,19 @@ fn private_dir(cfg: &TerminalConfig) -> Result<(PathBuf, bool)> {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
                 TerminalError::io(format!("cannot make {} private (0700)", dir.display()), e)
             })?;
-            return Ok((dir.clone(), false));
+            return Ok((dir.clone(), false, None));
         }
         make(dir)?;
-        return Ok((dir.clone(), true));
+        return Ok((dir.clone(), true, None));
     }
-    let dir = socket_base().join(format!(
-        "codepilot-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    make(&dir)?;
-    Ok((dir, true))
+    let base = socket_base();
+    let (dir, lock) = crate::sweep::create_locked(&base, "codepilot-").map_err(|e| {
+        TerminalError::io(
+            format!("cannot create a socket directory in {}", base.display()),
+            e,
+        )
+    })?;
+    Ok((dir, true, Some(lock)))
 }
 
 fn bind(path: &Path) -> Result<UnixListener> {
@@ -175,23 +180,23 @@ impl TerminalManager {
     /// # Errors
     /// When the directory, token file or control socket cannot be created.
     pub async fn new(cfg: TerminalConfig) -> Result<Self> {
-        crate::sweep::once(&socket_base(), &std::env::temp_dir());
-        let (dir, owns_dir) = private_dir(&cfg)?;
-        let shell_dir = std::env::temp_dir().join(format!(
-            "codepilot-shell-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&shell_dir)
-            .map_err(|e| TerminalError::io(format!("cannot create {}", shell_dir.display()), e))?;
+        crate::sweep::once(socket_base(), std::env::temp_dir());
+        let (dir, owns_dir, dir_lock) = private_dir(&cfg)?;
+        let temp = std::env::temp_dir();
+        let (shell_dir, shell_lock) = crate::sweep::create_locked(&temp, "codepilot-shell-")
+            .map_err(|e| {
+                TerminalError::io(
+                    format!("cannot create a shell directory in {}", temp.display()),
+                    e,
+                )
+            })?;
         let token: Arc<str> = Arc::from(format!("{:032x}", rand::random::<u128>()));
         let inner = Arc::new(ManagerInner {
             cfg,
             dir,
             owns_dir,
             shell_dir,
+            _locks: [dir_lock, Some(shell_lock)],
             token: Arc::clone(&token),
             registry: Arc::default(),
             events: broadcast::channel(256).0,

@@ -320,11 +320,19 @@ async fn the_next_start_removes_the_runtime_folders_a_killed_process_left() {
     let (sockets, temp) = (dir.path().join("xdg"), dir.path().join("tmp"));
     std::fs::create_dir_all(&sockets).unwrap();
     std::fs::create_dir_all(&temp).unwrap();
-    // Folders that look like ours but are not a dead process's stay: a live PID (this test's), another shape.
-    let live = format!("codepilot-{}-0000abcd", std::process::id());
-    for keep in [live.as_str(), "codepilot-demo-1234", "codepilot-99-notahex"] {
+    // What is not a dead owner's stays: a folder whose lock is held (by this test, under a PID that exists in no
+    // namespace here — liveness is the lock, not the PID), one without a lock, other shapes.
+    let live = "codepilot-999999999-0000abcd".to_owned();
+    for keep in [
+        live.as_str(),
+        "codepilot-1-0000beef",
+        "codepilot-demo-1234",
+        "codepilot-99-notahex",
+    ] {
         std::fs::create_dir(sockets.join(keep)).unwrap();
     }
+    let held = std::fs::File::create(sockets.join(&live).join(".lock")).unwrap();
+    held.lock().unwrap();
     let server = ScriptedServer::start(vec![
         Turn::delay(120_000, Turn::answer("never")),
         Turn::answer("Done.\n```completion\nok\n```"),
@@ -361,8 +369,17 @@ async fn the_next_start_removes_the_runtime_folders_a_killed_process_left() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The sweep runs in the background of the next start: wait for it (bounded), then check what stayed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(names(&sockets, &format!("codepilot-{pid}-")).is_empty()
+        && names(&temp, "codepilot-shell-").is_empty())
+    {
+        assert!(Instant::now() < deadline, "the killed run's folders stayed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut kept = vec![
         live,
+        "codepilot-1-0000beef".to_owned(),
         "codepilot-99-notahex".to_owned(),
         "codepilot-demo-1234".to_owned(),
     ];
@@ -373,4 +390,5 @@ async fn the_next_start_removes_the_runtime_folders_a_killed_process_left() {
         "the killed process's socket folder is gone, the others stay"
     );
     assert_eq!(names(&temp, "codepilot-shell-"), Vec::<String>::new());
+    drop(held);
 }
