@@ -106,13 +106,13 @@ pub(super) fn compact(book: &mut ContextBook, fixed: u64) -> Result<(), Overflow
     // The protected part alone is too big. The newest step's answer goes first (a runaway generation, a proxy that
     // ignored max_tokens): cut to at most a quarter of the room, then its largest observation, then the answer down
     // to its head and tail. The task's opening is never cut: if it alone does not fit, the request cannot be made.
-    let (answer, observation) = newest_step(book);
-    let steps = [
-        answer.map(|i| (i, limit / 4)),
-        observation.map(|i| (i, 0)),
-        answer.map(|i| (i, 0)),
-    ];
-    for (i, floor) in steps.into_iter().flatten() {
+    let (answer, users) = newest_step(book);
+    let steps = answer
+        .map(|i| (i, limit / 4))
+        .into_iter()
+        .chain(users.into_iter().map(|i| (i, 0)))
+        .chain(answer.map(|i| (i, 0)));
+    for (i, floor) in steps {
         if book.view.total <= limit {
             return Ok(());
         }
@@ -142,46 +142,77 @@ fn unprotected_steps(book: &ContextBook, ti: usize, last: usize) -> usize {
     if ti == last { n.saturating_sub(1) } else { n }
 }
 
-/// The newest step's answer (its assistant message) and its largest user message (an observation or a queued
-/// message; never the task's opening).
-fn newest_step(book: &ContextBook) -> (Option<usize>, Option<usize>) {
+/// The newest step's answer (its assistant message) and its user messages (observations, queued messages; never
+/// the task's opening), largest first.
+fn newest_step(book: &ContextBook) -> (Option<usize>, Vec<usize>) {
     let Some(t) = book.tasks.last() else {
-        return (None, None);
+        return (None, Vec::new());
     };
     let Some(&newest) = t.steps.last() else {
-        return (None, None);
+        return (None, Vec::new());
     };
-    let observation = (newest..t.end)
+    let mut users: Vec<usize> = (newest..t.end)
         .filter(|&i| book.msgs[i].wire.role() == codepilot_protocol::Role::User)
-        .max_by_key(|&i| book.msgs[i].tokens);
-    (Some(newest), observation)
+        .collect();
+    users.sort_by_key(|&i| std::cmp::Reverse(book.msgs[i].tokens));
+    (Some(newest), users)
 }
 
-/// Shows message `i` in requests as its head and tail, about `keep_tokens` long with the marker saying how much
-/// was cut. The stored message is not changed.
+/// Shows message `i` in requests as its head and tail with a marker saying how much was cut, at most `keep_tokens`
+/// long as counted (or the marker alone, when even that is longer); an observation keeps its first line, the tag
+/// that says what it is. The stored message is not changed.
 fn cut_to(book: &mut ContextBook, i: usize, keep_tokens: u64) {
     let msg = &book.msgs[i];
-    if keep_tokens + MARKER_ALLOWANCE >= msg.tokens {
+    if keep_tokens >= msg.tokens {
         return;
     }
-    let keep_tokens = keep_tokens.saturating_sub(MARKER_ALLOWANCE);
     let content = msg.wire.content();
+    let keep_first_line = book.is_observation(i);
+    let first_line = if keep_first_line {
+        content.find('\n').map_or(content.len(), |n| n + 1)
+    } else {
+        0
+    };
+    // Bytes per token vary along a message (prose, a run of one character, another script), so the first guess
+    // from the average is checked against the count and shrunk until it fits.
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
         clippy::cast_precision_loss
     )]
-    let keep_bytes =
-        (content.len() as f64 * keep_tokens as f64 / msg.tokens.max(1) as f64) as usize;
-    let head_end = floor_char(content, keep_bytes * 2 / 3);
-    let tail_start = ceil_char(content, content.len() - (keep_bytes - keep_bytes * 2 / 3));
-    let text = format!(
-        "{}\n[… {} characters cut to fit the context window …]\n{}",
-        &content[..head_end],
-        content[head_end..tail_start.max(head_end)].chars().count(),
-        &content[tail_start.max(head_end)..]
-    );
-    let n = book.params.counter.count(&text);
+    let mut keep_bytes = (content.len() as f64
+        * keep_tokens.saturating_sub(MARKER_ALLOWANCE) as f64
+        / msg.tokens.max(1) as f64) as usize;
+    let mut attempt = 0;
+    let (text, n) = loop {
+        let head_end = floor_char(content, (keep_bytes * 2 / 3).max(first_line));
+        let tail_start = ceil_char(
+            content,
+            content.len() - (keep_bytes - keep_bytes * 2 / 3).min(content.len()),
+        )
+        .max(head_end);
+        let text = format!(
+            "{}\n[… {} characters cut to fit the context window …]\n{}",
+            &content[..head_end],
+            content[head_end..tail_start].chars().count(),
+            &content[tail_start..]
+        );
+        let n = book.params.counter.count(&text);
+        attempt += 1;
+        if n <= keep_tokens || keep_bytes == 0 || attempt == 8 {
+            break (text, n);
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let shrunk = (keep_bytes as f64 * 0.9 * keep_tokens as f64 / n as f64) as usize;
+        keep_bytes = if attempt == 7 { 0 } else { shrunk };
+    };
+    if n >= book.msgs[i].tokens {
+        return;
+    }
     book.cuts.retain(|(at, _, _)| *at != i);
     book.cuts.push((i, text, n));
 }

@@ -702,11 +702,66 @@ mod tests {
             text.contains("HEAD") && text.contains("TAIL"),
             "head and tail kept"
         );
+        let cut = answer.len() - (text.len() - text.find("HEAD").unwrap());
+        let said: usize = text
+            .split("[… ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
         assert!(
-            text.contains("characters cut to fit the context window"),
+            said.abs_diff(cut) < 200,
+            "the marker says {said}, about {cut} were cut"
+        );
+        assert_eq!(
+            b.msgs[1].wire.content(),
+            answer,
+            "the book keeps the whole message"
+        );
+    }
+
+    #[test]
+    fn a_cut_fits_when_the_ends_are_denser_than_the_middle() {
+        // Cyrillic prose at both ends counts more tokens per byte than the ASCII runaway in the middle: a cut sized
+        // from the average alone would overshoot.
+        let system: Arc<str> = Arc::from("system");
+        let prose = "Привет, это очень длинный ответ модели. ".repeat(400);
+        let answer = format!("{prose}{}{prose}", "=".repeat(200_000));
+        let mut b = book(
+            3_000,
+            &[
+                Message::user("[Task 1][USER INPUT]\nfix it"),
+                Message::assistant(answer),
+                Message::user(format!("{EXECUTION_RESULT_TAG}\nok")),
+            ],
+        );
+        let drop = b.fit(&system, "").unwrap().unwrap();
+        assert!(drop.after <= 3_000, "{drop:?}");
+        assert!(b.request_tokens(&system, "") <= 3_000);
+    }
+
+    #[test]
+    fn every_user_message_of_the_newest_step_can_be_cut_and_observations_keep_their_tag() {
+        let system: Arc<str> = Arc::from("system");
+        let mut b = book(
+            3_000,
+            &[
+                Message::user("[Task 1][USER INPUT]\nfix it"),
+                Message::assistant("```codepilot\nprint(1)\n```"),
+                Message::user(format!("{EXECUTION_RESULT_TAG}\n{}", "o ".repeat(30_000))),
+                Message::user(format!("[USER MESSAGE]\n{}", "p ".repeat(30_000))),
+            ],
+        );
+        let drop = b.fit(&system, "").unwrap().unwrap();
+        assert!(drop.after <= 3_000, "{drop:?}");
+        let text = view_text(&b);
+        assert_eq!(
+            text.matches("characters cut to fit the context window")
+                .count(),
+            2,
             "{text}"
         );
-        assert_eq!(messages[1].content, answer, "the stored message is whole");
+        assert!(text.contains(EXECUTION_RESULT_TAG), "{text}");
     }
 
     #[test]
