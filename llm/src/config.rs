@@ -14,9 +14,9 @@ use crate::error::LlmError;
 /// Maximum tokens of one answer when the configuration sets none.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
-/// Seconds to wait for the model server when the configuration sets none (see
-/// [`ProviderConfig::request_timeout`]).
-pub const DEFAULT_REQUEST_TIMEOUT_S: u64 = 300;
+/// Seconds to wait for the model server when the configuration sets none (see [`ProviderConfig::request_timeout`]):
+/// ten minutes, for slow local models and long reasoning.
+pub const DEFAULT_REQUEST_TIMEOUT_S: u64 = 600;
 
 /// The HTTP dialect a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -110,7 +110,8 @@ fn load_agent(
         .map_err(|e| RpcError::new(codes::BAD_AGENT_CONFIG, e.to_string()))
 }
 
-/// The agent the store recorded for session `id`, with `work_dir` applied (else the recorded work directory).
+/// The agent the store recorded for session `id` — its file read again when it still exists — with `work_dir`
+/// applied (else the recorded work directory).
 fn recorded_agent(
     id: &SessionId,
     source: Option<AgentSource>,
@@ -128,7 +129,14 @@ fn recorded_agent(
         )
     })?;
     let work_dir = work_dir.map_or_else(|| source.work_dir.clone(), PathBuf::from);
-    Agent::parse(source.yaml, source.file, Some(&work_dir)).map_err(|e| {
+    // The agent file as it is now when this machine has it, so an edit made since (a tightened permission, another
+    // model) applies; the recorded text when it is gone.
+    let yaml = match &source.file {
+        Some(path) if path.is_file() => AgentFile::read_text(path)
+            .map_err(|e| RpcError::new(codes::BAD_AGENT_CONFIG, e.to_string()))?,
+        _ => source.yaml,
+    };
+    Agent::parse(yaml, source.file, Some(&work_dir)).map_err(|e| {
         RpcError::new(
             codes::BAD_AGENT_CONFIG,
             format!(

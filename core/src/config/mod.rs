@@ -99,7 +99,7 @@ pub struct ModelConfig {
     /// Stream responses. Default true.
     pub stream: bool,
     /// Seconds to wait for the model server: for the whole answer when not streaming, else for the response
-    /// headers and for each pause between two pieces of the stream. Default [`DEFAULT_REQUEST_TIMEOUT_S`] (300),
+    /// headers and for each pause between two pieces of the stream. Default [`DEFAULT_REQUEST_TIMEOUT_S`] (600),
     /// must be > 0.
     pub timeout_s: u64,
     /// Answers file of the `scripted` provider (resolved against the YAML file's directory).
@@ -447,7 +447,7 @@ impl AgentFileBuilder {
         self
     }
     /// Seconds to wait for the model server (> 0; see [`ModelConfig::timeout_s`]). Default
-    /// [`DEFAULT_REQUEST_TIMEOUT_S`] (300).
+    /// [`DEFAULT_REQUEST_TIMEOUT_S`] (600).
     #[must_use]
     pub fn timeout_s(mut self, s: u64) -> Self {
         self.agent.model.timeout_s = s;

@@ -49,14 +49,14 @@ pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
 /// Why the MCP handshake failed, in words a user can act on: for a transport failure the innermost cause (a
 /// refused connection, a server that exited), not the transport library's type names.
 fn handshake_failed(e: &rmcp::service::ClientInitializeError) -> String {
-    let rmcp::service::ClientInitializeError::TransportError { error, .. } = e else {
+    let rmcp::service::ClientInitializeError::TransportError { error, context } = e else {
         return format!("the MCP handshake failed: {e}");
     };
     let mut cause: &(dyn std::error::Error + 'static) = error;
     while let Some(source) = cause.source() {
         cause = source;
     }
-    format!("the MCP handshake failed: {cause}")
+    format!("the MCP handshake failed (while trying to {context}): {cause}")
 }
 
 /// The longest the first step waits for servers still starting.

@@ -451,9 +451,6 @@ impl RuntimeBuilder {
         terminal_settings: Option<ToolSettings>,
     ) -> Result<Started> {
         let id = lease.session();
-        if let Some(source) = &self.agent_source {
-            store.set_agent_source(lease, source).await?;
-        }
         let snapshots = match &self.snapshots {
             Some(snapshots) => {
                 let prepared = snapshots
@@ -492,6 +489,11 @@ impl RuntimeBuilder {
             }
             None => None,
         };
+        // Recorded last: a start that fails (a refused restore, a terminal that does not start) leaves the
+        // session's record as it was.
+        if let Some(source) = &self.agent_source {
+            store.set_agent_source(lease, source).await?;
+        }
         let last_seq = if self.store_events {
             store.last_event_seq(id).await?
         } else {

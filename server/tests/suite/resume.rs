@@ -265,6 +265,8 @@ async fn resume_uses_the_recorded_agent_unless_one_is_given_and_records_the_one_
     let model = ScriptedServer::start(vec![
         write("a.txt", "A"),
         Turn::answer(DONE),
+        write("e.txt", "E"),
+        Turn::answer(DONE),
         write("b.txt", "B"),
         Turn::answer(DONE),
         write("c.txt", "C"),
@@ -299,6 +301,31 @@ async fn resume_uses_the_recorded_agent_unless_one_is_given_and_records_the_one_
     c.call("turn/start", turn("write a")).await.unwrap();
     c.until_completed().await;
     assert_eq!(std::fs::read_to_string(work("a/a.txt")).unwrap(), "A\n");
+    c.call("session/close", close.clone()).await.unwrap();
+
+    // The agent file edited since: resuming by id reads it again (what an edit tightened applies).
+    std::fs::write(agents.join("edited.md"), "Mind the edited agent file.\n").unwrap();
+    std::fs::write(
+        &agent_file,
+        agent_yaml(&model, &work("ignored"), "  system_prompt: edited.md\n"),
+    )
+    .unwrap();
+    c.call("session/resume", json!({"session_id": "kept"}))
+        .await
+        .unwrap();
+    c.call("turn/start", turn("write e")).await.unwrap();
+    c.until_completed().await;
+    let asked = model.requests().last().unwrap().body.to_string();
+    assert!(asked.contains("Mind the edited agent file."), "{asked}");
+    c.call("session/close", close.clone()).await.unwrap();
+    std::fs::write(
+        &agent_file,
+        agent_yaml(&model, &work("ignored"), "  system_prompt: prompt.md\n"),
+    )
+    .unwrap();
+    c.call("session/resume", json!({"session_id": "kept"}))
+        .await
+        .unwrap();
     c.call("session/close", close.clone()).await.unwrap();
 
     // The agent file is gone: the recorded text is what runs, its prompt file still found next to where it was;

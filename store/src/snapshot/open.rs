@@ -124,12 +124,14 @@ fn s3_builder(bucket: &str, vars: &[(String, String)]) -> Result<AmazonS3Builder
             .map(|(_, v)| v.as_str())
     };
     let allow_http = var("AWS_ALLOW_HTTP").map(parse_bool).transpose()?;
-    let mut plain_http = false;
-    for name in ENDPOINT_VARS {
-        if let Some(endpoint) = var(name) {
-            plain_http |= check_endpoint(name, endpoint, allow_http)?;
-        }
-    }
+    // The first endpoint variable set is the one used (as the AWS SDKs rank them); only it is checked.
+    let endpoint = ENDPOINT_VARS
+        .iter()
+        .find_map(|name| var(name).map(|value| (*name, value)));
+    let plain_http = match endpoint {
+        Some((name, value)) => check_endpoint(name, value, allow_http)?,
+        None => false,
+    };
     crate::install_tls_provider();
     let mut builder = AmazonS3Builder::new()
         .with_url(format!("s3://{bucket}"))
@@ -140,17 +142,20 @@ fn s3_builder(bucket: &str, vars: &[(String, String)]) -> Result<AmazonS3Builder
                 .with_timeout(Duration::from_secs(120)),
         );
     for (key, value) in vars {
+        // The endpoint and AWS_ALLOW_HTTP are set below, as checked, whatever order the environment lists them in.
         if key.starts_with("AWS_")
             && !value.is_empty()
+            && key != "AWS_ALLOW_HTTP"
+            && !ENDPOINT_VARS.contains(&key.as_str())
             && let Ok(config) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
         {
             builder = builder.with_config(config, value);
         }
     }
-    if plain_http && allow_http.is_none() {
-        builder = builder.with_allow_http(true);
+    if let Some((_, value)) = endpoint {
+        builder = builder.with_endpoint(value);
     }
-    Ok(builder)
+    Ok(builder.with_allow_http(allow_http.unwrap_or(plain_http)))
 }
 
 /// `AWS_ALLOW_HTTP` as object_store reads a boolean.
@@ -223,6 +228,28 @@ mod tests {
                 .unwrap();
             assert!(parse_bool(&allowed).unwrap(), "{allow:?}: {allowed}");
             assert!(builder.build().is_ok(), "{allow:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_endpoint_variable_is_the_one_used_and_checked_in_any_order() {
+        let pairs = [
+            ("AWS_ENDPOINT_URL", "http://stale:9000"),
+            ("AWS_ENDPOINT_URL_S3", "https://s3.example.com"),
+            ("AWS_ALLOW_HTTP", "false"),
+        ];
+        for reversed in [false, true] {
+            let mut v = vars(&pairs);
+            if reversed {
+                v.reverse();
+            }
+            let builder = s3_builder("b", &v).unwrap();
+            assert_eq!(
+                builder
+                    .get_config_value(&AmazonS3ConfigKey::Endpoint)
+                    .as_deref(),
+                Some("https://s3.example.com")
+            );
         }
     }
 
