@@ -52,7 +52,7 @@ fn nested_and_flat_load_the_same_with_defaults() {
     assert_eq!(nested.model.base_url, None);
     assert!(nested.model.temperature.abs() < f32::EPSILON);
     assert_eq!(nested.model.max_tokens, 4096);
-    assert_eq!(nested.model.timeout_s, 300);
+    assert_eq!(nested.model.timeout_s, 600);
     assert_eq!(nested.model.context_window, None);
     assert_eq!(nested.model.thinking, ThinkingConfig::default());
     assert_eq!(nested.model.thinking.budget_tokens, 8000);
