@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::Weak;
 use std::time::Duration;
 
 use codepilot_llm::Provider;
@@ -80,14 +82,6 @@ fn sandbox_policy(
         runtime.network,
         vec![work_dir.to_path_buf()],
     ))
-}
-
-/// Gives back the lease of a session whose runtime failed to start, so the session is not left locked behind a
-/// runtime that never existed.
-async fn release_after_failed_start(store: &dyn SessionStore, lease: codepilot_store::Lease) {
-    if let Err(e) = store.release(lease).await {
-        tracing::warn!("releasing the session lease after a failed start: {e}");
-    }
 }
 
 /// Reads an environment variable, for API keys.
@@ -365,20 +359,42 @@ impl RuntimeBuilder {
             None => SessionId::generate(),
         };
         let (lease, record) = store.open(&id, &self.agent.name).await?;
-        let started = self
-            .start(
-                &*store,
-                &lease,
-                &record,
-                &workspace,
-                sandbox,
-                terminal_settings,
-            )
-            .await;
-        let started = match started {
-            Ok(started) => started,
-            Err(e) => {
-                release_after_failed_start(&*store, lease).await;
+        // Renewed from here on: restoring a workspace from a slow store may take longer than the lease's TTL. What
+        // a lost lease does to the runtime is wired in once the runtime exists.
+        let lease = LeaseKeeper::new(Arc::clone(&store), lease);
+        let runtime: Arc<OnceLock<Weak<Context>>> = Arc::default();
+        let on_lost = Arc::clone(&runtime);
+        lease.start_heartbeat(move |e| {
+            let Some(cx) = on_lost.get().and_then(Weak::upgrade) else {
+                return;
+            };
+            cx.emit(Event::RuntimeError(RuntimeErrorEvent {
+                kind: ErrorKind::Store,
+                message: e.to_string(),
+            }));
+            cx.control.cancel_now();
+        });
+        let started = match lease.current() {
+            Some(held) => {
+                self.start(
+                    &*store,
+                    &held,
+                    &record,
+                    &workspace,
+                    sandbox,
+                    terminal_settings,
+                )
+                .await
+            }
+            None => Err(Error::Closed),
+        };
+        let started = match (started, lease.lost_message()) {
+            (Ok(started), None) => started,
+            (Ok(_), Some(message)) => return Err(Error::LeaseLost(message)),
+            (Err(e), _) => {
+                if let Err(release) = lease.release().await {
+                    tracing::warn!("releasing the session lease after a failed start: {release}");
+                }
                 return Err(e);
             }
         };
@@ -390,7 +406,6 @@ impl RuntimeBuilder {
         });
         let events = Arc::new(EventBus::new(id.to_string(), started.last_seq));
         let mcp = self.start_mcp(&events);
-        let lease = LeaseKeeper::new(Arc::clone(&store), lease);
         let event_log = self.store_events.then(|| {
             let writer = super::event_log::EventWriter::start(Arc::clone(&lease));
             let pushed = Arc::clone(&writer);
@@ -420,15 +435,7 @@ impl RuntimeBuilder {
                 Arc::new(super::snapshots::SnapshotHooks(Arc::clone(s))) as Arc<dyn RunHooks>
             }),
         });
-        let weak = Arc::downgrade(&cx);
-        cx.lease.start_heartbeat(move |e| {
-            let Some(cx) = weak.upgrade() else { return };
-            cx.emit(Event::RuntimeError(RuntimeErrorEvent {
-                kind: ErrorKind::Store,
-                message: e.to_string(),
-            }));
-            cx.control.cancel_now();
-        });
+        let _ = runtime.set(Arc::downgrade(&cx));
         Ok(AsyncRuntime {
             inner: Arc::new(Inner {
                 agent_name: self.agent.name,
