@@ -145,13 +145,13 @@ impl Terminal {
                 Next::Interrupt(prompts) => {
                     // A human left a partial line at the prompt: clear it with Ctrl-C first. The old
                     // prompt is gone once the interrupt lands, so wait for the new one's end marker before
-                    // sending (bytes sent while bash handles SIGINT can be flushed or eaten).
+                    // sending (bytes sent while bash handles SIGINT can be flushed or eaten). An interrupt
+                    // bash noted but did not act on would mangle the command: it is nudged to act.
                     self.state().at_prompt = false;
                     waited_for_prompt = false;
                     self.write(b"\x03".to_vec(), deadline).await?;
                     let wait = deadline.min(Instant::now() + PROMPT_WAIT);
-                    self.wait_until(wait, |s| s.prompts > prompts || s.exit_code.is_some())
-                        .await;
+                    self.await_interrupt_answer(prompts, wait).await;
                 }
             }
         };

@@ -17,6 +17,11 @@
 //! between `C` and the matching `D`. Bytes typed by attached humans while the command is
 //! being submitted are held back until it has started.
 //!
+//! A command line bash finds incomplete shows the continuation prompt, whose `P` marker makes
+//! the runtime cancel it with Ctrl-C (exit code 2, "the command is incomplete"). bash acts on
+//! that interrupt only if it interrupts readline's wait for input; `await_interrupt_answer`
+//! nudges it about one that arrived sooner.
+//!
 //! # Layout
 //! This module holds the [`Terminal`] itself and the state its reader keeps from the shell's
 //! output and markers. The submodules add behaviour on one side each: `spawn` starts the shell
@@ -230,6 +235,15 @@ impl State {
 
 pub(crate) use codepilot_protocol::sync::lock;
 
+/// The first pause before a shell that has not answered an interrupt is nudged
+/// ([`Terminal::await_interrupt_answer`]); each later one is twice as long, up to [`NUDGE_MAX`].
+const NUDGE_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between two nudges.
+const NUDGE_MAX: Duration = Duration::from_secs(1);
+/// How long the reader goes on nudging a shell that has not answered the Ctrl-C cancelling an
+/// incomplete command: longer, and something other than a noted interrupt holds it up.
+const NUDGE_FOR: Duration = Duration::from_secs(60);
+
 /// A live terminal. Shared by its handle(s), its tasks and the manager.
 pub(crate) struct Terminal {
     pub(crate) name: String,
@@ -296,6 +310,39 @@ impl Terminal {
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return pred(&self.state());
             }
+        }
+    }
+
+    /// Waits until the shell answers an interrupt the runtime sent it at a prompt (prints a `D`
+    /// after the `prompts`-th) or exits, nudging it while it does not; gives up at `deadline`.
+    ///
+    /// bash acts on a SIGINT that reaches it at a prompt only when the signal interrupts readline's
+    /// wait for input. One that arrives a moment sooner, while readline is still drawing the prompt
+    /// (as the Ctrl-C sent on reading a continuation prompt's `P` marker can on a busy machine), is
+    /// noted and left: bash goes on waiting at that prompt, and acts on the interrupt only when
+    /// another signal interrupts the wait, or else at the next key, mangling the line it starts. So
+    /// while the shell does not answer it is sent SIGCHLD now and then: bash finds no child to reap,
+    /// and readline does not catch it (SIGWINCH, which readline does catch, would take the place of
+    /// a SIGINT readline has caught but not yet handled, and that interrupt would be lost).
+    async fn await_interrupt_answer(&self, prompts: u64, deadline: Instant) {
+        let answered = |s: &State| s.prompts > prompts || s.exit_code.is_some();
+        let mut pause = NUDGE_FIRST;
+        loop {
+            let until = deadline.min(Instant::now() + pause);
+            if self.wait_until(until, answered).await || until >= deadline {
+                return;
+            }
+            let st = self.state();
+            if answered(&st) || self.closed.is_cancelled() {
+                return;
+            }
+            // Under the lock, so the answer cannot be taken in meanwhile: the agent has not moved on,
+            // the shell is still at the prompt, and the foreground process group is the shell's.
+            if let Ok(pgrp) = rustix::termios::tcgetpgrp(&self.master) {
+                let _ = rustix::process::kill_process_group(pgrp, rustix::process::Signal::CHILD);
+            }
+            drop(st);
+            pause = (pause * 2).min(NUDGE_MAX);
         }
     }
 

@@ -13,10 +13,12 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Notify;
 use tokio::sync::broadcast;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::HumanInput;
 use super::Mux;
+use super::NUDGE_FOR;
 use super::Phase;
 use super::State;
 use super::Terminal;
@@ -227,13 +229,18 @@ async fn reader_task(terminal: Arc<Terminal>, mut pty: pty_process::OwnedReadPty
             });
             (
                 std::mem::take(&mut st.to_write),
-                std::mem::take(&mut st.want_interrupt),
+                std::mem::take(&mut st.want_interrupt).then_some(st.prompts),
             )
         };
         terminal.changed.notify_waiters();
         let mut pending = Vec::new();
-        if interrupt {
+        if let Some(prompts) = interrupt {
             pending.push(b"\x03".to_vec());
+            // Sent the moment the continuation prompt's marker is read, the Ctrl-C can reach bash
+            // before readline waits for input, and then bash would not act on it by itself.
+            let terminal = Arc::clone(&terminal);
+            let until = Instant::now() + NUDGE_FOR;
+            tokio::spawn(async move { terminal.await_interrupt_answer(prompts, until).await });
         }
         if !to_write.is_empty() {
             pending.push(to_write);

@@ -244,6 +244,47 @@ async fn multi_line_and_incomplete_commands() {
     m.shutdown().await;
 }
 
+/// The Ctrl-C cancelling an incomplete command is sent the moment the continuation prompt's marker is read. bash
+/// acts on it only if it interrupts readline's wait for input; one that arrives while readline is still drawing the
+/// prompt is noted and left, and the shell waited at the continuation prompt for good (on a busy machine, by
+/// chance). Under strace each of bash's writes returns 0.2 s late, so the Ctrl-C always arrives that early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ctrl_c_that_lands_while_the_continuation_prompt_is_drawn_still_cancels_the_command() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let strace_runs = std::process::Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !strace_runs {
+        codepilot_testkit::service::missing("strace", "apt-get install strace");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let shell = work.path().join("bash-under-strace");
+    std::fs::write(
+        &shell,
+        "#!/bin/sh\nexec strace -o /dev/null -e trace=write -e inject=write:delay_exit=200000 bash \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&shell, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = TerminalConfig::new(work.path());
+    cfg.shell = shell;
+    let m = manager_with(cfg).await;
+    let t = m.create("main").await.unwrap();
+    let r = t.execute("echo 'unclosed", T).await.unwrap();
+    assert_eq!(
+        (r.status, r.exit_code),
+        (CommandStatus::Completed, Some(2)),
+        "{r:?}"
+    );
+    assert!(r.output.contains("incomplete"), "{r:?}");
+    // Nothing is left pending in the shell to mangle the next command.
+    let r = t.execute("echo fine", T).await.unwrap();
+    assert_eq!((r.exit_code, r.output.as_str()), (Some(0), "fine"), "{r:?}");
+    m.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_output_is_truncated_head_and_tail() {
     let work = tempfile::tempdir().unwrap();
