@@ -215,7 +215,6 @@ async fn reader_task(terminal: Arc<Terminal>, mut pty: pty_process::OwnedReadPty
             Ok(n) => n,
         };
         let chunk = &buf[..n];
-        terminal.mux.publish(chunk);
         let (to_write, interrupt) = {
             let mut st = terminal.state();
             let st = &mut *st;
@@ -232,6 +231,10 @@ async fn reader_task(terminal: Arc<Terminal>, mut pty: pty_process::OwnedReadPty
                 std::mem::take(&mut st.want_interrupt).then_some(st.prompts),
             )
         };
+        // Attached clients get the bytes only now, so the terminal has taken in whatever a client has
+        // seen: an agent that runs a command once a human's output shows finds that human's command
+        // running, not a prompt it already left.
+        terminal.mux.publish(chunk);
         terminal.changed.notify_waiters();
         let mut pending = Vec::new();
         if let Some(prompts) = interrupt {
