@@ -113,6 +113,20 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The contents of a `messages` array (as `session/resume` and `session/read` return it), one message per line.
+#[must_use]
+pub fn message_texts(messages: &Value) -> String {
+    messages
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|m| m["content"].as_str().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
 /// The text of the last user message of a recorded request body, in either wire format (string content or an
 /// array of text blocks).
 ///

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use codepilot_testkit::ScriptedServer;
 use codepilot_testkit::Turn;
+use codepilot_testkit::message_texts as texts;
 use codepilot_testkit::moto::MotoServer;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
@@ -196,16 +197,6 @@ fn short_dir() -> tempfile::TempDir {
         .prefix("cph")
         .tempdir_in("/tmp")
         .unwrap()
-}
-
-fn texts(messages: &Value) -> String {
-    messages
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// What the real parts need; `None` when one is missing (the test is skipped, saying so; under CI it fails).

@@ -9,24 +9,13 @@ use codepilot::store::snapshot::SnapshotStore;
 use codepilot_server::DaemonConfig;
 use codepilot_testkit::ScriptedServer;
 use codepilot_testkit::Turn;
+use codepilot_testkit::message_texts as texts;
 use pretty_assertions::assert_eq;
-use serde_json::Value;
 use serde_json::json;
 
 use super::support::DONE;
 use super::support::TestDaemon;
 use super::support::agent_yaml;
-
-/// The contents of `messages` (a `messages` array), one per line.
-fn texts(messages: &Value) -> String {
-    messages
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// A daemon on the SQLite database in `dir` (and, with `snapshots`, a snapshot store there too).
 async fn daemon_on(dir: &Path, snapshots: bool) -> TestDaemon {
