@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use crate::Mode;
 use crate::Plan;
 use crate::Policy;
+use crate::resources::Mechanism;
 
 /// What the kernel lets the sandbox enforce here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct Support {
     pub namespaces: Result<(), String>,
     /// The Landlock ABI version the kernel offers, if any (writes are restricted only with Landlock).
     pub landlock_abi: Option<u32>,
+    /// How `runtime.resources` is enforced here.
+    pub limits: Mechanism,
 }
 
 impl Support {
@@ -47,7 +50,54 @@ impl Support {
                     (Err(e), _) => Err(format!("no user namespaces here: {e}")),
                 },
             ),
+            ("processes limited per session", self.process_limit()),
+            (
+                "memory limited per session",
+                match &self.limits {
+                    Mechanism::CgroupV2 { base } => Ok(format!(
+                        "cgroup v2 memory.max, swap included, under {}",
+                        base.display()
+                    )),
+                    Mechanism::CgroupV1 {
+                        memory: Some(_), ..
+                    } => Ok("cgroup v1 memory controller, swap included".to_owned()),
+                    Mechanism::CgroupV1 { memory: None, .. } => {
+                        Err("the v1 memory controller is not writable here".to_owned())
+                    }
+                    Mechanism::Rlimits { why } => Err(why.clone()),
+                },
+            ),
+            (
+                "CPU share per session",
+                match &self.limits {
+                    Mechanism::CgroupV2 { .. } => Ok("cgroup v2 cpu.weight".to_owned()),
+                    Mechanism::CgroupV1 { cpu: Some(_), .. } => {
+                        Ok("cgroup v1 cpu.shares".to_owned())
+                    }
+                    Mechanism::CgroupV1 { cpu: None, .. } => {
+                        Err("the v1 cpu controller is not writable here".to_owned())
+                    }
+                    Mechanism::Rlimits { why } => Err(why.clone()),
+                },
+            ),
+            (
+                "disk and open files limited",
+                Ok("work directory size watched, RLIMIT_FSIZE per file, RLIMIT_NOFILE".to_owned()),
+            ),
         ]
+    }
+
+    fn process_limit(&self) -> Result<String, String> {
+        match (&self.limits, &self.namespaces) {
+            (Mechanism::CgroupV2 { .. }, _) => Ok("cgroup v2 pids.max".to_owned()),
+            (Mechanism::CgroupV1 { pids: Some(_), .. }, _) => {
+                Ok("cgroup v1 pids controller".to_owned())
+            }
+            (Mechanism::CgroupV1 { pids: None, .. } | Mechanism::Rlimits { .. }, Ok(())) => {
+                Err("no writable pids cgroup: only RLIMIT_NPROC, per sandboxed shell".to_owned())
+            }
+            (_, Err(e)) => Err(format!("no pids cgroup and no user namespaces here: {e}")),
+        }
     }
 }
 
@@ -74,6 +124,7 @@ pub fn probe() -> Support {
         .get_or_init(|| Support {
             namespaces: try_namespaces(),
             landlock_abi: landlock_abi(),
+            limits: Mechanism::detect(),
         })
         .clone()
 }
@@ -114,6 +165,6 @@ mod tests {
     #[test]
     fn the_probe_reports_every_guarantee() {
         let s = probe();
-        assert_eq!(s.report().len(), 4);
+        assert_eq!(s.report().len(), 8);
     }
 }

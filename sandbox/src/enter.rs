@@ -355,6 +355,9 @@ fn inside(plan: &Plan) -> io::Result<()> {
     if !plan.network {
         loopback_up()?;
     }
+    if let Some(n) = plan.process_limit {
+        crate::resources::set_limit(libc::RLIMIT_NPROC, n)?;
+    }
     if let Some(ruleset) = &plan.ruleset {
         // SAFETY: plain system calls; the ruleset descriptor is open for the plan's lifetime.
         unsafe {

@@ -32,6 +32,7 @@
 
 mod check;
 mod enter;
+pub mod resources;
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -163,6 +164,9 @@ pub enum SandboxError {
     /// The Landlock rules could not be built.
     #[error("could not prepare the Landlock rules: {0}")]
     Landlock(String),
+    /// A session's resource limits could not be put in force.
+    #[error("resource limits: {0}")]
+    Limits(String),
     /// A path could not be used in the policy.
     #[error("sandbox path {path:?} is not usable: {reason}")]
     Path {
@@ -183,6 +187,8 @@ pub struct Plan {
     ruleset: Option<OwnedFd>,
     /// Folders covered by an empty tmpfs.
     hidden: Vec<CString>,
+    /// `RLIMIT_NPROC` set in the shell's own user namespace, where it counts only that shell's processes.
+    process_limit: Option<u64>,
 }
 
 impl Plan {
@@ -213,7 +219,16 @@ impl Plan {
                     })
                 })
                 .collect::<Result<_, _>>()?,
+            process_limit: None,
         })
+    }
+
+    /// Limits the shell and everything it starts to `n` processes, counted in its own user namespace (the floor
+    /// of [`resources`] where no cgroup counts a session's processes).
+    #[must_use]
+    pub fn with_process_limit(mut self, n: Option<u64>) -> Self {
+        self.process_limit = n;
+        self
     }
 
     /// Whether Landlock enforces the write rules on this kernel (when not, only the namespaces apply).
