@@ -5,7 +5,8 @@
 //! Measures: construction until `main` answers its first command; `execute("true")` round
 //! trips (median, p99 over 1000 runs), without and with the sandbox (workspace-write, no network);
 //! 10,000 consecutive `echo` commands checked for exactly their own output; multiplexer throughput
-//! to 4 attached clients; RSS.
+//! to 4 attached clients; RSS; the cost of a session's resource limits (a cgroup per session where this host has
+//! one): making them, a shell start and a command round trip with and without them.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -94,6 +95,8 @@ async fn run() {
         println!("sandbox not available here: no sandboxed figures");
     }
 
+    resource_limits().await;
+
     let (mut wrong, mut hung) = (0, 0);
     let t0 = Instant::now();
     for i in 0..10_000 {
@@ -165,6 +168,73 @@ async fn run() {
         sum as f64 / 4.0 / 1e6 / slowest.as_secs_f64(),
     );
     m.shutdown().await;
+}
+
+/// Median time for a new terminal to answer its first command, over 40 starts (after 5 untimed).
+async fn shell_starts(label: &str, m: &TerminalManager) {
+    let mut times = Vec::with_capacity(40);
+    for i in 0..45 {
+        let name = format!("s{i}");
+        let t0 = Instant::now();
+        let t = m.create(&name).await.unwrap();
+        t.execute("true", T).await.unwrap();
+        if i >= 5 {
+            times.push(t0.elapsed());
+        }
+        m.terminate(&name).await.unwrap();
+    }
+    times.sort();
+    println!(
+        "{label}: shell start to first answer, median {:.2} ms, p90 {:.2} ms",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.9).as_secs_f64() * 1e3
+    );
+}
+
+/// Shell starts and round trips without limits, then with a session's limits (512 processes, 4 GiB, 1024 files,
+/// a 10 GiB disk cap) as this host enforces them; and what making a session's limits costs.
+async fn resource_limits() {
+    use codepilot_sandbox::resources::Limits;
+    use codepilot_sandbox::resources::SessionLimits;
+    let limits = Limits {
+        max_processes: Some(512),
+        max_memory_mb: Some(4096),
+        cpu_weight: None,
+        max_disk_mb: Some(10 * 1024),
+        max_open_files: Some(1024),
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut made = Vec::with_capacity(100);
+    for _ in 0..100 {
+        let t0 = Instant::now();
+        let l = SessionLimits::new(limits, work.path()).unwrap();
+        made.push(t0.elapsed());
+        drop(l);
+    }
+    made.sort();
+    let session = SessionLimits::new(limits, work.path()).unwrap();
+    println!(
+        "resource limits ({}): a session's limits made and removed in median {:.3} ms",
+        session.mechanism().describe(),
+        percentile(&made, 0.5).as_secs_f64() * 1e3
+    );
+    let plain = TerminalManager::new(TerminalConfig::new(work.path()))
+        .await
+        .unwrap();
+    let mut cfg = TerminalConfig::new(work.path());
+    cfg.limits = Some(session);
+    let limited = TerminalManager::new(cfg).await.unwrap();
+    shell_starts("without limits", &plain).await;
+    shell_starts("with limits", &limited).await;
+    shell_starts("without limits, again", &plain).await;
+    let (a, b) = (
+        plain.create("main").await.unwrap(),
+        limited.create("main").await.unwrap(),
+    );
+    round_trips("without limits: execute(\"true\") x1000", &a).await;
+    round_trips("with limits: execute(\"true\") x1000", &b).await;
+    plain.shutdown().await;
+    limited.shutdown().await;
 }
 
 fn main() {

@@ -31,6 +31,9 @@ pub struct TerminalConfig {
     /// The sandbox every shell runs in (`codepilot-sandbox`). `None`: no sandbox. The terminal's private
     /// directory is added to the policy's always-writable folders (the shell integration writes there).
     pub sandbox: Option<codepilot_sandbox::Policy>,
+    /// The session's resource limits (SPEC §24): every shell joins them before it starts, and a command that
+    /// runs into one is stopped (processes, disk) and names it in its result. `None`: no limits.
+    pub limits: Option<std::sync::Arc<codepilot_sandbox::resources::SessionLimits>>,
 }
 
 impl Default for TerminalConfig {
@@ -46,6 +49,7 @@ impl Default for TerminalConfig {
             max_output_chars: 10_000,
             scrollback_bytes: 256 * 1024,
             sandbox: None,
+            limits: None,
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct CommandResult {
     pub cwd: PathBuf,
     /// The shell's process id.
     pub pid: u32,
+    /// The resource limit the command ran into (SPEC §24), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<codepilot_sandbox::resources::LimitHit>,
 }
 
 impl CommandResult {
@@ -49,6 +52,10 @@ impl CommandResult {
         );
         if !self.output.is_empty() {
             out.push_str(&self.output);
+            out.push('\n');
+        }
+        if let Some(hit) = &self.limit {
+            out.push_str(&hit.message);
             out.push('\n');
         }
         match (self.status, self.exit_code) {

@@ -76,6 +76,38 @@ pub fn kill_tree(leader: u32) -> BTreeSet<u32> {
     all
 }
 
+/// Stops the command a shell runs: `SIGKILL` to every process of the terminal but the shell (and, when
+/// `sandboxed`, the process in between that waits for it: `leader`), and `SIGINT` to the shell, which ends a
+/// command line it runs itself (a loop waiting to retry a fork).
+pub(crate) fn stop_command(leader: u32, sandboxed: bool) {
+    let Ok(leader_raw) = i32::try_from(leader) else {
+        return;
+    };
+    let shell = if sandboxed {
+        processes()
+            .into_iter()
+            .find(|p| p.1 == leader_raw)
+            .and_then(|p| u32::try_from(p.0).ok())
+    } else {
+        Some(leader)
+    };
+    for _ in 0..3 {
+        let others: Vec<u32> = tree(leader)
+            .into_iter()
+            .filter(|pid| *pid != leader && Some(*pid) != shell)
+            .collect();
+        if others.is_empty() {
+            break;
+        }
+        for pid in others.into_iter().filter_map(to_pid) {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+    }
+    if let Some(shell) = shell.and_then(to_pid) {
+        let _ = rustix::process::kill_process(shell, Signal::INT);
+    }
+}
+
 pub(crate) fn to_pid(pid: u32) -> Option<Pid> {
     Pid::from_raw(i32::try_from(pid).ok()?)
 }

@@ -1,6 +1,7 @@
 //! The agent's side of a terminal: `execute`, `read_output` and `send_input`, and the
 //! [`CommandResult`]s they build from the captured output or the rendered screen.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -22,6 +23,8 @@ use crate::output::render_span;
 const PROMPT_WAIT: Duration = Duration::from_secs(10);
 /// How long `execute` waits for the shell's first prompt at least.
 const READY_WAIT: Duration = Duration::from_secs(20);
+/// How often a running command is looked at for a limit it reached, under resource limits.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// Message used when a command line was incomplete.
 const INCOMPLETE: &str = "codepilot: the command is incomplete (an unclosed quote, bracket, `do`/`done`, `fi` or here-document?) and was cancelled; nothing ran";
 
@@ -106,6 +109,13 @@ impl Terminal {
                         completed: false,
                         completion_delivered: false,
                         incomplete: false,
+                        counters: self
+                            .limits
+                            .as_ref()
+                            .map(|l| l.counters())
+                            .unwrap_or_default(),
+                        limit: None,
+                        limit_checked: false,
                     });
                     Next::Go(index)
                 }
@@ -173,14 +183,78 @@ impl Terminal {
             }
             return Err(e);
         }
-        self.wait_until(deadline, |s| {
+        self.wait_for_command(deadline, index).await;
+        Ok(self.result(/*full*/ true))
+    }
+
+    /// Waits until command `index` completes (or the shell exits), up to `deadline`. Under resource limits it
+    /// looks in every [`WATCH_EVERY`] for a limit that means the command must be stopped, and stops it.
+    async fn wait_for_command(&self, deadline: Instant, index: u32) {
+        let done = |s: &State| {
             s.exit_code.is_some()
                 || s.cmd
                     .as_ref()
                     .is_some_and(|c| c.index != index || c.completed)
-        })
-        .await;
-        Ok(self.result(/*full*/ true))
+        };
+        let Some(limits) = self.limits.clone() else {
+            self.wait_until(deadline, done).await;
+            return;
+        };
+        loop {
+            let slice = deadline.min(Instant::now() + WATCH_EVERY);
+            if self.wait_until(slice, done).await || Instant::now() >= deadline {
+                return;
+            }
+            let counters = match self.state().cmd.as_ref() {
+                Some(c) if c.index == index && c.limit.is_none() => c.counters,
+                Some(_) | None => continue,
+            };
+            let l = Arc::clone(&limits);
+            let Ok(Some(hit)) = tokio::task::spawn_blocking(move || l.must_stop(counters)).await
+            else {
+                continue;
+            };
+            if let Some(cmd) = self.state().cmd.as_mut().filter(|c| c.index == index) {
+                cmd.limit = Some(hit);
+                cmd.limit_checked = true;
+            }
+            crate::procs::stop_command(self.pid, self.sandboxed);
+        }
+    }
+
+    /// Adds to a completed command's result the limit it ran into, worked out once (comparing the session's
+    /// counters with those at its start, and its exit and output).
+    fn attach_limit(&self, result: &mut CommandResult) {
+        let Some(limits) = &self.limits else {
+            return;
+        };
+        if result.status != CommandStatus::Completed {
+            return;
+        }
+        let (counters, known) = {
+            let st = self.state();
+            match st.cmd.as_ref() {
+                Some(c) if c.index == result.command_index => {
+                    if c.limit_checked {
+                        result.limit.clone_from(&c.limit);
+                        return;
+                    }
+                    (c.counters, c.limit.clone())
+                }
+                Some(_) | None => return,
+            }
+        };
+        let hit = known.or_else(|| limits.hit_since(counters, result.exit_code, &result.output));
+        if let Some(c) = self
+            .state()
+            .cmd
+            .as_mut()
+            .filter(|c| c.index == result.command_index)
+        {
+            c.limit.clone_from(&hit);
+            c.limit_checked = true;
+        }
+        result.limit = hit;
     }
 
     /// Builds the result for the last agent command. `full`: all output, else since the last read.
@@ -201,6 +275,7 @@ impl Terminal {
                 truncated: false,
                 cwd: shell_cwd,
                 pid: self.pid,
+                limit: None,
             };
         };
         let completed = cmd.completed || exit_code.is_some();
@@ -234,9 +309,12 @@ impl Terminal {
             truncated,
             cwd: shell_cwd,
             pid: self.pid,
+            limit: None,
         };
         drop(st);
         if completed {
+            let mut result = result;
+            self.attach_limit(&mut result);
             result
         } else {
             CommandResult {
@@ -270,13 +348,7 @@ impl Terminal {
             return Ok(self.result(/*full*/ true));
         }
         if running {
-            self.wait_until(deadline, |s| {
-                s.exit_code.is_some()
-                    || s.cmd
-                        .as_ref()
-                        .is_some_and(|c| c.index != index || c.completed)
-            })
-            .await;
+            self.wait_for_command(deadline, index).await;
         }
         Ok(self.result(/*full*/ false))
     }
@@ -335,7 +407,7 @@ impl Terminal {
                 self.interrupt_foreground();
             }
         }
-        self.wait_until(deadline, done).await;
+        self.wait_for_command(deadline, index).await;
         Ok(self.result(/*full*/ false))
     }
 
@@ -365,6 +437,7 @@ impl Terminal {
             truncated,
             cwd: st.cwd.clone(),
             pid: self.pid,
+            limit: None,
         }
     }
 }

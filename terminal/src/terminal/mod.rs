@@ -114,6 +114,12 @@ struct AgentCmd {
     completed: bool,
     completion_delivered: bool,
     incomplete: bool,
+    /// The session's limit counters when the command started (with resource limits).
+    counters: codepilot_sandbox::resources::Counters,
+    /// The limit the command ran into, once known.
+    limit: Option<codepilot_sandbox::resources::LimitHit>,
+    /// Whether `limit` was worked out for the completed command.
+    limit_checked: bool,
 }
 
 struct State {
@@ -261,6 +267,10 @@ pub(crate) struct Terminal {
     rc_path: PathBuf,
     pub(crate) sock_path: PathBuf,
     human: Arc<Mutex<VecDeque<HumanInput>>>,
+    /// The session's resource limits, when in force.
+    limits: Option<Arc<codepilot_sandbox::resources::SessionLimits>>,
+    /// Whether the shell runs in the sandbox (then it is the child of `pid`, which waits for it).
+    sandboxed: bool,
 }
 
 /// Writes `contents` to `path`, created with mode 0600 or truncated.

@@ -108,31 +108,61 @@ impl Terminal {
         let master = rustix::io::fcntl_dupfd_cloexec(&pty, 0)
             .map_err(|e| TerminalError::io("cannot duplicate the PTY descriptor", e.into()))?;
         let env = normalised_env(std::env::vars_os(), &cfg.env, &cfg.hidden_vars, name);
-        let sandbox = match &cfg.sandbox {
-            Some(policy) if policy.mode != codepilot_sandbox::Mode::Off => {
-                let mut policy = policy.clone();
-                policy.always_writable.push(ctx.shell_dir.to_path_buf());
-                // The sockets and the token (which would let the shell attach to, and type into, every terminal)
-                // and the user's runtime folder (D-Bus, agent sockets) are out of its sight.
-                policy.hidden.push(ctx.dir.to_path_buf());
-                policy.hidden.extend(
-                    std::env::var_os("XDG_RUNTIME_DIR")
-                        .map(std::path::PathBuf::from)
-                        .filter(|d| !ctx.shell_dir.starts_with(d)),
-                );
-                Some(codepilot_sandbox::Plan::new(&policy).map_err(|e| {
-                    TerminalError::io(
-                        format!("cannot prepare the sandbox for terminal {name}"),
-                        std::io::Error::other(e),
-                    )
-                })?)
-            }
-            Some(_) | None => None,
-        };
+        let sandbox =
+            match &cfg.sandbox {
+                Some(policy) if policy.mode != codepilot_sandbox::Mode::Off => {
+                    let mut policy = policy.clone();
+                    policy.always_writable.push(ctx.shell_dir.to_path_buf());
+                    // The sockets and the token (which would let the shell attach to, and type into, every terminal)
+                    // and the user's runtime folder (D-Bus, agent sockets) are out of its sight.
+                    policy.hidden.push(ctx.dir.to_path_buf());
+                    policy.hidden.extend(
+                        std::env::var_os("XDG_RUNTIME_DIR")
+                            .map(std::path::PathBuf::from)
+                            .filter(|d| !ctx.shell_dir.starts_with(d)),
+                    );
+                    let plan = codepilot_sandbox::Plan::new(&policy).map_err(|e| {
+                        TerminalError::io(
+                            format!("cannot prepare the sandbox for terminal {name}"),
+                            std::io::Error::other(e),
+                        )
+                    })?;
+                    Some(plan.with_process_limit(
+                        cfg.limits.as_ref().and_then(|l| l.shell_process_limit()),
+                    ))
+                }
+                Some(_) | None => None,
+            };
+        let sandboxed = sandbox.is_some();
+        let join = cfg
+            .limits
+            .as_ref()
+            .map(|l| l.join())
+            .transpose()
+            .map_err(|e| {
+                TerminalError::io(
+                    format!("cannot open the session's cgroups for terminal {name}"),
+                    e,
+                )
+            })?;
         let mut command = pty_process::Command::new(&cfg.shell);
-        if let Some(plan) = sandbox {
-            // SAFETY: `Plan::enter` makes system calls only, as `pre_exec` requires.
-            command = unsafe { command.pre_exec(move || plan.enter()) };
+        if sandbox.is_some() || join.is_some() {
+            // SAFETY: `Join::enter` and `Plan::enter` make system calls only, as `pre_exec` requires. The shell
+            // joins its session's cgroups first, so the sandbox's processes all start in them.
+            command = unsafe {
+                command.pre_exec(move || {
+                    if let Some(join) = &join {
+                        join.enter()?;
+                    }
+                    if let Some(plan) = &sandbox {
+                        plan.enter()?;
+                    }
+                    match &join {
+                        Some(join) => join.limit_files(),
+                        None => Ok(()),
+                    }
+                })
+            };
         }
         let child = command
             .args(["--norc", "--noprofile", "-i"])
@@ -194,6 +224,8 @@ impl Terminal {
             rc_path,
             sock_path,
             human: Arc::clone(&ctx.human),
+            limits: cfg.limits.clone(),
+            sandboxed,
         });
         tokio::spawn(reader_task(Arc::clone(&terminal), read_half));
         tokio::spawn(writer_task(write_half, input_rx, terminal.closed.clone()));

@@ -428,8 +428,19 @@ fn render_formats() {
         truncated: false,
         cwd: "/work".into(),
         pid: 42,
+        limit: None,
     };
     insta::assert_snapshot!("render_completed", r.render());
+    let mut killed = r.clone();
+    killed.exit_code = Some(137);
+    killed.output = "Killed".into();
+    killed.limit = Some(codepilot_sandbox::resources::LimitHit {
+        kind: codepilot_sandbox::resources::LimitKind::Memory,
+        limit: 256,
+        message: "[killed: memory limit 256 MiB reached (runtime.resources.max_memory_mb); use less memory at once]"
+            .into(),
+    });
+    insta::assert_snapshot!("render_limit", killed.render());
     r.status = CommandStatus::Running;
     r.exit_code = None;
     r.output = String::new();
