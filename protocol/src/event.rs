@@ -55,6 +55,8 @@ pub enum Event {
     ContextDrop(ContextDropEvent),
     /// The work directory was stored as a snapshot (SPEC §17), at the end of a run or when the host asked.
     WorkspaceSaved(WorkspaceSavedEvent),
+    /// A command, or a file tool's write, ran into one of the session's resource limits (SPEC §24).
+    ResourceLimit(ResourceLimitEvent),
 }
 
 /// [`Event::Start`].
@@ -290,6 +292,35 @@ pub struct ContextDropEvent {
     pub budget: u64,
 }
 
+/// Which resource limit was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// `runtime.resources.max_processes`: a fork was refused; the command was stopped.
+    Processes,
+    /// `runtime.resources.max_memory_mb`: a process was killed for memory.
+    Memory,
+    /// `runtime.resources.max_disk_mb`: the work directory (or one file) reached the cap; the command was
+    /// stopped, or the write refused.
+    Disk,
+    /// `runtime.resources.max_open_files`: a process could open no more files.
+    OpenFiles,
+}
+
+/// [`Event::ResourceLimit`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceLimitEvent {
+    /// Which limit.
+    pub kind: ResourceKind,
+    /// Its value: a count for processes and open files, MiB for memory and disk.
+    pub limit: u64,
+    /// The terminal whose command ran into it; `None` for a file tool's write.
+    #[serde(default)]
+    pub terminal: Option<String>,
+    /// What the model reads about it, e.g. `[killed: memory limit 256 MiB reached (…)]`.
+    pub message: String,
+}
+
 /// Which variant an [`Event`] is, for per-kind callbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -314,6 +345,7 @@ pub enum EventKind {
     ContextMaintenance,
     ContextDrop,
     WorkspaceSaved,
+    ResourceLimit,
 }
 
 impl Event {
@@ -340,6 +372,7 @@ impl Event {
             Event::ContextMaintenance(_) => EventKind::ContextMaintenance,
             Event::ContextDrop(_) => EventKind::ContextDrop,
             Event::WorkspaceSaved(_) => EventKind::WorkspaceSaved,
+            Event::ResourceLimit(_) => EventKind::ResourceLimit,
         }
     }
 }

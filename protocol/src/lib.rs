@@ -80,6 +80,8 @@ pub use event::FinishReason;
 pub use event::MaxStepsEvent;
 pub use event::ModelRetryEvent;
 pub use event::PermissionRequestEvent;
+pub use event::ResourceKind;
+pub use event::ResourceLimitEvent;
 pub use event::RuntimeErrorEvent;
 pub use event::SessionResetEvent;
 pub use event::StartEvent;

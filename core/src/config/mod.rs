@@ -140,6 +140,10 @@ pub struct RuntimeConfig {
     pub sandbox: codepilot_sandbox::Mode,
     /// Whether sandboxed shells have the network. Default true.
     pub network: bool,
+    /// What one session's shells may use together (SPEC §24); `None` is `resources: off`. Default
+    /// [`Limits::defaults`](codepilot_sandbox::resources::Limits::defaults): 512 processes, half the machine's
+    /// memory.
+    pub resources: Option<codepilot_sandbox::resources::Limits>,
     /// Context stress (request tokens / budget) from which a maintenance step asks the model to archive finished
     /// tasks (SPEC §16). Default 0.8; more than 0 and at most 1.
     pub context_threshold: f64,
@@ -154,6 +158,7 @@ impl Default for RuntimeConfig {
             step_timeout_s: DEFAULT_STEP_TIMEOUT_S,
             sandbox: codepilot_sandbox::Mode::WorkspaceWrite,
             network: true,
+            resources: Some(codepilot_sandbox::resources::Limits::defaults()),
             context_threshold: DEFAULT_CONTEXT_THRESHOLD,
         }
     }
@@ -487,6 +492,13 @@ impl AgentFileBuilder {
     #[must_use]
     pub fn sandbox(mut self, mode: codepilot_sandbox::Mode) -> Self {
         self.agent.runtime.sandbox = mode;
+        self
+    }
+    /// What one session's shells may use together; `None` lifts every limit. Default
+    /// [`Limits::defaults`](codepilot_sandbox::resources::Limits::defaults).
+    #[must_use]
+    pub fn resources(mut self, limits: Option<codepilot_sandbox::resources::Limits>) -> Self {
+        self.agent.runtime.resources = limits;
         self
     }
     /// Whether sandboxed shells have the network. Default true.

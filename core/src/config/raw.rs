@@ -93,7 +93,28 @@ struct RawRuntime {
     step_timeout_s: Option<Spanned<u64>>,
     sandbox: Option<Spanned<String>>,
     network: Option<bool>,
+    resources: Option<Spanned<RawResources>>,
     context_threshold: Option<Spanned<f64>>,
+}
+
+/// `runtime.resources`: `off`, or a map of limits.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawResources {
+    /// YAML 1.1 reads a bare `off` as `false`.
+    Bool(bool),
+    Word(String),
+    Map(std::collections::BTreeMap<String, RawLimit>),
+}
+
+/// One limit: a number, or `off`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawLimit {
+    Number(u64),
+    /// `off` (a bare `off` reads as `false`).
+    Bool(bool),
+    Word(String),
 }
 
 #[derive(Deserialize)]
@@ -122,6 +143,104 @@ pub(super) struct Lines {
     pub(super) max_steps: Option<u64>,
     pub(super) step_timeout_s: Option<u64>,
     pub(super) context_threshold: Option<u64>,
+}
+
+/// The limits `runtime.resources` asks for: `None` for `off`; keys not given keep their defaults.
+fn resources(
+    raw: &RawResources,
+    ctx: &Ctx,
+    line: Option<u64>,
+) -> Result<Option<codepilot_sandbox::resources::Limits>> {
+    const KEYS: [&str; 5] = [
+        "max_processes",
+        "max_memory_mb",
+        "cpu_weight",
+        "max_disk_mb",
+        "max_open_files",
+    ];
+    let map = match raw {
+        RawResources::Bool(false) => return Ok(None),
+        RawResources::Word(w) if w.trim() == "off" => return Ok(None),
+        RawResources::Bool(true) => {
+            return Err(invalid(
+                "runtime.resources",
+                ctx,
+                line,
+                "the limits are on by default; use off, or a map such as {max_processes: 512}"
+                    .to_owned(),
+            ));
+        }
+        RawResources::Word(w) => {
+            return Err(invalid(
+                "runtime.resources",
+                ctx,
+                line,
+                format!(
+                    "'{w}' is not a setting; use off, or a map such as {{max_processes: 512, max_memory_mb: 4096}}"
+                ),
+            ));
+        }
+        RawResources::Map(map) => map,
+    };
+    let mut limits = codepilot_sandbox::resources::Limits::defaults();
+    for (key, value) in map {
+        let number = match value {
+            RawLimit::Number(n) => Some(*n),
+            RawLimit::Bool(false) => None,
+            RawLimit::Word(w) if w.trim() == "off" => None,
+            RawLimit::Bool(true) => {
+                return Err(invalid(
+                    &format!("runtime.resources.{key}"),
+                    ctx,
+                    line,
+                    "give a whole number, or off for no limit".to_owned(),
+                ));
+            }
+            RawLimit::Word(w) => {
+                return Err(invalid(
+                    &format!("runtime.resources.{key}"),
+                    ctx,
+                    line,
+                    format!("'{w}' is not a number; give a whole number, or off for no limit"),
+                ));
+            }
+        };
+        let key_name = format!("runtime.resources.{key}");
+        // Below these a shell cannot start or run a command at all.
+        let within = |n: Option<u64>, min: u64, max: u64| -> Result<Option<u64>> {
+            match n {
+                Some(n) if !(min..=max).contains(&n) => Err(invalid(
+                    &key_name,
+                    ctx,
+                    line,
+                    format!("must be from {min} to {max} (or off for no limit), got {n}"),
+                )),
+                n => Ok(n),
+            }
+        };
+        let small = |n: Option<u64>, min: u64, max: u64| -> Result<Option<u32>> {
+            Ok(within(n, min, max)?.and_then(|n| u32::try_from(n).ok()))
+        };
+        match key.as_str() {
+            "max_processes" => limits.max_processes = small(number, 8, 4_194_304)?,
+            "max_memory_mb" => limits.max_memory_mb = within(number, 32, u64::MAX >> 20)?,
+            "cpu_weight" => limits.cpu_weight = small(number, 1, 10_000)?,
+            "max_disk_mb" => limits.max_disk_mb = within(number, 1, u64::MAX >> 20)?,
+            "max_open_files" => limits.max_open_files = within(number, 16, 1 << 30)?,
+            other => {
+                return Err(invalid(
+                    "runtime.resources",
+                    ctx,
+                    line,
+                    match super::validate::closest(other, KEYS) {
+                        Some(near) => format!("unknown key '{other}'; did you mean '{near}'?"),
+                        None => format!("unknown key '{other}'; the keys are {}", KEYS.join(", ")),
+                    },
+                ));
+            }
+        }
+    }
+    Ok(Some(limits))
 }
 
 pub(super) fn line_of(loc: Location) -> Option<u64> {
@@ -394,6 +513,10 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
                     })?,
                 None => codepilot_sandbox::Mode::WorkspaceWrite,
             };
+            let resources = match &r.resources {
+                Some(s) => resources(&s.value, ctx, line_of(s.referenced))?,
+                None => Some(codepilot_sandbox::resources::Limits::defaults()),
+            };
             RuntimeConfig {
                 work_dir: resolve(ctx, r.work_dir.as_deref().unwrap_or(DEFAULT_WORK_DIR)),
                 max_steps: r.max_steps.map_or(DEFAULT_MAX_STEPS, |s| s.value),
@@ -401,6 +524,7 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
                 step_timeout_s: r.step_timeout_s.map_or(DEFAULT_STEP_TIMEOUT_S, |s| s.value),
                 sandbox,
                 network: r.network.unwrap_or(true),
+                resources,
                 context_threshold: r
                     .context_threshold
                     .map_or(DEFAULT_CONTEXT_THRESHOLD, |s| s.value),

@@ -611,3 +611,58 @@ fn bad_mcp_servers_name_the_key_and_line() {
         assert!(message.contains(expected), "{entry:?}: {message}");
     }
 }
+
+#[test]
+fn resources_default_to_safe_limits_take_overrides_and_off() {
+    use codepilot_sandbox::resources::Limits;
+    let base = "name: R\nmodel: {provider: openai, name: x}\n";
+    let defaults = load(base).unwrap().runtime.resources.unwrap();
+    assert_eq!(defaults, Limits::defaults());
+    assert_eq!(defaults.max_processes, Some(512));
+    assert!(defaults.max_memory_mb.is_some_and(|mb| mb >= 64));
+    assert_eq!(
+        (defaults.max_disk_mb, defaults.max_open_files),
+        (None, None)
+    );
+
+    let set = load(&format!(
+        "{base}runtime:\n  resources: {{max_processes: 64, max_memory_mb: off, cpu_weight: 50, max_disk_mb: 100, \
+         max_open_files: 256}}\n"
+    ))
+    .unwrap()
+    .runtime
+    .resources
+    .unwrap();
+    assert_eq!(
+        set,
+        Limits {
+            max_processes: Some(64),
+            max_memory_mb: None,
+            cpu_weight: Some(50),
+            max_disk_mb: Some(100),
+            max_open_files: Some(256),
+        }
+    );
+    let off = load(&format!("{base}runtime: {{resources: off}}\n")).unwrap();
+    assert_eq!(off.runtime.resources, None);
+
+    for (yaml, wanted) in [
+        ("resources: none", "'none' is not a setting; use off"),
+        (
+            "resources: {max_proceses: 5}",
+            "did you mean 'max_processes'?",
+        ),
+        (
+            "resources: {max_processes: 2}",
+            "runtime.resources.max_processes",
+        ),
+        ("resources: {max_open_files: 4}", "must be from 16 to"),
+        ("resources: {cpu_weight: 20000}", "must be from 1 to 10000"),
+        ("resources: {max_disk_mb: lots}", "'lots' is not a number"),
+    ] {
+        let err = load(&format!("{base}runtime:\n  {yaml}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(wanted), "{yaml}: {err}");
+    }
+}

@@ -84,6 +84,34 @@ fn sandbox_policy(
     ))
 }
 
+/// The session's resource limits in force, or `None` with `runtime.resources: off`. Where a cgroup cannot be
+/// made (said once per process), the rlimits still apply.
+fn session_limits(
+    runtime: &crate::config::RuntimeConfig,
+    work_dir: &std::path::Path,
+) -> Option<Arc<codepilot_sandbox::resources::SessionLimits>> {
+    use codepilot_sandbox::resources::Mechanism;
+    use codepilot_sandbox::resources::SessionLimits;
+    static NO_CGROUP: std::sync::Once = std::sync::Once::new();
+    let limits = runtime.resources?;
+    match SessionLimits::new(limits, work_dir) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            NO_CGROUP.call_once(|| {
+                tracing::warn!(
+                    "{e}; only the rlimits apply (processes per sandboxed shell, open files, file size).                      `codepilot sandbox check` shows what this machine enforces"
+                );
+            });
+            SessionLimits::with_mechanism(
+                limits,
+                work_dir,
+                Mechanism::Rlimits { why: e.to_string() },
+            )
+            .ok()
+        }
+    }
+}
+
 /// Reads an environment variable, for API keys.
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -340,7 +368,12 @@ impl RuntimeBuilder {
                 source,
             })?;
         let sandbox = sandbox_policy(rt, workspace.root());
-        let workspace = Arc::new(workspace.with_write_policy(sandbox.clone()));
+        let limits = session_limits(rt, workspace.root());
+        let workspace = Arc::new(
+            workspace
+                .with_write_policy(sandbox.clone())
+                .with_limits(limits),
+        );
         let (builtins, terminal_settings) = self.builtin_tools();
         let mut registry = Registry::default();
         for (builtin, settings) in builtins {
@@ -490,6 +523,8 @@ impl RuntimeBuilder {
                 }
                 cfg.socket_dir.clone_from(&self.socket_dir);
                 cfg.sandbox = sandbox;
+                // The session's limits: the same the file tools obey.
+                cfg.limits = workspace.limits().cloned();
                 let mgr = TerminalManager::new(cfg).await?;
                 mgr.create("main").await?;
                 Some(mgr)

@@ -518,6 +518,19 @@ async fn write_file(
         edits,
         payloads: payloads.into_iter().map(|p| p.content).collect(),
     };
+    if let Some(limits) = ctx.env.workspace.limits().cloned() {
+        let adding: u64 = req.payloads.iter().map(|p| p.len() as u64).sum();
+        if let Err(hit) = blocking("write_file", move || limits.check_write(adding)).await? {
+            emit_limit(ctx, &hit, None);
+            return Err(ToolError::new(
+                codepilot_protocol::ExcKind::OsError,
+                format!(
+                    "'{}' was not written: {} No file was changed.",
+                    req.path, hit.message
+                ),
+            ));
+        }
+    }
     let ws = Arc::clone(&ctx.env.workspace);
     let ledger = Arc::clone(&ctx.env.ledger);
     let out = blocking("write_file", move || fs::write_file(&ws, &ledger, req)).await?;
@@ -619,8 +632,33 @@ fn command_value(r: &codepilot_terminal::CommandResult) -> Value {
     })
 }
 
-fn command_output(r: &codepilot_terminal::CommandResult) -> ToolOutput {
+/// The result of a terminal tool; a limit the command ran into is also an [`Event::ResourceLimit`].
+fn command_output(ctx: &StepContext, r: &codepilot_terminal::CommandResult) -> ToolOutput {
+    if let Some(hit) = &r.limit {
+        emit_limit(ctx, hit, Some(&r.terminal));
+    }
     ToolOutput::with_observation(r.render(), command_value(r))
+}
+
+fn emit_limit(
+    ctx: &StepContext,
+    hit: &codepilot_sandbox::resources::LimitHit,
+    terminal: Option<&str>,
+) {
+    use codepilot_sandbox::resources::LimitKind;
+    ctx.env
+        .events
+        .emit(Event::ResourceLimit(crate::events::ResourceLimitEvent {
+            kind: match hit.kind {
+                LimitKind::Processes => crate::events::ResourceKind::Processes,
+                LimitKind::Memory => crate::events::ResourceKind::Memory,
+                LimitKind::Disk => crate::events::ResourceKind::Disk,
+                LimitKind::OpenFiles => crate::events::ResourceKind::OpenFiles,
+            },
+            limit: hit.limit,
+            terminal: terminal.map(str::to_owned),
+            message: hit.message.clone(),
+        }));
 }
 
 async fn execute(
@@ -654,7 +692,7 @@ async fn execute(
         .await
         .map_err(|e| terminal_error(&e));
     interrupt.disarm();
-    Ok(command_output(&r?))
+    Ok(command_output(ctx, &r?))
 }
 
 /// If the step is aborted while `execute` waits, the command it started is interrupted (Ctrl-C) rather than left
@@ -714,7 +752,7 @@ async fn read_output(
         .read_output(timeout)
         .await
         .map_err(|e| terminal_error(&e))?;
-    Ok(command_output(&r))
+    Ok(command_output(ctx, &r))
 }
 
 async fn send_input(
@@ -730,7 +768,7 @@ async fn send_input(
         .send_input(&text, timeout)
         .await
         .map_err(|e| terminal_error(&e))?;
-    Ok(command_output(&r))
+    Ok(command_output(ctx, &r))
 }
 
 async fn terminate(

@@ -24,6 +24,8 @@ pub(crate) struct Workspace {
     unsafe_mode: bool,
     /// The sandbox's write rules, which the file tools obey like the shells do. `None`: no sandbox.
     write_policy: Option<codepilot_sandbox::Policy>,
+    /// The session's resource limits, whose disk cap the file tools' writes obey. `None`: no limits.
+    limits: Option<std::sync::Arc<codepilot_sandbox::resources::SessionLimits>>,
 }
 
 impl Workspace {
@@ -35,6 +37,7 @@ impl Workspace {
             root,
             unsafe_mode,
             write_policy: None,
+            limits: None,
         })
     }
 
@@ -42,6 +45,22 @@ impl Workspace {
     pub(crate) fn with_write_policy(mut self, policy: Option<codepilot_sandbox::Policy>) -> Self {
         self.write_policy = policy;
         self
+    }
+
+    /// The file tools' writes obey `limits`' disk cap, as the shells do.
+    pub(crate) fn with_limits(
+        mut self,
+        limits: Option<std::sync::Arc<codepilot_sandbox::resources::SessionLimits>>,
+    ) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The session's resource limits, if any.
+    pub(crate) fn limits(
+        &self,
+    ) -> Option<&std::sync::Arc<codepilot_sandbox::resources::SessionLimits>> {
+        self.limits.as_ref()
     }
 
     /// Refuses a write the sandbox would refuse a shell: outside its writable folders, or anywhere in read-only
