@@ -369,6 +369,19 @@ impl Output for HumanOutput {
                 );
                 self.line(&mut s, &text);
             }
+            Event::ResourceLimit(r) => {
+                let text = self.paint(
+                    "33",
+                    &format!(
+                        "! {}{}",
+                        r.terminal
+                            .as_deref()
+                            .map_or_else(String::new, |t| format!("terminal {} ", printable(t))),
+                        printable(r.message.trim_start_matches('[').trim_end_matches(']'))
+                    ),
+                );
+                self.line(&mut s, &text);
+            }
             Event::SessionReset(_) => {}
             _ => {}
         }

@@ -93,6 +93,9 @@ class EventType(str, enum.Enum):
     """``before_pct``, ``after_pct``, ``tokens_saved``, ``tasks_archived``, ``kind``: context was reduced."""
     WORKSPACE_SAVED = "workspace_saved"
     """``key``, ``files``, ``content_bytes``, ``size``, ``elapsed_ms``: the work_dir was stored as a snapshot."""
+    RESOURCE_LIMIT = "resource_limit"
+    """``kind`` (``processes``, ``memory``, ``disk``, ``open_files``), ``limit``, ``terminal``, ``message``: a
+    command or a write ran into one of the session's resource limits (``runtime.resources``)."""
 
 
 Handler = Callable[..., Any]

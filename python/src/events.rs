@@ -15,7 +15,7 @@ use serde_json::json;
 /// bridge asks the `permission_request` and `ask_user` hooks. `codepilot._native.event_hooks()` returns this table,
 /// and the package's tests check it against [`event_types`] and Python's `EventType`, so an event added on one side
 /// only fails them.
-pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 19] = [
+pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 20] = [
     ("start", &["start"]),
     ("step", &["step"]),
     ("stream", &["stream", "thinking_stream"]),
@@ -35,6 +35,7 @@ pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 19] = [
     ("context_maintenance", &["context_maintenance_start"]),
     ("context_drop", &["context_drop"]),
     ("workspace_saved", &["workspace_saved"]),
+    ("resource_limit", &["resource_limit"]),
 ];
 
 /// The `type` tag of every variant of the engine's [`Event`] enum, in declaration order.
@@ -136,6 +137,15 @@ pub(crate) fn hook_call(event: &Event) -> Option<(&'static str, Map<String, Valu
                 "content_bytes": e.content_bytes,
                 "size": e.size,
                 "elapsed_ms": e.elapsed_ms,
+            }),
+        ),
+        Event::ResourceLimit(e) => (
+            "resource_limit",
+            json!({
+                "kind": e.kind,
+                "limit": e.limit,
+                "terminal": e.terminal,
+                "message": e.message,
             }),
         ),
         other => {

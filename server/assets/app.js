@@ -60,6 +60,7 @@ function onEvent(envelope) {
     case "aborted": entry("error", "interrupted at step " + e.step); break;
     case "runtime_error": entry("error", e.kind + ": " + e.message); break;
     case "workspace_saved": entry("result", "workspace saved: " + e.files + " files (" + e.key + ")"); break;
+    case "resource_limit": entry("limit", "⚠ " + (e.terminal ? "terminal " + e.terminal + ": " : "") + e.message); break;
     default: break;
   }
 }

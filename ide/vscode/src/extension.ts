@@ -135,6 +135,13 @@ function onNotification(n: Notification): void {
       case "workspace_saved":
         timeline?.post({ text: `workspace saved: ${e.files} files`, style: "opacity:0.6" });
         break;
+      case "resource_limit":
+        timeline?.post({
+          text: "⚠ " + (e.terminal ? `terminal ${e.terminal}: ` : "") + e.message,
+          style: "color: var(--vscode-editorWarning-foreground)",
+        });
+        void vscode.window.showWarningMessage(`CodePilot: ${e.kind.replace("_", " ")} limit (${e.limit}) reached`);
+        break;
       default:
         break;
     }

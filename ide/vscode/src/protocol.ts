@@ -299,6 +299,9 @@ export interface EventEnvelope {
       })
     | (WorkspaceSavedEvent & {
         type: "workspace_saved";
+      })
+    | (ResourceLimitEvent & {
+        type: "resource_limit";
       });
   /**
    * Increases by one with every event of the session, from 1, so a missing event is visible.
@@ -629,6 +632,27 @@ export interface WorkspaceSavedEvent {
    * The archive's (compressed) size in bytes.
    */
   size: number;
+}
+/**
+ * [`Event::ResourceLimit`].
+ */
+export interface ResourceLimitEvent {
+  /**
+   * Which limit.
+   */
+  kind: "processes" | "memory" | "disk" | "open_files";
+  /**
+   * Its value: a count for processes and open files, MiB for memory and disk.
+   */
+  limit: number;
+  /**
+   * What the model reads about it, e.g. `[killed: memory limit 256 MiB reached (…)]`.
+   */
+  message: string;
+  /**
+   * The terminal whose command ran into it; `None` for a file tool's write.
+   */
+  terminal?: string | null;
 }
 /**
  * The end of a turn: how the task ended. The daemon's `turn/completed` notification, and the last line of
