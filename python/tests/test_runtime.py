@@ -251,6 +251,22 @@ def test_handlers_written_for_the_original_get_only_the_arguments_they_name(proj
     assert got == [1, "read_file", 2, "All tests pass.", ["reason", "summary"]]
 
 
+def test_a_command_over_a_resource_limit_reaches_the_resource_limit_hook(project: Path, server: ScriptedServer) -> None:
+    write_agent(project / "agent.yaml", resources={"max_open_files": 16})
+    opener = "python3 -c \\\"fs = [open('/dev/null') for _ in range(64)]\\\""
+    server.push(block(f'execute("main", "{opener}")\nexecute("main", "echo usable")'), DONE)
+    rt = Runtime("agent.yaml")
+    got: List[Dict[str, Any]] = []
+    rt.hooks.register(EventType.RESOURCE_LIMIT, lambda **kw: got.append(kw))
+    rt.run("open too many files")
+    rt.close()
+    assert [(g["kind"], g["limit"], g["terminal"]) for g in got] == [("open_files", 16, "main")]
+    assert "open files limit 16 reached" in got[0]["message"]
+    seen = server.observation(1)
+    assert "Too many open files" in seen and "[open files limit 16 reached" in seen, seen
+    assert "\nusable\n" in seen, seen
+
+
 def test_send_message_reaches_the_model_and_the_hooks(project: Path, server: ScriptedServer) -> None:
     server.push(DONE)
     rt = Runtime("agent.yaml")

@@ -171,6 +171,15 @@ pub fn sandbox_missing(why: &str) {
     );
 }
 
+/// Skips (or, under CI, fails) a test that needs writable cgroups for the resource limits.
+pub fn cgroups_missing(why: &str) {
+    missing(
+        &format!("writable cgroups for the resource limits ({why})"),
+        "run the tests as root on a host with the cgroup v1 pids and memory controllers, or in a delegated cgroup \
+         v2 subtree (CODEPILOT_CGROUP); `codepilot sandbox check` says what is missing",
+    );
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

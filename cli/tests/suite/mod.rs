@@ -7,6 +7,7 @@ mod docs;
 mod failures;
 mod hardening;
 mod hosted;
+mod limits;
 mod mcp;
 mod output;
 mod run;

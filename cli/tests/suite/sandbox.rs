@@ -137,13 +137,37 @@ async fn shells_and_file_tools_stay_inside_the_sandbox() {
 async fn sandbox_check_reports_what_is_enforced() {
     let out = super::support::codepilot(std::path::Path::new("/"), &["sandbox", "check"]).await;
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 4, "{text}");
-    if codepilot::sandbox::probe().available() {
+    assert_eq!(text.lines().count(), 8, "{text}");
+    let support = codepilot::sandbox::probe();
+    if support.available() {
         assert!(
             text.lines().take(3).all(|l| l.starts_with("yes  ")),
             "{text}"
         );
     } else {
         assert_eq!(out.status.code(), Some(1));
+    }
+    // The machine CI runs on: namespaces, Landlock, and the cgroup v1 pids, memory and cpu controllers.
+    if support.available()
+        && support.landlock_abi.is_some()
+        && matches!(
+            support.limits,
+            codepilot::sandbox::resources::Mechanism::CgroupV1 {
+                pids: Some(_),
+                memory: Some(_),
+                cpu: Some(_)
+            }
+        )
+    {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        // The Landlock version is the kernel's.
+        let text: String = text
+            .lines()
+            .map(|l| match l.split_once("Landlock ABI ") {
+                Some((head, _)) => format!("{head}Landlock ABI [n])\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        insta::assert_snapshot!("sandbox_check_cgroup_v1", text);
     }
 }

@@ -124,6 +124,34 @@ function writeAgent(dir, modelUrl, extra = []) {
   return path;
 }
 
+test("a command over a resource limit is shown as a warning in the timeline", async (t) => {
+  assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
+  const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));
+  mkdirSync(join(dir, "work"));
+  const modelUrl = await startModel(t);
+  const agentFile = writeAgent(dir, modelUrl, ["    resources: {max_open_files: 16}"]);
+  await post(`${modelUrl}/_testkit/turns`, [
+    { answer: '```codepilot\nexecute("main", "python3 -c \\"fs = [open(\'/dev/null\') for _ in range(64)]\\"")\n```' },
+    { answer: "```completion\nToo many files\n```" },
+  ]);
+  const daemon = await startDaemon(t, dir);
+  const { newPage, errors } = await launch(t);
+  const page = await newPage();
+  await page.goto(daemon.url);
+  await page.waitForSelector("#status:text('connected')");
+  await page.fill("#agent-file", agentFile);
+  await page.click("#start-session button");
+  await page.waitForSelector("#terminals .term .xterm");
+  await page.fill("#task", "Open many files");
+  await page.click("#send");
+  await page.waitForSelector(".entry.finish");
+  assert.match(
+    await page.locator(".entry.limit").innerText(),
+    /terminal main: \[open files limit 16 reached \(runtime\.resources\.max_open_files\)/,
+  );
+  assert.deepEqual(errors, []);
+});
+
 test("a run streams into the page, Allow runs the gated command, typed keys reach the shell", async (t) => {
   assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
   const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));

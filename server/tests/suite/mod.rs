@@ -1,3 +1,4 @@
+mod limits;
 mod resume;
 mod rpc;
 mod support;
