@@ -105,6 +105,8 @@ enum RawResources {
     Bool(bool),
     Word(String),
     Map(std::collections::BTreeMap<String, RawLimit>),
+    /// Anything else (a number, a list): refused with a message naming the key.
+    Other(serde_json::Value),
 }
 
 /// One limit: a number, or `off`.
@@ -115,6 +117,8 @@ enum RawLimit {
     /// `off` (a bare `off` reads as `false`).
     Bool(bool),
     Word(String),
+    /// Anything else (a negative number, a fraction, nothing): refused with a message naming the key.
+    Other(serde_json::Value),
 }
 
 #[derive(Deserialize)]
@@ -181,6 +185,16 @@ fn resources(
             ));
         }
         RawResources::Map(map) => map,
+        RawResources::Other(v) => {
+            return Err(invalid(
+                "runtime.resources",
+                ctx,
+                line,
+                format!(
+                    "{v} is not a setting; use off, or a map such as {{max_processes: 512, max_memory_mb: 4096}}"
+                ),
+            ));
+        }
     };
     let mut limits = codepilot_sandbox::resources::Limits::defaults();
     for (key, value) in map {
@@ -194,6 +208,14 @@ fn resources(
                     ctx,
                     line,
                     "give a whole number, or off for no limit".to_owned(),
+                ));
+            }
+            RawLimit::Other(v) => {
+                return Err(invalid(
+                    &format!("runtime.resources.{key}"),
+                    ctx,
+                    line,
+                    format!("{v} is not a whole number above 0; give one, or off for no limit"),
                 ));
             }
             RawLimit::Word(w) => {

@@ -659,6 +659,19 @@ fn resources_default_to_safe_limits_take_overrides_and_off() {
         ("resources: {max_open_files: 4}", "must be from 16 to"),
         ("resources: {cpu_weight: 20000}", "must be from 1 to 10000"),
         ("resources: {max_disk_mb: lots}", "'lots' is not a number"),
+        (
+            "resources: {max_memory_mb: -1}",
+            "runtime.resources.max_memory_mb",
+        ),
+        (
+            "resources: {max_memory_mb: 4096.5}",
+            "4096.5 is not a whole number",
+        ),
+        (
+            "resources: {max_processes: }",
+            "runtime.resources.max_processes",
+        ),
+        ("resources: 5", "5 is not a setting"),
     ] {
         let err = load(&format!("{base}runtime:\n  {yaml}\n"))
             .unwrap_err()

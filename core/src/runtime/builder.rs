@@ -99,7 +99,8 @@ fn session_limits(
         Err(e) => {
             NO_CGROUP.call_once(|| {
                 tracing::warn!(
-                    "{e}; only the rlimits apply (processes per sandboxed shell, open files, file size).                      `codepilot sandbox check` shows what this machine enforces"
+                    "{e}; only the rlimits apply (processes per sandboxed shell, open files, file size). \
+                     `codepilot sandbox check` shows what this machine enforces"
                 );
             });
             SessionLimits::with_mechanism(

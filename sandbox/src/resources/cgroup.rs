@@ -89,25 +89,21 @@ impl Mechanism {
             })
         };
         if let (Some(mount), Some(path)) = (&mounts.v2, own("")) {
-            let controllers =
-                std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
-            if controllers
-                .split_whitespace()
-                .any(|c| c == "pids" || c == "memory")
-            {
-                let rel = path.trim_start_matches('/');
-                let own_dir = mount.join(rel);
-                let base = if rel.is_empty() {
-                    Some(own_dir)
-                } else {
-                    own_dir
-                        .parent()
-                        .map(Path::to_path_buf)
-                        .filter(|p| delegated(p))
-                };
-                if let Some(base) = base.filter(|b| writable(b)) {
-                    return Mechanism::CgroupV2 { base };
-                }
+            let rel = path.trim_start_matches('/');
+            let own_dir = mount.join(rel);
+            let base = if rel.is_empty() {
+                // The hierarchy's root as this process sees it: the real root, which may give controllers to
+                // children while it holds processes, or a cgroup namespace's root (it has `cgroup.type`), which
+                // holds this process and so cannot.
+                Some(own_dir).filter(|d| !d.join("cgroup.type").exists())
+            } else {
+                own_dir
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .filter(|p| delegated(p))
+            };
+            if let Some(base) = base.filter(|b| writable(b) && !available(b).is_empty()) {
+                return Mechanism::CgroupV2 { base };
             }
         }
         let v1 = |controller: &str| -> Option<PathBuf> {
@@ -211,6 +207,15 @@ impl Mounts {
     }
 }
 
+/// The controllers of `pids`, `memory` and `cpu` a v2 cgroup may give its children (its `cgroup.controllers`).
+fn available(dir: &Path) -> Vec<&'static str> {
+    let listed = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    ["pids", "memory", "cpu"]
+        .into_iter()
+        .filter(|c| listed.split_whitespace().any(|l| l == *c))
+        .collect()
+}
+
 fn writable(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
     let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
@@ -248,6 +253,8 @@ enum Role {
 struct Dir {
     role: Role,
     path: PathBuf,
+    /// The controllers in force in a v2 cgroup (what the base could give of what the limits need).
+    controllers: Vec<&'static str>,
     _lock: File,
 }
 
@@ -291,15 +298,18 @@ impl Group {
         let mut group = Self { dirs: Vec::new() };
         for (role, base) in bases {
             sweep_once(base);
-            if role == Role::Unified {
-                enable_controllers(base, limits)?;
-            }
+            let controllers = if role == Role::Unified {
+                enable_controllers(base, limits)?
+            } else {
+                Vec::new()
+            };
             let (path, lock) = make_dir(base).map_err(|e| {
                 SandboxError::Limits(format!("cannot make a cgroup in {}: {e}", base.display()))
             })?;
             group.dirs.push(Dir {
                 role,
                 path,
+                controllers,
                 _lock: lock,
             });
         }
@@ -314,8 +324,10 @@ impl Group {
     }
 
     pub(super) fn has_pids(&self) -> bool {
-        self.dirs.iter().any(|d| {
-            matches!(d.role, Role::Unified | Role::Pids) && d.path.join("pids.max").exists()
+        self.dirs.iter().any(|d| match d.role {
+            Role::Unified => d.controllers.contains(&"pids"),
+            Role::Pids => true,
+            Role::Memory | Role::Cpu => false,
         })
     }
 
@@ -337,10 +349,18 @@ impl Group {
         for dir in &self.dirs {
             match dir.role {
                 Role::Unified => {
-                    c.forks_refused = read_key(&dir.path.join("pids.events"), "max");
-                    c.oom_kills = read_key(&dir.path.join("memory.events"), "oom_kill");
+                    if dir.controllers.contains(&"pids") {
+                        c.forks_refused = read_key(&dir.path.join("pids.events"), "max");
+                        c.processes = read_number(&dir.path.join("pids.current"));
+                    }
+                    if dir.controllers.contains(&"memory") {
+                        c.oom_kills = read_key(&dir.path.join("memory.events"), "oom_kill");
+                    }
                 }
-                Role::Pids => c.forks_refused = read_key(&dir.path.join("pids.events"), "max"),
+                Role::Pids => {
+                    c.forks_refused = read_key(&dir.path.join("pids.events"), "max");
+                    c.processes = read_number(&dir.path.join("pids.current"));
+                }
                 Role::Memory => {
                     c.oom_kills = read_key(&dir.path.join("memory.oom_control"), "oom_kill")
                 }
@@ -352,11 +372,27 @@ impl Group {
 }
 
 impl Drop for Group {
+    /// Kills what is left and removes the cgroups. Normally they are empty by now (the terminals killed and reaped
+    /// their shells) and go at once; the ones that do not are left to a thread that waits for their processes, with
+    /// their locks, so the caller (often an async task) never waits. If the process exits first, the next start's
+    /// sweep removes them.
     fn drop(&mut self) {
-        for dir in &self.dirs {
-            // A cgroup whose processes do not go within the wait stays; its lock goes with `dir`, so the next
-            // start's sweep removes it.
-            let _ = remove(&dir.path);
+        let stuck: Vec<Dir> = std::mem::take(&mut self.dirs)
+            .into_iter()
+            .filter(|dir| {
+                kill_all(&dir.path);
+                remove_tree(&dir.path).is_err()
+            })
+            .collect();
+        if !stuck.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("codepilot-cgroup".to_owned())
+                .spawn(move || {
+                    for dir in &stuck {
+                        let _ = remove(&dir.path);
+                    }
+                    drop(stuck);
+                });
         }
     }
 }
@@ -383,14 +419,15 @@ impl Dir {
             .map(|mb| mb.saturating_mul(1024 * 1024));
         match self.role {
             Role::Unified => {
-                if let Some(n) = limits.max_processes {
+                let on = |c: &str| self.controllers.contains(&c);
+                if let (Some(n), true) = (limits.max_processes, on("pids")) {
                     set("pids.max", n.to_string())?;
                 }
-                if let Some(bytes) = memory {
+                if let (Some(bytes), true) = (memory, on("memory")) {
                     set("memory.max", bytes.to_string())?;
                     set_if_present("memory.swap.max", "0".to_owned())?;
                 }
-                if let Some(w) = limits.cpu_weight {
+                if let (Some(w), true) = (limits.cpu_weight, on("cpu")) {
                     set("cpu.weight", w.to_string())?;
                 }
             }
@@ -416,30 +453,43 @@ impl Dir {
     }
 }
 
-/// Turns on, in a v2 base's `cgroup.subtree_control`, the controllers `limits` needs and it lacks.
-fn enable_controllers(base: &Path, limits: &Limits) -> Result<(), SandboxError> {
+/// Turns on, in a v2 base's `cgroup.subtree_control`, the controllers `limits` needs, of those the base has;
+/// returns the ones in force. A limit whose controller the base lacks is not enforced by the cgroup.
+fn enable_controllers(base: &Path, limits: &Limits) -> Result<Vec<&'static str>, SandboxError> {
     let file = base.join("cgroup.subtree_control");
     let enabled = std::fs::read_to_string(&file).unwrap_or_default();
-    let wanted: Vec<String> = [
+    let has = available(base);
+    let wanted: Vec<&'static str> = [
         ("pids", limits.max_processes.is_some()),
         ("memory", limits.max_memory_mb.is_some()),
         ("cpu", limits.cpu_weight.is_some()),
     ]
     .into_iter()
-    .filter(|(name, want)| *want && !enabled.split_whitespace().any(|e| e == *name))
-    .map(|(name, _)| format!("+{name}"))
+    .filter(|(name, want)| *want && has.contains(name))
+    .map(|(name, _)| name)
     .collect();
-    if wanted.is_empty() {
-        return Ok(());
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|name| !enabled.split_whitespace().any(|e| e == **name))
+        .map(|name| format!("+{name}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(wanted);
     }
-    std::fs::write(&file, wanted.join(" ")).map_err(|e| {
-        SandboxError::Limits(format!(
-            "cannot enable {} in {}: {e} (a delegated cgroup must hold no process itself: run the daemon in a \
-             subgroup, e.g. systemd's DelegateSubgroup=, see docs/deploy.md)",
-            wanted.join(" "),
+    match std::fs::write(&file, missing.join(" ")) {
+        Ok(()) => Ok(wanted),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(SandboxError::Limits(format!(
+            "cannot enable {} in {}: the cgroup holds processes itself (a delegated cgroup must not: run the \
+             runtime in a subgroup, e.g. systemd's DelegateSubgroup=, see docs/deploy.md)",
+            missing.join(" "),
             file.display()
-        ))
-    })
+        ))),
+        Err(e) => Err(SandboxError::Limits(format!(
+            "cannot enable {} in {}: {e}",
+            missing.join(" "),
+            file.display()
+        ))),
+    }
 }
 
 /// Makes `<base>/codepilot-<pid>-<hex>` and locks it. A sweeper of another process may take a fresh directory
@@ -481,6 +531,14 @@ fn rand_u32() -> u32 {
     }
 }
 
+/// The number a single-value cgroup file holds (`pids.current`); 0 when unreadable.
+fn read_number(file: &Path) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The number after `key` in a flat-keyed cgroup file (`max 3`, `oom_kill 1`); 0 when absent.
 fn read_key(file: &Path, key: &str) -> u64 {
     std::fs::read_to_string(file)
@@ -498,14 +556,28 @@ fn remove(path: &Path) -> io::Result<()> {
     let mut last = Ok(());
     for attempt in 0..40 {
         kill_all(path);
-        match std::fs::remove_dir(path) {
+        match remove_tree(path) {
             Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => last = Err(e),
         }
         std::thread::sleep(Duration::from_millis(if attempt < 10 { 5 } else { 25 }));
     }
     last
+}
+
+/// Removes the cgroup at `path` and the cgroups beneath it (a nested runtime's sessions), deepest first, killing
+/// what runs in those beneath; fails while any still holds a process.
+fn remove_tree(path: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            kill_all(&entry.path());
+            remove_tree(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        Ok(()) | Err(_) => Ok(()),
+    }
 }
 
 /// `SIGKILL` to every process in the cgroup (`cgroup.kill` where v2 has it).
@@ -603,7 +675,7 @@ mod tests {
     }
 
     #[test]
-    fn the_root_of_a_private_v2_namespace_is_used() {
+    fn the_v2_root_is_used_but_not_a_namespace_root_that_holds_the_runtime() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
         let mountinfo = format!(
@@ -617,6 +689,11 @@ mod tests {
                 base: dir.path().to_path_buf()
             }
         );
+        // A container's own cgroup (the root of its namespace) has `cgroup.type`, and holds the runtime.
+        std::fs::write(dir.path().join("cgroup.type"), "domain\n").unwrap();
+        let m = Mechanism::from_tables("0::/\n", &mountinfo, None);
+        assert!(matches!(m, Mechanism::Rlimits { .. }), "{m:?}");
+        std::fs::remove_file(dir.path().join("cgroup.type")).unwrap();
         // A non-root cgroup whose parent is not delegated is not ours to divide.
         std::fs::create_dir_all(dir.path().join("system.slice/x.service")).unwrap();
         let m = Mechanism::from_tables("0::/system.slice/x.service\n", &mountinfo, None);

@@ -83,7 +83,8 @@ impl Disk {
         (used > self.cap).then_some(used)
     }
 
-    fn cached(&self) -> u64 {
+    /// Bytes used at the last measure (0 before the first).
+    pub(super) fn cached(&self) -> u64 {
         self.last
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -91,23 +92,36 @@ impl Disk {
             .map_or(0, |m| m.used)
     }
 
-    /// Refuses `adding` bytes that would take the directory over the cap (measured again when the last measure
-    /// says so, so space freed since counts).
+    /// Refuses `adding` bytes that would take the directory over the cap. The last measure counts if it is under a
+    /// second old (with the bytes accepted since added), else the directory is measured again, as it is before any
+    /// refusal, so space freed since counts.
     pub(super) fn check(&self, adding: u64) -> Result<(), LimitHit> {
         let fits = |used: u64| used.saturating_add(adding) <= self.cap;
-        let has_measure = self
-            .last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
-        if has_measure && fits(self.cached()) {
-            return Ok(());
+        {
+            let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(m) = last.as_mut()
+                && m.at.elapsed() < MIN_INTERVAL
+                && fits(m.used)
+            {
+                m.used = m.used.saturating_add(adding);
+                return Ok(());
+            }
         }
         let used = self.measure();
         if fits(used) {
+            if let Some(m) = self
+                .last
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+            {
+                m.used = m.used.saturating_add(adding);
+            }
             Ok(())
-        } else {
+        } else if used > self.cap {
             Err(LimitHit::disk(self.cap_mb(), used))
+        } else {
+            Err(LimitHit::disk_refused(self.cap_mb(), used, adding))
         }
     }
 }

@@ -8,7 +8,8 @@
 //! - **cgroup v1**: the same per session in the `pids`, `memory` (with `memory.memsw` where swap is accounted) and
 //!   `cpu` hierarchies, beneath the runtime's own cgroup in each, where they are writable.
 //! - **rlimits** as the floor: `RLIMIT_NOFILE` and `RLIMIT_FSIZE` always; `RLIMIT_NPROC` only inside a sandboxed
-//!   shell's user namespace, where it counts that shell's processes and no one else's.
+//!   shell's user namespace, where (Linux 5.14 and later) it counts that shell's processes and no one else's; uid 0
+//!   is exempt from it.
 //!
 //! Disk is not something a cgroup limits: the work directory's size is measured (a bounded scan, repeated while a
 //! command runs) and writes are stopped at the cap; `RLIMIT_FSIZE` stops any single file at the cap meanwhile.
@@ -146,6 +147,22 @@ impl LimitHit {
         }
     }
 
+    /// A write that would take the work directory over the cap.
+    #[must_use]
+    pub fn disk_refused(limit_mb: u64, used_bytes: u64, adding: u64) -> Self {
+        let mib = |b: u64| b.div_ceil(1024 * 1024);
+        Self {
+            kind: LimitKind::Disk,
+            limit: limit_mb,
+            message: format!(
+                "[refused: disk limit {limit_mb} MiB (runtime.resources.max_disk_mb): the work directory holds {} MiB \
+                 and this write adds {} MiB; delete files to go on]",
+                mib(used_bytes),
+                mib(adding)
+            ),
+        }
+    }
+
     fn file_size(limit_mb: u64) -> Self {
         Self {
             kind: LimitKind::Disk,
@@ -175,6 +192,10 @@ pub struct Counters {
     pub forks_refused: u64,
     /// Processes killed for the memory limit.
     pub oom_kills: u64,
+    /// Processes (and threads) of the session now.
+    pub processes: u64,
+    /// Bytes in the work directory at the last measure (with `max_disk_mb`).
+    pub disk_used: u64,
 }
 
 /// The limits of one session, in force: its cgroups (if this host has them) and its disk watch. Build one per
@@ -283,16 +304,22 @@ impl SessionLimits {
     /// The cgroups' event counters now (zero with the rlimit floor).
     #[must_use]
     pub fn counters(&self) -> Counters {
-        self.group
+        let mut c = self
+            .group
             .as_ref()
             .map(cgroup::Group::counters)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        c.disk_used = self.disk.as_ref().map_or(0, disk::Disk::cached);
+        c
     }
 
-    /// The limit a command ran into, if any: from the counters taken before it (`before`) and now, the work
-    /// directory's size (measured again if the last measure is old enough: see [`disk`]), its exit code, and its
-    /// output (for the rlimits, which count nothing: `SIGXFSZ` is the file size limit, and "Too many open files"
-    /// the open files limit).
+    /// The limit a command ran into, if any, from the counters taken when it started (`before`) and now, its exit
+    /// code and its output. Memory: a process of the session was killed for memory and the command ended with
+    /// `SIGKILL`. Processes: the session refused a fork while it ran (the limit is the session's: the command
+    /// may have been refused a fork another command's processes took). Disk: the work directory grew past the cap
+    /// (measured again if the last measure is old enough: see [`disk`]), or a file reached it (`SIGXFSZ`). The
+    /// rlimits count nothing: a failing command's shell error names them ("Too many open files", "fork:
+    /// Resource temporarily unavailable").
     #[must_use]
     pub fn hit_since(
         &self,
@@ -301,7 +328,11 @@ impl SessionLimits {
         output: &str,
     ) -> Option<LimitHit> {
         let now = self.counters();
-        if let (Some(mb), true) = (self.limits.max_memory_mb, now.oom_kills > before.oom_kills) {
+        let failed = exit_code.is_some_and(|c| c != 0);
+        if let (Some(mb), true) = (
+            self.limits.max_memory_mb,
+            now.oom_kills > before.oom_kills && exit_code == Some(128 + libc::SIGKILL),
+        ) {
             return Some(LimitHit::memory(mb));
         }
         if let (Some(n), true) = (
@@ -310,41 +341,55 @@ impl SessionLimits {
         ) {
             return Some(LimitHit::processes(n));
         }
-        if let Some(mb) = self.limits.max_disk_mb {
-            if let Some(used) = self.disk.as_ref().and_then(|d| d.measure_if_due(true)) {
+        if let (Some(mb), Some(disk)) = (self.limits.max_disk_mb, &self.disk) {
+            if let Some(used) = disk.measure_if_due(true)
+                && used > before.disk_used
+            {
                 return Some(LimitHit::disk(mb, used));
             }
-            if exit_code == Some(128 + libc::SIGXFSZ) || output.contains("File size limit exceeded")
+            if exit_code == Some(128 + libc::SIGXFSZ)
+                || (failed && output.contains("File size limit exceeded"))
             {
                 return Some(LimitHit::file_size(mb));
             }
         }
-        if let Some(n) = self.limits.max_open_files
+        if let (Some(n), true) = (self.limits.max_open_files, failed)
             && output.contains("Too many open files")
         {
             return Some(LimitHit::open_files(n));
         }
-        if let (Some(n), false) = (self.limits.max_processes, self.session_wide_processes())
-            && output.contains("fork: Resource temporarily unavailable")
+        if let (Some(n), false, true) = (
+            self.limits.max_processes,
+            self.session_wide_processes(),
+            failed,
+        ) && output.contains("fork: Resource temporarily unavailable")
         {
             return Some(LimitHit::processes(n));
         }
         None
     }
 
-    /// While a command runs: the limit that means its processes must be stopped now (the process limit, which
-    /// would otherwise leave the shell retrying forks, and the disk cap), if it was reached since `before`.
-    /// Measures the work directory when its last measure is old enough (see [`disk`]).
+    /// While a command runs: the limit that means it must be stopped now, if it was reached since `before`. The
+    /// process limit (the shell would otherwise retry each refused fork for 15 s) stops the command only if its
+    /// terminal holds at least half of the session's processes (`own_processes` counts them, asked only then):
+    /// another terminal's runaway is not this command's doing. The disk cap stops it if the work directory grew
+    /// past the cap since it started (a command that frees space is left alone). Measures the work directory when
+    /// its last measure is old enough (see [`disk`]).
     #[must_use]
-    pub fn must_stop(&self, before: Counters) -> Option<LimitHit> {
-        if let Some(n) = self.limits.max_processes
-            && self.counters().forks_refused > before.forks_refused
-        {
-            return Some(LimitHit::processes(n));
+    pub fn must_stop(
+        &self,
+        before: Counters,
+        own_processes: impl FnOnce() -> u64,
+    ) -> Option<LimitHit> {
+        if let Some(n) = self.limits.max_processes {
+            let now = self.counters();
+            if now.forks_refused > before.forks_refused && own_processes() * 2 >= now.processes {
+                return Some(LimitHit::processes(n));
+            }
         }
         let disk = self.disk.as_ref()?;
         let used = disk.measure_if_due(false)?;
-        Some(LimitHit::disk(disk.cap_mb(), used))
+        (used > before.disk_used).then(|| LimitHit::disk(disk.cap_mb(), used))
     }
 
     /// Whether `adding` more bytes may be written to the work directory (the file tools ask before writing).
@@ -401,7 +446,8 @@ impl Join {
     }
 }
 
-/// Lowers both the soft and the hard limit of `resource` to `value` (never raises them).
+/// Sets both the soft and the hard limit of `resource` to `value`, capped at the current hard limit (a process may
+/// not raise that).
 pub(crate) fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
     let mut current = libc::rlimit {
         rlim_cur: 0,
@@ -487,7 +533,9 @@ mod tests {
             session.counters(),
             Counters {
                 forks_refused: 3,
-                oom_kills: 1
+                oom_kills: 1,
+                processes: 0,
+                disk_used: 0,
             }
         );
         let hit = session.hit_since(before, Some(137), "Killed").unwrap();
@@ -496,7 +544,7 @@ mod tests {
             hit.message,
             "[killed: memory limit 256 MiB reached (runtime.resources.max_memory_mb); use less memory at once]"
         );
-        let stop = session.must_stop(before).unwrap();
+        let stop = session.must_stop(before, || 1).unwrap();
         assert_eq!((stop.kind, stop.limit), (LimitKind::Processes, 64));
 
         // Joining opens the cgroup's `cgroup.procs`.
@@ -513,6 +561,54 @@ mod tests {
         }
         drop(session);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_limit_whose_controller_the_v2_base_lacks_is_left_to_the_host() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::write(base.path().join("cgroup.controllers"), "memory pids\n").unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let session = SessionLimits::with_mechanism(
+            limits(),
+            work.path(),
+            Mechanism::CgroupV2 {
+                base: base.path().to_path_buf(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(base.path().join("cgroup.subtree_control")).unwrap(),
+            "+pids +memory"
+        );
+        let dir = session.cgroup_dirs()[0].to_path_buf();
+        assert!(dir.join("pids.max").exists() && !dir.join("cpu.weight").exists());
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_disk_hit_is_a_command_that_grew_the_work_directory_past_the_cap() {
+        let work = tempfile::tempdir().unwrap();
+        let session = SessionLimits::with_mechanism(
+            Limits {
+                max_disk_mb: Some(1),
+                ..Limits::default()
+            },
+            work.path(),
+            Mechanism::Rlimits { why: "test".into() },
+        )
+        .unwrap();
+        let start = session.counters();
+        std::fs::write(work.path().join("big"), vec![1u8; 2 << 20]).unwrap();
+        let hit = session.hit_since(start, Some(0), "").unwrap();
+        assert_eq!((hit.kind, hit.limit), (LimitKind::Disk, 1));
+        // Over the cap already: a command that frees space, or adds nothing, is not stopped nor named.
+        let over = session.counters();
+        assert!(session.must_stop(over, || 1).is_none());
+        assert!(session.hit_since(over, Some(0), "").is_none());
+        std::fs::remove_file(work.path().join("big")).unwrap();
+        assert!(session.hit_since(over, Some(0), "").is_none());
     }
 
     #[test]

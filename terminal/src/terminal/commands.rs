@@ -61,6 +61,12 @@ impl Terminal {
                 WaitPromptEnd,
                 Interrupt(u64),
             }
+            // Read before the state is locked: the reader task must never wait on these files.
+            let counters = self
+                .limits
+                .as_ref()
+                .map(|l| l.counters())
+                .unwrap_or_default();
             let next = {
                 let mut st = self.state();
                 if st.exit_code.is_some() {
@@ -109,13 +115,10 @@ impl Terminal {
                         completed: false,
                         completion_delivered: false,
                         incomplete: false,
-                        counters: self
-                            .limits
-                            .as_ref()
-                            .map(|l| l.counters())
-                            .unwrap_or_default(),
+                        counters,
                         limit: None,
                         limit_checked: false,
+                        limit_reported: false,
                     });
                     Next::Go(index)
                 }
@@ -184,7 +187,7 @@ impl Terminal {
             return Err(e);
         }
         self.wait_for_command(deadline, index).await;
-        Ok(self.result(/*full*/ true))
+        Ok(self.with_limit(self.result(/*full*/ true)).await)
     }
 
     /// Waits until command `index` completes (or the shell exits), up to `deadline`. Under resource limits it
@@ -209,52 +212,69 @@ impl Terminal {
                 Some(c) if c.index == index && c.limit.is_none() => c.counters,
                 Some(_) | None => continue,
             };
-            let l = Arc::clone(&limits);
-            let Ok(Some(hit)) = tokio::task::spawn_blocking(move || l.must_stop(counters)).await
-            else {
-                continue;
-            };
-            if let Some(cmd) = self.state().cmd.as_mut().filter(|c| c.index == index) {
+            let (l, pid, sandboxed) = (Arc::clone(&limits), self.pid, self.sandboxed);
+            let stopped = tokio::task::spawn_blocking(move || {
+                let own = || crate::procs::tree(pid).len() as u64;
+                let hit = l.must_stop(counters, own)?;
+                crate::procs::stop_command(pid, sandboxed);
+                Some(hit)
+            })
+            .await;
+            if let Ok(Some(hit)) = stopped
+                && let Some(cmd) = self.state().cmd.as_mut().filter(|c| c.index == index)
+            {
                 cmd.limit = Some(hit);
                 cmd.limit_checked = true;
             }
-            crate::procs::stop_command(self.pid, self.sandboxed);
         }
     }
 
-    /// Adds to a completed command's result the limit it ran into, worked out once (comparing the session's
-    /// counters with those at its start, and its exit and output).
-    fn attach_limit(&self, result: &mut CommandResult) {
+    /// Adds to a command's result, the first time its completion is delivered, the limit it ran into (worked out
+    /// once, off the async threads: it may measure the work directory).
+    async fn with_limit(&self, mut result: CommandResult) -> CommandResult {
         let Some(limits) = &self.limits else {
-            return;
+            return result;
         };
         if result.status != CommandStatus::Completed {
-            return;
+            return result;
         }
         let (counters, known) = {
-            let st = self.state();
-            match st.cmd.as_ref() {
-                Some(c) if c.index == result.command_index => {
+            let mut st = self.state();
+            match st.cmd.as_mut() {
+                Some(c) if c.index == result.command_index && !c.limit_reported => {
                     if c.limit_checked {
+                        c.limit_reported = true;
                         result.limit.clone_from(&c.limit);
-                        return;
+                        return result;
                     }
                     (c.counters, c.limit.clone())
                 }
-                Some(_) | None => return,
+                Some(_) | None => return result,
             }
         };
-        let hit = known.or_else(|| limits.hit_since(counters, result.exit_code, &result.output));
-        if let Some(c) = self
-            .state()
+        let hit = match known {
+            Some(hit) => Some(hit),
+            None => {
+                let (l, code, output) =
+                    (Arc::clone(limits), result.exit_code, result.output.clone());
+                tokio::task::spawn_blocking(move || l.hit_since(counters, code, &output))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        };
+        let mut st = self.state();
+        if let Some(c) = st
             .cmd
             .as_mut()
-            .filter(|c| c.index == result.command_index)
+            .filter(|c| c.index == result.command_index && !c.limit_reported)
         {
             c.limit.clone_from(&hit);
             c.limit_checked = true;
+            c.limit_reported = true;
+            result.limit = hit;
         }
-        result.limit = hit;
+        result
     }
 
     /// Builds the result for the last agent command. `full`: all output, else since the last read.
@@ -313,8 +333,6 @@ impl Terminal {
         };
         drop(st);
         if completed {
-            let mut result = result;
-            self.attach_limit(&mut result);
             result
         } else {
             CommandResult {
@@ -350,7 +368,7 @@ impl Terminal {
         if running {
             self.wait_for_command(deadline, index).await;
         }
-        Ok(self.result(/*full*/ false))
+        Ok(self.with_limit(self.result(/*full*/ false)).await)
     }
 
     /// Writes `text` to the PTY as is, then waits up to `timeout` for the running command to
@@ -408,7 +426,7 @@ impl Terminal {
             }
         }
         self.wait_for_command(deadline, index).await;
-        Ok(self.result(/*full*/ false))
+        Ok(self.with_limit(self.result(/*full*/ false)).await)
     }
 
     /// Sends SIGINT to the PTY's foreground process group when it is not the shell itself.

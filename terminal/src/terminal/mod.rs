@@ -120,6 +120,8 @@ struct AgentCmd {
     limit: Option<codepilot_sandbox::resources::LimitHit>,
     /// Whether `limit` was worked out for the completed command.
     limit_checked: bool,
+    /// Whether a result carried `limit` already (it is named, and an event sent, once).
+    limit_reported: bool,
 }
 
 struct State {
