@@ -331,6 +331,18 @@ impl Group {
         })
     }
 
+    /// Processes (and threads) in the session now (`pids.current`; 0 without the pids controller).
+    pub(super) fn processes(&self) -> u64 {
+        self.dirs
+            .iter()
+            .find(|d| match d.role {
+                Role::Unified => d.controllers.contains(&"pids"),
+                Role::Pids => true,
+                Role::Memory | Role::Cpu => false,
+            })
+            .map_or(0, |d| read_number(&d.path.join("pids.current")))
+    }
+
     /// Each cgroup's `cgroup.procs`, open for writing, for a new shell to join.
     pub(super) fn open_procs(&self) -> io::Result<Vec<OwnedFd>> {
         self.dirs
@@ -351,16 +363,12 @@ impl Group {
                 Role::Unified => {
                     if dir.controllers.contains(&"pids") {
                         c.forks_refused = read_key(&dir.path.join("pids.events"), "max");
-                        c.processes = read_number(&dir.path.join("pids.current"));
                     }
                     if dir.controllers.contains(&"memory") {
                         c.oom_kills = read_key(&dir.path.join("memory.events"), "oom_kill");
                     }
                 }
-                Role::Pids => {
-                    c.forks_refused = read_key(&dir.path.join("pids.events"), "max");
-                    c.processes = read_number(&dir.path.join("pids.current"));
-                }
+                Role::Pids => c.forks_refused = read_key(&dir.path.join("pids.events"), "max"),
                 Role::Memory => {
                     c.oom_kills = read_key(&dir.path.join("memory.oom_control"), "oom_kill")
                 }

@@ -83,6 +83,15 @@ impl Disk {
         (used > self.cap).then_some(used)
     }
 
+    /// How long the last measure took (none yet: unknown, so `None`).
+    pub(super) fn last_took(&self) -> Option<Duration> {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|m| m.took)
+    }
+
     /// Bytes used at the last measure (0 before the first).
     pub(super) fn cached(&self) -> u64 {
         self.last

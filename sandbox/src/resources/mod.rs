@@ -192,8 +192,6 @@ pub struct Counters {
     pub forks_refused: u64,
     /// Processes killed for the memory limit.
     pub oom_kills: u64,
-    /// Processes (and threads) of the session now.
-    pub processes: u64,
     /// Bytes in the work directory at the last measure (with `max_disk_mb`).
     pub disk_used: u64,
 }
@@ -369,6 +367,16 @@ impl SessionLimits {
         None
     }
 
+    /// Whether [`hit_since`](Self::hit_since) is quick enough for an async thread: no disk cap, or the last
+    /// measure of the work directory took under a millisecond.
+    #[must_use]
+    pub fn quick(&self) -> bool {
+        self.disk.as_ref().is_none_or(|d| {
+            d.last_took()
+                .is_some_and(|t| t < std::time::Duration::from_millis(1))
+        })
+    }
+
     /// While a command runs: the limit that means it must be stopped now, if it was reached since `before`. The
     /// process limit (the shell would otherwise retry each refused fork for 15 s) stops the command only if its
     /// terminal holds at least half of the session's processes (`own_processes` counts them, asked only then):
@@ -381,11 +389,11 @@ impl SessionLimits {
         before: Counters,
         own_processes: impl FnOnce() -> u64,
     ) -> Option<LimitHit> {
-        if let Some(n) = self.limits.max_processes {
-            let now = self.counters();
-            if now.forks_refused > before.forks_refused && own_processes() * 2 >= now.processes {
-                return Some(LimitHit::processes(n));
-            }
+        if let (Some(n), Some(group)) = (self.limits.max_processes, &self.group)
+            && group.counters().forks_refused > before.forks_refused
+            && own_processes() * 2 >= group.processes()
+        {
+            return Some(LimitHit::processes(n));
         }
         let disk = self.disk.as_ref()?;
         let used = disk.measure_if_due(false)?;
@@ -534,7 +542,6 @@ mod tests {
             Counters {
                 forks_refused: 3,
                 oom_kills: 1,
-                processes: 0,
                 disk_used: 0,
             }
         );

@@ -254,6 +254,7 @@ impl Terminal {
         };
         let hit = match known {
             Some(hit) => Some(hit),
+            None if limits.quick() => limits.hit_since(counters, result.exit_code, &result.output),
             None => {
                 let (l, code, output) =
                     (Arc::clone(limits), result.exit_code, result.output.clone());
