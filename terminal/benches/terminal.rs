@@ -233,8 +233,16 @@ async fn resource_limits() {
     );
     // Alternated, so the machine's drift shows in both columns.
     for round in 1..=3 {
-        round_trips(&format!("without limits ({round}): execute(\"true\") x1000"), &a).await;
-        round_trips(&format!("with limits ({round}): execute(\"true\") x1000"), &b).await;
+        round_trips(
+            &format!("without limits ({round}): execute(\"true\") x1000"),
+            &a,
+        )
+        .await;
+        round_trips(
+            &format!("with limits ({round}): execute(\"true\") x1000"),
+            &b,
+        )
+        .await;
     }
     plain.shutdown().await;
     limited.shutdown().await;

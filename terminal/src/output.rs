@@ -130,6 +130,14 @@ impl Capture {
         self.tail.extend(data);
     }
 
+    /// Whether the last `window` bytes hold `needle`.
+    pub(crate) fn recent_contains(&self, needle: &[u8], window: u64) -> bool {
+        let span = self.since(self.total().saturating_sub(window));
+        [span.before, span.after]
+            .iter()
+            .any(|part| part.windows(needle.len()).any(|w| w == needle))
+    }
+
     /// The bytes from absolute offset `from` to the end, with the size of any dropped gap.
     pub(crate) fn since(&self, from: u64) -> Span {
         let head_len = self.head.len() as u64;

@@ -342,3 +342,60 @@ async fn the_cgroup_of_a_killed_runtime_is_removed_by_the_next_start() {
         cgroup.display()
     );
 }
+
+/// Without a writable cgroup (an unprivileged user here), the process limit is `RLIMIT_NPROC` in each sandboxed
+/// shell's user namespace: the storm is held to it, stopped when bash says it retries a refused fork, and named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cgroups_the_rlimit_floor_holds_and_stops_a_storm_per_shell() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // needs root to become the unprivileged user; CI runs as root
+    }
+    if let Err(why) = &codepilot::sandbox::probe().namespaces {
+        codepilot_testkit::service::sandbox_missing(why);
+        return;
+    }
+    let server = ScriptedServer::start(vec![
+        Turn::answer(
+            "```codepilot\n\
+             execute(\"main\", \"for i in $(seq 500); do sleep 30 & done; echo looped\", timeout=120)\n\
+             execute(\"main\", \"echo after=ok\")\n\
+             ```",
+        ),
+        Turn::answer("```completion\nheld\n```"),
+    ])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_agent(dir.path(), &server, "{max_processes: 32}");
+    for d in [dir.path().to_path_buf(), dir.path().join("work")] {
+        super::sandbox::open_to_all(&d);
+    }
+    let mut cmd = super::sandbox::as_user(Some("65534"), env!("CARGO_BIN_EXE_codepilot"));
+    cmd.current_dir(dir.path())
+        .args(["run", "--session", "memory", "--json", "storm"])
+        .env("CODEPILOT_HOME", dir.path().join("home"))
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::null());
+    super::support::detach_from_terminal(&mut cmd);
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (results, limits) = results_and_limits(&out);
+    assert!(
+        results[0].contains("[stopped: process limit 32 reached (runtime.resources.max_processes)"),
+        "{}",
+        results[0]
+    );
+    assert!(!results[0].contains("\nlooped\n"), "{}", results[0]);
+    assert!(results[1].contains("\nafter=ok\n"), "{}", results[1]);
+    assert_eq!(limits.len(), 1, "{limits:#?}");
+    // Stopped at bash's first retry, not after its 15 s of retries.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}

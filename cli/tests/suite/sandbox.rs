@@ -22,7 +22,7 @@ fn users() -> Vec<Option<&'static str>> {
 }
 
 /// `program` run as `user` (through `setpriv`), or as this user.
-fn as_user(user: Option<&str>, program: &str) -> std::process::Command {
+pub(super) fn as_user(user: Option<&str>, program: &str) -> std::process::Command {
     match user {
         Some(uid) => {
             let mut c = std::process::Command::new("setpriv");
@@ -43,7 +43,7 @@ fn printed(seen: &str, line: &str) -> bool {
     seen.lines().any(|l| l.trim() == line)
 }
 
-fn open_to_all(path: &std::path::Path) {
+pub(super) fn open_to_all(path: &std::path::Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
 }
 

@@ -111,14 +111,22 @@ pub struct LimitHit {
 }
 
 impl LimitHit {
-    fn processes(limit: u32) -> Self {
+    /// A refused fork; `stopped` when the runtime stopped the command for it.
+    fn processes(limit: u32, stopped: bool) -> Self {
         Self {
             kind: LimitKind::Processes,
             limit: u64::from(limit),
-            message: format!(
-                "[stopped: process limit {limit} reached (runtime.resources.max_processes): a fork was refused, \
-                 so the command's processes were killed; start fewer at once]"
-            ),
+            message: if stopped {
+                format!(
+                    "[stopped: process limit {limit} reached (runtime.resources.max_processes): a fork was refused, \
+                     so the command's processes were killed; start fewer at once]"
+                )
+            } else {
+                format!(
+                    "[process limit {limit} reached (runtime.resources.max_processes): a fork was refused; start \
+                     fewer processes at once]"
+                )
+            },
         }
     }
 
@@ -337,7 +345,7 @@ impl SessionLimits {
             self.limits.max_processes,
             now.forks_refused > before.forks_refused,
         ) {
-            return Some(LimitHit::processes(n));
+            return Some(LimitHit::processes(n, false));
         }
         if let (Some(mb), Some(disk)) = (self.limits.max_disk_mb, &self.disk) {
             if let Some(used) = disk.measure_if_due(true)
@@ -362,7 +370,7 @@ impl SessionLimits {
             failed,
         ) && output.contains("fork: Resource temporarily unavailable")
         {
-            return Some(LimitHit::processes(n));
+            return Some(LimitHit::processes(n, false));
         }
         None
     }
@@ -377,23 +385,33 @@ impl SessionLimits {
         })
     }
 
-    /// While a command runs: the limit that means it must be stopped now, if it was reached since `before`. The
-    /// process limit (the shell would otherwise retry each refused fork for 15 s) stops the command only if its
-    /// terminal holds at least half of the session's processes (`own_processes` counts them, asked only then):
-    /// another terminal's runaway is not this command's doing. The disk cap stops it if the work directory grew
-    /// past the cap since it started (a command that frees space is left alone). Measures the work directory when
-    /// its last measure is old enough (see [`disk`]).
+    /// While a command runs: the limit that means it must be stopped now, if it was reached since `before`.
+    ///
+    /// The process limit stops it (the shell would otherwise retry each refused fork for 15 s): with a cgroup, when
+    /// the session refused a fork and the command's terminal holds at least half of the session's processes
+    /// (`own_processes` counts them, asked only then: another terminal's runaway is not this command's doing);
+    /// with the rlimits, which count each shell's processes, when the shell said it retries a refused fork
+    /// (`fork_retry`). The disk cap stops it if the work directory grew past the cap since it started (a command
+    /// that frees space is left alone); the work directory is measured when its last measure is old enough (see
+    /// [`disk`]).
     #[must_use]
     pub fn must_stop(
         &self,
         before: Counters,
+        fork_retry: bool,
         own_processes: impl FnOnce() -> u64,
     ) -> Option<LimitHit> {
-        if let (Some(n), Some(group)) = (self.limits.max_processes, &self.group)
-            && group.counters().forks_refused > before.forks_refused
-            && own_processes() * 2 >= group.processes()
-        {
-            return Some(LimitHit::processes(n));
+        if let Some(n) = self.limits.max_processes {
+            let refused = match &self.group {
+                Some(group) if group.has_pids() => {
+                    group.counters().forks_refused > before.forks_refused
+                        && own_processes() * 2 >= group.processes()
+                }
+                Some(_) | None => fork_retry,
+            };
+            if refused {
+                return Some(LimitHit::processes(n, true));
+            }
         }
         let disk = self.disk.as_ref()?;
         let used = disk.measure_if_due(false)?;
@@ -551,7 +569,7 @@ mod tests {
             hit.message,
             "[killed: memory limit 256 MiB reached (runtime.resources.max_memory_mb); use less memory at once]"
         );
-        let stop = session.must_stop(before, || 1).unwrap();
+        let stop = session.must_stop(before, false, || 1).unwrap();
         assert_eq!((stop.kind, stop.limit), (LimitKind::Processes, 64));
 
         // Joining opens the cgroup's `cgroup.procs`.
@@ -612,7 +630,7 @@ mod tests {
         assert_eq!((hit.kind, hit.limit), (LimitKind::Disk, 1));
         // Over the cap already: a command that frees space, or adds nothing, is not stopped nor named.
         let over = session.counters();
-        assert!(session.must_stop(over, || 1).is_none());
+        assert!(session.must_stop(over, false, || 1).is_none());
         assert!(session.hit_since(over, Some(0), "").is_none());
         std::fs::remove_file(work.path().join("big")).unwrap();
         assert!(session.hit_since(over, Some(0), "").is_none());
@@ -664,6 +682,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(session.shell_process_limit(), Some(32));
+        let hit = session.must_stop(session.counters(), true, || 0).unwrap();
+        assert_eq!(hit.kind, LimitKind::Processes);
+        assert!(
+            hit.message
+                .starts_with("[stopped: process limit 32 reached"),
+            "{}",
+            hit.message
+        );
+        assert!(session.must_stop(session.counters(), false, || 0).is_none());
         let c = session.counters();
         let kind = |code, out: &str| {
             session

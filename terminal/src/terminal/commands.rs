@@ -23,6 +23,11 @@ use crate::output::render_span;
 const PROMPT_WAIT: Duration = Duration::from_secs(10);
 /// How long `execute` waits for the shell's first prompt at least.
 const READY_WAIT: Duration = Duration::from_secs(20);
+/// What bash prints when a fork is refused and it will try again (after 1, 2, 4 and 8 s): the sign of the
+/// process limit where only the rlimits count processes.
+const FORK_RETRY: &[u8] = b"fork: retry: Resource temporarily unavailable";
+/// How much of a running command's latest output is searched for [`FORK_RETRY`].
+const FORK_RETRY_WINDOW: u64 = 4096;
 /// How often a running command is looked at for a limit it reached, under resource limits.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// Message used when a command line was incomplete.
@@ -208,14 +213,17 @@ impl Terminal {
             if self.wait_until(slice, done).await || Instant::now() >= deadline {
                 return;
             }
-            let counters = match self.state().cmd.as_ref() {
-                Some(c) if c.index == index && c.limit.is_none() => c.counters,
+            let (counters, fork_refused) = match self.state().cmd.as_ref() {
+                Some(c) if c.index == index && c.limit.is_none() => (
+                    c.counters,
+                    c.capture.recent_contains(FORK_RETRY, FORK_RETRY_WINDOW),
+                ),
                 Some(_) | None => continue,
             };
             let (l, pid, sandboxed) = (Arc::clone(&limits), self.pid, self.sandboxed);
             let stopped = tokio::task::spawn_blocking(move || {
                 let own = || crate::procs::tree(pid).len() as u64;
-                let hit = l.must_stop(counters, own)?;
+                let hit = l.must_stop(counters, fork_refused, own)?;
                 crate::procs::stop_command(pid, sandboxed);
                 Some(hit)
             })
