@@ -6,7 +6,7 @@
 //! trips (median, p99 over 1000 runs), without and with the sandbox (workspace-write, no network);
 //! 10,000 consecutive `echo` commands checked for exactly their own output; multiplexer throughput
 //! to 4 attached clients; RSS; the cost of a session's resource limits (a cgroup per session where this host has
-//! one): making them, a shell start and a command round trip with and without them.
+//! one): making them, a shell start and a command round trip with and without them, and with a disk cap.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -191,18 +191,13 @@ async fn shell_starts(label: &str, m: &TerminalManager) {
     );
 }
 
-/// Shell starts and round trips without limits, then with a session's limits (512 processes, 4 GiB, 1024 files,
-/// a 10 GiB disk cap) as this host enforces them; and what making a session's limits costs.
+/// Shell starts and round trips without limits and with the default limits (512 processes, half the memory) as
+/// this host enforces them, alternated; round trips with a disk cap on a small work directory too; and what making
+/// a session's limits costs.
 async fn resource_limits() {
     use codepilot_sandbox::resources::Limits;
     use codepilot_sandbox::resources::SessionLimits;
-    let limits = Limits {
-        max_processes: Some(512),
-        max_memory_mb: Some(4096),
-        cpu_weight: None,
-        max_disk_mb: Some(10 * 1024),
-        max_open_files: Some(1024),
-    };
+    let limits = Limits::defaults();
     let work = tempfile::tempdir().unwrap();
     let mut made = Vec::with_capacity(100);
     for _ in 0..100 {
@@ -218,18 +213,29 @@ async fn resource_limits() {
         session.mechanism().describe(),
         percentile(&made, 0.5).as_secs_f64() * 1e3
     );
-    let plain = TerminalManager::new(TerminalConfig::new(work.path()))
-        .await
-        .unwrap();
-    let mut cfg = TerminalConfig::new(work.path());
-    cfg.limits = Some(session);
-    let limited = TerminalManager::new(cfg).await.unwrap();
+    let manager = |limits: Option<std::sync::Arc<SessionLimits>>| {
+        let mut cfg = TerminalConfig::new(work.path());
+        cfg.limits = limits;
+        TerminalManager::new(cfg)
+    };
+    let plain = manager(None).await.unwrap();
+    let limited = manager(Some(session)).await.unwrap();
+    let capped_limits = Limits {
+        max_disk_mb: Some(10 * 1024),
+        ..limits
+    };
+    let capped = manager(Some(
+        SessionLimits::new(capped_limits, work.path()).unwrap(),
+    ))
+    .await
+    .unwrap();
     shell_starts("without limits", &plain).await;
     shell_starts("with limits", &limited).await;
     shell_starts("without limits, again", &plain).await;
-    let (a, b) = (
+    let (a, b, c) = (
         plain.create("main").await.unwrap(),
         limited.create("main").await.unwrap(),
+        capped.create("main").await.unwrap(),
     );
     // Alternated, so the machine's drift shows in both columns.
     for round in 1..=3 {
@@ -244,8 +250,10 @@ async fn resource_limits() {
         )
         .await;
     }
+    round_trips("with limits and a disk cap: execute(\"true\") x1000", &c).await;
     plain.shutdown().await;
     limited.shutdown().await;
+    capped.shutdown().await;
 }
 
 fn main() {

@@ -333,7 +333,31 @@ impl SessionLimits {
         exit_code: Option<i32>,
         output: &str,
     ) -> Option<LimitHit> {
-        let now = self.counters();
+        self.settle(before, exit_code, output).0
+    }
+
+    /// [`hit_since`](Self::hit_since), and the counters as they are afterwards: the next command of the same
+    /// terminal starts from them, so a command costs two reads of the cgroup's counters, not four.
+    #[must_use]
+    pub fn settle(
+        &self,
+        before: Counters,
+        exit_code: Option<i32>,
+        output: &str,
+    ) -> (Option<LimitHit>, Counters) {
+        let mut now = self.counters();
+        let hit = self.hit_between(before, now, exit_code, output);
+        now.disk_used = self.disk.as_ref().map_or(0, disk::Disk::cached);
+        (hit, now)
+    }
+
+    fn hit_between(
+        &self,
+        before: Counters,
+        now: Counters,
+        exit_code: Option<i32>,
+        output: &str,
+    ) -> Option<LimitHit> {
         let failed = exit_code.is_some_and(|c| c != 0);
         if let (Some(mb), true) = (
             self.limits.max_memory_mb,

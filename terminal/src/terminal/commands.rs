@@ -2,6 +2,7 @@
 //! [`CommandResult`]s they build from the captured output or the rendered screen.
 
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -66,11 +67,14 @@ impl Terminal {
                 WaitPromptEnd,
                 Interrupt(u64),
             }
-            // Read before the state is locked: the reader task must never wait on these files.
+            // Where the last command's end left them, else read now, before the state is locked: the reader task
+            // must never wait on these files.
             let counters = self
-                .limits
-                .as_ref()
-                .map(|l| l.counters())
+                .next_counters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .or_else(|| self.limits.as_ref().map(|l| l.counters()))
                 .unwrap_or_default();
             let next = {
                 let mut st = self.state();
@@ -262,14 +266,26 @@ impl Terminal {
         };
         let hit = match known {
             Some(hit) => Some(hit),
-            None if limits.quick() => limits.hit_since(counters, result.exit_code, &result.output),
+            None if limits.quick() => {
+                let (hit, after) = limits.settle(counters, result.exit_code, &result.output);
+                *self
+                    .next_counters
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(after);
+                hit
+            }
             None => {
                 let (l, code, output) =
                     (Arc::clone(limits), result.exit_code, result.output.clone());
-                tokio::task::spawn_blocking(move || l.hit_since(counters, code, &output))
-                    .await
-                    .ok()
-                    .flatten()
+                let settled =
+                    tokio::task::spawn_blocking(move || l.settle(counters, code, &output)).await;
+                settled.ok().and_then(|(hit, after)| {
+                    *self
+                        .next_counters
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(after);
+                    hit
+                })
             }
         };
         let mut st = self.state();

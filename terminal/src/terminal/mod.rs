@@ -273,6 +273,8 @@ pub(crate) struct Terminal {
     limits: Option<Arc<codepilot_sandbox::resources::SessionLimits>>,
     /// Whether the shell runs in the sandbox (then it is the child of `pid`, which waits for it).
     sandboxed: bool,
+    /// The session's limit counters where this terminal's last command ended, for the next one to start from.
+    next_counters: Mutex<Option<codepilot_sandbox::resources::Counters>>,
 }
 
 /// Writes `contents` to `path`, created with mode 0600 or truncated.

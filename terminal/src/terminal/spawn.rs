@@ -226,6 +226,7 @@ impl Terminal {
             human: Arc::clone(&ctx.human),
             limits: cfg.limits.clone(),
             sandboxed,
+            next_counters: Mutex::new(None),
         });
         tokio::spawn(reader_task(Arc::clone(&terminal), read_half));
         tokio::spawn(writer_task(write_half, input_rx, terminal.closed.clone()));
