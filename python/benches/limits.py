@@ -163,6 +163,9 @@ def main() -> None:
                 cwd, env = project(tmp, "")
                 driver = "import codepilot; rt = codepilot.Runtime('agent.yaml'); rt.run('Run away.')"
                 storms["codepilot-ai 0.9.2 (no limits)"] = storm(server, [opts.original, "-c", driver], cwd, env)
+        # Let the machine settle after the storms (thousands of processes to reap, 600 MiB to give back).
+        kill_sleeps()
+        time.sleep(3)
         for name, resources in [("default limits", ""), ("resources: off", "off")]:
             with tempfile.TemporaryDirectory() as tmp:
                 cwd, env = project(tmp, resources)
