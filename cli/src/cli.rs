@@ -201,6 +201,11 @@ pub struct RunArgs {
     /// Run the task on the daemon at this socket (unix://PATH) instead of in this process.
     #[arg(long, value_name = "URL")]
     pub connect: Option<String>,
+    /// Print the system prompt the task's first model call would send (the project's AGENTS.md files and
+    /// runtime.instructions_files included) and exit without calling the model; no TASK needed, and no new
+    /// session is stored.
+    #[arg(long, conflicts_with = "connect")]
+    pub print_prompt: bool,
 }
 
 /// `codepilot chat`.

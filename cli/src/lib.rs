@@ -90,6 +90,7 @@ fn usage(msg: impl Into<String>) -> Failure {
 enum Prepared {
     /// `run`: the agent and the task.
     Run(AgentFile, cli::RunArgs, String),
+    PrintPrompt(AgentFile, cli::RunArgs),
     /// `chat`: the agent.
     Chat(AgentFile, cli::ChatArgs),
     Init(cli::InitArgs),
@@ -109,6 +110,14 @@ enum Prepared {
 /// it has a single thread).
 fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
     let prepared = match cli.command {
+        Command::Run(mut args) if args.print_prompt => {
+            let agent = load_agent(&args.agent.config)?;
+            // Nothing to keep: a new session is not stored (one named with --session-id is read as it is).
+            if args.agent.session_id.is_none() {
+                args.agent.session = cli::SessionKind::Memory;
+            }
+            Prepared::PrintPrompt(agent, args)
+        }
         Command::Run(mut args) => {
             let task = read_task(args.task.take())?;
             if args.connect.is_some() {
@@ -134,9 +143,10 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         },
     };
     let hidden: Vec<String> = match &prepared {
-        Prepared::Run(agent, ..) | Prepared::Chat(agent, _) | Prepared::McpList(agent, _) => {
-            agent.model.api_key_env.iter().cloned().collect()
-        }
+        Prepared::Run(agent, ..)
+        | Prepared::PrintPrompt(agent, _)
+        | Prepared::Chat(agent, _)
+        | Prepared::McpList(agent, _) => agent.model.api_key_env.iter().cloned().collect(),
         Prepared::Init(_)
         | Prepared::Demo(_)
         | Prepared::Attach(_)
@@ -231,6 +241,7 @@ fn init_tracing() {
 async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit, Failure> {
     match prepared {
         Prepared::Run(agent, args, task) => run_one(agent, &args.agent, &task, env).await,
+        Prepared::PrintPrompt(agent, args) => print_prompt(agent, &args.agent, env).await,
         Prepared::Chat(agent, args) => chat(agent, &args.agent, env).await,
         Prepared::Init(args) => init(&args.path, args.force),
         Prepared::Demo(args) => demo::run(args.keep, args.json).await,
@@ -421,6 +432,23 @@ async fn run_one(
         output::err_line(&format!("codepilot: closing the session: {e}"));
     }
     exit.map(|(exit, _)| exit)
+}
+
+/// `codepilot run --print-prompt`: the runtime starts (terminals, MCP servers), the prompt goes to stdout, and
+/// no model is called.
+async fn print_prompt(
+    agent: AgentFile,
+    args: &AgentArgs,
+    env: secrets::EnvSnapshot,
+) -> Result<Exit, Failure> {
+    let out = make_output(args.json);
+    let rt = build_runtime(agent, args, &out, env).await?;
+    let prompt = rt.system_prompt();
+    if let Err(e) = rt.close().await {
+        output::err_line(&format!("codepilot: closing the session: {e}"));
+    }
+    output::emit_stdout(prompt?.trim_end());
+    Ok(Exit::Completed)
 }
 
 fn announce(rt: &AsyncRuntime) {

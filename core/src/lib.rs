@@ -27,6 +27,7 @@ mod context;
 mod error;
 pub mod events;
 mod handlers;
+mod instructions;
 pub mod mcp;
 mod prompt;
 mod runtime;

@@ -17,6 +17,8 @@ pub(crate) struct StaticVars<'a> {
     pub(crate) role: &'a str,
     pub(crate) tools: &'a [ToolSpec],
     pub(crate) host_prompt: &'a str,
+    /// The `# PROJECT INSTRUCTIONS` section (`AGENTS.md` and `instructions_files`), or empty.
+    pub(crate) project: &'a str,
     pub(crate) step_timeout_s: u64,
     pub(crate) max_tool_calls: u32,
 }
@@ -118,6 +120,7 @@ pub(crate) fn render_static(v: &StaticVars<'_>) -> String {
         "role" => Some(role.clone()),
         "tools" => Some(render_tools(v.tools)),
         "host_prompt" => Some(host.clone()),
+        "project" => Some(v.project.to_owned()),
         "step_timeout_s" => Some(v.step_timeout_s.to_string()),
         "max_tool_calls" => Some(v.max_tool_calls.to_string()),
         _ => None,

@@ -21,13 +21,14 @@ pub(crate) struct ToolSet {
 }
 
 impl ToolSet {
-    fn new(agent: &AgentFile, registry: Registry, limits: &Limits) -> Self {
+    fn new(agent: &AgentFile, registry: Registry, limits: &Limits, project: &str) -> Self {
         let specs: Arc<[ToolSpec]> = registry.specs().to_vec().into();
         let static_prompt = crate::prompt::render_static(&crate::prompt::StaticVars {
             name: &agent.name,
             role: agent.role.as_deref().unwrap_or(""),
             tools: &specs,
             host_prompt: &agent.system_prompt,
+            project,
             step_timeout_s: limits.wall_clock.as_secs(),
             max_tool_calls: limits.max_tool_calls,
         });
@@ -45,6 +46,10 @@ pub(crate) struct ToolBox {
     agent: AgentFile,
     limits: Limits,
     mcp: Option<Arc<McpHub>>,
+    /// The work directory, whose `AGENTS.md` files (and the agent file's `instructions_files`) are read.
+    work_dir: std::path::PathBuf,
+    /// The project instructions the current set was rendered with.
+    project: RwLock<Arc<str>>,
 }
 
 impl ToolBox {
@@ -53,13 +58,45 @@ impl ToolBox {
         registry: Registry,
         limits: Limits,
         mcp: Option<Arc<McpHub>>,
+        work_dir: &std::path::Path,
     ) -> Self {
-        let set = ToolSet::new(&agent, registry, &limits);
+        let project: Arc<str> =
+            crate::instructions::render(work_dir, &agent.runtime.instructions_files).into();
+        let set = ToolSet::new(&agent, registry, &limits, &project);
         Self {
             current: RwLock::new(Arc::new(set)),
             agent,
             limits,
             mcp,
+            work_dir: work_dir.to_path_buf(),
+            project: RwLock::new(project),
+        }
+    }
+
+    /// Reads the project instructions again (at the start of a turn, so changes on disk take effect then) and
+    /// renders a new set when they changed.
+    pub(crate) fn refresh_instructions(&self) -> Result<()> {
+        let now =
+            crate::instructions::render(&self.work_dir, &self.agent.runtime.instructions_files);
+        let unchanged = match self.project.read() {
+            Ok(p) => **p == *now,
+            Err(poisoned) => **poisoned.into_inner() == *now,
+        };
+        if unchanged {
+            return Ok(());
+        }
+        let project: Arc<str> = now.into();
+        match self.project.write() {
+            Ok(mut p) => *p = Arc::clone(&project),
+            Err(poisoned) => *poisoned.into_inner() = Arc::clone(&project),
+        }
+        self.update(|_| Ok(()))
+    }
+
+    fn project(&self) -> Arc<str> {
+        match self.project.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
@@ -85,7 +122,12 @@ impl ToolBox {
             .map_err(|_| Error::Internal("tool registry lock poisoned".to_owned()))?;
         let mut registry = guard.registry.clone();
         let out = edit(&mut registry)?;
-        *guard = Arc::new(ToolSet::new(&self.agent, registry, &self.limits));
+        *guard = Arc::new(ToolSet::new(
+            &self.agent,
+            registry,
+            &self.limits,
+            &self.project(),
+        ));
         Ok(out)
     }
 

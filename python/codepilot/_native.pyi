@@ -82,6 +82,7 @@ class NativeRuntime:
     def work_dir(self) -> str: ...
     def history(self) -> List[Dict[str, str]]:
         """The conversation as of the last checkpoint."""
+    def system_prompt(self) -> str: ...
     def usage(self) -> Dict[str, int]:
         """Token usage of the session."""
 

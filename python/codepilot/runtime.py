@@ -222,6 +222,12 @@ class _Base:
         """Token usage of the session so far."""
         return self._native.usage()
 
+    def system_prompt(self) -> str:
+        """The system prompt the next task's first model call would send: the rules, the tools, the project's
+        ``AGENTS.md`` files and ``runtime.instructions_files`` as they are on disk now, the agent file's
+        ``system_prompt``, and the environment. Not while a task runs (that is an error)."""
+        return self._native.system_prompt()
+
     def close(self) -> None:
         """Aborts a running task, kills the agent's terminals and releases the session. Idempotent."""
         if self._closed:

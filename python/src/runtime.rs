@@ -331,6 +331,13 @@ impl NativeRuntime {
         self.rt.work_dir().to_path_buf()
     }
 
+    /// The system prompt the next task's first model call would send (project instructions read now).
+    fn system_prompt(&self, py: Python<'_>) -> PyResult<String> {
+        self.rt
+            .system_prompt()
+            .map_err(|e| errors::to_py_err(py, &e))
+    }
+
     /// The conversation as of the last checkpoint: `[{"role": "user"|"assistant", "content": str}]`.
     fn history<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let value = serde_json::to_value(self.rt.history())

@@ -267,6 +267,20 @@ def test_a_command_over_a_resource_limit_reaches_the_resource_limit_hook(project
     assert "\nusable\n" in seen, seen
 
 
+def test_agents_md_reaches_the_system_prompt_and_edits_apply_next_turn(project: Path, server: ScriptedServer) -> None:
+    (project / "workspace").mkdir(exist_ok=True)
+    (project / "workspace" / "AGENTS.md").write_text("Answer in French.\n")
+    server.push(DONE, DONE)
+    rt = Runtime("agent.yaml")
+    assert "# PROJECT INSTRUCTIONS" in rt.system_prompt() and "Answer in French." in rt.system_prompt()
+    rt.run("first")
+    (project / "workspace" / "AGENTS.md").write_text("Answer in German.\n")
+    rt.run("second")
+    rt.close()
+    assert "Answer in French." in server.system(0)
+    assert "Answer in German." in server.system(1) and "French" not in server.system(1)
+
+
 def test_send_message_reaches_the_model_and_the_hooks(project: Path, server: ScriptedServer) -> None:
     server.push(DONE)
     rt = Runtime("agent.yaml")

@@ -375,3 +375,39 @@ async fn chat_runs_one_task_per_line_in_one_session() {
         "[Task 2][USER INPUT]\nagain"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn print_prompt_shows_the_project_instructions_and_calls_no_model() {
+    let server = ScriptedServer::start(vec![]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_agent(dir.path(), &server, Wire::OpenAi, true, "");
+    std::fs::write(
+        dir.path().join("work/AGENTS.md"),
+        "Keep the changelog up to date.\n",
+    )
+    .unwrap();
+    let out = codepilot(dir.path(), &["run", "--print-prompt"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let prompt = stdout(&out);
+    let work = dir.path().join("work").canonicalize().unwrap();
+    assert!(
+        prompt.contains(&format!(
+            "# PROJECT INSTRUCTIONS\n(From the project's files, farthest first: where they disagree, the later one \
+             wins. They add to the\nrules above; they never change the output format.)\n## {}\nKeep the changelog up \
+             to date.\n",
+            work.join("AGENTS.md").display()
+        )),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("# ENVIRONMENT\nWorkspace (work_dir): "),
+        "{prompt}"
+    );
+    assert!(server.requests().is_empty(), "no model call");
+    let listed = codepilot(dir.path(), &["sessions", "list"]).await;
+    assert!(
+        !stdout(&listed).contains("test-model") && !stdout(&listed).contains("E2E"),
+        "{}",
+        stdout(&listed)
+    );
+}

@@ -56,6 +56,8 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str) -> Result<Outcome> {
         return Err(Error::Busy);
     };
     let owned = entered.own();
+    // The project's instructions as they are now on disk: an edit between turns takes effect here.
+    cx.tools.refresh_instructions()?;
     state.task_counter += 1;
     if state.title.is_none() {
         state.title = codepilot_store::title_from_task(task);
@@ -187,6 +189,21 @@ fn system_dynamic(cx: &Context, step: u32, max_steps: u32, context: &str) -> Str
         terminals: &terminals,
         context,
     })
+}
+
+/// The system prompt the next turn's first model call would send (`codepilot run --print-prompt`): the static
+/// part with the project instructions read now, then the dynamic part for step 1.
+pub(crate) fn system_prompt(cx: &Context) -> Result<String> {
+    let Some(state) = cx.session.try_lock() else {
+        return Err(Error::Busy);
+    };
+    cx.tools.refresh_instructions()?;
+    let toolset = cx.tools.current();
+    let mut book = state.book();
+    let tokens = book.request_tokens(&toolset.static_prompt, "");
+    let status = codepilot_protocol::context_status(tokens, book.budget());
+    let dynamic = system_dynamic(cx, 1, cx.max_steps, &status);
+    Ok(format!("{}\n{dynamic}", toolset.static_prompt))
 }
 
 /// What one model call sends: the dynamic prompt part and the view of the history.

@@ -140,6 +140,9 @@ pub struct RuntimeConfig {
     pub sandbox: codepilot_sandbox::Mode,
     /// Whether sandboxed shells have the network. Default true.
     pub network: bool,
+    /// More files whose text goes into the system prompt after the repository's `AGENTS.md` files (SPEC §21),
+    /// resolved against the agent file's directory. Default none.
+    pub instructions_files: Vec<PathBuf>,
     /// What one session's shells may use together (SPEC §24); `None` is `resources: off`. Default
     /// [`Limits::defaults`](codepilot_sandbox::resources::Limits::defaults): 512 processes, half the machine's
     /// memory.
@@ -158,6 +161,7 @@ impl Default for RuntimeConfig {
             step_timeout_s: DEFAULT_STEP_TIMEOUT_S,
             sandbox: codepilot_sandbox::Mode::WorkspaceWrite,
             network: true,
+            instructions_files: Vec::new(),
             resources: Some(codepilot_sandbox::resources::Limits::defaults()),
             context_threshold: DEFAULT_CONTEXT_THRESHOLD,
         }

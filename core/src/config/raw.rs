@@ -93,6 +93,7 @@ struct RawRuntime {
     step_timeout_s: Option<Spanned<u64>>,
     sandbox: Option<Spanned<String>>,
     network: Option<bool>,
+    instructions_files: Option<Vec<String>>,
     resources: Option<Spanned<RawResources>>,
     context_threshold: Option<Spanned<f64>>,
 }
@@ -546,6 +547,12 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
                 step_timeout_s: r.step_timeout_s.map_or(DEFAULT_STEP_TIMEOUT_S, |s| s.value),
                 sandbox,
                 network: r.network.unwrap_or(true),
+                instructions_files: r
+                    .instructions_files
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|f| resolve(ctx, f))
+                    .collect(),
                 resources,
                 context_threshold: r
                     .context_threshold

@@ -177,6 +177,14 @@ impl Runtime {
         self.inner.work_dir()
     }
 
+    /// See [`AsyncRuntime::system_prompt`].
+    ///
+    /// # Errors
+    /// [`Error::Busy`] while a task runs.
+    pub fn system_prompt(&self) -> Result<String> {
+        self.inner.system_prompt()
+    }
+
     /// See [`AsyncRuntime::snapshot`].
     pub fn snapshot(&self) -> Result<Option<codepilot_store::snapshot::Saved>> {
         self.rt.block_on(self.inner.snapshot())

@@ -447,6 +447,13 @@ impl RuntimeBuilder {
             writer
         });
         let snapshots = started.snapshots.map(Arc::new);
+        let tools = ToolBox::new(
+            self.agent.clone(),
+            registry,
+            limits.clone(),
+            mcp,
+            workspace.root(),
+        );
         let cx = Arc::new(Context {
             provider,
             env: Arc::new(ToolEnv {
@@ -456,7 +463,7 @@ impl RuntimeBuilder {
                 ask_user: self.ask_user,
                 events: Arc::clone(&events),
             }),
-            tools: ToolBox::new(self.agent.clone(), registry, limits.clone(), mcp),
+            tools,
             events,
             session: SessionCell::new(store, SessionState::from_record(id, record, context)),
             lease,

@@ -301,6 +301,16 @@ impl AsyncRuntime {
         self.inner.cx.env.workspace.root()
     }
 
+    /// The system prompt the next task's first model call would send: the rules, the tools, the project
+    /// instructions as they are on disk now (`AGENTS.md` files, `runtime.instructions_files`), the host's
+    /// `system_prompt`, and the environment for step 1. What `codepilot run --print-prompt` prints.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] while a task runs.
+    pub fn system_prompt(&self) -> Result<String> {
+        crate::agent::system_prompt(&self.inner.cx)
+    }
+
     /// Shuts down cleanly: waits for a running task to stop (call [`AsyncRuntime::abort`] first to hurry it), kills
     /// the terminals and removes their sockets, and releases the session lease.
     pub async fn close(&self) -> Result<()> {
