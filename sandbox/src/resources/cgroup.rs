@@ -14,6 +14,9 @@ use super::Counters;
 use super::Limits;
 use crate::SandboxError;
 
+/// How long dropping a session's cgroups waits for processes just killed to leave them.
+const DROP_WAIT: Duration = Duration::from_millis(250);
+
 /// Session cgroups are named `codepilot-<pid>-<8 hex digits>`.
 const PREFIX: &str = "codepilot-";
 
@@ -381,17 +384,23 @@ impl Group {
 
 impl Drop for Group {
     /// Kills what is left and removes the cgroups. Normally they are empty by now (the terminals killed and reaped
-    /// their shells) and go at once; the ones that do not are left to a thread that waits for their processes, with
-    /// their locks, so the caller (often an async task) never waits. If the process exits first, the next start's
-    /// sweep removes them.
+    /// their shells) and go at once; processes just killed (a command's jobs) take a few milliseconds, waited for
+    /// up to [`DROP_WAIT`]. What is still there then (a process stuck in the kernel) is left to a thread that waits
+    /// for it, with the locks, so the caller (often an async task) never waits long; if the process exits first,
+    /// the next start's sweep removes it.
     fn drop(&mut self) {
-        let stuck: Vec<Dir> = std::mem::take(&mut self.dirs)
-            .into_iter()
-            .filter(|dir| {
+        let mut stuck = std::mem::take(&mut self.dirs);
+        let started = std::time::Instant::now();
+        loop {
+            stuck.retain(|dir| {
                 kill_all(&dir.path);
                 remove_tree(&dir.path).is_err()
-            })
-            .collect();
+            });
+            if stuck.is_empty() || started.elapsed() >= DROP_WAIT {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         if !stuck.is_empty() {
             let _ = std::thread::Builder::new()
                 .name("codepilot-cgroup".to_owned())
