@@ -607,13 +607,47 @@ fn kill_all(path: &Path) {
     if killed.is_ok() {
         return;
     }
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
     let procs = std::fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
     for pid in procs
         .lines()
         .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
     {
-        // SAFETY: a signal to a process of a cgroup this runtime made (or that a dead runtime left).
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        kill_member(pid, &name);
+    }
+}
+
+/// `SIGKILL` to `pid` if it is (still) in the cgroup called `name`: the process is pinned by a pidfd first, so a
+/// pid reused since `cgroup.procs` was read is never signalled.
+fn kill_member(pid: libc::pid_t, name: &str) {
+    // SAFETY: pidfd_open takes a pid and flags; the descriptor it returns is closed below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0_u32) };
+    let Ok(fd) = libc::c_int::try_from(fd) else {
+        return;
+    };
+    if fd < 0 {
+        return;
+    }
+    let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|table| {
+        table.lines().any(|line| {
+            let path = line.rsplit(':').next().unwrap_or("");
+            path.split('/').any(|part| part == name)
+        })
+    });
+    // SAFETY: a signal through the pidfd opened above, which is then closed.
+    unsafe {
+        if member {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd,
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0_u32,
+            );
+        }
+        libc::close(fd);
     }
 }
 

@@ -660,6 +660,48 @@ mod tests {
         assert!(session.hit_since(over, Some(0), "").is_none());
     }
 
+    /// On a host whose cgroups this process may write (CI runs as root on cgroup v1; elsewhere the CLI's limits
+    /// tests say what is missing): a process left in a session's cgroup is killed when the session's limits are
+    /// dropped, and the cgroup goes.
+    #[test]
+    fn dropping_the_limits_kills_what_is_left_in_the_cgroup() {
+        if matches!(Mechanism::detect(), Mechanism::Rlimits { .. }) {
+            return;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let session = SessionLimits::new(
+            Limits {
+                max_processes: Some(16),
+                ..Limits::default()
+            },
+            work.path(),
+        )
+        .unwrap();
+        let dirs: Vec<std::path::PathBuf> = session
+            .cgroup_dirs()
+            .iter()
+            .map(|d| d.to_path_buf())
+            .collect();
+        let join = session.join().unwrap();
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        // SAFETY: `Join::enter` makes system calls only.
+        unsafe { std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || join.enter()) };
+        let mut child = cmd.spawn().unwrap();
+        assert!(
+            std::fs::read_to_string(dirs[0].join("cgroup.procs"))
+                .unwrap()
+                .contains(&child.id().to_string())
+        );
+        drop(session);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");
+    }
+
     #[test]
     fn the_sweep_removes_only_cgroups_nobody_holds() {
         let base = tempfile::tempdir().unwrap();
