@@ -52,6 +52,7 @@ pub(crate) async fn run(keep: bool, json: bool) -> Result<Exit, Failure> {
     let out = crate::make_output(json);
     let rt = AsyncRuntime::builder(agent).build().await?;
     let sink = Arc::clone(&out);
+    out.starting_after(rt.last_event_seq());
     rt.on_envelope(move |e| sink.on_event(e));
     let mut signals = crate::signals::Signals::new();
     let exit = crate::run_task(&rt, TASK, &out, &mut signals)

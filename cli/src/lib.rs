@@ -363,6 +363,7 @@ pub(crate) async fn build_runtime(
         ));
     }
     let sink = Arc::clone(out);
+    out.starting_after(rt.last_event_seq());
     rt.on_envelope(move |e| sink.on_event(e));
     Ok(rt)
 }

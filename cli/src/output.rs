@@ -106,13 +106,46 @@ pub(crate) trait Output: Send + Sync {
     fn on_outcome(&self, session_id: &str, outcome: &Outcome);
     /// Clears any transient UI (the spinner) before something else writes to the terminal.
     fn suspend(&self) {}
+    /// The runtime's last event before this output was attached: the first it gets is `seq + 1`.
+    fn starting_after(&self, _seq: u64) {}
 }
 
-/// One JSON line per event on stdout, then one for the end of the turn ([`StreamLine`]).
+/// One JSON line per event on stdout, in `seq` order, then one for the end of the turn ([`StreamLine`]).
 #[derive(Default)]
 pub(crate) struct JsonlOutput {
     /// The turn the last event belonged to, for the closing line.
     turn_id: Mutex<Option<String>>,
+    /// Events that arrived before one with a lower `seq` (two tasks emitting at once), held until it comes.
+    order: Mutex<Order>,
+}
+
+/// What [`JsonlOutput`] has printed and holds back.
+#[derive(Default)]
+struct Order {
+    /// The session the numbering belongs to (a reset starts another, numbered from 1).
+    session_id: Option<String>,
+    /// The `seq` to print next; `None` until known.
+    next: Option<u64>,
+    held: std::collections::BTreeMap<u64, EventEnvelope>,
+}
+
+impl Drop for JsonlOutput {
+    /// Nothing held back is lost when a run ends without an outcome (a failed model call).
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl JsonlOutput {
+    /// Prints whatever is held, in order (at the end of a turn, when no earlier event can come any more).
+    fn flush(&self) {
+        if let Ok(mut order) = self.order.lock() {
+            for (_, e) in std::mem::take(&mut order.held) {
+                order.next = Some(e.seq + 1);
+                emit_json(&StreamLine::Event(e));
+            }
+        }
+    }
 }
 
 /// Writes one [`StreamLine`] to stdout. A line that cannot be serialized becomes an error line, never a panic.
@@ -127,16 +160,48 @@ fn emit_json(line: &StreamLine) {
 }
 
 impl Output for JsonlOutput {
+    fn starting_after(&self, after: u64) {
+        if let Ok(mut order) = self.order.lock() {
+            order.next = Some(after + 1);
+        }
+    }
+
     fn on_event(&self, e: &EventEnvelope) {
         if let Some(turn) = &e.turn_id
             && let Ok(mut last) = self.turn_id.lock()
         {
             last.clone_from(&Some(turn.clone()));
         }
+        let Ok(mut order) = self.order.lock() else {
+            emit_json(&StreamLine::Event(e.clone()));
+            return;
+        };
+        if order.session_id.as_deref() != Some(e.session_id.as_str()) {
+            if order.session_id.is_some() {
+                // A reset: the new session is numbered from 1.
+                for (_, held) in std::mem::take(&mut order.held) {
+                    emit_json(&StreamLine::Event(held));
+                }
+                order.next = Some(1);
+            }
+            order.session_id = Some(e.session_id.clone());
+        }
+        let next = *order.next.get_or_insert(e.seq);
+        if e.seq != next {
+            order.held.insert(e.seq, e.clone());
+            return;
+        }
         emit_json(&StreamLine::Event(e.clone()));
+        let mut next = next + 1;
+        while let Some(held) = order.held.remove(&next) {
+            emit_json(&StreamLine::Event(held));
+            next += 1;
+        }
+        order.next = Some(next);
     }
 
     fn on_outcome(&self, session_id: &str, outcome: &Outcome) {
+        self.flush();
         let turn_id = self
             .turn_id
             .lock()

@@ -99,6 +99,11 @@ impl EventBus {
         }
     }
 
+    /// The number of the last event emitted (0 before the first).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.sequence.lock().map_or(0, |seq| seq.last_seq)
+    }
+
     /// Events from now on belong to `turn_id` (`None`: between turns).
     pub(crate) fn set_turn(&self, turn_id: Option<String>) {
         if let Ok(mut seq) = self.sequence.lock() {

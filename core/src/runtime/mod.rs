@@ -217,6 +217,14 @@ impl AsyncRuntime {
         self.inner.cx.events.add(None, Arc::new(f));
     }
 
+    /// The `seq` of the session's last event so far (0 before the first): a callback registered now gets the
+    /// events after it. Callbacks run on the emitting task, so two tasks' events can reach them out of `seq` order;
+    /// a host that needs the order (as `codepilot run --json` does) holds an early one back until the gap fills.
+    #[must_use]
+    pub fn last_event_seq(&self) -> u64 {
+        self.inner.cx.events.last_seq()
+    }
+
     /// Calls `f` for every event of one kind.
     pub fn on(&self, kind: EventKind, f: impl Fn(&Event) + Send + Sync + 'static) {
         self.inner
