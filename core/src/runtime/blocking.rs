@@ -112,6 +112,12 @@ impl Runtime {
         self.inner.on_event(f);
     }
 
+    /// See [`AsyncRuntime::last_event_seq`].
+    #[must_use]
+    pub fn last_event_seq(&self) -> u64 {
+        self.inner.last_event_seq()
+    }
+
     /// See [`AsyncRuntime::on_envelope`].
     pub fn on_envelope(&self, f: impl Fn(&EventEnvelope) + Send + Sync + 'static) {
         self.inner.on_envelope(f);
