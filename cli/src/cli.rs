@@ -39,6 +39,60 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// The agent file's MCP servers (SPEC §18).
     Mcp(McpArgs),
+    /// List a session's checkpoints: one before each turn, and the state each rewind replaced (SPEC §19).
+    Checkpoints(CheckpointsArgs),
+    /// Rewind a session's work directory and conversation to a checkpoint (SPEC §19).
+    Rewind(RewindArgs),
+}
+
+/// `codepilot checkpoints`.
+#[derive(Debug, Args)]
+pub struct CheckpointsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CheckpointsCommand,
+    /// Also read checkpoints a session took on another machine from this snapshot store (file:///DIR or
+    /// s3://BUCKET/PREFIX).
+    #[arg(long, value_name = "URL", env = "CODEPILOT_SNAPSHOTS", global = true)]
+    pub snapshots: Option<String>,
+    /// Print one JSON object per checkpoint instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `codepilot checkpoints …`.
+#[derive(Debug, Subcommand)]
+pub enum CheckpointsCommand {
+    /// The session's checkpoints, oldest first.
+    List {
+        /// The session.
+        #[arg(value_name = "SESSION")]
+        session: String,
+    },
+}
+
+/// `codepilot rewind`.
+#[derive(Debug, Args)]
+pub struct RewindArgs {
+    /// Agent options (the agent file gives the work directory; the session options where the session is stored).
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// The session.
+    #[arg(value_name = "SESSION", id = "rewind_session")]
+    pub target: String,
+    /// The checkpoint: N (the state before turn N began), N.S (before step S of turn N) or rewind-K (the state a
+    /// rewind replaced, to undo it). `codepilot checkpoints list SESSION` shows them.
+    #[arg(value_name = "CHECKPOINT")]
+    pub checkpoint: String,
+    /// Rewind only the work directory.
+    #[arg(long, conflicts_with = "conversation")]
+    pub files: bool,
+    /// Rewind only the conversation.
+    #[arg(long)]
+    pub conversation: bool,
+    /// Say what would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `codepilot mcp`.

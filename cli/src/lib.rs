@@ -6,6 +6,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod checkpoints;
 mod cli;
 mod connect;
 mod demo;
@@ -104,6 +105,8 @@ enum Prepared {
     Snapshots(cli::SnapshotsArgs),
     /// `mcp list`: the agent, whether to print JSON.
     McpList(AgentFile, bool),
+    Checkpoints(cli::CheckpointsArgs),
+    Rewind(AgentFile, cli::RewindArgs),
 }
 
 /// Reads the task and the agent file, then takes secrets out of the process's reach (which must happen while
@@ -138,6 +141,17 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         Command::Sandbox(args) => Prepared::Sandbox(args),
         Command::Serve(args) => Prepared::Serve(args),
         Command::Snapshots(args) => Prepared::Snapshots(args),
+        Command::Checkpoints(args) => Prepared::Checkpoints(args),
+        Command::Rewind(mut args) => {
+            if args.agent.session_id.is_some() {
+                return Err(usage(
+                    "rewind takes the session as its first argument; leave out --session-id",
+                ));
+            }
+            args.agent.session_id = Some(args.target.clone());
+            let agent = load_agent(&args.agent.config)?;
+            Prepared::Rewind(agent, args)
+        }
         Command::Mcp(args) => match args.command {
             cli::McpCommand::List { config, json } => Prepared::McpList(load_agent(&config)?, json),
         },
@@ -146,7 +160,8 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         Prepared::Run(agent, ..)
         | Prepared::PrintPrompt(agent, _)
         | Prepared::Chat(agent, _)
-        | Prepared::McpList(agent, _) => agent.model.api_key_env.iter().cloned().collect(),
+        | Prepared::McpList(agent, _)
+        | Prepared::Rewind(agent, _) => agent.model.api_key_env.iter().cloned().collect(),
         Prepared::Init(_)
         | Prepared::Demo(_)
         | Prepared::Attach(_)
@@ -154,7 +169,8 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         | Prepared::Sandbox(_)
         | Prepared::Connect(..)
         | Prepared::Serve(_)
-        | Prepared::Snapshots(_) => Vec::new(),
+        | Prepared::Snapshots(_)
+        | Prepared::Checkpoints(_) => Vec::new(),
     };
     if secrets::argv_has_credentials() {
         output::err_line(
@@ -263,6 +279,8 @@ async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit,
         Prepared::Serve(args) => serve::run(args, env).await,
         Prepared::Snapshots(args) => snapshots::run(args, &env).await,
         Prepared::McpList(agent, json) => mcp::list(&agent, json, env).await,
+        Prepared::Checkpoints(args) => checkpoints::list(args, &env).await,
+        Prepared::Rewind(agent, args) => checkpoints::rewind(agent, &args, env).await,
     }
 }
 
@@ -408,7 +426,7 @@ pub(crate) async fn run_task(
     Ok((outcome_exit(&outcome), stopped))
 }
 
-fn make_output(json: bool) -> Arc<dyn Output> {
+pub(crate) fn make_output(json: bool) -> Arc<dyn Output> {
     if json {
         Arc::new(JsonlOutput::default())
     } else {
@@ -477,7 +495,9 @@ async fn chat(
     let rt = build_runtime(agent, args, &out, env).await?;
     if !args.json {
         announce(&rt);
-        output::err_line("Type a task and press Enter. /exit or Ctrl-D quits.");
+        output::err_line(
+            "Type a task and press Enter. /checkpoints lists checkpoints, /rewind N goes back to before task N; /exit or Ctrl-D quits.",
+        );
     }
     let mut last = Exit::Completed;
     let (tx, mut lines) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1);
@@ -519,6 +539,15 @@ async fn chat(
             break;
         }
         if text.is_empty() {
+            continue;
+        }
+        if let Some(command) = checkpoints::ChatCommand::parse(text) {
+            if let Err(f) = command.run(&rt, args.json).await {
+                output::err_line(&format!(
+                    "codepilot: {}",
+                    output::printable(&output::render_error(&f.error))
+                ));
+            }
             continue;
         }
         match run_task(&rt, text, &out, &mut signals).await {

@@ -375,7 +375,10 @@ impl Output for HumanOutput {
             Event::RuntimeError(err)
                 if matches!(err.kind, ErrorKind::Provider | ErrorKind::Store) => {}
             Event::RuntimeError(err)
-                if matches!(err.kind, ErrorKind::Mcp | ErrorKind::Snapshot) =>
+                if matches!(
+                    err.kind,
+                    ErrorKind::Mcp | ErrorKind::Snapshot | ErrorKind::Checkpoint
+                ) =>
             {
                 let text = self.paint(
                     "33",
@@ -445,6 +448,10 @@ impl Output for HumanOutput {
                         printable(r.message.trim_start_matches('[').trim_end_matches(']'))
                     ),
                 );
+                self.line(&mut s, &text);
+            }
+            Event::Rewound(r) => {
+                let text = self.paint("36", &format!("↶ {}", crate::checkpoints::describe(r)));
                 self.line(&mut s, &text);
             }
             Event::SessionReset(_) => {}

@@ -95,6 +95,10 @@ pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
         SessionsCommand::Rm { id } => {
             let id: SessionId = id.parse().map_err(|e| usage(format!("{e}")))?;
             if store.delete(&id).await? {
+                let opts = codepilot::store::checkpoint::CheckpointOptions::default();
+                if let Err(e) = codepilot::store::checkpoint::delete_session(&id, &opts) {
+                    output::err_line(&format!("codepilot: deleting its checkpoints: {e}"));
+                }
                 output::err_line(&format!("deleted session {id}"));
             } else {
                 return Err(usage(format!("no session {id}")));

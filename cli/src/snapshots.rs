@@ -19,7 +19,11 @@ use crate::usage;
 
 /// Opens the store `url`, reading `AWS_*` settings from `env` (the process's own copy: credentials are out of
 /// the environment the agent's shells inherit).
-fn open(url: &str, opts: SnapshotOptions, env: &EnvSnapshot) -> Result<SnapshotStore, Failure> {
+pub(crate) fn open(
+    url: &str,
+    opts: SnapshotOptions,
+    env: &EnvSnapshot,
+) -> Result<SnapshotStore, Failure> {
     let opts = SnapshotOptions {
         env: Some(env.with_prefix("AWS_")),
         ..opts

@@ -43,6 +43,24 @@ pub enum Error {
     /// A workspace snapshot could not be restored or saved.
     #[error("workspace snapshot: {0}")]
     Snapshot(#[from] codepilot_store::snapshot::SnapshotError),
+    /// A checkpoint could not be found, read or rewound to (SPEC §19).
+    #[error("{0}")]
+    Checkpoint(#[from] codepilot_store::checkpoint::CheckpointError),
+    /// The agent takes no checkpoints, so there is nothing to list or rewind to.
+    #[error(
+        "this agent takes no checkpoints (runtime.checkpoints: off), so there is nothing to rewind to; set runtime.checkpoints: turn"
+    )]
+    CheckpointsOff,
+    /// A rewind changed the work directory but could not cut the conversation in the store.
+    #[error(
+        "the files were rewound to checkpoint {checkpoint}, but the conversation could not be: {source}; rewind again with scope conversation"
+    )]
+    RewindHalfDone {
+        /// The checkpoint.
+        checkpoint: String,
+        /// What failed.
+        source: codepilot_store::StoreError,
+    },
     /// The terminals could not be started.
     #[error("terminal: {0}")]
     Terminal(#[from] codepilot_terminal::TerminalError),
@@ -104,6 +122,7 @@ impl Error {
             }
             Error::Store(e) => matches!(e, codepilot_store::StoreError::InvalidId { .. }),
             Error::Snapshot(e) => matches!(e, codepilot_store::snapshot::SnapshotError::Url { .. }),
+            Error::Checkpoint(_) | Error::CheckpointsOff | Error::RewindHalfDone { .. } => false,
             Error::Closed
             | Error::LeaseLost(_)
             | Error::Terminal(_)

@@ -34,6 +34,7 @@ pub use codepilot_protocol::ModelRetryEvent;
 pub use codepilot_protocol::PermissionRequestEvent;
 pub use codepilot_protocol::ResourceKind;
 pub use codepilot_protocol::ResourceLimitEvent;
+pub use codepilot_protocol::RewoundEvent;
 pub use codepilot_protocol::RuntimeErrorEvent;
 pub use codepilot_protocol::SessionResetEvent;
 pub use codepilot_protocol::StartEvent;

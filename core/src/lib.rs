@@ -22,6 +22,7 @@
 #![deny(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 mod agent;
+mod checkpoints;
 pub mod config;
 mod context;
 mod error;
@@ -37,10 +38,14 @@ mod tools;
 
 pub use codepilot_llm as llm;
 pub use codepilot_protocol as protocol;
+pub use codepilot_protocol::CheckpointInfo;
+pub use codepilot_protocol::CheckpointKind;
 pub use codepilot_protocol::EventEnvelope;
 pub use codepilot_protocol::ExcKind;
 pub use codepilot_protocol::Outcome;
 pub use codepilot_protocol::ParamSpec;
+pub use codepilot_protocol::RewindScope;
+pub use codepilot_protocol::RewoundEvent;
 pub use codepilot_protocol::ToolError;
 pub use codepilot_protocol::ToolSpec;
 pub use codepilot_sandbox as sandbox;

@@ -57,6 +57,8 @@ pub enum Event {
     WorkspaceSaved(WorkspaceSavedEvent),
     /// A command, or a file tool's write, ran into one of the session's resource limits (SPEC §24).
     ResourceLimit(ResourceLimitEvent),
+    /// The work directory, the conversation or both were rewound to a checkpoint (SPEC §19).
+    Rewound(crate::checkpoint::RewoundEvent),
 }
 
 /// [`Event::Start`].
@@ -164,6 +166,8 @@ pub enum ErrorKind {
     Snapshot,
     /// An MCP server did not start or stopped; its tools fail until it is back.
     Mcp,
+    /// A checkpoint could not be taken (the turn runs without one), or left files out (SPEC §19).
+    Checkpoint,
     /// Anything else.
     Internal,
 }
@@ -346,6 +350,7 @@ pub enum EventKind {
     ContextDrop,
     WorkspaceSaved,
     ResourceLimit,
+    Rewound,
 }
 
 impl Event {
@@ -373,6 +378,7 @@ impl Event {
             Event::ContextDrop(_) => EventKind::ContextDrop,
             Event::WorkspaceSaved(_) => EventKind::WorkspaceSaved,
             Event::ResourceLimit(_) => EventKind::ResourceLimit,
+            Event::Rewound(_) => EventKind::Rewound,
         }
     }
 }

@@ -32,6 +32,7 @@
 
 #![deny(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+mod checkpoint;
 mod context;
 mod error;
 mod event;
@@ -64,6 +65,10 @@ pub use context::reveal_text;
 pub use context::summariser_request;
 pub use context::task_number;
 
+pub use checkpoint::CheckpointInfo;
+pub use checkpoint::CheckpointKind;
+pub use checkpoint::RewindScope;
+pub use checkpoint::RewoundEvent;
 pub use error::ParseError;
 pub use error::Result;
 pub use event::AbortedEvent;

@@ -389,6 +389,19 @@ impl Inner {
         self.write_session(&s)
     }
 
+    fn rewrite_history(&self, lease: &Lease, rewrite: &crate::HistoryRewrite) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut s = self.read_owned(lease)?;
+        rewrite.check(lease.session(), s.message_count)?;
+        s.messages
+            .truncate(usize::try_from(rewrite.keep).unwrap_or(usize::MAX));
+        s.messages.extend(rewrite.append.iter().cloned());
+        s.message_count = rewrite.end();
+        s.archives.clone_from(&rewrite.archives);
+        s.updated_at = now_secs();
+        self.write_session(&s)
+    }
+
     fn set_snapshot(&self, lease: &Lease, key: &str) -> Result<()> {
         let _lock = self.lock()?;
         let mut s = self.read_owned(lease)?;
@@ -579,6 +592,13 @@ impl SessionStore for FileStore {
         let lease = lease.duplicate();
         let events = events.to_vec();
         self.blocking(move |s| s.append_events(&lease, &events))
+            .await
+    }
+
+    async fn rewrite_history(&self, lease: &Lease, rewrite: &crate::HistoryRewrite) -> Result<()> {
+        let lease = lease.duplicate();
+        let rewrite = rewrite.clone();
+        self.blocking(move |s| s.rewrite_history(&lease, &rewrite))
             .await
     }
 

@@ -32,6 +32,7 @@
 //! Advanced: [`open_store_with`] takes [`StoreOptions`] (lease TTL, holder identity).
 #![deny(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod checkpoint;
 mod error;
 mod file;
 mod home;
@@ -67,6 +68,7 @@ pub use sql::postgres::PgStore;
 pub use sql::sqlite::SqliteStore;
 pub use types::AgentSource;
 pub use types::Checkpoint;
+pub use types::HistoryRewrite;
 pub use types::SessionMeta;
 pub use types::SessionRecord;
 pub use types::SessionSummary;
@@ -138,6 +140,15 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     /// [`StoreError::LeaseLost`] when the lease was taken over, released or the session deleted.
     async fn append_events(&self, lease: &Lease, events: &[StoredEvent]) -> Result<()>;
+
+    /// Rewinds the session's history (SPEC §19): keeps its first `rewrite.keep` messages, stores `rewrite.append`
+    /// after them and replaces the archive list, in one transaction (one atomic file replacement for the JSON store).
+    /// Task counter, usage and title are kept.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when `keep` is past the stored end; [`StoreError::LeaseLost`] when the lease was
+    /// taken over, released or the session deleted.
+    async fn rewrite_history(&self, lease: &Lease, rewrite: &HistoryRewrite) -> Result<()>;
 
     /// Records `key` as the session's latest workspace snapshot ([`SessionMeta::snapshot`]).
     ///

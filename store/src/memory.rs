@@ -176,6 +176,21 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn rewrite_history(&self, lease: &Lease, rewrite: &crate::HistoryRewrite) -> Result<()> {
+        let mut sessions = self.lock();
+        let entry = Self::owned(&mut sessions, lease)?;
+        let record = &mut entry.record;
+        rewrite.check(lease.session(), record.meta.message_count)?;
+        record
+            .messages
+            .truncate(usize::try_from(rewrite.keep).unwrap_or(usize::MAX));
+        record.messages.extend(rewrite.append.iter().cloned());
+        record.meta.message_count = rewrite.end();
+        record.archives.clone_from(&rewrite.archives);
+        record.meta.updated_at = now_secs();
+        Ok(())
+    }
+
     async fn append_events(&self, lease: &Lease, events: &[crate::StoredEvent]) -> Result<()> {
         let mut sessions = self.lock();
         let entry = Self::owned(&mut sessions, lease)?;

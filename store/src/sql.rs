@@ -93,6 +93,9 @@ const SELECT_COUNT: &str = "SELECT message_count FROM sessions WHERE id = $1";
 const UPDATE_COUNTERS: &str = "UPDATE sessions SET message_count = $2, task_counter = $3, \
      input_tokens = $4, output_tokens = $5, cache_read_tokens = $6, cache_write_tokens = $7, calls = $8, \
      title = COALESCE($9, title), updated_at = $10, archives = COALESCE($11, archives) WHERE id = $1";
+const DELETE_MESSAGES_FROM: &str = "DELETE FROM messages WHERE session_id = $1 AND seq >= $2";
+const SET_HISTORY: &str =
+    "UPDATE sessions SET message_count = $2, archives = $3, updated_at = $4 WHERE id = $1";
 const SET_SNAPSHOT: &str = "UPDATE sessions SET snapshot = $2 WHERE id = $1";
 /// Not through `begin_owned`: recording the agent does not make the session "updated".
 const SET_AGENT_SOURCE: &str =
@@ -573,6 +576,56 @@ macro_rules! sql_store {
                     .fetch_one(&self.pool)
                     .await?;
                 Ok($crate::types::to_u64(last))
+            }
+
+            async fn rewrite_history(
+                &self,
+                lease: &$crate::Lease,
+                rewrite: &$crate::HistoryRewrite,
+            ) -> $crate::Result<()> {
+                use $crate::types::to_i64;
+                let id = lease.session();
+                let now = $crate::lease::now_secs();
+                let mut tx = self.begin_owned(lease, now).await?;
+                let stored: i64 = sqlx::query_scalar($crate::sql::SELECT_COUNT)
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                rewrite.check(id, $crate::types::to_u64(stored))?;
+                sqlx::query($crate::sql::DELETE_MESSAGES_FROM)
+                    .bind(id.as_str())
+                    .bind(to_i64(rewrite.keep))
+                    .execute(&mut *tx)
+                    .await?;
+                let mut seq = to_i64(rewrite.keep);
+                for chunk in rewrite.append.chunks($crate::sql::INSERT_CHUNK) {
+                    let sql = $crate::sql::insert_messages_sql(chunk.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for m in chunk {
+                        let (content, encoding) = $crate::sql::encode_content(&m.content);
+                        q = q
+                            .bind(id.as_str())
+                            .bind(seq)
+                            .bind(m.role.as_str())
+                            .bind(content)
+                            .bind(encoding)
+                            .bind(now);
+                        seq = seq.saturating_add(1);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                sqlx::query($crate::sql::SET_HISTORY)
+                    .bind(id.as_str())
+                    .bind(seq)
+                    .bind(
+                        $crate::sql::encode_archives(Some(&rewrite.archives))?
+                            .unwrap_or_default(),
+                    )
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn set_snapshot(&self, lease: &$crate::Lease, key: &str) -> $crate::Result<()> {

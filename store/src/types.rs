@@ -136,6 +136,47 @@ pub struct Checkpoint {
     pub archives: Option<Vec<ArchiveEntry>>,
 }
 
+/// A rewind of a session's history (SPEC §19): the first `keep` messages stay, the rest are replaced by `append`,
+/// and the archive list by `archives`. Counters (task counter, usage) are kept: turn numbers stay unique in a session
+/// and tokens spent stay spent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRewrite {
+    /// Messages kept from the start of the history.
+    pub keep: u64,
+    /// Messages stored after them.
+    pub append: Vec<Message>,
+    /// The session's archives afterwards.
+    pub archives: Vec<ArchiveEntry>,
+}
+
+impl HistoryRewrite {
+    /// The history's length afterwards.
+    #[must_use]
+    pub fn end(&self) -> u64 {
+        self.keep
+            .saturating_add(u64::try_from(self.append.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Checks `keep` against the `stored` length.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when `keep` is past the stored end.
+    pub(crate) fn check(&self, session: &SessionId, stored: u64) -> Result<()> {
+        if self.keep > stored {
+            return Err(StoreError::Conflict {
+                session: session.clone(),
+                base_len: self.keep,
+                stored,
+                reason: format!(
+                    "a rewind keeps {} messages but only {stored} are stored",
+                    self.keep
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Checkpoint {
     /// Position just after the last message of this checkpoint.
     #[must_use]

@@ -98,6 +98,52 @@ pub fn temp_workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// What a directory holds, for comparing trees: relative path → (kind with content digest or link target,
+/// permission bits). Walks everything, `.git` and ignored files included; links are not followed.
+///
+/// # Panics
+/// When the tree cannot be read: a test helper fails loudly.
+#[must_use]
+#[allow(
+    clippy::expect_used,
+    reason = "test helper: failing loudly is the point"
+)]
+pub fn tree_contents(root: &std::path::Path) -> std::collections::BTreeMap<String, (String, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut std::collections::BTreeMap<String, (String, u32)>,
+    ) {
+        for entry in std::fs::read_dir(dir).expect("read a folder") {
+            let path = entry.expect("read a folder entry").path();
+            let rel = path
+                .strip_prefix(root)
+                .expect("under the root")
+                .display()
+                .to_string();
+            let meta = std::fs::symlink_metadata(&path).expect("stat an entry");
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).expect("read a link");
+                out.insert(rel, (format!("link {}", target.display()), 0));
+            } else if meta.is_dir() {
+                out.insert(rel, ("dir".to_owned(), mode));
+                walk(root, &path, out);
+            } else {
+                let bytes = std::fs::read(&path).expect("read a file");
+                let digest = bytes
+                    .iter()
+                    .fold(0_u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+                out.insert(rel, (format!("file {} {digest}", bytes.len()), mode));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
 /// `len` deterministic bytes that do not compress (xorshift from `seed`): file contents for archive tests and
 /// benchmarks.
 #[must_use]

@@ -10,6 +10,7 @@ mod hosted;
 mod limits;
 mod mcp;
 mod output;
+mod rewind;
 mod run;
 mod sandbox;
 mod serve;

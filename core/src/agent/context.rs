@@ -52,6 +52,8 @@ pub(crate) struct Context {
     pub(crate) context: ContextParams,
     /// Steps per run.
     pub(crate) max_steps: u32,
+    /// Checkpoints before turns and steps (SPEC §19).
+    pub(crate) checkpoints: Arc<crate::checkpoints::Checkpoints>,
     /// The runtime's part at a step's and a run's end.
     pub(crate) hooks: Option<Arc<dyn RunHooks>>,
 }

@@ -58,6 +58,10 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str) -> Result<Outcome> {
     let owned = entered.own();
     // The project's instructions as they are now on disk: an edit between turns takes effect here.
     cx.tools.refresh_instructions()?;
+    // The state before the turn: what a rewind to it brings back.
+    cx.checkpoints
+        .capture(cx, &state, state.task_counter + 1, None)
+        .await;
     state.task_counter += 1;
     if state.title.is_none() {
         state.title = codepilot_store::title_from_task(task);
@@ -80,6 +84,7 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str) -> Result<Outcome> {
     {
         hooks.run_ended(cx).await;
     }
+    cx.checkpoints.settle().await;
     cx.events.set_turn(None);
     outcome
 }
@@ -262,6 +267,11 @@ async fn step_loop(
             return Ok(Outcome::Aborted {
                 steps: step.saturating_sub(1),
             });
+        }
+        if step > 1 {
+            cx.checkpoints
+                .capture(cx, state, state.task_counter, Some(step))
+                .await;
         }
         drain_inbox(cx, state);
         cx.emit(Event::Step(StepEvent { step, max_steps }));

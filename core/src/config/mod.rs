@@ -150,6 +150,40 @@ pub struct RuntimeConfig {
     /// Context stress (request tokens / budget) from which a maintenance step asks the model to archive finished
     /// tasks (SPEC §16). Default 0.8; more than 0 and at most 1.
     pub context_threshold: f64,
+    /// When checkpoints of the work directory and conversation are taken (SPEC §19). Default
+    /// [`CheckpointMode::Turn`].
+    pub checkpoints: CheckpointMode,
+    /// Checkpoints kept per session (`runtime.checkpoint_keep`). Default 50.
+    pub checkpoint_keep: usize,
+    /// Files larger than this are left out of checkpoints (`runtime.checkpoint_max_file_mb`). Default 16 MiB.
+    pub checkpoint_max_file_bytes: u64,
+}
+
+/// When checkpoints are taken (`runtime.checkpoints`, SPEC §19).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CheckpointMode {
+    /// Before each turn's first step.
+    #[default]
+    Turn,
+    /// Before every step.
+    Step,
+    /// Never: `rewind` has nothing to go back to.
+    Off,
+}
+
+impl std::str::FromStr for CheckpointMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "turn" => Ok(Self::Turn),
+            "step" => Ok(Self::Step),
+            "off" => Ok(Self::Off),
+            other => Err(format!(
+                "unknown checkpoint mode {other:?}; use turn (before each turn, the default), step (before every step) or off"
+            )),
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -164,6 +198,9 @@ impl Default for RuntimeConfig {
             instructions_files: Vec::new(),
             resources: Some(codepilot_sandbox::resources::Limits::defaults()),
             context_threshold: DEFAULT_CONTEXT_THRESHOLD,
+            checkpoints: CheckpointMode::Turn,
+            checkpoint_keep: codepilot_store::checkpoint::DEFAULT_KEEP,
+            checkpoint_max_file_bytes: codepilot_store::checkpoint::DEFAULT_MAX_FILE_BYTES,
         }
     }
 }

@@ -96,6 +96,17 @@ struct RawRuntime {
     instructions_files: Option<Vec<String>>,
     resources: Option<Spanned<RawResources>>,
     context_threshold: Option<Spanned<f64>>,
+    checkpoints: Option<Spanned<RawSwitch>>,
+    checkpoint_keep: Option<Spanned<u64>>,
+    checkpoint_max_file_mb: Option<Spanned<u64>>,
+}
+
+/// A word setting that may be `off`, which YAML 1.1 reads as `false`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSwitch {
+    Bool(bool),
+    Word(String),
 }
 
 /// `runtime.resources`: `off`, or a map of limits.
@@ -540,7 +551,39 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
                 Some(s) => resources(&s.value, ctx, line_of(s.referenced))?,
                 None => Some(codepilot_sandbox::resources::Limits::defaults()),
             };
+            let checkpoints = match &r.checkpoints {
+                Some(s) => match &s.value {
+                    RawSwitch::Bool(false) => super::CheckpointMode::Off,
+                    RawSwitch::Bool(true) => super::CheckpointMode::Turn,
+                    RawSwitch::Word(w) => w.parse().map_err(|message| {
+                        invalid("runtime.checkpoints", ctx, line_of(s.referenced), message)
+                    })?,
+                },
+                None => super::CheckpointMode::Turn,
+            };
+            let at_least_one = |key: &str, v: &Option<Spanned<u64>>| match v {
+                Some(s) if s.value == 0 => Err(invalid(
+                    key,
+                    ctx,
+                    line_of(s.referenced),
+                    "must be at least 1".to_owned(),
+                )),
+                _ => Ok(()),
+            };
+            at_least_one("runtime.checkpoint_keep", &r.checkpoint_keep)?;
+            at_least_one("runtime.checkpoint_max_file_mb", &r.checkpoint_max_file_mb)?;
             RuntimeConfig {
+                checkpoints,
+                checkpoint_keep: r
+                    .checkpoint_keep
+                    .map_or(codepilot_store::checkpoint::DEFAULT_KEEP, |s| {
+                        usize::try_from(s.value).unwrap_or(usize::MAX)
+                    }),
+                checkpoint_max_file_bytes: r
+                    .checkpoint_max_file_mb
+                    .map_or(codepilot_store::checkpoint::DEFAULT_MAX_FILE_BYTES, |s| {
+                        s.value.saturating_mul(1 << 20)
+                    }),
                 work_dir: resolve(ctx, r.work_dir.as_deref().unwrap_or(DEFAULT_WORK_DIR)),
                 max_steps: r.max_steps.map_or(DEFAULT_MAX_STEPS, |s| s.value),
                 unsafe_mode: r.unsafe_mode.unwrap_or(false),

@@ -90,6 +90,30 @@ impl Runtime {
         self.rt.block_on(self.inner.reset())
     }
 
+    /// See [`AsyncRuntime::checkpoints`].
+    pub fn checkpoints(&self) -> Result<Vec<crate::CheckpointInfo>> {
+        self.rt.block_on(self.inner.checkpoints())
+    }
+
+    /// See [`AsyncRuntime::rewind`].
+    pub fn rewind(
+        &self,
+        checkpoint: &str,
+        scope: crate::RewindScope,
+    ) -> Result<crate::RewoundEvent> {
+        self.rt.block_on(self.inner.rewind(checkpoint, scope))
+    }
+
+    /// See [`AsyncRuntime::rewind_preview`].
+    pub fn rewind_preview(
+        &self,
+        checkpoint: &str,
+        scope: crate::RewindScope,
+    ) -> Result<crate::RewoundEvent> {
+        self.rt
+            .block_on(self.inner.rewind_preview(checkpoint, scope))
+    }
+
     /// See [`AsyncRuntime::register_tool`].
     pub fn register_tool(&self, tool: impl Tool + 'static) -> Result<()> {
         self.inner.register_tool(tool)

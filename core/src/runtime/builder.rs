@@ -447,6 +447,17 @@ impl RuntimeBuilder {
             writer
         });
         let snapshots = started.snapshots.map(Arc::new);
+        let checkpoints = Arc::new(crate::checkpoints::Checkpoints::new(
+            self.agent.runtime.checkpoints,
+            codepilot_store::checkpoint::CheckpointOptions {
+                keep: self.agent.runtime.checkpoint_keep,
+                max_file_bytes: self.agent.runtime.checkpoint_max_file_bytes,
+                dir: None,
+            },
+            self.snapshots
+                .as_ref()
+                .map(codepilot_store::snapshot::SnapshotStore::checkpoint_mirror),
+        ));
         let tools = ToolBox::new(
             self.agent.clone(),
             registry,
@@ -472,6 +483,7 @@ impl RuntimeBuilder {
             limits,
             context,
             max_steps: self.agent.runtime.max_steps,
+            checkpoints,
             hooks: snapshots.as_ref().map(|s| {
                 Arc::new(super::snapshots::SnapshotHooks(Arc::clone(s))) as Arc<dyn RunHooks>
             }),

@@ -166,6 +166,7 @@ impl AsyncRuntime {
             SessionState::from_record(id.clone(), record, self.inner.cx.context),
         );
         self.inner.cx.env.ledger.clear();
+        self.inner.cx.checkpoints.history_replaced();
         if let Some(snapshots) = &self.inner.snapshots {
             snapshots.forget_recorded();
         }
@@ -174,6 +175,82 @@ impl AsyncRuntime {
             session_id: id.to_string(),
         }));
         Ok(id.to_string())
+    }
+
+    /// The session's checkpoints (SPEC §19), oldest first: one before each turn (`runtime.checkpoints: turn`, the
+    /// default), before every step (`step`), and one for the state each rewind replaced.
+    ///
+    /// # Errors
+    /// [`Error::CheckpointsOff`] when the agent takes none; [`Error::Checkpoint`] when they cannot be read.
+    pub async fn checkpoints(&self) -> Result<Vec<crate::CheckpointInfo>> {
+        let id = codepilot_store::SessionId::new(self.session_id())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.inner.cx.checkpoints.list(&id).await
+    }
+
+    /// Rewinds the work directory, the conversation or both to checkpoint `checkpoint` (`"3"`: before turn 3,
+    /// `"3.2"`: before its step 2, `"rewind-1"`: the state a rewind replaced). Records the current state first as
+    /// a checkpoint of its own (returned as `saved_as`), so the rewind can be undone. Files: the work directory
+    /// becomes what the checkpoint recorded — changed and deleted files written back, files created since deleted,
+    /// files `.gitignore` excludes and `.git` untouched. Conversation: the history is cut back to that point in
+    /// the store (turn numbers go on; usage stays). Emits [`Event::Rewound`]; with a snapshot store, saves the
+    /// rewound work directory.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] while a task runs; [`Error::CheckpointsOff`]; [`Error::Checkpoint`] for an unknown
+    /// checkpoint, one on a conversation a later rewind replaced, or files that could not be written (staging
+    /// failures change nothing; a failure after changes names the checkpoint that undoes them);
+    /// [`Error::RewindHalfDone`] when the files were rewound but the store refused the conversation.
+    pub async fn rewind(
+        &self,
+        checkpoint: &str,
+        scope: crate::RewindScope,
+    ) -> Result<crate::RewoundEvent> {
+        self.rewind_inner(checkpoint, scope, false).await
+    }
+
+    /// What [`AsyncRuntime::rewind`] would change now (files restored and deleted, messages left), changing
+    /// nothing: for a confirmation prompt. `saved_as` is empty.
+    ///
+    /// # Errors
+    /// As [`AsyncRuntime::rewind`].
+    pub async fn rewind_preview(
+        &self,
+        checkpoint: &str,
+        scope: crate::RewindScope,
+    ) -> Result<crate::RewoundEvent> {
+        self.rewind_inner(checkpoint, scope, true).await
+    }
+
+    async fn rewind_inner(
+        &self,
+        checkpoint: &str,
+        scope: crate::RewindScope,
+        preview: bool,
+    ) -> Result<crate::RewoundEvent> {
+        let cx = &self.inner.cx;
+        let Some(mut state) = cx.session.try_lock() else {
+            return Err(Error::Busy);
+        };
+        if cx.control.is_closed() {
+            return Err(Error::Closed);
+        }
+        let done = cx
+            .checkpoints
+            .rewind(cx, &mut state, checkpoint, scope, preview)
+            .await?;
+        drop(state);
+        if !preview
+            && scope.files()
+            && let Some(snapshots) = &self.inner.snapshots
+            && let Err(e) = snapshots.save(cx).await
+        {
+            cx.emit(Event::RuntimeError(crate::events::RuntimeErrorEvent {
+                kind: crate::events::ErrorKind::Snapshot,
+                message: e.to_string(),
+            }));
+        }
+        Ok(done)
     }
 
     /// Registers a custom tool; it appears in the prompt from the next step on. Fails with
@@ -335,5 +412,18 @@ impl AsyncRuntime {
         }
         self.inner.cx.lease.release().await?;
         Ok(())
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// Hosts spawn these futures on multi-threaded runtimes (`tokio::spawn`): this compiles only while they are
+    /// `Send`.
+    #[allow(dead_code, reason = "a compile-time check, never called")]
+    fn futures_are_send(rt: &super::AsyncRuntime) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(rt.run("x"));
+        is_send(rt.checkpoints());
+        is_send(rt.rewind("1", crate::RewindScope::Both));
+        is_send(rt.rewind_preview("1", crate::RewindScope::Files));
     }
 }

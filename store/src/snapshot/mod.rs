@@ -74,6 +74,13 @@ impl SnapshotStore {
         &self.url
     }
 
+    /// The same store as a mirror of sessions' checkpoints (SPEC §19), so they follow the workspace to another
+    /// machine.
+    #[must_use]
+    pub fn checkpoint_mirror(&self) -> crate::checkpoint::CheckpointMirror {
+        crate::checkpoint::CheckpointMirror::new(Arc::clone(&self.objects), self.url.clone())
+    }
+
     /// The options.
     #[must_use]
     pub fn options(&self) -> &SnapshotOptions {

@@ -9,6 +9,7 @@ use codepilot_protocol::Message;
 use codepilot_protocol::Usage;
 use codepilot_store::AgentSource;
 use codepilot_store::Checkpoint;
+use codepilot_store::HistoryRewrite;
 use codepilot_store::Lease;
 use codepilot_store::SessionId;
 use codepilot_store::SessionMeta;
@@ -40,6 +41,7 @@ for_each_backend!(
     events_append_once_in_order_and_survive_resume,
     snapshot_key_and_holder,
     agent_source_is_recorded_under_the_lease,
+    history_rewrite_cuts_and_replaces_the_tail,
 );
 
 fn usage(n: u64) -> Usage {
@@ -755,6 +757,79 @@ async fn agent_source_is_recorded_under_the_lease(b: Backend) {
         store.load(&id).await.unwrap().unwrap().meta.agent_source,
         Some(from_text)
     );
+    store.release(lease).await.unwrap();
+    assert!(store.delete(&id).await.unwrap());
+}
+
+async fn history_rewrite_cuts_and_replaces_the_tail(b: Backend) {
+    let store = b.store().await;
+    let id = SessionId::generate();
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    let all: Vec<Message> = (1..=3).flat_map(step).collect();
+    let mut c = cp(0, all.clone(), 3);
+    c.archives = Some(vec![ArchiveEntry {
+        first_task: 1,
+        last_task: 1,
+        summary: "one".to_owned(),
+        tokens_saved: 5,
+        origin: ArchiveOrigin::Agent,
+    }]);
+    store.checkpoint(&lease, &c).await.unwrap();
+
+    // Cut back to the first step: counters stay, archives are replaced.
+    let cut = HistoryRewrite {
+        keep: 2,
+        append: Vec::new(),
+        archives: Vec::new(),
+    };
+    store.rewrite_history(&lease, &cut).await.unwrap();
+    let rec = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(rec.messages, all[..2]);
+    assert_eq!(rec.meta.message_count, 2);
+    assert!(rec.archives.is_empty());
+    assert_eq!(rec.task_counter, 3, "turn numbers are never reused");
+    assert_eq!(rec.usage, usage(3), "tokens spent stay spent");
+
+    // Appending after the cut point, then checkpointing on from the new end.
+    let back = HistoryRewrite {
+        keep: 2,
+        append: all[2..].to_vec(),
+        archives: c.archives.clone().unwrap(),
+    };
+    store.rewrite_history(&lease, &back).await.unwrap();
+    store.checkpoint(&lease, &cp(6, step(4), 4)).await.unwrap();
+    store.release(lease).await.unwrap();
+    let (lease, rec) = store.open(&id, "a").await.unwrap();
+    let mut want = all.clone();
+    want.extend(step(4));
+    assert_eq!(rec.messages, want);
+    assert_eq!(rec.archives.len(), 1);
+
+    // Keeping more than is stored is refused and changes nothing.
+    let err = store
+        .rewrite_history(
+            &lease,
+            &HistoryRewrite {
+                keep: 99,
+                ..HistoryRewrite::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(store.load(&id).await.unwrap().unwrap().messages.len(), 8);
+
+    store.release(lease).await.unwrap();
+
+    // A holder whose lease was taken over rewrites nothing.
+    let crashed = b
+        .store_with(StoreOptions::new().holder_identity(dead_pid().await, hostname()))
+        .await;
+    let (old, _) = crashed.open(&id, "a").await.unwrap();
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    let lost = crashed.rewrite_history(&old, &cut).await.unwrap_err();
+    assert!(lost.is_lease_lost(), "{lost:?}");
+    assert_eq!(store.load(&id).await.unwrap().unwrap().messages, want);
     store.release(lease).await.unwrap();
     assert!(store.delete(&id).await.unwrap());
 }

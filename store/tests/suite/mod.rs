@@ -2,6 +2,7 @@
 
 mod backend;
 mod behaviour;
+mod checkpoints;
 mod file_store;
 mod ids;
 mod sqlite_store;

@@ -21,6 +21,7 @@ use codepilot_store::snapshot::SnapshotOptions;
 use codepilot_store::snapshot::SnapshotStore;
 use codepilot_testkit::moto::MotoServer;
 use codepilot_testkit::noise;
+use codepilot_testkit::tree_contents as contents;
 use pretty_assertions::assert_eq;
 use tempfile::TempDir;
 
@@ -57,35 +58,6 @@ fn tree(root: &Path, large: usize) {
     std::os::unix::fs::symlink("src/main.rs", root.join("link")).unwrap();
     std::os::unix::fs::symlink("nowhere", root.join("dangling")).unwrap();
     write(root, "data/large.bin", &noise(large, 7));
-}
-
-/// What a directory holds: relative path → (kind and content or link target, permission bits).
-fn contents(root: &Path) -> BTreeMap<String, (String, u32)> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (String, u32)>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let rel = path.strip_prefix(root).unwrap().display().to_string();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let mode = meta.permissions().mode() & 0o777;
-            if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path).unwrap().display().to_string();
-                out.insert(rel, (format!("link {target}"), 0));
-            } else if meta.is_dir() {
-                out.insert(rel, ("dir".to_owned(), mode));
-                walk(root, &path, out);
-            } else {
-                let bytes = fs::read(&path).unwrap();
-                let digest = bytes
-                    .iter()
-                    .fold(0_u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
-                out.insert(rel, (format!("file {} {digest}", bytes.len()), mode));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
 }
 
 /// What a snapshot of `tree` should restore: everything but the ignored files.
