@@ -50,7 +50,11 @@ pub(crate) async fn run(keep: bool, json: bool) -> Result<Exit, Failure> {
         output::err_line(&format!("Task: {TASK}\n"));
     }
     let out = crate::make_output(json);
-    let rt = AsyncRuntime::builder(agent).build().await?;
+    // The demo's checkpoints go with its project, not into the user's home.
+    let rt = AsyncRuntime::builder(agent)
+        .checkpoint_dir(dir.path().join("checkpoints"))
+        .build()
+        .await?;
     let sink = Arc::clone(&out);
     out.starting_after(rt.last_event_seq());
     rt.on_envelope(move |e| sink.on_event(e));

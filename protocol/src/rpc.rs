@@ -49,6 +49,10 @@ pub mod codes {
     /// The session's workspace snapshot could not be restored or saved (missing, corrupt, too large, store
     /// unreachable, or no snapshot store); the message says which and what to do. The session's history is intact.
     pub const SNAPSHOT_FAILED: i64 = 1005;
+    /// A checkpoint is unknown, unreadable, on a conversation a later rewind replaced, or its files could not be
+    /// written back; the message says which and what to do. A staging failure changed nothing; a failure after
+    /// changes names the checkpoint that undoes them.
+    pub const CHECKPOINT_FAILED: i64 = 1006;
 }
 
 /// A request or response id: a number or a string.
@@ -210,6 +214,32 @@ pub struct SnapshotResult {
 pub struct SessionParams {
     /// The session.
     pub session_id: String,
+}
+
+/// `session/checkpoints` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckpointsResult {
+    /// The session.
+    pub session_id: String,
+    /// Its checkpoints, oldest first.
+    pub checkpoints: Vec<crate::CheckpointInfo>,
+}
+
+/// `session/rewind` params (SPEC §19).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RewindParams {
+    /// The session.
+    pub session_id: String,
+    /// The checkpoint: `"3"` (before turn 3), `"3.2"` (before its step 2) or `"rewind-1"` (the state a rewind
+    /// replaced).
+    pub checkpoint: String,
+    /// What to rewind. Default `both`.
+    #[serde(default)]
+    pub scope: crate::RewindScope,
+    /// Say what would change, change nothing (for a confirmation). Default `false`.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `session/resume` params: a stored session to open in this daemon. `{session_id}` alone opens it with the agent
@@ -406,6 +436,14 @@ pub enum ClientRequest {
     /// → [`SnapshotResult`]: stores the session's work directory in the snapshot store now.
     #[serde(rename = "session/snapshot")]
     SessionSnapshot(SessionParams),
+    /// → [`CheckpointsResult`]: the session's checkpoints, oldest first.
+    #[serde(rename = "session/checkpoints")]
+    SessionCheckpoints(SessionParams),
+    /// → [`RewoundEvent`](crate::RewoundEvent): rewinds the session's files, conversation or both to a checkpoint
+    /// (or, with `dry_run`, says what that would change). Error [`codes::TURN_RUNNING`] while a turn runs,
+    /// [`codes::CHECKPOINT_FAILED`] for an unknown checkpoint or files that could not be written back.
+    #[serde(rename = "session/rewind")]
+    SessionRewind(RewindParams),
     /// → [`TurnStartResult`]; error [`codes::TURN_RUNNING`] while one runs.
     #[serde(rename = "turn/start")]
     TurnStart(TurnParams),
@@ -433,6 +471,8 @@ impl ClientRequest {
             ClientRequest::SessionList(_) => "session/list",
             ClientRequest::SessionClose(_) => "session/close",
             ClientRequest::SessionSnapshot(_) => "session/snapshot",
+            ClientRequest::SessionCheckpoints(_) => "session/checkpoints",
+            ClientRequest::SessionRewind(_) => "session/rewind",
             ClientRequest::TurnStart(_) => "turn/start",
             ClientRequest::TurnSteer(_) => "turn/steer",
             ClientRequest::TurnInterrupt(_) => "turn/interrupt",
@@ -450,6 +490,8 @@ impl ClientRequest {
         "session/list",
         "session/close",
         "session/snapshot",
+        "session/checkpoints",
+        "session/rewind",
         "turn/start",
         "turn/steer",
         "turn/interrupt",
@@ -572,6 +614,10 @@ pub enum ProtocolMessage {
     TurnStartResult(TurnStartResult),
     /// `terminal/list`'s result.
     TerminalListResult(TerminalListResult),
+    /// `session/checkpoints`' result.
+    CheckpointsResult(CheckpointsResult),
+    /// `session/rewind`'s result.
+    RewindResult(crate::RewoundEvent),
     /// The answer to `permission/request`.
     PermissionDecision(PermissionDecision),
     /// The answer to `ask_user/request`.

@@ -60,6 +60,14 @@ class NativeRuntime:
         """Starts a new session (blocking); returns its id."""
     def reset_async(self) -> Awaitable[str]:
         """Starts a new session; awaitable."""
+    def checkpoints(self) -> List[Dict[str, Any]]:
+        """The session's checkpoints, oldest first (blocking)."""
+    def checkpoints_async(self) -> Awaitable[List[Dict[str, Any]]]:
+        """The session's checkpoints; awaitable."""
+    def rewind(self, checkpoint: str, scope: str, dry_run: bool) -> Dict[str, Any]:
+        """Rewinds to a checkpoint, or previews it (blocking)."""
+    def rewind_async(self, checkpoint: str, scope: str, dry_run: bool) -> Awaitable[Dict[str, Any]]:
+        """Rewinds to a checkpoint, or previews it; awaitable."""
     def register_tool(
         self,
         name: str,

@@ -13,6 +13,7 @@ __all__ = [
     "RuntimeClosed",
     "TerminalError",
     "ContextOverflowError",
+    "CheckpointError",
 ]
 
 
@@ -56,3 +57,9 @@ class TerminalError(CodePilotError):
 
 class ContextOverflowError(CodePilotError):
     """The current task's opening message and newest step alone do not fit the model's context window."""
+
+
+class CheckpointError(CodePilotError):
+    """A rewind could not be done: an unknown checkpoint (the message lists the ones there are), one on a conversation
+    a later rewind replaced, checkpoints off for this agent, or files that could not be written back (a failure
+    before any change leaves everything as it was; one after names the checkpoint that undoes what was done)."""

@@ -228,6 +228,33 @@ class _Base:
         ``system_prompt``, and the environment. Not while a task runs (that is an error)."""
         return self._native.system_prompt()
 
+    def checkpoints(self) -> List[Dict[str, Any]]:
+        """The session's checkpoints, oldest first: one before each task (``runtime.checkpoints: turn``, the
+        default), before every step (``step``), and one holding the state each rewind replaced. Each is a dict with
+        ``id`` (``"3"``, ``"3.2"``, ``"rewind-1"``), ``kind``, ``turn``, ``step``, ``created_ms``, ``messages``,
+        ``files``, ``bytes``, ``stored_bytes`` and ``skipped`` (files left out for size)."""
+        return self._native.checkpoints()
+
+    def rewind(
+        self,
+        turn: Optional[int] = None,
+        step: Optional[int] = None,
+        *,
+        checkpoint: Optional[str] = None,
+        scope: str = "both",
+        dry_run: bool = False,
+    ) -> Dict[str, Any]:
+        """Puts the work_dir (``scope="files"``), the conversation (``"conversation"``) or both back to the state
+        before task ``turn`` began, or before its ``step``; or to ``checkpoint`` by id (``"rewind-1"`` undoes the
+        first rewind). Files created since are deleted, changed and deleted ones written back; files ``.gitignore``
+        excludes and ``.git`` are never touched. The state it replaces is kept as a checkpoint of its own, named in
+        the result's ``saved_as``. With ``dry_run``, nothing changes and the result says what would. Returns
+        ``checkpoint``, ``scope``, ``files_restored``, ``files_deleted``, ``messages`` and ``saved_as``. Raises
+        :class:`~codepilot.errors.SessionBusy` while a task runs."""
+        result = self._native.rewind(_checkpoint_id(turn, step, checkpoint), scope, dry_run)
+        self._deliver_idle()
+        return result
+
     def close(self) -> None:
         """Aborts a running task, kills the agent's terminals and releases the session. Idempotent."""
         if self._closed:
@@ -482,6 +509,24 @@ class AsyncRuntime(_Base):
         self._deliver_idle()
         return session_id
 
+    async def acheckpoints(self) -> List[Dict[str, Any]]:
+        """:meth:`checkpoints` without blocking the event loop."""
+        return await self._native.checkpoints_async()
+
+    async def arewind(
+        self,
+        turn: Optional[int] = None,
+        step: Optional[int] = None,
+        *,
+        checkpoint: Optional[str] = None,
+        scope: str = "both",
+        dry_run: bool = False,
+    ) -> Dict[str, Any]:
+        """:meth:`rewind` without blocking the event loop."""
+        result = await self._native.rewind_async(_checkpoint_id(turn, step, checkpoint), scope, dry_run)
+        self._deliver_idle()
+        return result
+
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop."""
         import asyncio
@@ -507,6 +552,23 @@ async def _logged(awaitable: Awaitable[Any]) -> Any:
     except Exception:
         log_exception("an async hook raised; the run goes on")
         return None
+
+
+def _checkpoint_id(turn: Optional[int], step: Optional[int], checkpoint: Optional[str]) -> str:
+    """The checkpoint id ``rewind`` names by turn (and step) or directly."""
+    if checkpoint is not None:
+        if turn is not None or step is not None:
+            raise ValueError("give either turn (and step) or checkpoint, not both")
+        return str(checkpoint)
+    if turn is None:
+        raise ValueError("rewind needs turn= (the task to go back to before) or checkpoint= (e.g. 'rewind-1')")
+    if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
+        raise ValueError(f"turn must be a task number from 1, not {turn!r}")
+    if step is None:
+        return str(turn)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"step must be a step number from 1, not {step!r}")
+    return f"{turn}.{step}"
 
 
 def _native_gone() -> Exception:

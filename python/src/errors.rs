@@ -21,6 +21,9 @@ fn class_name(error: &Error) -> &'static str {
         Error::Closed => "RuntimeClosed",
         Error::Terminal(_) => "TerminalError",
         Error::ContextOverflow { .. } => "ContextOverflowError",
+        Error::Checkpoint(_) | Error::CheckpointsOff | Error::RewindHalfDone { .. } => {
+            "CheckpointError"
+        }
         _ => "CodePilotError",
     }
 }

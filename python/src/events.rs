@@ -148,6 +148,17 @@ pub(crate) fn hook_call(event: &Event) -> Option<(&'static str, Map<String, Valu
                 "message": e.message,
             }),
         ),
+        Event::Rewound(e) => (
+            "rewound",
+            json!({
+                "checkpoint": e.checkpoint,
+                "scope": e.scope,
+                "files_restored": e.files_restored,
+                "files_deleted": e.files_deleted,
+                "messages": e.messages,
+                "saved_as": e.saved_as,
+            }),
+        ),
         other => {
             tracing::debug!("event {:?} has no Python hook", other.kind());
             return None;

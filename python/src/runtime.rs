@@ -245,6 +245,64 @@ impl NativeRuntime {
         })
     }
 
+    /// The session's checkpoints, oldest first (blocking).
+    fn checkpoints<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let engine = engine()?;
+        let list = py
+            .detach(|| engine.block_on(self.rt.checkpoints()))
+            .map_err(|e| errors::to_py_err(py, &e))?;
+        to_python(py, &list)
+    }
+
+    /// The session's checkpoints; an awaitable.
+    fn checkpoints_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        engine()?;
+        let rt = self.rt.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let list = rt
+                .checkpoints()
+                .await
+                .map_err(|e| Python::attach(|py| errors::to_py_err(py, &e)))?;
+            Python::attach(|py| to_python(py, &list).map(Bound::unbind))
+        })
+    }
+
+    /// Rewinds to checkpoint `checkpoint` (`scope`: files, conversation or both); with `dry_run`, only says what
+    /// would change (blocking).
+    fn rewind<'py>(
+        &self,
+        py: Python<'py>,
+        checkpoint: &str,
+        scope: &str,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = engine()?;
+        let scope = parse_scope(scope)?;
+        let done = py
+            .detach(|| engine.block_on(rewind(&self.rt, checkpoint, scope, dry_run)))
+            .map_err(|e| errors::to_py_err(py, &e))?;
+        to_python(py, &done)
+    }
+
+    /// [`NativeRuntime::rewind`]; an awaitable.
+    fn rewind_async<'py>(
+        &self,
+        py: Python<'py>,
+        checkpoint: String,
+        scope: &str,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        engine()?;
+        let scope = parse_scope(scope)?;
+        let rt = self.rt.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let done = rewind(&rt, &checkpoint, scope, dry_run)
+                .await
+                .map_err(|e| Python::attach(|py| errors::to_py_err(py, &e)))?;
+            Python::attach(|py| to_python(py, &done).map(Bound::unbind))
+        })
+    }
+
     /// Registers a tool whose calls the driver answers. `params` are `(name, has_default, default, annotation)`.
     #[pyo3(signature = (name, doc, params, returns = None, replace = false, require_permission = false))]
     #[expect(
@@ -354,6 +412,33 @@ impl NativeRuntime {
             _ => Ok(PyDict::new(py)),
         }
     }
+}
+
+/// A rewind, or its preview.
+async fn rewind(
+    rt: &AsyncRuntime,
+    checkpoint: &str,
+    scope: codepilot::RewindScope,
+    dry_run: bool,
+) -> codepilot::Result<codepilot::RewoundEvent> {
+    if dry_run {
+        rt.rewind_preview(checkpoint, scope).await
+    } else {
+        rt.rewind(checkpoint, scope).await
+    }
+}
+
+fn parse_scope(scope: &str) -> PyResult<codepilot::RewindScope> {
+    scope
+        .parse()
+        .map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
+/// `value` as Python objects (dicts, lists, numbers, strings).
+fn to_python<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+    let value = serde_json::to_value(value)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    convert::to_py(py, &value)
 }
 
 /// One run as its driver reads it: batches of [`HostItem`]s, the last one `done` or `error`.

@@ -40,28 +40,130 @@ function entry(kind, text) {
   return div;
 }
 
+function button(label, kind, onclick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = kind;
+  b.textContent = label;
+  b.onclick = onclick;
+  return b;
+}
+
+const count = (n, what) => n + " " + what + (n === 1 ? "" : "s");
+
 let streaming = null;
+let step = 0; // the step of the turn the events are of
 function onEvent(envelope) {
   if (!current || envelope.session_id !== current) return;
   const e = envelope.event;
+  if (e.type === "start") step = 0;
+  if (e.type === "step") step = e.step;
+  let div = null;
   if (e.type === "stream" && e.kind === "text") {
-    if (!streaming) streaming = entry("text", "");
+    if (!streaming) div = streaming = entry("text", "");
     streaming.textContent += e.text;
+  } else {
+    streaming = null;
+    div = show(e);
+  }
+  // A turn's entries carry its number and step: a rewind of the conversation marks those it took back.
+  const turn = /^turn-(\d+)$/.exec(envelope.turn_id || "");
+  if (div && turn) Object.assign(div.dataset, { turn: turn[1], step });
+  if (e.type === "rewound") markRewoundAway(e);
+}
+
+/** The entry an event is shown as, if it is shown. */
+function show(e) {
+  switch (e.type) {
+    case "start": return turnEntry(e);
+    case "tool_call": return entry("tool", "⚙ " + e.label);
+    case "tool_result": return entry("result" + (e.ok ? "" : " failed"), e.result);
+    case "user_message_injected": return entry("user", "✉ " + e.text);
+    case "finish": return entry("finish", "✔ " + e.summary);
+    case "max_steps": return entry("error", "step limit reached (" + e.steps + ")");
+    case "aborted": return entry("error", "interrupted at step " + e.step);
+    case "runtime_error": return entry("error", e.kind + ": " + e.message);
+    case "workspace_saved": return entry("result", "workspace saved: " + e.files + " files (" + e.key + ")");
+    case "resource_limit": return entry("limit", "⚠ " + (e.terminal ? "terminal " + e.terminal + ": " : "") + e.message);
+    case "rewound": return rewoundEntry(e);
+    default: return null;
+  }
+}
+
+/** A turn's first entry, with "rewind to here": back to the checkpoint taken before the turn began (SPEC §19). */
+function turnEntry(e) {
+  const div = entry("user", "▶ " + e.task + " ");
+  const checkpoint = String(e.task_number);
+  div.appendChild(button("↶ rewind to here", "rewind-here", () => rewind(checkpoint, "both", "before turn " + checkpoint)));
+  return div;
+}
+
+/** What a rewind (or its preview) changes, as the confirmation says it. */
+function changes(r) {
+  const parts = [];
+  if (r.scope !== "conversation") {
+    parts.push(`restores ${count(r.files_restored, "file")}, deletes ${count(r.files_deleted, "file")}`);
+  }
+  if (r.scope !== "files") parts.push(`the conversation goes back to ${count(r.messages, "message")}`);
+  return parts.join("; ");
+}
+
+function rewoundEntry(e) {
+  const parts = [];
+  if (e.scope !== "conversation") parts.push(`${count(e.files_restored, "file")} restored, ${e.files_deleted} deleted`);
+  if (e.scope !== "files") parts.push(`conversation back to ${count(e.messages, "message")}`);
+  const text = `↶ rewound to checkpoint ${e.checkpoint}: ${parts.join(", ")} · undo: rewind to ${e.saved_as} `;
+  const div = entry("rewound", text);
+  div.appendChild(button("undo", "undo", () => rewind(e.saved_as, e.scope, e.saved_as + ", the state before that rewind")));
+  return div;
+}
+
+/** Rewinds the session shown to `checkpoint` once the person confirms, in the page, what the preview says that
+ * changes. The `rewound` event shows the outcome; a refusal (a turn running, an unknown checkpoint) is an error. */
+async function rewind(checkpoint, scope, what) {
+  const session_id = current;
+  let preview;
+  try {
+    preview = await call("session/rewind", { session_id, checkpoint, scope, dry_run: true });
+  } catch (e) {
+    entry("error", e.message);
     return;
   }
-  streaming = null;
-  switch (e.type) {
-    case "start": entry("user", "▶ " + e.task); break;
-    case "tool_call": entry("tool", "⚙ " + e.label); break;
-    case "tool_result": entry("result" + (e.ok ? "" : " failed"), e.result); break;
-    case "user_message_injected": entry("user", "✉ " + e.text); break;
-    case "finish": entry("finish", "✔ " + e.summary); break;
-    case "max_steps": entry("error", "step limit reached (" + e.steps + ")"); break;
-    case "aborted": entry("error", "interrupted at step " + e.step); break;
-    case "runtime_error": entry("error", e.kind + ": " + e.message); break;
-    case "workspace_saved": entry("result", "workspace saved: " + e.files + " files (" + e.key + ")"); break;
-    case "resource_limit": entry("limit", "⚠ " + (e.terminal ? "terminal " + e.terminal + ": " : "") + e.message); break;
-    default: break;
+  if (session_id !== current) return;
+  for (const old of document.querySelectorAll(".prompt.rewind")) old.remove();
+  const box = document.createElement("div");
+  box.className = "prompt rewind";
+  box.append(`Rewind to ${what}? This ${changes(preview)}. `);
+  const go = async () => {
+    box.remove();
+    try {
+      await call("session/rewind", { session_id, checkpoint, scope });
+    } catch (e) {
+      entry("error", e.message);
+    }
+  };
+  box.append(button("Rewind", "", go), button("Cancel", "", () => box.remove()));
+  $("timeline").appendChild(box);
+  $("timeline").scrollTop = $("timeline").scrollHeight;
+}
+
+// A rewind's `saved_as` → the turn entries in the conversation it replaced: rewinding to it (the undo) brings
+// back exactly those.
+let keptBefore = new Map();
+
+/** Marks the turn entries a rewind of the conversation took back (`rewound-away`); an undo (a rewind to a rewind's
+ * checkpoint) brings back exactly the ones that rewind took. */
+function markRewoundAway(e) {
+  const entries = [...$("timeline").querySelectorAll(".entry[data-turn]")];
+  keptBefore.set(e.saved_as, new Set(entries.filter((d) => !d.classList.contains("rewound-away"))));
+  if (e.scope === "files") return;
+  const kept = keptBefore.get(e.checkpoint);
+  const at = /^(\d+)(?:\.(\d+))?$/.exec(e.checkpoint); // "N": before turn N; "N.S": before its step S
+  const [turn, stepAt] = at ? [Number(at[1]), Number(at[2] || 0)] : [Infinity, 0];
+  for (const d of entries) {
+    const t = Number(d.dataset.turn);
+    if (kept) d.classList.toggle("rewound-away", !kept.has(d));
+    else if (t > turn || (t === turn && Number(d.dataset.step) >= stepAt)) d.classList.add("rewound-away");
   }
 }
 
@@ -148,6 +250,7 @@ async function open(sessionId) {
   $("session-title").textContent = sessionId;
   $("timeline").replaceChildren();
   streaming = null;
+  keptBefore = new Map();
   history.replaceState(null, "", location.pathname + "#session=" + encodeURIComponent(sessionId));
   await refreshSessions();
   const listed = sessions.find((s) => s.session_id === sessionId);

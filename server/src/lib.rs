@@ -75,6 +75,8 @@ pub struct DaemonConfig {
     /// Where work directories are kept between daemons (SPEC §17): restored when a session starts on a daemon
     /// that lacks its workspace, saved at the end of every turn and on `session/snapshot`. Default: none.
     pub snapshots: Option<SnapshotStore>,
+    /// Where sessions' checkpoints are kept (SPEC §19). Default: `checkpoints/` in `$CODEPILOT_HOME`.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
     /// How the daemon takes session leases: their TTL, and the node name (default: this host's name) that tells
     /// daemons on other machines apart. Daemons sharing a store need distinct node names.
     pub store_options: StoreOptions,
@@ -122,6 +124,7 @@ impl Default for DaemonConfig {
             allowed_origins: Vec::new(),
             event_probe: None,
             snapshots: None,
+            checkpoint_dir: None,
             store_options: StoreOptions::default(),
             env: None,
         }
@@ -183,6 +186,9 @@ fn engine_error(error: &codepilot::Error) -> RpcError {
         codepilot::Error::Store(e) if e.is_lease_held() => codes::SESSION_LEASED,
         codepilot::Error::Busy => codes::TURN_RUNNING,
         codepilot::Error::Snapshot(_) => codes::SNAPSHOT_FAILED,
+        codepilot::Error::Checkpoint(_)
+        | codepilot::Error::CheckpointsOff
+        | codepilot::Error::RewindHalfDone { .. } => codes::CHECKPOINT_FAILED,
         e if e.is_config() => codes::BAD_AGENT_CONFIG,
         _ => codes::INTERNAL_ERROR,
     };

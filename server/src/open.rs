@@ -300,6 +300,9 @@ impl Daemon {
             let env = Arc::clone(env);
             builder = builder.env(move |var| env(var));
         }
+        if let Some(dir) = &self.inner.config.checkpoint_dir {
+            builder = builder.checkpoint_dir(dir.clone());
+        }
         if let Some(snapshots) = &self.inner.config.snapshots {
             builder = builder.snapshots(snapshots.clone()).restore(
                 match request.restore.unwrap_or(RestoreMode::IfEmpty) {

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use codepilot::store::snapshot::Saved;
+use codepilot_protocol::rpc::CheckpointsResult;
 use codepilot_protocol::rpc::ClientInfo;
 use codepilot_protocol::rpc::ClientRequest;
 use codepilot_protocol::rpc::Empty;
@@ -203,6 +204,27 @@ impl Daemon {
             }
             ClientRequest::SessionRead(p) => ok(self.read_session(&p.session_id).await?),
             ClientRequest::SessionSnapshot(p) => self.snapshot(&p.session_id).await,
+            ClientRequest::SessionCheckpoints(p) => {
+                let checkpoints = self
+                    .host(&p.session_id)?
+                    .rt
+                    .checkpoints()
+                    .await
+                    .map_err(|e| engine_error(&e))?;
+                ok(CheckpointsResult {
+                    session_id: p.session_id,
+                    checkpoints,
+                })
+            }
+            ClientRequest::SessionRewind(p) => {
+                let rt = &self.host(&p.session_id)?.rt;
+                let done = if p.dry_run {
+                    rt.rewind_preview(&p.checkpoint, p.scope).await
+                } else {
+                    rt.rewind(&p.checkpoint, p.scope).await
+                };
+                ok(done.map_err(|e| engine_error(&e))?)
+            }
             ClientRequest::SessionSubscribe(p) => {
                 let last_seq = self.subscribe(peer, &p.session_id, p.after_seq)?;
                 ok(SubscribeResult {

@@ -483,6 +483,32 @@ async fn a_session_moves_to_another_daemon_with_its_workspace_after_a_kill_mid_t
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The checkpoint A took before turn 2 reaches the store in the background: a fresh machine lists it there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = codepilot_with(
+            root,
+            &[
+                "checkpoints",
+                "list",
+                &session,
+                "--snapshots",
+                &snapshots,
+                "--json",
+            ],
+            &env_refs(&moto.env()),
+        )
+        .await;
+        assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+        if String::from_utf8_lossy(&list.stdout).contains("\"id\":\"2\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkpoint 2 never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     a.kill();
     drop(ca);
     std::fs::remove_dir_all(root.join("wa")).unwrap();
@@ -569,6 +595,46 @@ async fn a_session_moves_to_another_daemon_with_its_workspace_after_a_kill_mid_t
     assert!(
         last.contains("remember the plan"),
         "the model read the restored file: {last}"
+    );
+
+    // B rewinds to checkpoint 2, which A took (B's home never held it): the files and the conversation as they
+    // were before the killed turn.
+    let listed = cb
+        .call("session/checkpoints", json!({"session_id": session}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.log()));
+    let ids: Vec<&str> = listed["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3"], "{listed}");
+    let done = cb
+        .call(
+            "session/rewind",
+            json!({"session_id": session, "checkpoint": "2"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.log()));
+    assert_eq!(
+        done["messages"], 4,
+        "turn 1: task, two answers, one observation: {done}"
+    );
+    assert_eq!(done["files_deleted"], 1, "step1.txt: {done}");
+    assert!(!wa.join("step1.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(wa.join("notes.txt")).unwrap(),
+        "remember the plan\n"
+    );
+    let read = cb
+        .call("session/read", json!({"session_id": session}))
+        .await
+        .unwrap();
+    let history = texts(&read["messages"]);
+    assert!(
+        history.contains("write notes") && !history.contains("keep going"),
+        "{history}"
     );
 }
 

@@ -109,10 +109,7 @@ fn ok(out: &Output, what: &str) {
 /// The `rewound` event of a `rewind --json`.
 fn rewound(out: &Output) -> serde_json::Value {
     let all = events(&json_lines(out));
-    let found: Vec<_> = all
-        .iter()
-        .filter(|e| e["type"] == "rewound")
-        .collect();
+    let found: Vec<_> = all.iter().filter(|e| e["type"] == "rewound").collect();
     assert_eq!(found.len(), 1, "{all:?}");
     found[0].clone()
 }
@@ -248,7 +245,9 @@ async fn the_conversation_is_cut_back_and_the_next_turn_sees_exactly_that() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("work")).unwrap();
     let server = ScriptedServer::start(vec![
-        Turn::answer("```codepilot\nwrite_file(\"one.txt\")\n```\n\n```text filename=one.txt\n1\n```"),
+        Turn::answer(
+            "```codepilot\nwrite_file(\"one.txt\")\n```\n\n```text filename=one.txt\n1\n```",
+        ),
         Turn::answer("```completion\nfirst done\n```"),
         Turn::answer("```completion\nsecond done\n```"),
         Turn::answer("```completion\nthird done\n```"),
@@ -390,7 +389,12 @@ async fn step_checkpoints_rewind_to_step_three_of_five() {
     .await;
     ok(&out, "rewind");
     let event = rewound(&out);
-    assert_eq!(event["files_deleted"], 2, "s3.txt and s4.txt: {}", stdout(&list));
+    assert_eq!(
+        event["files_deleted"],
+        2,
+        "s3.txt and s4.txt: {}",
+        stdout(&list)
+    );
     assert_eq!(
         event["messages"], 5,
         "the task, then two steps of answer and observation"
@@ -480,4 +484,57 @@ async fn a_rewind_that_cannot_write_a_file_changes_nothing_and_says_so() {
         codepilot_testkit::noise(1 << 20, 7)
     );
     assert!(!work.join("made.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigkill_mid_turn_the_resumed_session_still_rewinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("keep.txt"), "keep").unwrap();
+    let server = ScriptedServer::start(vec![
+        Turn::answer("```codepilot\nwrite_file(\"a.txt\")\n```\n\n```text filename=a.txt\nA\n```"),
+        Turn::delay(120_000, Turn::answer("never delivered")),
+    ])
+    .await
+    .unwrap();
+    write_agent(dir.path(), &server, "");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codepilot"))
+        .current_dir(dir.path())
+        .args(["run", "--json", "--session-id", "killed", "write a"])
+        .env("CODEPILOT_HOME", dir.path().join("home"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.requests().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached step 2"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: nothing flushed, the lease left behind
+    child.wait().unwrap();
+    assert!(work.join("a.txt").exists());
+
+    // The SQLite session resumes (the dead holder's lease is taken over) and rewinds to before the turn.
+    let out = codepilot(dir.path(), &["rewind", "killed", "1", "--json"]).await;
+    ok(&out, "rewind after the kill");
+    let event = rewound(&out);
+    assert_eq!(
+        (event["files_deleted"].as_u64(), event["messages"].as_u64()),
+        (Some(1), Some(0)),
+        "{event}"
+    );
+    assert!(!work.join("a.txt").exists() && work.join("keep.txt").exists());
+    let list = codepilot(dir.path(), &["checkpoints", "list", "killed"]).await;
+    ok(&list, "list");
+    let table = stdout(&list);
+    assert!(
+        table.starts_with("ID ") && table.contains("\n1 ") && table.contains("\nrewind-1 "),
+        "{table}"
+    );
 }

@@ -133,6 +133,7 @@ pub struct RuntimeBuilder {
     snapshots: Option<SnapshotStore>,
     restore: RestoreMode,
     agent_source: Option<AgentSource>,
+    checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 impl RuntimeBuilder {
@@ -153,6 +154,7 @@ impl RuntimeBuilder {
             snapshots: None,
             restore: RestoreMode::default(),
             agent_source: None,
+            checkpoint_dir: None,
         }
     }
 
@@ -224,6 +226,14 @@ impl RuntimeBuilder {
     #[must_use]
     pub fn store_events(mut self, yes: bool) -> Self {
         self.store_events = yes;
+        self
+    }
+
+    /// Keep the session's checkpoints (SPEC §19) in `dir` instead of `checkpoints/` in
+    /// [`codepilot_home`](codepilot_store::codepilot_home) (one folder per session under it).
+    #[must_use]
+    pub fn checkpoint_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.checkpoint_dir = Some(dir.into());
         self
     }
 
@@ -452,7 +462,7 @@ impl RuntimeBuilder {
             codepilot_store::checkpoint::CheckpointOptions {
                 keep: self.agent.runtime.checkpoint_keep,
                 max_file_bytes: self.agent.runtime.checkpoint_max_file_bytes,
-                dir: None,
+                dir: self.checkpoint_dir.clone(),
             },
             self.snapshots
                 .as_ref()

@@ -44,7 +44,16 @@ pub fn agent(
 pub fn builder(agent: AgentFile) -> RuntimeBuilder {
     AsyncRuntime::builder(agent)
         .env(|var| (var == "ANTHROPIC_API_KEY").then(|| "test-key".to_owned()))
+        .checkpoint_dir(CHECKPOINTS.path())
 }
+
+/// Where this test process's runtimes keep checkpoints: never the user's home.
+static CHECKPOINTS: std::sync::LazyLock<tempfile::TempDir> = std::sync::LazyLock::new(|| {
+    tempfile::Builder::new()
+        .prefix("codepilot-core-tests-")
+        .tempdir()
+        .expect("a temporary folder for checkpoints")
+});
 
 /// A runtime over a server with `answers`, file tools only unless `extra` says otherwise.
 pub async fn start(

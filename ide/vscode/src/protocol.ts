@@ -38,6 +38,14 @@ export type ProtocolMessage =
           params: SessionParams;
         }
       | {
+          method: "session/checkpoints";
+          params: SessionParams;
+        }
+      | {
+          method: "session/rewind";
+          params: RewindParams;
+        }
+      | {
           method: "turn/start";
           params: TurnParams;
         }
@@ -94,6 +102,8 @@ export type ProtocolMessage =
   | SessionListResult
   | TurnStartResult
   | TerminalListResult
+  | CheckpointsResult
+  | RewoundEvent1
   | (
       | {
           decision: "allow";
@@ -112,6 +122,10 @@ export type ProtocolMessage =
  * What `session/start` does with the work directory of a session that has a workspace snapshot (SPEC §17).
  */
 export type RestoreMode = "if_empty" | "replace" | "skip";
+/**
+ * What a rewind brings back.
+ */
+export type RewindScope = "files" | "conversation" | "both";
 /**
  * A request or response id: a number or a string.
  */
@@ -223,6 +237,28 @@ export interface SubscribeParams {
  */
 export interface Empty {}
 /**
+ * `session/rewind` params (SPEC §19).
+ */
+export interface RewindParams {
+  /**
+   * The checkpoint: `"3"` (before turn 3), `"3.2"` (before its step 2) or `"rewind-1"` (the state a rewind
+   * replaced).
+   */
+  checkpoint: string;
+  /**
+   * Say what would change, change nothing (for a confirmation). Default `false`.
+   */
+  dry_run?: boolean;
+  /**
+   * What to rewind. Default `both`.
+   */
+  scope?: RewindScope & string;
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
  * `turn/start` and `turn/steer` params.
  */
 export interface TurnParams {
@@ -302,6 +338,9 @@ export interface EventEnvelope {
       })
     | (ResourceLimitEvent & {
         type: "resource_limit";
+      })
+    | (RewoundEvent & {
+        type: "rewound";
       });
   /**
    * Increases by one with every event of the session, from 1, so a missing event is visible.
@@ -442,7 +481,7 @@ export interface RuntimeErrorEvent {
   /**
    * Class of error.
    */
-  kind: "parse" | "execution" | "provider" | "store" | "snapshot" | "mcp" | "internal";
+  kind: "parse" | "execution" | "provider" | "store" | "snapshot" | "mcp" | "checkpoint" | "internal";
   /**
    * Human-readable message.
    */
@@ -653,6 +692,36 @@ export interface ResourceLimitEvent {
    * The terminal whose command ran into it; `None` for a file tool's write.
    */
   terminal?: string | null;
+}
+/**
+ * What a rewind did (and, for a preview, would do): the `rewound` event's data and `rewind`'s result.
+ */
+export interface RewoundEvent {
+  /**
+   * The checkpoint rewound to.
+   */
+  checkpoint: string;
+  /**
+   * Files and links created since the checkpoint, deleted.
+   */
+  files_deleted: number;
+  /**
+   * Files and links written back (changed or deleted since the checkpoint), modes included.
+   */
+  files_restored: number;
+  /**
+   * Messages in the conversation afterwards.
+   */
+  messages: number;
+  /**
+   * The checkpoint that holds the state before the rewind (`rewind-N`): rewinding to it undoes this one.
+   * Empty for a preview.
+   */
+  saved_as: string;
+  /**
+   * What a rewind brings back.
+   */
+  scope: "files" | "conversation" | "both";
 }
 /**
  * The end of a turn: how the task ended. The daemon's `turn/completed` notification, and the last line of
@@ -1020,6 +1089,94 @@ export interface TerminalAttach {
    * The token to send as the first line.
    */
   token: string;
+}
+/**
+ * `session/checkpoints`' result.
+ */
+export interface CheckpointsResult {
+  /**
+   * Its checkpoints, oldest first.
+   */
+  checkpoints: CheckpointInfo[];
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * One checkpoint of a session, as `checkpoints()`, `codepilot checkpoints list` and `session/checkpoints` show it.
+ */
+export interface CheckpointInfo {
+  /**
+   * Their total size in bytes.
+   */
+  bytes: number;
+  /**
+   * Unix milliseconds.
+   */
+  created_ms: number;
+  /**
+   * Files in the work directory it recorded.
+   */
+  files: number;
+  /**
+   * What `rewind` takes: `"3"` (before turn 3), `"3.2"` (before step 2 of turn 3) or `"rewind-1"`.
+   */
+  id: string;
+  /**
+   * When it was taken.
+   */
+  kind: "turn" | "step" | "rewind";
+  /**
+   * Messages in the conversation at that point.
+   */
+  messages: number;
+  /**
+   * Files left out because they are over the size cap (`runtime.checkpoint_max_file_mb`), by path.
+   */
+  skipped?: string[];
+  /**
+   * The step about to start, for a step checkpoint.
+   */
+  step?: number | null;
+  /**
+   * Bytes this checkpoint added to storage (compressed contents not stored before, and its manifest).
+   */
+  stored_bytes: number;
+  /**
+   * The turn (task number) it belongs to: the turn about to start, or the last one before a rewind.
+   */
+  turn: number;
+}
+/**
+ * What a rewind did (and, for a preview, would do): the `rewound` event's data and `rewind`'s result.
+ */
+export interface RewoundEvent1 {
+  /**
+   * The checkpoint rewound to.
+   */
+  checkpoint: string;
+  /**
+   * Files and links created since the checkpoint, deleted.
+   */
+  files_deleted: number;
+  /**
+   * Files and links written back (changed or deleted since the checkpoint), modes included.
+   */
+  files_restored: number;
+  /**
+   * Messages in the conversation afterwards.
+   */
+  messages: number;
+  /**
+   * The checkpoint that holds the state before the rewind (`rewind-N`): rewinding to it undoes this one.
+   * Empty for a preview.
+   */
+  saved_as: string;
+  /**
+   * What a rewind brings back.
+   */
+  scope: "files" | "conversation" | "both";
 }
 /**
  * The answer to `ask_user/request`.

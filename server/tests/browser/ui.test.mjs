@@ -1,7 +1,8 @@
 // The web UI of `codepilot serve`, end to end in headless Chromium: a scripted run streams into the page, Allow lets
 // a gated command run, and keys typed into the xterm reach the shell (and the agent hears of them); a deep link
 // (`?token=T#session=ID`) opens its session, also after a restart (the daemon resumes it with the agent the store
-// recorded), and a session with no recorded agent (the CLI's) is read, then resumed with an agent file.
+// recorded), and a session with no recorded agent (the CLI's) is read, then resumed with an agent file; "rewind to
+// here" on a turn previews, confirms in the page, rewinds the work dir and the conversation, and undoes.
 //
 // Needs CODEPILOT_BIN (the codepilot binary), CODEPILOT_TESTKIT (the scripted model server) and Debian's chromium
 // (CHROMIUM, default /usr/bin/chromium). Leaves a screenshot in ARTIFACTS_DIR (default ./artifacts).
@@ -277,5 +278,91 @@ test("a deep link opens its session, after a restart too; a session with no reco
   await stored.fill("#agent-file", agentFile);
   await stored.click('#sessions li[data-session="made-by-the-cli"]');
   await stored.waitForSelector("#terminals .term .xterm");
+  assert.deepEqual(errors, []);
+});
+
+test("rewind to here previews and confirms in the page, takes the turn back, and is undone", async (t) => {
+  assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
+  const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));
+  mkdirSync(join(dir, "work"));
+  const modelUrl = await startModel(t);
+  const agentFile = writeAgent(dir, modelUrl, ["  tools:", "    - {name: execute, config: {require_permission: true}}"]);
+  await post(`${modelUrl}/_testkit/turns`, [
+    { answer: '```codepilot\nwrite_file("a.txt")\n```\n\n```text filename=a.txt\nA\n```' },
+    { answer: "```completion\ndone\n```" },
+  ]);
+  const daemon = await startDaemon(t, dir);
+  const { newPage, errors } = await launch(t);
+  const page = await newPage();
+  await page.goto(daemon.url);
+  await page.waitForSelector("#status:text('connected')");
+  await page.fill("#agent-file", agentFile);
+  await page.click("#start-session button");
+  await page.waitForSelector("#terminals .term .xterm");
+  await page.fill("#task", "Write a.txt");
+  await page.click("#send");
+  await page.waitForSelector(".entry.finish");
+  const file = join(dir, "work", "a.txt");
+  assert.equal(readFileSync(file, "utf8"), "A\n");
+  const session = await page.locator("#session-title").innerText();
+
+  // The preview changes nothing; the page asks first, with what the rewind would change.
+  const turn = page.locator('.entry.user[data-turn="1"]');
+  await turn.getByRole("button", { name: "rewind to here" }).click();
+  const confirm = page.locator(".prompt.rewind");
+  await confirm.waitFor();
+  assert.match(
+    await confirm.innerText(),
+    /Rewind to before turn 1\? This restores 0 files, deletes 1 file; the conversation goes back to 0 messages\./,
+  );
+  assert.ok(existsSync(file), "a preview changes nothing");
+  await confirm.getByRole("button", { name: "Rewind" }).click();
+  const rewound = page.locator(".entry.rewound");
+  await rewound.waitFor();
+  assert.match(
+    await rewound.innerText(),
+    /↶ rewound to checkpoint 1: 0 files restored, 1 deleted, conversation back to 0 messages · undo: rewind to rewind-1/,
+  );
+  assert.ok(!existsSync(file), "the file the turn wrote is gone");
+  assert.equal(await confirm.count(), 0);
+  await page.waitForSelector('.entry.finish[data-turn="1"].rewound-away');
+  assert.equal(await page.locator('.entry[data-turn="1"]:not(.rewound-away)').count(), 0, "the whole turn is taken back");
+  assert.equal(await turn.getByRole("button", { name: "rewind to here" }).isVisible(), false);
+  await page.close();
+
+  // Another page replays the session's events to the same picture, and its undo brings the file and the turn back.
+  const again = await newPage();
+  await again.goto(`${daemon.url}#session=${encodeURIComponent(session)}`);
+  await again.waitForSelector(".entry.rewound");
+  assert.equal(await again.locator('.entry[data-turn="1"]:not(.rewound-away)').count(), 0);
+  await again.locator(".entry.rewound").getByRole("button", { name: "undo" }).click();
+  const undo = again.locator(".prompt.rewind");
+  await undo.waitFor();
+  assert.match(await undo.innerText(), /Rewind to rewind-1, .*restores 1 file, deletes 0 files; the conversation goes back to 4 messages/);
+  await undo.getByRole("button", { name: "Cancel" }).click();
+  assert.equal(await undo.count(), 0);
+  assert.ok(!existsSync(file), "cancelled");
+  await again.locator(".entry.rewound").getByRole("button", { name: "undo" }).click();
+  await again.locator(".prompt.rewind").getByRole("button", { name: "Rewind" }).click();
+  await again.waitForFunction(() => document.querySelectorAll(".entry.rewound").length === 2);
+  assert.match(await again.locator(".entry.rewound").nth(1).innerText(), /rewound to checkpoint rewind-1: 1 file restored, 0 deleted/);
+  assert.equal(readFileSync(file, "utf8"), "A\n");
+  assert.equal(await again.locator(".entry.rewound-away").count(), 0, "the turn is back in the conversation");
+
+  // While a turn runs (here: waiting for a permission), a rewind is refused, and the page says so.
+  await post(`${modelUrl}/_testkit/turns`, [
+    { answer: '```codepilot\nexecute("main", "echo two > b.txt")\n```' },
+    { answer: "```completion\nsecond\n```" },
+  ]);
+  await again.fill("#task", "Write b.txt");
+  await again.click("#send");
+  const permission = again.locator(".prompt:not(.rewind)");
+  await permission.waitFor();
+  await again.locator('.entry.user[data-turn="2"]').getByRole("button", { name: "rewind to here" }).click();
+  await again.waitForSelector(".entry.error");
+  assert.match(await again.locator(".entry.error").innerText(), /already running/);
+  assert.equal(await again.locator(".prompt.rewind").count(), 0);
+  await permission.getByRole("button", { name: "Allow" }).click();
+  await again.waitForFunction(() => document.querySelectorAll(".entry.finish").length === 2);
   assert.deepEqual(errors, []);
 });

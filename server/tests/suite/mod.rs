@@ -1,5 +1,6 @@
 mod limits;
 mod resume;
+mod rewind;
 mod rpc;
 mod support;
 mod web;

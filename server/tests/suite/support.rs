@@ -28,11 +28,14 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
-    pub async fn start(config: DaemonConfig) -> Self {
+    pub async fn start(mut config: DaemonConfig) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("cps")
             .tempdir_in("/tmp")
             .unwrap();
+        config
+            .checkpoint_dir
+            .get_or_insert_with(|| dir.path().join("checkpoints"));
         let socket = dir.path().join("d").join("rt.sock");
         let daemon = Daemon::start(config).await.unwrap();
         let serving = daemon.clone();
