@@ -6,11 +6,15 @@ import * as path from "node:path";
 import type {
   AskUserRequestParams,
   AskUserResponse,
+  CheckpointInfo,
+  CheckpointsResult,
   EventEnvelope,
   InitializeResult,
   PermissionRequestParams,
   RequestId,
   RequestResolved,
+  RewindParams,
+  RewoundEvent,
   RpcError,
   SessionListResult,
   SessionReadResult,
@@ -36,6 +40,8 @@ export interface Methods {
   "session/subscribe": [{ session_id: string; after_seq?: number }, SubscribeResult];
   "session/list": [Record<string, never>, SessionListResult];
   "session/close": [{ session_id: string }, Record<string, never>];
+  "session/checkpoints": [{ session_id: string }, CheckpointsResult];
+  "session/rewind": [RewindParams, RewoundEvent];
   "turn/start": [{ session_id: string; text: string }, TurnStartResult];
   "turn/steer": [{ session_id: string; text: string }, Record<string, never>];
   "turn/interrupt": [{ session_id: string }, Record<string, never>];
@@ -192,6 +198,39 @@ export class DaemonClient {
     }
     for (const l of this.listeners) l(m as Notification);
   }
+}
+
+const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+
+/** How a checkpoint is named to a person: "before turn 3", "before step 2 of turn 3", "rewind-1 (undo a rewind)". */
+export function checkpointLabel(c: CheckpointInfo): string {
+  if (c.kind === "rewind") return `${c.id} (undo a rewind)`;
+  if (c.kind === "step") return `before step ${c.step} of turn ${c.turn}`;
+  return `before turn ${c.turn}`;
+}
+
+/** What a checkpoint holds: its conversation's length, its files, when it was taken. */
+export function checkpointDetail(c: CheckpointInfo): string {
+  const skipped = c.skipped?.length ? ` (${count(c.skipped.length, "file")} over the size cap left out)` : "";
+  return `${count(c.messages, "message")} · ${count(c.files, "file")}${skipped} · ${new Date(c.created_ms).toLocaleString()}`;
+}
+
+/** What a rewind's preview (`dry_run`) says it would change, for a confirmation. */
+export function rewindChanges(r: RewoundEvent): string {
+  const parts: string[] = [];
+  if (r.scope !== "conversation") {
+    parts.push(`restores ${count(r.files_restored, "file")}, deletes ${count(r.files_deleted, "file")}`);
+  }
+  if (r.scope !== "files") parts.push(`the conversation goes back to ${count(r.messages, "message")}`);
+  return parts.join("; ");
+}
+
+/** What a rewind (its result, or its `rewound` event) did, and the checkpoint that undoes it. */
+export function rewoundSummary(r: RewoundEvent): string {
+  const parts: string[] = [];
+  if (r.scope !== "conversation") parts.push(`${count(r.files_restored, "file")} restored, ${r.files_deleted} deleted`);
+  if (r.scope !== "files") parts.push(`conversation back to ${count(r.messages, "message")}`);
+  return `rewound to checkpoint ${r.checkpoint}: ${parts.join(", ")} · undo: rewind to ${r.saved_as}`;
 }
 
 /** A terminal attached through its multiplexer: raw PTY bytes both ways. */

@@ -2,8 +2,19 @@
 // pseudoterminals, all over one connection to the daemon (see ./client.ts).
 import * as path from "node:path";
 import * as vscode from "vscode";
-import { DaemonClient, DaemonError, attachTerminal, defaultSocketPath, type Notification, type ServerRequest } from "./client";
-import type { Message, SessionResumeResult } from "./protocol";
+import {
+  DaemonClient,
+  DaemonError,
+  attachTerminal,
+  checkpointDetail,
+  checkpointLabel,
+  defaultSocketPath,
+  rewindChanges,
+  rewoundSummary,
+  type Notification,
+  type ServerRequest,
+} from "./client";
+import type { Message, RewindScope, SessionResumeResult } from "./protocol";
 
 let client: DaemonClient | undefined;
 let session: string | undefined;
@@ -142,6 +153,9 @@ function onNotification(n: Notification): void {
         });
         void vscode.window.showWarningMessage(`CodePilot: ${e.kind.replace("_", " ")} limit (${e.limit}) reached`);
         break;
+      case "rewound":
+        timeline?.post({ text: "↶ " + rewoundSummary(e), style: "color: var(--vscode-textLink-foreground)" });
+        break;
       default:
         break;
     }
@@ -218,6 +232,55 @@ async function runTask(text?: string): Promise<void> {
   }
 }
 
+/** Rewinds the current session's files, conversation or both to one of its checkpoints (SPEC §19): picks the
+ * checkpoint (newest first) and what to rewind, previews it (`dry_run`) and asks in a modal what it changes. The
+ * state it replaces is kept as a checkpoint of its own (`rewind-N`), so this command undoes it too. */
+async function rewindSession(): Promise<void> {
+  if (!session) {
+    void vscode.window.showErrorMessage("CodePilot: start or resume a session first");
+    return;
+  }
+  const sessionId = session;
+  try {
+    const c = await connected();
+    const { checkpoints } = await c.call("session/checkpoints", { session_id: sessionId });
+    if (checkpoints.length === 0) {
+      void vscode.window.showInformationMessage("CodePilot: the session has no checkpoints yet");
+      return;
+    }
+    const picked = await vscode.window.showQuickPick(
+      checkpoints
+        .slice()
+        .reverse()
+        .map((cp) => ({ label: checkpointLabel(cp), description: cp.id, detail: checkpointDetail(cp), id: cp.id })),
+      { placeHolder: "A checkpoint to rewind to", matchOnDetail: true },
+    );
+    if (!picked) return;
+    const scopes: Array<{ label: string; scope: RewindScope }> = [
+      { label: "Files and conversation", scope: "both" },
+      { label: "Files only", scope: "files" },
+      { label: "Conversation only", scope: "conversation" },
+    ];
+    const how = await vscode.window.showQuickPick(scopes, { placeHolder: `What to rewind to ${picked.label}` });
+    if (!how) return;
+    const rewind = { session_id: sessionId, checkpoint: picked.id, scope: how.scope };
+    const preview = await c.call("session/rewind", { ...rewind, dry_run: true });
+    const choice = await vscode.window.showWarningMessage(
+      `Rewind to ${picked.label}?`,
+      {
+        modal: true,
+        detail: `This ${rewindChanges(preview)}. The current state is kept as a checkpoint: rewinding to it undoes this.`,
+      },
+      "Rewind",
+    );
+    if (choice !== "Rewind") return;
+    const done = await c.call("session/rewind", rewind);
+    void vscode.window.showInformationMessage(`CodePilot: ${rewoundSummary(done)}`);
+  } catch (e) {
+    void vscode.window.showErrorMessage(`CodePilot: ${(e as Error).message}`);
+  }
+}
+
 async function openTerminals(): Promise<void> {
   if (!session) {
     void vscode.window.showErrorMessage("CodePilot: start a session first");
@@ -266,6 +329,7 @@ export function activate(context: vscode.ExtensionContext): void {
       if (session) await (await connected()).call("turn/interrupt", { session_id: session });
     }),
     vscode.commands.registerCommand("codepilot.openTerminals", openTerminals),
+    vscode.commands.registerCommand("codepilot.rewind", rewindSession),
   );
 }
 

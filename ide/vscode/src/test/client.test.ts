@@ -7,7 +7,19 @@ import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:f
 import * as os from "node:os";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
-import { DaemonClient, DaemonError, VERSION, attachTerminal, defaultSocketPath, type Notification } from "../client";
+import {
+  DaemonClient,
+  DaemonError,
+  VERSION,
+  attachTerminal,
+  checkpointDetail,
+  checkpointLabel,
+  defaultSocketPath,
+  rewindChanges,
+  rewoundSummary,
+  type Notification,
+} from "../client";
+import type { EventEnvelope } from "../protocol";
 
 const bin = process.env.CODEPILOT_BIN ?? "";
 const testkit = process.env.CODEPILOT_TESTKIT ?? "";
@@ -193,4 +205,98 @@ test("after the daemon restarts, session/read shows the history and session/resu
   await again.call("turn/start", { session_id, text: "the second task" });
   const last = (await next).at(-1)!;
   assert.deepEqual((last.params as { outcome: unknown }).outcome, { status: "completed", summary: "second", steps: 1 });
+});
+
+test("session/checkpoints lists the state before each step; session/rewind previews, rewinds, says so in an event, and is undone", async (t) => {
+  const { dir, socket, agent, push } = await setUp(t);
+  await push([
+    { answer: '```codepilot\nwrite_file("a.txt")\n```\n\n```text filename=a.txt\nA\n```' },
+    { answer: "```completion\ndone\n```" },
+  ]);
+  const c = await DaemonClient.connect(socket);
+  t.after(() => c.close());
+  const { session_id } = await c.call("session/start", { agent: agent("    checkpoints: step") });
+  const completed = until(c, (n) => n.method === "turn/completed");
+  await c.call("turn/start", { session_id, text: "write a.txt" });
+  await completed;
+  const file = path.join(dir, "work", "a.txt");
+  assert.equal(readFileSync(file, "utf8"), "A\n");
+
+  const { checkpoints } = await c.call("session/checkpoints", { session_id });
+  assert.deepEqual(
+    checkpoints.map((cp) => [cp.id, cp.kind, cp.turn, cp.step ?? null, cp.messages, cp.files]),
+    [
+      ["1", "turn", 1, null, 0, 0],
+      ["1.2", "step", 1, 2, 3, 1],
+    ],
+  );
+  assert.deepEqual(checkpoints.map(checkpointLabel), ["before turn 1", "before step 2 of turn 1"]);
+  assert.match(checkpointDetail(checkpoints[1]), /^3 messages · 1 file · \S/);
+
+  // A preview changes nothing.
+  const preview = await c.call("session/rewind", { session_id, checkpoint: "1", dry_run: true });
+  assert.deepEqual(preview, { checkpoint: "1", scope: "both", files_restored: 0, files_deleted: 1, messages: 0, saved_as: "" });
+  assert.equal(rewindChanges(preview), "restores 0 files, deletes 1 file; the conversation goes back to 0 messages");
+  assert.ok(existsSync(file));
+  assert.equal((await c.call("session/checkpoints", { session_id })).checkpoints.length, 2);
+
+  const announced = until(c, (n) => n.method === "event" && n.params.event.type === "rewound");
+  const done = await c.call("session/rewind", { session_id, checkpoint: "1" });
+  assert.deepEqual(done, { checkpoint: "1", scope: "both", files_restored: 0, files_deleted: 1, messages: 0, saved_as: "rewind-1" });
+  const rewound = (await announced).at(-1)!.params as EventEnvelope;
+  assert.deepEqual(rewound.event, { type: "rewound", ...done });
+  assert.equal(rewound.turn_id, null, "between turns");
+  assert.equal(
+    rewoundSummary(done),
+    "rewound to checkpoint 1: 0 files restored, 1 deleted, conversation back to 0 messages · undo: rewind to rewind-1",
+  );
+  assert.ok(!existsSync(file), "the file the turn wrote is gone");
+  assert.deepEqual((await c.call("session/read", { session_id })).messages, []);
+  const after = (await c.call("session/checkpoints", { session_id })).checkpoints;
+  assert.deepEqual(after.map((cp) => cp.id), ["1", "1.2", "rewind-1"]);
+  assert.equal(checkpointLabel(after[2]), "rewind-1 (undo a rewind)");
+  assert.equal(after[2].messages, 4, "the conversation it replaced");
+
+  // The undo, files only: the file is back, the conversation stays rewound.
+  const undo = { session_id, checkpoint: "rewind-1", scope: "files" as const };
+  const undoPreview = await c.call("session/rewind", { ...undo, dry_run: true });
+  assert.equal(rewindChanges(undoPreview), "restores 1 file, deletes 0 files");
+  const undone = await c.call("session/rewind", undo);
+  assert.deepEqual(undone, { checkpoint: "rewind-1", scope: "files", files_restored: 1, files_deleted: 0, messages: 0, saved_as: "rewind-2" });
+  assert.equal(rewoundSummary(undone), "rewound to checkpoint rewind-1: 1 file restored, 0 deleted · undo: rewind to rewind-2");
+  assert.equal(readFileSync(file, "utf8"), "A\n");
+  assert.deepEqual((await c.call("session/read", { session_id })).messages, []);
+
+  await assert.rejects(c.call("session/rewind", { session_id, checkpoint: "9", dry_run: true }), (e: unknown) => {
+    assert.ok(e instanceof DaemonError);
+    assert.equal(e.code, 1006);
+    assert.match(e.message, /no checkpoint "9"/);
+    return true;
+  });
+});
+
+test("session/rewind is refused while a turn runs", async (t) => {
+  const { socket, agent, push } = await setUp(t);
+  await push([
+    { answer: '```codepilot\nexecute("main", "echo hi")\n```' },
+    { answer: "```completion\nsaid hi\n```" },
+  ]);
+  const c = await DaemonClient.connect(socket);
+  t.after(() => c.close());
+  const { session_id } = await c.call("session/start", {
+    agent: agent("  tools:\n    - {name: execute, config: {require_permission: true}}\n"),
+  });
+  // The turn waits for this answer, so it runs while the handler asks for a rewind.
+  let refused: unknown;
+  c.onRequest(async () => {
+    refused = await c.call("session/rewind", { session_id, checkpoint: "1", dry_run: true }).catch((e: unknown) => e);
+    return { decision: "allow" };
+  });
+  const completed = until(c, (n) => n.method === "turn/completed");
+  await c.call("turn/start", { session_id, text: "say hi" });
+  await completed;
+  assert.ok(refused instanceof DaemonError, String(refused));
+  assert.equal(refused.code, 1002);
+  const after = await c.call("session/rewind", { session_id, checkpoint: "1", dry_run: true });
+  assert.equal(after.checkpoint, "1", "once it is over");
 });
