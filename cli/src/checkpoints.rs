@@ -6,7 +6,6 @@ use codepilot::AsyncRuntime;
 use codepilot::CheckpointInfo;
 use codepilot::CheckpointKind;
 use codepilot::RewindScope;
-use codepilot::RewoundEvent;
 use codepilot::store::SessionId;
 use codepilot::store::checkpoint::CheckpointOptions;
 use codepilot::store::checkpoint::SessionCheckpoints;
@@ -20,42 +19,6 @@ use crate::cli::RewindArgs;
 use crate::output;
 use crate::secrets::EnvSnapshot;
 use crate::usage;
-
-/// One line about what a rewind did (or, for a preview, would do).
-pub(crate) fn describe(r: &RewoundEvent) -> String {
-    let what = match r.scope {
-        RewindScope::Files => "files",
-        RewindScope::Conversation => "conversation",
-        RewindScope::Both => "files and conversation",
-    };
-    let mut parts = Vec::new();
-    if r.scope.files() {
-        parts.push(format!(
-            "{} file(s) restored, {} deleted",
-            r.files_restored, r.files_deleted
-        ));
-    }
-    if r.scope.conversation() {
-        parts.push(format!("{} message(s) left", r.messages));
-    }
-    let mut line = if r.saved_as.is_empty() {
-        format!(
-            "a rewind to checkpoint {} ({what}) would leave: {}",
-            r.checkpoint,
-            parts.join(", ")
-        )
-    } else {
-        format!(
-            "rewound to checkpoint {} ({what}): {}",
-            r.checkpoint,
-            parts.join(", ")
-        )
-    };
-    if !r.saved_as.is_empty() {
-        line.push_str(&format!(" · undo: rewind to {}", r.saved_as));
-    }
-    line
-}
 
 fn when(created_ms: i64) -> String {
     let now = std::time::SystemTime::now()
@@ -171,7 +134,7 @@ pub(crate) async fn rewind(
         if args.agent.json {
             output::emit_stdout(&serde_json::to_string(&done)?);
         } else {
-            output::emit_stdout(&describe(&done));
+            output::emit_stdout(&output::describe_rewind(&done));
         }
     } else if !args.agent.json {
         output::err_line(&format!(

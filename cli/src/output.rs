@@ -451,13 +451,49 @@ impl Output for HumanOutput {
                 self.line(&mut s, &text);
             }
             Event::Rewound(r) => {
-                let text = self.paint("36", &format!("↶ {}", crate::checkpoints::describe(r)));
+                let text = self.paint("36", &format!("↶ {}", describe_rewind(r)));
                 self.line(&mut s, &text);
             }
             Event::SessionReset(_) => {}
             _ => {}
         }
     }
+}
+
+/// One line about what a rewind did (or, for a preview, would do).
+pub(crate) fn describe_rewind(r: &codepilot::RewoundEvent) -> String {
+    let what = match r.scope {
+        codepilot::RewindScope::Files => "files",
+        codepilot::RewindScope::Conversation => "conversation",
+        codepilot::RewindScope::Both => "files and conversation",
+    };
+    let mut parts = Vec::new();
+    if r.scope.files() {
+        parts.push(format!(
+            "{} file(s) restored, {} deleted",
+            r.files_restored, r.files_deleted
+        ));
+    }
+    if r.scope.conversation() {
+        parts.push(format!("{} message(s) left", r.messages));
+    }
+    let mut line = if r.saved_as.is_empty() {
+        format!(
+            "a rewind to checkpoint {} ({what}) would leave: {}",
+            r.checkpoint,
+            parts.join(", ")
+        )
+    } else {
+        format!(
+            "rewound to checkpoint {} ({what}): {}",
+            r.checkpoint,
+            parts.join(", ")
+        )
+    };
+    if !r.saved_as.is_empty() {
+        line.push_str(&format!(" · undo: rewind to {}", r.saved_as));
+    }
+    line
 }
 
 /// How many lines of a tool result the human output shows.

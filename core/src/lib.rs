@@ -22,7 +22,6 @@
 #![deny(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 mod agent;
-mod checkpoints;
 pub mod config;
 mod context;
 mod error;

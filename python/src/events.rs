@@ -15,7 +15,7 @@ use serde_json::json;
 /// bridge asks the `permission_request` and `ask_user` hooks. `codepilot._native.event_hooks()` returns this table,
 /// and the package's tests check it against [`event_types`] and Python's `EventType`, so an event added on one side
 /// only fails them.
-pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 20] = [
+pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 21] = [
     ("start", &["start"]),
     ("step", &["step"]),
     ("stream", &["stream", "thinking_stream"]),
@@ -36,6 +36,7 @@ pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 20] = [
     ("context_drop", &["context_drop"]),
     ("workspace_saved", &["workspace_saved"]),
     ("resource_limit", &["resource_limit"]),
+    ("rewound", &["rewound"]),
 ];
 
 /// The `type` tag of every variant of the engine's [`Event`] enum, in declaration order.

@@ -53,7 +53,7 @@ pub(crate) struct Context {
     /// Steps per run.
     pub(crate) max_steps: u32,
     /// Checkpoints before turns and steps (SPEC §19).
-    pub(crate) checkpoints: Arc<crate::checkpoints::Checkpoints>,
+    pub(crate) checkpoints: Arc<super::Checkpoints>,
     /// The runtime's part at a step's and a run's end.
     pub(crate) hooks: Option<Arc<dyn RunHooks>>,
 }

@@ -5,6 +5,7 @@
 //! - `step` turns one answer into feedback for the model (and maybe an outcome);
 //! - `host` serves the control block's tool calls: permission gate, dispatch, events, observation entries.
 
+mod checkpoints;
 mod context;
 mod host;
 mod maintain;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use codepilot_protocol::Message;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use checkpoints::Checkpoints;
 pub(crate) use context::Context;
 pub(crate) use context::RunHooks;
 

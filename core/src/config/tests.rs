@@ -679,3 +679,39 @@ fn resources_default_to_safe_limits_take_overrides_and_off() {
         assert!(err.contains(wanted), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn checkpoints_default_to_every_turn_and_take_step_and_off() {
+    use super::CheckpointMode;
+    let base = "name: C\nmodel: {provider: openai, name: x}\n";
+    let rt = load(base).unwrap().runtime;
+    assert_eq!(rt.checkpoints, CheckpointMode::Turn);
+    assert_eq!(
+        (rt.checkpoint_keep, rt.checkpoint_max_file_bytes),
+        (50, 16 << 20)
+    );
+    let set = load(&format!(
+        "{base}runtime:\n  checkpoints: step\n  checkpoint_keep: 5\n  checkpoint_max_file_mb: 2\n"
+    ))
+    .unwrap()
+    .runtime;
+    assert_eq!(set.checkpoints, CheckpointMode::Step);
+    assert_eq!(
+        (set.checkpoint_keep, set.checkpoint_max_file_bytes),
+        (5, 2 << 20)
+    );
+    // A bare `off` is YAML 1.1's `false`.
+    let off = load(&format!("{base}runtime: {{checkpoints: off}}\n")).unwrap();
+    assert_eq!(off.runtime.checkpoints, CheckpointMode::Off);
+    for (yaml, wanted) in [
+        (
+            "checkpoints: daily",
+            "'runtime.checkpoints' in agent.yaml:4: unknown checkpoint mode \"daily\"; use turn",
+        ),
+        ("checkpoint_keep: 0", "runtime.checkpoint_keep"),
+        ("checkpoint_max_file_mb: 0", "must be at least 1"),
+    ] {
+        let err = err(&format!("{base}runtime:\n  {yaml}\n"));
+        assert!(err.contains(wanted), "{yaml}: {err}");
+    }
+}

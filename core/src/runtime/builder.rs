@@ -457,7 +457,7 @@ impl RuntimeBuilder {
             writer
         });
         let snapshots = started.snapshots.map(Arc::new);
-        let checkpoints = Arc::new(crate::checkpoints::Checkpoints::new(
+        let checkpoints = Arc::new(crate::agent::Checkpoints::new(
             self.agent.runtime.checkpoints,
             codepilot_store::checkpoint::CheckpointOptions {
                 keep: self.agent.runtime.checkpoint_keep,

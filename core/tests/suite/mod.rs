@@ -1,6 +1,7 @@
 mod support;
 
 mod api;
+mod checkpoints;
 mod context;
 mod control;
 mod files;

@@ -355,7 +355,6 @@ mod tests {
     #[test]
     fn plan_counts_and_orders() {
         let target = Manifest {
-            taken_ns: 0,
             entries: vec![
                 entry("a.txt", Kind::File, "h1", 0o644),
                 entry("big.bin", Kind::File, "h9", 0o644),
@@ -365,7 +364,6 @@ mod tests {
             ],
         };
         let now = Manifest {
-            taken_ns: 0,
             entries: vec![
                 entry("a.txt", Kind::File, "h1", 0o600),
                 entry("new", Kind::Dir, "", 0o755),

@@ -9,19 +9,22 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde::Deserialize;
 use serde::Serialize;
 
-/// A file whose modification time is this close to the capture's time may change again without its time
-/// changing (file systems stamp writes with a coarse clock): the next capture reads it again instead of trusting
-/// its metadata (the rule git uses for "racily clean" index entries).
-const RACY_NS: i64 = 1_000_000_000;
+/// A file whose modification time is this close to a capture's start may change again without its time changing
+/// (file systems stamp writes with a coarse clock, a jiffy on Linux): the next capture reads it again instead of
+/// trusting its metadata (the rule git uses for "racily clean" index entries).
+const RACY_NS: i64 = 50_000_000;
+
+/// The same for a file system that keeps whole seconds only (a modification time without nanoseconds).
+const RACY_COARSE_NS: i64 = 2_000_000_000;
+
+/// A chain of delta manifests is at most this long before a full one is written again.
+pub(crate) const MAX_DEPTH: u32 = 16;
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,12 +66,87 @@ pub(crate) struct Entry {
 }
 
 /// A work directory as recorded.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Manifest {
-    /// When the capture started, nanoseconds since the epoch.
-    pub(crate) taken_ns: i64,
     /// Sorted by path.
     pub(crate) entries: Vec<Entry>,
+}
+
+/// A manifest as stored: whole, or as the changes to another (`base`), so a checkpoint of a tree where little
+/// changed stores little.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    /// The manifest this one changes; `None` for a whole one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) base: Option<String>,
+    /// Links to the whole manifest at the end of the chain (0 for a whole one).
+    #[serde(default)]
+    pub(crate) depth: u32,
+    /// Every entry (whole), or the entries added or changed since `base`, sorted by path.
+    pub(crate) entries: Vec<Entry>,
+    /// Paths `base` has and this one does not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) removed: Vec<String>,
+}
+
+impl Stored {
+    /// The changes from `base` (whose object is `base_hash`, `depth` deep) to `now`.
+    pub(crate) fn delta(base: &Manifest, base_hash: &str, depth: u32, now: &[Entry]) -> Self {
+        let mut entries = Vec::new();
+        let mut removed = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        let old = &base.entries;
+        while i < old.len() || j < now.len() {
+            match (old.get(i), now.get(j)) {
+                (Some(o), Some(n)) if o.path == n.path => {
+                    if o != n {
+                        entries.push(n.clone());
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                (Some(o), Some(n)) if o.path < n.path => {
+                    removed.push(o.path.clone());
+                    i += 1;
+                }
+                (Some(o), None) => {
+                    removed.push(o.path.clone());
+                    i += 1;
+                }
+                (_, Some(n)) => {
+                    entries.push(n.clone());
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        Self {
+            base: Some(base_hash.to_owned()),
+            depth: depth + 1,
+            entries,
+            removed,
+        }
+    }
+
+    /// `base` with these changes.
+    pub(crate) fn apply(self, base: &Manifest) -> Manifest {
+        let removed: std::collections::HashSet<&str> =
+            self.removed.iter().map(String::as_str).collect();
+        let mut out = Vec::with_capacity(base.entries.len() + self.entries.len());
+        let mut changes = self.entries.into_iter().peekable();
+        for old in &base.entries {
+            while let Some(c) = changes.next_if(|c| c.path < old.path) {
+                out.push(c);
+            }
+            if let Some(c) = changes.next_if(|c| c.path == old.path) {
+                out.push(c);
+            } else if !removed.contains(old.path.as_str()) {
+                out.push(old.clone());
+            }
+        }
+        out.extend(changes);
+        Manifest { entries: out }
+    }
 }
 
 impl Manifest {
@@ -84,11 +162,17 @@ impl Manifest {
             .filter(|e| e.kind == Kind::File)
             .fold((0, 0), |(n, b), e| (n + 1, b + e.size))
     }
+}
 
-    /// Whether entry `e` of this manifest can be trusted to match a file with the same metadata.
-    pub(crate) fn trusted(&self, e: &Entry) -> bool {
-        e.mtime_ns.saturating_add(RACY_NS) < self.taken_ns
-    }
+/// Whether entry `e`, recorded by a capture that started at `taken_ns`, can be trusted to match a file with the same
+/// metadata.
+pub(crate) fn trusted(e: &Entry, taken_ns: i64) -> bool {
+    let window = if e.mtime_ns % 1_000_000_000 == 0 {
+        RACY_COARSE_NS
+    } else {
+        RACY_NS
+    };
+    e.mtime_ns.saturating_add(window) < taken_ns
 }
 
 /// What [`walk`] found that a manifest cannot hold.
@@ -109,9 +193,10 @@ pub(crate) fn is_excluded(name: &OsStr) -> bool {
 }
 
 /// Walks `root` (see the module docs), sorted by path. Files come without their content hash.
+///
+/// One thread: `ignore`'s parallel walker costs a millisecond to start and stop, more than a small tree takes,
+/// and on a 10,000-file tree two threads were slower than one (the `lstat`s share the same directory locks).
 pub(crate) fn walk(root: &Path) -> io::Result<(Vec<Entry>, Unrecordable)> {
-    let mut found = Vec::new();
-    let mut bad = Unrecordable::default();
     let walker = ignore::WalkBuilder::new(root)
         .hidden(false)
         .parents(true)
@@ -123,63 +208,158 @@ pub(crate) fn walk(root: &Path) -> io::Result<(Vec<Entry>, Unrecordable)> {
         .follow_links(false)
         .filter_entry(|e| !is_excluded(e.file_name()))
         .build();
+    // Reading folders is quick; the `lstat` of each entry is most of the cost, so a large tree's are shared
+    // between two threads.
+    let mut items = Vec::new();
     for item in walker {
         let item = item.map_err(|e| io::Error::other(e.to_string()))?;
-        if item.depth() == 0 {
-            continue;
+        if item.depth() > 0 {
+            items.push(item.into_path());
         }
-        let meta = match fs::symlink_metadata(item.path()) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_file() {
-            Kind::File
-        } else if ft.is_symlink() {
-            Kind::Link
-        } else {
-            continue;
-        };
-        let Ok(rel) = item.path().strip_prefix(root) else {
-            continue;
-        };
-        let Some(path) = rel.to_str() else {
-            bad.not_utf8.push(rel.to_string_lossy().into_owned());
-            continue;
-        };
-        let target = if kind == Kind::Link {
-            match fs::read_link(item.path()) {
-                Ok(t) => match t.into_os_string().into_string() {
-                    Ok(t) => t,
-                    Err(_) => {
-                        bad.not_utf8.push(path.to_owned());
-                        continue;
-                    }
-                },
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            }
-        } else {
-            String::new()
-        };
-        found.push(Entry {
-            path: path.to_owned(),
-            kind,
-            mode: meta.permissions().mode() & 0o777,
-            size: if kind == Kind::File { meta.len() } else { 0 },
-            mtime_ns: meta
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.mtime_nsec()),
-            ino: meta.ino(),
-            target,
-        });
     }
+    let stat_all = |part: &[std::path::PathBuf]| -> io::Result<Collected> {
+        let mut collected = Collected::default();
+        let mut folders = Folders::default();
+        for path in part {
+            entry(root, path, &mut folders, &mut collected)?;
+        }
+        Ok(collected)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let collected = if threads < 2 || items.len() < 2048 {
+        stat_all(&items)?
+    } else {
+        let (a, b) = items.split_at(items.len() / 2);
+        let (mut mine, theirs) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| stat_all(b));
+            let mine = stat_all(a);
+            (mine, other.join())
+        });
+        let theirs = match theirs {
+            Ok(t) => t?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if let Ok(m) = &mut mine {
+            m.entries.extend(theirs.entries);
+            m.not_utf8.extend(theirs.not_utf8);
+        }
+        mine?
+    };
+    let mut found = collected.entries;
     found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-    Ok((found, bad))
+    Ok((
+        found,
+        Unrecordable {
+            not_utf8: collected.not_utf8,
+        },
+    ))
+}
+
+/// What the walk found.
+#[derive(Default)]
+struct Collected {
+    entries: Vec<Entry>,
+    not_utf8: Vec<String>,
+}
+
+/// Recently used folders, open: a file is looked up by name in its folder (`fstatat`), not by its whole path,
+/// which the kernel would walk component by component for every file.
+#[derive(Default)]
+struct Folders {
+    open: Vec<(std::path::PathBuf, rustix::fd::OwnedFd)>,
+}
+
+impl Folders {
+    /// Folders kept open at once (a depth-first walk returns to few).
+    const KEEP: usize = 16;
+
+    fn get(&mut self, dir: &Path) -> io::Result<&rustix::fd::OwnedFd> {
+        if let Some(i) = self.open.iter().rposition(|(p, _)| p == dir) {
+            let hit = self.open.remove(i);
+            self.open.push(hit);
+        } else {
+            let fd = rustix::fs::open(
+                dir,
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC
+                    | rustix::fs::OFlags::NOFOLLOW,
+                rustix::fs::Mode::empty(),
+            )?;
+            if self.open.len() == Self::KEEP {
+                self.open.remove(0);
+            }
+            self.open.push((dir.to_path_buf(), fd));
+        }
+        self.open
+            .last()
+            .map(|(_, fd)| fd)
+            .ok_or_else(|| io::Error::other("no folder open"))
+    }
+}
+
+/// Records what the walk found at `item` (a path under `root`) into `out`.
+fn entry(root: &Path, item: &Path, folders: &mut Folders, out: &mut Collected) -> io::Result<()> {
+    let (Some(dir), Some(name)) = (item.parent(), item.file_name()) else {
+        return Ok(());
+    };
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    let folder = match folders.get(dir) {
+        Ok(fd) => fd,
+        // Deleted (or replaced) since it was read.
+        Err(e) if gone(&e) || e.raw_os_error() == Some(libc::ELOOP) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let stat = match rustix::fs::statat(folder, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(s) => s,
+        Err(e) if e == rustix::io::Errno::NOENT => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let kind = match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
+        rustix::fs::FileType::Directory => Kind::Dir,
+        rustix::fs::FileType::RegularFile => Kind::File,
+        rustix::fs::FileType::Symlink => Kind::Link,
+        _ => return Ok(()),
+    };
+    let Ok(rel) = item.strip_prefix(root) else {
+        return Ok(());
+    };
+    let Some(path) = rel.to_str() else {
+        out.not_utf8.push(rel.to_string_lossy().into_owned());
+        return Ok(());
+    };
+    let target = if kind == Kind::Link {
+        match rustix::fs::readlinkat(folder, name, Vec::new()) {
+            Ok(t) => match t.into_string() {
+                Ok(t) => t,
+                Err(_) => {
+                    out.not_utf8.push(path.to_owned());
+                    return Ok(());
+                }
+            },
+            Err(e) if e == rustix::io::Errno::NOENT => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        String::new()
+    };
+    out.entries.push(Entry {
+        path: path.to_owned(),
+        kind,
+        mode: stat.st_mode & 0o777,
+        size: if kind == Kind::File {
+            u64::try_from(stat.st_size).unwrap_or(0)
+        } else {
+            0
+        },
+        mtime_ns: stat
+            .st_mtime
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::try_from(stat.st_mtime_nsec).unwrap_or(0)),
+        ino: stat.st_ino,
+        target,
+    });
+    Ok(())
 }
 
 /// Nanoseconds since the epoch now.
@@ -194,6 +374,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use std::fs;
 
     #[test]
     fn walk_skips_git_ignored_and_scratch() {
@@ -218,5 +399,55 @@ mod tests {
         );
         assert_eq!(found[2].kind, Kind::Link);
         assert_eq!(found[2].target, "sub/b.rs");
+    }
+
+    fn e(path: &str, target: &str) -> Entry {
+        Entry {
+            path: path.to_owned(),
+            kind: Kind::File,
+            mode: 0o644,
+            size: 1,
+            mtime_ns: 1,
+            ino: 1,
+            target: target.to_owned(),
+        }
+    }
+
+    #[test]
+    fn deltas_round_trip() {
+        let base = Manifest {
+            entries: vec![e("a", "1"), e("b", "2"), e("c/d", "3"), e("e", "4")],
+        };
+        let now = vec![
+            e("a", "1"),
+            e("b", "9"),
+            e("bb", "5"),
+            e("e", "4"),
+            e("f", "6"),
+        ];
+        let d = Stored::delta(&base, "h", 3, &now);
+        assert_eq!((d.base.as_deref(), d.depth), (Some("h"), 4));
+        assert_eq!(d.entries, [e("b", "9"), e("bb", "5"), e("f", "6")]);
+        assert_eq!(d.removed, ["c/d"]);
+        assert_eq!(d.apply(&base).entries, now);
+        let all_new = Stored::delta(&Manifest::default(), "h", 0, &now);
+        assert_eq!(all_new.apply(&Manifest::default()).entries, now);
+        let emptied = Stored::delta(&base, "h", 0, &[]);
+        assert!(emptied.apply(&base).entries.is_empty());
+    }
+
+    #[test]
+    fn recent_changes_are_not_trusted() {
+        let mut fine = e("a", "1");
+        fine.mtime_ns = 10_000_000_123;
+        assert!(trusted(&fine, 10_100_000_000));
+        assert!(!trusted(&fine, 10_020_000_000));
+        let mut coarse = e("a", "1");
+        coarse.mtime_ns = 10_000_000_000;
+        assert!(
+            !trusted(&coarse, 11_000_000_000),
+            "whole seconds: two seconds apart at least"
+        );
+        assert!(trusted(&coarse, 12_500_000_000));
     }
 }

@@ -80,11 +80,12 @@ impl SessionCheckpoints {
         objects: &[(String, bytes::Bytes)],
     ) -> Result<(), CheckpointError> {
         for (hash, packed) in objects {
-            let content = zstd::decode_all(&packed[..]).map_err(|e| CheckpointError::Damaged {
-                session: self.session.to_string(),
-                id: hash.clone(),
-                reason: format!("the mirrored object does not decompress: {e}"),
-            })?;
+            let content =
+                super::objects::decompress(packed).map_err(|e| CheckpointError::Damaged {
+                    session: self.session.to_string(),
+                    id: hash.clone(),
+                    reason: format!("the mirrored object does not decompress: {e}"),
+                })?;
             if super::objects::hash_bytes(&content) != *hash {
                 return Err(CheckpointError::Damaged {
                     session: self.session.to_string(),

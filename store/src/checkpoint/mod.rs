@@ -162,6 +162,10 @@ pub struct CheckpointRecord {
     pub manifest: String,
     /// The conversation position.
     pub conversation: ConversationMark,
+    /// When the capture started (nanoseconds since the epoch): files modified just before it are read again by
+    /// the next capture rather than trusted by their metadata.
+    #[serde(default)]
+    pub taken_ns: i64,
 }
 
 /// The session's index file.
@@ -234,6 +238,27 @@ struct Scanned {
     stored_bytes: u64,
 }
 
+/// The newest checkpoint's manifest, kept in memory.
+#[derive(Debug)]
+struct Last {
+    hash: String,
+    depth: u32,
+    taken_ns: i64,
+    manifest: Arc<Manifest>,
+    /// The objects of the session the manifest was borrowed from (another session's last checkpoint of the same
+    /// work directory): its contents are linked from there instead of read again.
+    foreign: Option<Objects>,
+}
+
+/// What `workdirs/<digest of the path>.json` remembers of a work directory: the session that last checkpointed it,
+/// so a new session on it starts from that checkpoint instead of reading every file.
+#[derive(Debug, Serialize, Deserialize)]
+struct WorkDirMark {
+    session: String,
+    manifest: String,
+    taken_ns: i64,
+}
+
 /// The checkpoints of one session.
 #[derive(Debug)]
 pub struct SessionCheckpoints {
@@ -243,7 +268,7 @@ pub struct SessionCheckpoints {
     opts: CheckpointOptions,
     index: Index,
     /// The newest manifest, so the next capture compares with it without reading it back.
-    last: Option<(String, Arc<Manifest>)>,
+    last: Option<Last>,
 }
 
 impl SessionCheckpoints {
@@ -398,11 +423,20 @@ impl SessionCheckpoints {
         id: &str,
         hash: &str,
     ) -> Result<T, CheckpointError> {
+        self.read_json_in(&self.objects, id, hash)
+    }
+
+    /// Reads object `hash` of `objects` (this session's or, to borrow a manifest, another's) as JSON.
+    fn read_json_in<T: serde::de::DeserializeOwned>(
+        &self,
+        objects: &Objects,
+        id: &str,
+        hash: &str,
+    ) -> Result<T, CheckpointError> {
         if !objects::is_hash(hash) {
             return Err(self.damaged(id, format!("{hash:?} is not an object name")));
         }
-        let bytes = self
-            .objects
+        let bytes = objects
             .get(hash)
             .map_err(|e| self.damaged(id, format!("object {hash}: {e}")))?;
         serde_json::from_slice(&bytes).map_err(|e| self.damaged(id, format!("object {hash}: {e}")))
@@ -410,13 +444,52 @@ impl SessionCheckpoints {
 
     /// The manifest of `record`.
     fn manifest(&self, record: &CheckpointRecord) -> Result<Arc<Manifest>, CheckpointError> {
-        if let Some((hash, m)) = &self.last
-            && *hash == record.manifest
+        if let Some(last) = &self.last
+            && last.hash == record.manifest
         {
-            return Ok(Arc::clone(m));
+            return Ok(Arc::clone(&last.manifest));
         }
-        self.read_json(&record.info.id, &record.manifest)
-            .map(Arc::new)
+        self.load_manifest(&record.info.id, &record.manifest)
+            .map(|(m, _, _)| Arc::new(m))
+    }
+
+    /// Manifest `hash` (of checkpoint `id`), its chain's depth and the objects of the chain, newest first.
+    fn load_manifest(
+        &self,
+        id: &str,
+        hash: &str,
+    ) -> Result<(Manifest, u32, Vec<String>), CheckpointError> {
+        self.load_manifest_in(&self.objects, id, hash)
+    }
+
+    /// [`Self::load_manifest`] from `objects`.
+    fn load_manifest_in(
+        &self,
+        objects: &Objects,
+        id: &str,
+        hash: &str,
+    ) -> Result<(Manifest, u32, Vec<String>), CheckpointError> {
+        let mut chain = vec![hash.to_owned()];
+        let mut links: Vec<manifest::Stored> = vec![self.read_json_in(objects, id, hash)?];
+        while let Some(base) = links.last().and_then(|l| l.base.clone()) {
+            if links.len() > manifest::MAX_DEPTH as usize + 1 {
+                return Err(self.damaged(id, "its manifest chain does not end"));
+            }
+            links.push(self.read_json_in(objects, id, &base)?);
+            chain.push(base);
+        }
+        let depth = links.first().map_or(0, |l| l.depth);
+        let mut manifest = Manifest::default();
+        for link in links.into_iter().rev() {
+            manifest = if link.base.is_some() {
+                link.apply(&manifest)
+            } else {
+                Manifest {
+                    entries: link.entries,
+                }
+            };
+        }
+        Ok((manifest, depth, chain))
     }
 
     /// The objects checkpoint `record` needs that are not stored here (none once its manifest is here and
@@ -428,22 +501,35 @@ impl SessionCheckpoints {
         &self,
         record: &CheckpointRecord,
     ) -> Result<Vec<String>, CheckpointError> {
-        let mut want = vec![
-            record.manifest.clone(),
-            record.conversation.archives.clone(),
-        ];
+        let mut want = vec![record.conversation.archives.clone()];
         if let Some(tail) = &record.conversation.tail {
             want.push(tail.messages.clone());
         }
-        if self.objects.has(&record.manifest) {
-            let manifest = self.manifest(record)?;
-            want.extend(
-                manifest
-                    .entries
-                    .iter()
-                    .filter(|e| e.kind == manifest::Kind::File)
-                    .map(|e| e.target.clone()),
-            );
+        // The manifest chain as far as it is here; its files once all of it is.
+        let mut next = Some(record.manifest.clone());
+        let mut links = 0;
+        while let Some(hash) = next.take() {
+            if !objects::is_hash(&hash) || links > manifest::MAX_DEPTH + 1 {
+                break;
+            }
+            links += 1;
+            if !self.objects.has(&hash) {
+                want.push(hash);
+                break;
+            }
+            let link: manifest::Stored = self.read_json(&record.info.id, &hash)?;
+            match link.base {
+                Some(base) => next = Some(base),
+                None => {
+                    let m = self.manifest(record)?;
+                    want.extend(
+                        m.entries
+                            .iter()
+                            .filter(|e| e.kind == manifest::Kind::File)
+                            .map(|e| e.target.clone()),
+                    );
+                }
+            }
         }
         let mut seen = HashSet::new();
         Ok(want
@@ -459,26 +545,31 @@ impl SessionCheckpoints {
     /// [`CheckpointError::Io`] when the work directory cannot be read or the checkpoint written.
     pub fn capture(&mut self, work_dir: &Path, at: &Position) -> Result<Captured, CheckpointError> {
         let taken_ns = manifest::now_ns();
-        self.load_last();
-        let previous = self.last.as_ref().map(|(_, m)| Arc::clone(m));
-        let scanned = self.scan(work_dir, previous.as_deref(), true)?;
+        self.load_last(work_dir);
+        let scanned = self.scan(work_dir, true)?;
         let mut new_objects = scanned.new_objects;
         let mut stored_bytes = scanned.stored_bytes;
         let skipped = scanned.skipped;
         let entries = scanned.entries;
-        // The same manifest serves again, unless it holds files it could not vouch for (changed just before it was
-        // taken): a new one, taken later, can.
-        let same_as_before = previous.as_ref().is_some_and(|m| {
-            m.entries == entries
-                && m.entries
-                    .iter()
-                    .all(|e| e.kind != manifest::Kind::File || m.trusted(e))
-        });
-        let (manifest_hash, manifest) = match (&self.last, same_as_before) {
-            (Some((hash, m)), true) => (hash.clone(), Arc::clone(m)),
-            _ => {
-                let manifest = Manifest { taken_ns, entries };
-                let json = serde_json::to_vec(&manifest).map_err(|e| CheckpointError::Io {
+        // An unchanged tree reuses the newest manifest; otherwise the changes to it are stored (a whole manifest
+        // every MAX_DEPTH captures, so reading one back stays cheap).
+        let (manifest_hash, depth, manifest) = match &self.last {
+            Some(last) if last.foreign.is_none() && last.manifest.entries == entries => {
+                (last.hash.clone(), last.depth, Arc::clone(&last.manifest))
+            }
+            previous => {
+                let stored = match previous {
+                    Some(last) if last.depth < manifest::MAX_DEPTH && last.foreign.is_none() => {
+                        manifest::Stored::delta(&last.manifest, &last.hash, last.depth, &entries)
+                    }
+                    _ => manifest::Stored {
+                        base: None,
+                        depth: 0,
+                        entries: entries.clone(),
+                        removed: Vec::new(),
+                    },
+                };
+                let json = serde_json::to_vec(&stored).map_err(|e| CheckpointError::Io {
                     op: "encoding the manifest of",
                     path: work_dir.to_path_buf(),
                     source: std::io::Error::other(e),
@@ -491,7 +582,7 @@ impl SessionCheckpoints {
                     new_objects.push(hash.clone());
                     stored_bytes += written;
                 }
-                (hash, Arc::new(manifest))
+                (hash, stored.depth, Arc::new(Manifest { entries }))
             }
         };
         let mut put_json = |value: &dyn erased::Json| -> Result<String, CheckpointError> {
@@ -548,6 +639,7 @@ impl SessionCheckpoints {
                 archives,
                 tail,
             },
+            taken_ns,
         };
         self.index.version = INDEX_VERSION;
         self.index.records.retain(|r| r.info.id != id);
@@ -557,7 +649,22 @@ impl SessionCheckpoints {
         let pruned = excess > 0;
         self.index.records.drain(..excess);
         self.write_index()?;
-        self.last = Some((manifest_hash, manifest));
+        // The mark already names this manifest when it was reused (its older time only makes a borrower read
+        // a few recent files again).
+        let reused = self
+            .last
+            .as_ref()
+            .is_some_and(|l| l.foreign.is_none() && l.hash == manifest_hash);
+        if !reused {
+            self.mark_work_dir(work_dir, &manifest_hash, taken_ns);
+        }
+        self.last = Some(Last {
+            hash: manifest_hash,
+            depth,
+            taken_ns,
+            manifest,
+            foreign: None,
+        });
         Ok(Captured {
             info,
             new_objects,
@@ -567,78 +674,198 @@ impl SessionCheckpoints {
 
     /// Reads the newest checkpoint's manifest into memory if it is not there: the first capture since this process
     /// opened the session compares with it.
-    fn load_last(&mut self) {
+    fn load_last(&mut self, work_dir: &Path) {
         if self.last.is_some() {
             return;
         }
-        if let Some(newest) = self.index.records.last() {
-            match self.manifest(newest) {
-                Ok(m) => self.last = Some((newest.manifest.clone(), m)),
-                Err(e) => tracing::debug!("not comparing with the last checkpoint: {e}"),
+        let Some(newest) = self.index.records.last() else {
+            self.last = self.borrow_last(work_dir);
+            return;
+        };
+        match self.load_manifest(&newest.info.id, &newest.manifest) {
+            Ok((manifest, depth, _)) => {
+                self.last = Some(Last {
+                    hash: newest.manifest.clone(),
+                    depth,
+                    taken_ns: newest.taken_ns,
+                    manifest: Arc::new(manifest),
+                    foreign: None,
+                });
+            }
+            Err(e) => tracing::debug!("not comparing with the last checkpoint: {e}"),
+        }
+    }
+
+    /// Where the root remembers which session last checkpointed `work_dir`.
+    fn work_dir_mark(&self, work_dir: &Path) -> Option<PathBuf> {
+        let root = self.dir.parent()?;
+        let key = objects::hash_bytes(work_dir.as_os_str().as_encoded_bytes());
+        Some(root.join("workdirs").join(format!("{key}.json")))
+    }
+
+    /// Remembers this session's newest checkpoint of `work_dir` for the next session on it. Best effort.
+    fn mark_work_dir(&self, work_dir: &Path, manifest: &str, taken_ns: i64) {
+        let Some(path) = self.work_dir_mark(work_dir) else {
+            return;
+        };
+        let mark = WorkDirMark {
+            session: self.session.to_string(),
+            manifest: manifest.to_owned(),
+            taken_ns,
+        };
+        let written = (|| -> std::io::Result<()> {
+            use std::io::Write as _;
+            let dir = path.parent().unwrap_or(&self.dir);
+            crate::create_private_dir(dir)?;
+            let mut tmp = tempfile::Builder::new().prefix(".mark-").tempfile_in(dir)?;
+            tmp.write_all(&serde_json::to_vec(&mark).map_err(std::io::Error::other)?)?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            tracing::debug!("remembering the checkpoint of {}: {e}", work_dir.display());
+        }
+    }
+
+    /// The newest checkpoint another session took of `work_dir`, if it is still there: a first capture compares
+    /// with it and links its contents instead of reading every file again.
+    fn borrow_last(&self, work_dir: &Path) -> Option<Last> {
+        let bytes = std::fs::read(self.work_dir_mark(work_dir)?).ok()?;
+        let mark: WorkDirMark = serde_json::from_slice(&bytes).ok()?;
+        let other = crate::SessionId::new(mark.session).ok()?;
+        if other == self.session {
+            return None;
+        }
+        let objects = Objects::new(self.dir.parent()?.join(other.as_str()).join("objects"));
+        match self.load_manifest_in(&objects, "borrowed", &mark.manifest) {
+            Ok((manifest, depth, _)) => Some(Last {
+                hash: mark.manifest,
+                depth,
+                taken_ns: mark.taken_ns,
+                manifest: Arc::new(manifest),
+                foreign: Some(objects),
+            }),
+            Err(e) => {
+                tracing::debug!("not starting from session {other}'s checkpoint: {e}");
+                None
             }
         }
     }
 
     /// Walks `work_dir` and names each file's content: from `previous` when its metadata says it is unchanged,
     /// else by reading it (and storing it, when `store`).
-    fn scan(
-        &self,
-        work_dir: &Path,
-        previous: Option<&Manifest>,
-        store: bool,
-    ) -> Result<Scanned, CheckpointError> {
-        let (found, unrecordable) = manifest::walk(work_dir)
+    fn scan(&self, work_dir: &Path, store: bool) -> Result<Scanned, CheckpointError> {
+        let previous = self.last.as_ref();
+        let (mut found, unrecordable) = manifest::walk(work_dir)
             .map_err(CheckpointError::io("reading the work directory", work_dir))?;
-        let by_path = previous.map(Manifest::by_path).unwrap_or_default();
-        let mut out = Scanned {
-            entries: Vec::with_capacity(found.len()),
-            skipped: unrecordable.not_utf8,
-            new_objects: Vec::new(),
-            stored_bytes: 0,
-        };
-        for mut entry in found {
-            if entry.kind == manifest::Kind::File {
-                let known = by_path.get(entry.path.as_str()).filter(|old| {
-                    old.kind == manifest::Kind::File
-                        && old.size == entry.size
-                        && old.mtime_ns == entry.mtime_ns
-                        && old.ino == entry.ino
-                        && previous.is_some_and(|m| m.trusted(old))
-                });
-                if let Some(old) = known {
-                    entry.target.clone_from(&old.target);
-                } else if entry.size > self.opts.max_file_bytes {
-                    out.skipped.push(entry.path.clone());
-                    continue;
-                } else {
-                    let path = work_dir.join(&entry.path);
-                    let read = if store {
-                        objects::put_file(&self.objects, &path)
-                    } else {
-                        objects::hash_file(&path).map(|(h, n)| (h, n, 0))
-                    };
-                    match read {
-                        Ok((hash, read, written)) => {
-                            if written > 0 {
-                                out.new_objects.push(hash.clone());
-                                out.stored_bytes += written;
-                            }
-                            entry.size = read;
-                            entry.target = hash;
+        let old_entries = previous.map_or(&[][..], |l| &l.manifest.entries[..]);
+        let mut old = old_entries.iter().peekable();
+        let mut skipped = unrecordable.not_utf8;
+        // Files whose metadata vouches for them keep their hash; the others are read (on two threads when many).
+        // Both lists are sorted by path: one pass matches them.
+        let mut to_read = Vec::new();
+        let mut linked = Vec::new();
+        for (i, entry) in found.iter_mut().enumerate() {
+            while old.next_if(|o| o.path < entry.path).is_some() {}
+            if entry.kind != manifest::Kind::File {
+                continue;
+            }
+            let known = old.peek().filter(|old| {
+                old.path == entry.path
+                    && old.kind == manifest::Kind::File
+                    && old.size == entry.size
+                    && old.mtime_ns == entry.mtime_ns
+                    && old.ino == entry.ino
+                    && previous.is_some_and(|l| manifest::trusted(old, l.taken_ns))
+            });
+            // A content borrowed from another session's checkpoint is linked into this session's objects (a hard
+            // link: nothing is copied, and each session can drop its own); one that is gone there is read again.
+            let borrowed = match (known, previous.and_then(|l| l.foreign.as_ref())) {
+                (Some(old), Some(foreign)) if store && !self.objects.has(&old.target) => {
+                    match self.objects.link_from(foreign, &old.target) {
+                        Ok(()) => {
+                            linked.push(old.target.clone());
+                            true
                         }
-                        // Deleted (or replaced by a link) since the walk: not part of this checkpoint.
-                        Err(e)
-                            if e.kind() == std::io::ErrorKind::NotFound
-                                || e.raw_os_error() == Some(libc::ELOOP) =>
-                        {
-                            continue;
+                        Err(e) => {
+                            tracing::debug!("reading {} again: {e}", entry.path);
+                            false
                         }
-                        Err(e) => return Err(CheckpointError::io("reading", path)(e)),
                     }
                 }
+                (Some(_), _) => true,
+                (None, _) => false,
+            };
+            if let (Some(old), true) = (known, borrowed) {
+                entry.target.clone_from(&old.target);
+            } else if entry.size > self.opts.max_file_bytes {
+                skipped.push(entry.path.clone());
+            } else {
+                to_read.push(i);
             }
-            out.entries.push(entry);
         }
+        let read_one = |i: usize| {
+            let path = work_dir.join(&found[i].path);
+            let read = if store {
+                objects::put_file(&self.objects, &path)
+            } else {
+                objects::hash_file(&path).map(|(h, n)| (h, n, 0))
+            };
+            (i, path, read)
+        };
+        let results: Vec<_> = if to_read.len() < 64 {
+            to_read.iter().map(|&i| read_one(i)).collect()
+        } else {
+            let (a, b) = to_read.split_at(to_read.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| b.iter().map(|&i| read_one(i)).collect::<Vec<_>>());
+                let mut mine: Vec<_> = a.iter().map(|&i| read_one(i)).collect();
+                match other.join() {
+                    Ok(theirs) => mine.extend(theirs),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+                mine
+            })
+        };
+        let mut out = Scanned {
+            entries: Vec::with_capacity(found.len()),
+            skipped,
+            new_objects: linked,
+            stored_bytes: 0,
+        };
+        let mut keep = vec![true; found.len()];
+        let mut written_now = HashSet::new();
+        for (i, path, read) in results {
+            match read {
+                Ok((hash, size, written)) => {
+                    // Two threads may store one content (two equal files) at once: count it once.
+                    if written > 0 && written_now.insert(hash.clone()) {
+                        out.new_objects.push(hash.clone());
+                        out.stored_bytes += written;
+                    }
+                    found[i].size = size;
+                    found[i].target = hash;
+                }
+                // Deleted (or replaced by a link) since the walk: not part of this checkpoint.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(libc::ELOOP) =>
+                {
+                    keep[i] = false;
+                }
+                Err(e) => return Err(CheckpointError::io("reading", path)(e)),
+            }
+        }
+        let skipped: HashSet<&str> = out.skipped.iter().map(String::as_str).collect();
+        let entries: Vec<_> = found
+            .into_iter()
+            .zip(keep)
+            .filter(|(e, keep)| {
+                *keep && !(e.kind == manifest::Kind::File && skipped.contains(e.path.as_str()))
+            })
+            .map(|(e, _)| e)
+            .collect();
+        out.entries = entries;
         Ok(out)
     }
 
@@ -651,11 +878,9 @@ impl SessionCheckpoints {
         record: &CheckpointRecord,
         work_dir: &Path,
     ) -> Result<FilePlan, CheckpointError> {
-        self.load_last();
-        let previous = self.last.as_ref().map(|(_, m)| Arc::clone(m));
-        let scanned = self.scan(work_dir, previous.as_deref(), false)?;
+        self.load_last(work_dir);
+        let scanned = self.scan(work_dir, false)?;
         let now = Manifest {
-            taken_ns: 0,
             entries: scanned.entries,
         };
         let target = self.manifest(record)?;
@@ -675,19 +900,26 @@ impl SessionCheckpoints {
     pub fn collect_garbage(&self) -> Result<u64, CheckpointError> {
         let started = std::time::SystemTime::now();
         let mut live = HashSet::new();
+        let mut heads = HashSet::new();
         for record in &self.index.records {
-            live.insert(record.manifest.clone());
             live.insert(record.conversation.archives.clone());
             if let Some(tail) = &record.conversation.tail {
                 live.insert(tail.messages.clone());
             }
-            match self.manifest(record) {
-                Ok(m) => live.extend(
-                    m.entries
-                        .iter()
-                        .filter(|e| e.kind == manifest::Kind::File)
-                        .map(|e| e.target.clone()),
-                ),
+            // Records often share a manifest: resolve each once.
+            if !heads.insert(record.manifest.clone()) {
+                continue;
+            }
+            match self.load_manifest(&record.info.id, &record.manifest) {
+                Ok((m, _, chain)) => {
+                    live.extend(chain);
+                    live.extend(
+                        m.entries
+                            .into_iter()
+                            .filter(|e| e.kind == manifest::Kind::File)
+                            .map(|e| e.target),
+                    );
+                }
                 // Collect nothing rather than something a checkpoint may need.
                 Err(e) => {
                     tracing::warn!("not collecting checkpoint objects: {e}");

@@ -19,6 +19,51 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+thread_local! {
+    /// A zstd context per thread: making one costs more than compressing a small file.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `bytes`, zstd-compressed (with a checksum, so damage is found on reading).
+pub(crate) fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let compressor = match slot {
+            Some(c) => c,
+            None => {
+                let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
+                c.include_checksum(true)?;
+                slot.insert(c)
+            }
+        };
+        compressor.compress(bytes)
+    })
+}
+
+/// What [`compress`] made, back. A frame that declares a large size (or none) is read as a stream, so a damaged
+/// or hostile object cannot make this allocate what its header claims.
+pub(crate) fn decompress(packed: &[u8]) -> io::Result<Vec<u8>> {
+    const BULK_MAX: usize = 64 << 20;
+    let declared = zstd::zstd_safe::get_frame_content_size(packed)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok());
+    let Some(size) = declared.filter(|n| *n <= BULK_MAX) else {
+        let mut out = Vec::new();
+        zstd::Decoder::new(packed)?.read_to_end(&mut out)?;
+        return Ok(out);
+    };
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        let decompressor = match slot {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(packed, size)
+    })
+}
+
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -67,7 +112,7 @@ impl Objects {
         if self.has(&hash) {
             return Ok((hash, 0));
         }
-        let packed = zstd::bulk::compress(bytes, ZSTD_LEVEL)?;
+        let packed = compress(bytes)?;
         self.put_packed(&hash, &packed)?;
         Ok((hash, packed.len() as u64))
     }
@@ -85,6 +130,20 @@ impl Objects {
         Ok(())
     }
 
+    /// Makes object `hash` of `other` (another session's objects) one of these too: a hard link, or a copy where
+    /// one cannot be made.
+    pub(crate) fn link_from(&self, other: &Objects, hash: &str) -> io::Result<()> {
+        let to = self.path(hash);
+        let parent = to.parent().unwrap_or(&self.dir);
+        crate::create_private_dir(parent)?;
+        match fs::hard_link(other.path(hash), &to) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+            Err(_) => self.put_packed(hash, &other.get_packed(hash)?),
+        }
+    }
+
     /// The compressed bytes of `hash`.
     pub(crate) fn get_packed(&self, hash: &str) -> io::Result<Vec<u8>> {
         fs::read(self.path(hash))
@@ -93,8 +152,7 @@ impl Objects {
     /// The bytes of `hash`, checked against it.
     pub(crate) fn get(&self, hash: &str) -> io::Result<Vec<u8>> {
         let packed = self.get_packed(hash)?;
-        let mut out = Vec::new();
-        zstd::Decoder::new(&packed[..])?.read_to_end(&mut out)?;
+        let out = decompress(&packed)?;
         if hash_bytes(&out) != hash {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -284,3 +284,54 @@ fn walk_count(dir: &Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+#[test]
+fn a_new_session_on_the_same_work_dir_starts_from_the_last_ones_checkpoint() {
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    for i in 0..100 {
+        write(
+            root,
+            &format!("f{i}.txt"),
+            &codepilot_testkit::noise(2048, i + 1),
+        );
+    }
+    // Written a while ago: their metadata vouches for them.
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let first = SessionId::generate();
+    let mut a = SessionCheckpoints::open(&first, opts(home.path())).unwrap();
+    let taken = a.capture(root, &turn(1, &[])).unwrap();
+    assert!(taken.info.stored_bytes > 100 * 1024);
+    write(root, "f0.txt", b"changed in between");
+
+    let second = SessionId::generate();
+    let mut b = SessionCheckpoints::open(&second, opts(home.path())).unwrap();
+    let borrowed = b.capture(root, &turn(1, &[])).unwrap();
+    assert!(
+        borrowed.info.stored_bytes < 8 * 1024,
+        "only f0.txt and the manifest are stored anew: {:?}",
+        borrowed.info
+    );
+    assert_eq!(borrowed.info.files, 100);
+    // Its objects are its own: the first session gone, the second still rewinds.
+    codepilot_store::checkpoint::delete_session(&first, &opts(home.path())).unwrap();
+    fs::remove_file(root.join("f5.txt")).unwrap();
+    let target = b.find("1").unwrap().clone();
+    let now = b
+        .capture(
+            root,
+            &Position {
+                kind: CheckpointKind::Rewind,
+                ..turn(1, &[])
+            },
+        )
+        .unwrap();
+    let now = b.find(&now.info.id).unwrap().clone();
+    let plan = b.file_plan(&target, &now).unwrap();
+    b.apply_files(root, &plan, &now.info.id).unwrap();
+    assert_eq!(
+        fs::read(root.join("f5.txt")).unwrap(),
+        codepilot_testkit::noise(2048, 6)
+    );
+}

@@ -28,7 +28,7 @@ use codepilot_store::checkpoint::HistoryDigest;
 use codepilot_store::checkpoint::Position;
 use codepilot_store::checkpoint::SessionCheckpoints;
 
-use crate::agent::Context;
+use super::Context;
 use crate::config::CheckpointMode;
 use crate::error::Error;
 use crate::error::Result;
@@ -46,8 +46,13 @@ pub(crate) struct Checkpoints {
     opts: CheckpointOptions,
     mirror: Option<CheckpointMirror>,
     open: Slot,
+    /// Held while the slot is checked and (re)opened, so two callers never open it twice (the second copy would
+    /// not have the first one's captures).
+    opening: tokio::sync::Mutex<()>,
     /// The digest of the conversation as far as the last capture saw it.
     digest: Mutex<HistoryDigest>,
+    /// Files already reported as left out, so each is named once, not at every turn.
+    reported: Mutex<std::collections::HashSet<String>>,
     /// Copies to the mirror and collections, in order; awaited at a run's end.
     background: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -70,7 +75,9 @@ impl Checkpoints {
             opts,
             mirror,
             open: Arc::new(Mutex::new(None)),
+            opening: tokio::sync::Mutex::new(()),
             digest: Mutex::new(HistoryDigest::default()),
+            reported: Mutex::new(std::collections::HashSet::new()),
             background: tokio::sync::Mutex::new(None),
         }
     }
@@ -87,6 +94,7 @@ impl Checkpoints {
         session: &SessionId,
         f: impl FnOnce(&mut SessionCheckpoints) -> Result<T, CheckpointError> + Send + 'static,
     ) -> Result<T> {
+        let opening = self.opening.lock().await;
         let fresh = {
             let slot = lock(&self.open);
             slot.as_ref().is_none_or(|c| c.session() != session)
@@ -94,8 +102,7 @@ impl Checkpoints {
         if fresh {
             let opts = self.opts.clone();
             let id = session.clone();
-            let opened = blocking(move || SessionCheckpoints::open(&id, opts)).await?;
-            let mut opened = opened;
+            let mut opened = blocking(move || SessionCheckpoints::open(&id, opts)).await?;
             if let Some(mirror) = &self.mirror {
                 match mirror.pull_index(session).await {
                     Ok(Some(bytes)) => {
@@ -111,6 +118,7 @@ impl Checkpoints {
             }
             *lock(&self.open) = Some(opened);
         }
+        drop(opening);
         let slot = Arc::clone(&self.open);
         blocking(move || {
             let mut guard = lock(&slot);
@@ -166,12 +174,22 @@ impl Checkpoints {
         };
         match taken {
             Ok((captured, upload)) => {
-                if !captured.info.skipped.is_empty() {
+                let fresh: Vec<String> = {
+                    let mut reported = lock(&self.reported);
+                    captured
+                        .info
+                        .skipped
+                        .iter()
+                        .filter(|p| reported.insert((*p).clone()))
+                        .cloned()
+                        .collect()
+                };
+                if !fresh.is_empty() {
                     report(
                         cx,
                         format!(
                             "the checkpoint {label} left out {} (over {} MiB, runtime.checkpoint_max_file_mb, or a name that is not UTF-8); a rewind leaves them as they are",
-                            captured.info.skipped.join(", "),
+                            fresh.join(", "),
                             self.opts.max_file_bytes >> 20
                         ),
                     );
@@ -261,8 +279,9 @@ impl Checkpoints {
             (Err(e), _) => return Err(e),
         };
         if let Some(mirror) = &self.mirror {
-            // The manifest first: it names the contents.
-            for _ in 0..2 {
+            // Link by link down the manifest chain, then the contents its end names: each round fetches what the
+            // objects already here say is missing (bounded: a chain is at most a few dozen links).
+            for _ in 0..64 {
                 let r = record.clone();
                 let missing = self.with(session, move |c| c.missing_objects(&r)).await?;
                 if missing.is_empty() {
