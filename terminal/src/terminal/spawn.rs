@@ -146,24 +146,23 @@ impl Terminal {
                 )
             })?;
         let mut command = pty_process::Command::new(&cfg.shell);
-        if sandbox.is_some() || join.is_some() {
-            // SAFETY: `Join::enter` and `Plan::enter` make system calls only, as `pre_exec` requires. The shell
-            // joins its session's cgroups first, so the sandbox's processes all start in them.
-            command = unsafe {
-                command.pre_exec(move || {
-                    if let Some(join) = &join {
-                        join.enter()?;
-                    }
-                    if let Some(plan) = &sandbox {
-                        plan.enter()?;
-                    }
-                    match &join {
-                        Some(join) => join.limit_files(),
-                        None => Ok(()),
-                    }
-                })
-            };
-        }
+        // SAFETY: `default_signals`, `Join::enter` and `Plan::enter` make system calls only, as `pre_exec`
+        // requires. The shell joins its session's cgroups first, so the sandbox's processes all start in them.
+        command = unsafe {
+            command.pre_exec(move || {
+                default_signals();
+                if let Some(join) = &join {
+                    join.enter()?;
+                }
+                if let Some(plan) = &sandbox {
+                    plan.enter()?;
+                }
+                match &join {
+                    Some(join) => join.limit_files(),
+                    None => Ok(()),
+                }
+            })
+        };
         let child = command
             .args(["--norc", "--noprofile", "-i"])
             .env_clear()
@@ -338,4 +337,22 @@ async fn waiter_task(
         pid: terminal.pid,
         exit_code: code,
     });
+}
+
+/// Gives the shell every signal's default disposition and an empty signal mask, whatever the runtime inherited: a
+/// host started in the background by a non-interactive shell (`cmd &`, `nohup`) ignores SIGINT and SIGQUIT, and an
+/// ignored signal stays ignored across `exec`, so the agent's Ctrl-C (`send_input("\x03")`, an abort) would
+/// reach a command that ignores it. Runs between `fork` and `exec`: system calls only.
+fn default_signals() {
+    // SAFETY: `signal` and `sigprocmask` are async-signal-safe; the child has one thread.
+    unsafe {
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
+    }
 }

@@ -95,6 +95,31 @@ async fn timeout_returns_running_then_read_output_returns_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_works_when_the_host_ignores_sigint() {
+    // A host started in the background (`cmd &`, `nohup`) ignores SIGINT, and ignored signals survive `exec`: the
+    // shell must get the defaults back, or Ctrl-C never reaches its commands. Ignoring it here is harmless to the
+    // other tests of this binary, which is the point.
+    // SAFETY: setting a disposition; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(work.path()).await;
+    let t = m.create("main").await.unwrap();
+    let r = t
+        .execute("sleep 100", Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(r.status, CommandStatus::Running);
+    let r = t.send_input("\x03", T).await.unwrap();
+    assert_eq!(
+        (r.status, r.exit_code),
+        (CommandStatus::Completed, Some(130))
+    );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_the_foreground_job_and_its_children() {
     let work = tempfile::tempdir().unwrap();
     let m = manager(work.path()).await;
