@@ -180,7 +180,7 @@ fn rewind_to(cps: &mut SessionCheckpoints, work: &Path, id: &str, turn: u64) -> 
         .capture(work, &position(turn, CheckpointKind::Rewind))
         .unwrap();
     let now = cps.find(&saved.info.id).unwrap().clone();
-    let plan = cps.file_plan(&target, &now).unwrap();
+    let plan = cps.file_plan(&target, &now, work).unwrap();
     cps.apply_files(work, &plan, &saved.info.id).unwrap();
     plan
 }

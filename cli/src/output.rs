@@ -473,6 +473,12 @@ pub(crate) fn describe_rewind(r: &codepilot::RewoundEvent) -> String {
             "{} file(s) restored, {} deleted",
             r.files_restored, r.files_deleted
         ));
+        if !r.files_left.is_empty() {
+            parts.push(format!(
+                "left as they are (not recorded now, so a rewind could not bring them back): {}",
+                r.files_left.join(", ")
+            ));
+        }
     }
     if r.scope.conversation() {
         parts.push(format!("{} message(s) left", r.messages));

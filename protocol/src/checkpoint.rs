@@ -117,6 +117,10 @@ pub struct RewoundEvent {
     pub files_restored: u64,
     /// Files and links created since the checkpoint, deleted.
     pub files_deleted: u64,
+    /// Files the checkpoint has that were left as they are: something not recorded now (a file `.gitignore`
+    /// excludes now, or one too large to record) stands there, which a rewind could not bring back.
+    #[serde(default)]
+    pub files_left: Vec<String>,
     /// Messages in the conversation afterwards.
     pub messages: u64,
     /// The checkpoint that holds the state before the rewind (`rewind-N`): rewinding to it undoes this one.

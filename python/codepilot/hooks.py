@@ -97,7 +97,7 @@ class EventType(str, enum.Enum):
     """``kind`` (``processes``, ``memory``, ``disk``, ``open_files``), ``limit``, ``terminal``, ``message``: a
     command or a write ran into one of the session's resource limits (``runtime.resources``)."""
     REWOUND = "rewound"
-    """``checkpoint``, ``scope``, ``files_restored``, ``files_deleted``, ``messages``, ``saved_as``: ``rewind`` put
+    """``checkpoint``, ``scope``, ``files_restored``, ``files_deleted``, ``files_left``, ``messages``, ``saved_as``: ``rewind`` put
     the work_dir, the conversation or both back to a checkpoint; ``saved_as`` undoes it."""
 
 

@@ -249,7 +249,7 @@ class _Base:
         first rewind). Files created since are deleted, changed and deleted ones written back; files ``.gitignore``
         excludes and ``.git`` are never touched. The state it replaces is kept as a checkpoint of its own, named in
         the result's ``saved_as``. With ``dry_run``, nothing changes and the result says what would. Returns
-        ``checkpoint``, ``scope``, ``files_restored``, ``files_deleted``, ``messages`` and ``saved_as``. Raises
+        ``checkpoint``, ``scope``, ``files_restored``, ``files_deleted``, ``files_left``, ``messages`` and ``saved_as``. Raises
         :class:`~codepilot.errors.SessionBusy` while a task runs."""
         result = self._native.rewind(_checkpoint_id(turn, step, checkpoint), scope, dry_run)
         self._deliver_idle()

@@ -156,6 +156,7 @@ pub(crate) fn hook_call(event: &Event) -> Option<(&'static str, Map<String, Valu
                 "scope": e.scope,
                 "files_restored": e.files_restored,
                 "files_deleted": e.files_deleted,
+                "files_left": e.files_left,
                 "messages": e.messages,
                 "saved_as": e.saved_as,
             }),

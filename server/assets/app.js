@@ -103,6 +103,7 @@ function changes(r) {
   const parts = [];
   if (r.scope !== "conversation") {
     parts.push(`restores ${count(r.files_restored, "file")}, deletes ${count(r.files_deleted, "file")}`);
+    if (r.files_left?.length) parts.push(`leaves ${r.files_left.join(", ")} as they are (not recorded now)`);
   }
   if (r.scope !== "files") parts.push(`the conversation goes back to ${count(r.messages, "message")}`);
   return parts.join("; ");
@@ -111,6 +112,7 @@ function changes(r) {
 function rewoundEntry(e) {
   const parts = [];
   if (e.scope !== "conversation") parts.push(`${count(e.files_restored, "file")} restored, ${e.files_deleted} deleted`);
+  if (e.files_left?.length) parts.push(`${e.files_left.join(", ")} left as they are`);
   if (e.scope !== "files") parts.push(`conversation back to ${count(e.messages, "message")}`);
   const text = `↶ rewound to checkpoint ${e.checkpoint}: ${parts.join(", ")} · undo: rewind to ${e.saved_as} `;
   const div = entry("rewound", text);

@@ -10,9 +10,10 @@ use serde::Serializer;
 /// Longest accepted session id, in bytes.
 pub const MAX_SESSION_ID_LEN: usize = 128;
 
-/// A session id: 1 to 128 characters out of `A-Z a-z 0-9 . _ -`.
+/// A session id: 1 to 128 characters out of `A-Z a-z 0-9 . _ -`, not starting with `.`.
 ///
-/// The character set keeps ids safe as file names (`<dir>/<id>.json`) and as SQL text keys. Serialises as a
+/// The character set keeps ids safe as file and folder names (`<dir>/<id>.json`, `checkpoints/<id>/`; never `.` or
+/// `..`) and as SQL text keys. Serialises as a
 /// plain string and validates when parsed or deserialised.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(String);
@@ -21,13 +22,14 @@ impl SessionId {
     /// Validates `id`.
     ///
     /// # Errors
-    /// [`InvalidSessionId`] when `id` is empty, longer than 128 bytes or holds a character other than
-    /// ASCII letters, digits, `.`, `_` and `-`. It converts into
+    /// [`InvalidSessionId`] when `id` is empty, longer than 128 bytes, starts with `.` or holds a character other
+    /// than ASCII letters, digits, `.`, `_` and `-`. It converts into
     /// [`StoreError::InvalidId`](crate::StoreError::InvalidId), so `?` works in functions returning the store's
     /// [`Result`](crate::Result).
     pub fn new(id: impl Into<String>) -> Result<Self, InvalidSessionId> {
         let id = id.into();
         let valid = !id.is_empty()
+            && !id.starts_with('.')
             && id.len() <= MAX_SESSION_ID_LEN
             && id
                 .bytes()
@@ -103,6 +105,6 @@ impl InvalidSessionId {
 /// [`InvalidSessionId`] and [`StoreError::InvalidId`](crate::StoreError::InvalidId).
 pub(crate) fn describe_invalid(id: &str) -> String {
     format!(
-        "invalid session id {id:?}: use 1 to 128 characters out of letters, digits, '.', '_' and '-'"
+        "invalid session id {id:?}: use 1 to 128 characters out of letters, digits, '.', '_' and '-', not starting with '.'"
     )
 }

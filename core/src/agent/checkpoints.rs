@@ -118,9 +118,10 @@ impl Checkpoints {
             }
             *lock(&self.open) = Some(opened);
         }
-        drop(opening);
         let slot = Arc::clone(&self.open);
-        blocking(move || {
+        // The guard is held until `f` is done, so a session switch cannot replace the slot between the check
+        // above and `f`.
+        let out = blocking(move || {
             let mut guard = lock(&slot);
             match guard.as_mut() {
                 Some(c) => f(c),
@@ -131,7 +132,9 @@ impl Checkpoints {
                 }),
             }
         })
-        .await
+        .await;
+        drop(opening);
+        out
     }
 
     /// Takes the checkpoint before turn `turn` (and, with `step`, before that step), unless checkpoints are off
@@ -326,6 +329,10 @@ impl Checkpoints {
             scope,
             files_restored: done.files.as_ref().map_or(0, FilePlan::files_restored),
             files_deleted: done.files.as_ref().map_or(0, FilePlan::files_deleted),
+            files_left: done
+                .files
+                .as_ref()
+                .map_or_else(Vec::new, |p| p.left_alone().to_vec()),
             messages: done
                 .conversation
                 .as_ref()
@@ -348,43 +355,34 @@ impl Checkpoints {
             cx.env.ledger.clear();
         }
         if let Some(plan) = done.conversation {
+            let half_done = |source| Error::RewindHalfDone {
+                checkpoint: record.info.id.clone(),
+                source,
+            };
             let Some(lease) = cx.lease.current() else {
-                return Err(Error::Closed);
+                return Err(if scope.files() {
+                    half_done(codepilot_store::StoreError::LeaseLost {
+                        session: state.id.clone(),
+                        holder: None,
+                    })
+                } else {
+                    Error::Closed
+                });
             };
             let rewrite = HistoryRewrite {
                 keep: plan.keep,
                 append: plan.append,
                 archives: plan.archives,
             };
-            let half_done = |source| Error::RewindHalfDone {
-                checkpoint: record.info.id.clone(),
-                source,
-            };
-            let store = cx.session.store();
-            if let Err(e) = store.rewrite_history(&lease, &rewrite).await {
+            if let Err(e) = cx.session.store().rewrite_history(&lease, &rewrite).await {
                 return Err(if scope.files() {
                     half_done(e)
                 } else {
                     e.into()
                 });
             }
-            let reloaded = store
-                .load(&state.id)
-                .await
-                .map_err(|e| {
-                    if scope.files() {
-                        half_done(e)
-                    } else {
-                        e.into()
-                    }
-                })?
-                .ok_or_else(|| {
-                    Error::Internal(format!("session {} vanished during a rewind", state.id))
-                })?;
-            cx.session.replace(
-                state,
-                SessionState::from_record(state.id.clone(), reloaded, cx.context),
-            );
+            cx.session
+                .replace(state, state.rewritten(rewrite, cx.context));
             self.history_replaced();
         }
         cx.emit(Event::Rewound(event.clone()));
@@ -446,7 +444,7 @@ fn rewind_blocking(
     )?;
     let files = if scope.files() {
         let now = c.find(&saved.info.id)?.clone();
-        let plan = c.file_plan(target, &now)?;
+        let plan = c.file_plan(target, &now, work_dir)?;
         c.apply_files(work_dir, &plan, &saved.info.id)?;
         Some(plan)
     } else {

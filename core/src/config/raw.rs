@@ -572,6 +572,17 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
             };
             at_least_one("runtime.checkpoint_keep", &r.checkpoint_keep)?;
             at_least_one("runtime.checkpoint_max_file_mb", &r.checkpoint_max_file_mb)?;
+            if let Some(s) = &r.checkpoint_max_file_mb
+                && s.value > 1024
+            {
+                return Err(invalid(
+                    "runtime.checkpoint_max_file_mb",
+                    ctx,
+                    line_of(s.referenced),
+                    "must be at most 1024 (1 GiB): larger files are left out of checkpoints"
+                        .to_owned(),
+                ));
+            }
             RuntimeConfig {
                 checkpoints,
                 checkpoint_keep: r

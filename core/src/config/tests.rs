@@ -710,6 +710,7 @@ fn checkpoints_default_to_every_turn_and_take_step_and_off() {
         ),
         ("checkpoint_keep: 0", "runtime.checkpoint_keep"),
         ("checkpoint_max_file_mb: 0", "must be at least 1"),
+        ("checkpoint_max_file_mb: 4096", "must be at most 1024"),
     ] {
         let err = err(&format!("{base}runtime:\n  {yaml}\n"));
         assert!(err.contains(wanted), "{yaml}: {err}");

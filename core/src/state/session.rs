@@ -7,6 +7,7 @@ use std::sync::MutexGuard;
 use codepilot_protocol::Message;
 use codepilot_protocol::Usage;
 use codepilot_store::Checkpoint;
+use codepilot_store::HistoryRewrite;
 use codepilot_store::Lease;
 use codepilot_store::SessionId;
 use codepilot_store::SessionRecord;
@@ -40,6 +41,26 @@ impl SessionState {
             task_counter: record.task_counter,
             usage: record.usage,
             title: record.meta.title,
+            context: Arc::new(Mutex::new(book)),
+        }
+    }
+
+    /// This state after the store applied `rewrite` (a rewind): the history cut and appended to, the archives
+    /// replaced, the rest kept.
+    pub(crate) fn rewritten(&self, rewrite: HistoryRewrite, params: ContextParams) -> Self {
+        let keep = usize::try_from(rewrite.keep)
+            .unwrap_or(usize::MAX)
+            .min(self.messages.len());
+        let mut messages = self.messages[..keep].to_vec();
+        messages.extend(rewrite.append);
+        let book = ContextBook::new(params, &messages, rewrite.archives);
+        Self {
+            id: self.id.clone(),
+            stored_len: messages.len() as u64,
+            messages,
+            task_counter: self.task_counter,
+            usage: self.usage,
+            title: self.title.clone(),
             context: Arc::new(Mutex::new(book)),
         }
     }

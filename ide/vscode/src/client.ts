@@ -220,6 +220,7 @@ export function rewindChanges(r: RewoundEvent): string {
   const parts: string[] = [];
   if (r.scope !== "conversation") {
     parts.push(`restores ${count(r.files_restored, "file")}, deletes ${count(r.files_deleted, "file")}`);
+    if (r.files_left?.length) parts.push(`leaves ${r.files_left.join(", ")} as they are (not recorded now)`);
   }
   if (r.scope !== "files") parts.push(`the conversation goes back to ${count(r.messages, "message")}`);
   return parts.join("; ");
@@ -229,6 +230,7 @@ export function rewindChanges(r: RewoundEvent): string {
 export function rewoundSummary(r: RewoundEvent): string {
   const parts: string[] = [];
   if (r.scope !== "conversation") parts.push(`${count(r.files_restored, "file")} restored, ${r.files_deleted} deleted`);
+  if (r.files_left?.length) parts.push(`${r.files_left.join(", ")} left as they are`);
   if (r.scope !== "files") parts.push(`conversation back to ${count(r.messages, "message")}`);
   return `rewound to checkpoint ${r.checkpoint}: ${parts.join(", ")} · undo: rewind to ${r.saved_as}`;
 }

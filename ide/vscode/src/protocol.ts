@@ -706,6 +706,11 @@ export interface RewoundEvent {
    */
   files_deleted: number;
   /**
+   * Files the checkpoint has that were left as they are: something not recorded now (a file `.gitignore`
+   * excludes now, or one too large to record) stands there, which a rewind could not bring back.
+   */
+  files_left?: string[];
+  /**
    * Files and links written back (changed or deleted since the checkpoint), modes included.
    */
   files_restored: number;
@@ -1160,6 +1165,11 @@ export interface RewoundEvent1 {
    * Files and links created since the checkpoint, deleted.
    */
   files_deleted: number;
+  /**
+   * Files the checkpoint has that were left as they are: something not recorded now (a file `.gitignore`
+   * excludes now, or one too large to record) stands there, which a rewind could not bring back.
+   */
+  files_left?: string[];
   /**
    * Files and links written back (changed or deleted since the checkpoint), modes included.
    */

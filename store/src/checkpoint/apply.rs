@@ -41,6 +41,9 @@ pub struct FilePlan {
     folders_out: Vec<(String, bool)>,
     /// Folders the checkpoint has that are missing or have another mode now, with their modes, parents first.
     folders_in: Vec<(String, u32)>,
+    /// Files the checkpoint has that are not recorded now but exist (ignored now, or too large to record): a
+    /// rewind never overwrites what it could not bring back, so they are left as they are.
+    left_alone: Vec<String>,
     /// Files and links written back (including mode-only changes).
     restored: u64,
     /// Files and links deleted that the checkpoint does not have.
@@ -58,6 +61,13 @@ impl FilePlan {
     #[must_use]
     pub fn files_deleted(&self) -> u64 {
         self.deleted
+    }
+
+    /// Files the checkpoint has that stay as they are now: they exist but are not recorded (ignored by
+    /// `.gitignore` now, or too large), so a rewind could not undo overwriting them.
+    #[must_use]
+    pub fn left_alone(&self) -> &[String] {
+        &self.left_alone
     }
 
     /// Whether nothing would change.
@@ -88,12 +98,14 @@ fn under_any(path: &str, skipped: &HashSet<&str>) -> bool {
 }
 
 /// What turns `now` into `target`. Paths either side left out for size (`target_skipped`, `now_skipped`) are
-/// never deleted.
+/// never deleted; a file `target` has that `now` lacks is not written where `exists` says something is (see
+/// [`FilePlan::left_alone`]).
 pub(crate) fn plan(
     target: &Manifest,
     now: &Manifest,
     target_skipped: &[String],
     now_skipped: &[String],
+    exists: &dyn Fn(&str) -> bool,
 ) -> FilePlan {
     let skipped: HashSet<&str> = target_skipped
         .iter()
@@ -133,6 +145,7 @@ pub(crate) fn plan(
                 plan.writes.push(t.clone());
                 plan.restored += 1;
             }
+            None if exists(&t.path) => plan.left_alone.push(t.path.clone()),
             None => {
                 plan.writes.push(t.clone());
                 plan.restored += 1;
@@ -160,7 +173,70 @@ pub(crate) fn plan(
 /// A staged file or link waiting to be renamed into place.
 struct Staged {
     from: PathBuf,
-    to: PathBuf,
+    rel: String,
+}
+
+/// Folders of the work directory found to be real folders (not links), so each is looked at once.
+struct Folders<'a> {
+    root: &'a Path,
+    real: HashSet<String>,
+}
+
+impl<'a> Folders<'a> {
+    fn new(root: &'a Path) -> Self {
+        Self {
+            root,
+            real: HashSet::new(),
+        }
+    }
+
+    /// Whether every folder on the way to `rel` (not `rel` itself) is a real folder now and none is in `gone`:
+    /// then a file can be staged beside `rel` without writing through a link.
+    fn parents_stay(&mut self, rel: &str, gone: &HashSet<&str>) -> bool {
+        rel.match_indices('/').all(|(i, _)| {
+            let folder = &rel[..i];
+            !gone.contains(folder) && self.is_real(folder)
+        })
+    }
+
+    fn is_real(&mut self, folder: &str) -> bool {
+        if self.real.contains(folder) {
+            return true;
+        }
+        let real = fs::symlink_metadata(self.root.join(folder)).is_ok_and(|m| m.is_dir());
+        if real {
+            self.real.insert(folder.to_owned());
+        }
+        real
+    }
+
+    /// Makes sure every folder on the way to `rel` is a real folder, creating missing ones (a folder the
+    /// checkpoint did not record as one, or removed since the plan). Refuses to go through anything else: a link
+    /// put there meanwhile would send the write outside the work directory.
+    fn ensure_parents(&mut self, rel: &str) -> io::Result<()> {
+        for (i, _) in rel.match_indices('/') {
+            let folder = &rel[..i];
+            if self.is_real(folder) {
+                continue;
+            }
+            let path = self.root.join(folder);
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => {
+                    self.real.insert(folder.to_owned());
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "{folder} is no longer a folder (something replaced it during the rewind); move it away and rewind again"
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Removes what staging made.
@@ -213,16 +289,11 @@ pub(crate) fn apply(
         .map(|(p, _)| p.as_str())
         .chain(plan.deletes.iter().map(String::as_str))
         .collect();
+    let mut folders = Folders::new(work_dir);
     for (n, entry) in plan.writes.iter().enumerate() {
         let to = work_dir.join(&entry.path);
         let parent = to.parent().unwrap_or(work_dir);
-        let parent_rel = Path::new(&entry.path)
-            .parent()
-            .and_then(Path::to_str)
-            .unwrap_or("");
-        let beside = (parent_rel.is_empty() || !gone.contains(parent_rel))
-            && fs::symlink_metadata(parent).is_ok_and(|m| m.is_dir());
-        let dir = if beside {
+        let dir = if folders.parents_stay(&entry.path, &gone) {
             parent.to_path_buf()
         } else {
             match &scratch.folder {
@@ -239,8 +310,13 @@ pub(crate) fn apply(
         let from = scratch_name(&dir, n);
         stage(objects, entry, &from)
             .map_err(|e| CheckpointError::io("nothing was changed: cannot write", &to)(e))?;
-        scratch.staged.push(Staged { from, to });
+        scratch.staged.push(Staged {
+            from,
+            rel: entry.path.clone(),
+        });
     }
+    // Deletions change which folders are real: look again.
+    let mut folders = Folders::new(work_dir);
     let total = plan.restored + plan.deleted;
     let mut done = 0_u64;
     let interrupted = |done: u64| {
@@ -278,31 +354,33 @@ pub(crate) fn apply(
         }
     }
     for (rel, _) in &plan.folders_in {
-        let path = work_dir.join(rel);
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {}
-            _ => {
-                fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&path)
-                    .map_err(interrupted(done))?;
-            }
-        }
+        folders
+            .ensure_parents(&format!("{rel}/"))
+            .map_err(interrupted(done))?;
     }
     for s in &scratch.staged {
-        fs::rename(&s.from, &s.to).map_err(interrupted(done))?;
+        folders.ensure_parents(&s.rel).map_err(interrupted(done))?;
+        fs::rename(&s.from, work_dir.join(&s.rel)).map_err(interrupted(done))?;
         done += 1;
     }
     scratch.staged.clear();
     for (rel, mode) in &plan.modes {
-        fs::set_permissions(work_dir.join(rel), fs::Permissions::from_mode(*mode))
-            .map_err(interrupted(done))?;
+        // `chmod` follows links: only a file reached through real folders is changed.
+        let path = work_dir.join(rel);
+        folders.ensure_parents(rel).map_err(interrupted(done))?;
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            fs::set_permissions(&path, fs::Permissions::from_mode(*mode))
+                .map_err(interrupted(done))?;
+        }
         done += 1;
     }
     for (rel, mode) in plan.folders_in.iter().rev() {
         let path = work_dir.join(rel);
-        let current = fs::symlink_metadata(&path).map(|m| m.permissions().mode() & 0o777);
-        if current.is_ok_and(|m| m != *mode) {
+        let current = fs::symlink_metadata(&path)
+            .ok()
+            .filter(fs::Metadata::is_dir)
+            .map(|m| m.permissions().mode() & 0o777);
+        if current.is_some_and(|m| m != *mode) {
             fs::set_permissions(&path, fs::Permissions::from_mode(*mode))
                 .map_err(interrupted(done))?;
         }
@@ -358,6 +436,7 @@ mod tests {
             entries: vec![
                 entry("a.txt", Kind::File, "h1", 0o644),
                 entry("big.bin", Kind::File, "h9", 0o644),
+                entry("out.log", Kind::File, "h5", 0o644),
                 entry("src", Kind::Dir, "", 0o755),
                 entry("src/lib.rs", Kind::File, "h2", 0o644),
                 entry("x", Kind::File, "h3", 0o755),
@@ -371,8 +450,11 @@ mod tests {
                 entry("x", Kind::Link, "a.txt", 0o777),
             ],
         };
-        let p = plan(&target, &now, &[], &["huge.iso".to_owned()]);
+        let p = plan(&target, &now, &[], &["huge.iso".to_owned()], &|p| {
+            p == "out.log"
+        });
         assert_eq!(p.files_restored(), 4, "a mode, big.bin, src/lib.rs, x");
+        assert_eq!(p.left_alone(), ["out.log"], "ignored now, and there");
         assert_eq!(p.files_deleted(), 1);
         assert_eq!(p.deletes, ["new/n.rs"]);
         assert_eq!(p.folders_out, [("new".to_owned(), false)]);
@@ -380,6 +462,6 @@ mod tests {
         let writes: Vec<&str> = p.writes.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(writes, ["big.bin", "src/lib.rs", "x"]);
         assert!(!p.is_empty());
-        assert!(plan(&target, &target, &[], &[]).is_empty());
+        assert!(plan(&target, &target, &[], &[], &|_| false).is_empty());
     }
 }

@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
 
+use codepilot_protocol::sync::lock;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -197,6 +200,8 @@ pub(crate) fn is_excluded(name: &OsStr) -> bool {
 /// One thread: `ignore`'s parallel walker costs a millisecond to start and stop, more than a small tree takes,
 /// and on a 10,000-file tree two threads were slower than one (the `lstat`s share the same directory locks).
 pub(crate) fn walk(root: &Path) -> io::Result<(Vec<Entry>, Unrecordable)> {
+    let leftovers = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&leftovers);
     let walker = ignore::WalkBuilder::new(root)
         .hidden(false)
         .parents(true)
@@ -206,7 +211,19 @@ pub(crate) fn walk(root: &Path) -> io::Result<(Vec<Entry>, Unrecordable)> {
         .git_exclude(true)
         .require_git(false)
         .follow_links(false)
-        .filter_entry(|e| !is_excluded(e.file_name()))
+        .filter_entry(move |e| {
+            let name = e.file_name();
+            if !is_excluded(name) {
+                return true;
+            }
+            if name
+                .to_str()
+                .is_some_and(|n| n.starts_with(super::apply::STAGING_PREFIX))
+            {
+                lock(&seen).push(e.path().to_path_buf());
+            }
+            false
+        })
         .build();
     // Reading folders is quick; the `lstat` of each entry is most of the cost, so a large tree's are shared
     // between two threads.
@@ -245,6 +262,7 @@ pub(crate) fn walk(root: &Path) -> io::Result<(Vec<Entry>, Unrecordable)> {
         }
         mine?
     };
+    remove_stale(&lock(&leftovers));
     let mut found = collected.entries;
     found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok((
@@ -253,6 +271,82 @@ pub(crate) fn walk(root: &Path) -> io::Result<(Vec<Entry>, Unrecordable)> {
             not_utf8: collected.not_utf8,
         },
     ))
+}
+
+/// Removes what a rewind that did not finish (its process killed) staged: scratch files and folders older than
+/// ten minutes, so a rewind running now in another process keeps its own.
+fn remove_stale(leftovers: &[std::path::PathBuf]) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(600);
+    for path in leftovers {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        if meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_none_or(|age| age < STALE)
+        {
+            continue;
+        }
+        let removed = if meta.is_dir() {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        if let Err(e) = removed {
+            tracing::warn!(
+                "removing {}, left by a rewind that did not finish: {e}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Checks a manifest read back from storage, which a damaged disk or a hostile mirror could have changed: every
+/// path plain and relative (no `..`, no `.git`, no scratch name), sorted and unique, none inside a file or a link,
+/// modes permission bits only, files naming content by hash. A rewind writes only what passes.
+pub(crate) fn validate(m: &Manifest) -> Result<(), String> {
+    let mut previous: Option<&str> = None;
+    for e in &m.entries {
+        let path = e.path.as_str();
+        if previous.is_some_and(|p| p >= path) {
+            return Err(format!("its entries are not in order at {path:?}"));
+        }
+        previous = Some(path);
+        if path.contains('\0')
+            || path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == ".." || is_excluded(OsStr::new(c)))
+        {
+            return Err(format!(
+                "it names {path:?}, which is not a plain relative path"
+            ));
+        }
+        if let Some((parent, _)) = path.rsplit_once('/')
+            && let Ok(i) = m.entries.binary_search_by(|p| p.path.as_str().cmp(parent))
+            && m.entries[i].kind != Kind::Dir
+        {
+            return Err(format!(
+                "it puts {path:?} inside {parent:?}, which is not a folder"
+            ));
+        }
+        if e.mode & !0o777 != 0 {
+            return Err(format!(
+                "{path:?} has mode {:o}, more than permission bits",
+                e.mode
+            ));
+        }
+        let fine = match e.kind {
+            Kind::Dir => true,
+            Kind::File => super::objects::is_hash(&e.target),
+            Kind::Link => !e.target.is_empty() && !e.target.contains('\0'),
+        };
+        if !fine {
+            return Err(format!("{path:?} has the target {:?}", e.target));
+        }
+    }
+    Ok(())
 }
 
 /// What the walk found.
@@ -391,7 +485,19 @@ mod tests {
         fs::write(root.join("sub/b.rs"), "x").unwrap();
         std::os::unix::fs::symlink("sub/b.rs", root.join("link")).unwrap();
         fs::create_dir(root.join(".codepilot-rewind-x")).unwrap();
+        // What a rewind killed half-way left an hour ago goes; a fresh one may be another rewind's.
+        let stale = root.join("sub/.codepilot-rewind-old-1");
+        fs::write(&stale, "half").unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
         let (found, _) = walk(root).unwrap();
+        assert!(!stale.exists());
+        assert!(root.join(".codepilot-rewind-x").exists());
         let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -411,6 +517,53 @@ mod tests {
             ino: 1,
             target: target.to_owned(),
         }
+    }
+
+    #[test]
+    fn manifests_read_back_are_checked() {
+        let hash = "a".repeat(64);
+        let good = Manifest {
+            entries: vec![
+                Entry {
+                    kind: Kind::Dir,
+                    ..e("a", "")
+                },
+                e("a/b.rs", &hash),
+                Entry {
+                    kind: Kind::Link,
+                    ..e("l", "a/b.rs")
+                },
+            ],
+        };
+        assert_eq!(validate(&good), Ok(()));
+        let bad = |entries: Vec<Entry>, wanted: &str| {
+            let err = validate(&Manifest { entries }).unwrap_err();
+            assert!(err.contains(wanted), "{err}");
+        };
+        bad(vec![e("../escape", &hash)], "not a plain relative path");
+        bad(vec![e("/etc/passwd", &hash)], "not a plain relative path");
+        bad(vec![e("a/./b", &hash)], "not a plain relative path");
+        bad(vec![e(".git/config", &hash)], "not a plain relative path");
+        bad(vec![e("b", &hash), e("a", &hash)], "not in order");
+        bad(vec![e("a", &hash), e("a", &hash)], "not in order");
+        bad(vec![e("x", "../../etc/shadow")], "has the target");
+        bad(
+            vec![
+                Entry {
+                    kind: Kind::Link,
+                    ..e("a", "/tmp")
+                },
+                e("a/b", &hash),
+            ],
+            "inside \"a\", which is not a folder",
+        );
+        bad(
+            vec![Entry {
+                mode: 0o4755,
+                ..e("suid", &hash)
+            }],
+            "more than permission bits",
+        );
     }
 
     #[test]

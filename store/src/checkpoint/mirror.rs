@@ -2,7 +2,11 @@
 //! so a session resumed on another machine can still rewind. Objects go under `<session>/checkpoints/objects/`,
 //! the index to `<session>/checkpoints/index.json`, written after the objects it names.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
+
+use codepilot_protocol::sync::lock;
 
 use futures_util::StreamExt as _;
 use futures_util::TryStreamExt as _;
@@ -23,6 +27,9 @@ const PARALLEL: usize = 8;
 pub struct CheckpointMirror {
     objects: Arc<dyn ObjectStore>,
     url: String,
+    /// Objects a failed copy did not get across, by session: the next copy of that session sends them first, so
+    /// its index never names an object the store lacks.
+    pending: Arc<Mutex<Vec<(SessionId, String, PathBuf)>>>,
 }
 
 impl std::fmt::Debug for CheckpointMirror {
@@ -104,7 +111,11 @@ impl SessionCheckpoints {
 impl CheckpointMirror {
     /// A mirror in `objects`, shown as `url`.
     pub(crate) fn new(objects: Arc<dyn ObjectStore>, url: String) -> Self {
-        Self { objects, url }
+        Self {
+            objects,
+            url,
+            pending: Arc::default(),
+        }
     }
 
     /// The store's URL.
@@ -136,19 +147,49 @@ impl CheckpointMirror {
     pub async fn push(&self, upload: Upload) -> Result<(), CheckpointError> {
         let Upload {
             session,
-            objects,
+            mut objects,
             index,
         } = upload;
+        lock(&self.pending).retain(|(s, hash, path)| {
+            let theirs = *s == session;
+            if theirs {
+                objects.push((hash.clone(), path.clone()));
+            }
+            !theirs
+        });
+        objects.sort_unstable();
+        objects.dedup();
+        let pushed = self.push_objects(&session, &objects).await;
+        if let Err(e) = pushed {
+            lock(&self.pending).extend(objects.into_iter().map(|(h, p)| (session.clone(), h, p)));
+            return Err(e);
+        }
+        self.objects
+            .put(&Self::index_path(&session), index.into())
+            .await
+            .map_err(self.error("uploading the checkpoint index"))?;
+        Ok(())
+    }
+
+    /// Copies `objects` (hash, local file) of `session`. An object deleted here since (collected with the
+    /// checkpoints that used it) is not needed any more and is passed over.
+    async fn push_objects(
+        &self,
+        session: &SessionId,
+        objects: &[(String, PathBuf)],
+    ) -> Result<(), CheckpointError> {
         let uploads: Vec<_> = objects
-            .into_iter()
+            .iter()
             .map(|(hash, path)| {
                 let store = Arc::clone(&self.objects);
-                let location = Self::object_path(&session, &hash);
+                let location = Self::object_path(session, hash);
                 let url = self.url.clone();
                 async move {
-                    let bytes = tokio::fs::read(&path)
-                        .await
-                        .map_err(CheckpointError::io("reading", &path))?;
+                    let bytes = match tokio::fs::read(path).await {
+                        Ok(b) => b,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                        Err(e) => return Err(CheckpointError::io("reading", path)(e)),
+                    };
                     store.put(&location, bytes.into()).await.map_err(|source| {
                         CheckpointError::Remote {
                             store: url,
@@ -164,10 +205,6 @@ impl CheckpointMirror {
             .buffer_unordered(PARALLEL)
             .try_collect::<Vec<()>>()
             .await?;
-        self.objects
-            .put(&Self::index_path(&session), index.into())
-            .await
-            .map_err(self.error("uploading the checkpoint index"))?;
         Ok(())
     }
 

@@ -23,6 +23,7 @@ mod mirror;
 mod objects;
 
 use std::collections::HashSet;
+use std::fs;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -489,6 +490,7 @@ impl SessionCheckpoints {
                 }
             };
         }
+        manifest::validate(&manifest).map_err(|reason| self.damaged(id, reason))?;
         Ok((manifest, depth, chain))
     }
 
@@ -889,6 +891,7 @@ impl SessionCheckpoints {
             &now,
             &record.info.skipped,
             &scanned.skipped,
+            &on_disk(work_dir),
         ))
     }
 
@@ -920,6 +923,8 @@ impl SessionCheckpoints {
                             .map(|e| e.target),
                     );
                 }
+                // Taken elsewhere and known from a mirror's index: its objects are there, not here.
+                Err(_) if !self.objects.has(&record.manifest) => {}
                 // Collect nothing rather than something a checkpoint may need.
                 Err(e) => {
                     tracing::warn!("not collecting checkpoint objects: {e}");
@@ -996,7 +1001,8 @@ impl SessionCheckpoints {
         })
     }
 
-    /// What rewinding `work_dir` to `record` changes, given `current`, the checkpoint just taken of it.
+    /// What rewinding `work_dir` to `record` changes, given `current`, the checkpoint just taken of it. Files
+    /// `current` does not record but that exist are left alone ([`FilePlan::left_alone`]).
     ///
     /// # Errors
     /// [`CheckpointError::Damaged`] when a manifest or content is missing here.
@@ -1004,10 +1010,17 @@ impl SessionCheckpoints {
         &self,
         record: &CheckpointRecord,
         current: &CheckpointRecord,
+        work_dir: &Path,
     ) -> Result<FilePlan, CheckpointError> {
         let target = self.manifest(record)?;
         let now = self.manifest(current)?;
-        let plan = apply::plan(&target, &now, &record.info.skipped, &current.info.skipped);
+        let plan = apply::plan(
+            &target,
+            &now,
+            &record.info.skipped,
+            &current.info.skipped,
+            &on_disk(work_dir),
+        );
         for hash in plan.contents() {
             if !self.objects.has(hash) {
                 return Err(self.damaged(&record.info.id, format!("the content {hash} is missing")));
@@ -1101,4 +1114,9 @@ mod erased {
             serde_json::to_vec(self)
         }
     }
+}
+
+/// Whether something (anything, a link not followed) is at `rel` under `work_dir`.
+fn on_disk(work_dir: &Path) -> impl Fn(&str) -> bool + '_ {
+    move |rel| fs::symlink_metadata(work_dir.join(rel)).is_ok()
 }

@@ -46,13 +46,22 @@ pub(crate) fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {
 /// or hostile object cannot make this allocate what its header claims.
 pub(crate) fn decompress(packed: &[u8]) -> io::Result<Vec<u8>> {
     const BULK_MAX: usize = 64 << 20;
+    const STREAM_MAX: u64 = 1 << 30;
     let declared = zstd::zstd_safe::get_frame_content_size(packed)
         .ok()
         .flatten()
         .and_then(|n| usize::try_from(n).ok());
     let Some(size) = declared.filter(|n| *n <= BULK_MAX) else {
         let mut out = Vec::new();
-        zstd::Decoder::new(packed)?.read_to_end(&mut out)?;
+        zstd::Decoder::new(packed)?
+            .take(STREAM_MAX + 1)
+            .read_to_end(&mut out)?;
+        if out.len() as u64 > STREAM_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the object holds more than 1 GiB, more than any checkpoint stores; it is damaged",
+            ));
+        }
         return Ok(out);
     };
     DECOMPRESSOR.with_borrow_mut(|slot| {

@@ -101,7 +101,7 @@ fn files_rewind_to_the_exact_tree_and_never_touch_git_or_ignored_files() {
     assert_eq!(current.info.id, "rewind-1");
     let target = cps.find("1").unwrap().clone();
     let now = cps.find("rewind-1").unwrap().clone();
-    let plan = cps.file_plan(&target, &now).unwrap();
+    let plan = cps.file_plan(&target, &now, root).unwrap();
     let preview = cps.preview_files(&target, root).unwrap();
     assert_eq!(preview, plan, "a preview plans what the rewind does");
     assert_eq!(
@@ -145,7 +145,7 @@ fn files_rewind_to_the_exact_tree_and_never_touch_git_or_ignored_files() {
     )
     .unwrap();
     let now = cps.find("rewind-2").unwrap().clone();
-    let plan = cps.file_plan(&back, &now).unwrap();
+    let plan = cps.file_plan(&back, &now, root).unwrap();
     cps.apply_files(root, &plan, "rewind-2").unwrap();
     assert_eq!(fs::read(root.join("generated/out.txt")).unwrap(), b"new");
     assert_eq!(
@@ -328,10 +328,57 @@ fn a_new_session_on_the_same_work_dir_starts_from_the_last_ones_checkpoint() {
         )
         .unwrap();
     let now = b.find(&now.info.id).unwrap().clone();
-    let plan = b.file_plan(&target, &now).unwrap();
+    let plan = b.file_plan(&target, &now, root).unwrap();
     b.apply_files(root, &plan, &now.info.id).unwrap();
     assert_eq!(
         fs::read(root.join("f5.txt")).unwrap(),
         codepilot_testkit::noise(2048, 6)
     );
+}
+
+#[test]
+fn a_rewind_never_writes_through_a_link_nor_over_a_file_it_did_not_record() {
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = work.path();
+    write(root, "a/b/c.txt", b"checkpointed");
+    write(root, "build.txt", b"checkpointed");
+    let session = SessionId::generate();
+    let mut cps = SessionCheckpoints::open(&session, opts(home.path())).unwrap();
+    cps.capture(root, &turn(1, &[])).unwrap();
+
+    // A command swaps a folder for a link to somewhere else that has the same shape, and a file becomes ignored.
+    fs::create_dir_all(outside.path().join("b")).unwrap();
+    fs::remove_dir_all(root.join("a")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("a")).unwrap();
+    write(root, ".gitignore", b"build.txt\n");
+    write(root, "build.txt", b"regenerated, ignored now");
+
+    cps.capture(
+        root,
+        &Position {
+            kind: CheckpointKind::Rewind,
+            ..turn(1, &[])
+        },
+    )
+    .unwrap();
+    let target = cps.find("1").unwrap().clone();
+    let now = cps.find("rewind-1").unwrap().clone();
+    let plan = cps.file_plan(&target, &now, root).unwrap();
+    assert_eq!(plan.left_alone(), ["build.txt"]);
+    cps.apply_files(root, &plan, "rewind-1").unwrap();
+    assert!(fs::symlink_metadata(root.join("a")).unwrap().is_dir());
+    assert_eq!(fs::read(root.join("a/b/c.txt")).unwrap(), b"checkpointed");
+    assert_eq!(
+        tree_contents(outside.path()).keys().collect::<Vec<_>>(),
+        ["b"],
+        "nothing was staged or written through the link"
+    );
+    assert_eq!(
+        fs::read(root.join("build.txt")).unwrap(),
+        b"regenerated, ignored now",
+        "a file the rewind could not bring back is not overwritten"
+    );
+    assert!(!root.join(".gitignore").exists(), "created since");
 }

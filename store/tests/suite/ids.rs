@@ -19,6 +19,9 @@ fn valid_and_invalid_ids() {
     for bad in [
         "",
         "../etc/passwd",
+        ".",
+        "..",
+        ".hidden",
         "a/b",
         "a b",
         "é",

@@ -235,14 +235,14 @@ test("session/checkpoints lists the state before each step; session/rewind previ
 
   // A preview changes nothing.
   const preview = await c.call("session/rewind", { session_id, checkpoint: "1", dry_run: true });
-  assert.deepEqual(preview, { checkpoint: "1", scope: "both", files_restored: 0, files_deleted: 1, messages: 0, saved_as: "" });
+  assert.deepEqual(preview, { checkpoint: "1", scope: "both", files_restored: 0, files_deleted: 1, files_left: [], messages: 0, saved_as: "" });
   assert.equal(rewindChanges(preview), "restores 0 files, deletes 1 file; the conversation goes back to 0 messages");
   assert.ok(existsSync(file));
   assert.equal((await c.call("session/checkpoints", { session_id })).checkpoints.length, 2);
 
   const announced = until(c, (n) => n.method === "event" && n.params.event.type === "rewound");
   const done = await c.call("session/rewind", { session_id, checkpoint: "1" });
-  assert.deepEqual(done, { checkpoint: "1", scope: "both", files_restored: 0, files_deleted: 1, messages: 0, saved_as: "rewind-1" });
+  assert.deepEqual(done, { checkpoint: "1", scope: "both", files_restored: 0, files_deleted: 1, files_left: [], messages: 0, saved_as: "rewind-1" });
   const rewound = (await announced).at(-1)!.params as EventEnvelope;
   assert.deepEqual(rewound.event, { type: "rewound", ...done });
   assert.equal(rewound.turn_id, null, "between turns");
@@ -262,7 +262,7 @@ test("session/checkpoints lists the state before each step; session/rewind previ
   const undoPreview = await c.call("session/rewind", { ...undo, dry_run: true });
   assert.equal(rewindChanges(undoPreview), "restores 1 file, deletes 0 files");
   const undone = await c.call("session/rewind", undo);
-  assert.deepEqual(undone, { checkpoint: "rewind-1", scope: "files", files_restored: 1, files_deleted: 0, messages: 0, saved_as: "rewind-2" });
+  assert.deepEqual(undone, { checkpoint: "rewind-1", scope: "files", files_restored: 1, files_deleted: 0, files_left: [], messages: 0, saved_as: "rewind-2" });
   assert.equal(rewoundSummary(undone), "rewound to checkpoint rewind-1: 1 file restored, 0 deleted · undo: rewind to rewind-2");
   assert.equal(readFileSync(file, "utf8"), "A\n");
   assert.deepEqual((await c.call("session/read", { session_id })).messages, []);
