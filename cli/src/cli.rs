@@ -260,6 +260,28 @@ pub struct RunArgs {
     /// session is stored.
     #[arg(long, conflicts_with = "connect")]
     pub print_prompt: bool,
+    /// Limits for this run (SPEC §21), each replacing the agent file's runtime.limits value.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// A JSON Schema file (draft 2020-12) the task's result must match: the completion is validated (and refused
+    /// with the validator's errors, up to runtime.output_retries times) and printed as JSON; with --json, the last
+    /// line's outcome carries it as `structured`. Exits 6 when it never matched.
+    #[arg(long, value_name = "FILE")]
+    pub output_schema: Option<PathBuf>,
+}
+
+/// `--max-total-tokens`, `--max-cost-usd`, `--max-wall-s`: a run that would pass one ends with exit code 5.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Tokens of every kind this run may use; a model call that could go past it is not made.
+    #[arg(long, value_name = "N")]
+    pub max_total_tokens: Option<u64>,
+    /// US dollars this run may spend (the model's prices: model.pricing or the built-in table).
+    #[arg(long, value_name = "USD")]
+    pub max_cost_usd: Option<f64>,
+    /// Seconds this run may take, whatever it is doing; a running command is interrupted.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_wall_s: Option<u64>,
 }
 
 /// `codepilot chat`.

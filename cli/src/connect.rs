@@ -115,6 +115,7 @@ pub(crate) async fn run(
     config: &Path,
     args: &AgentArgs,
     task: &str,
+    options: &codepilot::RunOptions,
     out: Arc<dyn Output>,
 ) -> Result<Exit, Failure> {
     let path = url.strip_prefix("unix://").ok_or_else(|| {
@@ -151,12 +152,14 @@ pub(crate) async fn run(
     if !args.json {
         output::err_line(&format!("session {session_id} · on the daemon at {url}"));
     }
-    rpc.call(
-        "turn/start",
-        json!({"session_id": session_id, "text": task}),
-        &mut queue,
-    )
-    .await?;
+    let mut turn = json!({"session_id": session_id, "text": task});
+    if !options.limits.is_empty() {
+        turn["limits"] = json!(options.limits);
+    }
+    if let Some(schema) = &options.output_schema {
+        turn["output_schema"] = schema.clone();
+    }
+    rpc.call("turn/start", turn, &mut queue).await?;
     let prompter = Prompter::new(args.yes, Arc::clone(&out));
     let mut signals = crate::signals::Signals::new();
     let mut interrupted = false;
@@ -189,10 +192,11 @@ pub(crate) async fn run(
             Incoming::Notification(ServerNotification::Event(envelope)) => out.on_event(&envelope),
             Incoming::Notification(ServerNotification::TurnCompleted(TurnCompleted {
                 outcome,
+                spend,
                 ..
             })) => {
                 out.suspend();
-                out.on_outcome(&session_id, &outcome);
+                out.on_outcome(&session_id, &outcome, &spend);
                 break crate::outcome_exit(&outcome);
             }
             Incoming::Notification(ServerNotification::TurnFailed(failed)) => {

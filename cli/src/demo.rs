@@ -59,9 +59,15 @@ pub(crate) async fn run(keep: bool, json: bool) -> Result<Exit, Failure> {
     out.starting_after(rt.last_event_seq());
     rt.on_envelope(move |e| sink.on_event(e));
     let mut signals = crate::signals::Signals::new();
-    let exit = crate::run_task(&rt, TASK, &out, &mut signals)
-        .await
-        .map(|(exit, _)| exit);
+    let exit = crate::run_task(
+        &rt,
+        TASK,
+        &codepilot::RunOptions::default(),
+        &out,
+        &mut signals,
+    )
+    .await
+    .map(|(exit, _)| exit);
     rt.close().await?;
     if keep {
         let path = dir.keep();

@@ -55,6 +55,10 @@ pub enum Exit {
     MaxSteps = 3,
     /// The run was aborted.
     Aborted = 4,
+    /// A limit on tokens, cost or time was reached (SPEC §21).
+    LimitExceeded = 5,
+    /// The result never matched the output schema (SPEC §21).
+    InvalidOutput = 6,
 }
 
 impl From<Exit> for ExitCode {
@@ -256,7 +260,10 @@ fn init_tracing() {
 
 async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit, Failure> {
     match prepared {
-        Prepared::Run(agent, args, task) => run_one(agent, &args.agent, &task, env).await,
+        Prepared::Run(agent, args, task) => {
+            let options = run_options(&args)?;
+            run_one(agent, &args.agent, &task, &options, env).await
+        }
         Prepared::PrintPrompt(agent, args) => print_prompt(agent, &args.agent, env).await,
         Prepared::Chat(agent, args) => chat(agent, &args.agent, env).await,
         Prepared::Init(args) => init(&args.path, args.force),
@@ -274,7 +281,8 @@ async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit,
         Prepared::Connect(args, task) => {
             let url = args.connect.clone().unwrap_or_default();
             let out = make_output(args.agent.json);
-            connect::run(&url, &args.agent.config, &args.agent, &task, out).await
+            let options = run_options(&args)?;
+            connect::run(&url, &args.agent.config, &args.agent, &task, &options, out).await
         }
         Prepared::Serve(args) => serve::run(args, env).await,
         Prepared::Snapshots(args) => snapshots::run(args, &env).await,
@@ -391,7 +399,36 @@ fn outcome_exit(outcome: &Outcome) -> Exit {
         Outcome::Completed { .. } | Outcome::Replied { .. } => Exit::Completed,
         Outcome::MaxSteps { .. } => Exit::MaxSteps,
         Outcome::Aborted { .. } => Exit::Aborted,
+        Outcome::LimitExceeded { .. } => Exit::LimitExceeded,
+        Outcome::InvalidOutput { .. } => Exit::InvalidOutput,
     }
+}
+
+/// `codepilot run`'s limits and output schema (read from its file).
+fn run_options(args: &cli::RunArgs) -> Result<codepilot::RunOptions, Failure> {
+    let limits = codepilot::RunLimits {
+        max_total_tokens: args.limits.max_total_tokens,
+        max_cost_usd: args.limits.max_cost_usd,
+        max_wall_s: args.limits.max_wall_s,
+    };
+    limits.validate().map_err(|m| usage(format!("--{m}")))?;
+    let output_schema = match &args.output_schema {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("--output-schema {}: {e}", path.display())))?;
+            Some(serde_json::from_str(&text).map_err(|e| {
+                usage(format!(
+                    "--output-schema {}: not JSON ({e}); give a JSON Schema file",
+                    path.display()
+                ))
+            })?)
+        }
+        None => None,
+    };
+    Ok(codepilot::RunOptions {
+        limits,
+        output_schema,
+    })
 }
 
 /// Runs one task with Ctrl-C, SIGTERM and SIGHUP wired to abort; prints the outcome. Returns the stop signal
@@ -399,10 +436,11 @@ fn outcome_exit(outcome: &Outcome) -> Exit {
 pub(crate) async fn run_task(
     rt: &AsyncRuntime,
     task: &str,
+    options: &codepilot::RunOptions,
     out: &Arc<dyn Output>,
     signals: &mut signals::Signals,
 ) -> Result<(Exit, Option<signals::Stop>), Failure> {
-    let run = rt.run(task);
+    let run = rt.run_with(task, options);
     tokio::pin!(run);
     let mut stopped: Option<signals::Stop> = None;
     let result = loop {
@@ -422,7 +460,11 @@ pub(crate) async fn run_task(
     };
     let outcome = result?;
     out.suspend();
-    out.on_outcome(&rt.session_id(), &outcome);
+    out.on_outcome(
+        &rt.session_id(),
+        &outcome,
+        &rt.last_spend().unwrap_or_default(),
+    );
     Ok((outcome_exit(&outcome), stopped))
 }
 
@@ -438,6 +480,7 @@ async fn run_one(
     agent: AgentFile,
     args: &AgentArgs,
     task: &str,
+    options: &codepilot::RunOptions,
     env: secrets::EnvSnapshot,
 ) -> Result<Exit, Failure> {
     let mut signals = signals::Signals::new();
@@ -446,7 +489,7 @@ async fn run_one(
     if !args.json {
         announce(&rt);
     }
-    let exit = run_task(&rt, task, &out, &mut signals).await;
+    let exit = run_task(&rt, task, options, &out, &mut signals).await;
     if let Err(e) = rt.close().await {
         output::err_line(&format!("codepilot: closing the session: {e}"));
     }
@@ -550,7 +593,15 @@ async fn chat(
             }
             continue;
         }
-        match run_task(&rt, text, &out, &mut signals).await {
+        match run_task(
+            &rt,
+            text,
+            &codepilot::RunOptions::default(),
+            &out,
+            &mut signals,
+        )
+        .await
+        {
             Ok((exit, stop)) => {
                 last = exit;
                 // SIGTERM or SIGHUP ends the conversation too; Ctrl-C only the task.

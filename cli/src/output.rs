@@ -102,8 +102,8 @@ where
 /// A renderer for a run: its events, then its outcome.
 pub(crate) trait Output: Send + Sync {
     fn on_event(&self, e: &EventEnvelope);
-    /// The task ended; called once per task, after its last event.
-    fn on_outcome(&self, session_id: &str, outcome: &Outcome);
+    /// The task ended, having spent `spend`; called once per task, after its last event.
+    fn on_outcome(&self, session_id: &str, outcome: &Outcome, spend: &codepilot::Spend);
     /// Clears any transient UI (the spinner) before something else writes to the terminal.
     fn suspend(&self) {}
     /// The runtime's last event before this output was attached: the first it gets is `seq + 1`.
@@ -200,7 +200,7 @@ impl Output for JsonlOutput {
         order.next = Some(next);
     }
 
-    fn on_outcome(&self, session_id: &str, outcome: &Outcome) {
+    fn on_outcome(&self, session_id: &str, outcome: &Outcome, spend: &codepilot::Spend) {
         self.flush();
         let turn_id = self
             .turn_id
@@ -212,6 +212,7 @@ impl Output for JsonlOutput {
             session_id: session_id.to_owned(),
             turn_id,
             outcome: outcome.clone(),
+            spend: *spend,
         }));
     }
 }
@@ -292,10 +293,14 @@ impl Output for HumanOutput {
         }
     }
 
-    fn on_outcome(&self, session_id: &str, outcome: &Outcome) {
+    fn on_outcome(&self, session_id: &str, outcome: &Outcome, spend: &codepilot::Spend) {
         match outcome {
+            Outcome::Completed {
+                structured: Some(value),
+                ..
+            } => emit_stdout(&serde_json::to_string_pretty(value).unwrap_or_default()),
             Outcome::Completed { summary, .. } => {
-                emit_stdout(printable(summary.trim_end()).as_ref())
+                emit_stdout(printable(summary.trim_end()).as_ref());
             }
             Outcome::Replied { text, .. } => emit_stdout(printable(text.trim_end()).as_ref()),
             Outcome::MaxSteps { steps } => err_line(&format!(
@@ -303,7 +308,29 @@ impl Output for HumanOutput {
                  --session-id {session_id}"
             )),
             Outcome::Aborted { .. } => err_line("codepilot: aborted"),
+            Outcome::LimitExceeded {
+                limit,
+                scope,
+                max,
+                spent,
+                ..
+            } => err_line(&format!(
+                "codepilot: stopped: the {} limit {} was reached ({} of {}); raise it or resume with \
+                 --session-id {session_id}",
+                match scope {
+                    codepilot::LimitScope::Run => "run's",
+                    codepilot::LimitScope::Session => "session's",
+                },
+                limit.key(),
+                limit.show(*spent),
+                limit.show(*max),
+            )),
+            Outcome::InvalidOutput { errors, .. } => err_line(&format!(
+                "codepilot: the result never matched the output schema (runtime.output_retries): {}",
+                errors.join("; ")
+            )),
         }
+        err_line(&self.paint("2", &describe_spend(spend)));
     }
 
     fn on_event(&self, e: &EventEnvelope) {
@@ -499,6 +526,25 @@ pub(crate) fn describe_rewind(r: &codepilot::RewoundEvent) -> String {
     if !r.saved_as.is_empty() {
         line.push_str(&format!(" · undo: rewind to {}", r.saved_as));
     }
+    line
+}
+
+/// What a run spent, for people: `spent 12,345 tokens (in 10,000 · out 2,345 · cache 0) · $0.0123 · 4.2 s`.
+pub(crate) fn describe_spend(spend: &codepilot::Spend) -> String {
+    let t = &spend.tokens;
+    let mut line = format!(
+        "spent {} tokens (in {} · out {} · cache read {} · cache write {}){}",
+        t.total(),
+        t.input_tokens,
+        t.output_tokens,
+        t.cache_read_tokens,
+        t.cache_write_tokens,
+        if spend.estimated { ", estimated" } else { "" }
+    );
+    if let Some(cost) = spend.cost_usd {
+        line.push_str(&format!(" · ${cost:.4}"));
+    }
+    line.push_str(&format!(" · {:.1} s", spend.wall_s));
     line
 }
 

@@ -43,6 +43,7 @@ pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
                             "updated_at": s.meta.updated_at,
                             "input_tokens": s.usage.input_tokens,
                             "output_tokens": s.usage.output_tokens,
+                            "usage": s.usage,
                             "runs_on": s.holder.as_ref().map(|h| format!("{} (pid {})", h.host, h.pid)),
                             "snapshot": s.meta.snapshot,
                         })
@@ -74,14 +75,21 @@ pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
             if args.json {
                 output::emit_stdout(&serde_json::to_string(&rec.messages)?);
             } else {
+                let u = &rec.usage;
                 output::emit_stdout(&format!(
-                    "session {} · agent {} · {} task(s) · {} message(s) · tokens in {} out {}",
+                    "session {} · agent {} · {} task(s) · {} message(s)\ntokens: {} in all over {} model call(s) \
+                     (in {} · out {}, of which reasoning {} · cache read {} · cache write {})",
                     rec.id,
                     rec.meta.agent_name,
                     rec.task_counter,
                     rec.messages.len(),
-                    rec.usage.input_tokens,
-                    rec.usage.output_tokens
+                    u.total(),
+                    u.calls,
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.reasoning_tokens,
+                    u.cache_read_tokens,
+                    u.cache_write_tokens
                 ));
                 for m in &rec.messages {
                     output::emit_stdout(&format!(

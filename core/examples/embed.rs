@@ -82,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
     let outcome = rt.run(&task).await?;
     rt.close().await?;
     match outcome {
-        Outcome::Completed { summary, steps } => {
+        Outcome::Completed { summary, steps, .. } => {
             println!("completed in {steps} step(s): {summary}");
             Ok(())
         }

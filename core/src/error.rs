@@ -97,6 +97,14 @@ pub enum Error {
         /// The request budget.
         budget: u64,
     },
+    /// A run's output schema is not a JSON Schema the validator accepts.
+    #[error(
+        "the output schema is not a valid JSON Schema (draft 2020-12): {0}; fix the schema and run again"
+    )]
+    OutputSchema(String),
+    /// A run's limits are not usable (a negative cost, a cost limit for a model whose prices are unknown).
+    #[error("{0}")]
+    Limits(String),
     /// An internal invariant failed (a poisoned lock, a runtime that could not start).
     #[error("internal error: {0}")]
     Internal(String),
@@ -110,7 +118,9 @@ impl Error {
             Error::Config(_)
             | Error::MissingApiKey { .. }
             | Error::BadEnvironment { .. }
-            | Error::Register(_) => true,
+            | Error::Register(_)
+            | Error::OutputSchema(_)
+            | Error::Limits(_) => true,
             Error::Provider(e) => {
                 matches!(
                     e,

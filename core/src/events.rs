@@ -29,6 +29,7 @@ pub use codepilot_protocol::EventEnvelope;
 pub use codepilot_protocol::EventKind;
 pub use codepilot_protocol::FinishEvent;
 pub use codepilot_protocol::FinishReason;
+pub use codepilot_protocol::LimitWarningEvent;
 pub use codepilot_protocol::MaxStepsEvent;
 pub use codepilot_protocol::ModelRetryEvent;
 pub use codepilot_protocol::PermissionRequestEvent;

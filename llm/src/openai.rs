@@ -112,6 +112,10 @@ fn read_usage(acc: &mut Accumulator, usage: &Value) {
     acc.usage.input_tokens = prompt.saturating_sub(cached);
     acc.usage.cache_read_tokens = cached.min(prompt);
     acc.usage.output_tokens = completion.unwrap_or(0);
+    acc.usage.reasoning_tokens = usage
+        .pointer("/completion_tokens_details/reasoning_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
 }
 
 fn api_error(err: &Value) -> LlmError {

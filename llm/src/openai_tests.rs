@@ -83,6 +83,7 @@ fn quirks_are_tolerated() {
     assert_eq!(
         c.usage,
         Usage {
+            reasoning_tokens: 0,
             input_tokens: 40,
             output_tokens: 7,
             cache_read_tokens: 60,

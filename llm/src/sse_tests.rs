@@ -78,6 +78,7 @@ fn run(
 fn expected_usage(wire: WireFormat) -> Usage {
     match wire {
         WireFormat::Anthropic => Usage {
+            reasoning_tokens: 0,
             input_tokens: 12,
             output_tokens: 15,
             cache_read_tokens: 3,
@@ -85,6 +86,7 @@ fn expected_usage(wire: WireFormat) -> Usage {
             calls: 1,
         },
         _ => Usage {
+            reasoning_tokens: 0,
             input_tokens: 12,
             output_tokens: 15,
             cache_read_tokens: 3,

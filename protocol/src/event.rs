@@ -39,8 +39,8 @@ pub enum Event {
     RuntimeError(RuntimeErrorEvent),
     /// The model call is being retried after a transient failure; text streamed for this call is void.
     ModelRetry(ModelRetryEvent),
-    /// Token usage of one model call, and the session's running total.
-    Usage(UsageEvent),
+    /// Token usage of one model call, and the session's running total (boxed: the largest event by far).
+    Usage(Box<UsageEvent>),
     /// The task ended with a completion block, or the model replied without acting.
     Finish(FinishEvent),
     /// The step limit was reached before the task completed.
@@ -59,6 +59,8 @@ pub enum Event {
     ResourceLimit(ResourceLimitEvent),
     /// The work directory, the conversation or both were rewound to a checkpoint (SPEC §19).
     Rewound(crate::checkpoint::RewoundEvent),
+    /// 80 % of a limit on tokens, cost or time is spent (SPEC §21).
+    LimitWarning(crate::limits::LimitWarningEvent),
 }
 
 /// [`Event::Start`].
@@ -193,12 +195,24 @@ pub struct ModelRetryEvent {
 }
 
 /// [`Event::Usage`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UsageEvent {
     /// This call.
     pub call: Usage,
     /// The session so far.
     pub total: Usage,
+    /// This call's cost in US dollars; `None` when the model's prices are not known.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// The session's cost so far, at today's prices.
+    #[serde(default)]
+    pub total_cost_usd: Option<f64>,
+    /// Whether this call's counts are the runtime's estimate (the provider reported none).
+    #[serde(default)]
+    pub estimated: bool,
+    /// The run so far.
+    #[serde(default)]
+    pub run: crate::limits::Spend,
 }
 
 /// How a task finished.
@@ -209,6 +223,10 @@ pub enum FinishReason {
     Completed,
     /// The model answered without a control block.
     Replied,
+    /// A limit on tokens, cost or time was reached (the summary names it).
+    LimitExceeded,
+    /// The completions did not match the run's output schema after every retry.
+    InvalidOutput,
 }
 
 /// [`Event::Finish`].
@@ -351,6 +369,7 @@ pub enum EventKind {
     WorkspaceSaved,
     ResourceLimit,
     Rewound,
+    LimitWarning,
 }
 
 impl Event {
@@ -379,6 +398,7 @@ impl Event {
             Event::WorkspaceSaved(_) => EventKind::WorkspaceSaved,
             Event::ResourceLimit(_) => EventKind::ResourceLimit,
             Event::Rewound(_) => EventKind::Rewound,
+            Event::LimitWarning(_) => EventKind::LimitWarning,
         }
     }
 }
@@ -400,7 +420,7 @@ pub struct EventEnvelope {
 
 /// The end of a turn: how the task ended. The daemon's `turn/completed` notification, and the last line of
 /// `codepilot run --json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TurnCompleted {
     /// The session.
     pub session_id: String,
@@ -408,6 +428,9 @@ pub struct TurnCompleted {
     pub turn_id: String,
     /// How it ended.
     pub outcome: Outcome,
+    /// What the turn spent.
+    #[serde(default)]
+    pub spend: crate::limits::Spend,
 }
 
 /// One line of a JSON-lines stream of a run (`codepilot run --json`): an event, or the end of the turn.

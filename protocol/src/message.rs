@@ -69,6 +69,9 @@ pub struct Usage {
     /// Prompt tokens written to the provider's prompt cache.
     #[serde(default)]
     pub cache_write_tokens: u64,
+    /// Of `output_tokens`, those the model spent reasoning (when the provider says).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     /// Number of model calls this usage covers.
     #[serde(default)]
     pub calls: u64,
@@ -85,10 +88,11 @@ impl Usage {
         self.cache_write_tokens = self
             .cache_write_tokens
             .saturating_add(other.cache_write_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
         self.calls = self.calls.saturating_add(other.calls);
     }
 
-    /// Total tokens (input, output and cache).
+    /// Total tokens (input, output and cache; reasoning is part of output).
     #[must_use]
     pub fn total(&self) -> u64 {
         self.input_tokens

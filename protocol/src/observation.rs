@@ -256,23 +256,40 @@ pub fn human_command_text(terminal: &str, command: &str) -> String {
 }
 
 /// Why a completion block was not honoured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompletionRefusal {
     /// The control block raised an exception.
     BlockFailed,
     /// A user message arrived that the model has not read yet.
     UnreadUserMessage,
+    /// With an output schema: the completion is not JSON valid against it.
+    InvalidOutput {
+        /// The parser's or the validator's errors.
+        errors: Vec<String>,
+        /// Completions that may still be refused before the task ends as `invalid_output`.
+        tries_left: u32,
+    },
 }
 
 impl CompletionRefusal {
-    fn reason(self) -> &'static str {
+    fn reason(&self) -> String {
         match self {
             CompletionRefusal::BlockFailed => {
-                "the control block raised an exception, so the task is not complete"
+                "the control block raised an exception, so the task is not complete".to_owned()
             }
             CompletionRefusal::UnreadUserMessage => {
                 "a new message from the user arrived while you worked; it follows — take it into account before \
                  finishing"
+                    .to_owned()
+            }
+            CompletionRefusal::InvalidOutput { errors, tries_left } => {
+                let listed: Vec<String> = errors.iter().map(|e| format!("\n- {e}")).collect();
+                format!(
+                    "its content must be one JSON value valid against the output schema, and it is not:{}\n\
+                     Send a completion block whose whole content is the corrected JSON ({tries_left} more \
+                     refusal(s) end the task as invalid output)",
+                    listed.concat()
+                )
             }
         }
     }
@@ -321,7 +338,7 @@ impl Feedback {
     pub fn render(&self) -> String {
         match self {
             Feedback::ParseError(e) => parser_error_observation(e),
-            Feedback::CompletionRefused(r) => completion_rejected(r.reason()),
+            Feedback::CompletionRefused(r) => completion_rejected(&r.reason()),
             Feedback::Block(report) => {
                 let mut observation = report.observation.clone();
                 if !report.unused_payloads.is_empty() {
@@ -342,9 +359,9 @@ impl Feedback {
                         cap_observation(execution_error_observation(&observation, failure))
                     }
                 };
-                if let Some(refusal) = report.completion_refused {
+                if let Some(refusal) = &report.completion_refused {
                     text.push_str("\n\n");
-                    text.push_str(&completion_rejected(refusal.reason()));
+                    text.push_str(&completion_rejected(&refusal.reason()));
                 }
                 text
             }

@@ -350,13 +350,19 @@ pub struct SessionListResult {
 }
 
 /// `turn/start` and `turn/steer` params.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TurnParams {
     /// The session.
     pub session_id: String,
     /// The task (`turn/start`) or the message for the running turn (`turn/steer`).
     pub text: String,
+    /// `turn/start`: limits for this turn, each replacing the agent's `runtime.limits` value (SPEC §21).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<crate::limits::Limits>,
+    /// `turn/start`: a JSON Schema (2020-12) the completion must match; the outcome then carries `structured`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
 }
 
 /// `turn/start` result.

@@ -50,8 +50,8 @@ class NativeRuntime:
         db_url: Optional[str] = None,
         stream: Optional[bool] = None,
     ) -> "NativeRuntime": ...
-    def start(self, task: str) -> RunHandle:
-        """Starts a run of ``task``."""
+    def start(self, task: str, limits: Optional[str] = None, output_schema: Optional[str] = None) -> RunHandle:
+        """Starts a run of ``task``; ``limits`` and ``output_schema`` are JSON texts."""
     def send_message(self, text: str) -> None:
         """Queues a message for the model."""
     def abort(self) -> None:

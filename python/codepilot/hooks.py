@@ -86,7 +86,9 @@ class EventType(str, enum.Enum):
     MODEL_RETRY = "model_retry"
     """``attempt``, ``delay_ms``, ``reason``: a model call failed and is retried."""
     USAGE = "usage"
-    """``call``, ``total``: token usage after each model call."""
+    """``call``, ``total`` (token counts by kind: the call's and the session's), ``cost_usd``, ``total_cost_usd``
+    (``None`` when the model's prices are unknown), ``estimated``, ``run`` (the run so far): after each model
+    call."""
     CONTEXT_MAINTENANCE_START = "context_maintenance_start"
     """``stress_pct``, ``history_tokens``, ``safe_budget``, ``candidates``: the agent is asked to archive."""
     CONTEXT_DROP = "context_drop"
@@ -99,6 +101,9 @@ class EventType(str, enum.Enum):
     REWOUND = "rewound"
     """``checkpoint``, ``scope``, ``files_restored``, ``files_deleted``, ``files_left``, ``messages``, ``saved_as``: ``rewind`` put
     the work_dir, the conversation or both back to a checkpoint; ``saved_as`` undoes it."""
+    LIMIT_WARNING = "limit_warning"
+    """``limit`` (``max_total_tokens``, ``max_cost_usd``, ``max_wall_s``), ``scope`` (``run``, ``session``), ``max``,
+    ``spent``: 80 % of a limit is spent; at 100 % the run ends with ``last_outcome.status == "limit_exceeded"``."""
 
 
 Handler = Callable[..., Any]

@@ -50,16 +50,52 @@ class Outcome(NamedTuple):
     """How the last task ended."""
 
     status: str
-    """``"completed"``, ``"replied"`` (a chat answer), ``"max_steps"`` or ``"aborted"``."""
+    """``"completed"``, ``"replied"`` (a chat answer), ``"max_steps"``, ``"aborted"``, ``"limit_exceeded"`` (a
+    limit on tokens, cost or time) or ``"invalid_output"`` (the result never matched the output schema)."""
     text: Optional[str]
-    """The completion summary, or the reply; ``None`` for the other two."""
+    """The completion summary, or the reply; ``None`` for the others."""
     steps: int
     """Steps the task took."""
+    structured: Any = None
+    """With ``output_schema``: the validated result (a dict, or an instance of the pydantic model passed)."""
+    usage: Optional[Dict[str, Any]] = None
+    """What the task spent: ``tokens`` (``input_tokens``, ``output_tokens``, ``cache_read_tokens``,
+    ``cache_write_tokens``, ``reasoning_tokens``, ``calls``), ``cost_usd`` (``None`` without prices),
+    ``estimated``, ``wall_s``."""
+    details: Optional[Dict[str, Any]] = None
+    """The whole outcome as the engine reports it: ``limit``, ``scope``, ``max``, ``spent`` for
+    ``limit_exceeded``; ``errors`` and ``last`` for ``invalid_output``."""
 
     @property
     def completed(self) -> bool:
         """Whether the agent completed the task."""
         return self.status == "completed"
+
+
+def _limits_json(limits: Optional[Dict[str, Any]]) -> Optional[str]:
+    """``limits`` for the engine: a dict of ``max_total_tokens``, ``max_cost_usd``, ``max_wall_s``."""
+    if limits is None:
+        return None
+    if not isinstance(limits, dict):
+        raise TypeError(f"limits must be a dict (max_total_tokens, max_cost_usd, max_wall_s), not {type(limits).__name__}")
+    import json
+
+    return json.dumps({k: v for k, v in limits.items() if v is not None})
+
+
+def _schema_json(output_schema: Any) -> Tuple[Optional[str], Any]:
+    """``output_schema`` for the engine, and the pydantic model class to build the result with (if one was given)."""
+    if output_schema is None:
+        return None, None
+    import json
+
+    if isinstance(output_schema, dict):
+        return json.dumps(output_schema), None
+    if isinstance(output_schema, type) and hasattr(output_schema, "model_json_schema"):
+        return json.dumps(output_schema.model_json_schema()), output_schema
+    raise TypeError(
+        f"output_schema must be a JSON Schema dict or a pydantic model class, not {type(output_schema).__name__}"
+    )
 
 
 def _engine_url(db: Any) -> str:
@@ -282,11 +318,17 @@ class _Base:
             if item[0] == "event":
                 _discard_awaitable(self.hooks.emit(item[1], **item[2]))
 
-    def _finish(self, item: Tuple[Any, ...]) -> Optional[str]:
+    def _finish(self, item: Tuple[Any, ...], model: Any = None) -> Any:
         if item[0] == "error":
             raise item[1]
-        self.last_outcome = Outcome(item[1], item[2], item[3])
-        return item[2] if item[1] == "completed" else None
+        details = item[4]
+        structured = details.get("structured")
+        if structured is not None and model is not None:
+            structured = model.model_validate(structured)
+        self.last_outcome = Outcome(item[1], item[2], item[3], structured, item[5], details)
+        if item[1] != "completed":
+            return None
+        return structured if "structured" in details else item[2]
 
 
 def _running_loop() -> "Optional[asyncio.AbstractEventLoop]":
@@ -346,9 +388,19 @@ class Runtime(_Base):
     _loop: "Optional[asyncio.AbstractEventLoop]" = None
     """The loop that runs ``async`` hooks and tools of this blocking runtime, made when first needed."""
 
-    def run(self, task: str) -> Optional[str]:
-        """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit or
-        an abort (:attr:`last_outcome` tells which). Ctrl-C aborts the task and raises ``KeyboardInterrupt``."""
+    def run(
+        self,
+        task: str,
+        *,
+        limits: Optional[Dict[str, Any]] = None,
+        output_schema: Any = None,
+    ) -> Any:
+        """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit, an
+        abort or a limit (:attr:`last_outcome` tells which). Ctrl-C aborts the task and raises ``KeyboardInterrupt``.
+
+        ``limits`` (``max_total_tokens``, ``max_cost_usd``, ``max_wall_s``) replace the agent file's
+        ``runtime.limits`` for this run. ``output_schema`` (a JSON Schema dict or a pydantic model class) makes the
+        result structured: the return value is then the validated dict, or an instance of the model."""
         if _running_loop() is not None:
             warnings.warn(
                 "Runtime.run() blocks the running event loop until the task ends; use AsyncRuntime and "
@@ -356,7 +408,8 @@ class Runtime(_Base):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        handle = self._native.start(str(task))
+        schema, model = _schema_json(output_schema)
+        handle = self._native.start(str(task), _limits_json(limits), schema)
         try:
             while True:
                 items = handle.wait()
@@ -373,7 +426,7 @@ class Runtime(_Base):
                     elif kind == "ask_user":
                         item[2].send(_answer_text(self._sync(self.hooks.emit(EventType.ASK_USER, **item[1]))))
                     elif kind in ("done", "error"):
-                        return self._finish(item)
+                        return self._finish(item, model)
         except BaseException:
             handle.cancel()
             raise
@@ -433,12 +486,20 @@ class AsyncRuntime(_Base):
     Same arguments as :class:`Runtime`; ``db`` may be a SQLAlchemy ``AsyncEngine``.
     """
 
-    async def run(self, task: str) -> Optional[str]:
-        """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit or
-        an abort (:attr:`last_outcome` tells which)."""
+    async def run(
+        self,
+        task: str,
+        *,
+        limits: Optional[Dict[str, Any]] = None,
+        output_schema: Any = None,
+    ) -> Any:
+        """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit, an
+        abort or a limit (:attr:`last_outcome` tells which). ``limits`` and ``output_schema`` as for
+        :meth:`Runtime.run`."""
         import asyncio
 
-        handle = self._native.start(str(task))
+        schema, model = _schema_json(output_schema)
+        handle = self._native.start(str(task), _limits_json(limits), schema)
         pending: Set["asyncio.Future[Any]"] = set()
         batch: Optional["asyncio.Future[Any]"] = None
         try:
@@ -470,7 +531,7 @@ class AsyncRuntime(_Base):
                     elif kind == "ask_user":
                         pending.add(asyncio.ensure_future(self._reply(EventType.ASK_USER, item[1], item[2], _answer_text)))
                     elif kind in ("done", "error"):
-                        return self._finish(item)
+                        return self._finish(item, model)
         except BaseException:
             handle.cancel()
             raise

@@ -58,8 +58,8 @@ pub(crate) enum HostItem {
     },
     /// Ask the ask-user hooks.
     AskUser { question: String, reply: Reply },
-    /// The run ended.
-    Done(Result<Outcome, codepilot::Error>),
+    /// The run ended, with what it spent.
+    Done(Result<(Outcome, codepilot::Spend), codepilot::Error>),
 }
 
 impl<'py> IntoPyObject<'py> for HostItem {
@@ -117,20 +117,18 @@ impl<'py> IntoPyObject<'py> for HostItem {
                     ],
                 )?
             }
-            HostItem::Done(Ok(outcome)) => {
-                let status = match &outcome {
-                    Outcome::Completed { .. } => "completed",
-                    Outcome::Replied { .. } => "replied",
-                    Outcome::MaxSteps { .. } => "max_steps",
-                    Outcome::Aborted { .. } => "aborted",
-                };
+            HostItem::Done(Ok((outcome, spend))) => {
+                let whole = serde_json::to_value(&outcome).unwrap_or(Value::Null);
+                let spend = serde_json::to_value(spend).unwrap_or(Value::Null);
                 PyTuple::new(
                     py,
                     [
                         "done".into_pyobject(py)?.into_any(),
-                        status.into_pyobject(py)?.into_any(),
+                        outcome.status().into_pyobject(py)?.into_any(),
                         outcome.text().into_pyobject(py)?.into_any(),
                         outcome.steps().into_pyobject(py)?.into_any(),
+                        convert::to_py(py, &whole)?,
+                        convert::to_py(py, &spend)?,
                     ],
                 )?
             }
@@ -228,7 +226,11 @@ impl Bridge {
     }
 
     /// Run `run` ended with `result`: tells its driver last, then detaches it.
-    pub(crate) fn finish(&self, run: u64, result: Result<Outcome, codepilot::Error>) {
+    pub(crate) fn finish(
+        &self,
+        run: u64,
+        result: Result<(Outcome, codepilot::Spend), codepilot::Error>,
+    ) {
         let mut route = lock(&self.route);
         if let Some((r, tx)) = &route.driver
             && *r == run

@@ -15,7 +15,7 @@ use serde_json::json;
 /// bridge asks the `permission_request` and `ask_user` hooks. `codepilot._native.event_hooks()` returns this table,
 /// and the package's tests check it against [`event_types`] and Python's `EventType`, so an event added on one side
 /// only fails them.
-pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 21] = [
+pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 22] = [
     ("start", &["start"]),
     ("step", &["step"]),
     ("stream", &["stream", "thinking_stream"]),
@@ -37,6 +37,7 @@ pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 21] = [
     ("workspace_saved", &["workspace_saved"]),
     ("resource_limit", &["resource_limit"]),
     ("rewound", &["rewound"]),
+    ("limit_warning", &["limit_warning"]),
 ];
 
 /// The `type` tag of every variant of the engine's [`Event`] enum, in declaration order.
@@ -103,7 +104,17 @@ pub(crate) fn hook_call(event: &Event) -> Option<(&'static str, Map<String, Valu
             "model_retry",
             json!({"attempt": e.attempt, "delay_ms": e.delay_ms, "reason": e.reason}),
         ),
-        Event::Usage(e) => ("usage", json!({"call": e.call, "total": e.total})),
+        Event::Usage(e) => (
+            "usage",
+            json!({
+                "call": e.call,
+                "total": e.total,
+                "cost_usd": e.cost_usd,
+                "total_cost_usd": e.total_cost_usd,
+                "estimated": e.estimated,
+                "run": e.run,
+            }),
+        ),
         Event::Finish(e) => ("finish", json!({"summary": e.summary, "reason": e.reason})),
         Event::MaxSteps(e) => ("max_steps", json!({"steps": e.steps})),
         Event::Aborted(e) => ("aborted", json!({"step": e.step})),
@@ -159,6 +170,15 @@ pub(crate) fn hook_call(event: &Event) -> Option<(&'static str, Map<String, Valu
                 "files_left": e.files_left,
                 "messages": e.messages,
                 "saved_as": e.saved_as,
+            }),
+        ),
+        Event::LimitWarning(e) => (
+            "limit_warning",
+            json!({
+                "limit": e.limit,
+                "scope": e.scope,
+                "max": e.max,
+                "spent": e.spent,
             }),
         ),
         other => {

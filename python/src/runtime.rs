@@ -170,9 +170,33 @@ impl NativeRuntime {
         })
     }
 
-    /// Starts a run of `task` and returns the handle its driver reads from.
-    fn start(&self, py: Python<'_>, task: String) -> PyResult<RunHandle> {
+    /// Starts a run of `task` and returns the handle its driver reads from. `limits` and `output_schema` are JSON
+    /// texts (SPEC §21).
+    #[pyo3(signature = (task, limits=None, output_schema=None))]
+    fn start(
+        &self,
+        py: Python<'_>,
+        task: String,
+        limits: Option<&str>,
+        output_schema: Option<&str>,
+    ) -> PyResult<RunHandle> {
         let engine = engine()?;
+        let options = codepilot::RunOptions {
+            limits: match limits {
+                Some(text) => serde_json::from_str(text).map_err(|e| {
+                    pyo3::exceptions::PyValueError::new_err(format!(
+                        "limits: {e}; use max_total_tokens, max_cost_usd and max_wall_s"
+                    ))
+                })?,
+                None => codepilot::RunLimits::default(),
+            },
+            output_schema: output_schema
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| {
+                    pyo3::exceptions::PyValueError::new_err(format!("output_schema: {e}"))
+                })?,
+        };
         if self.bridge.driven() {
             return Err(errors::to_py_err(py, &codepilot::Error::Busy));
         }
@@ -190,9 +214,13 @@ impl NativeRuntime {
                     let _ = previous.await;
                 }
                 if cancelled.load(Ordering::SeqCst) {
-                    return Ok(codepilot::Outcome::Aborted { steps: 0 });
+                    return Ok((
+                        codepilot::Outcome::Aborted { steps: 0 },
+                        codepilot::Spend::default(),
+                    ));
                 }
-                rt.run(&task).await
+                let outcome = rt.run_with(&task, &options).await?;
+                Ok((outcome, rt.last_spend().unwrap_or_default()))
             })
         };
         let bridge = Arc::clone(&self.bridge);

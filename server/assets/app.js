@@ -85,9 +85,33 @@ function show(e) {
     case "runtime_error": return entry("error", e.kind + ": " + e.message);
     case "workspace_saved": return entry("result", "workspace saved: " + e.files + " files (" + e.key + ")");
     case "resource_limit": return entry("limit", "⚠ " + (e.terminal ? "terminal " + e.terminal + ": " : "") + e.message);
+    case "limit_warning":
+      return entry("limit", `⚠ ${e.scope} limit ${e.limit}: ${amount(e.limit, e.spent)} of ${amount(e.limit, e.max)} spent`);
     case "rewound": return rewoundEntry(e);
     default: return null;
   }
+}
+
+/** `value` in the unit of limit `limit` (SPEC §21). */
+function amount(limit, value) {
+  if (limit === "max_cost_usd") return "$" + value.toFixed(4);
+  if (limit === "max_wall_s") return value.toFixed(1) + " s";
+  return Math.round(value).toLocaleString("en") + " tokens";
+}
+
+/** What a turn spent, as `turn/completed` reports it; how it ended when a limit or the output schema stopped it. */
+function spendEntry(params) {
+  const s = params.spend, o = params.outcome;
+  if (o.status === "limit_exceeded") {
+    entry("error", `stopped: ${o.scope} limit ${o.limit} reached (${amount(o.limit, o.spent)} of ${amount(o.limit, o.max)})`);
+  } else if (o.status === "invalid_output") {
+    entry("error", "the result never matched the output schema: " + o.errors.join("; "));
+  }
+  if (!s) return;
+  const cost = s.cost_usd == null ? "" : ` · $${s.cost_usd.toFixed(4)}`;
+  const t = s.tokens;
+  const tokens = t.input_tokens + t.output_tokens + t.cache_read_tokens + t.cache_write_tokens;
+  entry("spend", `spent ${tokens.toLocaleString("en")} tokens${s.estimated ? " (estimated)" : ""}${cost} · ${s.wall_s.toFixed(1)} s`);
 }
 
 /** A turn's first entry, with "rewind to here": back to the checkpoint taken before the turn began (SPEC §19). */
@@ -200,7 +224,9 @@ function onMessage(raw) {
   }
   switch (m.method) {
     case "event": onEvent(m.params); break;
-    case "turn/completed": if (m.params.session_id === current) { streaming = null; refreshSessions(); } break;
+    case "turn/completed":
+      if (m.params.session_id === current) { streaming = null; spendEntry(m.params); refreshSessions(); }
+      break;
     case "turn/failed": if (m.params.session_id === current) entry("error", m.params.error.message); break;
     case "permission/request": onPermission(m.id, m.params); break;
     case "ask_user/request": onAsk(m.id, m.params); break;

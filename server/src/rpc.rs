@@ -238,7 +238,13 @@ impl Daemon {
                 peer.sessions.remove(&p.session_id);
                 ok(Empty {})
             }
-            ClientRequest::TurnStart(p) => self.start_turn(&p.session_id, p.text).await,
+            ClientRequest::TurnStart(p) => {
+                let options = codepilot::RunOptions {
+                    limits: p.limits.unwrap_or_default(),
+                    output_schema: p.output_schema,
+                };
+                self.start_turn(&p.session_id, p.text, options).await
+            }
             ClientRequest::TurnSteer(p) => {
                 self.host(&p.session_id)?.rt.send_message(p.text);
                 ok(Empty {})
@@ -335,7 +341,12 @@ impl Daemon {
         ok(SessionListResult { sessions })
     }
 
-    async fn start_turn(&self, session_id: &str, text: String) -> Reply {
+    async fn start_turn(
+        &self,
+        session_id: &str,
+        text: String,
+        options: codepilot::RunOptions,
+    ) -> Reply {
         let host = self.host(session_id)?;
         let _starting = host.starting.lock().await;
         if host.shared.running_turn().is_some() {
@@ -350,10 +361,13 @@ impl Daemon {
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
         let runner = Arc::clone(&host);
         tokio::spawn(async move {
-            let result = runner.rt.run(&text).await;
+            let result = runner.rt.run_with(&text, &options).await;
             let turn = runner.shared.running_turn();
             match (result, turn) {
-                (Ok(outcome), Some(turn)) => runner.shared.turn_ended(turn, Ok(outcome)),
+                (Ok(outcome), Some(turn)) => {
+                    let spend = runner.rt.last_spend().unwrap_or_default();
+                    runner.shared.turn_ended(turn, Ok((outcome, spend)));
+                }
                 (Err(e), Some(turn)) => runner.shared.turn_ended(turn, Err(engine_error(&e))),
                 // It never started: the caller gets the error.
                 (Err(e), None) => {

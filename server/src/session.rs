@@ -158,13 +158,18 @@ impl Shared {
     }
 
     /// The turn ended: `turn/completed` (or `turn/failed`) goes into the log.
-    pub(crate) fn turn_ended(&self, turn_id: String, result: Result<codepilot::Outcome, RpcError>) {
+    pub(crate) fn turn_ended(
+        &self,
+        turn_id: String,
+        result: Result<(codepilot::Outcome, codepilot::Spend), RpcError>,
+    ) {
         *lock(&self.turn) = None;
         let notification = match result {
-            Ok(outcome) => ServerNotification::TurnCompleted(TurnCompleted {
+            Ok((outcome, spend)) => ServerNotification::TurnCompleted(TurnCompleted {
                 session_id: self.session_id.clone(),
                 turn_id,
                 outcome,
+                spend,
             }),
             Err(error) => ServerNotification::TurnFailed(TurnFailed {
                 session_id: self.session_id.clone(),

@@ -70,6 +70,13 @@ pub(crate) fn migrator() -> Migrator {
             AssertSqlSafe(include_str!("../migrations/0005_agent_source.sql")).into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("reasoning tokens"),
+            MigrationType::Simple,
+            AssertSqlSafe(include_str!("../migrations/0006_reasoning_tokens.sql")).into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -77,11 +84,11 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, agent_name, created_at, 
      VALUES ($1, $2, $3, $3) ON CONFLICT (id) DO NOTHING";
 const LOCK_ROW: &str = "UPDATE sessions SET lease_token = lease_token WHERE id = $1";
 const SELECT_SESSION: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
-     message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
+     message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, calls, \
      lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, archives, snapshot, agent_source \
      FROM sessions WHERE id = $1";
 const LIST_SESSIONS: &str = "SELECT id, agent_name, title, created_at, updated_at, task_counter, \
-     message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, calls, \
+     message_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, calls, \
      lease_token, lease_pid, lease_host, lease_acquired_at, lease_expires_at, snapshot, agent_source \
      FROM sessions ORDER BY updated_at DESC, created_at DESC, id ASC";
 const SET_LEASE: &str = "UPDATE sessions SET lease_token = $2, lease_pid = $3, lease_host = $4, \
@@ -92,7 +99,8 @@ const TOUCH_OWNED: &str = "UPDATE sessions SET updated_at = $2 WHERE id = $1 AND
 const SELECT_COUNT: &str = "SELECT message_count FROM sessions WHERE id = $1";
 const UPDATE_COUNTERS: &str = "UPDATE sessions SET message_count = $2, task_counter = $3, \
      input_tokens = $4, output_tokens = $5, cache_read_tokens = $6, cache_write_tokens = $7, calls = $8, \
-     title = COALESCE($9, title), updated_at = $10, archives = COALESCE($11, archives) WHERE id = $1";
+     title = COALESCE($9, title), updated_at = $10, archives = COALESCE($11, archives), reasoning_tokens = $12 \
+     WHERE id = $1";
 const DELETE_MESSAGES_FROM: &str = "DELETE FROM messages WHERE session_id = $1 AND seq >= $2";
 const SET_HISTORY: &str =
     "UPDATE sessions SET message_count = $2, archives = $3, updated_at = $4 WHERE id = $1";
@@ -317,6 +325,7 @@ macro_rules! sql_store {
                     output_tokens: to_u64(row.try_get("output_tokens")?),
                     cache_read_tokens: to_u64(row.try_get("cache_read_tokens")?),
                     cache_write_tokens: to_u64(row.try_get("cache_write_tokens")?),
+                    reasoning_tokens: to_u64(row.try_get("reasoning_tokens")?),
                     calls: to_u64(row.try_get("calls")?),
                 };
                 let token: String = row.try_get("lease_token")?;
@@ -524,6 +533,7 @@ macro_rules! sql_store {
                     .bind(cp.title.as_deref().map(|t| $crate::sql::no_nul(t).into_owned()))
                     .bind(now)
                     .bind($crate::sql::encode_archives(cp.archives.as_deref())?)
+                    .bind(to_i64(cp.usage.reasoning_tokens))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

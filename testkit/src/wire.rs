@@ -150,6 +150,7 @@ fn openai_usage(u: &Usage) -> Value {
         "completion_tokens": u.output_tokens,
         "total_tokens": prompt.saturating_add(u.output_tokens),
         "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     })
 }
 

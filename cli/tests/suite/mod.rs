@@ -15,3 +15,4 @@ mod run;
 mod sandbox;
 mod serve;
 mod sessions;
+mod spend;

@@ -42,12 +42,37 @@ async fn run(json: bool) -> (String, String, Option<i32>) {
     args.push("read a.txt");
     let out = codepilot(dir.path(), &args).await;
     let root = std::fs::canonicalize(dir.path()).unwrap();
-    let redact = |s: String| s.replace(&root.display().to_string(), "<DIR>");
+    let redact = |s: String| redact_wall(&s.replace(&root.display().to_string(), "<DIR>"));
     (
         redact(stdout(&out)),
         redact(stderr(&out)),
         out.status.code(),
     )
+}
+
+/// The run's wall time, the one figure of its output that changes from run to run: `· 0.1 s` at the end of the
+/// spend line, `"wall_s":0.0123` in JSON.
+fn redact_wall(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if line.starts_with("spent ")
+                && let Some(at) = line.rfind(" · ")
+            {
+                return format!("{} · <WALL> s", &line[..at]);
+            }
+            match line.find("\"wall_s\":") {
+                Some(at) => {
+                    let rest = &line[at + 9..];
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-'))
+                        .unwrap_or(rest.len());
+                    format!("{}\"wall_s\":<WALL>{}", &line[..at], &rest[end..])
+                }
+                None => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +113,7 @@ async fn max_steps_output() {
     .await;
     assert_eq!(out.status.code(), Some(3));
     let root = std::fs::canonicalize(dir.path()).unwrap();
-    let err = stderr(&out).replace(&root.display().to_string(), "<DIR>");
+    let err = redact_wall(&stderr(&out).replace(&root.display().to_string(), "<DIR>"));
     insta::assert_snapshot!("human_max_steps_stderr", err);
     assert_eq!(stdout(&out), "");
 }

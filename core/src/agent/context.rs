@@ -52,10 +52,28 @@ pub(crate) struct Context {
     pub(crate) context: ContextParams,
     /// Steps per run.
     pub(crate) max_steps: u32,
+    /// What runs may spend, and the prices spend is counted at (SPEC §21).
+    pub(crate) spending: Spending,
+    /// What the last run spent.
+    pub(crate) last_spend: std::sync::Mutex<Option<codepilot_protocol::Spend>>,
     /// Checkpoints before turns and steps (SPEC §19).
     pub(crate) checkpoints: Arc<super::Checkpoints>,
     /// The runtime's part at a step's and a run's end.
     pub(crate) hooks: Option<Arc<dyn RunHooks>>,
+}
+
+/// The agent's limits and prices, from agent.yaml.
+pub(crate) struct Spending {
+    /// `runtime.limits`: each run's.
+    pub(crate) run: codepilot_protocol::Limits,
+    /// `runtime.session_limits`.
+    pub(crate) session: codepilot_protocol::Limits,
+    /// `model.pricing` or the built-in table's.
+    pub(crate) prices: Option<codepilot_llm::Pricing>,
+    /// The most output one call can produce.
+    pub(crate) max_output: u64,
+    /// `runtime.output_retries`.
+    pub(crate) output_retries: u32,
 }
 
 impl Context {

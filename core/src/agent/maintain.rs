@@ -6,7 +6,6 @@ use codepilot_llm::WireMessage;
 use codepilot_protocol::ArchiveOrigin;
 use codepilot_protocol::Message;
 use codepilot_protocol::Role;
-use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::context::LOW_WATER;
@@ -16,7 +15,6 @@ use crate::events::ContextMaintenanceEvent;
 use crate::events::ErrorKind;
 use crate::events::Event;
 use crate::events::RuntimeErrorEvent;
-use crate::events::UsageEvent;
 use crate::state::SessionState;
 use crate::toolbox::ToolSet;
 
@@ -69,8 +67,9 @@ pub(super) async fn backstop(
     cx: &Context,
     state: &mut SessionState,
     toolset: &ToolSet,
-    cancel: &CancellationToken,
+    run: &mut super::Run<'_>,
 ) {
+    let cancel = run.cancel;
     let (first, last, transcript, before, budget) = {
         let mut book = state.book();
         if book.stress(&toolset.static_prompt, "") < book.threshold() {
@@ -95,6 +94,11 @@ pub(super) async fn backstop(
         Role::User,
         codepilot_protocol::summariser_request(&transcript),
     )];
+    // Within the limits like every call; when it does not fit, compaction frees the context instead.
+    let prompt = state.book().count(request[0].content());
+    if run.budget.check(prompt, &state.usage).is_some() {
+        return;
+    }
     let mut ignore = |_: codepilot_llm::StreamDelta<'_>| {};
     let call = cx.provider.complete(
         ChatRequest {
@@ -123,11 +127,23 @@ pub(super) async fn backstop(
             return;
         }
     };
-    state.usage.add(&completion.usage);
-    cx.emit(Event::Usage(UsageEvent {
-        call: completion.usage,
-        total: state.usage,
-    }));
+    let (usage, estimated) = if completion.usage.total() == 0 {
+        let estimate = codepilot_protocol::Usage {
+            input_tokens: prompt,
+            output_tokens: state.book().count(&completion.text),
+            calls: 1,
+            ..codepilot_protocol::Usage::default()
+        };
+        (estimate, true)
+    } else {
+        (completion.usage, false)
+    };
+    state.usage.add(&usage);
+    let (event, warnings) = run.budget.record(usage, estimated, state.usage);
+    cx.emit(Event::Usage(Box::new(event)));
+    for warning in warnings {
+        cx.emit(Event::LimitWarning(warning));
+    }
     let archived = {
         let mut book = state.book();
         book.archive(first, last, &completion.text, ArchiveOrigin::Summary)

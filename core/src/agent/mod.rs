@@ -5,11 +5,13 @@
 //! - `step` turns one answer into feedback for the model (and maybe an outcome);
 //! - `host` serves the control block's tool calls: permission gate, dispatch, events, observation entries.
 
+mod budget;
 mod checkpoints;
 mod context;
 mod host;
 mod maintain;
 mod model;
+mod output;
 mod step;
 
 use std::sync::Arc;
@@ -20,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use checkpoints::Checkpoints;
 pub(crate) use context::Context;
 pub(crate) use context::RunHooks;
+pub(crate) use context::Spending;
+
+use budget::Budget;
+use output::OutputSchema;
 
 use crate::Outcome;
 use crate::error::Error;
@@ -35,18 +41,42 @@ use crate::events::MaxStepsEvent;
 use crate::events::RuntimeErrorEvent;
 use crate::events::StartEvent;
 use crate::events::StepEvent;
-use crate::events::UsageEvent;
 use crate::events::UserMessageEvent;
 use crate::prompt::DynamicVars;
 use crate::prompt::TerminalLine;
 use crate::state::SessionState;
 use crate::toolbox::ToolSet;
 
+/// What one run may do beyond the agent's defaults (SPEC §21).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunOptions {
+    /// Limits for this run, each one set replacing the agent's `runtime.limits` value.
+    pub limits: codepilot_protocol::Limits,
+    /// A JSON Schema (draft 2020-12) the completion must match; the outcome then carries the parsed value.
+    pub output_schema: Option<serde_json::Value>,
+}
+
 /// Runs one task. Holds the session for the whole run, so a second concurrent `run` gets [`Error::Busy`].
 ///
 /// Terminal events (`Finish`, `MaxSteps`, `Aborted`) are emitted only after the final checkpoint succeeded, so a
 /// host that sees one can rely on the step being stored.
-pub(crate) async fn run(cx: &Arc<Context>, task: &str) -> Result<Outcome> {
+pub(crate) async fn run(cx: &Arc<Context>, task: &str, options: &RunOptions) -> Result<Outcome> {
+    let limits = options.limits.or(cx.spending.run);
+    limits
+        .validate()
+        .map_err(|m| Error::Limits(format!("this run's limits: {m}")))?;
+    if options.limits.max_cost_usd.is_some() && cx.spending.prices.is_none() {
+        return Err(Error::Limits(
+            "a cost limit needs the model's prices, and this model has none built in; add `model.pricing: \
+             {input_per_mtok: …, output_per_mtok: …}` (US dollars per million tokens) to the agent file"
+                .to_owned(),
+        ));
+    }
+    let mut schema = options
+        .output_schema
+        .clone()
+        .map(|s| OutputSchema::new(s, cx.spending.output_retries))
+        .transpose()?;
     let entered = cx.control.enter();
     if cx.control.is_closed() {
         return Err(Error::Closed);
@@ -69,16 +99,45 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str) -> Result<Outcome> {
         state.title = codepilot_store::title_from_task(task);
     }
     let n = state.task_counter;
-    state
-        .messages
-        .push(Message::user(codepilot_protocol::task_message(n, task)));
+    let mut text = codepilot_protocol::task_message(n, task);
+    if let Some(schema) = &schema {
+        text.push_str("\n\n");
+        text.push_str(&schema.instruction());
+    }
+    state.messages.push(Message::user(text));
     cx.events.set_turn(Some(turn_id(n)));
     cx.emit(Event::Start(StartEvent {
         session_id: state.id.to_string(),
         task_number: n,
         task: task.to_owned(),
     }));
-    let outcome = finish_run(cx, &mut state, &owned.token).await;
+    let mut budget = Budget::new(
+        limits,
+        cx.spending.session,
+        cx.spending.prices,
+        cx.spending.max_output,
+    );
+    // The wall limit holds whatever the run is doing: at the deadline the turn is cancelled as an abort is, and
+    // the abort is then reported as the limit.
+    let turn = owned.token.child_token();
+    let wall = budget.wall_deadline().map(|at| {
+        let turn = turn.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            turn.cancel();
+        })
+    });
+    let mut run = Run {
+        budget: &mut budget,
+        schema: schema.as_mut(),
+        cancel: &turn,
+        wall: wall.as_ref(),
+    };
+    let outcome = finish_run(cx, &mut state, &mut run).await;
+    if let Some(wall) = &wall {
+        wall.abort();
+    }
+    *codepilot_protocol::sync::lock(&cx.last_spend) = Some(budget.spend());
     if !matches!(
         outcome,
         Err(Error::Store(_) | Error::LeaseLost(_) | Error::Closed)
@@ -91,6 +150,27 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str) -> Result<Outcome> {
     outcome
 }
 
+/// One run's state besides the session: what it may spend, its output schema, its cancellation.
+struct Run<'a> {
+    budget: &'a mut Budget,
+    schema: Option<&'a mut OutputSchema>,
+    /// Cancelled by an abort, or when the wall limit is reached.
+    cancel: &'a CancellationToken,
+    /// The wall limit's timer: finished once the limit was reached.
+    wall: Option<&'a tokio::task::JoinHandle<()>>,
+}
+
+impl Run<'_> {
+    /// An abort's outcome, unless the abort was the wall limit.
+    fn aborted(&self, steps: u32) -> Outcome {
+        if self.wall.is_some_and(tokio::task::JoinHandle::is_finished) {
+            self.budget.wall_exceeded().outcome(steps)
+        } else {
+            Outcome::Aborted { steps }
+        }
+    }
+}
+
 /// The id of task `n`'s turn, as envelopes and `turn/completed` carry it.
 pub(crate) fn turn_id(task_number: u64) -> String {
     format!("turn-{task_number}")
@@ -99,9 +179,12 @@ pub(crate) fn turn_id(task_number: u64) -> String {
 async fn finish_run(
     cx: &Arc<Context>,
     state: &mut SessionState,
-    cancel: &CancellationToken,
+    run: &mut Run<'_>,
 ) -> Result<Outcome> {
-    let outcome = step_loop(cx, state, cancel).await;
+    let outcome = step_loop(cx, state, run).await.map(|o| match o {
+        Outcome::Aborted { steps } => run.aborted(steps),
+        other => other,
+    });
     // A store failure was reported where it happened; don't try (and report) again.
     if let Err(e @ (Error::Store(_) | Error::LeaseLost(_))) = outcome {
         return Err(e);
@@ -123,6 +206,29 @@ async fn finish_run(
         }),
         Outcome::MaxSteps { steps } => Event::MaxSteps(MaxStepsEvent { steps: *steps }),
         Outcome::Aborted { steps } => Event::Aborted(AbortedEvent { step: *steps }),
+        Outcome::LimitExceeded {
+            limit,
+            scope,
+            max,
+            spent,
+            ..
+        } => Event::Finish(FinishEvent {
+            reason: FinishReason::LimitExceeded,
+            summary: format!(
+                "stopped: {} {} reached ({} of {})",
+                scope.config_key(),
+                limit.key(),
+                limit.show(*spent),
+                limit.show(*max)
+            ),
+        }),
+        Outcome::InvalidOutput { errors, .. } => Event::Finish(FinishEvent {
+            reason: FinishReason::InvalidOutput,
+            summary: format!(
+                "the completion did not match the output schema after every retry: {}",
+                errors.join("; ")
+            ),
+        }),
     });
     Ok(outcome)
 }
@@ -215,6 +321,8 @@ pub(crate) fn system_prompt(cx: &Context) -> Result<String> {
 
 /// What one model call sends: the dynamic prompt part and the view of the history.
 struct Request {
+    /// The request's size in tokens (as counted or estimated here).
+    tokens: u64,
     dynamic: String,
     messages: Vec<codepilot_llm::WireMessage>,
     cache_marks: Vec<usize>,
@@ -251,6 +359,7 @@ fn prepare(
         dynamic = render(drop.after);
     }
     Ok(Request {
+        tokens: book.request_tokens(&toolset.static_prompt, &dynamic),
         dynamic,
         messages: book.messages().to_vec(),
         cache_marks: book.cache_marks(),
@@ -260,8 +369,9 @@ fn prepare(
 async fn step_loop(
     cx: &Arc<Context>,
     state: &mut SessionState,
-    cancel: &CancellationToken,
+    run: &mut Run<'_>,
 ) -> Result<Outcome> {
+    let cancel = run.cancel;
     let max_steps = cx.max_steps;
     let mut maintained = false;
     for step in 1..=max_steps {
@@ -295,6 +405,9 @@ async fn step_loop(
         let maintenance = !maintained && maintain::start(cx, state, &toolset);
         maintained |= maintenance;
         let request = prepare(cx, state, &toolset, step, max_steps)?;
+        if let Some(stop) = run.budget.check(request.tokens, &state.usage) {
+            return Ok(stop.outcome(step.saturating_sub(1)));
+        }
 
         let Some(answer) = model::ask(
             cx,
@@ -308,15 +421,29 @@ async fn step_loop(
         else {
             return Ok(Outcome::Aborted { steps: step });
         };
+        // A provider that reports no usage is counted with the runtime's own estimate.
+        let (usage, estimated) = if answer.usage.total() == 0 {
+            let output = state.book().count(&answer.text);
+            let estimate = codepilot_protocol::Usage {
+                input_tokens: request.tokens,
+                output_tokens: output,
+                calls: 1,
+                ..codepilot_protocol::Usage::default()
+            };
+            (estimate, true)
+        } else {
+            state.book().observe(&answer.usage);
+            (answer.usage, false)
+        };
         drop(request);
-        state.book().observe(&answer.usage);
-        state.usage.add(&answer.usage);
-        cx.emit(Event::Usage(UsageEvent {
-            call: answer.usage,
-            total: state.usage,
-        }));
+        state.usage.add(&usage);
+        let (event, warnings) = run.budget.record(usage, estimated, state.usage);
+        cx.emit(Event::Usage(Box::new(event)));
+        for warning in warnings {
+            cx.emit(Event::LimitWarning(warning));
+        }
 
-        let done = step::run(cx, state, &toolset, &answer.text, step, cancel).await;
+        let done = step::run(cx, state, &toolset, &answer.text, step, run).await;
         if let Some(feedback) = done.feedback {
             state.messages.push(Message::user(feedback.render()));
         }
@@ -331,7 +458,7 @@ async fn step_loop(
         }
         if maintenance || (!maintained && maintain::needs_backstop(state, &toolset)) {
             maintained = true;
-            maintain::backstop(cx, state, &toolset, cancel).await;
+            maintain::backstop(cx, state, &toolset, run).await;
         }
     }
     Ok(Outcome::MaxSteps { steps: max_steps })

@@ -18,7 +18,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
+use super::Run;
 use super::host::StepHost;
+use super::output::Judged;
 use crate::Outcome;
 use crate::events::ErrorKind;
 use crate::events::Event;
@@ -48,7 +50,7 @@ pub(super) async fn run(
     toolset: &Arc<ToolSet>,
     answer: &str,
     step: u32,
-    cancel: &CancellationToken,
+    run: &mut Run<'_>,
 ) -> StepDone {
     let action = match codepilot_protocol::parse(answer) {
         Ok(a) => a,
@@ -76,12 +78,12 @@ pub(super) async fn run(
             Some(_) if cx.control.has_unread() => StepDone::feedback(Feedback::CompletionRefused(
                 CompletionRefusal::UnreadUserMessage,
             )),
-            Some(summary) => StepDone {
-                feedback: None,
-                outcome: Some(Outcome::Completed {
-                    summary: summary.clone(),
-                    steps: step,
-                }),
+            Some(summary) => match complete(run, summary, step) {
+                Ok(outcome) => StepDone {
+                    feedback: None,
+                    outcome: Some(outcome),
+                },
+                Err(refusal) => StepDone::feedback(Feedback::CompletionRefused(refusal)),
             },
             None => StepDone {
                 feedback: None,
@@ -92,7 +94,32 @@ pub(super) async fn run(
             },
         };
     };
-    run_block(cx, state, toolset, &action, &control.code, step, cancel).await
+    run_block(cx, state, toolset, &action, &control.code, step, run).await
+}
+
+/// What an accepted-so-far completion leads to, given the run's output schema: the outcome, or the refusal the
+/// model reads.
+fn complete(run: &mut Run<'_>, summary: &str, step: u32) -> Result<Outcome, CompletionRefusal> {
+    let Some(schema) = run.schema.as_deref_mut() else {
+        return Ok(Outcome::Completed {
+            summary: summary.to_owned(),
+            steps: step,
+            structured: None,
+        });
+    };
+    match schema.judge(summary) {
+        Judged::Valid(value) => Ok(Outcome::Completed {
+            summary: summary.to_owned(),
+            steps: step,
+            structured: Some(value),
+        }),
+        Judged::Refused(refusal) => Err(refusal),
+        Judged::GaveUp { errors } => Ok(Outcome::InvalidOutput {
+            errors,
+            last: summary.to_owned(),
+            steps: step,
+        }),
+    }
 }
 
 async fn run_block(
@@ -102,8 +129,9 @@ async fn run_block(
     action: &Action,
     code: &str,
     step: u32,
-    cancel: &CancellationToken,
+    run: &mut Run<'_>,
 ) -> StepDone {
+    let cancel: &CancellationToken = run.cancel;
     let host = Arc::new(StepHost::new(
         cx,
         toolset,
@@ -148,10 +176,13 @@ async fn run_block(
                     report.completion_refused = Some(CompletionRefusal::UnreadUserMessage);
                     None
                 }
-                Some(summary) => Some(Outcome::Completed {
-                    summary: summary.clone(),
-                    steps: step,
-                }),
+                Some(summary) => match complete(run, summary, step) {
+                    Ok(outcome) => Some(outcome),
+                    Err(refusal) => {
+                        report.completion_refused = Some(refusal);
+                        None
+                    }
+                },
                 None => None,
             };
             StepDone {

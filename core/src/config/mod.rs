@@ -104,6 +104,8 @@ pub struct ModelConfig {
     pub timeout_s: u64,
     /// Answers file of the `scripted` provider (resolved against the YAML file's directory).
     pub script: Option<PathBuf>,
+    /// `model.pricing`: the model's prices, overriding the built-in table ([`ModelConfig::prices`]).
+    pub pricing: Option<codepilot_llm::Pricing>,
 }
 
 /// `model.thinking`.
@@ -157,7 +159,18 @@ pub struct RuntimeConfig {
     pub checkpoint_keep: usize,
     /// Files larger than this are left out of checkpoints (`runtime.checkpoint_max_file_mb`). Default 16 MiB.
     pub checkpoint_max_file_bytes: u64,
+    /// What each run may spend (`runtime.limits`, SPEC §21); a run's own limits replace these one by one.
+    /// Default none.
+    pub limits: codepilot_protocol::Limits,
+    /// What the session may spend over its whole life (`runtime.session_limits`). Default none.
+    pub session_limits: codepilot_protocol::Limits,
+    /// Completions refused for not matching a run's output schema before it ends as `invalid_output`
+    /// (`runtime.output_retries`). Default 3.
+    pub output_retries: u32,
 }
+
+/// Default of [`RuntimeConfig::output_retries`].
+pub const DEFAULT_OUTPUT_RETRIES: u32 = 3;
 
 /// When checkpoints are taken (`runtime.checkpoints`, SPEC §19).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -201,6 +214,9 @@ impl Default for RuntimeConfig {
             checkpoints: CheckpointMode::Turn,
             checkpoint_keep: codepilot_store::checkpoint::DEFAULT_KEEP,
             checkpoint_max_file_bytes: codepilot_store::checkpoint::DEFAULT_MAX_FILE_BYTES,
+            limits: codepilot_protocol::Limits::default(),
+            session_limits: codepilot_protocol::Limits::default(),
+            output_retries: DEFAULT_OUTPUT_RETRIES,
         }
     }
 }
@@ -218,6 +234,25 @@ pub struct ContextBudget {
 }
 
 impl ModelConfig {
+    /// The prices used for cost: `model.pricing`, else the built-in table's for the model
+    /// ([`codepilot_llm::known_pricing`]); `None` when neither knows it.
+    #[must_use]
+    pub fn prices(&self) -> Option<codepilot_llm::Pricing> {
+        self.pricing
+            .or_else(|| codepilot_llm::known_pricing(&self.name))
+    }
+
+    /// The most output tokens one call can produce: `max_tokens`, plus the thinking budget when thinking is on.
+    #[must_use]
+    pub fn max_output_tokens(&self) -> u64 {
+        u64::from(self.max_tokens)
+            + if self.thinking.enabled {
+                u64::from(self.thinking.budget_tokens)
+            } else {
+                0
+            }
+    }
+
     /// The context window used: `context_window`, the model's known window, or the default.
     #[must_use]
     pub fn effective_context_window(&self) -> u64 {
@@ -315,6 +350,7 @@ impl ModelConfig {
             stream: true,
             timeout_s: DEFAULT_REQUEST_TIMEOUT_S,
             script: None,
+            pricing: None,
         }
     }
 }

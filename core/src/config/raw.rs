@@ -75,6 +75,17 @@ struct RawModel {
     stream: Option<bool>,
     timeout_s: Option<Spanned<u64>>,
     script: Option<String>,
+    pricing: Option<Spanned<RawPricing>>,
+}
+
+/// `model.pricing`, US dollars per million tokens.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPricing {
+    input_per_mtok: Option<f64>,
+    output_per_mtok: Option<f64>,
+    cache_read_per_mtok: Option<f64>,
+    cache_write_per_mtok: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +110,9 @@ struct RawRuntime {
     checkpoints: Option<Spanned<RawSwitch>>,
     checkpoint_keep: Option<Spanned<u64>>,
     checkpoint_max_file_mb: Option<Spanned<u64>>,
+    limits: Option<Spanned<codepilot_protocol::Limits>>,
+    session_limits: Option<Spanned<codepilot_protocol::Limits>>,
+    output_retries: Option<u32>,
 }
 
 /// A word setting that may be `off`, which YAML 1.1 reads as `false`.
@@ -159,6 +173,68 @@ pub(super) struct Lines {
     pub(super) max_steps: Option<u64>,
     pub(super) step_timeout_s: Option<u64>,
     pub(super) context_threshold: Option<u64>,
+}
+
+/// `model.pricing`: the input and output prices are required, the cache prices default to the input price.
+fn pricing(raw: Spanned<RawPricing>, ctx: &Ctx) -> Result<codepilot_llm::Pricing> {
+    let line = line_of(raw.referenced);
+    let p = raw.value;
+    let price = |key: &str, v: Option<f64>| match v {
+        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+        Some(v) => Err(invalid(
+            &format!("model.pricing.{key}"),
+            ctx,
+            line,
+            format!("must be US dollars per million tokens, 0 or more (got {v})"),
+        )),
+        None => Ok(None),
+    };
+    let required = |key: &str, v: Option<f64>| {
+        price(key, v)?.ok_or_else(|| {
+            missing(
+                &format!("model.pricing.{key}"),
+                ctx,
+                line,
+                "give both prices in US dollars per million tokens, e.g. `pricing: {input_per_mtok: 3, output_per_mtok: 15}`",
+            )
+        })
+    };
+    let input = required("input_per_mtok", p.input_per_mtok)?;
+    Ok(codepilot_llm::Pricing {
+        input_per_mtok: input,
+        output_per_mtok: required("output_per_mtok", p.output_per_mtok)?,
+        cache_read_per_mtok: price("cache_read_per_mtok", p.cache_read_per_mtok)?.unwrap_or(input),
+        cache_write_per_mtok: price("cache_write_per_mtok", p.cache_write_per_mtok)?
+            .unwrap_or(input),
+    })
+}
+
+/// `runtime.limits` or `runtime.session_limits` (`key`): checked, and a cost limit only with known prices.
+fn limits(
+    key: &str,
+    raw: Option<Spanned<codepilot_protocol::Limits>>,
+    model: &ModelConfig,
+    ctx: &Ctx,
+) -> Result<codepilot_protocol::Limits> {
+    let Some(raw) = raw else {
+        return Ok(codepilot_protocol::Limits::default());
+    };
+    let line = line_of(raw.referenced);
+    raw.value
+        .validate()
+        .map_err(|message| invalid(key, ctx, line, message))?;
+    if raw.value.max_cost_usd.is_some() && model.prices().is_none() {
+        return Err(invalid(
+            &format!("{key}.max_cost_usd"),
+            ctx,
+            line,
+            format!(
+                "the price of model {:?} is not known; add `model.pricing: {{input_per_mtok: …, output_per_mtok: …}}` (US dollars per million tokens)",
+                model.name
+            ),
+        ));
+    }
+    Ok(raw.value)
 }
 
 /// The limits `runtime.resources` asks for: `None` for `off`; keys not given keep their defaults.
@@ -524,6 +600,7 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         stream: rm.stream.unwrap_or(true),
         timeout_s: rm.timeout_s.map_or(DEFAULT_REQUEST_TIMEOUT_S, |s| s.value),
         script: rm.script.map(|s| resolve(ctx, &s)),
+        pricing: rm.pricing.map(|p| pricing(p, ctx)).transpose()?,
     };
     check_model(&model, ctx, &lines)?;
 
@@ -611,6 +688,9 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
                 context_threshold: r
                     .context_threshold
                     .map_or(DEFAULT_CONTEXT_THRESHOLD, |s| s.value),
+                limits: limits("runtime.limits", r.limits, &model, ctx)?,
+                session_limits: limits("runtime.session_limits", r.session_limits, &model, ctx)?,
+                output_retries: r.output_retries.unwrap_or(super::DEFAULT_OUTPUT_RETRIES),
             }
         }
         None => RuntimeConfig {

@@ -309,6 +309,11 @@ impl ContextBook {
         }))
     }
 
+    /// `text` in tokens, as this session counts them.
+    pub(crate) fn count(&self, text: &str) -> u64 {
+        self.params.counter.count(text)
+    }
+
     /// Learns from the provider's count of the last request (estimated counters only). A report far from the
     /// estimate (a server that reports nothing useful) is ignored.
     pub(crate) fn observe(&mut self, usage: &Usage) {

@@ -75,6 +75,17 @@ impl Runtime {
         self.rt.block_on(self.inner.run(task))
     }
 
+    /// See [`AsyncRuntime::run_with`].
+    pub fn run_with(&self, task: &str, options: &crate::RunOptions) -> Result<Outcome> {
+        self.rt.block_on(self.inner.run_with(task, options))
+    }
+
+    /// See [`AsyncRuntime::last_spend`].
+    #[must_use]
+    pub fn last_spend(&self) -> Option<codepilot_protocol::Spend> {
+        self.inner.last_spend()
+    }
+
     /// See [`AsyncRuntime::send_message`].
     pub fn send_message(&self, text: impl Into<String>) {
         self.inner.send_message(text);

@@ -493,6 +493,14 @@ impl RuntimeBuilder {
             limits,
             context,
             max_steps: self.agent.runtime.max_steps,
+            spending: crate::agent::Spending {
+                run: self.agent.runtime.limits,
+                session: self.agent.runtime.session_limits,
+                prices: self.agent.model.prices(),
+                max_output: self.agent.model.max_output_tokens(),
+                output_retries: self.agent.runtime.output_retries,
+            },
+            last_spend: std::sync::Mutex::new(None),
             checkpoints,
             hooks: snapshots.as_ref().map(|s| {
                 Arc::new(super::snapshots::SnapshotHooks(Arc::clone(s))) as Arc<dyn RunHooks>

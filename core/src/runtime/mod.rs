@@ -37,6 +37,7 @@ pub use blocking::Runtime;
 pub use builder::RuntimeBuilder;
 
 use crate::agent::Context;
+use crate::agent::RunOptions;
 use crate::config::AgentFile;
 use crate::error::Error;
 use crate::error::Result;
@@ -104,7 +105,25 @@ impl AsyncRuntime {
     /// unless nothing changed; a failed save is reported as [`Event::RuntimeError`] of kind `snapshot` and does
     /// not change the outcome.
     pub async fn run(&self, task: &str) -> Result<crate::Outcome> {
-        crate::agent::run(&self.inner.cx, task).await
+        crate::agent::run(&self.inner.cx, task, &RunOptions::default()).await
+    }
+
+    /// [`Self::run`] with this run's own limits and output schema (SPEC §21). A limit reached ends the run with
+    /// [`Outcome::LimitExceeded`](crate::Outcome::LimitExceeded); with an output schema, the outcome of a completed
+    /// run carries the validated value ([`Outcome::structured`](crate::Outcome::structured)), or the run ends
+    /// with [`Outcome::InvalidOutput`](crate::Outcome::InvalidOutput) after `runtime.output_retries` refusals.
+    ///
+    /// # Errors
+    /// As [`Self::run`]; [`Error::OutputSchema`] for a schema the validator refuses and [`Error::Limits`] for a
+    /// cost limit on a model whose prices are unknown, both before the turn starts.
+    pub async fn run_with(&self, task: &str, options: &RunOptions) -> Result<crate::Outcome> {
+        crate::agent::run(&self.inner.cx, task, options).await
+    }
+
+    /// What the last run spent (tokens by kind, cost, wall time); `None` before the first run.
+    #[must_use]
+    pub fn last_spend(&self) -> Option<codepilot_protocol::Spend> {
+        *codepilot_protocol::sync::lock(&self.inner.cx.last_spend)
     }
 
     /// Saves the work directory as the session's latest snapshot now, unless nothing changed since the last one

@@ -84,6 +84,7 @@ fn the_blocking_runtime_runs_a_task_and_can_be_aborted_from_another_thread() {
     assert_eq!(
         outcome,
         Outcome::Completed {
+            structured: None,
             summary: "blocking ok".to_owned(),
             steps: 1
         }

@@ -130,6 +130,7 @@ async fn thousand_steps(wire: Wire) {
         assert_eq!(
             outcome,
             Outcome::Completed {
+                structured: None,
                 summary: "read it a thousand times".into(),
                 steps: 1000
             },

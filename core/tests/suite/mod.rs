@@ -5,6 +5,7 @@ mod checkpoints;
 mod context;
 mod control;
 mod files;
+mod limits;
 mod model;
 mod prompt;
 mod sessions;

@@ -51,6 +51,7 @@ async fn completes_after_reading_a_file_in_both_wire_formats_streaming_and_not()
             assert_eq!(
                 outcome,
                 Outcome::Completed {
+                    structured: None,
                     summary: "The file says hello.".to_owned(),
                     steps: 2
                 },
@@ -125,7 +126,7 @@ async fn completion_without_a_control_block_finishes() {
     .await;
     let outcome = rt.run("noop").await.unwrap();
     assert!(
-        matches!(outcome, Outcome::Completed { ref summary, steps: 1 } if summary == "Nothing to do."),
+        matches!(outcome, Outcome::Completed { ref summary, steps: 1, .. } if summary == "Nothing to do."),
         "{outcome:?}"
     );
 }
@@ -402,7 +403,7 @@ async fn a_completion_is_refused_while_a_user_message_is_unread() {
     rt.on_tool_call(move |_| host.send_message("also check b.txt"));
     let outcome = rt.run("go").await.unwrap();
     assert!(
-        matches!(outcome, Outcome::Completed { ref summary, steps: 2 } if summary.starts_with("second")),
+        matches!(outcome, Outcome::Completed { ref summary, steps: 2, .. } if summary.starts_with("second")),
         "{outcome:?}"
     );
     let obs = last_user_text(&server.requests()[1].body);

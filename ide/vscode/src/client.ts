@@ -22,12 +22,14 @@ import type {
   SessionResumeResult,
   SessionStartParams,
   SessionStartResult,
+  Spend,
   SubscribeResult,
   SubscriptionLagged,
   TerminalAttach,
   TerminalListResult,
   TurnCompleted,
   TurnFailed,
+  TurnParams,
   TurnStartResult,
 } from "./protocol";
 
@@ -42,7 +44,7 @@ export interface Methods {
   "session/close": [{ session_id: string }, Record<string, never>];
   "session/checkpoints": [{ session_id: string }, CheckpointsResult];
   "session/rewind": [RewindParams, RewoundEvent];
-  "turn/start": [{ session_id: string; text: string }, TurnStartResult];
+  "turn/start": [TurnParams, TurnStartResult];
   "turn/steer": [{ session_id: string; text: string }, Record<string, never>];
   "turn/interrupt": [{ session_id: string }, Record<string, never>];
   "terminal/list": [{ session_id: string }, TerminalListResult];
@@ -224,6 +226,33 @@ export function rewindChanges(r: RewoundEvent): string {
   }
   if (r.scope !== "files") parts.push(`the conversation goes back to ${count(r.messages, "message")}`);
   return parts.join("; ");
+}
+
+/** `value` in the unit of a limit (SPEC §21): tokens, US dollars or seconds. */
+export function limitAmount(limit: string, value: number): string {
+  if (limit === "max_cost_usd") return "$" + value.toFixed(4);
+  if (limit === "max_wall_s") return value.toFixed(1) + " s";
+  return Math.round(value).toLocaleString("en") + " tokens";
+}
+
+/** What a turn spent, from its `turn/completed`: `spent 12,345 tokens · $0.0123 · 4.2 s`. */
+export function spendSummary(s: Spend): string {
+  const t = s.tokens;
+  const tokens = (t.input_tokens ?? 0) + (t.output_tokens ?? 0) + (t.cache_read_tokens ?? 0) + (t.cache_write_tokens ?? 0);
+  const cost = s.cost_usd == null ? "" : ` · $${s.cost_usd.toFixed(4)}`;
+  return `spent ${tokens.toLocaleString("en")} tokens${s.estimated ? " (estimated)" : ""}${cost} · ${(s.wall_s ?? 0).toFixed(1)} s`;
+}
+
+/** Why a turn stopped short, for a limit or an output schema never matched; `undefined` for the other outcomes. */
+export function stoppedSummary(outcome: TurnCompleted["outcome"]): string | undefined {
+  switch (outcome.status) {
+    case "limit_exceeded":
+      return `stopped: ${outcome.scope} limit ${outcome.limit} reached (${limitAmount(outcome.limit, outcome.spent)} of ${limitAmount(outcome.limit, outcome.max)})`;
+    case "invalid_output":
+      return "the result never matched the output schema: " + outcome.errors.join("; ");
+    default:
+      return undefined;
+  }
 }
 
 /** What a rewind (its result, or its `rewound` event) did, and the checkpoint that undoes it. */

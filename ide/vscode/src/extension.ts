@@ -9,8 +9,11 @@ import {
   checkpointDetail,
   checkpointLabel,
   defaultSocketPath,
+  limitAmount,
   rewindChanges,
   rewoundSummary,
+  spendSummary,
+  stoppedSummary,
   type Notification,
   type ServerRequest,
 } from "./client";
@@ -156,12 +159,27 @@ function onNotification(n: Notification): void {
       case "rewound":
         timeline?.post({ text: "↶ " + rewoundSummary(e), style: "color: var(--vscode-textLink-foreground)" });
         break;
+      case "limit_warning":
+        timeline?.post({
+          text: `⚠ ${e.scope} limit ${e.limit}: ${limitAmount(e.limit, e.spent)} of ${limitAmount(e.limit, e.max)} spent`,
+          style: "color: var(--vscode-editorWarning-foreground)",
+        });
+        break;
       default:
         break;
     }
   } else if ((n.method === "turn/completed" || n.method === "turn/failed") && n.params.session_id === session) {
     running = false;
-    if (n.method === "turn/failed") void vscode.window.showErrorMessage(`CodePilot: ${n.params.error.message}`);
+    if (n.method === "turn/failed") {
+      void vscode.window.showErrorMessage(`CodePilot: ${n.params.error.message}`);
+    } else {
+      const stopped = stoppedSummary(n.params.outcome);
+      if (stopped) {
+        timeline?.post({ text: "✖ " + stopped, style: "color: var(--vscode-errorForeground)" });
+        void vscode.window.showWarningMessage(`CodePilot: ${stopped}`);
+      }
+      if (n.params.spend) timeline?.post({ text: spendSummary(n.params.spend), style: "opacity:0.6" });
+    }
   }
 }
 

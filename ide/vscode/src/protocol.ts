@@ -263,6 +263,16 @@ export interface RewindParams {
  */
 export interface TurnParams {
   /**
+   * `turn/start`: limits for this turn, each replacing the agent's `runtime.limits` value (SPEC §21).
+   */
+  limits?: Limits | null;
+  /**
+   * `turn/start`: a JSON Schema (2020-12) the completion must match; the outcome then carries `structured`.
+   */
+  output_schema?: {
+    [k: string]: unknown;
+  };
+  /**
    * The session.
    */
   session_id: string;
@@ -270,6 +280,26 @@ export interface TurnParams {
    * The task (`turn/start`) or the message for the running turn (`turn/steer`).
    */
   text: string;
+}
+/**
+ * Bounds on what a run (or a whole session) may spend. A limit left out does not apply.
+ *
+ * `runtime.limits` in agent.yaml bounds each run, `runtime.session_limits` the session's whole life (a running total
+ * kept in the store, so a resumed session keeps counting); a host overrides the run's limits per run.
+ */
+export interface Limits {
+  /**
+   * US dollars, from the tokens and the model's prices.
+   */
+  max_cost_usd?: number | null;
+  /**
+   * Tokens of every kind (input, output, cache read and write) over all model calls.
+   */
+  max_total_tokens?: number | null;
+  /**
+   * Seconds from the start of the run, whatever it is doing (a model call, a shell command).
+   */
+  max_wall_s?: number | null;
 }
 /**
  * One event as it crosses a process boundary: which session and turn it belongs to, and its number.
@@ -341,6 +371,9 @@ export interface EventEnvelope {
       })
     | (RewoundEvent & {
         type: "rewound";
+      })
+    | (LimitWarningEvent & {
+        type: "limit_warning";
       });
   /**
    * Increases by one with every event of the session, from 1, so a missing event is visible.
@@ -509,7 +542,25 @@ export interface ModelRetryEvent {
  */
 export interface UsageEvent {
   call: Usage;
-  total: Usage1;
+  /**
+   * This call's cost in US dollars; `None` when the model's prices are not known.
+   */
+  cost_usd?: number | null;
+  /**
+   * Whether this call's counts are the runtime's estimate (the provider reported none).
+   */
+  estimated?: boolean;
+  /**
+   * The run so far.
+   */
+  run?: Spend & {
+    [k: string]: unknown;
+  };
+  total: Usage2;
+  /**
+   * The session's cost so far, at today's prices.
+   */
+  total_cost_usd?: number | null;
 }
 /**
  * This call.
@@ -535,9 +586,31 @@ export interface Usage {
    * Completion tokens.
    */
   output_tokens?: number;
+  /**
+   * Of `output_tokens`, those the model spent reasoning (when the provider says).
+   */
+  reasoning_tokens?: number;
 }
 /**
- * The session so far.
+ * What a run spent: tokens by kind and their cost.
+ */
+export interface Spend {
+  /**
+   * Their cost in US dollars; `None` when the model's prices are not known.
+   */
+  cost_usd?: number | null;
+  /**
+   * Whether some token counts are the runtime's estimate (the provider reported none).
+   */
+  estimated?: boolean;
+  tokens: Usage1;
+  /**
+   * Seconds the run took.
+   */
+  wall_s?: number;
+}
+/**
+ * Tokens by kind, over the run's model calls.
  */
 export interface Usage1 {
   /**
@@ -560,6 +633,39 @@ export interface Usage1 {
    * Completion tokens.
    */
   output_tokens?: number;
+  /**
+   * Of `output_tokens`, those the model spent reasoning (when the provider says).
+   */
+  reasoning_tokens?: number;
+}
+/**
+ * The session so far.
+ */
+export interface Usage2 {
+  /**
+   * Prompt tokens read from the provider's prompt cache.
+   */
+  cache_read_tokens?: number;
+  /**
+   * Prompt tokens written to the provider's prompt cache.
+   */
+  cache_write_tokens?: number;
+  /**
+   * Number of model calls this usage covers.
+   */
+  calls?: number;
+  /**
+   * Prompt tokens billed at the full rate.
+   */
+  input_tokens?: number;
+  /**
+   * Completion tokens.
+   */
+  output_tokens?: number;
+  /**
+   * Of `output_tokens`, those the model spent reasoning (when the provider says).
+   */
+  reasoning_tokens?: number;
 }
 /**
  * [`Event::Finish`].
@@ -568,7 +674,7 @@ export interface FinishEvent {
   /**
    * Completed or replied.
    */
-  reason: "completed" | "replied";
+  reason: "completed" | "replied" | "limit_exceeded" | "invalid_output";
   /**
    * The completion text, or the reply.
    */
@@ -729,6 +835,27 @@ export interface RewoundEvent {
   scope: "files" | "conversation" | "both";
 }
 /**
+ * [`crate::Event::LimitWarning`]: 80 % of a limit is spent. Once per limit and run.
+ */
+export interface LimitWarningEvent {
+  /**
+   * The limit.
+   */
+  limit: "max_total_tokens" | "max_cost_usd" | "max_wall_s";
+  /**
+   * The limit's value (tokens, US dollars or seconds).
+   */
+  max: number;
+  /**
+   * Whether it bounds the run or the session.
+   */
+  scope: "run" | "session";
+  /**
+   * What is spent so far, in the same unit.
+   */
+  spent: number;
+}
+/**
  * The end of a turn: how the task ended. The daemon's `turn/completed` notification, and the last line of
  * `codepilot run --json`.
  */
@@ -743,6 +870,12 @@ export interface TurnCompleted {
          * Steps taken.
          */
         steps: number;
+        /**
+         * With an output schema: the completion parsed as JSON, valid against it.
+         */
+        structured?: {
+          [k: string]: unknown;
+        };
         /**
          * The completion text.
          */
@@ -772,11 +905,56 @@ export interface TurnCompleted {
          * Steps started.
          */
         steps: number;
+      }
+    | {
+        /**
+         * The limit.
+         */
+        limit: "max_total_tokens" | "max_cost_usd" | "max_wall_s";
+        /**
+         * Its value (tokens, US dollars or seconds).
+         */
+        max: number;
+        /**
+         * Whether it bounds the run or the session.
+         */
+        scope: "run" | "session";
+        /**
+         * What was spent, in the same unit; for tokens and cost, what the next call could have added is not in
+         * it (that call was not made).
+         */
+        spent: number;
+        status: "limit_exceeded";
+        /**
+         * Steps taken.
+         */
+        steps: number;
+      }
+    | {
+        /**
+         * The validator's errors about the last completion.
+         */
+        errors: string[];
+        /**
+         * The last completion, as written.
+         */
+        last: string;
+        status: "invalid_output";
+        /**
+         * Steps taken.
+         */
+        steps: number;
       };
   /**
    * The session.
    */
   session_id: string;
+  /**
+   * What the turn spent.
+   */
+  spend?: Spend & {
+    [k: string]: unknown;
+  };
   /**
    * The turn that ended.
    */

@@ -14,6 +14,7 @@ fn usage() -> Usage {
         output_tokens: 33,
         cache_read_tokens: 1000,
         cache_write_tokens: 50,
+        reasoning_tokens: 0,
         calls: 0,
     }
 }

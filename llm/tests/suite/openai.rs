@@ -14,6 +14,7 @@ fn usage() -> Usage {
         output_tokens: 12,
         cache_read_tokens: 30,
         cache_write_tokens: 0,
+        reasoning_tokens: 5,
         calls: 0,
     }
 }

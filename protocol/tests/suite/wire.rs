@@ -35,9 +35,11 @@ fn stream_lines_are_tagged_and_round_trip() {
         }),
     });
     let done = StreamLine::TurnCompleted(TurnCompleted {
+        spend: Default::default(),
         session_id: "s-1".to_owned(),
         turn_id: "turn-1".to_owned(),
         outcome: Outcome::Completed {
+            structured: None,
             summary: "done".to_owned(),
             steps: 3,
         },
@@ -54,6 +56,7 @@ fn every_outcome_has_a_status() {
         Outcome::Completed {
             summary: "s".to_owned(),
             steps: 1,
+            structured: None,
         },
         Outcome::Replied {
             text: "t".to_owned(),
@@ -61,12 +64,43 @@ fn every_outcome_has_a_status() {
         },
         Outcome::MaxSteps { steps: 20 },
         Outcome::Aborted { steps: 2 },
+        Outcome::Completed {
+            summary: r#"{"files": 3}"#.to_owned(),
+            steps: 2,
+            structured: Some(json!({"files": 3})),
+        },
+        Outcome::LimitExceeded {
+            limit: codepilot_protocol::LimitKind::MaxCostUsd,
+            scope: codepilot_protocol::LimitScope::Run,
+            max: 0.5,
+            spent: 0.4875,
+            steps: 7,
+        },
+        Outcome::InvalidOutput {
+            errors: vec!["at /files: -1 is less than the minimum of 0".to_owned()],
+            last: r#"{"files": -1}"#.to_owned(),
+            steps: 4,
+        },
     ];
     let lines: Vec<String> = all.iter().map(round_trip).collect();
     insta::assert_snapshot!("outcomes", lines.join("\n"));
     assert_eq!(all[2].steps(), 20);
     assert_eq!(all[0].text(), Some("s"));
     assert_eq!(all[3].text(), None);
+    assert_eq!(all[4].structured(), Some(&json!({"files": 3})));
+    let statuses: Vec<&str> = all.iter().map(Outcome::status).collect();
+    assert_eq!(
+        statuses,
+        [
+            "completed",
+            "replied",
+            "max_steps",
+            "aborted",
+            "completed",
+            "limit_exceeded",
+            "invalid_output"
+        ]
+    );
 }
 
 #[test]

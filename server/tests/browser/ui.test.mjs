@@ -125,15 +125,22 @@ function writeAgent(dir, modelUrl, extra = []) {
   return path;
 }
 
-test("a command over a resource limit is shown as a warning in the timeline", async (t) => {
+test("a command over a resource limit, a spend limit's warning and each turn's spend are shown in the timeline", async (t) => {
   assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
   const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));
   mkdirSync(join(dir, "work"));
   const modelUrl = await startModel(t);
-  const agentFile = writeAgent(dir, modelUrl, ["    resources: {max_open_files: 16}"]);
+  const agentFile = writeAgent(dir, modelUrl, [
+    "    resources: {max_open_files: 16}",
+    "    limits: {max_total_tokens: 200000}",
+  ]);
   await post(`${modelUrl}/_testkit/turns`, [
-    { answer: '```codepilot\nexecute("main", "python3 -c \\"fs = [open(\'/dev/null\') for _ in range(64)]\\"")\n```' },
-    { answer: "```completion\nToo many files\n```" },
+    {
+      answer: '```codepilot\nexecute("main", "python3 -c \\"fs = [open(\'/dev/null\') for _ in range(64)]\\"")\n```',
+      input_tokens: 170000,
+      output_tokens: 10,
+    },
+    { answer: "```completion\nToo many files\n```", input_tokens: 10, output_tokens: 5 },
   ]);
   const daemon = await startDaemon(t, dir);
   const { newPage, errors } = await launch(t);
@@ -146,10 +153,14 @@ test("a command over a resource limit is shown as a warning in the timeline", as
   await page.fill("#task", "Open many files");
   await page.click("#send");
   await page.waitForSelector(".entry.finish");
-  assert.match(
-    await page.locator(".entry.limit").innerText(),
-    /terminal main: \[open files limit 16 reached \(runtime\.resources\.max_open_files\)/,
+  const limits = await page.locator(".entry.limit").allInnerTexts();
+  assert.ok(
+    limits.some((l) => /terminal main: \[open files limit 16 reached \(runtime\.resources\.max_open_files\)/.test(l)),
+    limits.join("\n"),
   );
+  assert.ok(limits.includes("⚠ run limit max_total_tokens: 170,010 tokens of 200,000 tokens spent"), limits.join("\n"));
+  await page.waitForSelector(".entry.spend");
+  assert.match(await page.locator(".entry.spend").innerText(), /^spent 170,025 tokens · \d+\.\d s$/);
   assert.deepEqual(errors, []);
 });
 

@@ -46,6 +46,7 @@ for_each_backend!(
 
 fn usage(n: u64) -> Usage {
     Usage {
+        reasoning_tokens: 0,
         input_tokens: n * 100,
         output_tokens: n * 10,
         cache_read_tokens: n * 3,

@@ -17,9 +17,11 @@ import {
   defaultSocketPath,
   rewindChanges,
   rewoundSummary,
+  spendSummary,
+  stoppedSummary,
   type Notification,
 } from "../client";
-import type { EventEnvelope } from "../protocol";
+import type { EventEnvelope, TurnCompleted } from "../protocol";
 
 const bin = process.env.CODEPILOT_BIN ?? "";
 const testkit = process.env.CODEPILOT_TESTKIT ?? "";
@@ -92,6 +94,32 @@ function until(c: DaemonClient, done: (n: Notification) => boolean): Promise<Not
   );
 }
 
+test("a turn stopped by a limit or an output schema says why", async (t) => {
+  const { socket, agent, push } = await setUp(t);
+  await push([
+    { answer: '```completion\n{"files": "x"}\n```' },
+    { answer: '```completion\n{"files": "y"}\n```' },
+    { answer: "```codepilot\nprint(1)\n```", input_tokens: 30000 },
+  ]);
+  const c = await DaemonClient.connect(socket, { name: "test", version: "1" });
+  t.after(() => c.close());
+  const { session_id } = await c.call("session/start", { agent: agent("    output_retries: 1\n") });
+  const schema = { type: "object", properties: { files: { type: "integer" } } };
+  let completed = until(c, (n) => n.method === "turn/completed");
+  await c.call("turn/start", { session_id, text: "count", output_schema: schema });
+  let end = (await completed).at(-1)!.params as TurnCompleted;
+  assert.equal(end.outcome.status, "invalid_output");
+  assert.match(stoppedSummary(end.outcome)!, /^the result never matched the output schema: at \/files: "y" is not of type "integer"/);
+
+  completed = until(c, (n) => n.method === "turn/completed");
+  await c.call("turn/start", { session_id, text: "loop", limits: { max_total_tokens: 34000 } });
+  end = (await completed).at(-1)!.params as TurnCompleted;
+  assert.equal(
+    stoppedSummary(end.outcome),
+    "stopped: run limit max_total_tokens reached (30,005 tokens of 34,000 tokens)",
+  );
+});
+
 test("the default socket follows XDG_RUNTIME_DIR, else CODEPILOT_HOME", () => {
   assert.equal(defaultSocketPath({ XDG_RUNTIME_DIR: "/run/user/1" }), "/run/user/1/codepilot/runtime.sock");
   assert.equal(defaultSocketPath({ CODEPILOT_HOME: "/srv/cp" }), "/srv/cp/runtime.sock");
@@ -124,7 +152,10 @@ test("a task streams events, asks permission, and completes", async (t) => {
   assert.deepEqual(seqs, seqs.map((_, i) => i + 1));
   const last = seen.at(-1)!;
   assert.equal(last.method, "turn/completed");
-  assert.deepEqual((last.params as { outcome: unknown }).outcome, { status: "completed", summary: "Made it", steps: 2 });
+  const end = last.params as TurnCompleted;
+  assert.deepEqual(end.outcome, { status: "completed", summary: "Made it", steps: 2 });
+  assert.equal(stoppedSummary(end.outcome), undefined);
+  assert.match(spendSummary(end.spend!), /^spent 30 tokens · \d+\.\d s$/, "two calls of 10 in and 5 out");
   assert.deepEqual(asked, ["Execute in main: echo from-the-extension > made.txt"]);
   assert.equal(readFileSync(path.join(dir, "work", "made.txt"), "utf8"), "from-the-extension\n");
 
