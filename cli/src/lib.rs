@@ -411,7 +411,9 @@ fn run_options(args: &cli::RunArgs) -> Result<codepilot::RunOptions, Failure> {
         max_cost_usd: args.limits.max_cost_usd,
         max_wall_s: args.limits.max_wall_s,
     };
-    limits.validate().map_err(|m| usage(format!("--{m}")))?;
+    limits
+        .validate()
+        .map_err(|m| usage(format!("--{}", m.replacen('_', "-", 2))))?;
     let output_schema = match &args.output_schema {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -6,6 +6,9 @@ use serde::Serialize;
 
 use crate::message::Usage;
 
+/// The longest wall limit accepted: a year, in seconds.
+pub const MAX_WALL_S: u64 = 365 * 24 * 3600;
+
 /// Bounds on what a run (or a whole session) may spend. A limit left out does not apply.
 ///
 /// `runtime.limits` in agent.yaml bounds each run, `runtime.session_limits` the session's whole life (a running total
@@ -19,7 +22,8 @@ pub struct Limits {
     /// US dollars, from the tokens and the model's prices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
-    /// Seconds from the start of the run, whatever it is doing (a model call, a shell command).
+    /// Seconds from the start of the run, whatever it is doing (a model call, a shell command); at most
+    /// [`MAX_WALL_S`]. Runs only: a session's time is not bounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wall_s: Option<u64>,
 }
@@ -46,12 +50,21 @@ impl Limits {
     /// # Errors
     /// A message naming the limit.
     pub fn validate(&self) -> Result<(), String> {
-        match self.max_cost_usd {
-            Some(c) if !c.is_finite() || c < 0.0 => Err(format!(
+        if let Some(c) = self.max_cost_usd
+            && (!c.is_finite() || c < 0.0)
+        {
+            return Err(format!(
                 "max_cost_usd must be a number of US dollars, 0 or more (got {c})"
-            )),
-            _ => Ok(()),
+            ));
         }
+        if let Some(s) = self.max_wall_s
+            && s > MAX_WALL_S
+        {
+            return Err(format!(
+                "max_wall_s must be at most {MAX_WALL_S} seconds (a year; got {s})"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -99,17 +112,6 @@ pub enum LimitScope {
     Run,
     /// The session's whole life: `runtime.session_limits`.
     Session,
-}
-
-impl LimitScope {
-    /// Where the limit is configured, for messages.
-    #[must_use]
-    pub fn config_key(self) -> &'static str {
-        match self {
-            LimitScope::Run => "runtime.limits",
-            LimitScope::Session => "runtime.session_limits",
-        }
-    }
 }
 
 /// [`crate::Event::LimitWarning`]: 80 % of a limit is spent. Once per limit and run.

@@ -199,6 +199,10 @@ pub const ELIDED_OBSERVATION: &str =
 /// The entry added when the host aborted the run while the block ran.
 pub const ABORTED_ENTRY: &str = "[aborted by the user]";
 
+/// The entry added when the run's time limit stopped the block (SPEC §21).
+pub const OUT_OF_TIME_ENTRY: &str =
+    "[stopped: the run's time limit (max_wall_s) was reached; the task is unfinished]";
+
 /// A tool's failure as the model reads it: `[tool] ERROR: message`.
 #[must_use]
 pub fn tool_error_entry(tool: &str, message: &str) -> String {
@@ -302,6 +306,8 @@ pub enum BlockEnd {
     Finished,
     /// The host aborted the run while it ran.
     Aborted,
+    /// The run's time limit stopped it.
+    OutOfTime,
     /// It did not compile, raised an exception or hit a limit.
     Failed(ExecutionFailure),
 }
@@ -353,6 +359,10 @@ impl Feedback {
                     BlockEnd::Finished => cap_observation(observation.render()),
                     BlockEnd::Aborted => {
                         observation.push(ABORTED_ENTRY);
+                        cap_observation(observation.render())
+                    }
+                    BlockEnd::OutOfTime => {
+                        observation.push(OUT_OF_TIME_ENTRY);
                         cap_observation(observation.render())
                     }
                     BlockEnd::Failed(failure) => {

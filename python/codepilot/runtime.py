@@ -46,9 +46,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 _LIVE: "weakref.WeakSet[_Base]" = weakref.WeakSet()
 
 
-class Outcome(NamedTuple):
-    """How the last task ended."""
-
+class _OutcomeFields(NamedTuple):
     status: str
     """``"completed"``, ``"replied"`` (a chat answer), ``"max_steps"``, ``"aborted"``, ``"limit_exceeded"`` (a
     limit on tokens, cost or time) or ``"invalid_output"`` (the result never matched the output schema)."""
@@ -56,15 +54,36 @@ class Outcome(NamedTuple):
     """The completion summary, or the reply; ``None`` for the others."""
     steps: int
     """Steps the task took."""
-    structured: Any = None
+
+
+class Outcome(_OutcomeFields):
+    """How the last task ended: ``status, text, steps`` (it unpacks as those three), plus ``structured``,
+    ``usage`` and ``details``."""
+
+    structured: Any
     """With ``output_schema``: the validated result (a dict, or an instance of the pydantic model passed)."""
-    usage: Optional[Dict[str, Any]] = None
+    usage: Optional[Dict[str, Any]]
     """What the task spent: ``tokens`` (``input_tokens``, ``output_tokens``, ``cache_read_tokens``,
     ``cache_write_tokens``, ``reasoning_tokens``, ``calls``), ``cost_usd`` (``None`` without prices),
     ``estimated``, ``wall_s``."""
-    details: Optional[Dict[str, Any]] = None
+    details: Dict[str, Any]
     """The whole outcome as the engine reports it: ``limit``, ``scope``, ``max``, ``spent`` for
     ``limit_exceeded``; ``errors`` and ``last`` for ``invalid_output``."""
+
+    def __new__(
+        cls,
+        status: str,
+        text: Optional[str],
+        steps: int,
+        structured: Any = None,
+        usage: Optional[Dict[str, Any]] = None,
+        details: Optional[Dict[str, Any]] = None,
+    ) -> "Outcome":
+        self = super().__new__(cls, status, text, steps)
+        self.structured = structured
+        self.usage = usage
+        self.details = details if details is not None else {"status": status, "steps": steps}
+        return self
 
     @property
     def completed(self) -> bool:
@@ -323,9 +342,11 @@ class _Base:
             raise item[1]
         details = item[4]
         structured = details.get("structured")
+        # Recorded before the model class sees the value: should it refuse it, the run's result is not lost.
+        self.last_outcome = Outcome(item[1], item[2], item[3], structured, item[5], details)
         if structured is not None and model is not None:
             structured = model.model_validate(structured)
-        self.last_outcome = Outcome(item[1], item[2], item[3], structured, item[5], details)
+            self.last_outcome = Outcome(item[1], item[2], item[3], structured, item[5], details)
         if item[1] != "completed":
             return None
         return structured if "structured" in details else item[2]

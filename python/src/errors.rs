@@ -11,7 +11,9 @@ fn class_name(error: &Error) -> &'static str {
         Error::Config(_)
         | Error::MissingApiKey { .. }
         | Error::BadEnvironment { .. }
-        | Error::WorkDir { .. } => "ConfigError",
+        | Error::WorkDir { .. }
+        | Error::OutputSchema(_)
+        | Error::Limits(_) => "ConfigError",
         Error::Register(_) => "ToolRegistrationError",
         Error::Provider(_) if error.is_config() => "ConfigError",
         Error::Provider(_) => "ProviderError",

@@ -37,6 +37,8 @@ def test_a_run_stops_at_its_limit_with_the_spend_reported(project: Path, server:
     assert rt.run("loop", limits={"max_total_tokens": 64_000}) is None
     outcome = rt.last_outcome
     assert outcome is not None and outcome.status == "limit_exceeded"
+    status, text, steps = outcome
+    assert (status, text, steps) == ("limit_exceeded", None, 2), "it still unpacks as the three fields it had"
     assert outcome.details is not None and outcome.details["limit"] == "max_total_tokens"
     assert outcome.usage is not None and outcome.usage["tokens"]["input_tokens"] == 60_000
     assert outcome.usage["cost_usd"] == pytest.approx(0.183)

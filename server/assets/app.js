@@ -79,7 +79,10 @@ function show(e) {
     case "tool_call": return entry("tool", "⚙ " + e.label);
     case "tool_result": return entry("result" + (e.ok ? "" : " failed"), e.result);
     case "user_message_injected": return entry("user", "✉ " + e.text);
-    case "finish": return entry("finish", "✔ " + e.summary);
+    case "finish":
+      // A limit or an output schema never matched also ends a turn: not a success.
+      if (e.reason === "limit_exceeded" || e.reason === "invalid_output") return entry("error", "✖ " + e.summary);
+      return entry("finish", "✔ " + e.summary);
     case "max_steps": return entry("error", "step limit reached (" + e.steps + ")");
     case "aborted": return entry("error", "interrupted at step " + e.step);
     case "runtime_error": return entry("error", e.kind + ": " + e.message);
@@ -99,14 +102,9 @@ function amount(limit, value) {
   return Math.round(value).toLocaleString("en") + " tokens";
 }
 
-/** What a turn spent, as `turn/completed` reports it; how it ended when a limit or the output schema stopped it. */
+/** What a turn spent, as `turn/completed` reports it (how it ended is its `finish` event). */
 function spendEntry(params) {
-  const s = params.spend, o = params.outcome;
-  if (o.status === "limit_exceeded") {
-    entry("error", `stopped: ${o.scope} limit ${o.limit} reached (${amount(o.limit, o.spent)} of ${amount(o.limit, o.max)})`);
-  } else if (o.status === "invalid_output") {
-    entry("error", "the result never matched the output schema: " + o.errors.join("; "));
-  }
+  const s = params.spend;
   if (!s) return;
   const cost = s.cost_usd == null ? "" : ` · $${s.cost_usd.toFixed(4)}`;
   const t = s.tokens;

@@ -189,6 +189,8 @@ fn engine_error(error: &codepilot::Error) -> RpcError {
         codepilot::Error::Checkpoint(_)
         | codepilot::Error::CheckpointsOff
         | codepilot::Error::RewindHalfDone { .. } => codes::CHECKPOINT_FAILED,
+        // A turn's own limits or output schema: the request's parameters, not the agent file.
+        codepilot::Error::OutputSchema(_) | codepilot::Error::Limits(_) => codes::INVALID_PARAMS,
         e if e.is_config() => codes::BAD_AGENT_CONFIG,
         _ => codes::INTERNAL_ERROR,
     };

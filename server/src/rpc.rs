@@ -246,6 +246,12 @@ impl Daemon {
                 self.start_turn(&p.session_id, p.text, options).await
             }
             ClientRequest::TurnSteer(p) => {
+                if p.limits.is_some() || p.output_schema.is_some() {
+                    return Err(RpcError::new(
+                        codes::INVALID_PARAMS,
+                        "turn/steer takes session_id and text; limits and output_schema belong to turn/start",
+                    ));
+                }
                 self.host(&p.session_id)?.rt.send_message(p.text);
                 ok(Empty {})
             }

@@ -133,6 +133,17 @@ async fn an_output_schema_file_gives_json_on_stdout_or_exit_6() {
     assert_eq!(done["outcome"]["status"], "invalid_output");
     assert_eq!(done["outcome"]["last"], "{\"files\": \"y\"}");
 
+    let out = codepilot(
+        dir.path(),
+        &["run", "--max-wall-s", "18446744073709551615", "x"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--max-wall-s must be at most 31536000 seconds"),
+        "{}",
+        stderr(&out)
+    );
     let out = codepilot(dir.path(), &["run", "--output-schema", "missing.json", "x"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(

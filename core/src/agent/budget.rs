@@ -78,7 +78,7 @@ impl Budget {
     pub(crate) fn wall_deadline(&self) -> Option<Instant> {
         self.run
             .max_wall_s
-            .map(|s| self.started + Duration::from_secs(s))
+            .and_then(|s| self.started.checked_add(Duration::from_secs(s)))
     }
 
     fn elapsed_s(&self) -> f64 {

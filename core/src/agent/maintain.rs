@@ -95,7 +95,10 @@ pub(super) async fn backstop(
         codepilot_protocol::summariser_request(&transcript),
     )];
     // Within the limits like every call; when it does not fit, compaction frees the context instead.
-    let prompt = state.book().count(request[0].content());
+    let prompt = {
+        let book = state.book();
+        book.count(codepilot_protocol::SUMMARISER_PROMPT) + book.count(request[0].content())
+    };
     if run.budget.check(prompt, &state.usage).is_some() {
         return;
     }

@@ -62,16 +62,7 @@ pub struct RunOptions {
 /// host that sees one can rely on the step being stored.
 pub(crate) async fn run(cx: &Arc<Context>, task: &str, options: &RunOptions) -> Result<Outcome> {
     let limits = options.limits.or(cx.spending.run);
-    limits
-        .validate()
-        .map_err(|m| Error::Limits(format!("this run's limits: {m}")))?;
-    if options.limits.max_cost_usd.is_some() && cx.spending.prices.is_none() {
-        return Err(Error::Limits(
-            "a cost limit needs the model's prices, and this model has none built in; add `model.pricing: \
-             {input_per_mtok: …, output_per_mtok: …}` (US dollars per million tokens) to the agent file"
-                .to_owned(),
-        ));
-    }
+    check_limits(&limits, &cx.spending.session, cx.spending.prices.is_some())?;
     let mut schema = options
         .output_schema
         .clone()
@@ -131,7 +122,7 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str, options: &RunOptions) -> 
         budget: &mut budget,
         schema: schema.as_mut(),
         cancel: &turn,
-        wall: wall.as_ref(),
+        aborted: &owned.token,
     };
     let outcome = finish_run(cx, &mut state, &mut run).await;
     if let Some(wall) = &wall {
@@ -150,20 +141,52 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str, options: &RunOptions) -> 
     outcome
 }
 
+/// Refuses limits that cannot be enforced: a cost without prices, a session wall time, values out of range.
+fn check_limits(
+    run: &codepilot_protocol::Limits,
+    session: &codepilot_protocol::Limits,
+    priced: bool,
+) -> Result<()> {
+    run.validate()
+        .map_err(|m| Error::Limits(format!("this run's limits: {m}")))?;
+    session
+        .validate()
+        .map_err(|m| Error::Limits(format!("runtime.session_limits: {m}")))?;
+    if session.max_wall_s.is_some() {
+        return Err(Error::Limits(
+            "runtime.session_limits: a session's time is not limited; set max_wall_s for each run"
+                .to_owned(),
+        ));
+    }
+    if (run.max_cost_usd.is_some() || session.max_cost_usd.is_some()) && !priced {
+        return Err(Error::Limits(
+            "a cost limit needs the model's prices, and this model has none built in; add `model.pricing: \
+             {input_per_mtok: …, output_per_mtok: …}` (US dollars per million tokens) to the agent file"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// One run's state besides the session: what it may spend, its output schema, its cancellation.
 struct Run<'a> {
     budget: &'a mut Budget,
     schema: Option<&'a mut OutputSchema>,
-    /// Cancelled by an abort, or when the wall limit is reached.
+    /// Cancelled by an abort, or when the wall limit is reached (it is a child of `aborted`).
     cancel: &'a CancellationToken,
-    /// The wall limit's timer: finished once the limit was reached.
-    wall: Option<&'a tokio::task::JoinHandle<()>>,
+    /// Cancelled by an abort only (the host's, a closing runtime's).
+    aborted: &'a CancellationToken,
 }
 
 impl Run<'_> {
+    /// Whether the run was cut short by its wall limit rather than aborted.
+    fn out_of_time(&self) -> bool {
+        self.cancel.is_cancelled() && !self.aborted.is_cancelled()
+    }
+
     /// An abort's outcome, unless the abort was the wall limit.
     fn aborted(&self, steps: u32) -> Outcome {
-        if self.wall.is_some_and(tokio::task::JoinHandle::is_finished) {
+        if self.out_of_time() {
             self.budget.wall_exceeded().outcome(steps)
         } else {
             Outcome::Aborted { steps }
@@ -215,8 +238,11 @@ async fn finish_run(
         } => Event::Finish(FinishEvent {
             reason: FinishReason::LimitExceeded,
             summary: format!(
-                "stopped: {} {} reached ({} of {})",
-                scope.config_key(),
+                "stopped: the {}'s limit {} was reached ({} of {})",
+                match scope {
+                    codepilot_protocol::LimitScope::Run => "run",
+                    codepilot_protocol::LimitScope::Session => "session",
+                },
                 limit.key(),
                 limit.show(*spent),
                 limit.show(*max)

@@ -10,6 +10,9 @@ use crate::error::Result;
 /// Errors shown to the model about one completion, at most.
 const MAX_ERRORS: usize = 10;
 
+/// Characters of one error shown, at most (a validator's message may quote the whole value).
+const MAX_ERROR_CHARS: usize = 300;
+
 /// A run's output schema and how many completions it refused.
 pub(crate) struct OutputSchema {
     schema: Value,
@@ -38,7 +41,10 @@ impl OutputSchema {
     /// # Errors
     /// [`Error::OutputSchema`] when `schema` is not a valid JSON Schema.
     pub(crate) fn new(schema: Value, retries: u32) -> Result<Self> {
-        let validator = jsonschema::draft202012::new(&schema)
+        // Formats (`date-time`, `email`, …) are checked too: a host's model class (pydantic) checks them.
+        let validator = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
             .map_err(|e| Error::OutputSchema(e.to_string()))?;
         Ok(Self {
             schema,
@@ -67,10 +73,11 @@ impl OutputSchema {
                     .take(MAX_ERRORS)
                     .map(|e| {
                         let at = e.instance_path().to_string();
+                        let message = shorten(&e.to_string());
                         if at.is_empty() {
-                            format!("at the top: {e}")
+                            format!("at the top: {message}")
                         } else {
-                            format!("at {at}: {e}")
+                            format!("at {at}: {message}")
                         }
                     })
                     .collect();
@@ -81,14 +88,39 @@ impl OutputSchema {
             }
             Err(e) => vec![format!("not JSON: {e}")],
         };
+        match self.refuse(errors) {
+            Ok(refusal) => Judged::Refused(refusal),
+            Err(errors) => Judged::GaveUp { errors },
+        }
+    }
+
+    /// Judges an answer that ended the task without a completion block (a reply): the refusal the model reads, or
+    /// (past the retries) the errors the run ends with.
+    pub(crate) fn judge_reply(&mut self) -> Result<CompletionRefusal, Vec<String>> {
+        self.refuse(vec![
+            "the answer has no ```completion block; end the task with one whose whole content is the JSON result"
+                .to_owned(),
+        ])
+    }
+
+    /// Counts a refusal of a completion with `errors`; `Err(errors)` once the retries are used up.
+    fn refuse(&mut self, errors: Vec<String>) -> Result<CompletionRefusal, Vec<String>> {
         if self.refused >= self.retries {
-            return Judged::GaveUp { errors };
+            return Err(errors);
         }
         self.refused += 1;
-        Judged::Refused(CompletionRefusal::InvalidOutput {
+        Ok(CompletionRefusal::InvalidOutput {
             errors,
             tries_left: self.retries - self.refused,
         })
+    }
+}
+
+/// `text` cut to [`MAX_ERROR_CHARS`] characters, with a marker.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((at, _)) => format!("{}… (cut)", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -147,6 +179,33 @@ mod tests {
         };
         assert!(errors[0].starts_with("not JSON"), "{errors:?}");
         assert!(matches!(s.judge("{}"), Judged::GaveUp { errors } if errors.len() == 1));
+    }
+
+    #[test]
+    fn replies_are_refused_formats_checked_and_long_errors_cut() {
+        let mut s = OutputSchema::new(
+            json!({"type": "object", "properties": {"at": {"type": "string", "format": "date-time"},
+                   "name": {"type": "string", "maxLength": 1}}}),
+            3,
+        )
+        .unwrap();
+        let Ok(CompletionRefusal::InvalidOutput { errors, .. }) = s.judge_reply() else {
+            panic!("refused")
+        };
+        assert!(errors[0].contains("no ```completion block"), "{errors:?}");
+        assert!(matches!(
+            s.judge(r#"{"at": "yesterday"}"#),
+            Judged::Refused(_)
+        ));
+        let long = format!(r#"{{"name": "{}"}}"#, "x".repeat(2_000));
+        let Judged::Refused(CompletionRefusal::InvalidOutput { errors, .. }) = s.judge(&long)
+        else {
+            panic!("refused")
+        };
+        assert!(
+            errors[0].chars().count() < 400 && errors[0].ends_with("(cut)"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::Context;
 use super::Run;
 use super::host::StepHost;
 use super::output::Judged;
+use super::output::OutputSchema;
 use crate::Outcome;
 use crate::events::ErrorKind;
 use crate::events::Event;
@@ -85,12 +86,24 @@ pub(super) async fn run(
                 },
                 Err(refusal) => StepDone::feedback(Feedback::CompletionRefused(refusal)),
             },
-            None => StepDone {
-                feedback: None,
-                outcome: Some(Outcome::Replied {
-                    text: action.text.trim().to_owned(),
-                    steps: step,
-                }),
+            // With an output schema a reply is not a result: refused, counted against the retries.
+            None => match run.schema.as_deref_mut().map(OutputSchema::judge_reply) {
+                None => StepDone {
+                    feedback: None,
+                    outcome: Some(Outcome::Replied {
+                        text: action.text.trim().to_owned(),
+                        steps: step,
+                    }),
+                },
+                Some(Ok(refusal)) => StepDone::feedback(Feedback::CompletionRefused(refusal)),
+                Some(Err(errors)) => StepDone {
+                    feedback: None,
+                    outcome: Some(Outcome::InvalidOutput {
+                        errors,
+                        last: action.text.trim().to_owned(),
+                        steps: step,
+                    }),
+                },
             },
         };
     };
@@ -164,7 +177,7 @@ async fn run_block(
     let aborted = Some(Outcome::Aborted { steps: step });
     match result {
         Ok(_) if cancel.is_cancelled() => {
-            report.end = BlockEnd::Aborted;
+            report.end = cut_short(run);
             StepDone {
                 feedback: Some(Feedback::Block(report)),
                 outcome: aborted,
@@ -191,7 +204,7 @@ async fn run_block(
             }
         }
         Err(failure) if failure.kind == FailureKind::Cancelled || cancel.is_cancelled() => {
-            report.end = BlockEnd::Aborted;
+            report.end = cut_short(run);
             StepDone {
                 feedback: Some(Feedback::Block(report)),
                 outcome: aborted,
@@ -209,6 +222,15 @@ async fn run_block(
             }
             StepDone::feedback(Feedback::Block(report))
         }
+    }
+}
+
+/// How a block the run's token stopped ended: aborted, or out of time.
+fn cut_short(run: &Run<'_>) -> BlockEnd {
+    if run.out_of_time() {
+        BlockEnd::OutOfTime
+    } else {
+        BlockEnd::Aborted
     }
 }
 

@@ -223,6 +223,15 @@ fn limits(
     raw.value
         .validate()
         .map_err(|message| invalid(key, ctx, line, message))?;
+    if key == "runtime.session_limits" && raw.value.max_wall_s.is_some() {
+        return Err(invalid(
+            &format!("{key}.max_wall_s"),
+            ctx,
+            line,
+            "a session's time is not limited; set max_wall_s in runtime.limits (each run)"
+                .to_owned(),
+        ));
+    }
     if raw.value.max_cost_usd.is_some() && model.prices().is_none() {
         return Err(invalid(
             &format!("{key}.max_cost_usd"),

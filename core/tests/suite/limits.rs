@@ -192,6 +192,26 @@ fn a_cost_limit_without_a_known_price_is_a_config_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("model.pricing.output_per_mtok"), "{err}");
+    for (limits, wanted) in [
+        (
+            "session_limits: {max_wall_s: 60}",
+            "runtime.session_limits.max_wall_s",
+        ),
+        (
+            "limits: {max_wall_s: 18446744073709551615}",
+            "at most 31536000 seconds",
+        ),
+        ("limits: {max_cost_usd: -1}", "0 or more"),
+        ("limits: {max_tokens: 5}", "max_tokens"),
+    ] {
+        let yaml = format!(
+            "agent:\n  name: A\n  model:\n    provider: anthropic\n    name: claude-sonnet-4-5\n  runtime:\n    {limits}\n"
+        );
+        let err = AgentFile::from_yaml_str(&yaml, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(wanted), "{limits}: {err}");
+    }
 }
 
 #[tokio::test]
@@ -236,13 +256,18 @@ async fn the_wall_limit_stops_a_long_shell_command() {
     let bodies = server.requests();
     let fed_back = last_user_text(&bodies[bodies.len() - 1].body);
     assert!(fed_back.contains("again"), "{fed_back}");
+    let history = bodies[1].body.to_string();
+    assert!(
+        history.contains("[stopped: the run's time limit (max_wall_s) was reached"),
+        "the model reads why the command stopped, not that a person aborted it"
+    );
 }
 
 #[tokio::test]
 async fn session_limits_keep_counting_across_a_resume() {
     let work = tempfile::tempdir().unwrap();
     let db = work.path().join("sessions.db");
-    let url = format!("sqlite://{}", db.display());
+    let url = format!("sqlite:///{}", db.display());
     let server = ScriptedServer::start(vec![
         Turn::answer("```completion\none\n```").with_usage(reported(11_000, 100)),
         Turn::answer("```completion\ntwo\n```").with_usage(reported(11_000, 100)),
@@ -322,6 +347,7 @@ async fn structured_results_are_validated_refused_with_the_errors_and_retried() 
     let server = ScriptedServer::start(vec![
         Turn::answer("```completion\n{\"files\": 3, \"summary\": \"ok\"}\n```"),
         Turn::answer("```completion\nI changed three files.\n```"),
+        Turn::answer("Here it is: three files."),
         Turn::answer("```completion\n{\"files\": -1}\n```"),
         Turn::answer("```completion\n{\"files\": 2, \"summary\": \"fixed\"}\n```"),
     ])
@@ -348,20 +374,26 @@ async fn structured_results_are_validated_refused_with_the_errors_and_retried() 
         "{task}"
     );
 
-    // Prose, then an invalid object: each refused with what is wrong, then a valid one.
+    // Prose, a reply without a completion block, then an invalid object: each refused with what is wrong (the
+    // default three retries), then a valid one.
     let outcome = rt.run_with("count again", &options).await.unwrap();
     assert_eq!(
         outcome.structured(),
         Some(&json!({"files": 2, "summary": "fixed"}))
     );
-    assert_eq!(outcome.steps(), 3);
+    assert_eq!(outcome.steps(), 4);
     let bodies = server.requests();
     let after_prose = last_user_text(&bodies[2].body);
     assert!(
         after_prose.contains("[COMPLETION NOT ACCEPTED]") && after_prose.contains("not JSON"),
         "{after_prose}"
     );
-    let after_invalid = last_user_text(&bodies[3].body);
+    let after_reply = last_user_text(&bodies[3].body);
+    assert!(
+        after_reply.contains("no ```completion block"),
+        "{after_reply}"
+    );
+    let after_invalid = last_user_text(&bodies[4].body);
     assert!(
         after_invalid.contains("at /files: -1 is less than the minimum of 0"),
         "{after_invalid}"

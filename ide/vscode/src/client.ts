@@ -247,7 +247,7 @@ export function spendSummary(s: Spend): string {
 export function stoppedSummary(outcome: TurnCompleted["outcome"]): string | undefined {
   switch (outcome.status) {
     case "limit_exceeded":
-      return `stopped: ${outcome.scope} limit ${outcome.limit} reached (${limitAmount(outcome.limit, outcome.spent)} of ${limitAmount(outcome.limit, outcome.max)})`;
+      return `stopped: the ${outcome.scope}'s limit ${outcome.limit} was reached (${limitAmount(outcome.limit, outcome.spent)} of ${limitAmount(outcome.limit, outcome.max)})`;
     case "invalid_output":
       return "the result never matched the output schema: " + outcome.errors.join("; ");
     default:

@@ -141,7 +141,12 @@ function onNotification(n: Notification): void {
         timeline?.post({ text: e.result, style: "opacity:0.8;max-height:10em;overflow:auto" });
         break;
       case "finish":
-        timeline?.post({ text: "✔ " + e.summary, style: "font-weight:bold" });
+        // A limit or an output schema never matched also ends a turn: not a success.
+        if (e.reason === "limit_exceeded" || e.reason === "invalid_output") {
+          timeline?.post({ text: "✖ " + e.summary, style: "color: var(--vscode-errorForeground)" });
+        } else {
+          timeline?.post({ text: "✔ " + e.summary, style: "font-weight:bold" });
+        }
         break;
       case "runtime_error":
         timeline?.post({ text: "✖ " + e.message, style: "color: var(--vscode-errorForeground)" });
@@ -174,10 +179,7 @@ function onNotification(n: Notification): void {
       void vscode.window.showErrorMessage(`CodePilot: ${n.params.error.message}`);
     } else {
       const stopped = stoppedSummary(n.params.outcome);
-      if (stopped) {
-        timeline?.post({ text: "✖ " + stopped, style: "color: var(--vscode-errorForeground)" });
-        void vscode.window.showWarningMessage(`CodePilot: ${stopped}`);
-      }
+      if (stopped) void vscode.window.showWarningMessage(`CodePilot: ${stopped}`);
       if (n.params.spend) timeline?.post({ text: spendSummary(n.params.spend), style: "opacity:0.6" });
     }
   }

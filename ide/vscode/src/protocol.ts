@@ -297,7 +297,8 @@ export interface Limits {
    */
   max_total_tokens?: number | null;
   /**
-   * Seconds from the start of the run, whatever it is doing (a model call, a shell command).
+   * Seconds from the start of the run, whatever it is doing (a model call, a shell command); at most
+   * [`MAX_WALL_S`]. Runs only: a session's time is not bounded.
    */
   max_wall_s?: number | null;
 }

@@ -108,6 +108,19 @@ fn an_aborted_block() {
 }
 
 #[test]
+fn a_block_stopped_by_the_time_limit() {
+    snapshot(
+        "feedback_out_of_time",
+        "the run's wall-time limit stopped the block",
+        Feedback::Block(report(
+            &["[terminal:main:cmd1] $ sleep 100"],
+            BlockEnd::OutOfTime,
+        ))
+        .render(),
+    );
+}
+
+#[test]
 fn a_failed_block_with_a_refused_completion() {
     let mut r = report(
         &["[read_file] 'a.txt' is empty.\n[END OF FILE]"],

@@ -116,7 +116,7 @@ test("a turn stopped by a limit or an output schema says why", async (t) => {
   end = (await completed).at(-1)!.params as TurnCompleted;
   assert.equal(
     stoppedSummary(end.outcome),
-    "stopped: run limit max_total_tokens reached (30,005 tokens of 34,000 tokens)",
+    "stopped: the run's limit max_total_tokens was reached (30,005 tokens of 34,000 tokens)",
   );
 });
 
