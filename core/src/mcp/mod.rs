@@ -515,6 +515,10 @@ async fn close_service(mut service: Service) {
 pub struct McpHub {
     servers: Vec<Arc<Server>>,
     closed: Arc<AtomicBool>,
+    /// Warnings held until the first step: a server that fails at once (a missing command) would otherwise warn
+    /// while the runtime is being built, before any host listens. `None` once released.
+    held: Arc<Mutex<Option<Vec<String>>>>,
+    warn: Warn,
 }
 
 impl std::fmt::Debug for McpHub {
@@ -538,13 +542,28 @@ impl McpHub {
     #[must_use]
     pub fn start(configs: &[McpServerConfig], env: EnvLookup, warn: Warn) -> Arc<Self> {
         let closed = Arc::new(AtomicBool::new(false));
+        let held: Arc<Mutex<Option<Vec<String>>>> = Arc::new(Mutex::new(Some(Vec::new())));
+        let hold: Warn = {
+            let held = Arc::clone(&held);
+            let warn = Arc::clone(&warn);
+            Arc::new(move |message: &str| {
+                let mut pending = lock(&held);
+                match pending.as_mut() {
+                    Some(queue) => queue.push(message.to_owned()),
+                    None => {
+                        drop(pending);
+                        warn(message);
+                    }
+                }
+            })
+        };
         let servers: Vec<Arc<Server>> = configs
             .iter()
             .map(|config| {
                 Arc::new(Server {
                     config: config.clone(),
                     env: Arc::clone(&env),
-                    warn: Arc::clone(&warn),
+                    warn: Arc::clone(&hold),
                     state: Mutex::new(ServerState::Starting),
                     service: tokio::sync::Mutex::new(None),
                     tools: Mutex::new(Vec::new()),
@@ -561,7 +580,20 @@ impl McpHub {
         for server in &servers {
             tokio::spawn(Arc::clone(server).start());
         }
-        Arc::new(Self { servers, closed })
+        Arc::new(Self {
+            servers,
+            closed,
+            held,
+            warn,
+        })
+    }
+
+    /// Gives the warnings held since the start to the host, in order; later ones go out at once.
+    pub(crate) fn release_warnings(&self) {
+        let held = lock(&self.held).take().unwrap_or_default();
+        for message in held {
+            (self.warn)(&message);
+        }
     }
 
     /// Waits until every server finished its first start, at most `limit` (and never longer than a server's own
@@ -580,6 +612,7 @@ impl McpHub {
     /// Waits for the first start of every server, up to a bound, before a runtime's first step.
     pub(crate) async fn wait_for_first_step(&self) {
         self.wait_started(STARTUP_WAIT).await;
+        self.release_warnings();
     }
 
     /// Fetches the tool lists servers said changed; `true` when any server's tools changed since the last call
