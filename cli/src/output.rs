@@ -335,8 +335,58 @@ impl Output for HumanOutput {
 
     fn on_event(&self, e: &EventEnvelope) {
         let Ok(mut s) = self.state.lock() else { return };
+        if let Some(id) = e.agent_id {
+            // A worker's events, indented under the parent's: what it does, not how it thinks.
+            if let Some(text) = worker_line(&e.event) {
+                let text = self.paint("2", &format!("    [#{id}] {text}"));
+                self.line(&mut s, &text);
+            }
+            return;
+        }
         match &e.event {
             Event::Start(_) => {}
+            Event::SubagentSpawn(w) => {
+                let text = self.paint(
+                    "36",
+                    &format!(
+                        "⇢ sub-agent #{} ({}): {}",
+                        w.agent_id,
+                        w.model,
+                        printable(&w.task_summary)
+                    ),
+                );
+                self.line(&mut s, &text);
+            }
+            Event::SubagentMessage(m) => {
+                let text = self.paint(
+                    "35",
+                    &format!(
+                        "✉ sub-agent #{} asks: {}",
+                        m.agent_id,
+                        printable(&m.message)
+                    ),
+                );
+                self.line(&mut s, &text);
+            }
+            Event::SubagentFinish(f) => {
+                let how = match f.status {
+                    codepilot::protocol::SubagentStatus::Completed => "completed",
+                    codepilot::protocol::SubagentStatus::Stopped => "stopped",
+                    codepilot::protocol::SubagentStatus::Failed => "failed",
+                    codepilot::protocol::SubagentStatus::Aborted => "aborted",
+                };
+                let detail = f.error.as_deref().unwrap_or(&f.summary);
+                let text = self.paint(
+                    "36",
+                    &format!(
+                        "⇠ sub-agent #{} {how} in {:.1}s: {}",
+                        f.agent_id,
+                        f.elapsed_seconds,
+                        printable(first_line(detail))
+                    ),
+                );
+                self.line(&mut s, &text);
+            }
             Event::Step(step) => {
                 let msg = format!("thinking (step {}/{})", step.step, step.max_steps);
                 if self.tty {
@@ -484,6 +534,16 @@ impl Output for HumanOutput {
             Event::SessionReset(_) => {}
             _ => {}
         }
+    }
+}
+
+/// What the human output shows of a worker's event, if anything.
+fn worker_line(event: &Event) -> Option<String> {
+    match event {
+        Event::ToolCall(c) => Some(format!("▸ {}", printable(&c.label))),
+        Event::RuntimeError(e) => Some(format!("! {}", printable(first_line(&e.message)))),
+        Event::ResourceLimit(r) => Some(format!("! {}", printable(&r.message))),
+        _ => None,
     }
 }
 

@@ -98,10 +98,30 @@ pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
                         m.content.trim_end()
                     ));
                 }
+                // Its workers' conversations, stored beside it as `<id>.sub-<N>` (SPEC §20).
+                for (n, worker) in workers_of(&*store, &id).await? {
+                    let Some(w) = store.load(&worker).await? else {
+                        continue;
+                    };
+                    output::emit_stdout(&format!(
+                        "\n══ sub-agent #{n} (session {worker}) · {} message(s) ══",
+                        w.messages.len()
+                    ));
+                    for m in &w.messages {
+                        output::emit_stdout(&format!(
+                            "\n── #{n} {} ──\n{}",
+                            m.role.as_str(),
+                            m.content.trim_end()
+                        ));
+                    }
+                }
             }
         }
         SessionsCommand::Rm { id } => {
             let id: SessionId = id.parse().map_err(|e| usage(format!("{e}")))?;
+            for (_, worker) in workers_of(&*store, &id).await? {
+                store.delete(&worker).await?;
+            }
             if store.delete(&id).await? {
                 let opts = codepilot::store::checkpoint::CheckpointOptions::default();
                 if let Err(e) = codepilot::store::checkpoint::delete_session(&id, &opts) {
@@ -114,4 +134,23 @@ pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
         }
     }
     Ok(Exit::Completed)
+}
+
+/// The sessions of `id`'s workers, by worker number.
+async fn workers_of(
+    store: &dyn codepilot::store::SessionStore,
+    id: &SessionId,
+) -> Result<Vec<(u32, SessionId)>, Failure> {
+    let prefix = format!("{id}.sub-");
+    let mut found: Vec<(u32, SessionId)> = store
+        .list()
+        .await?
+        .into_iter()
+        .filter_map(|s| {
+            let n = s.id.as_str().strip_prefix(&prefix)?.parse().ok()?;
+            Some((n, s.id))
+        })
+        .collect();
+    found.sort_by_key(|(n, _)| *n);
+    Ok(found)
 }

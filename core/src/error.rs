@@ -97,6 +97,9 @@ pub enum Error {
         /// The request budget.
         budget: u64,
     },
+    /// A sub-agent request the runtime cannot carry out (no such worker, it ended, sub-agents off).
+    #[error("sub-agent: {0}")]
+    Subagent(String),
     /// A run's output schema is not a JSON Schema the validator accepts.
     #[error(
         "the output schema is not a valid JSON Schema (draft 2020-12): {0}; fix the schema and run again"
@@ -139,6 +142,7 @@ impl Error {
             | Error::WorkDir { .. }
             | Error::Busy
             | Error::ContextOverflow { .. }
+            | Error::Subagent(_)
             | Error::Internal(_) => false,
         }
     }

@@ -114,6 +114,16 @@ impl EventBus {
     }
 
     pub(crate) fn emit(&self, event: Event) {
+        self.emit_as(event, None);
+    }
+
+    /// Emits a worker's event in this session's sequence, marked with the worker's id and the turn that spawned it
+    /// (SPEC §20), so a host sees one ordered stream with the tree in it.
+    pub(crate) fn forward(&self, event: Event, agent_id: u32, parent: u32) {
+        self.emit_as(event, Some((agent_id, parent)));
+    }
+
+    fn emit_as(&self, event: Event, worker: Option<(u32, u32)>) {
         let kind = event.kind();
         let envelope = {
             let Ok(mut seq) = self.sequence.lock() else {
@@ -124,6 +134,8 @@ impl EventBus {
                 session_id: seq.session_id.clone(),
                 turn_id: seq.turn_id.clone(),
                 seq: seq.last_seq,
+                agent_id: worker.map(|(id, _)| id),
+                parent: worker.map(|(_, parent)| parent),
                 event,
             };
             // Sent under the lock so streams see `seq` order. No receivers is fine: nobody subscribed.

@@ -61,6 +61,12 @@ pub enum Event {
     Rewound(crate::checkpoint::RewoundEvent),
     /// 80 % of a limit on tokens, cost or time is spent (SPEC §21).
     LimitWarning(crate::limits::LimitWarningEvent),
+    /// The control block started a worker (SPEC §20).
+    SubagentSpawn(crate::subagent::SubagentSpawnEvent),
+    /// A worker asked its parent something.
+    SubagentMessage(crate::subagent::SubagentMessageEvent),
+    /// A worker ended.
+    SubagentFinish(crate::subagent::SubagentFinishEvent),
 }
 
 /// [`Event::Start`].
@@ -370,6 +376,9 @@ pub enum EventKind {
     ResourceLimit,
     Rewound,
     LimitWarning,
+    SubagentSpawn,
+    SubagentMessage,
+    SubagentFinish,
 }
 
 impl Event {
@@ -399,6 +408,9 @@ impl Event {
             Event::ResourceLimit(_) => EventKind::ResourceLimit,
             Event::Rewound(_) => EventKind::Rewound,
             Event::LimitWarning(_) => EventKind::LimitWarning,
+            Event::SubagentSpawn(_) => EventKind::SubagentSpawn,
+            Event::SubagentMessage(_) => EventKind::SubagentMessage,
+            Event::SubagentFinish(_) => EventKind::SubagentFinish,
         }
     }
 }
@@ -414,6 +426,14 @@ pub struct EventEnvelope {
     pub turn_id: Option<String>,
     /// Increases by one with every event of the session, from 1, so a missing event is visible.
     pub seq: u64,
+    /// The worker (sub-agent) whose event this is, numbered as `spawn_subagent` returned; `None` for the
+    /// session's own agent (SPEC §20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<u32>,
+    /// For a worker's event: who spawned the worker — 0 for the session's own agent, else the spawning worker's
+    /// `agent_id` (a worker of a worker, when `subagents.max_depth` allows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
     /// The event.
     pub event: Event,
 }

@@ -47,6 +47,7 @@ mod payload_check;
 mod request;
 pub mod rpc;
 mod stream;
+mod subagent;
 pub mod sync;
 mod tool;
 
@@ -147,6 +148,10 @@ pub use request::AskUserResponse;
 pub use request::PermissionDecision;
 pub use request::PermissionRequest;
 pub use stream::StreamFilter;
+pub use subagent::SubagentFinishEvent;
+pub use subagent::SubagentMessageEvent;
+pub use subagent::SubagentSpawnEvent;
+pub use subagent::SubagentStatus;
 pub use tool::ExcKind;
 pub use tool::ParamSpec;
 pub use tool::ToolError;

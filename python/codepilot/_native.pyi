@@ -91,6 +91,8 @@ class NativeRuntime:
     def history(self) -> List[Dict[str, str]]:
         """The conversation as of the last checkpoint."""
     def system_prompt(self) -> str: ...
+    def reply_subagent(self, agent_id: int, message: str) -> None:
+        """Answers a worker's ``ask_main_agent``."""
     def usage(self) -> Dict[str, int]:
         """Token usage of the session."""
 

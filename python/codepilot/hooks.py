@@ -35,6 +35,9 @@ __all__ = [
     "on_user_message_injected",
     "on_context_maintenance_start",
     "on_context_drop",
+    "on_subagent_spawn",
+    "on_subagent_message",
+    "on_subagent_finish",
 ]
 
 
@@ -101,6 +104,14 @@ class EventType(str, enum.Enum):
     REWOUND = "rewound"
     """``checkpoint``, ``scope``, ``files_restored``, ``files_deleted``, ``files_left``, ``messages``, ``saved_as``: ``rewind`` put
     the work_dir, the conversation or both back to a checkpoint; ``saved_as`` undoes it."""
+    SUBAGENT_SPAWN = "subagent_spawn"
+    """``agent_id``, ``task_summary``, ``model``, ``tools``: the block started a worker (``spawn_subagent``)."""
+    SUBAGENT_MESSAGE = "subagent_message"
+    """``agent_id``, ``message``: a worker asked the main agent (``ask_main_agent``). A handler that returns a string
+    answers it (as ``reply_subagent`` would); otherwise the main agent sees ``[Sub-Agent #N →] message`` at its next
+    step."""
+    SUBAGENT_FINISH = "subagent_finish"
+    """``agent_id``, ``status``, ``summary``, ``files_written``, ``elapsed_seconds``, ``error``: a worker ended."""
     LIMIT_WARNING = "limit_warning"
     """``limit`` (``max_total_tokens``, ``max_cost_usd``, ``max_wall_s``), ``scope`` (``run``, ``session``), ``max``,
     ``spent``: 80 % of a limit is spent; at 100 % the run ends with ``last_outcome.status == "limit_exceeded"``."""
@@ -268,4 +279,18 @@ on_context_maintenance_start = _appending(
 )
 on_context_drop = _appending(
     EventType.CONTEXT_DROP, "``@on_context_drop(runtime)``: ``fn(before_pct, after_pct, tokens_saved, **_)``."
+)
+on_subagent_spawn = _appending(
+    EventType.SUBAGENT_SPAWN,
+    "``@on_subagent_spawn(runtime)``: ``fn(agent_id, task_summary, **_)`` when the block starts a worker.",
+)
+on_subagent_message = _appending(
+    EventType.SUBAGENT_MESSAGE,
+    "``@on_subagent_message(runtime)``: ``fn(agent_id, message, **_) -> str | None`` when a worker asks; a string "
+    "is its answer.",
+)
+on_subagent_finish = _appending(
+    EventType.SUBAGENT_FINISH,
+    "``@on_subagent_finish(runtime)``: ``fn(agent_id, summary, files_written, elapsed_seconds, error, **_)`` when a "
+    "worker ends.",
 )

@@ -337,6 +337,15 @@ class _Base:
             if item[0] == "event":
                 _discard_awaitable(self.hooks.emit(item[1], **item[2]))
 
+    def _answer_worker(self, item: Tuple[Any, ...], answer: Any) -> None:
+        """A ``subagent_message`` hook that returned a string answered the worker (the original's documented
+        behaviour, which it never wired up)."""
+        if item[1] == "subagent_message" and isinstance(answer, str):
+            try:
+                self._native.reply_subagent(item[2]["agent_id"], answer)
+            except Exception:
+                log_exception("answering sub-agent #%s failed", item[2]["agent_id"])
+
     def _finish(self, item: Tuple[Any, ...], model: Any = None) -> Any:
         if item[0] == "error":
             raise item[1]
@@ -439,7 +448,7 @@ class Runtime(_Base):
                 for item in items:
                     kind = item[0]
                     if kind == "event":
-                        self._sync(self.hooks.emit(item[1], **item[2]))
+                        self._answer_worker(item, self._sync(self.hooks.emit(item[1], **item[2])))
                     elif kind == "tool":
                         self._run_tool(item[1], item[2], item[3])
                     elif kind == "permission":
@@ -540,7 +549,8 @@ class AsyncRuntime(_Base):
                     if kind == "event":
                         value = self.hooks.emit(item[1], **item[2])
                         if _isawaitable(value):
-                            await _logged(value)
+                            value = await _logged(value)
+                        self._answer_worker(item, value)
                     elif kind == "tool":
                         pending.add(asyncio.ensure_future(self._run_tool(item[1], item[2], item[3])))
                     elif kind == "permission":

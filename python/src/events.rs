@@ -15,7 +15,7 @@ use serde_json::json;
 /// bridge asks the `permission_request` and `ask_user` hooks. `codepilot._native.event_hooks()` returns this table,
 /// and the package's tests check it against [`event_types`] and Python's `EventType`, so an event added on one side
 /// only fails them.
-pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 22] = [
+pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 25] = [
     ("start", &["start"]),
     ("step", &["step"]),
     ("stream", &["stream", "thinking_stream"]),
@@ -38,6 +38,9 @@ pub(crate) const EVENT_HOOKS: [(&str, &[&str]); 22] = [
     ("resource_limit", &["resource_limit"]),
     ("rewound", &["rewound"]),
     ("limit_warning", &["limit_warning"]),
+    ("subagent_spawn", &["subagent_spawn"]),
+    ("subagent_message", &["subagent_message"]),
+    ("subagent_finish", &["subagent_finish"]),
 ];
 
 /// The `type` tag of every variant of the engine's [`Event`] enum, in declaration order.
@@ -170,6 +173,30 @@ pub(crate) fn hook_call(event: &Event) -> Option<(&'static str, Map<String, Valu
                 "files_left": e.files_left,
                 "messages": e.messages,
                 "saved_as": e.saved_as,
+            }),
+        ),
+        Event::SubagentSpawn(e) => (
+            "subagent_spawn",
+            json!({
+                "agent_id": e.agent_id,
+                "task_summary": e.task_summary,
+                "model": e.model,
+                "tools": e.tools,
+            }),
+        ),
+        Event::SubagentMessage(e) => (
+            "subagent_message",
+            json!({"agent_id": e.agent_id, "message": e.message}),
+        ),
+        Event::SubagentFinish(e) => (
+            "subagent_finish",
+            json!({
+                "agent_id": e.agent_id,
+                "status": e.status,
+                "summary": e.summary,
+                "files_written": e.files_written,
+                "elapsed_seconds": e.elapsed_seconds,
+                "error": e.error,
             }),
         ),
         Event::LimitWarning(e) => (

@@ -161,7 +161,12 @@ impl NativeRuntime {
             .detach(|| engine.block_on(builder.build()))
             .map_err(|e| errors::to_py_err(py, &e))?;
         let events = Arc::clone(&bridge);
-        rt.on_event(move |e| events.event(e.clone()));
+        // The session's own agent's events, as the original's hooks saw them: a worker's come as subagent_* only.
+        rt.on_envelope(move |e| {
+            if e.agent_id.is_none() {
+                events.event(e.event.clone());
+            }
+        });
         Ok(Self {
             rt,
             bridge,
@@ -429,6 +434,13 @@ impl NativeRuntime {
         let value = serde_json::to_value(self.rt.history())
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
         convert::to_py(py, &value)
+    }
+
+    /// Answers worker `agent_id`'s `ask_main_agent` (from a `subagent_message` hook's return value).
+    fn reply_subagent(&self, py: Python<'_>, agent_id: u32, message: String) -> PyResult<()> {
+        self.rt
+            .reply_subagent(agent_id, message)
+            .map_err(|e| errors::to_py_err(py, &e))
     }
 
     /// Token usage of the session as of the last checkpoint.

@@ -53,8 +53,41 @@ const count = (n, what) => n + " " + what + (n === 1 ? "" : "s");
 
 let streaming = null;
 let step = 0; // the step of the turn the events are of
+/** Worker boxes by agent id: a worker's entries nest in the box opened where its parent spawned it (SPEC §20). */
+const workers = new Map();
+
+/** Shows a worker's event inside its box; returns whether the event was a worker's. */
+function onWorkerEvent(envelope) {
+  const id = envelope.agent_id;
+  if (id == null) return false;
+  const box = workers.get(id);
+  if (!box) return true;
+  const e = envelope.event;
+  let text = null;
+  if (e.type === "tool_call") text = "⚙ " + e.label;
+  else if (e.type === "tool_result" && !e.ok) text = "✖ " + e.result.split("\n")[0];
+  else if (e.type === "runtime_error") text = "! " + e.message.split("\n")[0];
+  if (text) {
+    const line = document.createElement("div");
+    line.className = "worker-line";
+    line.textContent = text;
+    box.appendChild(line);
+    $("timeline").scrollTop = $("timeline").scrollHeight;
+  }
+  return true;
+}
+
+/** The box a spawned worker's activity goes into, under the step that spawned it. */
+function workerBox(e) {
+  const div = entry("worker", `⇢ sub-agent #${e.agent_id} (${e.model}): ${e.task_summary}`);
+  div.dataset.agent = String(e.agent_id);
+  workers.set(e.agent_id, div);
+  return div;
+}
+
 function onEvent(envelope) {
   if (!current || envelope.session_id !== current) return;
+  if (onWorkerEvent(envelope)) return;
   const e = envelope.event;
   if (e.type === "start") step = 0;
   if (e.type === "step") step = e.step;
@@ -88,6 +121,16 @@ function show(e) {
     case "runtime_error": return entry("error", e.kind + ": " + e.message);
     case "workspace_saved": return entry("result", "workspace saved: " + e.files + " files (" + e.key + ")");
     case "resource_limit": return entry("limit", "⚠ " + (e.terminal ? "terminal " + e.terminal + ": " : "") + e.message);
+    case "subagent_spawn": return workerBox(e);
+    case "subagent_message": return entry("user", `✉ sub-agent #${e.agent_id} asks: ${e.message}`);
+    case "subagent_finish": {
+      const box = workers.get(e.agent_id);
+      const line = document.createElement("div");
+      line.className = "worker-end " + e.status;
+      line.textContent = `⇠ ${e.status} in ${e.elapsed_seconds.toFixed(1)} s: ${e.error || e.summary}`;
+      (box || $("timeline")).appendChild(line);
+      return null;
+    }
     case "limit_warning":
       return entry("limit", `⚠ ${e.scope} limit ${e.limit}: ${amount(e.limit, e.spent)} of ${amount(e.limit, e.max)} spent`);
     case "rewound": return rewoundEntry(e);
@@ -275,6 +318,7 @@ async function open(sessionId) {
   current = sessionId;
   $("session-title").textContent = sessionId;
   $("timeline").replaceChildren();
+  workers.clear();
   streaming = null;
   keptBefore = new Map();
   history.replaceState(null, "", location.pathname + "#session=" + encodeURIComponent(sessionId));

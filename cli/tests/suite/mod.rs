@@ -16,3 +16,4 @@ mod sandbox;
 mod serve;
 mod sessions;
 mod spend;
+mod subagents;

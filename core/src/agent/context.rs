@@ -40,8 +40,8 @@ pub(crate) struct Context {
     pub(crate) session: SessionCell,
     /// The session's lease.
     pub(crate) lease: Arc<LeaseKeeper>,
-    /// Abort, queued messages, closing.
-    pub(crate) control: RunControl,
+    /// Abort, queued messages, closing (shared with the workers, whose questions it queues).
+    pub(crate) control: Arc<RunControl>,
     /// What tools reach: work dir, terminals, the read ledger.
     pub(crate) env: Arc<ToolEnv>,
     /// Decides gated tool calls, when the host installed a handler.

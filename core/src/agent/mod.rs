@@ -124,9 +124,23 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str, options: &RunOptions) -> 
         cancel: &turn,
         aborted: &owned.token,
     };
+    // Workers live as long as the run that can await them: an abort (or the wall limit) stops them at once, the
+    // run's end stops those still running.
+    let workers = cx.env.workers.clone();
+    let stop_workers = workers.as_ref().map(|w| {
+        let (w, turn) = (Arc::clone(w), turn.clone());
+        tokio::spawn(async move {
+            turn.cancelled().await;
+            w.abort_all();
+        })
+    });
     let outcome = finish_run(cx, &mut state, &mut run).await;
     if let Some(wall) = &wall {
         wall.abort();
+    }
+    if let (Some(workers), Some(watch)) = (&workers, &stop_workers) {
+        watch.abort();
+        workers.abort_all();
     }
     *codepilot_protocol::sync::lock(&cx.last_spend) = Some(budget.spend());
     if !matches!(

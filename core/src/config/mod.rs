@@ -73,8 +73,35 @@ pub struct AgentFile {
     pub tools: Vec<ToolEntry>,
     /// MCP servers whose tools the block can call (SPEC §18).
     pub mcp_servers: Vec<McpServerConfig>,
+    /// Workers the block may start with `spawn_subagent` (SPEC §20).
+    pub subagents: SubagentsConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
+}
+
+/// `subagents:` section (SPEC §20): how many workers the block may run, how deep, for how long, on what models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubagentsConfig {
+    /// Models a worker may be given by name (`spawn_subagent(model="fast")`): whole `model:` sections, any
+    /// provider. A `model` that names none of them is a model id for the parent's provider.
+    pub models: std::collections::BTreeMap<String, ModelConfig>,
+    /// Workers running at once; `spawn_subagent` past it raises in the block. Default 4, 1 to 64.
+    pub max_concurrent: u32,
+    /// How deep workers may spawn workers: 1 lets the session's agent spawn and no worker. Default 1, at most 4.
+    pub max_depth: u32,
+    /// A worker's step limit; `None`: the agent's `runtime.max_steps`.
+    pub max_steps: Option<u32>,
+}
+
+impl Default for SubagentsConfig {
+    fn default() -> Self {
+        Self {
+            models: std::collections::BTreeMap::new(),
+            max_concurrent: 4,
+            max_depth: 1,
+            max_steps: None,
+        }
+    }
 }
 
 /// `model:` section.
@@ -420,6 +447,7 @@ impl AgentFile {
                 runtime: RuntimeConfig::default(),
                 tools: Vec::new(),
                 mcp_servers: Vec::new(),
+                subagents: SubagentsConfig::default(),
                 source: None,
             },
         }
@@ -434,6 +462,8 @@ impl AgentFile {
             .iter()
             .filter_map(|name| match self.tools.iter().find(|t| t.name == *name) {
                 Some(entry) => entry.enabled.then(|| entry.clone()),
+                // Only a worker asks a main agent: it is on for workers alone (SPEC §20).
+                None if *name == "ask_main_agent" => None,
                 None => Some(ToolEntry::new(*name)),
             })
             .collect()

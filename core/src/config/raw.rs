@@ -58,6 +58,17 @@ pub(super) struct RawAgent {
     runtime: Option<RawRuntime>,
     tools: Option<Vec<Spanned<RawTool>>>,
     mcp_servers: Option<Vec<Spanned<super::mcp::RawMcpServer>>>,
+    subagents: Option<Spanned<RawSubagents>>,
+}
+
+/// `subagents:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubagents {
+    max_concurrent: Option<u32>,
+    max_depth: Option<u32>,
+    max_steps: Option<u32>,
+    models: Option<std::collections::BTreeMap<String, Spanned<RawModel>>>,
 }
 
 #[derive(Deserialize)]
@@ -553,65 +564,7 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
             "add a `model:` section with at least `provider:` and `name:`",
         ));
     };
-    let model_line = line_of(model.referenced);
-    let rm = model.value;
-    let Some(provider) = rm.provider else {
-        return Err(missing(
-            "model.provider",
-            ctx,
-            model_line,
-            &format!(
-                "add e.g. `provider: anthropic` (one of: {})",
-                provider_names()
-            ),
-        ));
-    };
-    let provider = parse_provider(&provider.value, ctx, line_of(provider.referenced))?;
-    let Some(model_name) = rm.name else {
-        return Err(missing(
-            "model.name",
-            ctx,
-            model_line,
-            "add the provider's model id, e.g. `name: claude-sonnet-4-5`",
-        ));
-    };
-    let mut lines = Lines {
-        model: model_line,
-        base_url: rm.base_url.as_ref().and_then(|s| line_of(s.referenced)),
-        temperature: rm.temperature.as_ref().and_then(|s| line_of(s.referenced)),
-        max_tokens: rm.max_tokens.as_ref().and_then(|s| line_of(s.referenced)),
-        context_window: rm
-            .context_window
-            .as_ref()
-            .and_then(|s| line_of(s.referenced)),
-        timeout_s: rm.timeout_s.as_ref().and_then(|s| line_of(s.referenced)),
-        ..Lines::default()
-    };
-    if model_name.value.trim().is_empty() {
-        lines.model = line_of(model_name.referenced);
-    }
-    let thinking = rm.thinking.map_or_else(ThinkingConfig::default, |t| {
-        lines.budget_tokens = t.budget_tokens.as_ref().and_then(|s| line_of(s.referenced));
-        ThinkingConfig {
-            enabled: t.enabled.unwrap_or(false),
-            budget_tokens: t.budget_tokens.map_or(DEFAULT_THINKING_BUDGET, |s| s.value),
-        }
-    });
-    let model = ModelConfig {
-        provider,
-        name: model_name.value,
-        api_key_env: rm.api_key_env.filter(|s| !s.trim().is_empty()),
-        base_url: rm.base_url.map(|s| s.value),
-        temperature: rm.temperature.map_or(0.0, |s| s.value),
-        max_tokens: rm.max_tokens.map_or(DEFAULT_MAX_TOKENS, |s| s.value),
-        context_window: rm.context_window.map(|s| s.value),
-        thinking,
-        stream: rm.stream.unwrap_or(true),
-        timeout_s: rm.timeout_s.map_or(DEFAULT_REQUEST_TIMEOUT_S, |s| s.value),
-        script: rm.script.map(|s| resolve(ctx, &s)),
-        pricing: rm.pricing.map(|p| pricing(p, ctx)).transpose()?,
-    };
-    check_model(&model, ctx, &lines)?;
+    let (model, mut lines) = model_section(model, "model", ctx)?;
 
     let runtime = match raw.runtime {
         Some(r) => {
@@ -743,6 +696,10 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
     };
 
     let mcp_servers = super::mcp::convert(raw.mcp_servers.unwrap_or_default(), ctx)?;
+    let subagents = match raw.subagents {
+        Some(s) => subagents(s, ctx)?,
+        None => super::SubagentsConfig::default(),
+    };
 
     Ok(AgentFile {
         name: name.value,
@@ -752,6 +709,108 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         runtime,
         tools,
         mcp_servers,
+        subagents,
         source: None,
+    })
+}
+
+/// A `model:` section (`key` names it in errors: `model`, or `subagents.models.NAME`), checked.
+fn model_section(model: Spanned<RawModel>, key: &str, ctx: &Ctx) -> Result<(ModelConfig, Lines)> {
+    let model_line = line_of(model.referenced);
+    let rm = model.value;
+    let Some(provider) = rm.provider else {
+        return Err(missing(
+            &format!("{key}.provider"),
+            ctx,
+            model_line,
+            &format!(
+                "add e.g. `provider: anthropic` (one of: {})",
+                provider_names()
+            ),
+        ));
+    };
+    let provider = parse_provider(&provider.value, ctx, line_of(provider.referenced))?;
+    let Some(model_name) = rm.name else {
+        return Err(missing(
+            &format!("{key}.name"),
+            ctx,
+            model_line,
+            "add the provider's model id, e.g. `name: claude-sonnet-4-5`",
+        ));
+    };
+    let mut lines = Lines {
+        model: model_line,
+        base_url: rm.base_url.as_ref().and_then(|s| line_of(s.referenced)),
+        temperature: rm.temperature.as_ref().and_then(|s| line_of(s.referenced)),
+        max_tokens: rm.max_tokens.as_ref().and_then(|s| line_of(s.referenced)),
+        context_window: rm
+            .context_window
+            .as_ref()
+            .and_then(|s| line_of(s.referenced)),
+        timeout_s: rm.timeout_s.as_ref().and_then(|s| line_of(s.referenced)),
+        ..Lines::default()
+    };
+    if model_name.value.trim().is_empty() {
+        lines.model = line_of(model_name.referenced);
+    }
+    let thinking = rm.thinking.map_or_else(ThinkingConfig::default, |t| {
+        lines.budget_tokens = t.budget_tokens.as_ref().and_then(|s| line_of(s.referenced));
+        ThinkingConfig {
+            enabled: t.enabled.unwrap_or(false),
+            budget_tokens: t.budget_tokens.map_or(DEFAULT_THINKING_BUDGET, |s| s.value),
+        }
+    });
+    let model = ModelConfig {
+        provider,
+        name: model_name.value,
+        api_key_env: rm.api_key_env.filter(|s| !s.trim().is_empty()),
+        base_url: rm.base_url.map(|s| s.value),
+        temperature: rm.temperature.map_or(0.0, |s| s.value),
+        max_tokens: rm.max_tokens.map_or(DEFAULT_MAX_TOKENS, |s| s.value),
+        context_window: rm.context_window.map(|s| s.value),
+        thinking,
+        stream: rm.stream.unwrap_or(true),
+        timeout_s: rm.timeout_s.map_or(DEFAULT_REQUEST_TIMEOUT_S, |s| s.value),
+        script: rm.script.map(|s| resolve(ctx, &s)),
+        pricing: rm.pricing.map(|p| pricing(p, ctx)).transpose()?,
+    };
+    check_model(&model, ctx, &lines)?;
+    Ok((model, lines))
+}
+
+/// `subagents:`: keys left out keep their defaults; each value in its range.
+fn subagents(raw: Spanned<RawSubagents>, ctx: &Ctx) -> Result<super::SubagentsConfig> {
+    let line = line_of(raw.referenced);
+    let defaults = super::SubagentsConfig::default();
+    let ranged = |key: &str, value: Option<u32>, min: u32, max: u32, default: u32| match value {
+        Some(v) if !(min..=max).contains(&v) => Err(invalid(
+            &format!("subagents.{key}"),
+            ctx,
+            line,
+            format!("must be {min} to {max} (got {v})"),
+        )),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    let r = raw.value;
+    let mut models = std::collections::BTreeMap::new();
+    for (name, section) in r.models.unwrap_or_default() {
+        let (model, _) = model_section(section, &format!("subagents.models.{name}"), ctx)?;
+        models.insert(name, model);
+    }
+    Ok(super::SubagentsConfig {
+        models,
+        max_concurrent: ranged(
+            "max_concurrent",
+            r.max_concurrent,
+            1,
+            64,
+            defaults.max_concurrent,
+        )?,
+        max_depth: ranged("max_depth", r.max_depth, 1, 4, defaults.max_depth)?,
+        max_steps: r
+            .max_steps
+            .map(|v| ranged("max_steps", Some(v), 1, 1000, v))
+            .transpose()?,
     })
 }

@@ -64,7 +64,7 @@ fn nested_and_flat_load_the_same_with_defaults() {
     assert_eq!(nested.runtime.work_dir, cwd.join("./workspace"));
     assert_eq!(nested.source, Some(PathBuf::from(ORIGIN)));
     assert_eq!(nested.tools, Vec::new());
-    assert_eq!(nested.effective_tools().len(), 11);
+    assert_eq!(nested.effective_tools().len(), 15);
     assert!((nested.runtime.context_threshold - 0.8).abs() < f64::EPSILON);
 }
 
@@ -141,7 +141,11 @@ fn full_file_values_are_read() {
             "terminate_terminal",
             "archive_context",
             "reveal_context",
-            "list_archived_context"
+            "list_archived_context",
+            "spawn_subagent",
+            "await_subagent",
+            "reply_subagent",
+            "list_subagents"
         ]
     );
 }
@@ -264,7 +268,7 @@ fn starter_file_loads() {
         .collect();
     // send_input is gated with execute by the runtime, without an entry of its own.
     assert_eq!(gated, vec!["execute"]);
-    assert_eq!(a.effective_tools().len(), 11, "every built-in stays on");
+    assert_eq!(a.effective_tools().len(), 15, "every built-in stays on");
 }
 
 #[test]

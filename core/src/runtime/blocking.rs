@@ -80,6 +80,20 @@ impl Runtime {
         self.rt.block_on(self.inner.run_with(task, options))
     }
 
+    /// See [`AsyncRuntime::reply_subagent`].
+    ///
+    /// # Errors
+    /// As [`AsyncRuntime::reply_subagent`].
+    pub fn reply_subagent(&self, agent_id: u32, message: impl Into<String>) -> Result<()> {
+        self.inner.reply_subagent(agent_id, message)
+    }
+
+    /// See [`AsyncRuntime::subagents`].
+    #[must_use]
+    pub fn subagents(&self) -> Vec<serde_json::Value> {
+        self.inner.subagents()
+    }
+
     /// See [`AsyncRuntime::last_spend`].
     #[must_use]
     pub fn last_spend(&self) -> Option<codepilot_protocol::Spend> {

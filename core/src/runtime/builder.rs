@@ -134,6 +134,7 @@ pub struct RuntimeBuilder {
     restore: RestoreMode,
     agent_source: Option<AgentSource>,
     checkpoint_dir: Option<std::path::PathBuf>,
+    worker: Option<crate::state::WorkerLink>,
 }
 
 impl RuntimeBuilder {
@@ -155,7 +156,29 @@ impl RuntimeBuilder {
             restore: RestoreMode::default(),
             agent_source: None,
             checkpoint_dir: None,
+            worker: None,
         }
+    }
+
+    /// Builds a worker of another runtime (SPEC §20).
+    pub(crate) fn worker(mut self, link: crate::state::WorkerLink) -> Self {
+        self.worker = Some(link);
+        self
+    }
+
+    pub(crate) fn permission_handler_arc(mut self, handler: Arc<dyn PermissionHandler>) -> Self {
+        self.permission = Some(handler);
+        self
+    }
+
+    pub(crate) fn ask_user_handler_arc(mut self, handler: Arc<dyn AskUserHandler>) -> Self {
+        self.ask_user = Some(handler);
+        self
+    }
+
+    pub(crate) fn tool_arc(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.tools.push(tool);
+        self
     }
 
     /// Where the session is kept. Default: [`StoreConfig::Memory`].
@@ -350,6 +373,10 @@ impl RuntimeBuilder {
             let Some(builtin) = Builtin::from_name(&entry.name) else {
                 continue;
             };
+            // Only a worker asks a main agent.
+            if builtin == Builtin::AskMainAgent && self.worker.is_none() {
+                continue;
+            }
             let mut settings = ToolSettings::from_config(&entry.config);
             if builtin == Builtin::SendInput {
                 settings.require_permission |= execute_gated;
@@ -475,6 +502,48 @@ impl RuntimeBuilder {
             mcp,
             workspace.root(),
         );
+        let control = Arc::new(RunControl::new());
+        let depth = self.worker.as_ref().map_or(0, |w| w.depth);
+        let own_id = self.worker.as_ref().map_or(0, |w| w.agent_id);
+        let workers = self
+            .agent
+            .effective_tools()
+            .iter()
+            .any(|t| t.name == Builtin::SpawnSubagent.name())
+            .then(|| {
+                super::workers::Workers::new(
+                    super::workers::WorkerRecipe {
+                        agent: self.agent.clone(),
+                        store: Arc::clone(&store),
+                        env: self.env.clone(),
+                        permission: self.permission.clone(),
+                        ask_user: self.ask_user.clone(),
+                        host_tools: self.tools.clone(),
+                        checkpoint_dir: self.checkpoint_dir.clone(),
+                        provider: Arc::clone(&provider),
+                        depth,
+                    },
+                    id.to_string(),
+                    Arc::downgrade(&events),
+                    Arc::downgrade(&control),
+                    own_id,
+                    self.worker.as_ref().map(|w| Arc::clone(&w.ids)),
+                ) as Arc<dyn crate::tools::Delegate>
+            });
+        if let Some(link) = &self.worker {
+            // A worker's events go into its parent's stream, marked with the worker (its own workers' keep theirs).
+            let parent = link.parent_events.clone();
+            let (agent_id, parent_id) = (link.agent_id, link.parent_id);
+            events.add(
+                None,
+                Arc::new(move |e: &codepilot_protocol::EventEnvelope| {
+                    if let Some(bus) = parent.upgrade() {
+                        let (id, of) = e.agent_id.zip(e.parent).unwrap_or((agent_id, parent_id));
+                        bus.forward(e.event.clone(), id, of);
+                    }
+                }),
+            );
+        }
         let cx = Arc::new(Context {
             provider,
             env: Arc::new(ToolEnv {
@@ -483,12 +552,14 @@ impl RuntimeBuilder {
                 terminals: started.terminals,
                 ask_user: self.ask_user,
                 events: Arc::clone(&events),
+                workers,
+                worker: self.worker.map(Arc::new),
             }),
             tools,
             events,
             session: SessionCell::new(store, SessionState::from_record(id, record, context)),
             lease,
-            control: RunControl::new(),
+            control,
             permission: self.permission,
             limits,
             context,

@@ -24,6 +24,7 @@ mod blocking;
 mod builder;
 mod event_log;
 mod snapshots;
+mod workers;
 
 use std::sync::Arc;
 
@@ -118,6 +119,37 @@ impl AsyncRuntime {
     /// cost limit on a model whose prices are unknown, both before the turn starts.
     pub async fn run_with(&self, task: &str, options: &RunOptions) -> Result<crate::Outcome> {
         crate::agent::run(&self.inner.cx, task, options).await
+    }
+
+    /// Answers worker `agent_id`'s waiting `ask_main_agent` (a `subagent_message` event) on behalf of the parent,
+    /// as the block's `reply_subagent` does (SPEC §20).
+    ///
+    /// # Errors
+    /// [`Error::Subagent`] when there is no such worker, it ended, or sub-agents are off.
+    pub fn reply_subagent(&self, agent_id: u32, message: impl Into<String>) -> Result<()> {
+        let workers = self
+            .inner
+            .cx
+            .env
+            .workers
+            .as_ref()
+            .ok_or_else(|| Error::Subagent("sub-agents are off for this agent".to_owned()))?;
+        workers
+            .reply(agent_id, message.into())
+            .map_err(Error::Subagent)
+    }
+
+    /// The workers started so far: `agent_id`, `task`, `status` (`running`, `completed`, `stopped`, `failed`,
+    /// `aborted`) and `elapsed_seconds`, as the block's `list_subagents` returns them.
+    #[must_use]
+    pub fn subagents(&self) -> Vec<serde_json::Value> {
+        self.inner
+            .cx
+            .env
+            .workers
+            .as_ref()
+            .map(|w| w.list())
+            .unwrap_or_default()
     }
 
     /// What the last run spent (tokens by kind, cost, wall time); `None` before the first run.

@@ -6,8 +6,10 @@
 mod control;
 mod lease;
 mod session;
+mod worker;
 
 pub(crate) use control::RunControl;
 pub(crate) use lease::LeaseKeeper;
 pub(crate) use session::SessionCell;
 pub(crate) use session::SessionState;
+pub(crate) use worker::WorkerLink;

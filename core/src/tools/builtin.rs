@@ -42,6 +42,11 @@ pub(crate) enum Builtin {
     ArchiveContext,
     RevealContext,
     ListArchivedContext,
+    SpawnSubagent,
+    AwaitSubagent,
+    ReplySubagent,
+    ListSubagents,
+    AskMainAgent,
 }
 
 fn req(name: &str) -> ParamSpec {
@@ -54,7 +59,7 @@ fn opt(name: &str, default: Value) -> ParamSpec {
 
 impl Builtin {
     /// Every built-in, in the order the default tool set lists them.
-    pub(crate) const ALL: [Builtin; 11] = [
+    pub(crate) const ALL: [Builtin; 16] = [
         Self::ReadFile,
         Self::WriteFile,
         Self::Find,
@@ -66,6 +71,11 @@ impl Builtin {
         Self::ArchiveContext,
         Self::RevealContext,
         Self::ListArchivedContext,
+        Self::SpawnSubagent,
+        Self::AwaitSubagent,
+        Self::ReplySubagent,
+        Self::ListSubagents,
+        Self::AskMainAgent,
     ];
 
     /// The name the block calls.
@@ -82,6 +92,11 @@ impl Builtin {
             Self::ArchiveContext => "archive_context",
             Self::RevealContext => "reveal_context",
             Self::ListArchivedContext => "list_archived_context",
+            Self::SpawnSubagent => "spawn_subagent",
+            Self::AwaitSubagent => "await_subagent",
+            Self::ReplySubagent => "reply_subagent",
+            Self::ListSubagents => "list_subagents",
+            Self::AskMainAgent => "ask_main_agent",
         }
     }
 
@@ -103,7 +118,12 @@ impl Builtin {
             | Self::AskUser
             | Self::ArchiveContext
             | Self::RevealContext
-            | Self::ListArchivedContext => &["require_permission"],
+            | Self::ListArchivedContext
+            | Self::SpawnSubagent
+            | Self::AwaitSubagent
+            | Self::ReplySubagent
+            | Self::ListSubagents
+            | Self::AskMainAgent => &["require_permission"],
         }
     }
 
@@ -116,7 +136,12 @@ impl Builtin {
             | Self::AskUser
             | Self::ArchiveContext
             | Self::RevealContext
-            | Self::ListArchivedContext => false,
+            | Self::ListArchivedContext
+            | Self::SpawnSubagent
+            | Self::AwaitSubagent
+            | Self::ReplySubagent
+            | Self::ListSubagents
+            | Self::AskMainAgent => false,
         }
     }
 
@@ -205,6 +230,37 @@ impl Builtin {
             Self::ListArchivedContext => (
                 vec![],
                 "List the archived tasks with the tokens each saved and the start of its summary.",
+            ),
+            Self::SpawnSubagent => (
+                vec![
+                    req("task"),
+                    opt("context", json!("")),
+                    opt("tools", Value::Null),
+                    opt("model", Value::Null),
+                ],
+                "Start a worker agent on a bounded, self-contained task; returns its agent_id at once while it \
+                 works alongside you. It has no access to your conversation: put everything it needs (file \
+                 contents, constraints, the output you expect) into `context`. `tools`: the tools it may use \
+                 (default read_file, execute, read_output, send_input, find); `model`: another model for it. \
+                 Get its result with await_subagent(agent_id); its questions reach you as [Sub-Agent #N →] \
+                 messages, answer them with reply_subagent.",
+            ),
+            Self::AwaitSubagent => (
+                vec![req("agent_id"), opt("timeout", json!(600))],
+                "Wait for worker agent_id to finish (at most `timeout` seconds) and return its result: its \
+                 summary and the files it wrote, or why it failed.",
+            ),
+            Self::ReplySubagent => (
+                vec![req("agent_id"), req("message")],
+                "Answer a worker's question (a [Sub-Agent #N →] message); it continues with your reply.",
+            ),
+            Self::ListSubagents => (
+                vec![],
+                "List the workers started so far: agent_id, task, status and seconds since their start.",
+            ),
+            Self::AskMainAgent => (
+                vec![req("message"), opt("timeout", json!(300))],
+                "Ask the agent that started you a question and wait (at most `timeout` seconds) for its reply.",
             ),
         };
         ToolSpec::new(self.name(), params, doc)
@@ -312,6 +368,11 @@ impl Builtin {
             Self::ArchiveContext => format!("Archiving task {}", num(args, "task")),
             Self::RevealContext => format!("Revealing task {}", num(args, "task")),
             Self::ListArchivedContext => "Listing archived tasks".to_owned(),
+            Self::SpawnSubagent => format!("Starting a worker: {}", truncate_label(&s("task"), 80)),
+            Self::AwaitSubagent => format!("Waiting for worker #{}", num(args, "agent_id")),
+            Self::ReplySubagent => format!("Replying to worker #{}", num(args, "agent_id")),
+            Self::ListSubagents => "Listing workers".to_owned(),
+            Self::AskMainAgent => "Asking the main agent".to_owned(),
         }
     }
 
@@ -345,6 +406,11 @@ impl Builtin {
             Self::ArchiveContext => format!("Archive task {}", num(args, "task")),
             Self::RevealContext => format!("Reveal task {}", num(args, "task")),
             Self::ListArchivedContext => "List archived tasks".to_owned(),
+            Self::SpawnSubagent => format!("Start a worker: {}", truncate_label(&s("task"), 80)),
+            Self::AwaitSubagent => format!("Wait for worker #{}", num(args, "agent_id")),
+            Self::ReplySubagent => format!("Reply to worker #{}", num(args, "agent_id")),
+            Self::ListSubagents => "List workers".to_owned(),
+            Self::AskMainAgent => "Ask the main agent".to_owned(),
         }
     }
 }
@@ -384,6 +450,11 @@ impl Tool for Builtin {
                 Self::ArchiveContext => super::context_tools::archive(ctx, args),
                 Self::RevealContext => super::context_tools::reveal(ctx, args),
                 Self::ListArchivedContext => Ok(super::context_tools::list(ctx)),
+                Self::SpawnSubagent => spawn_subagent(ctx, args),
+                Self::AwaitSubagent => await_subagent(ctx, args).await,
+                Self::ReplySubagent => reply_subagent(ctx, args),
+                Self::ListSubagents => list_subagents(ctx),
+                Self::AskMainAgent => ask_main_agent(ctx, args).await,
             }
         })
     }
@@ -814,5 +885,170 @@ async fn ask_user(
     Ok(ToolOutput::with_observation(
         format!("[ask_user] Q: {question}\n[ask_user] A: {answer}"),
         Value::String(answer),
+    ))
+}
+
+fn workers(ctx: &StepContext, tool: &str) -> Result<Arc<dyn super::Delegate>, ToolError> {
+    ctx.env.workers.clone().ok_or_else(|| {
+        ToolError::runtime(format!(
+            "{tool}(): sub-agents are off for this agent (spawn_subagent is disabled); do the work yourself"
+        ))
+    })
+}
+
+fn agent_id(args: &serde_json::Map<String, Value>, tool: &str) -> Result<u32, ToolError> {
+    arg_opt_int(args, tool, "agent_id")?
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            ToolError::value(format!(
+                "{tool}(): `agent_id` must be a worker's id (an int from spawn_subagent)"
+            ))
+        })
+}
+
+fn spawn_subagent(
+    ctx: &StepContext,
+    args: &serde_json::Map<String, Value>,
+) -> Result<ToolOutput, ToolError> {
+    let workers = workers(ctx, "spawn_subagent")?;
+    let task = arg_str(args, "spawn_subagent", "task")?;
+    let context = match args.get("context") {
+        None | Some(Value::Null) => String::new(),
+        Some(_) => arg_str(args, "spawn_subagent", "context")?,
+    };
+    let tools = match args.get("tools") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_owned).ok_or_else(|| {
+                        ToolError::type_error(
+                            "spawn_subagent(): `tools` must be a list of tool names",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => {
+            return Err(ToolError::type_error(
+                "spawn_subagent(): `tools` must be a list of tool names or None",
+            ));
+        }
+    };
+    let model = match args.get("model") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(arg_str(args, "spawn_subagent", "model")?),
+    };
+    let id = workers
+        .spawn(&task, &context, tools, model)
+        .map_err(|e| ToolError::runtime(format!("spawn_subagent(): {e}")))?;
+    Ok(ToolOutput::with_observation(
+        format!("[spawn_subagent] started sub-agent #{id}"),
+        json!(id),
+    ))
+}
+
+async fn await_subagent(
+    ctx: &StepContext,
+    args: &serde_json::Map<String, Value>,
+) -> Result<ToolOutput, ToolError> {
+    let workers = workers(ctx, "await_subagent")?;
+    let id = agent_id(args, "await_subagent")?;
+    let timeout = match args.get("timeout") {
+        Some(Value::Number(n)) => {
+            Duration::from_secs_f64(n.as_f64().unwrap_or(600.0).clamp(0.0, 86_400.0))
+        }
+        _ => Duration::from_secs(600),
+    };
+    let text = workers.wait(id, timeout).await;
+    Ok(ToolOutput::with_observation(
+        format!("[await_subagent] {text}"),
+        Value::String(text),
+    ))
+}
+
+fn reply_subagent(
+    ctx: &StepContext,
+    args: &serde_json::Map<String, Value>,
+) -> Result<ToolOutput, ToolError> {
+    let workers = workers(ctx, "reply_subagent")?;
+    let id = agent_id(args, "reply_subagent")?;
+    let message = arg_str(args, "reply_subagent", "message")?;
+    workers
+        .reply(id, message)
+        .map_err(|e| ToolError::runtime(format!("reply_subagent(): {e}")))?;
+    Ok(ToolOutput::with_observation(
+        format!("[reply_subagent] sent to sub-agent #{id}"),
+        Value::Null,
+    ))
+}
+
+fn list_subagents(ctx: &StepContext) -> Result<ToolOutput, ToolError> {
+    let workers = workers(ctx, "list_subagents")?;
+    let list = workers.list();
+    let lines: Vec<String> = list
+        .iter()
+        .map(|w| {
+            format!(
+                "#{} [{}] {}s: {}",
+                w["agent_id"],
+                w["status"].as_str().unwrap_or(""),
+                w["elapsed_seconds"],
+                w["task"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let text = if lines.is_empty() {
+        "[list_subagents] no sub-agents started".to_owned()
+    } else {
+        format!("[list_subagents]\n{}", lines.join("\n"))
+    };
+    Ok(ToolOutput::with_observation(text, Value::Array(list)))
+}
+
+async fn ask_main_agent(
+    ctx: &StepContext,
+    args: &serde_json::Map<String, Value>,
+) -> Result<ToolOutput, ToolError> {
+    let Some(link) = ctx.env.worker.clone() else {
+        return Err(ToolError::runtime(
+            "ask_main_agent(): only a sub-agent can ask the main agent; you are the main agent",
+        ));
+    };
+    let message = arg_str(args, "ask_main_agent", "message")?;
+    let timeout = match args.get("timeout") {
+        Some(Value::Number(n)) => {
+            Duration::from_secs_f64(n.as_f64().unwrap_or(300.0).clamp(0.0, 86_400.0))
+        }
+        _ => Duration::from_secs(300),
+    };
+    if let Some(bus) = link.parent_events.upgrade() {
+        bus.emit(Event::SubagentMessage(
+            codepilot_protocol::SubagentMessageEvent {
+                agent_id: link.agent_id,
+                message: message.clone(),
+            },
+        ));
+    }
+    if let Some(control) = link.parent_control.upgrade() {
+        control.queue(format!("[Sub-Agent #{} →] {message}", link.agent_id));
+    }
+    let mut replies = link.replies.lock().await;
+    let reply = match tokio::time::timeout(timeout, replies.recv()).await {
+        Ok(Some(reply)) => reply,
+        Ok(None) => {
+            return Err(ToolError::runtime(
+                "ask_main_agent(): the main agent is gone; decide yourself",
+            ));
+        }
+        Err(_) => format!(
+            "Timeout: no reply from the main agent within {}s. Proceeding.",
+            timeout.as_secs()
+        ),
+    };
+    Ok(ToolOutput::with_observation(
+        format!("[ask_main_agent] Q: {message}\n[ask_main_agent] A: {reply}"),
+        Value::String(reply),
     ))
 }

@@ -16,10 +16,14 @@ use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::LazyLock;
 use std::sync::Mutex;
+use std::sync::Weak;
 
 use codepilot_protocol::ExcKind;
 use codepilot_protocol::ToolError;
+use codepilot_protocol::sync::lock;
 use serde_json::Value;
 
 use super::ToolOutput;
@@ -80,6 +84,16 @@ impl ReadLedger {
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(path.to_path_buf(), stamp);
         }
+    }
+
+    /// Whether the agent read (or wrote) `path` and it holds something else now: another agent or a command
+    /// changed it since.
+    fn changed_since(&self, path: &Path, current: &Stamp) -> bool {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(path).copied())
+            .is_some_and(|s| s != *current)
     }
 
     fn matches(&self, path: &Path, current: &Stamp) -> bool {
@@ -411,6 +425,20 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
+/// The lock writers of `path` take turns on, for as long as someone holds it.
+fn write_lock(path: &Path) -> Arc<Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<()>>>>> =
+        LazyLock::new(Mutex::default);
+    let mut locks = lock(&LOCKS);
+    if let Some(held) = locks.get(path).and_then(Weak::upgrade) {
+        return held;
+    }
+    locks.retain(|_, l| l.strong_count() > 0);
+    let fresh = Arc::new(Mutex::new(()));
+    locks.insert(path.to_path_buf(), Arc::downgrade(&fresh));
+    fresh
+}
+
 /// `write_file(path, mode="w", start_line=None, end_line=None, after_line=None, edits=None)`.
 pub(crate) fn write_file(
     ws: &Workspace,
@@ -447,6 +475,10 @@ pub(crate) fn write_file(
     if resolved.is_dir() {
         return Err(bad(format!("'{path}' is a directory, not a file.")));
     }
+    // Agents of one process (a parent and its workers, SPEC §20) writing one file take turns: the second sees the
+    // first's change through the stale-read check below instead of overwriting it.
+    let turn = write_lock(&resolved);
+    let _writing = lock(&turn);
     match req.mode {
         WriteMode::Write => write_whole(ws, ledger, &req, &resolved),
         WriteMode::Append => append(ws, ledger, &req, &resolved),
@@ -464,6 +496,17 @@ fn write_whole(
 ) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
     let existing = read_regular(ws, target, path).map_err(|e| e.with_suffix(UNCHANGED))?;
+    if let Some(bytes) = &existing
+        && ledger.changed_since(target, &Stamp::of(bytes))
+    {
+        return Err(ToolError::new(
+            ExcKind::ValueError,
+            format!(
+                "'{path}' changed on disk since you last read or wrote it (another agent or a command changed \
+                 it); re-read it with read_file and write it again. {UNCHANGED}"
+            ),
+        ));
+    }
     let nl = match &existing {
         Some(bytes) if is_crlf(&String::from_utf8_lossy(bytes)) => "\r\n",
         _ => "\n",

@@ -127,6 +127,26 @@ pub trait Tool: Send + Sync {
     }
 }
 
+/// What the sub-agent tools ask of the runtime's workers (SPEC §20; the runtime's `Workers`).
+pub(crate) trait Delegate: Send + Sync {
+    /// Starts a worker; its id, or why not.
+    fn spawn(
+        &self,
+        task: &str,
+        context: &str,
+        tools: Option<Vec<String>>,
+        model: Option<String>,
+    ) -> Result<u32, String>;
+    /// What `await_subagent` returns once worker `id` ended, or after `timeout`.
+    fn wait(&self, id: u32, timeout: std::time::Duration) -> BoxFuture<'_, String>;
+    /// Answers worker `id`'s `ask_main_agent`.
+    fn reply(&self, id: u32, message: String) -> Result<(), String>;
+    /// The workers so far, as `list_subagents` returns them.
+    fn list(&self) -> Vec<Value>;
+    /// Aborts every running worker.
+    fn abort_all(&self);
+}
+
 /// The resources of one runtime that built-in tools use.
 pub(crate) struct ToolEnv {
     pub(crate) workspace: Arc<workspace::Workspace>,
@@ -134,6 +154,10 @@ pub(crate) struct ToolEnv {
     pub(crate) terminals: Option<TerminalManager>,
     pub(crate) ask_user: Option<Arc<dyn AskUserHandler>>,
     pub(crate) events: Arc<EventBus>,
+    /// The workers the block may start (`None` when `spawn_subagent` is off).
+    pub(crate) workers: Option<Arc<dyn Delegate>>,
+    /// When this runtime is a worker: its tie to the parent, for `ask_main_agent`.
+    pub(crate) worker: Option<Arc<crate::state::WorkerLink>>,
 }
 
 /// What built-in tools reach during one control block: the runtime's resources and the answer's payloads.

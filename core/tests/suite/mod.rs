@@ -10,4 +10,5 @@ mod model;
 mod prompt;
 mod sessions;
 mod step_loop;
+mod subagents;
 mod terminals;

@@ -228,6 +228,27 @@ export function rewindChanges(r: RewoundEvent): string {
   return parts.join("; ");
 }
 
+/** A line for a sub-agent's event (SPEC §20): its spawn, question and end, or (`agent_id` set) what the worker itself
+ * does; `undefined` for what a timeline leaves out. */
+export function subagentLine(envelope: EventEnvelope): string | undefined {
+  const e = envelope.event;
+  if (envelope.agent_id != null) {
+    if (e.type === "tool_call") return `    [#${envelope.agent_id}] ⚙ ${e.label}`;
+    if (e.type === "runtime_error") return `    [#${envelope.agent_id}] ! ${e.message.split("\n")[0]}`;
+    return undefined;
+  }
+  switch (e.type) {
+    case "subagent_spawn":
+      return `⇢ sub-agent #${e.agent_id} (${e.model}): ${e.task_summary}`;
+    case "subagent_message":
+      return `✉ sub-agent #${e.agent_id} asks: ${e.message}`;
+    case "subagent_finish":
+      return `⇠ sub-agent #${e.agent_id} ${e.status} in ${e.elapsed_seconds.toFixed(1)} s: ${e.error ?? e.summary}`;
+    default:
+      return undefined;
+  }
+}
+
 /** `value` in the unit of a limit (SPEC §21): tokens, US dollars or seconds. */
 export function limitAmount(limit: string, value: number): string {
   if (limit === "max_cost_usd") return "$" + value.toFixed(4);

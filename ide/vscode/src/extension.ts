@@ -14,6 +14,7 @@ import {
   rewoundSummary,
   spendSummary,
   stoppedSummary,
+  subagentLine,
   type Notification,
   type ServerRequest,
 } from "./client";
@@ -125,6 +126,10 @@ function showHistory(messages: Message[]): void {
 
 function onNotification(n: Notification): void {
   if (n.method === "event" && n.params.session_id === session) {
+    const worker = subagentLine(n.params);
+    if (worker) timeline?.post({ text: worker, style: "color: var(--vscode-textLink-foreground)" });
+    // A worker's own events are summarised by the line above, never taken for the session's.
+    if (n.params.agent_id != null) return;
     const e = n.params.event;
     switch (e.type) {
       case "stream":

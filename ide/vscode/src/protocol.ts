@@ -307,6 +307,11 @@ export interface Limits {
  */
 export interface EventEnvelope {
   /**
+   * The worker (sub-agent) whose event this is, numbered as `spawn_subagent` returned; `None` for the
+   * session's own agent (SPEC §20).
+   */
+  agent_id?: number | null;
+  /**
    * The event.
    */
   event:
@@ -375,7 +380,21 @@ export interface EventEnvelope {
       })
     | (LimitWarningEvent & {
         type: "limit_warning";
+      })
+    | (SubagentSpawnEvent & {
+        type: "subagent_spawn";
+      })
+    | (SubagentMessageEvent & {
+        type: "subagent_message";
+      })
+    | (SubagentFinishEvent & {
+        type: "subagent_finish";
       });
+  /**
+   * For a worker's event: who spawned the worker — 0 for the session's own agent, else the spawning worker's
+   * `agent_id` (a worker of a worker, when `subagents.max_depth` allows it).
+   */
+  parent?: number | null;
   /**
    * Increases by one with every event of the session, from 1, so a missing event is visible.
    */
@@ -855,6 +874,69 @@ export interface LimitWarningEvent {
    * What is spent so far, in the same unit.
    */
   spent: number;
+}
+/**
+ * [`crate::Event::SubagentSpawn`]: the control block started a worker.
+ */
+export interface SubagentSpawnEvent {
+  /**
+   * The worker's number in this session, from 1; what `spawn_subagent` returned.
+   */
+  agent_id: number;
+  /**
+   * The model it runs on (the parent's, or the override).
+   */
+  model: string;
+  /**
+   * The task's first 120 characters.
+   */
+  task_summary: string;
+  /**
+   * The tools it may call (`None`: the default worker set).
+   */
+  tools?: string[] | null;
+}
+/**
+ * [`crate::Event::SubagentMessage`]: a worker asked the parent something (`ask_main_agent`).
+ */
+export interface SubagentMessageEvent {
+  /**
+   * The worker.
+   */
+  agent_id: number;
+  /**
+   * Its message.
+   */
+  message: string;
+}
+/**
+ * [`crate::Event::SubagentFinish`]: a worker ended.
+ */
+export interface SubagentFinishEvent {
+  /**
+   * The worker.
+   */
+  agent_id: number;
+  /**
+   * Seconds from spawn to end.
+   */
+  elapsed_seconds: number;
+  /**
+   * Why it failed or stopped, for `failed` and `stopped`.
+   */
+  error?: string | null;
+  /**
+   * Files its `write_file` calls wrote, relative to the work directory, in order.
+   */
+  files_written: string[];
+  /**
+   * How it ended.
+   */
+  status: "completed" | "stopped" | "failed" | "aborted";
+  /**
+   * Its completion summary or reply; empty when it has none.
+   */
+  summary: string;
 }
 /**
  * The end of a turn: how the task ended. The daemon's `turn/completed` notification, and the last line of

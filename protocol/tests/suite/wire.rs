@@ -24,6 +24,8 @@ where
 #[test]
 fn stream_lines_are_tagged_and_round_trip() {
     let event = StreamLine::Event(EventEnvelope {
+        agent_id: None,
+        parent: None,
         session_id: "s-1".to_owned(),
         turn_id: Some("turn-1".to_owned()),
         seq: 7,

@@ -164,6 +164,38 @@ test("a command over a resource limit, a spend limit's warning and each turn's s
   assert.deepEqual(errors, []);
 });
 
+test("a worker's activity is nested under the step that spawned it", async (t) => {
+  assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
+  const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));
+  mkdirSync(join(dir, "work"));
+  const modelUrl = await startModel(t);
+  const agentFile = writeAgent(dir, modelUrl);
+  await post(`${modelUrl}/_testkit/turns`, [
+    { answer: '```codepilot\na = spawn_subagent("list the files")\nprint(await_subagent(a))\n```' },
+    { answer: '```codepilot\nprint(find("*", scope="files"))\n```' },
+    { answer: "```completion\nno files\n```" },
+    { answer: "```completion\nDelegated\n```" },
+  ]);
+  const daemon = await startDaemon(t, dir);
+  const { newPage, errors } = await launch(t);
+  const page = await newPage();
+  await page.goto(daemon.url);
+  await page.waitForSelector("#status:text('connected')");
+  await page.fill("#agent-file", agentFile);
+  await page.click("#start-session button");
+  await page.waitForSelector("#terminals .term .xterm");
+  await page.fill("#task", "Delegate");
+  await page.click("#send");
+  await page.waitForSelector(".entry.finish");
+  const box = page.locator(".entry.worker[data-agent='1']");
+  assert.match(await box.innerText(), /^⇢ sub-agent #1 \(test-model\): list the files/);
+  assert.match(await box.locator(".worker-line").first().innerText(), /^⚙ /);
+  assert.match(await box.locator(".worker-end").innerText(), /^⇠ completed in \d+\.\d s: no files$/);
+  // The worker's own completion is not the turn's.
+  assert.deepEqual(await page.locator(".entry.finish").allInnerTexts(), ["✔ Delegated"]);
+  assert.deepEqual(errors, []);
+});
+
 test("a run streams into the page, Allow runs the gated command, typed keys reach the shell", async (t) => {
   assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
   const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));

@@ -78,3 +78,41 @@ async fn a_turn_gets_its_limits_and_schema_and_reports_its_spend() {
         .unwrap_err();
     assert!(refused.to_string().contains("max_tokens"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_events_reach_clients_with_its_agent_id() {
+    let server = ScriptedServer::start(vec![
+        Turn::answer(
+            "```codepilot\na = spawn_subagent(\"list the files\")\nprint(await_subagent(a))\n```",
+        ),
+        Turn::answer("```codepilot\nprint(find(\"*\", scope=\"files\"))\n```"),
+        Turn::answer("```completion\nno files\n```"),
+        Turn::answer("```completion\ndelegated\n```"),
+    ])
+    .await
+    .unwrap();
+    let d = TestDaemon::start(DaemonConfig::default()).await;
+    let work = d.work_dir();
+    let mut c = d.client().await;
+    let id = c.start_session(agent_yaml(&server, &work, "")).await;
+    c.call("turn/start", json!({"session_id": id, "text": "delegate"}))
+        .await
+        .unwrap();
+    let seen = c.until_completed().await;
+    let done = seen.last().unwrap();
+    assert_eq!(done["params"]["outcome"]["summary"], "delegated", "{done}");
+    let worker: Vec<_> = seen
+        .iter()
+        .filter(|m| m["params"]["agent_id"] == 1)
+        .collect();
+    assert!(
+        worker
+            .iter()
+            .any(|m| m["params"]["event"]["type"] == "tool_call"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|m| m["params"]["event"]["type"] == "subagent_finish")
+    );
+}

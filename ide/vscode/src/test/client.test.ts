@@ -19,6 +19,7 @@ import {
   rewoundSummary,
   spendSummary,
   stoppedSummary,
+  subagentLine,
   type Notification,
 } from "../client";
 import type { EventEnvelope, TurnCompleted } from "../protocol";
@@ -118,6 +119,27 @@ test("a turn stopped by a limit or an output schema says why", async (t) => {
     stoppedSummary(end.outcome),
     "stopped: the run's limit max_total_tokens was reached (30,005 tokens of 34,000 tokens)",
   );
+});
+
+test("a worker's events arrive with its agent_id and read as lines of their own", async (t) => {
+  const { socket, agent, push } = await setUp(t);
+  await push([
+    { answer: '```codepilot\na = spawn_subagent("list the files")\nprint(await_subagent(a))\n```' },
+    { answer: '```codepilot\nprint(find("*", scope="files"))\n```' },
+    { answer: "```completion\nno files\n```" },
+    { answer: "```completion\ndelegated\n```" },
+  ]);
+  const c = await DaemonClient.connect(socket, { name: "test", version: "1" });
+  t.after(() => c.close());
+  const { session_id } = await c.call("session/start", { agent: agent() });
+  const completed = until(c, (n) => n.method === "turn/completed");
+  await c.call("turn/start", { session_id, text: "delegate" });
+  const envelopes = (await completed).filter((n) => n.method === "event").map((n) => n.params as EventEnvelope);
+  const lines = envelopes.map(subagentLine).filter((l) => l !== undefined);
+  assert.equal(lines[0], "⇢ sub-agent #1 (test-model): list the files");
+  assert.match(lines[1], /^    \[#1\] ⚙ /);
+  assert.match(lines.at(-1)!, /^⇠ sub-agent #1 completed in \d+\.\d s: no files$/);
+  assert.ok(envelopes.filter((e) => e.agent_id === 1).every((e) => e.parent === 0));
 });
 
 test("the default socket follows XDG_RUNTIME_DIR, else CODEPILOT_HOME", () => {
