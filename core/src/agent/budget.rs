@@ -2,6 +2,8 @@
 //! against that call's worst case, and what was spent, reported with every `usage` event.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -12,9 +14,11 @@ use codepilot_protocol::LimitWarningEvent;
 use codepilot_protocol::Limits;
 use codepilot_protocol::Spend;
 use codepilot_protocol::Usage;
+use codepilot_protocol::sync::lock;
 
 use crate::Outcome;
 use crate::events::UsageEvent;
+use crate::state::WorkerSpend;
 
 /// The share of a limit at which a `limit_warning` is emitted.
 const WARN_AT: f64 = 0.8;
@@ -51,6 +55,8 @@ pub(crate) struct Budget {
     spent: Usage,
     estimated: bool,
     warned: HashSet<(LimitKind, LimitScope)>,
+    /// What the run's workers spent so far; it counts toward the run's limits (and the session's).
+    workers: Arc<Mutex<WorkerSpend>>,
 }
 
 impl Budget {
@@ -61,8 +67,10 @@ impl Budget {
         session: Limits,
         prices: Option<Pricing>,
         max_output: u64,
+        workers: Arc<Mutex<WorkerSpend>>,
     ) -> Self {
         Self {
+            workers,
             run,
             session,
             prices,
@@ -89,6 +97,19 @@ impl Budget {
         self.prices.map(|p| p.cost(usage))
     }
 
+    /// The run's own spend with its workers': tokens, and cost (the workers' at their own prices).
+    fn with_workers(&self, own: &Usage) -> (Usage, Option<f64>) {
+        let workers = *lock(&self.workers);
+        let mut tokens = *own;
+        tokens.add(&workers.tokens);
+        let cost = match self.cost(own) {
+            Some(c) => Some(c + workers.cost_usd),
+            None if workers.cost_usd > 0.0 => Some(workers.cost_usd),
+            None => None,
+        };
+        (tokens, cost)
+    }
+
     /// The outcome of a run whose wall time ran out.
     pub(crate) fn wall_exceeded(&self) -> Exceeded {
         Exceeded {
@@ -111,9 +132,13 @@ impl Budget {
         }
         let call_tokens = prompt.saturating_add(self.max_output);
         let call_cost = self.prices.map(|p| p.worst_case(prompt, self.max_output));
-        for (scope, limits, usage) in [
-            (LimitScope::Run, &self.run, &self.spent),
-            (LimitScope::Session, &self.session, session),
+        for (scope, limits, (usage, cost)) in [
+            (LimitScope::Run, &self.run, self.with_workers(&self.spent)),
+            (
+                LimitScope::Session,
+                &self.session,
+                self.with_workers(session),
+            ),
         ] {
             if let Some(max) = limits.max_total_tokens
                 && usage.total().saturating_add(call_tokens) > max
@@ -126,8 +151,7 @@ impl Budget {
                     spent: usage.total() as f64,
                 });
             }
-            if let (Some(max), Some(spent), Some(call)) =
-                (limits.max_cost_usd, self.cost(usage), call_cost)
+            if let (Some(max), Some(spent), Some(call)) = (limits.max_cost_usd, cost, call_cost)
                 && spent + call > max
             {
                 return Some(Exceeded {
@@ -212,9 +236,10 @@ impl Budget {
 
     /// What the run spent so far.
     pub(crate) fn spend(&self) -> Spend {
+        let (tokens, cost_usd) = self.with_workers(&self.spent);
         Spend {
-            tokens: self.spent,
-            cost_usd: self.cost(&self.spent),
+            tokens,
+            cost_usd,
             estimated: self.estimated,
             wall_s: self.elapsed_s(),
         }
@@ -252,6 +277,7 @@ mod tests {
             Limits::default(),
             Some(prices),
             1_000,
+            Arc::default(),
         );
         assert_eq!(b.check(8_000, &Usage::default()), None);
         let (event, warnings) = b.record(usage(8_000, 500), false, usage(8_000, 500));
@@ -278,6 +304,7 @@ mod tests {
             },
             None,
             4_096,
+            Arc::default(),
         );
         let stop = b.check(1_000, &usage(45_000, 0)).unwrap();
         assert_eq!((stop.scope, stop.spent), (LimitScope::Session, 45_000.0));

@@ -56,6 +56,8 @@ pub(crate) struct Context {
     pub(crate) spending: Spending,
     /// What the last run spent.
     pub(crate) last_spend: std::sync::Mutex<Option<codepilot_protocol::Spend>>,
+    /// What the current run's workers spent so far (their `usage` events add to it).
+    pub(crate) worker_spend: Arc<std::sync::Mutex<crate::state::WorkerSpend>>,
     /// Checkpoints before turns and steps (SPEC §19).
     pub(crate) checkpoints: Arc<super::Checkpoints>,
     /// The runtime's part at a step's and a run's end.

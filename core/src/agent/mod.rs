@@ -102,11 +102,13 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str, options: &RunOptions) -> 
         task_number: n,
         task: task.to_owned(),
     }));
+    *codepilot_protocol::sync::lock(&cx.worker_spend) = crate::state::WorkerSpend::default();
     let mut budget = Budget::new(
         limits,
         cx.spending.session,
         cx.spending.prices,
         cx.spending.max_output,
+        Arc::clone(&cx.worker_spend),
     );
     // The wall limit holds whatever the run is doing: at the deadline the turn is cancelled as an abort is, and
     // the abort is then reported as the limit.

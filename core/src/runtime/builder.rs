@@ -503,6 +503,7 @@ impl RuntimeBuilder {
             workspace.root(),
         );
         let control = Arc::new(RunControl::new());
+        let worker_spend: Arc<std::sync::Mutex<crate::state::WorkerSpend>> = Arc::default();
         let depth = self.worker.as_ref().map_or(0, |w| w.depth);
         let own_id = self.worker.as_ref().map_or(0, |w| w.agent_id);
         let workers = self
@@ -528,15 +529,23 @@ impl RuntimeBuilder {
                     Arc::downgrade(&control),
                     own_id,
                     self.worker.as_ref().map(|w| Arc::clone(&w.ids)),
+                    Arc::downgrade(&worker_spend),
                 ) as Arc<dyn crate::tools::Delegate>
             });
         if let Some(link) = &self.worker {
             // A worker's events go into its parent's stream, marked with the worker (its own workers' keep theirs).
             let parent = link.parent_events.clone();
+            let spend = link.spend.clone();
             let (agent_id, parent_id) = (link.agent_id, link.parent_id);
             events.add(
                 None,
                 Arc::new(move |e: &codepilot_protocol::EventEnvelope| {
+                    // Every call below the parent counts toward its limits: this worker's and its own workers'.
+                    if let (Event::Usage(u), Some(sink)) = (&e.event, spend.upgrade()) {
+                        let mut sink = codepilot_protocol::sync::lock(&sink);
+                        sink.tokens.add(&u.call);
+                        sink.cost_usd += u.cost_usd.unwrap_or(0.0);
+                    }
                     if let Some(bus) = parent.upgrade() {
                         let (id, of) = e.agent_id.zip(e.parent).unwrap_or((agent_id, parent_id));
                         bus.forward(e.event.clone(), id, of);
@@ -572,6 +581,7 @@ impl RuntimeBuilder {
                 output_retries: self.agent.runtime.output_retries,
             },
             last_spend: std::sync::Mutex::new(None),
+            worker_spend,
             checkpoints,
             hooks: snapshots.as_ref().map(|s| {
                 Arc::new(super::snapshots::SnapshotHooks(Arc::clone(s))) as Arc<dyn RunHooks>

@@ -86,6 +86,8 @@ pub(crate) struct Workers {
     workers: Mutex<BTreeMap<u32, Arc<Worker>>>,
     /// This value, for the tasks a spawn starts.
     this: Weak<Workers>,
+    /// Where this runtime's workers' spend is added up.
+    spend: Weak<Mutex<crate::state::WorkerSpend>>,
     /// The last worker id given out, shared by the whole tree of workers so ids never repeat in one stream.
     ids: Arc<AtomicU32>,
 }
@@ -113,6 +115,7 @@ impl Workers {
         control: Weak<RunControl>,
         own_id: u32,
         ids: Option<Arc<AtomicU32>>,
+        spend: Weak<Mutex<crate::state::WorkerSpend>>,
     ) -> Arc<Self> {
         let permits = usize::try_from(recipe.agent.subagents.max_concurrent).unwrap_or(1);
         Arc::new_cyclic(|this| Self {
@@ -125,6 +128,7 @@ impl Workers {
             running: Arc::new(tokio::sync::Semaphore::new(permits)),
             workers: Mutex::new(BTreeMap::new()),
             ids: ids.unwrap_or_default(),
+            spend,
         })
     }
 
@@ -313,6 +317,7 @@ impl Workers {
                 parent_control: self.control.clone(),
                 parent_id: self.own_id,
                 ids: Arc::clone(&self.ids),
+                spend: self.spend.clone(),
                 replies: tokio::sync::Mutex::new(replies),
             });
         if let Some(env) = &r.env {

@@ -13,3 +13,4 @@ pub(crate) use lease::LeaseKeeper;
 pub(crate) use session::SessionCell;
 pub(crate) use session::SessionState;
 pub(crate) use worker::WorkerLink;
+pub(crate) use worker::WorkerSpend;

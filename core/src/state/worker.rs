@@ -10,6 +10,17 @@ pub(crate) struct WorkerLink {
     pub(crate) parent_id: u32,
     /// The worker ids given out in this tree, so a worker's own workers are numbered on.
     pub(crate) ids: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Where the worker's spend is added up for the parent's limits.
+    pub(crate) spend: std::sync::Weak<std::sync::Mutex<WorkerSpend>>,
     /// The parent's replies to `ask_main_agent`.
     pub(crate) replies: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
+}
+
+/// What a runtime's workers (and theirs) spent during its current run: it counts toward the run's limits (SPEC §21).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WorkerSpend {
+    /// Tokens by kind over the workers' model calls.
+    pub(crate) tokens: codepilot_protocol::Usage,
+    /// Their cost in US dollars, each priced at its own model's prices (0 where unknown).
+    pub(crate) cost_usd: f64,
 }

@@ -304,3 +304,42 @@ async fn a_file_a_worker_changed_is_not_overwritten_blindly() {
         "{seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_spend_counts_toward_the_parents_limits() {
+    let work = tempfile::tempdir().unwrap();
+    let costly = codepilot::protocol::Usage {
+        input_tokens: 58_000,
+        output_tokens: 100,
+        calls: 1,
+        ..codepilot::protocol::Usage::default()
+    };
+    let server = ScriptedServer::start(vec![
+        Turn::answer("```codepilot\nprint(await_subagent(spawn_subagent(\"read a lot\")))\n```"),
+        Turn::answer(WORKER_DONE).with_usage(costly),
+        Turn::answer("```completion\nnever asked for\n```"),
+    ])
+    .await
+    .unwrap();
+    let rt = builder(agent(&server, Wire::Anthropic, work.path(), true, ""))
+        .build()
+        .await
+        .unwrap();
+    let options = codepilot::RunOptions {
+        limits: codepilot::RunLimits {
+            max_total_tokens: Some(60_000),
+            ..codepilot::RunLimits::default()
+        },
+        output_schema: None,
+    };
+    let outcome = rt.run_with("delegate", &options).await.unwrap();
+    let Outcome::LimitExceeded { spent, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        spent >= 58_100.0,
+        "the worker's tokens are the run's: {spent}"
+    );
+    assert_eq!(server.remaining(), 1, "the parent's next call was not made");
+    assert!(rt.last_spend().unwrap().tokens.total() >= 58_100);
+}
