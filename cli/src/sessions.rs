@@ -147,10 +147,12 @@ async fn workers_of(
         .await?
         .into_iter()
         .filter_map(|s| {
-            let n = s.id.as_str().strip_prefix(&prefix)?.parse().ok()?;
+            // `<id>.sub-<N>`, `<id>.sub-<N>.<k>` (a later process's worker N), and their own workers.
+            let rest = s.id.as_str().strip_prefix(&prefix)?;
+            let n = rest.split('.').next()?.parse().ok()?;
             Some((n, s.id))
         })
         .collect();
-    found.sort_by_key(|(n, _)| *n);
+    found.sort();
     Ok(found)
 }

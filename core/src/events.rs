@@ -101,6 +101,13 @@ impl EventBus {
         }
     }
 
+    /// The session events belong to now.
+    pub(crate) fn session_id(&self) -> String {
+        self.sequence
+            .lock()
+            .map_or_else(|_| String::new(), |seq| seq.session_id.clone())
+    }
+
     /// The number of the last event emitted (0 before the first).
     pub(crate) fn last_seq(&self) -> u64 {
         self.sequence.lock().map_or(0, |seq| seq.last_seq)

@@ -135,7 +135,10 @@ impl Shared {
 
     /// Logs an engine event; a `Start` also tells a waiting `turn/start` its turn id.
     pub(crate) fn on_envelope(&self, envelope: &EventEnvelope) {
-        if let (Event::Start(_), Some(turn)) = (&envelope.event, &envelope.turn_id) {
+        // A worker's start (SPEC §20) is not the session's turn starting.
+        if let (Event::Start(_), Some(turn), None) =
+            (&envelope.event, &envelope.turn_id, envelope.agent_id)
+        {
             *lock(&self.turn) = Some(turn.clone());
             if let Some(tx) = lock(&self.started).take() {
                 let _ = tx.send(turn.clone());

@@ -71,6 +71,8 @@ struct Worker {
     replies: mpsc::UnboundedSender<String>,
     /// The worker's runtime once built, to abort it.
     runtime: Mutex<Option<AsyncRuntime>>,
+    /// Cancelled with the parent's run: a worker still being built stops before it starts.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// The workers of one runtime.
@@ -103,7 +105,7 @@ pub(crate) enum SpawnError {
         "{0} sub-agents are running, the most subagents.max_concurrent allows; await_subagent one of them first"
     )]
     TooMany(u32),
-    #[error("unknown tool(s) for a sub-agent: {0}; choose from {1}")]
+    #[error("unknown tool(s) for a sub-agent, or off for this agent: {0}; choose from {1}")]
     UnknownTools(String, String),
 }
 
@@ -151,7 +153,7 @@ impl Workers {
         if self.recipe.depth >= max_depth {
             return Err(SpawnError::TooDeep(max_depth));
         }
-        let agent = self.worker_agent(tools.as_deref(), model.as_deref())?;
+        let (agent, wanted) = self.worker_agent(tools.as_deref(), model.as_deref())?;
         let permit = Arc::clone(&self.running)
             .try_acquire_owned()
             .map_err(|_| SpawnError::TooMany(self.recipe.agent.subagents.max_concurrent))?;
@@ -165,6 +167,7 @@ impl Workers {
             done,
             replies,
             runtime: Mutex::new(None),
+            stop: tokio_util::sync::CancellationToken::new(),
         });
         lock(&self.workers).insert(id, Arc::clone(&worker));
         self.emit(Event::SubagentSpawn(SubagentSpawnEvent {
@@ -181,7 +184,7 @@ impl Workers {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let finished = this
-                .run_worker(id, &worker, agent, &full_task, replies_rx)
+                .run_worker(id, &worker, agent, &wanted, &full_task, replies_rx)
                 .await;
             drop(permit);
             this.emit(Event::SubagentFinish(finished.event.clone()));
@@ -195,7 +198,7 @@ impl Workers {
         &self,
         tools: Option<&[String]>,
         model: Option<&str>,
-    ) -> Result<AgentFile, SpawnError> {
+    ) -> Result<(AgentFile, Vec<String>), SpawnError> {
         let mut agent = self.recipe.agent.clone();
         let wanted: Vec<String> = match tools {
             Some(t) => t.to_vec(),
@@ -204,18 +207,27 @@ impl Workers {
                 .map(|t| (*t).to_owned())
                 .collect(),
         };
-        let known = crate::config::BUILTIN_TOOLS;
+        // A worker gets no tool its parent has off, and none the parent's agent file does not know.
+        let allowed: Vec<String> = self
+            .recipe
+            .agent
+            .effective_tools()
+            .into_iter()
+            .map(|t| t.name)
+            .chain(self.recipe.host_tools.iter().map(|t| t.spec().name))
+            .collect();
         let unknown: Vec<&str> = wanted
             .iter()
             .map(String::as_str)
-            .filter(|t| !known.contains(t))
+            .filter(|t| !allowed.iter().any(|a| a == t))
             .collect();
         if !unknown.is_empty() {
             return Err(SpawnError::UnknownTools(
                 unknown.join(", "),
-                known.join(", "),
+                allowed.join(", "),
             ));
         }
+        let known = crate::config::BUILTIN_TOOLS;
         agent.tools = known
             .iter()
             .map(|name| {
@@ -240,12 +252,14 @@ impl Workers {
         if let Some(steps) = agent.subagents.max_steps {
             agent.runtime.max_steps = steps;
         }
+        // The agent's MCP servers stay the parent's: a worker does not start its own copies.
+        agent.mcp_servers.clear();
         agent.name = format!("{}-worker", agent.name);
         agent.role =
             Some("A focused worker agent. Complete the assigned task precisely.".to_owned());
         // The parent's checkpoints cover the shared work directory.
         agent.runtime.checkpoints = crate::config::CheckpointMode::Off;
-        Ok(agent)
+        Ok((agent, wanted))
     }
 
     async fn run_worker(
@@ -253,6 +267,7 @@ impl Workers {
         id: u32,
         worker: &Worker,
         agent: AgentFile,
+        host_tools: &[String],
         task: &str,
         replies: mpsc::UnboundedReceiver<String>,
     ) -> Finished {
@@ -267,7 +282,7 @@ impl Workers {
                 error,
             },
         };
-        let built = self.build_worker(id, agent, replies).await;
+        let built = self.build_worker(id, agent, host_tools, replies).await;
         let rt = match built {
             Ok(rt) => rt,
             Err(e) => return finish(SubagentStatus::Failed, String::new(), Some(e.to_string())),
@@ -275,7 +290,21 @@ impl Workers {
         *lock(&worker.runtime) = Some(rt.clone());
         let record = Arc::clone(&written);
         rt.on_event(move |e| lock(&record).see(e));
-        let result = rt.run(task).await;
+        let result = if worker.stop.is_cancelled() {
+            Ok(Outcome::Aborted { steps: 0 })
+        } else {
+            let run = rt.run(task);
+            tokio::pin!(run);
+            tokio::select! {
+                biased;
+                r = &mut run => r,
+                // The run has entered by now (its first poll came first), so the abort reaches it.
+                () = worker.stop.cancelled() => {
+                    rt.abort();
+                    run.await
+                }
+            }
+        };
         if let Err(e) = rt.close().await {
             tracing::warn!("closing sub-agent #{id}: {e}");
         }
@@ -303,13 +332,15 @@ impl Workers {
         &self,
         id: u32,
         agent: AgentFile,
+        host_tools: &[String],
         replies: mpsc::UnboundedReceiver<String>,
     ) -> crate::Result<AsyncRuntime> {
         let r = &self.recipe;
         let agent_uses_parent_model = agent.model == r.agent.model;
+        let session = self.worker_session(id).await?;
         let mut builder = AsyncRuntime::builder(agent)
             .store(Arc::clone(&r.store))
-            .session_id(format!("{}.sub-{id}", self.parent_session))
+            .session_id(session)
             .worker(crate::state::WorkerLink {
                 agent_id: id,
                 depth: r.depth + 1,
@@ -336,10 +367,37 @@ impl Workers {
         if let Some(a) = &r.ask_user {
             builder = builder.ask_user_handler_arc(Arc::clone(a));
         }
-        for tool in &r.host_tools {
+        for tool in r
+            .host_tools
+            .iter()
+            .filter(|t| host_tools.contains(&t.spec().name))
+        {
             builder = builder.tool_arc(Arc::clone(tool));
         }
         builder.build().await
+    }
+
+    /// The session worker `id` is stored as: `<parent>.sub-<id>`, or `<parent>.sub-<id>.<k>` when a worker of an
+    /// earlier process took that name (the parent was resumed), in the parent's current session.
+    async fn worker_session(&self, id: u32) -> crate::Result<String> {
+        let parent = self
+            .events
+            .upgrade()
+            .map_or_else(|| self.parent_session.clone(), |bus| bus.session_id());
+        let base = format!("{parent}.sub-{id}");
+        let mut name = base.clone();
+        for k in 2.. {
+            let sid: codepilot_store::SessionId = name.parse().map_err(|e| {
+                crate::Error::Subagent(format!(
+                    "{e}: the session id is too long to name its workers after; use a shorter --session-id"
+                ))
+            })?;
+            if self.recipe.store.load(&sid).await?.is_none() {
+                break;
+            }
+            name = format!("{base}.{k}");
+        }
+        Ok(name)
     }
 
     /// Waits for worker `id` at most `timeout`: the text the model reads (the original's wording).
@@ -399,9 +457,7 @@ impl Workers {
     /// Aborts every running worker (the parent's run was aborted or ended).
     fn abort_running(&self) {
         for worker in lock(&self.workers).values() {
-            if let Some(rt) = lock(&worker.runtime).as_ref() {
-                rt.abort();
-            }
+            worker.stop.cancel();
         }
     }
 }

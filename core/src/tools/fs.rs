@@ -86,16 +86,6 @@ impl ReadLedger {
         }
     }
 
-    /// Whether the agent read (or wrote) `path` and it holds something else now: another agent or a command
-    /// changed it since.
-    fn changed_since(&self, path: &Path, current: &Stamp) -> bool {
-        self.seen
-            .lock()
-            .ok()
-            .and_then(|seen| seen.get(path).copied())
-            .is_some_and(|s| s != *current)
-    }
-
     fn matches(&self, path: &Path, current: &Stamp) -> bool {
         self.seen
             .lock()
@@ -496,17 +486,6 @@ fn write_whole(
 ) -> Result<ToolOutput, ToolError> {
     let path = req.path.as_str();
     let existing = read_regular(ws, target, path).map_err(|e| e.with_suffix(UNCHANGED))?;
-    if let Some(bytes) = &existing
-        && ledger.changed_since(target, &Stamp::of(bytes))
-    {
-        return Err(ToolError::new(
-            ExcKind::ValueError,
-            format!(
-                "'{path}' changed on disk since you last read or wrote it (another agent or a command changed \
-                 it); re-read it with read_file and write it again. {UNCHANGED}"
-            ),
-        ));
-    }
     let nl = match &existing {
         Some(bytes) if is_crlf(&String::from_utf8_lossy(bytes)) => "\r\n",
         _ => "\n",

@@ -167,7 +167,7 @@ async fn limits_on_workers_are_errors_in_the_block() {
         "{parent}"
     );
     assert!(
-        parent.contains("unknown tool(s) for a sub-agent: teleport"),
+        parent.contains("unknown tool(s) for a sub-agent, or off for this agent: teleport"),
         "{parent}"
     );
 }
@@ -275,10 +275,10 @@ async fn a_worker_on_another_model_with_only_the_tools_it_was_given() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_a_worker_changed_is_not_overwritten_blindly() {
+async fn an_edit_of_a_file_a_worker_changed_is_refused() {
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("shared.txt"), "first\n").unwrap();
-    let parent = "```codepilot\nread_file(\"shared.txt\")\na = spawn_subagent(\"rewrite shared.txt\", tools=[\"write_file\"])\nprint(await_subagent(a))\nwrite_file(\"shared.txt\")\n```\n\n```text filename=shared.txt\nfrom the parent\n```";
+    let parent = "```codepilot\nread_file(\"shared.txt\")\na = spawn_subagent(\"rewrite shared.txt\", tools=[\"write_file\"])\nprint(await_subagent(a))\nwrite_file(\"shared.txt\", mode=\"edit\", start_line=1, end_line=1)\n```\n\n```text filename=shared.txt\nfrom the parent\n```";
     let worker = "```codepilot\nwrite_file(\"shared.txt\")\n```\n\n```text filename=shared.txt\nfrom the worker\n```\n\n```completion\nrewrote it\n```";
     let server = ScriptedServer::start(vec![
         Turn::answer(parent),
@@ -300,8 +300,8 @@ async fn a_file_a_worker_changed_is_not_overwritten_blindly() {
     let seen = last_user_text(&bodies[2].body);
     assert!(seen.contains("Files written: shared.txt"), "{seen}");
     assert!(
-        seen.contains("'shared.txt' changed on disk since you last read or wrote it"),
-        "{seen}"
+        seen.contains("'shared.txt' changed on disk since you last read it"),
+        "the parent's edit by line number is refused: {seen}"
     );
 }
 
