@@ -289,6 +289,33 @@ macro_rules! sql_store {
                 Ok(tx)
             }
 
+            /// Stores `messages` of session `id` from position `seq` on, in chunks; returns the position after them.
+            async fn insert_messages(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: &$crate::SessionId,
+                mut seq: i64,
+                messages: &[codepilot_protocol::Message],
+                now: i64,
+            ) -> $crate::Result<i64> {
+                for chunk in messages.chunks($crate::sql::INSERT_CHUNK) {
+                    let sql = $crate::sql::insert_messages_sql(chunk.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for m in chunk {
+                        let (content, encoding) = $crate::sql::encode_content(&m.content);
+                        q = q
+                            .bind(id.as_str())
+                            .bind(seq)
+                            .bind(m.role.as_str())
+                            .bind(content)
+                            .bind(encoding)
+                            .bind(now);
+                        seq = seq.saturating_add(1);
+                    }
+                    q.execute(&mut **tx).await?;
+                }
+                Ok(seq)
+            }
+
             /// The underlying pool.
             #[must_use]
             pub fn pool(&self) -> &$pool {
@@ -504,23 +531,7 @@ macro_rules! sql_store {
                     return Ok(()); // dropping `tx` rolls back the touch
                 }
                 let new = cp.messages.get(plan.skip..).unwrap_or(&[]);
-                let mut seq = to_i64(stored);
-                for chunk in new.chunks($crate::sql::INSERT_CHUNK) {
-                    let sql = $crate::sql::insert_messages_sql(chunk.len());
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for m in chunk {
-                        let (content, encoding) = $crate::sql::encode_content(&m.content);
-                        q = q
-                            .bind(id.as_str())
-                            .bind(seq)
-                            .bind(m.role.as_str())
-                            .bind(content)
-                            .bind(encoding)
-                            .bind(now);
-                        seq = seq.saturating_add(1);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
+                let seq = Self::insert_messages(&mut tx, id, to_i64(stored), new, now).await?;
                 sqlx::query($crate::sql::UPDATE_COUNTERS)
                     .bind(id.as_str())
                     .bind(seq)
@@ -607,23 +618,9 @@ macro_rules! sql_store {
                     .bind(to_i64(rewrite.keep))
                     .execute(&mut *tx)
                     .await?;
-                let mut seq = to_i64(rewrite.keep);
-                for chunk in rewrite.append.chunks($crate::sql::INSERT_CHUNK) {
-                    let sql = $crate::sql::insert_messages_sql(chunk.len());
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for m in chunk {
-                        let (content, encoding) = $crate::sql::encode_content(&m.content);
-                        q = q
-                            .bind(id.as_str())
-                            .bind(seq)
-                            .bind(m.role.as_str())
-                            .bind(content)
-                            .bind(encoding)
-                            .bind(now);
-                        seq = seq.saturating_add(1);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
+                let seq =
+                    Self::insert_messages(&mut tx, id, to_i64(rewrite.keep), &rewrite.append, now)
+                        .await?;
                 sqlx::query($crate::sql::SET_HISTORY)
                     .bind(id.as_str())
                     .bind(seq)
