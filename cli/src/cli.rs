@@ -43,6 +43,81 @@ pub enum Command {
     Checkpoints(CheckpointsArgs),
     /// Rewind a session's work directory and conversation to a checkpoint (SPEC §19).
     Rewind(RewindArgs),
+    /// The code index of a folder: its status, a rebuild, its repo map (SPEC §22).
+    Index(IndexArgs),
+    /// Search a folder's code: ranked by words, or a definition, its references, its callers or callees (SPEC §22).
+    Search(SearchArgs),
+}
+
+/// `codepilot index`.
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: IndexCommand,
+    /// The folder indexed (the agent's work_dir).
+    #[arg(long, short = 'd', value_name = "DIR", default_value = ".", global = true)]
+    pub dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `codepilot index …`.
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Bring the stored index up to date and show it: files per language, symbols, skipped files, size.
+    Status,
+    /// Delete the stored index and build it again from scratch.
+    Rebuild,
+    /// Print the repo map: the most used files and their key definitions.
+    Map {
+        /// Token budget of the map.
+        #[arg(long, default_value_t = 1024)]
+        max_tokens: usize,
+        /// Personalise the ranking toward these files (repeatable).
+        #[arg(long, value_name = "PATH")]
+        focus: Vec<String>,
+    },
+}
+
+/// What `codepilot search` looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchMode {
+    /// Chunks ranked by how well their words match the query.
+    Search,
+    /// Who calls the named function, and who calls them.
+    TraceCallers,
+    /// What the named function calls, and what those call.
+    TraceCallees,
+    /// Both directions.
+    TraceGraph,
+    /// Where the name is defined.
+    Definition,
+    /// Every use of the name.
+    References,
+}
+
+/// `codepilot search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words describing the code (mode search) or a function, method or type name (the other modes).
+    pub query: String,
+    /// What to look for.
+    #[arg(long, short = 'm', value_enum, default_value = "search")]
+    pub mode: SearchMode,
+    /// Results of a ranked search.
+    #[arg(long, short = 'k', default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub top_k: u16,
+    /// How many calls deep a trace goes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub depth: u32,
+    /// The folder searched (the agent's work_dir).
+    #[arg(long, short = 'd', value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `codepilot checkpoints`.

@@ -13,6 +13,7 @@ mod demo;
 mod mcp;
 mod output;
 mod prompts;
+mod search;
 mod secrets;
 mod serve;
 mod sessions;
@@ -111,6 +112,8 @@ enum Prepared {
     McpList(AgentFile, bool),
     Checkpoints(cli::CheckpointsArgs),
     Rewind(AgentFile, cli::RewindArgs),
+    Index(cli::IndexArgs),
+    Search(cli::SearchArgs),
 }
 
 /// Reads the task and the agent file, then takes secrets out of the process's reach (which must happen while
@@ -156,6 +159,8 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
             let agent = load_agent(&args.agent.config)?;
             Prepared::Rewind(agent, args)
         }
+        Command::Index(args) => Prepared::Index(args),
+        Command::Search(args) => Prepared::Search(args),
         Command::Mcp(args) => match args.command {
             cli::McpCommand::List { config, json } => Prepared::McpList(load_agent(&config)?, json),
         },
@@ -174,7 +179,9 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         | Prepared::Connect(..)
         | Prepared::Serve(_)
         | Prepared::Snapshots(_)
-        | Prepared::Checkpoints(_) => Vec::new(),
+        | Prepared::Checkpoints(_)
+        | Prepared::Index(_)
+        | Prepared::Search(_) => Vec::new(),
     };
     if secrets::argv_has_credentials() {
         output::err_line(
@@ -289,6 +296,8 @@ async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit,
         Prepared::McpList(agent, json) => mcp::list(&agent, json, env).await,
         Prepared::Checkpoints(args) => checkpoints::list(args, &env).await,
         Prepared::Rewind(agent, args) => checkpoints::rewind(agent, &args, env).await,
+        Prepared::Index(args) => search::index(args).await,
+        Prepared::Search(args) => search::search(args).await,
     }
 }
 

@@ -454,7 +454,7 @@ impl Output for HumanOutput {
             Event::RuntimeError(err)
                 if matches!(
                     err.kind,
-                    ErrorKind::Mcp | ErrorKind::Snapshot | ErrorKind::Checkpoint
+                    ErrorKind::Mcp | ErrorKind::Snapshot | ErrorKind::Checkpoint | ErrorKind::Search
                 ) =>
             {
                 let text = self.paint(

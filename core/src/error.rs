@@ -43,6 +43,9 @@ pub enum Error {
     /// A workspace snapshot could not be restored or saved.
     #[error("workspace snapshot: {0}")]
     Snapshot(#[from] codepilot_store::snapshot::SnapshotError),
+    /// The code index could not be opened or its embeddings client built (SPEC §22).
+    #[error("code search: {0}")]
+    Search(#[from] codepilot_search::SearchError),
     /// A checkpoint could not be found, read or rewound to (SPEC §19).
     #[error("{0}")]
     Checkpoint(#[from] codepilot_store::checkpoint::CheckpointError),
@@ -135,6 +138,7 @@ impl Error {
             }
             Error::Store(e) => matches!(e, codepilot_store::StoreError::InvalidId { .. }),
             Error::Snapshot(e) => matches!(e, codepilot_store::snapshot::SnapshotError::Url { .. }),
+            Error::Search(e) => matches!(e, codepilot_search::SearchError::Embeddings(_)),
             Error::Checkpoint(_) | Error::CheckpointsOff | Error::RewindHalfDone { .. } => false,
             Error::Closed
             | Error::LeaseLost(_)

@@ -22,6 +22,7 @@
 #![deny(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 mod agent;
+mod code_index;
 pub mod config;
 mod context;
 mod error;
@@ -55,6 +56,7 @@ pub use codepilot_protocol::ToolSpec;
 pub use codepilot_sandbox as sandbox;
 pub use codepilot_script as script;
 pub use codepilot_script::Limits;
+pub use codepilot_search as search;
 pub use codepilot_store as store;
 pub use codepilot_store::StoreConfig;
 pub use codepilot_store::pools;

@@ -176,6 +176,9 @@ pub enum ErrorKind {
     Mcp,
     /// A checkpoint could not be taken (the turn runs without one), or left files out (SPEC §19).
     Checkpoint,
+    /// The code index could not be built, or the embeddings endpoint failed; search answers from what it has
+    /// (SPEC §22).
+    Search,
     /// Anything else.
     Internal,
 }

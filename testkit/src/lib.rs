@@ -28,7 +28,9 @@ mod wire;
 
 pub use control::TurnSpec;
 pub use server::RecordedRequest;
+pub use server::EMBEDDING_DIMS;
 pub use server::ScriptedServer;
+pub use server::scripted_embedding;
 pub(crate) use server::Shared;
 pub(crate) use server::lock;
 pub use turn::DEFAULT_CHUNK_BYTES;

@@ -56,6 +56,26 @@ pub(crate) struct Shared {
     /// Requests are kept for [`ScriptedServer::requests`] unless turned off (load tests).
     pub(crate) forget_requests: std::sync::atomic::AtomicBool,
     pub(crate) cancelled: AtomicUsize,
+    /// `/v1/embeddings` answers 503 while set.
+    pub(crate) embeddings_down: std::sync::atomic::AtomicBool,
+}
+
+/// Dimensions of the scripted embeddings.
+pub const EMBEDDING_DIMS: usize = 64;
+
+/// The scripted embedding of `text`: a bag of its lower-cased words hashed into [`EMBEDDING_DIMS`] buckets, so texts
+/// sharing words are similar and the answer is the same every time.
+#[must_use]
+pub fn scripted_embedding(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0f32; EMBEDDING_DIMS];
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 1) {
+        let h = word
+            .to_lowercase()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        v[(h % EMBEDDING_DIMS as u64) as usize] += 1.0;
+    }
+    v
 }
 
 pub(crate) use codepilot_protocol::sync::lock;
@@ -64,8 +84,9 @@ pub(crate) use codepilot_protocol::sync::lock;
 /// dropped. Each request consumes the next [`Turn`]; with none left it answers HTTP 500 with the error message
 /// `scripted server: no turns left`, so tests fail loudly.
 ///
-/// Paths: `/v1/messages` is Anthropic, `/v1/chat/completions` is OpenAI, `/_testkit/…` are the [`control`]
-/// endpoints; other paths get a 404 (without consuming a turn).
+/// Paths: `/v1/messages` is Anthropic, `/v1/chat/completions` is OpenAI, `/v1/embeddings` answers every request
+/// with [`scripted_embedding`]s (no turn consumed; 503 while [`ScriptedServer::set_embeddings_down`]), `/_testkit/…`
+/// are the [`control`] endpoints; other paths get a 404 (without consuming a turn).
 #[derive(Debug)]
 pub struct ScriptedServer {
     addr: SocketAddr,
@@ -114,6 +135,11 @@ impl ScriptedServer {
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// Makes `/v1/embeddings` answer 503 (`true`) or work again (`false`).
+    pub fn set_embeddings_down(&self, down: bool) {
+        self.shared.embeddings_down.store(down, Ordering::Relaxed);
     }
 
     /// Queues another turn after the remaining ones.
@@ -184,6 +210,9 @@ async fn handle(
     if !shared.forget_requests.load(Ordering::Relaxed) {
         lock(&shared.requests).push(recorded);
     }
+    if path == "/v1/embeddings" {
+        return embeddings(&shared, &body);
+    }
     let wire = if path == "/v1/messages" {
         Wire::Anthropic
     } else if path == "/v1/chat/completions" {
@@ -246,6 +275,23 @@ async fn handle(
 
 fn status_code(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn embeddings(shared: &Shared, body: &Value) -> Response {
+    if shared.embeddings_down.load(Ordering::Relaxed) {
+        return json_response(503, None, &json!({"error": {"message": "scripted embeddings: down"}}));
+    }
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect(),
+        _ => return json_response(400, None, &json!({"error": {"message": "scripted embeddings: no input"}})),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": scripted_embedding(t)}))
+        .collect();
+    json_response(200, None, &json!({"object": "list", "data": data, "model": body.get("model")}))
 }
 
 fn json_response(code: u16, retry_after: Option<u64>, body: &Value) -> Response {

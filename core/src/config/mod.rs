@@ -75,8 +75,46 @@ pub struct AgentFile {
     pub mcp_servers: Vec<McpServerConfig>,
     /// Workers the block may start with `spawn_subagent` (SPEC §20).
     pub subagents: SubagentsConfig,
+    /// The code index behind the search tools (SPEC §22).
+    pub search: SearchConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
+}
+
+/// `search:` section (SPEC §22): the code index behind `semantic_search`, `definition`, `references` and
+/// `repo_map`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchConfig {
+    /// Whether the index is built (in the background, when the runtime starts). Default true; with false the
+    /// search tools answer that the index is off.
+    pub enabled: bool,
+    /// Files larger than this are not indexed. Default 1 MiB (`max_file_kb: 1024`).
+    pub max_file_bytes: u64,
+    /// An embeddings endpoint whose vectors join the ranking; `None`: lexical and structural search only.
+    pub embeddings: Option<EmbeddingsSettings>,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_file_bytes: 1 << 20,
+            embeddings: None,
+        }
+    }
+}
+
+/// `search.embeddings:`: an OpenAI-compatible `/embeddings` endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingsSettings {
+    /// The API base, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The embedding model.
+    pub model: String,
+    /// The variable holding the key (hidden from the agent's shell like the model's); `None`: no key sent.
+    pub api_key_env: Option<String>,
+    /// Chunks per request. Default 64.
+    pub batch_size: u32,
 }
 
 /// `subagents:` section (SPEC §20): how many workers the block may run, how deep, for how long, on what models.
@@ -448,6 +486,7 @@ impl AgentFile {
                 tools: Vec::new(),
                 mcp_servers: Vec::new(),
                 subagents: SubagentsConfig::default(),
+                search: SearchConfig::default(),
                 source: None,
             },
         }

@@ -59,6 +59,27 @@ pub(super) struct RawAgent {
     tools: Option<Vec<Spanned<RawTool>>>,
     mcp_servers: Option<Vec<Spanned<super::mcp::RawMcpServer>>>,
     subagents: Option<Spanned<RawSubagents>>,
+    search: Option<Spanned<RawSearch>>,
+}
+
+/// `search:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSearch {
+    enabled: Option<bool>,
+    max_file_kb: Option<u64>,
+    embeddings: Option<Spanned<RawEmbeddings>>,
+}
+
+/// `search.embeddings:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmbeddings {
+    provider: Option<String>,
+    base_url: Option<String>,
+    model: Option<String>,
+    api_key_env: Option<String>,
+    batch_size: Option<u32>,
 }
 
 /// `subagents:`.
@@ -700,6 +721,10 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         Some(s) => subagents(s, ctx)?,
         None => super::SubagentsConfig::default(),
     };
+    let search = match raw.search {
+        Some(s) => search(s, ctx)?,
+        None => super::SearchConfig::default(),
+    };
 
     Ok(AgentFile {
         name: name.value,
@@ -710,7 +735,94 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         tools,
         mcp_servers,
         subagents,
+        search,
         source: None,
+    })
+}
+
+/// `search:` (SPEC §22): the code index, and the embeddings endpoint when one is named.
+fn search(raw: Spanned<RawSearch>, ctx: &Ctx) -> Result<super::SearchConfig> {
+    let line = line_of(raw.referenced);
+    let r = raw.value;
+    let defaults = super::SearchConfig::default();
+    let max_file_bytes = match r.max_file_kb {
+        Some(kb) if !(1..=65_536).contains(&kb) => {
+            return Err(invalid(
+                "search.max_file_kb",
+                ctx,
+                line,
+                format!("must be 1 to 65536 (got {kb})"),
+            ));
+        }
+        Some(kb) => kb * 1024,
+        None => defaults.max_file_bytes,
+    };
+    let embeddings = match r.embeddings {
+        Some(e) => {
+            let line = line_of(e.referenced);
+            let e = e.value;
+            let provider = e.provider.as_deref().unwrap_or("openai-compatible");
+            let base_url = match (provider, e.base_url.filter(|u| !u.trim().is_empty())) {
+                (_, Some(url)) => url,
+                ("openai", None) => "https://api.openai.com/v1".to_owned(),
+                ("openai-compatible", None) => {
+                    return Err(invalid(
+                        "search.embeddings.base_url",
+                        ctx,
+                        line,
+                        "is required for provider openai-compatible (e.g. http://localhost:11434/v1)".to_owned(),
+                    ));
+                }
+                (other, _) => {
+                    return Err(invalid(
+                        "search.embeddings.provider",
+                        ctx,
+                        line,
+                        format!("must be openai-compatible or openai (got {other})"),
+                    ));
+                }
+            };
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                return Err(invalid(
+                    "search.embeddings.base_url",
+                    ctx,
+                    line,
+                    format!("must start with http:// or https:// (got {base_url})"),
+                ));
+            }
+            let Some(model) = e.model.filter(|m| !m.trim().is_empty()) else {
+                return Err(invalid(
+                    "search.embeddings.model",
+                    ctx,
+                    line,
+                    "is required (e.g. text-embedding-3-small)".to_owned(),
+                ));
+            };
+            let batch_size = match e.batch_size {
+                Some(b) if !(1..=2048).contains(&b) => {
+                    return Err(invalid(
+                        "search.embeddings.batch_size",
+                        ctx,
+                        line,
+                        format!("must be 1 to 2048 (got {b})"),
+                    ));
+                }
+                Some(b) => b,
+                None => 64,
+            };
+            Some(super::EmbeddingsSettings {
+                base_url,
+                model,
+                api_key_env: e.api_key_env.filter(|v| !v.trim().is_empty()),
+                batch_size,
+            })
+        }
+        None => None,
+    };
+    Ok(super::SearchConfig {
+        enabled: r.enabled.unwrap_or(defaults.enabled),
+        max_file_bytes,
+        embeddings,
     })
 }
 

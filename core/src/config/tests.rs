@@ -64,7 +64,7 @@ fn nested_and_flat_load_the_same_with_defaults() {
     assert_eq!(nested.runtime.work_dir, cwd.join("./workspace"));
     assert_eq!(nested.source, Some(PathBuf::from(ORIGIN)));
     assert_eq!(nested.tools, Vec::new());
-    assert_eq!(nested.effective_tools().len(), 15);
+    assert_eq!(nested.effective_tools().len(), 19);
     assert!((nested.runtime.context_threshold - 0.8).abs() < f64::EPSILON);
 }
 
@@ -135,6 +135,10 @@ fn full_file_values_are_read() {
             "read_file",
             "write_file",
             "find",
+            "semantic_search",
+            "definition",
+            "references",
+            "repo_map",
             "execute",
             "read_output",
             "send_input",
@@ -268,7 +272,7 @@ fn starter_file_loads() {
         .collect();
     // send_input is gated with execute by the runtime, without an entry of its own.
     assert_eq!(gated, vec!["execute"]);
-    assert_eq!(a.effective_tools().len(), 15, "every built-in stays on");
+    assert_eq!(a.effective_tools().len(), 19, "every built-in stays on");
 }
 
 #[test]

@@ -134,6 +134,8 @@ pub struct RuntimeBuilder {
     restore: RestoreMode,
     agent_source: Option<AgentSource>,
     checkpoint_dir: Option<std::path::PathBuf>,
+    index_dir: Option<std::path::PathBuf>,
+    search: Option<Arc<crate::code_index::CodeSearch>>,
     worker: Option<crate::state::WorkerLink>,
 }
 
@@ -156,8 +158,16 @@ impl RuntimeBuilder {
             restore: RestoreMode::default(),
             agent_source: None,
             checkpoint_dir: None,
+            index_dir: None,
+            search: None,
             worker: None,
         }
+    }
+
+    /// Shares another runtime's code index (a worker uses its parent's).
+    pub(crate) fn shared_search(mut self, search: Option<Arc<crate::code_index::CodeSearch>>) -> Self {
+        self.search = search;
+        self
     }
 
     /// Builds a worker of another runtime (SPEC §20).
@@ -260,6 +270,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keep the code index (SPEC §22) in `dir` instead of `index/` in
+    /// [`codepilot_home`](codepilot_store::codepilot_home) (one folder per work dir under it).
+    #[must_use]
+    pub fn index_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.index_dir = Some(dir.into());
+        self
+    }
+
     /// Keep the work directory in `store` (SPEC §17): when the session has a snapshot and the work directory lacks
     /// it, [`build`](Self::build) restores it before anything runs (per [`RuntimeBuilder::restore`]); every run
     /// saves it when it ends. Default: none.
@@ -296,6 +314,46 @@ impl RuntimeBuilder {
     }
 
     /// The variable the API key is read from: `model.api_key_env`, else the provider's usual one.
+    /// The code index behind the search tools: the parent's for a worker, none when `search.enabled` is false or
+    /// no search tool is on; otherwise one started now (its first build runs in the background).
+    fn code_search(&self, root: &std::path::Path) -> Result<Option<Arc<crate::code_index::CodeSearch>>> {
+        if let Some(shared) = &self.search {
+            return Ok(Some(Arc::clone(shared)));
+        }
+        let cfg = &self.agent.search;
+        let wanted = cfg.enabled
+            && self.agent.effective_tools().iter().any(|t| {
+                matches!(
+                    Builtin::from_name(&t.name),
+                    Some(Builtin::SemanticSearch | Builtin::Definition | Builtin::References | Builtin::RepoMap)
+                )
+            });
+        if !wanted {
+            return Ok(None);
+        }
+        let dir = match &self.index_dir {
+            Some(dir) => dir.clone(),
+            None => codepilot_store::codepilot_home()?.join("index"),
+        };
+        let embedder = match &cfg.embeddings {
+            Some(e) => {
+                let lookup = |var: &str| match &self.env {
+                    Some(f) => f(var),
+                    None => std::env::var(var).ok(),
+                };
+                Some(codepilot_search::Embedder::new(codepilot_search::EmbeddingsConfig {
+                    base_url: e.base_url.clone(),
+                    model: e.model.clone(),
+                    api_key: e.api_key_env.as_deref().and_then(lookup),
+                    batch_size: e.batch_size as usize,
+                    timeout: Duration::from_secs(60),
+                })?)
+            }
+            None => None,
+        };
+        Ok(Some(crate::code_index::CodeSearch::start(root, dir, cfg.max_file_bytes, embedder)?))
+    }
+
     fn api_key_var(&self) -> Option<&str> {
         let m = &self.agent.model;
         m.api_key_env
@@ -476,6 +534,10 @@ impl RuntimeBuilder {
             ..Limits::default()
         });
         let events = Arc::new(EventBus::new(id.to_string(), started.last_seq));
+        let search = self.code_search(workspace.root())?;
+        if let Some(search) = &search {
+            search.attach(&events);
+        }
         let mcp = self.start_mcp(&events);
         let event_log = self.store_events.then(|| {
             let writer = super::event_log::EventWriter::start(Arc::clone(&lease));
@@ -521,6 +583,7 @@ impl RuntimeBuilder {
                         ask_user: self.ask_user.clone(),
                         host_tools: self.tools.clone(),
                         checkpoint_dir: self.checkpoint_dir.clone(),
+                        search: search.clone(),
                         provider: Arc::clone(&provider),
                         depth,
                     },
@@ -563,6 +626,7 @@ impl RuntimeBuilder {
                 events: Arc::clone(&events),
                 workers,
                 worker: self.worker.map(Arc::new),
+                search,
             }),
             tools,
             events,
@@ -637,6 +701,13 @@ impl RuntimeBuilder {
                 // The key variable the agent file names never reaches a shell, whatever it is called.
                 cfg.hidden_vars
                     .extend(self.api_key_var().map(str::to_owned));
+                cfg.hidden_vars.extend(
+                    self.agent
+                        .search
+                        .embeddings
+                        .as_ref()
+                        .and_then(|e| e.api_key_env.clone()),
+                );
                 if let Some(n) = settings.max_output_chars {
                     cfg.max_output_chars = n;
                 }

@@ -50,6 +50,8 @@ pub(crate) struct WorkerRecipe {
     pub(crate) ask_user: Option<Arc<dyn AskUserHandler>>,
     pub(crate) host_tools: Vec<Arc<dyn Tool>>,
     pub(crate) checkpoint_dir: Option<PathBuf>,
+    /// The parent's code index, shared (same work dir).
+    pub(crate) search: Option<Arc<crate::code_index::CodeSearch>>,
     /// The parent's model client, reused by workers on the same model (building one reads the TLS roots).
     pub(crate) provider: Arc<dyn codepilot_llm::Provider>,
     /// How deep the runtime this recipe belongs to is: 0 for the session's own agent.
@@ -361,6 +363,7 @@ impl Workers {
         if let Some(dir) = &r.checkpoint_dir {
             builder = builder.checkpoint_dir(dir.clone());
         }
+        builder = builder.shared_search(r.search.clone());
         if let Some(p) = &r.permission {
             builder = builder.permission_handler_arc(Arc::clone(p));
         }

@@ -47,6 +47,10 @@ pub(crate) enum Builtin {
     ReplySubagent,
     ListSubagents,
     AskMainAgent,
+    SemanticSearch,
+    Definition,
+    References,
+    RepoMap,
 }
 
 fn req(name: &str) -> ParamSpec {
@@ -59,10 +63,14 @@ fn opt(name: &str, default: Value) -> ParamSpec {
 
 impl Builtin {
     /// Every built-in, in the order the default tool set lists them.
-    pub(crate) const ALL: [Builtin; 16] = [
+    pub(crate) const ALL: [Builtin; 20] = [
         Self::ReadFile,
         Self::WriteFile,
         Self::Find,
+        Self::SemanticSearch,
+        Self::Definition,
+        Self::References,
+        Self::RepoMap,
         Self::Execute,
         Self::ReadOutput,
         Self::SendInput,
@@ -97,6 +105,10 @@ impl Builtin {
             Self::ReplySubagent => "reply_subagent",
             Self::ListSubagents => "list_subagents",
             Self::AskMainAgent => "ask_main_agent",
+            Self::SemanticSearch => "semantic_search",
+            Self::Definition => "definition",
+            Self::References => "references",
+            Self::RepoMap => "repo_map",
         }
     }
 
@@ -123,7 +135,11 @@ impl Builtin {
             | Self::AwaitSubagent
             | Self::ReplySubagent
             | Self::ListSubagents
-            | Self::AskMainAgent => &["require_permission"],
+            | Self::AskMainAgent
+            | Self::SemanticSearch
+            | Self::Definition
+            | Self::References
+            | Self::RepoMap => &["require_permission"],
         }
     }
 
@@ -141,7 +157,11 @@ impl Builtin {
             | Self::AwaitSubagent
             | Self::ReplySubagent
             | Self::ListSubagents
-            | Self::AskMainAgent => false,
+            | Self::AskMainAgent
+            | Self::SemanticSearch
+            | Self::Definition
+            | Self::References
+            | Self::RepoMap => false,
         }
     }
 
@@ -184,6 +204,36 @@ impl Builtin {
                 "Search file contents with a regular expression (ripgrep engine, .gitignore respected). scope: \
                  \"codebase\" (optionally include=\"*.py\"), \"file\" (target=path) or \"files\" (target=[paths]). \
                  Returns a list of {path, line, text}.",
+            ),
+            Self::SemanticSearch => (
+                vec![
+                    req("query"),
+                    opt("mode", json!("search")),
+                    opt("depth", json!(2)),
+                    opt("top_k", json!(5)),
+                ],
+                "Search the code by meaning and structure (a local index of definitions, references and calls; \
+                 .gitignore respected; kept up to date). mode \"search\": query is a concept in words (\"where \
+                 user passwords are validated\"), returns the top_k best chunks as {file, start_line, end_line, \
+                 symbol, kind, score, snippet}. mode \"trace_callers\" / \"trace_callees\" / \"trace_graph\": \
+                 query is a function or method name; returns the call edges {caller, callee, file, line, depth, \
+                 defined_at} up to depth calls away (1-5). Calls are matched by name.",
+            ),
+            Self::Definition => (
+                vec![req("name")],
+                "Where a function, method, class, type or constant is defined (name or Type.method). Returns a \
+                 list of {name, kind, container, file, line, end_line, signature}.",
+            ),
+            Self::References => (
+                vec![req("name")],
+                "Every use of a name outside its definitions, calls marked. Returns a list of {file, line, kind \
+                 (\"call\" or \"reference\"), symbol (the definition it is in), text}.",
+            ),
+            Self::RepoMap => (
+                vec![opt("max_tokens", json!(1024)), opt("focus", Value::Null)],
+                "An overview of the repository: the files the rest of the code uses most, each with its key \
+                 definitions' signatures, ranked by a graph of references (personalised toward focus: a path or \
+                 list of paths), in about max_tokens tokens. Returns the map as text.",
             ),
             Self::Execute => (
                 vec![
@@ -267,7 +317,7 @@ impl Builtin {
     }
 }
 
-fn arg_str(
+pub(super) fn arg_str(
     args: &serde_json::Map<String, Value>,
     tool: &str,
     name: &str,
@@ -281,7 +331,7 @@ fn arg_str(
     }
 }
 
-fn arg_opt_int(
+pub(super) fn arg_opt_int(
     args: &serde_json::Map<String, Value>,
     tool: &str,
     name: &str,
@@ -373,6 +423,13 @@ impl Builtin {
             Self::ReplySubagent => format!("Replying to worker #{}", num(args, "agent_id")),
             Self::ListSubagents => "Listing workers".to_owned(),
             Self::AskMainAgent => "Asking the main agent".to_owned(),
+            Self::SemanticSearch => match args.get("mode").and_then(Value::as_str).unwrap_or("search") {
+                "search" => format!("Searching the code for {}", truncate_label(&s("query"), 80)),
+                mode => format!("Tracing {} ({})", truncate_label(&s("query"), 80), mode.trim_start_matches("trace_")),
+            },
+            Self::Definition => format!("Finding the definition of {}", s("name")),
+            Self::References => format!("Finding references to {}", s("name")),
+            Self::RepoMap => "Mapping the repository".to_owned(),
         }
     }
 
@@ -411,6 +468,10 @@ impl Builtin {
             Self::ReplySubagent => format!("Reply to worker #{}", num(args, "agent_id")),
             Self::ListSubagents => "List workers".to_owned(),
             Self::AskMainAgent => "Ask the main agent".to_owned(),
+            Self::SemanticSearch => format!("Search the code for {:?}", s("query")),
+            Self::Definition => format!("Find the definition of {}", s("name")),
+            Self::References => format!("Find references to {}", s("name")),
+            Self::RepoMap => "Map the repository".to_owned(),
         }
     }
 }
@@ -455,12 +516,16 @@ impl Tool for Builtin {
                 Self::ReplySubagent => reply_subagent(ctx, args),
                 Self::ListSubagents => list_subagents(ctx),
                 Self::AskMainAgent => ask_main_agent(ctx, args).await,
+                Self::SemanticSearch => super::code_search::semantic_search(ctx, args).await,
+                Self::Definition => super::code_search::definition(ctx, args).await,
+                Self::References => super::code_search::references(ctx, args).await,
+                Self::RepoMap => super::code_search::repo_map(ctx, args).await,
             }
         })
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     tool: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ToolError> {
@@ -604,8 +669,12 @@ async fn write_file(
     }
     let ws = Arc::clone(&ctx.env.workspace);
     let ledger = Arc::clone(&ctx.env.ledger);
+    let written = ws.resolve(&req.path).ok();
     let out = blocking("write_file", move || fs::write_file(&ws, &ledger, req)).await?;
     let out = out?;
+    if let (Some(search), Some(path)) = (&ctx.env.search, written) {
+        search.wrote(path);
+    }
     Ok(out)
 }
 

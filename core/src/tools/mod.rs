@@ -6,6 +6,7 @@
 //! `[name] ERROR: message`.
 
 pub(crate) mod builtin;
+mod code_search;
 mod context_tools;
 pub(crate) mod find;
 pub(crate) mod fs;
@@ -158,6 +159,8 @@ pub(crate) struct ToolEnv {
     pub(crate) workers: Option<Arc<dyn Delegate>>,
     /// When this runtime is a worker: its tie to the parent, for `ask_main_agent`.
     pub(crate) worker: Option<Arc<crate::state::WorkerLink>>,
+    /// The code index behind the search tools (`None` when `search.enabled` is false).
+    pub(crate) search: Option<Arc<crate::code_index::CodeSearch>>,
 }
 
 /// What built-in tools reach during one control block: the runtime's resources and the answer's payloads.

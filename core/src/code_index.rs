@@ -1,0 +1,226 @@
+//! The runtime's code index (SPEC §22): built in the background when the runtime starts, refreshed before each
+//! search, told about the agent's own writes, and (when `search.embeddings` is set) embedded in the background.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::Weak;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use codepilot_protocol::ErrorKind;
+use codepilot_protocol::Event;
+use codepilot_protocol::RuntimeErrorEvent;
+use codepilot_search::CodeIndex;
+use codepilot_search::Embedder;
+use codepilot_search::IndexOptions;
+
+use crate::events::EventBus;
+
+/// How long a search waits for the first build before answering that the index is still being built.
+const FIRST_BUILD_WAIT: Duration = Duration::from_secs(60);
+/// Chunks embedded per background round before the vectors are stored.
+const EMBED_ROUND: usize = 1024;
+/// How long a query's own embedding may take before search answers lexically.
+const QUERY_EMBED_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The index of one work dir and what feeds it; shared by a runtime and its workers.
+pub(crate) struct CodeSearch {
+    pub(crate) index: Arc<CodeIndex>,
+    embedder: Option<Embedder>,
+    events: Mutex<Weak<EventBus>>,
+    /// Whether the "lexical only" note was given (once per runtime family).
+    told_lexical: AtomicBool,
+    /// Whether the embeddings endpoint failed (warned once; later searches are lexical).
+    embeddings_down: AtomicBool,
+    embedding: AtomicBool,
+}
+
+impl std::fmt::Debug for CodeSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeSearch").field("root", &self.index.root()).finish_non_exhaustive()
+    }
+}
+
+impl CodeSearch {
+    /// An index of `root` stored under `store_dir`, with `embedder` if configured; its first build starts at once on
+    /// a thread of its own.
+    pub(crate) fn start(
+        root: &std::path::Path,
+        store_dir: PathBuf,
+        max_file_bytes: u64,
+        embedder: Option<Embedder>,
+    ) -> Result<Arc<Self>, codepilot_search::SearchError> {
+        let index = Arc::new(CodeIndex::new(
+            root,
+            IndexOptions {
+                store_dir: Some(store_dir),
+                max_file_bytes,
+                ..IndexOptions::default()
+            },
+        )?);
+        let search = Arc::new(Self {
+            index,
+            embedder,
+            events: Mutex::new(Weak::new()),
+            told_lexical: AtomicBool::new(false),
+            embeddings_down: AtomicBool::new(false),
+            embedding: AtomicBool::new(false),
+        });
+        let building = Arc::clone(&search);
+        let handle = tokio::runtime::Handle::try_current().ok();
+        let spawned = std::thread::Builder::new()
+            .name("codepilot-index".to_owned())
+            .spawn(move || {
+                if let Err(e) = building.index.build() {
+                    building.warn(format!("the code index could not be built: {e}; the search tools will say so"));
+                    return;
+                }
+                if let (Some(embedder), Some(handle)) = (&building.embedder, handle) {
+                    building.index.load_vectors(embedder.model());
+                    let _ = handle.spawn(Arc::clone(&building).embed_pending());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the code index thread: {e}");
+        }
+        Ok(search)
+    }
+
+    /// Where warnings go (the runtime's event bus, once it exists).
+    pub(crate) fn attach(&self, events: &Arc<EventBus>) {
+        let mut slot = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.upgrade().is_none() {
+            *slot = Arc::downgrade(events);
+        }
+    }
+
+    fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        let bus = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).upgrade();
+        if let Some(bus) = bus {
+            bus.emit(Event::RuntimeError(RuntimeErrorEvent {
+                kind: ErrorKind::Search,
+                message,
+            }));
+        }
+    }
+
+    /// Embeds the chunks that have no vector yet, a round at a time, storing the vectors after each round. Stops
+    /// (with one warning) when the endpoint fails.
+    async fn embed_pending(self: Arc<Self>) {
+        let Some(embedder) = &self.embedder else { return };
+        if self.embedding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        loop {
+            let index = Arc::clone(&self.index);
+            let Ok(pending) = tokio::task::spawn_blocking(move || index.pending_embeddings(EMBED_ROUND)).await else {
+                break;
+            };
+            if pending.is_empty() {
+                break;
+            }
+            let mut failed = None;
+            for batch in pending.chunks(embedder.batch_size()) {
+                let texts: Vec<String> = batch.iter().map(|(_, t)| t.clone()).collect();
+                match embedder.embed(&texts).await {
+                    Ok(vectors) => self.index.add_vectors(batch.iter().map(|(h, _)| *h).zip(vectors)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let index = Arc::clone(&self.index);
+            let saved = tokio::task::spawn_blocking(move || index.save_vectors()).await;
+            if let Ok(Err(e)) = saved {
+                tracing::warn!("{e}");
+            }
+            if let Some(e) = failed {
+                self.endpoint_down(&e);
+                break;
+            }
+        }
+        self.embedding.store(false, Ordering::Release);
+    }
+
+    fn endpoint_down(&self, e: &codepilot_search::SearchError) {
+        if !self.embeddings_down.swap(true, Ordering::AcqRel) {
+            self.warn(format!("{e}; code search goes on with lexical and structural ranking only"));
+        }
+    }
+
+    /// Waits for the first build, then brings the index up to date with the work dir (files changed by the shell
+    /// or anyone else). An error message for the model when the index is not there.
+    pub(crate) async fn fresh(self: &Arc<Self>) -> Result<(), String> {
+        let me = Arc::clone(self);
+        let outcome = tokio::task::spawn_blocking(move || {
+            if !me.index.wait_ready(FIRST_BUILD_WAIT) {
+                let (state, progress, error) = me.index.state();
+                return Err(match (state, progress, error) {
+                    (_, _, Some(e)) => format!("the code index could not be built: {e}; use find() instead"),
+                    (_, Some((done, total)), _) => format!(
+                        "the code index is still being built ({done} of {total} files); use find() meanwhile or \
+                         try again shortly"
+                    ),
+                    _ => "the code index is still being built; use find() meanwhile or try again shortly".to_owned(),
+                });
+            }
+            me.index.refresh().map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("the code index task failed: {e}"))?;
+        if outcome.is_ok() && self.embedder.is_some() && !self.embeddings_down.load(Ordering::Acquire) {
+            let _ = tokio::spawn(Arc::clone(self).embed_pending());
+        }
+        outcome
+    }
+
+    /// The query's embedding, when embeddings are configured and the endpoint answers.
+    pub(crate) async fn query_vector(&self, query: &str) -> Option<Vec<f32>> {
+        let embedder = self.embedder.as_ref()?;
+        if self.embeddings_down.load(Ordering::Acquire) {
+            return None;
+        }
+        match tokio::time::timeout(QUERY_EMBED_TIMEOUT, embedder.embed(&[query.to_owned()])).await {
+            Ok(Ok(mut v)) => v.pop(),
+            Ok(Err(e)) => {
+                self.endpoint_down(&e);
+                None
+            }
+            Err(_) => {
+                self.endpoint_down(&codepilot_search::SearchError::Embeddings(format!(
+                    "embedding the query took over {}s",
+                    QUERY_EMBED_TIMEOUT.as_secs()
+                )));
+                None
+            }
+        }
+    }
+
+    /// The note a search result carries about how it ranked: given once when there are no embeddings.
+    pub(crate) fn ranking_note(&self) -> Option<String> {
+        if let Some(embedder) = &self.embedder {
+            if self.embeddings_down.load(Ordering::Acquire) {
+                return (!self.told_lexical.swap(true, Ordering::AcqRel))
+                    .then(|| "embeddings unavailable: lexical and structural ranking only".to_owned());
+            }
+            let (have, all) = self.index.vector_coverage();
+            return (have < all).then(|| format!("{have} of {all} chunks embedded so far ({})", embedder.model()));
+        }
+        (!self.told_lexical.swap(true, Ordering::AcqRel))
+            .then(|| "lexical and structural ranking; set search.embeddings for vector similarity".to_owned())
+    }
+
+    /// Reads files the agent just wrote into the index, off the step's path.
+    pub(crate) fn wrote(self: &Arc<Self>, path: PathBuf) {
+        let index = Arc::clone(&self.index);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            drop(tokio::task::spawn_blocking(move || index.update_paths(&[path])));
+        } else {
+            index.update_paths(&[path]);
+        }
+    }
+}
