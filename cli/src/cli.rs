@@ -56,7 +56,13 @@ pub struct IndexArgs {
     #[command(subcommand)]
     pub command: IndexCommand,
     /// The folder indexed (the agent's work_dir).
-    #[arg(long, short = 'd', value_name = "DIR", default_value = ".", global = true)]
+    #[arg(
+        long,
+        short = 'd',
+        value_name = "DIR",
+        default_value = ".",
+        global = true
+    )]
     pub dir: PathBuf,
     /// Print JSON instead of text.
     #[arg(long, global = true)]

@@ -50,9 +50,10 @@ pub(crate) async fn run(keep: bool, json: bool) -> Result<Exit, Failure> {
         output::err_line(&format!("Task: {TASK}\n"));
     }
     let out = crate::make_output(json);
-    // The demo's checkpoints go with its project, not into the user's home.
+    // The demo's checkpoints and code index go with its project, not into the user's home.
     let rt = AsyncRuntime::builder(agent)
         .checkpoint_dir(dir.path().join("checkpoints"))
+        .index_dir(dir.path().join("index"))
         .build()
         .await?;
     let sink = Arc::clone(&out);

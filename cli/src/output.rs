@@ -454,7 +454,10 @@ impl Output for HumanOutput {
             Event::RuntimeError(err)
                 if matches!(
                     err.kind,
-                    ErrorKind::Mcp | ErrorKind::Snapshot | ErrorKind::Checkpoint | ErrorKind::Search
+                    ErrorKind::Mcp
+                        | ErrorKind::Snapshot
+                        | ErrorKind::Checkpoint
+                        | ErrorKind::Search
                 ) =>
             {
                 let text = self.paint(

@@ -30,7 +30,13 @@ async fn open(dir: &std::path::Path, rebuild: bool) -> Result<Arc<CodeIndex>, Fa
         .map_err(|e| crate::usage(e.to_string()))?,
     );
     let building = Arc::clone(&index);
-    let task = tokio::task::spawn_blocking(move || if rebuild { building.rebuild() } else { building.build() });
+    let task = tokio::task::spawn_blocking(move || {
+        if rebuild {
+            building.rebuild()
+        } else {
+            building.build()
+        }
+    });
     let progress = std::io::stderr().is_terminal();
     let mut shown = false;
     while !task.is_finished() {
@@ -38,12 +44,15 @@ async fn open(dir: &std::path::Path, rebuild: bool) -> Result<Arc<CodeIndex>, Fa
         if let (true, (_, Some((done, total)), _)) = (progress, index.state())
             && total > 50
         {
-            eprint!("\rindexing {}: {done}/{total} files", index.root().display());
+            output::err_write(&format!(
+                "\rindexing {}: {done}/{total} files",
+                index.root().display()
+            ));
             shown = true;
         }
     }
     if shown {
-        eprintln!();
+        output::err_line("");
     }
     task.await
         .context("the index build stopped unexpectedly")?
@@ -52,22 +61,32 @@ async fn open(dir: &std::path::Path, rebuild: bool) -> Result<Arc<CodeIndex>, Fa
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
-    println!("{}", serde_json::to_string_pretty(value).context("encoding JSON")?);
+    output::emit_stdout(&serde_json::to_string_pretty(value).context("encoding JSON")?);
     Ok(())
 }
 
 fn status_text(s: &IndexStatus) -> String {
     let mut out = format!("{}\n", s.work_dir);
-    let size = s.bytes.map(|b| format!(" ({:.1} MiB)", b as f64 / (1024.0 * 1024.0))).unwrap_or_default();
+    let size = s
+        .bytes
+        .map(|b| format!(" ({:.1} MiB)", b as f64 / (1024.0 * 1024.0)))
+        .unwrap_or_default();
     if let Some(path) = &s.path {
         out.push_str(&format!("  stored at   {path}{size}\n"));
     }
     out.push_str(&format!("  files       {}\n", s.files));
-    let langs: Vec<String> = s.languages.iter().map(|(l, n)| format!("{l} {n}")).collect();
+    let langs: Vec<String> = s
+        .languages
+        .iter()
+        .map(|(l, n)| format!("{l} {n}"))
+        .collect();
     if !langs.is_empty() {
         out.push_str(&format!("  parsed      {}\n", langs.join(", ")));
     }
-    out.push_str(&format!("  symbols     {}\n  calls       {}\n  chunks      {}\n", s.symbols, s.calls, s.chunks));
+    out.push_str(&format!(
+        "  symbols     {}\n  calls       {}\n  chunks      {}\n",
+        s.symbols, s.calls, s.chunks
+    ));
     if let Some(r) = &s.last_refresh {
         let from = if r.loaded { "loaded, then" } else { "built:" };
         out.push_str(&format!(
@@ -78,7 +97,13 @@ fn status_text(s: &IndexStatus) -> String {
     if s.skipped_total > 0 {
         out.push_str(&format!("  skipped     {} files\n", s.skipped_total));
         for (path, reason) in &s.skipped {
-            out.push_str(&format!("    {path} ({})\n", serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()));
+            out.push_str(&format!(
+                "    {path} ({})\n",
+                serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ));
         }
     }
     out.truncate(out.trim_end().len());
@@ -95,7 +120,7 @@ pub(crate) async fn index(args: cli::IndexArgs) -> Result<Exit, Failure> {
             if args.json {
                 print_json(&status)?;
             } else {
-                println!("{}", output::printable(&status_text(&status)));
+                output::emit_stdout(&output::printable(&status_text(&status)));
             }
         }
         cli::IndexCommand::Map { max_tokens, focus } => {
@@ -103,7 +128,7 @@ pub(crate) async fn index(args: cli::IndexArgs) -> Result<Exit, Failure> {
             if args.json {
                 print_json(&map)?;
             } else {
-                print!("{}", output::printable(&map.text));
+                output::emit_stdout(output::printable(&map.text).trim_end());
             }
         }
     }
@@ -113,37 +138,57 @@ pub(crate) async fn index(args: cli::IndexArgs) -> Result<Exit, Failure> {
 /// `codepilot search QUERY`.
 pub(crate) async fn search(args: cli::SearchArgs) -> Result<Exit, Failure> {
     if args.query.trim().is_empty() {
-        return Err(crate::usage("the query is empty: give words to search for, or a name with --mode"));
+        return Err(crate::usage(
+            "the query is empty: give words to search for, or a name with --mode",
+        ));
     }
     let index = open(&args.dir, false).await?;
     let query = args.query.trim();
     let (json, text, found) = match args.mode {
         cli::SearchMode::Search => {
             let hits = index.search(query, usize::from(args.top_k), None);
-            (serde_json::to_value(&hits), render::search(query, &hits), !hits.is_empty())
+            (
+                serde_json::to_value(&hits),
+                render::search(query, &hits),
+                !hits.is_empty(),
+            )
         }
         cli::SearchMode::Definition => {
             let symbols = index.definition(query);
-            (serde_json::to_value(&symbols), render::definitions(query, &symbols), !symbols.is_empty())
+            (
+                serde_json::to_value(&symbols),
+                render::definitions(query, &symbols),
+                !symbols.is_empty(),
+            )
         }
         cli::SearchMode::References => {
             let refs = index.references(query);
-            (serde_json::to_value(&refs), render::references(query, &refs), !refs.is_empty())
+            (
+                serde_json::to_value(&refs),
+                render::references(query, &refs),
+                !refs.is_empty(),
+            )
         }
-        cli::SearchMode::TraceCallers | cli::SearchMode::TraceCallees | cli::SearchMode::TraceGraph => {
+        cli::SearchMode::TraceCallers
+        | cli::SearchMode::TraceCallees
+        | cli::SearchMode::TraceGraph => {
             let (direction, mode) = match args.mode {
                 cli::SearchMode::TraceCallers => (TraceDirection::Callers, "trace_callers"),
                 cli::SearchMode::TraceCallees => (TraceDirection::Callees, "trace_callees"),
                 _ => (TraceDirection::Graph, "trace_graph"),
             };
             let edges = index.trace(query, direction, args.depth);
-            (serde_json::to_value(&edges), render::trace(query, mode, &edges), !edges.is_empty())
+            (
+                serde_json::to_value(&edges),
+                render::trace(query, mode, &edges),
+                !edges.is_empty(),
+            )
         }
     };
     if args.json {
         print_json(&json.context("encoding JSON")?)?;
     } else {
-        println!("{}", output::printable(&text));
+        output::emit_stdout(&output::printable(&text));
     }
     Ok(if found { Exit::Completed } else { Exit::Error })
 }

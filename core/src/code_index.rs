@@ -39,7 +39,9 @@ pub(crate) struct CodeSearch {
 
 impl std::fmt::Debug for CodeSearch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CodeSearch").field("root", &self.index.root()).finish_non_exhaustive()
+        f.debug_struct("CodeSearch")
+            .field("root", &self.index.root())
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,12 +76,14 @@ impl CodeSearch {
             .name("codepilot-index".to_owned())
             .spawn(move || {
                 if let Err(e) = building.index.build() {
-                    building.warn(format!("the code index could not be built: {e}; the search tools will say so"));
+                    building.warn(format!(
+                        "the code index could not be built: {e}; the search tools will say so"
+                    ));
                     return;
                 }
                 if let (Some(embedder), Some(handle)) = (&building.embedder, handle) {
                     building.index.load_vectors(embedder.model());
-                    let _ = handle.spawn(Arc::clone(&building).embed_pending());
+                    drop(handle.spawn(Arc::clone(&building).embed_pending()));
                 }
             });
         if let Err(e) = spawned {
@@ -90,7 +94,10 @@ impl CodeSearch {
 
     /// Where warnings go (the runtime's event bus, once it exists).
     pub(crate) fn attach(&self, events: &Arc<EventBus>) {
-        let mut slot = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.upgrade().is_none() {
             *slot = Arc::downgrade(events);
         }
@@ -98,7 +105,11 @@ impl CodeSearch {
 
     fn warn(&self, message: String) {
         tracing::warn!("{message}");
-        let bus = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).upgrade();
+        let bus = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .upgrade();
         if let Some(bus) = bus {
             bus.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Search,
@@ -110,13 +121,17 @@ impl CodeSearch {
     /// Embeds the chunks that have no vector yet, a round at a time, storing the vectors after each round. Stops
     /// (with one warning) when the endpoint fails.
     async fn embed_pending(self: Arc<Self>) {
-        let Some(embedder) = &self.embedder else { return };
+        let Some(embedder) = &self.embedder else {
+            return;
+        };
         if self.embedding.swap(true, Ordering::AcqRel) {
             return;
         }
         loop {
             let index = Arc::clone(&self.index);
-            let Ok(pending) = tokio::task::spawn_blocking(move || index.pending_embeddings(EMBED_ROUND)).await else {
+            let Ok(pending) =
+                tokio::task::spawn_blocking(move || index.pending_embeddings(EMBED_ROUND)).await
+            else {
                 break;
             };
             if pending.is_empty() {
@@ -126,7 +141,9 @@ impl CodeSearch {
             for batch in pending.chunks(embedder.batch_size()) {
                 let texts: Vec<String> = batch.iter().map(|(_, t)| t.clone()).collect();
                 match embedder.embed(&texts).await {
-                    Ok(vectors) => self.index.add_vectors(batch.iter().map(|(h, _)| *h).zip(vectors)),
+                    Ok(vectors) => self
+                        .index
+                        .add_vectors(batch.iter().map(|(h, _)| *h).zip(vectors)),
                     Err(e) => {
                         failed = Some(e);
                         break;
@@ -148,7 +165,9 @@ impl CodeSearch {
 
     fn endpoint_down(&self, e: &codepilot_search::SearchError) {
         if !self.embeddings_down.swap(true, Ordering::AcqRel) {
-            self.warn(format!("{e}; code search goes on with lexical and structural ranking only"));
+            self.warn(format!(
+                "{e}; code search goes on with lexical and structural ranking only"
+            ));
         }
     }
 
@@ -172,8 +191,11 @@ impl CodeSearch {
         })
         .await
         .map_err(|e| format!("the code index task failed: {e}"))?;
-        if outcome.is_ok() && self.embedder.is_some() && !self.embeddings_down.load(Ordering::Acquire) {
-            let _ = tokio::spawn(Arc::clone(self).embed_pending());
+        if outcome.is_ok()
+            && self.embedder.is_some()
+            && !self.embeddings_down.load(Ordering::Acquire)
+        {
+            drop(tokio::spawn(Arc::clone(self).embed_pending()));
         }
         outcome
     }
@@ -204,21 +226,30 @@ impl CodeSearch {
     pub(crate) fn ranking_note(&self) -> Option<String> {
         if let Some(embedder) = &self.embedder {
             if self.embeddings_down.load(Ordering::Acquire) {
-                return (!self.told_lexical.swap(true, Ordering::AcqRel))
-                    .then(|| "embeddings unavailable: lexical and structural ranking only".to_owned());
+                return (!self.told_lexical.swap(true, Ordering::AcqRel)).then(|| {
+                    "embeddings unavailable: lexical and structural ranking only".to_owned()
+                });
             }
             let (have, all) = self.index.vector_coverage();
-            return (have < all).then(|| format!("{have} of {all} chunks embedded so far ({})", embedder.model()));
+            return (have < all).then(|| {
+                format!(
+                    "{have} of {all} chunks embedded so far ({})",
+                    embedder.model()
+                )
+            });
         }
-        (!self.told_lexical.swap(true, Ordering::AcqRel))
-            .then(|| "lexical and structural ranking; set search.embeddings for vector similarity".to_owned())
+        (!self.told_lexical.swap(true, Ordering::AcqRel)).then(|| {
+            "lexical and structural ranking; set search.embeddings for vector similarity".to_owned()
+        })
     }
 
     /// Reads files the agent just wrote into the index, off the step's path.
     pub(crate) fn wrote(self: &Arc<Self>, path: PathBuf) {
         let index = Arc::clone(&self.index);
         if tokio::runtime::Handle::try_current().is_ok() {
-            drop(tokio::task::spawn_blocking(move || index.update_paths(&[path])));
+            drop(tokio::task::spawn_blocking(move || {
+                index.update_paths(&[path])
+            }));
         } else {
             index.update_paths(&[path]);
         }

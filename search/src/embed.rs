@@ -122,20 +122,28 @@ impl Embedder {
         if let Some(key) = self.cfg.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
             request = request.bearer_auth(key.trim());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| SearchError::Embeddings(format!("{} cannot be reached: {}", self.url, e.without_url())))?;
+        let response = request.send().await.map_err(|e| {
+            SearchError::Embeddings(format!(
+                "{} cannot be reached: {}",
+                self.url,
+                e.without_url()
+            ))
+        })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
             let excerpt: String = body.chars().take(300).collect();
-            return Err(SearchError::Embeddings(format!("{} answered {status}: {excerpt}", self.url)));
+            return Err(SearchError::Embeddings(format!(
+                "{} answered {status}: {excerpt}",
+                self.url
+            )));
         }
-        let body: Response = response
-            .json()
-            .await
-            .map_err(|e| SearchError::Embeddings(format!("{} sent a body that is not an embeddings list: {e}", self.url)))?;
+        let body: Response = response.json().await.map_err(|e| {
+            SearchError::Embeddings(format!(
+                "{} sent a body that is not an embeddings list: {e}",
+                self.url
+            ))
+        })?;
         if body.data.len() != texts.len() {
             return Err(SearchError::Embeddings(format!(
                 "{} sent {} embeddings for {} texts",
@@ -182,11 +190,15 @@ impl VectorStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vectors> {
-        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vectors> {
-        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Chunks (of `tables`) that have a vector / in all.
@@ -238,6 +250,9 @@ impl VectorStore {
     }
 }
 
+/// A chunk to embed: its text hash, its lines, its definition's name.
+type Wanted = (u64, u32, u32, Option<String>);
+
 impl CodeIndex {
     /// Loads the stored vectors of `model` (vectors of another model are dropped).
     pub fn load_vectors(&self, model: &str) {
@@ -264,14 +279,17 @@ impl CodeIndex {
         let vectors = self.vectors.read();
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
-        let mut by_file: Vec<(&str, Vec<(u64, u32, u32, Option<String>)>)> = Vec::new();
+        let mut by_file: Vec<(&str, Vec<Wanted>)> = Vec::new();
         for (_, f) in tables.entries() {
-            let wanted: Vec<(u64, u32, u32, Option<String>)> = f
+            let wanted: Vec<Wanted> = f
                 .chunks
                 .iter()
                 .filter(|c| !vectors.map.contains_key(&c.hash) && seen.insert(c.hash))
                 .map(|c| {
-                    let symbol = c.symbol.and_then(|d| f.defs.get(d as usize)).map(|d| d.name.clone());
+                    let symbol = c
+                        .symbol
+                        .and_then(|d| f.defs.get(d as usize))
+                        .map(|d| d.name.clone());
                     (c.hash, c.start, c.end, symbol)
                 })
                 .collect();
@@ -308,7 +326,9 @@ impl CodeIndex {
     /// Stores vectors computed for [`CodeIndex::pending_embeddings`].
     pub fn add_vectors(&self, vectors: impl IntoIterator<Item = (u64, Vec<f32>)>) {
         let mut store = self.vectors.write();
-        store.map.extend(vectors.into_iter().map(|(h, v)| (h, normalized(v))));
+        store
+            .map
+            .extend(vectors.into_iter().map(|(h, v)| (h, normalized(v))));
     }
 
     /// Chunks with a vector, and chunks in all.
@@ -322,17 +342,25 @@ impl CodeIndex {
     /// # Errors
     /// When the file cannot be written.
     pub fn save_vectors(&self) -> Result<(), SearchError> {
-        let Some(path) = self.vectors.path.clone() else { return Ok(()) };
+        let Some(path) = self.vectors.path.clone() else {
+            return Ok(());
+        };
         let live: std::collections::HashSet<u64> = {
             let tables = self.read_tables();
-            tables.entries().flat_map(|(_, f)| f.chunks.iter().map(|c| c.hash)).collect()
+            tables
+                .entries()
+                .flat_map(|(_, f)| f.chunks.iter().map(|c| c.hash))
+                .collect()
         };
         let raw = {
             let mut vectors = self.vectors.write();
             vectors.map.retain(|h, _| live.contains(h));
             postcard::to_stdvec(&*vectors).map_err(|e| SearchError::Encode(e.to_string()))?
         };
-        let io = |source| SearchError::Io { path: path.clone(), source };
+        let io = |source| SearchError::Io {
+            path: path.clone(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }

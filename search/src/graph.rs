@@ -26,8 +26,9 @@ pub(crate) struct RankCache {
 /// How much a use of `name` says about the file that defines it.
 fn weight(name: &str, definers: usize, uses: usize) -> f64 {
     let mut w = f64::from(u32::try_from(uses).unwrap_or(u32::MAX)).sqrt();
-    let distinctive =
-        name.len() >= 8 && (name.contains('_') || name.chars().any(char::is_uppercase) && name.chars().any(char::is_lowercase));
+    let distinctive = name.len() >= 8
+        && (name.contains('_')
+            || name.chars().any(char::is_uppercase) && name.chars().any(char::is_lowercase));
     if distinctive {
         w *= 10.0;
     }
@@ -47,9 +48,13 @@ fn rank(tables: &Tables, focus: &[String]) -> Vec<(u32, u32, f64)> {
     // Edges: user file → (definer file, def index), weighted.
     let mut edges: Vec<Vec<(usize, u32, u32, f64)>> = vec![Vec::new(); n];
     for (i, id) in ids.iter().enumerate() {
-        let Some(file) = tables.file(*id) else { continue };
+        let Some(file) = tables.file(*id) else {
+            continue;
+        };
         for group in &file.refs {
-            let Some(defs) = tables.defs.get(&group.name) else { continue };
+            let Some(defs) = tables.defs.get(&group.name) else {
+                continue;
+            };
             let definers: Vec<&(u32, u32)> = defs
                 .iter()
                 .filter(|(f, d)| {
@@ -75,7 +80,9 @@ fn rank(tables: &Tables, focus: &[String]) -> Vec<(u32, u32, f64)> {
     let mut personal = vec![0.0f64; n];
     for (i, id) in ids.iter().enumerate() {
         if let Some(file) = tables.file(*id)
-            && focus.iter().any(|f| file.path == *f || file.path.ends_with(&format!("/{f}")))
+            && focus
+                .iter()
+                .any(|f| file.path == *f || file.path.ends_with(&format!("/{f}")))
         {
             personal[i] = 1.0;
         }
@@ -114,7 +121,9 @@ fn rank(tables: &Tables, focus: &[String]) -> Vec<(u32, u32, f64)> {
     }
     // Files nobody uses still show their top-level definitions, below the used ones.
     for (i, id) in ids.iter().enumerate() {
-        let Some(file) = tables.file(*id) else { continue };
+        let Some(file) = tables.file(*id) else {
+            continue;
+        };
         for (d, def) in file.defs.iter().enumerate() {
             if def.container.is_none() && def.kind != SymbolKind::Declaration {
                 defs.entry((*id, u32::try_from(d).unwrap_or(u32::MAX)))
@@ -133,12 +142,20 @@ impl CodeIndex {
     #[must_use]
     pub fn repo_map(&self, max_tokens: usize, focus: &[String]) -> RepoMap {
         let tables = self.read_tables();
-        let mut focus: Vec<String> = focus.iter().map(|f| f.trim_start_matches("./").to_owned()).collect();
+        let mut focus: Vec<String> = focus
+            .iter()
+            .map(|f| f.trim_start_matches("./").to_owned())
+            .collect();
         focus.sort();
         let ranked = {
-            let mut cache = self.rank_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut cache = self
+                .rank_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match cache.as_ref() {
-                Some(c) if c.generation == tables.generation && c.focus == focus => c.ranked.clone(),
+                Some(c) if c.generation == tables.generation && c.focus == focus => {
+                    c.ranked.clone()
+                }
                 _ => {
                     let ranked = rank(&tables, &focus);
                     *cache = Some(RankCache {
@@ -157,8 +174,14 @@ impl CodeIndex {
         let mut used = 0usize;
         for (f, d, _) in ranked {
             let Some(file) = tables.file(f) else { continue };
-            let Some(def) = file.defs.get(d as usize) else { continue };
-            let header = if chosen.contains_key(&f) { 0 } else { file.path.len() + 2 };
+            let Some(def) = file.defs.get(d as usize) else {
+                continue;
+            };
+            let header = if chosen.contains_key(&f) {
+                0
+            } else {
+                file.path.len() + 2
+            };
             let line = def.signature.len() + 10;
             if used + header + line > budget {
                 if used > 0 {
@@ -181,7 +204,11 @@ impl CodeIndex {
             let _ = writeln!(text, "{}:", file.path);
             for d in defs {
                 if let Some(def) = file.defs.get(d as usize) {
-                    let indent = if def.container.is_some() { "    " } else { "  " };
+                    let indent = if def.container.is_some() {
+                        "    "
+                    } else {
+                        "  "
+                    };
                     let _ = writeln!(text, "{:>5}│{indent}{}", def.line, def.signature);
                 }
             }

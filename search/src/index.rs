@@ -171,7 +171,9 @@ pub fn store_key(root: &Path) -> String {
 
 /// A stable 64-bit hash (FNV-1a) of a chunk's text: the key of its embedding.
 pub(crate) fn text_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 struct Candidate {
@@ -185,7 +187,10 @@ fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
     use std::os::unix::fs::MetadataExt;
     Fingerprint {
         size: meta.len(),
-        mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
         inode: meta.ino(),
     }
 }
@@ -214,7 +219,9 @@ impl CodeIndex {
         }
         let store_path = options.store_dir.as_ref().map(|d| d.join(store_key(&root)));
         Ok(Self {
-            vectors: crate::embed::VectorStore::new(store_path.as_ref().map(|p| p.join("vectors.bin"))),
+            vectors: crate::embed::VectorStore::new(
+                store_path.as_ref().map(|p| p.join("vectors.bin")),
+            ),
             root,
             options,
             store_path,
@@ -249,15 +256,21 @@ impl CodeIndex {
     }
 
     pub(crate) fn read_tables(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
-        self.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write_tables(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
-        self.tables.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.tables
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The first build: loads the stored index (if any), brings it up to date with the work dir and stores it.
@@ -326,8 +339,12 @@ impl CodeIndex {
     #[must_use]
     pub fn state(&self) -> (BuildState, Option<(usize, usize)>, Option<String>) {
         let p = self.progress();
-        let progress = (p.state == BuildState::Building)
-            .then(|| (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed)));
+        let progress = (p.state == BuildState::Building).then(|| {
+            (
+                self.done.load(Ordering::Relaxed),
+                self.total.load(Ordering::Relaxed),
+            )
+        });
         (p.state, progress, p.error.clone())
     }
 
@@ -348,16 +365,29 @@ impl CodeIndex {
     /// Reads `paths` (absolute, or relative to the work dir) again at once, e.g. after the agent wrote them; paths
     /// outside the work dir or of files the index does not take are ignored. Not stored until the next refresh.
     pub fn update_paths(&self, paths: &[PathBuf]) {
-        let _guard = self.refresh_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self
+            .refresh_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let scan_ns = now_ns();
         let mut parsers = Parsers::default();
         let mut removed = Vec::new();
         let mut entries = Vec::new();
         for path in paths {
-            let abs = if path.is_absolute() { path.clone() } else { self.root.join(path) };
-            let Ok(rel) = abs.strip_prefix(&self.root) else { continue };
-            let Some(rel) = rel.to_str().map(str::to_owned) else { continue };
-            let Some(kind) = crate::lang::classify(&abs) else { continue };
+            let abs = if path.is_absolute() {
+                path.clone()
+            } else {
+                self.root.join(path)
+            };
+            let Ok(rel) = abs.strip_prefix(&self.root) else {
+                continue;
+            };
+            let Some(rel) = rel.to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some(kind) = crate::lang::classify(&abs) else {
+                continue;
+            };
             match std::fs::symlink_metadata(&abs) {
                 Ok(meta) if meta.file_type().is_file() => {
                     let candidate = Candidate {
@@ -403,9 +433,13 @@ impl CodeIndex {
             if !entry.file_type().is_some_and(|t| t.is_file()) {
                 continue;
             }
-            let Some(kind) = crate::lang::classify(entry.path()) else { continue };
+            let Some(kind) = crate::lang::classify(entry.path()) else {
+                continue;
+            };
             let Ok(meta) = entry.metadata() else { continue };
-            let Ok(rel) = entry.path().strip_prefix(&self.root) else { continue };
+            let Ok(rel) = entry.path().strip_prefix(&self.root) else {
+                continue;
+            };
             let Some(rel) = rel.to_str() else { continue };
             out.push(Candidate {
                 rel: rel.to_owned(),
@@ -424,7 +458,10 @@ impl CodeIndex {
     }
 
     fn refresh_inner(&self, first: bool) -> Result<RefreshStats, SearchError> {
-        let _guard = self.refresh_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self
+            .refresh_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = Instant::now();
         let scan_ns = now_ns();
         let candidates = self.walk()?;
@@ -440,7 +477,8 @@ impl CodeIndex {
                         .is_none_or(|f| f.racy || f.fp != c.fp)
                 })
                 .collect();
-            let present: std::collections::HashSet<&str> = candidates.iter().map(|c| c.rel.as_str()).collect();
+            let present: std::collections::HashSet<&str> =
+                candidates.iter().map(|c| c.rel.as_str()).collect();
             let removed = tables
                 .by_path
                 .keys()
@@ -478,7 +516,11 @@ impl CodeIndex {
 
     /// Reads and parses `files` on up to [`IndexOptions::threads`] threads.
     fn read_files(&self, files: &[&Candidate], scan_ns: i64) -> Vec<Parsed> {
-        let threads = self.options.threads.clamp(1, 16).min(files.len().div_ceil(8).max(1));
+        let threads = self
+            .options
+            .threads
+            .clamp(1, 16)
+            .min(files.len().div_ceil(8).max(1));
         if threads <= 1 {
             let mut parsers = Parsers::default();
             return files
@@ -511,7 +553,9 @@ impl CodeIndex {
             for h in handles {
                 match h.join() {
                     Ok(mine) => out.extend(mine),
-                    Err(_) => tracing::warn!("an index thread panicked; its files are left out until the next refresh"),
+                    Err(_) => tracing::warn!(
+                        "an index thread panicked; its files are left out until the next refresh"
+                    ),
                 }
             }
         });
@@ -538,8 +582,10 @@ impl CodeIndex {
             return Parsed::bare(entry);
         }
         let mut bytes = Vec::with_capacity(usize::try_from(c.fp.size).unwrap_or(0));
-        let read = std::fs::File::open(&c.abs)
-            .and_then(|f| f.take(self.options.max_file_bytes + 1).read_to_end(&mut bytes));
+        let read = std::fs::File::open(&c.abs).and_then(|f| {
+            f.take(self.options.max_file_bytes + 1)
+                .read_to_end(&mut bytes)
+        });
         if let Err(e) = read {
             tracing::debug!("index: cannot read {}: {e}", c.rel);
             entry.racy = true;
@@ -577,7 +623,9 @@ impl CodeIndex {
     }
 
     fn load(&self) -> Result<bool, SearchError> {
-        let Some(path) = self.index_file() else { return Ok(false) };
+        let Some(path) = self.index_file() else {
+            return Ok(false);
+        };
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -587,8 +635,13 @@ impl CodeIndex {
             .strip_prefix(MAGIC.as_slice())
             .and_then(|rest| zstd::decode_all(rest).ok())
             .and_then(|raw| postcard::from_bytes::<Stored>(&raw).ok());
-        let Some(stored) = stored.filter(|s| s.version == STORE_VERSION && Path::new(&s.root) == self.root) else {
-            tracing::info!("the stored index at {} is of another version or damaged: rebuilding it", path.display());
+        let Some(stored) =
+            stored.filter(|s| s.version == STORE_VERSION && Path::new(&s.root) == self.root)
+        else {
+            tracing::info!(
+                "the stored index at {} is of another version or damaged: rebuilding it",
+                path.display()
+            );
             return Ok(false);
         };
         let mut tables = Tables {
@@ -607,7 +660,9 @@ impl CodeIndex {
     /// # Errors
     /// When the folder cannot be created or written.
     pub fn save(&self) -> Result<(), SearchError> {
-        let Some(path) = self.index_file() else { return Ok(()) };
+        let Some(path) = self.index_file() else {
+            return Ok(());
+        };
         let raw = {
             let tables = self.read_tables();
             let root = self.root.to_string_lossy();
@@ -619,7 +674,10 @@ impl CodeIndex {
             };
             postcard::to_stdvec(&stored).map_err(|e| SearchError::Encode(e.to_string()))?
         };
-        let io = |source| SearchError::Io { path: path.clone(), source };
+        let io = |source| SearchError::Io {
+            path: path.clone(),
+            source,
+        };
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut packed = MAGIC.to_vec();
@@ -638,7 +696,10 @@ impl CodeIndex {
     /// As [`CodeIndex::build`].
     pub fn rebuild(&self) -> Result<RefreshStats, SearchError> {
         {
-            let _guard = self.refresh_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _guard = self
+                .refresh_lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *self.write_tables() = Tables::default();
             if let Some(path) = self.index_file() {
                 let _ = std::fs::remove_file(path);
@@ -671,13 +732,18 @@ impl CodeIndex {
             calls += f.calls.len();
         }
         skipped.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut languages: Vec<(String, usize)> =
-            languages.into_iter().map(|(l, n)| (l.name().to_owned(), n)).collect();
+        let mut languages: Vec<(String, usize)> = languages
+            .into_iter()
+            .map(|(l, n)| (l.name().to_owned(), n))
+            .collect();
         languages.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let path = self.index_file();
         IndexStatus {
             work_dir: self.root.to_string_lossy().into_owned(),
-            bytes: path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()),
+            bytes: path
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len()),
             path: path.map(|p| p.to_string_lossy().into_owned()),
             state,
             progress,
@@ -722,7 +788,10 @@ struct PendingChunk {
 
 impl Parsed {
     fn bare(entry: FileEntry) -> Self {
-        Self { entry, chunks: Vec::new() }
+        Self {
+            entry,
+            chunks: Vec::new(),
+        }
     }
 }
 
@@ -778,7 +847,11 @@ fn count_words(entry: &FileEntry, spans: Vec<Span>, text: &str) -> Vec<PendingCh
 fn finish_entry(tables: &mut Tables, parsed: Parsed) {
     let Parsed { mut entry, chunks } = parsed;
     for chunk in chunks {
-        let mut terms: Vec<(u32, u16)> = chunk.words.iter().map(|(w, c)| (tables.terms.id(w), *c)).collect();
+        let mut terms: Vec<(u32, u16)> = chunk
+            .words
+            .iter()
+            .map(|(w, c)| (tables.terms.id(w), *c))
+            .collect();
         terms.sort_unstable();
         entry.chunks.push(Chunk {
             start: chunk.span.start,

@@ -41,13 +41,20 @@ pub(crate) enum FileKind {
 
 /// Extensions of text files that are searched but not parsed.
 const TEXT_EXTENSIONS: &[&str] = &[
-    "md", "markdown", "rst", "txt", "toml", "yaml", "yml", "cfg", "ini", "sh", "bash", "zsh", "sql", "html",
-    "css", "scss", "proto", "graphql", "gradle", "cmake", "kt", "kts", "rb", "php", "swift", "scala", "lua",
-    "cs", "ex", "exs", "hs", "ml", "vue", "svelte",
+    "md", "markdown", "rst", "txt", "toml", "yaml", "yml", "cfg", "ini", "sh", "bash", "zsh",
+    "sql", "html", "css", "scss", "proto", "graphql", "gradle", "cmake", "kt", "kts", "rb", "php",
+    "swift", "scala", "lua", "cs", "ex", "exs", "hs", "ml", "vue", "svelte",
 ];
 
 /// Extension-less files searched as text.
-const TEXT_NAMES: &[&str] = &["Makefile", "Dockerfile", "Justfile", "CMakeLists.txt", "README", "LICENSE"];
+const TEXT_NAMES: &[&str] = &[
+    "Makefile",
+    "Dockerfile",
+    "Justfile",
+    "CMakeLists.txt",
+    "README",
+    "LICENSE",
+];
 
 pub(crate) fn classify(path: &Path) -> Option<FileKind> {
     let name = path.file_name()?.to_str()?;
@@ -134,7 +141,11 @@ impl Lang {
     pub(crate) fn identifier_kinds(self) -> &'static [&'static str] {
         match self {
             Self::Python => &["identifier"],
-            Self::JavaScript => &["identifier", "property_identifier", "shorthand_property_identifier"],
+            Self::JavaScript => &[
+                "identifier",
+                "property_identifier",
+                "shorthand_property_identifier",
+            ],
             Self::TypeScript | Self::Tsx => &[
                 "identifier",
                 "property_identifier",
@@ -142,9 +153,19 @@ impl Lang {
                 "type_identifier",
             ],
             Self::Rust | Self::C => &["identifier", "type_identifier", "field_identifier"],
-            Self::Go => &["identifier", "type_identifier", "field_identifier", "package_identifier"],
+            Self::Go => &[
+                "identifier",
+                "type_identifier",
+                "field_identifier",
+                "package_identifier",
+            ],
             Self::Java => &["identifier", "type_identifier"],
-            Self::Cpp => &["identifier", "type_identifier", "field_identifier", "namespace_identifier"],
+            Self::Cpp => &[
+                "identifier",
+                "type_identifier",
+                "field_identifier",
+                "namespace_identifier",
+            ],
         }
     }
 }

@@ -127,4 +127,5 @@ impl FxHasher {
 }
 
 /// A `HashMap` with [`FxHasher`].
-pub(crate) type FxMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+pub(crate) type FxMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;

@@ -68,7 +68,9 @@ fn query(lang: Lang) -> Result<&'static Query, String> {
     static QUERIES: [OnceLock<Result<Query, String>>; 9] = [const { OnceLock::new() }; 9];
     let slot = Lang::ALL.iter().position(|l| *l == lang).unwrap_or(0);
     QUERIES[slot]
-        .get_or_init(|| Query::new(&lang.grammar(), lang.query()).map_err(|e| format!("{}: {e}", lang.name())))
+        .get_or_init(|| {
+            Query::new(&lang.grammar(), lang.query()).map_err(|e| format!("{}: {e}", lang.name()))
+        })
         .as_ref()
         .map_err(Clone::clone)
 }
@@ -154,7 +156,10 @@ fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
                 "call" => call = Some(c.node),
                 "callee" => callee = Some(c.node),
                 _ => {
-                    if let Some(kind) = capture.strip_prefix("def.").and_then(SymbolKind::from_capture) {
+                    if let Some(kind) = capture
+                        .strip_prefix("def.")
+                        .and_then(SymbolKind::from_capture)
+                    {
                         whole = Some((c.node, Some(kind)));
                     }
                 }
@@ -167,7 +172,13 @@ fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
         }
     }
     // One definition per name node (overlapping patterns), outermost first.
-    found.sort_by_key(|f| (f.node.start_byte(), std::cmp::Reverse(f.node.end_byte()), f.kind.is_none()));
+    found.sort_by_key(|f| {
+        (
+            f.node.start_byte(),
+            std::cmp::Reverse(f.node.end_byte()),
+            f.kind.is_none(),
+        )
+    });
     found.dedup_by_key(|f| f.name.start_byte());
 
     // Containers: the innermost definition or scope around each one.
@@ -177,7 +188,8 @@ fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
     let mut parent_of: Vec<Option<usize>> = Vec::new(); // per def: the enclosing def's index
     for (i, f) in found.iter().enumerate() {
         while let Some(&(top, _)) = stack.last() {
-            if found[top].node.end_byte() >= f.node.end_byte() && found[top].node.start_byte() <= f.node.start_byte()
+            if found[top].node.end_byte() >= f.node.end_byte()
+                && found[top].node.start_byte() <= f.node.start_byte()
             {
                 break;
             }
@@ -186,7 +198,8 @@ fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
         let enclosing = stack.last().map(|&(top, _)| &found[top]);
         let enclosing_def = stack.iter().rev().find_map(|&(_, d)| d);
         let mut container = enclosing.map(|e| text(e.name, src).to_owned());
-        let mut holds_methods = enclosing.is_some_and(|e| e.kind.is_none_or(SymbolKind::holds_methods));
+        let mut holds_methods =
+            enclosing.is_some_and(|e| e.kind.is_none_or(SymbolKind::holds_methods));
         if let Some(own) = own_container(lang, f.node, f.name, src) {
             container = Some(own);
             holds_methods = true;
@@ -221,7 +234,9 @@ fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
     for (call, callee) in calls {
         // The last definition starting before the call, or the nearest of its ancestors that holds it.
         let at = call.start_byte();
-        let mut candidate = def_nodes.partition_point(|n| n.start_byte() <= at).checked_sub(1);
+        let mut candidate = def_nodes
+            .partition_point(|n| n.start_byte() <= at)
+            .checked_sub(1);
         while let Some(i) = candidate {
             if at < def_nodes[i].end_byte() {
                 break;
@@ -298,7 +313,10 @@ fn references(lang: Lang, root: Node<'_>, src: &str, found: &[Found<'_>]) -> Vec
     let mut descend = true;
     loop {
         let node = cursor.node();
-        if descend && kinds.contains(&node.kind_id()) && def_names.binary_search(&node.start_byte()).is_err() {
+        if descend
+            && kinds.contains(&node.kind_id())
+            && def_names.binary_search(&node.start_byte()).is_err()
+        {
             let name = text(node, src);
             if name.len() >= 2 {
                 let lines = groups.entry(name).or_default();
@@ -393,19 +411,31 @@ pub(crate) fn windows(lines: &[&str], covered: &[bool], out: &mut Vec<Span>) {
             }
             if n + 1 - s >= WINDOW_LINES {
                 if last_text >= s {
-                    out.push(Span { start: s, end: last_text, symbol: None });
+                    out.push(Span {
+                        start: s,
+                        end: last_text,
+                        symbol: None,
+                    });
                 }
                 start = None;
             }
-        } else if let Some(s) = start.take() {
-            if last_text >= s {
-                out.push(Span { start: s, end: last_text, symbol: None });
-            }
+        } else if let Some(s) = start.take()
+            && last_text >= s
+        {
+            out.push(Span {
+                start: s,
+                end: last_text,
+                symbol: None,
+            });
         }
     }
     if let Some(s) = start
         && last_text >= s
     {
-        out.push(Span { start: s, end: last_text, symbol: None });
+        out.push(Span {
+            start: s,
+            end: last_text,
+            symbol: None,
+        });
     }
 }

@@ -83,7 +83,10 @@ fn enclosing(file: &FileEntry, line: u32) -> Option<&crate::parse::Def> {
         .min_by_key(|d| d.end_line - d.line)
 }
 
-fn definitions_of<'t>(tables: &'t Tables, name: &str) -> Vec<(&'t FileEntry, &'t crate::parse::Def)> {
+fn definitions_of<'t>(
+    tables: &'t Tables,
+    name: &str,
+) -> Vec<(&'t FileEntry, &'t crate::parse::Def)> {
     tables
         .defs
         .get(name)
@@ -106,9 +109,16 @@ impl CodeIndex {
         let mut found = definitions_of(&tables, name);
         if found.is_empty() {
             let lower = name.to_lowercase();
-            let mut names: Vec<&String> = tables.defs.keys().filter(|k| k.to_lowercase() == lower).collect();
+            let mut names: Vec<&String> = tables
+                .defs
+                .keys()
+                .filter(|k| k.to_lowercase() == lower)
+                .collect();
             names.sort();
-            found = names.into_iter().flat_map(|n| definitions_of(&tables, n)).collect();
+            found = names
+                .into_iter()
+                .flat_map(|n| definitions_of(&tables, n))
+                .collect();
         }
         if let Some(c) = container {
             found.retain(|(_, d)| d.container.as_deref() == Some(c));
@@ -129,14 +139,29 @@ impl CodeIndex {
     pub fn references(&self, name: &str) -> Vec<Reference> {
         let (_, name) = split_qualified(name);
         let tables = self.read_tables();
-        let mut files: Vec<&FileEntry> =
-            tables.uses.get(name).into_iter().flatten().filter_map(|f| tables.file(*f)).collect();
+        let mut files: Vec<&FileEntry> = tables
+            .uses
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| tables.file(*f))
+            .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let mut out = Vec::new();
         for file in files {
-            let Some(group) = file.refs.iter().find(|g| g.name == name) else { continue };
-            let calls: HashSet<u32> = file.calls.iter().filter(|c| c.callee == name).map(|c| c.line).collect();
-            let (first, last) = (group.lines.first().copied().unwrap_or(1), group.lines.last().copied().unwrap_or(1));
+            let Some(group) = file.refs.iter().find(|g| g.name == name) else {
+                continue;
+            };
+            let calls: HashSet<u32> = file
+                .calls
+                .iter()
+                .filter(|c| c.callee == name)
+                .map(|c| c.line)
+                .collect();
+            let (first, last) = (
+                group.lines.first().copied().unwrap_or(1),
+                group.lines.last().copied().unwrap_or(1),
+            );
             let text = self.lines(&file.path, first, last);
             for &line in &group.lines {
                 if out.len() >= MAX_REFERENCES {
@@ -146,7 +171,11 @@ impl CodeIndex {
                     name: name.to_owned(),
                     file: file.path.clone(),
                     line,
-                    kind: if calls.contains(&line) { RefKind::Call } else { RefKind::Reference },
+                    kind: if calls.contains(&line) {
+                        RefKind::Call
+                    } else {
+                        RefKind::Reference
+                    },
                     symbol: enclosing(file, line).map(qualified),
                     text: text
                         .get((line - first) as usize)
@@ -174,7 +203,9 @@ impl CodeIndex {
         if !exact.is_empty() && !exact.contains(char::is_whitespace) {
             let (_, name) = split_qualified(exact);
             for (f, d) in tables.defs.get(name).into_iter().flatten() {
-                let Some(file) = tables.file(*f) else { continue };
+                let Some(file) = tables.file(*f) else {
+                    continue;
+                };
                 if let Some(c) = file.chunks.iter().position(|c| c.symbol == Some(*d)) {
                     let key = (*f, u32::try_from(c).unwrap_or(u32::MAX));
                     let best = ranked.first().map_or(1.0, |r| r.1);
@@ -235,8 +266,13 @@ impl CodeIndex {
         let mut queue: VecDeque<(String, u32)> = VecDeque::from([(name.to_owned(), 1)]);
         let mut texts: FxMap<String, Vec<String>> = FxMap::default();
         while let Some((callee, d)) = queue.pop_front() {
-            let mut files: Vec<&FileEntry> =
-                tables.callers.get(&callee).into_iter().flatten().filter_map(|f| tables.file(*f)).collect();
+            let mut files: Vec<&FileEntry> = tables
+                .callers
+                .get(&callee)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| tables.file(*f))
+                .collect();
             files.sort_by(|a, b| a.path.cmp(&b.path));
             let defined_at = Self::defined_at(tables, &callee);
             for file in files {
@@ -273,7 +309,9 @@ impl CodeIndex {
             let mut defs = definitions_of(tables, &caller);
             defs.sort_by(|a, b| a.0.path.cmp(&b.0.path).then(a.1.line.cmp(&b.1.line)));
             for (file, def) in defs {
-                let Some(index) = file.defs.iter().position(|x| std::ptr::eq(x, def)) else { continue };
+                let Some(index) = file.defs.iter().position(|x| std::ptr::eq(x, def)) else {
+                    continue;
+                };
                 let index = u32::try_from(index).ok();
                 for call in file.calls.iter().filter(|c| c.caller == index) {
                     if edges.len() >= MAX_EDGES {
@@ -315,7 +353,13 @@ pub(crate) fn bm25(tables: &Tables, query: &str) -> Vec<((u32, u32), f32)> {
     let avgdl = (tables.total_len as f32 / n).max(1.0);
     let mut scores: FxMap<(u32, u32), f32> = FxMap::default();
     for word in text::query_words(query) {
-        let Some(postings) = tables.terms.get(&word).and_then(|t| tables.postings.get(&t)) else { continue };
+        let Some(postings) = tables
+            .terms
+            .get(&word)
+            .and_then(|t| tables.postings.get(&t))
+        else {
+            continue;
+        };
         #[allow(clippy::cast_precision_loss)]
         let df = postings.len() as f32;
         let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();

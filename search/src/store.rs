@@ -133,7 +133,7 @@ impl Tables {
 
     /// Adds (or replaces) a file.
     pub(crate) fn insert(&mut self, entry: FileEntry) {
-        self.remove(&entry.path.clone());
+        self.remove(&entry.path);
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -143,7 +143,10 @@ impl Tables {
         };
         for (i, def) in entry.defs.iter().enumerate() {
             let at = u32::try_from(i).unwrap_or(u32::MAX);
-            self.defs.entry(def.name.clone()).or_default().push((id, at));
+            self.defs
+                .entry(def.name.clone())
+                .or_default()
+                .push((id, at));
         }
         for group in &entry.refs {
             self.uses.entry(group.name.clone()).or_default().push(id);

@@ -2,8 +2,8 @@
 
 /// Words that carry no meaning in a question about code.
 const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "code", "does", "for", "from", "how", "in", "is", "it", "of",
-    "on", "or", "that", "the", "this", "to", "what", "where", "which", "with",
+    "a", "an", "and", "are", "as", "at", "be", "by", "code", "does", "for", "from", "how", "in",
+    "is", "it", "of", "on", "or", "that", "the", "this", "to", "what", "where", "which", "with",
 ];
 
 /// Calls `emit` with each word of `text`: every identifier lower-cased whole, then its `snake_case` and `camelCase`
@@ -56,7 +56,10 @@ fn normalize(word: &str, buf: &mut String) {
 /// Splits `parseHTTPRequest_v2` into `parse`, `HTTP`, `Request`, `v2`.
 fn split_parts<'a>(word: &'a str, mut emit: impl FnMut(&'a str)) {
     for piece in word.split('_').filter(|p| !p.is_empty()) {
-        if piece.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        if piece
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
             emit(piece);
             continue;
         }
@@ -91,13 +94,24 @@ mod tests {
     fn identifiers_are_split_into_their_parts() {
         assert_eq!(
             all("parseHTTPRequest user_logins x"),
-            ["parsehttprequest", "parse", "http", "request", "user_login", "user", "login"]
+            [
+                "parsehttprequest",
+                "parse",
+                "http",
+                "request",
+                "user_login",
+                "user",
+                "login"
+            ]
         );
         assert_eq!(all("__init__ 42 class"), ["init", "class"]);
     }
 
     #[test]
     fn questions_drop_stopwords_and_repeats() {
-        assert_eq!(query_words("where is the user login validation, login"), ["user", "login", "validation"]);
+        assert_eq!(
+            query_words("where is the user login validation, login"),
+            ["user", "login", "validation"]
+        );
     }
 }

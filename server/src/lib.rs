@@ -77,6 +77,8 @@ pub struct DaemonConfig {
     pub snapshots: Option<SnapshotStore>,
     /// Where sessions' checkpoints are kept (SPEC §19). Default: `checkpoints/` in `$CODEPILOT_HOME`.
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Where code indexes are kept (SPEC §22). Default: `index/` in `$CODEPILOT_HOME`.
+    pub index_dir: Option<std::path::PathBuf>,
     /// How the daemon takes session leases: their TTL, and the node name (default: this host's name) that tells
     /// daemons on other machines apart. Daemons sharing a store need distinct node names.
     pub store_options: StoreOptions,
@@ -125,6 +127,7 @@ impl Default for DaemonConfig {
             event_probe: None,
             snapshots: None,
             checkpoint_dir: None,
+            index_dir: None,
             store_options: StoreOptions::default(),
             env: None,
         }

@@ -303,6 +303,9 @@ impl Daemon {
         if let Some(dir) = &self.inner.config.checkpoint_dir {
             builder = builder.checkpoint_dir(dir.clone());
         }
+        if let Some(dir) = &self.inner.config.index_dir {
+            builder = builder.index_dir(dir.clone());
+        }
         if let Some(snapshots) = &self.inner.config.snapshots {
             builder = builder.snapshots(snapshots.clone()).restore(
                 match request.restore.unwrap_or(RestoreMode::IfEmpty) {

@@ -27,12 +27,12 @@ mod turn;
 mod wire;
 
 pub use control::TurnSpec;
-pub use server::RecordedRequest;
 pub use server::EMBEDDING_DIMS;
+pub use server::RecordedRequest;
 pub use server::ScriptedServer;
-pub use server::scripted_embedding;
 pub(crate) use server::Shared;
 pub(crate) use server::lock;
+pub use server::scripted_embedding;
 pub use turn::DEFAULT_CHUNK_BYTES;
 pub use turn::DEFAULT_PIECE_CHARS;
 pub use turn::Turn;

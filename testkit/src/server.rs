@@ -68,11 +68,16 @@ pub const EMBEDDING_DIMS: usize = 64;
 #[must_use]
 pub fn scripted_embedding(text: &str) -> Vec<f32> {
     let mut v = vec![0.0f32; EMBEDDING_DIMS];
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 1) {
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 1)
+    {
         let h = word
             .to_lowercase()
             .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
         v[(h % EMBEDDING_DIMS as u64) as usize] += 1.0;
     }
     v
@@ -279,19 +284,38 @@ fn status_code(code: u16) -> StatusCode {
 
 fn embeddings(shared: &Shared, body: &Value) -> Response {
     if shared.embeddings_down.load(Ordering::Relaxed) {
-        return json_response(503, None, &json!({"error": {"message": "scripted embeddings: down"}}));
+        return json_response(
+            503,
+            None,
+            &json!({"error": {"message": "scripted embeddings: down"}}),
+        );
     }
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect(),
-        _ => return json_response(400, None, &json!({"error": {"message": "scripted embeddings: no input"}})),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        _ => {
+            return json_response(
+                400,
+                None,
+                &json!({"error": {"message": "scripted embeddings: no input"}}),
+            );
+        }
     };
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": scripted_embedding(t)}))
+        .map(
+            |(i, t)| json!({"object": "embedding", "index": i, "embedding": scripted_embedding(t)}),
+        )
         .collect();
-    json_response(200, None, &json!({"object": "list", "data": data, "model": body.get("model")}))
+    json_response(
+        200,
+        None,
+        &json!({"object": "list", "data": data, "model": body.get("model")}),
+    )
 }
 
 fn json_response(code: u16, retry_after: Option<u64>, body: &Value) -> Response {

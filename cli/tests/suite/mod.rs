@@ -13,6 +13,7 @@ mod output;
 mod rewind;
 mod run;
 mod sandbox;
+mod search;
 mod serve;
 mod sessions;
 mod spend;

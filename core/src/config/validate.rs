@@ -242,6 +242,22 @@ pub(super) fn check_tool_config(
 ) -> Result<()> {
     let valid = Builtin::from_name(tool).map_or(&[][..], Builtin::config_keys);
     for (key, value) in config {
+        if tool == "semantic_search"
+            && matches!(
+                key.as_str(),
+                "provider" | "model" | "api_key_env" | "endpoint" | "base_url"
+            )
+        {
+            return Err(invalid(
+                "tools.config",
+                ctx,
+                line,
+                format!(
+                    "semantic_search's '{key}' belongs in the search section now (codepilot-ai 0.9.41 kept it on \
+                     the tool): search: {{embeddings: {{base_url: ..., model: ..., api_key_env: ...}}}}"
+                ),
+            ));
+        }
         if !valid.contains(&key.as_str()) {
             let hint = closest(key, valid.iter().copied())
                 .map(|c| format!("did you mean '{c}'? "))

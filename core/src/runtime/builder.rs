@@ -165,7 +165,10 @@ impl RuntimeBuilder {
     }
 
     /// Shares another runtime's code index (a worker uses its parent's).
-    pub(crate) fn shared_search(mut self, search: Option<Arc<crate::code_index::CodeSearch>>) -> Self {
+    pub(crate) fn shared_search(
+        mut self,
+        search: Option<Arc<crate::code_index::CodeSearch>>,
+    ) -> Self {
         self.search = search;
         self
     }
@@ -316,7 +319,10 @@ impl RuntimeBuilder {
     /// The variable the API key is read from: `model.api_key_env`, else the provider's usual one.
     /// The code index behind the search tools: the parent's for a worker, none when `search.enabled` is false or
     /// no search tool is on; otherwise one started now (its first build runs in the background).
-    fn code_search(&self, root: &std::path::Path) -> Result<Option<Arc<crate::code_index::CodeSearch>>> {
+    fn code_search(
+        &self,
+        root: &std::path::Path,
+    ) -> Result<Option<Arc<crate::code_index::CodeSearch>>> {
         if let Some(shared) = &self.search {
             return Ok(Some(Arc::clone(shared)));
         }
@@ -325,7 +331,12 @@ impl RuntimeBuilder {
             && self.agent.effective_tools().iter().any(|t| {
                 matches!(
                     Builtin::from_name(&t.name),
-                    Some(Builtin::SemanticSearch | Builtin::Definition | Builtin::References | Builtin::RepoMap)
+                    Some(
+                        Builtin::SemanticSearch
+                            | Builtin::Definition
+                            | Builtin::References
+                            | Builtin::RepoMap
+                    )
                 )
             });
         if !wanted {
@@ -341,17 +352,24 @@ impl RuntimeBuilder {
                     Some(f) => f(var),
                     None => std::env::var(var).ok(),
                 };
-                Some(codepilot_search::Embedder::new(codepilot_search::EmbeddingsConfig {
-                    base_url: e.base_url.clone(),
-                    model: e.model.clone(),
-                    api_key: e.api_key_env.as_deref().and_then(lookup),
-                    batch_size: e.batch_size as usize,
-                    timeout: Duration::from_secs(60),
-                })?)
+                Some(codepilot_search::Embedder::new(
+                    codepilot_search::EmbeddingsConfig {
+                        base_url: e.base_url.clone(),
+                        model: e.model.clone(),
+                        api_key: e.api_key_env.as_deref().and_then(lookup),
+                        batch_size: e.batch_size as usize,
+                        timeout: Duration::from_secs(60),
+                    },
+                )?)
             }
             None => None,
         };
-        Ok(Some(crate::code_index::CodeSearch::start(root, dir, cfg.max_file_bytes, embedder)?))
+        Ok(Some(crate::code_index::CodeSearch::start(
+            root,
+            dir,
+            cfg.max_file_bytes,
+            embedder,
+        )?))
     }
 
     fn api_key_var(&self) -> Option<&str> {

@@ -423,10 +423,18 @@ impl Builtin {
             Self::ReplySubagent => format!("Replying to worker #{}", num(args, "agent_id")),
             Self::ListSubagents => "Listing workers".to_owned(),
             Self::AskMainAgent => "Asking the main agent".to_owned(),
-            Self::SemanticSearch => match args.get("mode").and_then(Value::as_str).unwrap_or("search") {
-                "search" => format!("Searching the code for {}", truncate_label(&s("query"), 80)),
-                mode => format!("Tracing {} ({})", truncate_label(&s("query"), 80), mode.trim_start_matches("trace_")),
-            },
+            Self::SemanticSearch => {
+                match args.get("mode").and_then(Value::as_str).unwrap_or("search") {
+                    "search" => {
+                        format!("Searching the code for {}", truncate_label(&s("query"), 80))
+                    }
+                    mode => format!(
+                        "Tracing {} ({})",
+                        truncate_label(&s("query"), 80),
+                        mode.trim_start_matches("trace_")
+                    ),
+                }
+            }
             Self::Definition => format!("Finding the definition of {}", s("name")),
             Self::References => format!("Finding references to {}", s("name")),
             Self::RepoMap => "Mapping the repository".to_owned(),

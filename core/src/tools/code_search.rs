@@ -38,7 +38,9 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
 fn name_arg(args: &serde_json::Map<String, Value>, tool: &str) -> Result<String, ToolError> {
     let name = arg_str(args, tool, "name")?;
     if name.trim().is_empty() {
-        return Err(ToolError::value(format!("{tool}(): `name` is empty; give a function, class or type name")));
+        return Err(ToolError::value(format!(
+            "{tool}(): `name` is empty; give a function, class or type name"
+        )));
     }
     Ok(name.trim().to_owned())
 }
@@ -52,13 +54,19 @@ pub(super) async fn semantic_search(
     let depth = arg_opt_int(args, "semantic_search", "depth")?.unwrap_or(2);
     let top_k = arg_opt_int(args, "semantic_search", "top_k")?.unwrap_or(5);
     if query.trim().is_empty() {
-        return Err(ToolError::value("semantic_search(): `query` is empty".to_owned()));
+        return Err(ToolError::value(
+            "semantic_search(): `query` is empty".to_owned(),
+        ));
     }
     if !(1..=MAX_TOP_K).contains(&top_k) {
-        return Err(ToolError::value(format!("semantic_search(): top_k must be 1 to {MAX_TOP_K} (got {top_k})")));
+        return Err(ToolError::value(format!(
+            "semantic_search(): top_k must be 1 to {MAX_TOP_K} (got {top_k})"
+        )));
     }
     if !(1..=5).contains(&depth) {
-        return Err(ToolError::value(format!("semantic_search(): depth must be 1 to 5 (got {depth})")));
+        return Err(ToolError::value(format!(
+            "semantic_search(): depth must be 1 to 5 (got {depth})"
+        )));
     }
     let direction = match mode.as_str() {
         "search" => None,
@@ -78,7 +86,10 @@ pub(super) async fn semantic_search(
         let index = Arc::clone(&search.index);
         let name = query.trim().to_owned();
         let depth = u32::try_from(depth).unwrap_or(2);
-        let (edges, name) = blocking("semantic_search", move || (index.trace(&name, direction, depth), name)).await?;
+        let (edges, name) = blocking("semantic_search", move || {
+            (index.trace(&name, direction, depth), name)
+        })
+        .await?;
         let text = format!("{header}\n{}", render::trace(&name, &mode, &edges));
         return Ok(ToolOutput::with_observation(text, to_value(&edges)));
     }
@@ -86,7 +97,10 @@ pub(super) async fn semantic_search(
     let index = Arc::clone(&search.index);
     let top_k = usize::try_from(top_k).unwrap_or(5);
     let q = query.clone();
-    let hits = blocking("semantic_search", move || index.search(&q, top_k, vector.as_deref())).await?;
+    let hits = blocking("semantic_search", move || {
+        index.search(&q, top_k, vector.as_deref())
+    })
+    .await?;
     let mut text = header;
     if let Some(note) = search.ranking_note() {
         text.push_str(&format!(" ({note})"));
@@ -126,7 +140,9 @@ pub(super) async fn repo_map(
 ) -> Result<ToolOutput, ToolError> {
     let max_tokens = arg_opt_int(args, "repo_map", "max_tokens")?.unwrap_or(1024);
     if !(64..=32_768).contains(&max_tokens) {
-        return Err(ToolError::value(format!("repo_map(): max_tokens must be 64 to 32768 (got {max_tokens})")));
+        return Err(ToolError::value(format!(
+            "repo_map(): max_tokens must be 64 to 32768 (got {max_tokens})"
+        )));
     }
     let focus: Vec<String> = match args.get("focus") {
         None | Some(Value::Null) => Vec::new(),
@@ -134,13 +150,17 @@ pub(super) async fn repo_map(
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ToolError::type_error("repo_map(): `focus` must be a path or a list of paths".to_owned()))
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    ToolError::type_error(
+                        "repo_map(): `focus` must be a path or a list of paths".to_owned(),
+                    )
+                })
             })
             .collect::<Result<_, _>>()?,
         Some(_) => {
-            return Err(ToolError::type_error("repo_map(): `focus` must be a path or a list of paths".to_owned()));
+            return Err(ToolError::type_error(
+                "repo_map(): `focus` must be a path or a list of paths".to_owned(),
+            ));
         }
     };
     let search = fresh_index(ctx, "repo_map").await?;
@@ -148,7 +168,8 @@ pub(super) async fn repo_map(
     let max_tokens = usize::try_from(max_tokens).unwrap_or(1024);
     let map = blocking("repo_map", move || index.repo_map(max_tokens, &focus)).await?;
     let text = if map.files.is_empty() {
-        "[repo_map] the index has no definitions yet (no source files in a parsed language)".to_owned()
+        "[repo_map] the index has no definitions yet (no source files in a parsed language)"
+            .to_owned()
     } else {
         format!(
             "[repo_map] {} of {} files, most used first:\n{}",

@@ -2,6 +2,7 @@ mod support;
 
 mod api;
 mod checkpoints;
+mod code_search;
 mod context;
 mod control;
 mod files;

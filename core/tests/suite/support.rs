@@ -45,6 +45,7 @@ pub fn builder(agent: AgentFile) -> RuntimeBuilder {
     AsyncRuntime::builder(agent)
         .env(|var| (var == "ANTHROPIC_API_KEY").then(|| "test-key".to_owned()))
         .checkpoint_dir(CHECKPOINTS.path())
+        .index_dir(CHECKPOINTS.path().join("index"))
 }
 
 /// Where this test process's runtimes keep checkpoints: never the user's home.

@@ -534,7 +534,7 @@ export interface RuntimeErrorEvent {
   /**
    * Class of error.
    */
-  kind: "parse" | "execution" | "provider" | "store" | "snapshot" | "mcp" | "checkpoint" | "internal";
+  kind: "parse" | "execution" | "provider" | "store" | "snapshot" | "mcp" | "checkpoint" | "search" | "internal";
   /**
    * Human-readable message.
    */

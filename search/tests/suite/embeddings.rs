@@ -40,7 +40,10 @@ async fn vectors_join_the_ranking_and_only_changed_chunks_are_embedded_again() {
     write(
         root,
         &[
-            ("shop.py", "def checkout(cart):\n    return charge(cart)\n\ndef charge(cart):\n    return sum(cart)\n"),
+            (
+                "shop.py",
+                "def checkout(cart):\n    return charge(cart)\n\ndef charge(cart):\n    return sum(cart)\n",
+            ),
             ("docs.md", "# Payments\nHow a basket is paid for.\n"),
         ],
     );
@@ -50,12 +53,26 @@ async fn vectors_join_the_ranking_and_only_changed_chunks_are_embedded_again() {
     let first = embed_all(&index, &embedder).await;
     assert_eq!(first, 3);
     assert_eq!(index.vector_coverage(), (3, 3));
-    let requests: Vec<_> = server.requests().into_iter().filter(|r| r.path == "/v1/embeddings").collect();
+    let requests: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/embeddings")
+        .collect();
     assert_eq!(requests.len(), 2, "batches of two");
     assert_eq!(requests[0].body["model"], "scripted-embed");
-    assert_eq!(requests[0].headers.get("authorization").map(String::as_str), Some("Bearer sk-embed-secret"));
-    let inputs: Vec<&str> = requests.iter().flat_map(|r| r.body["input"].as_array().unwrap()).map(|v| v.as_str().unwrap()).collect();
-    assert!(inputs.contains(&"shop.py: checkout\ndef checkout(cart):\n    return charge(cart)"), "{inputs:?}");
+    assert_eq!(
+        requests[0].headers.get("authorization").map(String::as_str),
+        Some("Bearer sk-embed-secret")
+    );
+    let inputs: Vec<&str> = requests
+        .iter()
+        .flat_map(|r| r.body["input"].as_array().unwrap())
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        inputs.contains(&"shop.py: checkout\ndef checkout(cart):\n    return charge(cart)"),
+        "{inputs:?}"
+    );
 
     // Words only the vectors connect: "basket paid" is in the docs; the fused ranking still has the code first
     // for a question in its words, and finds the docs for theirs.
@@ -81,7 +98,11 @@ async fn vectors_join_the_ranking_and_only_changed_chunks_are_embedded_again() {
 async fn an_endpoint_that_is_down_is_an_error_that_names_it_not_the_key() {
     let server = ScriptedServer::start(Vec::new()).await.unwrap();
     server.set_embeddings_down(true);
-    let err = embedder(&server).embed(&["x".to_owned()]).await.unwrap_err().to_string();
+    let err = embedder(&server)
+        .embed(&["x".to_owned()])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/v1/embeddings answered 503"), "{err}");
     assert!(!err.contains("sk-embed-secret"), "{err}");
     let bad = Embedder::new(EmbeddingsConfig {

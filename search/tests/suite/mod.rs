@@ -43,7 +43,15 @@ pub(crate) fn defs(index: &CodeIndex, name: &str) -> Vec<String> {
     index
         .definition(name)
         .iter()
-        .map(|s| format!("{}:{} {} {}", s.file, s.line, s.kind.as_str(), s.qualified()))
+        .map(|s| {
+            format!(
+                "{}:{} {} {}",
+                s.file,
+                s.line,
+                s.kind.as_str(),
+                s.qualified()
+            )
+        })
         .collect()
 }
 
@@ -51,6 +59,11 @@ pub(crate) fn defs(index: &CodeIndex, name: &str) -> Vec<String> {
 pub(crate) fn edges(edges: &[codepilot_search::CallEdge]) -> Vec<String> {
     edges
         .iter()
-        .map(|e| format!("{} → {} @{}:{} d{}", e.caller, e.callee, e.file, e.line, e.depth))
+        .map(|e| {
+            format!(
+                "{} → {} @{}:{} d{}",
+                e.caller, e.callee, e.file, e.line, e.depth
+            )
+        })
         .collect()
 }

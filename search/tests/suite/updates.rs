@@ -15,7 +15,13 @@ use super::write;
 fn edits_deletes_renames_and_shell_writes_are_picked_up() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(root, &[("a.py", "def alpha():\n    return 1\n"), ("b.py", "def beta():\n    return alpha()\n")]);
+    write(
+        root,
+        &[
+            ("a.py", "def alpha():\n    return 1\n"),
+            ("b.py", "def beta():\n    return alpha()\n"),
+        ],
+    );
     let index = built(root, None);
     assert_eq!(defs(&index, "alpha"), ["a.py:1 function alpha"]);
 
@@ -30,17 +36,23 @@ fn edits_deletes_renames_and_shell_writes_are_picked_up() {
     // A rename.
     std::fs::rename(root.join("b.py"), root.join("c.py")).unwrap();
     settle();
-    index.refresh().unwrap();
     let stats = index.refresh().unwrap();
-    assert_eq!(defs(&index, "beta"), ["c.py:1 function beta"]);
-    assert_eq!(defs(&index, "beta").len(), 1, "b.py is gone");
+    assert_eq!((stats.updated, stats.removed), (1, 1));
+    assert_eq!(
+        defs(&index, "beta"),
+        ["c.py:1 function beta"],
+        "b.py is gone"
+    );
 
     // A delete.
     std::fs::remove_file(root.join("c.py")).unwrap();
     index.refresh().unwrap();
     assert_eq!(defs(&index, "beta"), Vec::<String>::new());
     assert!(index.references("alpha").is_empty());
-    assert!(index.search("beta", 5, None).is_empty(), "its chunks are gone from the ranking too");
+    assert!(
+        index.search("beta", 5, None).is_empty(),
+        "its chunks are gone from the ranking too"
+    );
 
     // A file a shell wrote.
     let status = std::process::Command::new("sh")
@@ -80,7 +92,11 @@ fn update_paths_reads_the_agents_own_writes_at_once() {
     write(root, &[("m.rs", "fn one() {}\n")]);
     let index = built(root, None);
     std::fs::write(root.join("m.rs"), "fn two() {}\n").unwrap();
-    index.update_paths(&[root.join("m.rs"), root.join("../outside.rs"), "gone.rs".into()]);
+    index.update_paths(&[
+        root.join("m.rs"),
+        root.join("../outside.rs"),
+        "gone.rs".into(),
+    ]);
     assert_eq!(defs(&index, "two"), ["m.rs:1 function two"]);
     assert_eq!(defs(&index, "one"), Vec::<String>::new());
 }
@@ -100,7 +116,10 @@ fn ignored_binary_minified_huge_and_linked_files_stay_out() {
             (".git/hooks/h.py", "def in_git():\n    pass\n"),
         ],
     );
-    write(outside.path(), &[("secret.py", "def leaked():\n    pass\n")]);
+    write(
+        outside.path(),
+        &[("secret.py", "def leaked():\n    pass\n")],
+    );
     std::os::unix::fs::symlink(outside.path(), root.join("linked_dir")).unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret.py"), root.join("linked.py")).unwrap();
     // A 1 MB minified file and a binary one.
@@ -113,13 +132,23 @@ fn ignored_binary_minified_huge_and_linked_files_stay_out() {
 
     let started = Instant::now();
     let index = built(root, None);
-    assert!(started.elapsed() < Duration::from_secs(20), "the index stalled: {:?}", started.elapsed());
-    for name in ["ignored_folder", "ignored_file", "in_git", "leaked", "looks_like_code"] {
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the index stalled: {:?}",
+        started.elapsed()
+    );
+    for name in [
+        "ignored_folder",
+        "ignored_file",
+        "in_git",
+        "leaked",
+        "looks_like_code",
+    ] {
         assert_eq!(defs(&index, name), Vec::<String>::new(), "{name}");
     }
     assert_eq!(defs(&index, "real"), ["real.py:1 function real"]);
     let status = index.status();
-    let mut skipped = status.skipped.clone();
+    let mut skipped = status.skipped;
     skipped.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         skipped,
@@ -137,7 +166,13 @@ fn the_index_is_stored_and_a_later_start_reads_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(root, &[("a.py", "def alpha():\n    pass\n"), ("b.py", "def beta():\n    alpha()\n")]);
+    write(
+        root,
+        &[
+            ("a.py", "def alpha():\n    pass\n"),
+            ("b.py", "def beta():\n    alpha()\n"),
+        ],
+    );
     drop(built(root, Some(home.path())));
     let index = built(root, Some(home.path()));
     let stats = index.status().last_refresh.unwrap();
@@ -146,11 +181,19 @@ fn the_index_is_stored_and_a_later_start_reads_only_what_changed() {
     assert_eq!(defs(&index, "alpha"), ["a.py:1 function alpha"]);
     assert_eq!(index.references("alpha")[0].file, "b.py");
     let status = index.status();
-    assert!(status.path.unwrap().starts_with(home.path().to_str().unwrap()));
+    assert!(
+        status
+            .path
+            .unwrap()
+            .starts_with(home.path().to_str().unwrap())
+    );
     assert!(status.bytes.unwrap() > 0);
 
     // A damaged store is rebuilt, not trusted.
-    let stored = home.path().join(codepilot_search::store_key(&root.canonicalize().unwrap())).join("index.bin");
+    let stored = home
+        .path()
+        .join(codepilot_search::store_key(&root.canonicalize().unwrap()))
+        .join("index.bin");
     std::fs::write(&stored, b"garbage").unwrap();
     let index = built(root, Some(home.path()));
     assert!(!index.status().last_refresh.unwrap().loaded);
@@ -163,8 +206,14 @@ fn the_index_is_stored_and_a_later_start_reads_only_what_changed() {
 
 #[test]
 fn a_missing_work_dir_is_a_clear_error() {
-    let err = codepilot_search::CodeIndex::new(std::path::Path::new("/nonexistent/dir"), Default::default())
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("cannot index /nonexistent/dir") && err.contains("exists"), "{err}");
+    let err = codepilot_search::CodeIndex::new(
+        std::path::Path::new("/nonexistent/dir"),
+        Default::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("cannot index /nonexistent/dir") && err.contains("exists"),
+        "{err}"
+    );
 }

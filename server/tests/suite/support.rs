@@ -36,6 +36,9 @@ impl TestDaemon {
         config
             .checkpoint_dir
             .get_or_insert_with(|| dir.path().join("checkpoints"));
+        config
+            .index_dir
+            .get_or_insert_with(|| dir.path().join("index"));
         let socket = dir.path().join("d").join("rt.sock");
         let daemon = Daemon::start(config).await.unwrap();
         let serving = daemon.clone();
