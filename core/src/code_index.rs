@@ -35,6 +35,8 @@ pub(crate) struct CodeSearch {
     /// Whether the embeddings endpoint failed (warned once; later searches are lexical).
     embeddings_down: AtomicBool,
     embedding: AtomicBool,
+    /// A background save of the index is running.
+    saving: AtomicBool,
 }
 
 impl std::fmt::Debug for CodeSearch {
@@ -69,6 +71,7 @@ impl CodeSearch {
             told_lexical: AtomicBool::new(false),
             embeddings_down: AtomicBool::new(false),
             embedding: AtomicBool::new(false),
+            saving: AtomicBool::new(false),
         });
         let building = Arc::clone(&search);
         let handle = tokio::runtime::Handle::try_current().ok();
@@ -191,13 +194,27 @@ impl CodeSearch {
         })
         .await
         .map_err(|e| format!("the code index task failed: {e}"))?;
-        if outcome.is_ok()
-            && self.embedder.is_some()
-            && !self.embeddings_down.load(Ordering::Acquire)
-        {
-            drop(tokio::spawn(Arc::clone(self).embed_pending()));
+        if outcome.is_ok() {
+            self.save_soon();
+            if self.embedder.is_some() && !self.embeddings_down.load(Ordering::Acquire) {
+                drop(tokio::spawn(Arc::clone(self).embed_pending()));
+            }
         }
         outcome
+    }
+
+    /// Stores the index (when it changed) on a blocking thread, one save at a time, so no step waits for it.
+    fn save_soon(self: &Arc<Self>) {
+        if self.saving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = Arc::clone(self);
+        drop(tokio::task::spawn_blocking(move || {
+            if let Err(e) = me.index.save_if_dirty() {
+                tracing::warn!("{e}");
+            }
+            me.saving.store(false, Ordering::Release);
+        }));
     }
 
     /// The query's embedding, when embeddings are configured and the endpoint answers.
@@ -245,13 +262,10 @@ impl CodeSearch {
 
     /// Reads files the agent just wrote into the index, off the step's path.
     pub(crate) fn wrote(self: &Arc<Self>, path: PathBuf) {
-        let index = Arc::clone(&self.index);
-        if tokio::runtime::Handle::try_current().is_ok() {
-            drop(tokio::task::spawn_blocking(move || {
-                index.update_paths(&[path])
-            }));
-        } else {
-            index.update_paths(&[path]);
-        }
+        let me = Arc::clone(self);
+        drop(tokio::task::spawn_blocking(move || {
+            me.index.update_paths(&[path]);
+            me.save_soon();
+        }));
     }
 }

@@ -51,8 +51,8 @@ fn rank(tables: &Tables, focus: &[String]) -> Vec<(u32, u32, f64)> {
         let Some(file) = tables.file(*id) else {
             continue;
         };
-        for group in &file.refs {
-            let Some(defs) = tables.defs.get(&group.name) else {
+        for (name, lines) in file.refs.iter() {
+            let Some(defs) = tables.defs.get(name) else {
                 continue;
             };
             let definers: Vec<&(u32, u32)> = defs
@@ -68,7 +68,7 @@ fn rank(tables: &Tables, focus: &[String]) -> Vec<(u32, u32, f64)> {
             if definers.is_empty() {
                 continue;
             }
-            let w = weight(&group.name, definers.len(), group.lines.len());
+            let w = weight(name, definers.len(), lines.len());
             for (f, d) in definers {
                 if let Some(&j) = slot.get(f) {
                     edges[i].push((j, *f, *d, w));

@@ -22,19 +22,20 @@ use crate::lang::FileKind;
 use crate::lang::Lang;
 use crate::model::SkipReason;
 use crate::parse::Parsers;
+use crate::parse::RefTable;
 use crate::parse::Span;
 use crate::store::Chunk;
 use crate::store::FileEntry;
-use crate::store::Fingerprint;
 use crate::store::Tables;
 use crate::store::Terms;
 use crate::text;
+use crate::walk::Candidate;
+use crate::walk::RACY_NS;
+use crate::walk::fingerprint;
 
 /// Format version of the stored index: a stored index of another version is rebuilt.
-const STORE_VERSION: u32 = 1;
+const STORE_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"CPINDEX\0";
-/// A file modified this close to the scan that read it may change again within the same timestamp.
-const RACY_NS: i64 = 50_000_000;
 /// Lines longer than this mark a file as minified or generated.
 const MAX_LINE_BYTES: usize = 4096;
 /// How often a symbol's name counts in its chunk: a match on the name outranks one in the body.
@@ -143,6 +144,9 @@ pub struct CodeIndex {
     done: AtomicUsize,
     total: AtomicUsize,
     pub(crate) rank_cache: Mutex<Option<crate::graph::RankCache>>,
+    walker: Mutex<crate::walk::Walker>,
+    /// The tables changed since they were last stored.
+    dirty: std::sync::atomic::AtomicBool,
     pub(crate) vectors: crate::embed::VectorStore,
 }
 
@@ -169,31 +173,6 @@ pub fn store_key(root: &Path) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// A stable 64-bit hash (FNV-1a) of a chunk's text: the key of its embedding.
-pub(crate) fn text_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-struct Candidate {
-    rel: String,
-    abs: PathBuf,
-    fp: Fingerprint,
-    kind: FileKind,
-}
-
-fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
-    use std::os::unix::fs::MetadataExt;
-    Fingerprint {
-        size: meta.len(),
-        mtime_ns: meta
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(meta.mtime_nsec()),
-        inode: meta.ino(),
-    }
-}
 
 fn now_ns() -> i64 {
     SystemTime::now()
@@ -236,6 +215,8 @@ impl CodeIndex {
             done: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
             rank_cache: Mutex::new(None),
+            dirty: std::sync::atomic::AtomicBool::new(false),
+            walker: Mutex::new(crate::walk::Walker::default()),
         })
     }
 
@@ -291,9 +272,10 @@ impl CodeIndex {
             let loaded = self.load()?;
             let mut stats = self.refresh_inner(true)?;
             stats.loaded = loaded;
-            if stats.updated > 0 || stats.removed > 0 || !loaded {
-                self.save()?;
+            if !loaded {
+                self.dirty.store(true, Ordering::Release);
             }
+            self.save_if_dirty()?;
             Ok(stats)
         })();
         let mut p = self.progress();
@@ -349,17 +331,27 @@ impl CodeIndex {
     }
 
     /// Brings the index up to date with the work dir: files whose size, modification time or inode changed are
-    /// read again, new files added, deleted ones dropped. Stores the index when anything changed.
+    /// read again, new files added, deleted ones dropped. Not stored: [`CodeIndex::save_if_dirty`] does that (the
+    /// runtime calls it off the step's path).
     ///
     /// # Errors
-    /// When the work dir cannot be walked, or the changed index cannot be stored.
+    /// When the work dir cannot be walked.
     pub fn refresh(&self) -> Result<RefreshStats, SearchError> {
         let stats = self.refresh_inner(false)?;
-        if stats.updated > 0 || stats.removed > 0 {
-            self.save()?;
-        }
         self.progress().last = Some(stats.clone());
         Ok(stats)
+    }
+
+    /// Stores the index if it changed since it was last stored. Whether it wrote.
+    ///
+    /// # Errors
+    /// When the index cannot be written (it stays marked changed).
+    pub fn save_if_dirty(&self) -> Result<bool, SearchError> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        self.save().inspect_err(|_| self.dirty.store(true, Ordering::Release))?;
+        Ok(true)
     }
 
     /// Reads `paths` (absolute, or relative to the work dir) again at once, e.g. after the agent wrote them; paths
@@ -411,50 +403,18 @@ impl CodeIndex {
         for entry in entries {
             finish_entry(&mut tables, entry);
         }
+        self.dirty.store(true, Ordering::Release);
     }
 
-    fn walk(&self) -> Result<Vec<Candidate>, SearchError> {
-        let mut out = Vec::new();
-        let walker = ignore::WalkBuilder::new(&self.root)
-            .hidden(false)
-            .follow_links(false)
-            .require_git(false)
-            .filter_entry(|e| e.file_name() != ".git")
-            .build();
-        for entry in walker {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::debug!("index walk: {e}");
-                    continue;
-                }
-            };
-            // Symlinks are never followed: a link could lead out of the work dir.
-            if !entry.file_type().is_some_and(|t| t.is_file()) {
-                continue;
-            }
-            let Some(kind) = crate::lang::classify(entry.path()) else {
-                continue;
-            };
-            let Ok(meta) = entry.metadata() else { continue };
-            let Ok(rel) = entry.path().strip_prefix(&self.root) else {
-                continue;
-            };
-            let Some(rel) = rel.to_str() else { continue };
-            out.push(Candidate {
-                rel: rel.to_owned(),
-                abs: entry.path().to_path_buf(),
-                fp: fingerprint(&meta),
-                kind,
-            });
-        }
-        if out.is_empty() && std::fs::read_dir(&self.root).is_err() {
+    fn walk(&self, scan_ns: i64) -> Result<Vec<Candidate>, SearchError> {
+        if std::fs::read_dir(&self.root).is_err() {
             return Err(SearchError::WorkDir {
                 path: self.root.clone(),
                 source: std::io::Error::other("cannot be read"),
             });
         }
-        Ok(out)
+        let mut walker = self.walker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(walker.scan(&self.root, scan_ns))
     }
 
     fn refresh_inner(&self, first: bool) -> Result<RefreshStats, SearchError> {
@@ -464,7 +424,7 @@ impl CodeIndex {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = Instant::now();
         let scan_ns = now_ns();
-        let candidates = self.walk()?;
+        let candidates = self.walk(scan_ns)?;
         let (changed, removed): (Vec<&Candidate>, Vec<String>) = {
             let tables = self.read_tables();
             let changed = candidates
@@ -491,31 +451,39 @@ impl CodeIndex {
             self.done.store(0, Ordering::Relaxed);
             self.total.store(changed.len(), Ordering::Relaxed);
         }
-        let entries = self.read_files(&changed, scan_ns);
-        let stats = RefreshStats {
-            scanned: candidates.len(),
-            updated: entries.len(),
-            removed: removed.len(),
-            millis: 0,
-            loaded: false,
-        };
-        if !entries.is_empty() || !removed.is_empty() {
+        // Files gone first; then the changed ones, added batch by batch as the parsing threads deliver them.
+        if !removed.is_empty() {
             let mut tables = self.write_tables();
             for path in &removed {
                 tables.remove(path);
             }
-            for entry in entries {
+        }
+        let updated = self.read_files(&changed, scan_ns, |batch| {
+            let mut tables = self.write_tables();
+            for entry in batch {
                 finish_entry(&mut tables, entry);
             }
+        });
+        if updated > 0 || !removed.is_empty() {
+            self.dirty.store(true, Ordering::Release);
         }
+        let stats = RefreshStats {
+            scanned: candidates.len(),
+            updated,
+            removed: removed.len(),
+            millis: 0,
+            loaded: false,
+        };
         Ok(RefreshStats {
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ..stats
         })
     }
 
-    /// Reads and parses `files` on up to [`IndexOptions::threads`] threads.
-    fn read_files(&self, files: &[&Candidate], scan_ns: i64) -> Vec<Parsed> {
+    /// Reads and parses `files` on up to [`IndexOptions::threads`] threads, handing them to `add` in batches while
+    /// the threads go on. How many were read.
+    fn read_files(&self, files: &[&Candidate], scan_ns: i64, mut add: impl FnMut(Vec<Parsed>)) -> usize {
+        const BATCH: usize = 64;
         let threads = self
             .options
             .threads
@@ -523,43 +491,66 @@ impl CodeIndex {
             .min(files.len().div_ceil(8).max(1));
         if threads <= 1 {
             let mut parsers = Parsers::default();
-            return files
-                .iter()
-                .map(|c| {
-                    let p = self.read_file(c, &mut parsers, scan_ns);
-                    self.done.fetch_add(1, Ordering::Relaxed);
-                    p
-                })
-                .collect();
+            for chunk in files.chunks(BATCH) {
+                let batch = chunk
+                    .iter()
+                    .map(|c| {
+                        let p = self.read_file(c, &mut parsers, scan_ns);
+                        self.done.fetch_add(1, Ordering::Relaxed);
+                        p
+                    })
+                    .collect();
+                add(batch);
+            }
+            return files.len();
         }
         let next = AtomicUsize::new(0);
-        let mut out: Vec<Parsed> = Vec::with_capacity(files.len());
+        let mut read = 0;
         std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut parsers = Parsers::default();
-                        let mut mine = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(c) = files.get(i) else { break };
-                            mine.push(self.read_file(c, &mut parsers, scan_ns));
-                            self.done.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Parsed>(BATCH * 4);
+            for _ in 0..threads {
+                let tx = tx.clone();
+                let next = &next;
+                s.spawn(move || {
+                    let mut parsers = Parsers::default();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(c) = files.get(i) else { break };
+                        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.read_file(c, &mut parsers, scan_ns)
+                        }));
+                        self.done.fetch_add(1, Ordering::Relaxed);
+                        let Ok(parsed) = parsed else {
+                            tracing::warn!("index: reading {} failed unexpectedly; it is left out", c.rel);
+                            parsers = Parsers::default();
+                            continue;
+                        };
+                        if tx.send(parsed).is_err() {
+                            break;
                         }
-                        mine
-                    })
-                })
-                .collect();
-            for h in handles {
-                match h.join() {
-                    Ok(mine) => out.extend(mine),
-                    Err(_) => tracing::warn!(
-                        "an index thread panicked; its files are left out until the next refresh"
-                    ),
+                    }
+                });
+            }
+            drop(tx);
+            let mut batch = Vec::with_capacity(BATCH);
+            for parsed in rx {
+                batch.push(parsed);
+                read += 1;
+                if batch.len() == BATCH {
+                    add(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                 }
             }
+            if !batch.is_empty() {
+                add(batch);
+            }
         });
-        out
+        if read < files.len() {
+            tracing::warn!(
+                "{} files of the index could not be read; the next refresh tries again",
+                files.len() - read
+            );
+        }
+        read
     }
 
     fn read_file(&self, c: &Candidate, parsers: &mut Parsers, scan_ns: i64) -> Parsed {
@@ -574,7 +565,7 @@ impl CodeIndex {
             skipped: None,
             defs: Vec::new(),
             calls: Vec::new(),
-            refs: Vec::new(),
+            refs: RefTable::default(),
             chunks: Vec::new(),
         };
         if c.fp.size > self.options.max_file_bytes {
@@ -618,8 +609,12 @@ impl CodeIndex {
             },
             FileKind::Text => text_spans(&text),
         };
-        let chunks = count_words(&entry, spans, &text);
-        Parsed { entry, chunks }
+        let (vocab, chunks) = count_words(&entry, spans, &text);
+        Parsed {
+            entry,
+            vocab,
+            chunks,
+        }
     }
 
     fn load(&self) -> Result<bool, SearchError> {
@@ -701,6 +696,7 @@ impl CodeIndex {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             *self.write_tables() = Tables::default();
+            *self.walker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = crate::walk::Walker::default();
             if let Some(path) = self.index_file() {
                 let _ = std::fs::remove_file(path);
             }
@@ -775,13 +771,16 @@ impl CodeIndex {
 /// A file read for the index, before its chunks' words are given ids.
 struct Parsed {
     entry: FileEntry,
+    /// The file's distinct words; chunks refer to them by position.
+    vocab: Vec<String>,
     chunks: Vec<PendingChunk>,
 }
 
-/// A chunk whose words are still strings (ids are given under the write lock, the counting happens before).
+/// A chunk whose words are positions in its file's `vocab` (global ids are given under the write lock, once per
+/// distinct word of the file; the counting happens before, on the parsing thread).
 struct PendingChunk {
     span: Span,
-    words: Vec<(String, u16)>,
+    words: Vec<(u32, u16)>,
     len: u32,
     hash: u64,
 }
@@ -790,6 +789,7 @@ impl Parsed {
     fn bare(entry: FileEntry) -> Self {
         Self {
             entry,
+            vocab: Vec::new(),
             chunks: Vec::new(),
         }
     }
@@ -803,54 +803,90 @@ fn text_spans(text: &str) -> Vec<Span> {
 }
 
 /// Counts the words of each span: its lines, the file's path and (weighted) the name of the definition it is.
-fn count_words(entry: &FileEntry, spans: Vec<Span>, text: &str) -> Vec<PendingChunk> {
+fn count_words(entry: &FileEntry, spans: Vec<Span>, text: &str) -> (Vec<String>, Vec<PendingChunk>) {
     let lines: Vec<&str> = text.lines().collect();
+    let mut vocab: Vec<String> = Vec::new();
+    let mut ids: FxMap<String, u32> = FxMap::default();
+    let mut id_of = |word: &str| -> u32 {
+        if let Some(id) = ids.get(word) {
+            return *id;
+        }
+        let id = u32::try_from(vocab.len()).unwrap_or(u32::MAX);
+        vocab.push(word.to_owned());
+        ids.insert(word.to_owned(), id);
+        id
+    };
     let mut path_words = Vec::new();
-    text::words(&entry.path, |w| path_words.push(w.to_owned()));
+    text::words(&entry.path, |w| path_words.push(id_of(w)));
+    let mut counts: FxMap<u32, u16> = FxMap::default();
     let mut out = Vec::with_capacity(spans.len());
     for span in spans {
-        let mut counts: FxMap<String, u16> = FxMap::default();
+        counts.clear();
         let mut len = 0u32;
-        let mut add = |word: &str, weight: u16| {
-            match counts.get_mut(word) {
-                Some(c) => *c = c.saturating_add(weight),
-                None => {
-                    counts.insert(word.to_owned(), weight);
-                }
-            }
+        let mut add = |id: u32, weight: u16| {
+            let c = counts.entry(id).or_default();
+            *c = c.saturating_add(weight);
             len = len.saturating_add(u32::from(weight));
         };
         let from = span.start.saturating_sub(1) as usize;
         let to = (span.end as usize).min(lines.len());
-        let body = lines.get(from..to).unwrap_or_default().join("\n");
-        text::words(&body, |w| add(w, 1));
+        let mut hash = TextHash::default();
+        for line in lines.get(from..to).unwrap_or_default() {
+            hash.line(line);
+            text::words(line, |w| add(id_of(w), 1));
+        }
         for w in &path_words {
-            add(w, 1);
+            add(*w, 1);
         }
         if let Some(def) = span.symbol.and_then(|i| entry.defs.get(i as usize)) {
-            text::words(&def.name, |w| add(w, NAME_WEIGHT));
+            text::words(&def.name, |w| add(id_of(w), NAME_WEIGHT));
             if let Some(c) = &def.container {
-                text::words(c, |w| add(w, NAME_WEIGHT));
+                text::words(c, |w| add(id_of(w), NAME_WEIGHT));
             }
         }
         out.push(PendingChunk {
             span,
-            words: counts.into_iter().collect(),
+            words: counts.iter().map(|(k, v)| (*k, *v)).collect(),
             len,
-            hash: text_hash(&body),
+            hash: hash.0,
         });
     }
-    out
+    (vocab, out)
+}
+
+/// A stable 64-bit hash (FNV-1a) of a chunk's lines joined by newlines: the key of its embedding.
+struct TextHash(u64, bool);
+
+impl Default for TextHash {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325, false)
+    }
+}
+
+impl TextHash {
+    fn line(&mut self, line: &str) {
+        let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        if self.1 {
+            self.0 = step(self.0, b'\n');
+        }
+        self.0 = line.bytes().fold(self.0, step);
+        self.1 = true;
+    }
 }
 
 /// Gives the chunks' words their ids and adds the file.
 fn finish_entry(tables: &mut Tables, parsed: Parsed) {
-    let Parsed { mut entry, chunks } = parsed;
+    let Parsed {
+        mut entry,
+        vocab,
+        chunks,
+    } = parsed;
+    let global: Vec<u32> = vocab.iter().map(|w| tables.terms.id(w)).collect();
     for chunk in chunks {
         let mut terms: Vec<(u32, u16)> = chunk
             .words
             .iter()
-            .map(|(w, c)| (tables.terms.id(w), *c))
+            .map(|(w, c)| (global.get(*w as usize).copied().unwrap_or(u32::MAX), *c))
             .collect();
         terms.sort_unstable();
         entry.chunks.push(Chunk {

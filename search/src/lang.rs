@@ -122,8 +122,9 @@ impl Lang {
         }
     }
 
-    /// The query that finds definitions (`@def.KIND` on the whole node, `@name` on its name), scopes that only
-    /// contain definitions (`@scope`, e.g. a Rust `impl`) and calls (`@call`, `@callee`).
+    /// The query that finds definitions (`@def.KIND` on the whole node, `@name` on its name) and scopes that only
+    /// contain definitions (`@scope`, e.g. a Rust `impl`). Calls are found by the walk over every node that finds
+    /// references ([`Lang::call_kinds`]): matching them with a query costs more than the whole walk.
     pub(crate) fn query(self) -> &'static str {
         match self {
             Self::Python => PYTHON,
@@ -134,6 +135,17 @@ impl Lang {
             Self::Java => JAVA,
             Self::C => C,
             Self::Cpp => CPP,
+        }
+    }
+
+    /// The node kinds that are calls (or `new`, or a macro invocation).
+    pub(crate) fn call_kinds(self) -> &'static [&'static str] {
+        match self {
+            Self::Python => &["call"],
+            Self::JavaScript | Self::TypeScript | Self::Tsx => &["call_expression", "new_expression"],
+            Self::Rust => &["call_expression", "macro_invocation"],
+            Self::Go | Self::C | Self::Cpp => &["call_expression"],
+            Self::Java => &["method_invocation", "object_creation_expression"],
         }
     }
 
@@ -174,7 +186,6 @@ const PYTHON: &str = r"
 (class_definition name: (identifier) @name) @def.class
 (function_definition name: (identifier) @name) @def.function
 (module (expression_statement (assignment left: (identifier) @name) @def.constant))
-(call function: [(identifier) @callee (attribute attribute: (identifier) @callee)]) @call
 ";
 
 const JAVASCRIPT: &str = r"
@@ -184,8 +195,6 @@ const JAVASCRIPT: &str = r"
 (method_definition name: (property_identifier) @name) @def.method
 (lexical_declaration (variable_declarator name: (identifier) @name value: [(arrow_function) (function_expression)])) @def.function
 (variable_declaration (variable_declarator name: (identifier) @name value: [(arrow_function) (function_expression)])) @def.function
-(call_expression function: [(identifier) @callee (member_expression property: (property_identifier) @callee)]) @call
-(new_expression constructor: (identifier) @callee) @call
 ";
 
 const TYPESCRIPT: &str = r"
@@ -201,8 +210,6 @@ const TYPESCRIPT: &str = r"
 (type_alias_declaration name: (type_identifier) @name) @def.type
 (enum_declaration name: (identifier) @name) @def.enum
 (lexical_declaration (variable_declarator name: (identifier) @name value: [(arrow_function) (function_expression)])) @def.function
-(call_expression function: [(identifier) @callee (member_expression property: (property_identifier) @callee)]) @call
-(new_expression constructor: (identifier) @callee) @call
 ";
 
 const RUST: &str = r"
@@ -218,8 +225,6 @@ const RUST: &str = r"
 (const_item name: (identifier) @name) @def.constant
 (static_item name: (identifier) @name) @def.constant
 (impl_item type: [(type_identifier) @name (generic_type type: (type_identifier) @name) (scoped_type_identifier name: (type_identifier) @name)]) @scope
-(call_expression function: [(identifier) @callee (field_expression field: (field_identifier) @callee) (scoped_identifier name: (identifier) @callee) (generic_function function: (identifier) @callee)]) @call
-(macro_invocation macro: (identifier) @callee) @call
 ";
 
 const GO: &str = r"
@@ -229,7 +234,6 @@ const GO: &str = r"
 (type_spec name: (type_identifier) @name type: (struct_type)) @def.struct
 (type_spec name: (type_identifier) @name type: (interface_type)) @def.interface
 (type_spec name: (type_identifier) @name type: [(type_identifier) (qualified_type) (function_type) (map_type) (slice_type) (pointer_type) (generic_type) (array_type) (channel_type)]) @def.type
-(call_expression function: [(identifier) @callee (selector_expression field: (field_identifier) @callee)]) @call
 ";
 
 const JAVA: &str = r"
@@ -239,8 +243,6 @@ const JAVA: &str = r"
 (record_declaration name: (identifier) @name) @def.class
 (method_declaration name: (identifier) @name) @def.method
 (constructor_declaration name: (identifier) @name) @def.method
-(method_invocation name: (identifier) @callee) @call
-(object_creation_expression type: (type_identifier) @callee) @call
 ";
 
 const C: &str = r"
@@ -253,7 +255,6 @@ const C: &str = r"
 (type_definition declarator: (type_identifier) @name) @def.type
 (preproc_def name: (identifier) @name) @def.macro
 (preproc_function_def name: (identifier) @name) @def.macro
-(call_expression function: [(identifier) @callee (field_expression field: (field_identifier) @callee)]) @call
 ";
 
 const CPP: &str = r"
@@ -272,5 +273,4 @@ const CPP: &str = r"
 (namespace_definition name: (namespace_identifier) @name) @def.namespace
 (preproc_def name: (identifier) @name) @def.macro
 (preproc_function_def name: (identifier) @name) @def.macro
-(call_expression function: [(identifier) @callee (field_expression field: (field_identifier) @callee) (qualified_identifier name: (identifier) @callee)]) @call
 ";

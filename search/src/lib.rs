@@ -29,6 +29,7 @@ mod query;
 pub mod render;
 mod store;
 mod text;
+mod walk;
 
 use std::path::PathBuf;
 

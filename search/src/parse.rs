@@ -40,11 +40,58 @@ pub(crate) struct Call {
     pub(crate) line: u32,
 }
 
-/// Every line of the file where `name` is used outside a definition's name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct RefGroup {
-    pub(crate) name: String,
-    pub(crate) lines: Vec<u32>,
+/// Every name a file uses outside a definition's name, with the lines it is used on: one buffer of names (sorted)
+/// and one of lines, so a file with thousands of identifiers costs a few allocations, not thousands.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RefTable {
+    text: String,
+    /// Per name: where it ends in `text` and where its lines end in `lines`.
+    ends: Vec<(u32, u32)>,
+    lines: Vec<u32>,
+}
+
+impl RefTable {
+    /// Each name with its lines, in name order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[u32])> {
+        let mut from = (0usize, 0usize);
+        self.ends.iter().map(move |&(text_end, line_end)| {
+            let (t, l) = (text_end as usize, line_end as usize);
+            let item = (
+                self.text.get(from.0..t).unwrap_or(""),
+                self.lines.get(from.1..l).unwrap_or_default(),
+            );
+            from = (t, l);
+            item
+        })
+    }
+
+    /// Name `i` and its lines.
+    fn at(&self, i: usize) -> (&str, &[u32]) {
+        let (from_text, from_line) = i
+            .checked_sub(1)
+            .and_then(|p| self.ends.get(p))
+            .map_or((0, 0), |&(t, l)| (t as usize, l as usize));
+        let (to_text, to_line) = self.ends.get(i).map_or((0, 0), |&(t, l)| (t as usize, l as usize));
+        (
+            self.text.get(from_text..to_text).unwrap_or(""),
+            self.lines.get(from_line..to_line).unwrap_or_default(),
+        )
+    }
+
+    /// The lines `name` is used on.
+    pub(crate) fn get(&self, name: &str) -> Option<&[u32]> {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = usize::midpoint(lo, hi);
+            let (n, lines) = self.at(mid);
+            match n.cmp(name) {
+                std::cmp::Ordering::Equal => return Some(lines),
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        None
+    }
 }
 
 /// A stretch of lines scored as one document: a definition's own lines or a window of other lines.
@@ -60,7 +107,7 @@ pub(crate) struct Span {
 pub(crate) struct Parsed {
     pub(crate) defs: Vec<Def>,
     pub(crate) calls: Vec<Call>,
-    pub(crate) refs: Vec<RefGroup>,
+    pub(crate) refs: RefTable,
     pub(crate) spans: Vec<Span>,
 }
 
@@ -140,21 +187,16 @@ fn end_line_of(node: Node<'_>) -> u32 {
 fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
     let names = query.capture_names();
     let mut found: Vec<Found<'_>> = Vec::new();
-    let mut calls: Vec<(Node<'_>, Node<'_>)> = Vec::new();
     let mut cursor = QueryCursor::new();
     let mut matches = cursor.matches(query, root, src.as_bytes());
     while let Some(m) = matches.next() {
         let mut whole: Option<(Node<'_>, Option<SymbolKind>)> = None;
         let mut name = None;
-        let mut call = None;
-        let mut callee = None;
         for c in m.captures {
             let capture = names[c.index as usize];
             match capture {
                 "name" => name = Some(c.node),
                 "scope" => whole = Some((c.node, None)),
-                "call" => call = Some(c.node),
-                "callee" => callee = Some(c.node),
                 _ => {
                     if let Some(kind) = capture
                         .strip_prefix("def.")
@@ -165,10 +207,8 @@ fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
                 }
             }
         }
-        match (whole, name, call, callee) {
-            (Some((node, kind)), Some(name), _, _) => found.push(Found { node, name, kind }),
-            (_, _, Some(call), Some(callee)) => calls.push((call, callee)),
-            _ => {}
+        if let (Some((node, kind)), Some(name)) = (whole, name) {
+            found.push(Found { node, name, kind });
         }
     }
     // One definition per name node (overlapping patterns), outermost first.
@@ -229,6 +269,10 @@ fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
         stack.push((i, pushed));
     }
 
+    let (refs, mut calls) = walk(lang, root, src, &found);
+    // In reading order of the names called: `a.f().g()` calls `f`, then `g`.
+    calls.sort_by_key(|(_, callee)| callee.start_byte());
+
     // Calls: from the innermost definition around them.
     let mut out_calls = Vec::with_capacity(calls.len());
     for (call, callee) in calls {
@@ -251,7 +295,6 @@ fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
         });
     }
 
-    let refs = references(lang, root, src, &found);
     let spans = spans(src, &defs, &parent_of);
     Parsed {
         defs,
@@ -297,15 +340,45 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// Every identifier outside a definition's name, grouped by name.
-fn references(lang: Lang, root: Node<'_>, src: &str, found: &[Found<'_>]) -> Vec<RefGroup> {
+/// The name a call calls: `f` of `f()`, `obj.f()`, `a::f()`, `new F()`, `f!()`.
+fn callee(lang: Lang, call: Node<'_>) -> Option<Node<'_>> {
+    let target = match (lang, call.kind()) {
+        (Lang::Java, "method_invocation") => return call.child_by_field_name("name"),
+        (Lang::Java, _) => call.child_by_field_name("type")?,
+        (_, "new_expression") => call.child_by_field_name("constructor")?,
+        (_, "macro_invocation") => call.child_by_field_name("macro")?,
+        _ => call.child_by_field_name("function")?,
+    };
+    let mut node = target;
+    // Down to the last name: `a.b.f` → `f`, `ns::f` → `f`, `f::<T>` → `f`.
+    for _ in 0..4 {
+        let next = match node.kind() {
+            "attribute" => node.child_by_field_name("attribute"),
+            "member_expression" => node.child_by_field_name("property"),
+            "field_expression" | "selector_expression" => node.child_by_field_name("field"),
+            "scoped_identifier" | "qualified_identifier" => node.child_by_field_name("name"),
+            "generic_function" => node.child_by_field_name("function"),
+            _ => return lang.identifier_kinds().contains(&node.kind()).then_some(node),
+        };
+        node = next?;
+    }
+    None
+}
+
+/// One walk over every node: each identifier outside a definition's name, grouped by name, and each call with the
+/// name it calls.
+fn walk<'t>(lang: Lang, root: Node<'t>, src: &str, found: &[Found<'_>]) -> (RefTable, Vec<(Node<'t>, Node<'t>)>) {
     let grammar = root.language();
-    let kinds: Vec<u16> = lang
-        .identifier_kinds()
-        .iter()
-        .map(|k| grammar.id_for_node_kind(k, true))
-        .filter(|id| *id != 0)
-        .collect();
+    let ids = |names: &[&str]| -> Vec<u16> {
+        names
+            .iter()
+            .map(|k| grammar.id_for_node_kind(k, true))
+            .filter(|id| *id != 0)
+            .collect()
+    };
+    let kinds = ids(lang.identifier_kinds());
+    let call_kinds = ids(lang.call_kinds());
+    let mut calls = Vec::new();
     let mut def_names: Vec<usize> = found.iter().map(|f| f.name.start_byte()).collect();
     def_names.sort_unstable();
     let mut groups: FxMap<&str, Vec<u32>> = FxMap::default();
@@ -313,6 +386,12 @@ fn references(lang: Lang, root: Node<'_>, src: &str, found: &[Found<'_>]) -> Vec
     let mut descend = true;
     loop {
         let node = cursor.node();
+        if descend
+            && call_kinds.contains(&node.kind_id())
+            && let Some(name) = callee(lang, node)
+        {
+            calls.push((node, name));
+        }
         if descend
             && kinds.contains(&node.kind_id())
             && def_names.binary_search(&node.start_byte()).is_err()
@@ -338,19 +417,20 @@ fn references(lang: Lang, root: Node<'_>, src: &str, found: &[Found<'_>]) -> Vec
         }
         descend = false;
     }
-    let mut out: Vec<RefGroup> = groups
-        .into_iter()
-        .map(|(name, mut lines)| {
-            lines.sort_unstable();
-            lines.dedup();
-            RefGroup {
-                name: name.to_owned(),
-                lines,
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
+    let mut names: Vec<(&str, Vec<u32>)> = groups.into_iter().collect();
+    names.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut table = RefTable::default();
+    for (name, mut lines) in names {
+        lines.sort_unstable();
+        lines.dedup();
+        table.text.push_str(name);
+        table.lines.extend(lines);
+        table.ends.push((
+            u32::try_from(table.text.len()).unwrap_or(u32::MAX),
+            u32::try_from(table.lines.len()).unwrap_or(u32::MAX),
+        ));
+    }
+    (table, calls)
 }
 
 /// The scored chunks: each definition's own lines (up to its first nested definition, which has a chunk of its own)

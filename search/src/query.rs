@@ -149,7 +149,7 @@ impl CodeIndex {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let mut out = Vec::new();
         for file in files {
-            let Some(group) = file.refs.iter().find(|g| g.name == name) else {
+            let Some(lines) = file.refs.get(name) else {
                 continue;
             };
             let calls: HashSet<u32> = file
@@ -159,11 +159,11 @@ impl CodeIndex {
                 .map(|c| c.line)
                 .collect();
             let (first, last) = (
-                group.lines.first().copied().unwrap_or(1),
-                group.lines.last().copied().unwrap_or(1),
+                lines.first().copied().unwrap_or(1),
+                lines.last().copied().unwrap_or(1),
             );
             let text = self.lines(&file.path, first, last);
-            for &line in &group.lines {
+            for &line in lines {
                 if out.len() >= MAX_REFERENCES {
                     return out;
                 }

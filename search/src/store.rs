@@ -10,7 +10,7 @@ use crate::lang::Lang;
 use crate::model::SkipReason;
 use crate::parse::Call;
 use crate::parse::Def;
-use crate::parse::RefGroup;
+use crate::parse::RefTable;
 
 /// What tells a changed file from an unchanged one without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub(crate) struct FileEntry {
     pub(crate) skipped: Option<SkipReason>,
     pub(crate) defs: Vec<Def>,
     pub(crate) calls: Vec<Call>,
-    pub(crate) refs: Vec<RefGroup>,
+    pub(crate) refs: RefTable,
     pub(crate) chunks: Vec<Chunk>,
 }
 
@@ -110,7 +110,7 @@ pub(crate) struct Tables {
     pub(crate) generation: u64,
 }
 
-fn remove_id<K: std::hash::Hash + Eq>(map: &mut FxMap<K, Vec<u32>>, key: &K, id: u32) {
+fn remove_id(map: &mut FxMap<String, Vec<u32>>, key: &str, id: u32) {
     if let Some(list) = map.get_mut(key) {
         list.retain(|f| *f != id);
         if list.is_empty() {
@@ -148,8 +148,13 @@ impl Tables {
                 .or_default()
                 .push((id, at));
         }
-        for group in &entry.refs {
-            self.uses.entry(group.name.clone()).or_default().push(id);
+        for (name, _) in entry.refs.iter() {
+            match self.uses.get_mut(name) {
+                Some(files) => files.push(id),
+                None => {
+                    self.uses.insert(name.to_owned(), vec![id]);
+                }
+            }
         }
         let mut called: Vec<&str> = entry.calls.iter().map(|c| c.callee.as_str()).collect();
         called.sort_unstable();
@@ -190,8 +195,8 @@ impl Tables {
                 }
             }
         }
-        for group in &entry.refs {
-            remove_id(&mut self.uses, &group.name, id);
+        for (name, _) in entry.refs.iter() {
+            remove_id(&mut self.uses, name, id);
         }
         for call in &entry.calls {
             remove_id(&mut self.callers, &call.callee, id);
