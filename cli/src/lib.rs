@@ -170,7 +170,19 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         | Prepared::PrintPrompt(agent, _)
         | Prepared::Chat(agent, _)
         | Prepared::McpList(agent, _)
-        | Prepared::Rewind(agent, _) => agent.model.api_key_env.iter().cloned().collect(),
+        | Prepared::Rewind(agent, _) => agent
+            .model
+            .api_key_env
+            .iter()
+            .chain(
+                agent
+                    .search
+                    .embeddings
+                    .as_ref()
+                    .and_then(|e| e.api_key_env.as_ref()),
+            )
+            .cloned()
+            .collect(),
         Prepared::Init(_)
         | Prepared::Demo(_)
         | Prepared::Attach(_)

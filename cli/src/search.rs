@@ -30,7 +30,7 @@ async fn open(dir: &std::path::Path, rebuild: bool) -> Result<Arc<CodeIndex>, Fa
         .map_err(|e| crate::usage(e.to_string()))?,
     );
     let building = Arc::clone(&index);
-    let task = tokio::task::spawn_blocking(move || {
+    let mut task = tokio::task::spawn_blocking(move || {
         if rebuild {
             building.rebuild()
         } else {
@@ -39,22 +39,24 @@ async fn open(dir: &std::path::Path, rebuild: bool) -> Result<Arc<CodeIndex>, Fa
     });
     let progress = std::io::stderr().is_terminal();
     let mut shown = false;
-    while !task.is_finished() {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        if let (true, (_, Some((done, total)), _)) = (progress, index.state())
-            && total > 50
-        {
-            output::err_write(&format!(
-                "\rindexing {}: {done}/{total} files",
-                index.root().display()
-            ));
-            shown = true;
+    let joined = loop {
+        match tokio::time::timeout(Duration::from_millis(150), &mut task).await {
+            Ok(joined) => break joined,
+            Err(_) => {
+                if let (true, (_, Some((done, total)), _)) = (progress, index.state()) {
+                    output::err_write(&format!(
+                        "\rindexing {}: {done}/{total} files",
+                        index.root().display()
+                    ));
+                    shown = true;
+                }
+            }
         }
-    }
+    };
     if shown {
         output::err_line("");
     }
-    task.await
+    joined
         .context("the index build stopped unexpectedly")?
         .with_context(|| format!("indexing {}", dir.display()))?;
     Ok(index)
@@ -132,7 +134,14 @@ pub(crate) async fn index(args: cli::IndexArgs) -> Result<Exit, Failure> {
             }
         }
     }
+    exit_without_teardown(index);
     Ok(Exit::Completed)
+}
+
+/// The process ends right after a command: freeing a large index piece by piece would only delay the exit (by
+/// tens of milliseconds on a tree of thousands of files), so it is left to the operating system.
+fn exit_without_teardown(index: Arc<CodeIndex>) {
+    std::mem::forget(index);
 }
 
 /// `codepilot search QUERY`.
@@ -190,5 +199,6 @@ pub(crate) async fn search(args: cli::SearchArgs) -> Result<Exit, Failure> {
     } else {
         output::emit_stdout(&output::printable(&text));
     }
+    exit_without_teardown(index);
     Ok(if found { Exit::Completed } else { Exit::Error })
 }

@@ -9,7 +9,7 @@
 //! - marks the process not dumpable, so other processes of the same (non-root) user cannot read its memory.
 //!
 //! Secret variables are those [`codepilot::terminal::config::is_secret`] names: secret-looking names, the agent
-//! file's `model.api_key_env`, and URLs with a password.
+//! file's `model.api_key_env` and `search.embeddings.api_key_env`, and URLs with a password.
 
 use std::collections::HashMap;
 use std::ffi::OsString;

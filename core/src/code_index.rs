@@ -12,6 +12,7 @@ use std::time::Duration;
 use codepilot_protocol::ErrorKind;
 use codepilot_protocol::Event;
 use codepilot_protocol::RuntimeErrorEvent;
+use codepilot_search::BuildState;
 use codepilot_search::CodeIndex;
 use codepilot_search::Embedder;
 use codepilot_search::IndexOptions;
@@ -86,7 +87,7 @@ impl CodeSearch {
                 }
                 if let (Some(embedder), Some(handle)) = (&building.embedder, handle) {
                     building.index.load_vectors(embedder.model());
-                    drop(handle.spawn(Arc::clone(&building).embed_pending()));
+                    drop(handle.spawn(Self::embed_pending(Arc::downgrade(&building))));
                 }
             });
         if let Err(e) = spawned {
@@ -123,15 +124,18 @@ impl CodeSearch {
 
     /// Embeds the chunks that have no vector yet, a round at a time, storing the vectors after each round. Stops
     /// (with one warning) when the endpoint fails.
-    async fn embed_pending(self: Arc<Self>) {
-        let Some(embedder) = &self.embedder else {
-            return;
-        };
-        if self.embedding.swap(true, Ordering::AcqRel) {
+    async fn embed_pending(this: Weak<Self>) {
+        let Some(me) = this.upgrade() else { return };
+        if me.embedder.is_none() || me.embedding.swap(true, Ordering::AcqRel) {
             return;
         }
-        loop {
-            let index = Arc::clone(&self.index);
+        drop(me);
+        // A round at a time, holding the index only while working on it: a runtime that is gone stops this.
+        while let Some(me) = this.upgrade() {
+            let Some(embedder) = me.embedder.clone() else {
+                break;
+            };
+            let index = Arc::clone(&me.index);
             let Ok(pending) =
                 tokio::task::spawn_blocking(move || index.pending_embeddings(EMBED_ROUND)).await
             else {
@@ -144,7 +148,7 @@ impl CodeSearch {
             for batch in pending.chunks(embedder.batch_size()) {
                 let texts: Vec<String> = batch.iter().map(|(_, t)| t.clone()).collect();
                 match embedder.embed(&texts).await {
-                    Ok(vectors) => self
+                    Ok(vectors) => me
                         .index
                         .add_vectors(batch.iter().map(|(h, _)| *h).zip(vectors)),
                     Err(e) => {
@@ -153,17 +157,19 @@ impl CodeSearch {
                     }
                 }
             }
-            let index = Arc::clone(&self.index);
+            let index = Arc::clone(&me.index);
             let saved = tokio::task::spawn_blocking(move || index.save_vectors()).await;
             if let Ok(Err(e)) = saved {
                 tracing::warn!("{e}");
             }
             if let Some(e) = failed {
-                self.endpoint_down(&e);
+                me.endpoint_down(&e);
                 break;
             }
         }
-        self.embedding.store(false, Ordering::Release);
+        if let Some(me) = this.upgrade() {
+            me.embedding.store(false, Ordering::Release);
+        }
     }
 
     fn endpoint_down(&self, e: &codepilot_search::SearchError) {
@@ -179,6 +185,12 @@ impl CodeSearch {
     pub(crate) async fn fresh(self: &Arc<Self>) -> Result<(), String> {
         let me = Arc::clone(self);
         let outcome = tokio::task::spawn_blocking(move || {
+            // Never started (the build thread could not be spawned) or failed: build here, now.
+            if matches!(me.index.state().0, BuildState::NotBuilt | BuildState::Failed) {
+                return me.index.build().map(|_| ()).map_err(|e| {
+                    format!("the code index could not be built: {e}; use find() instead")
+                });
+            }
             if !me.index.wait_ready(FIRST_BUILD_WAIT) {
                 let (state, progress, error) = me.index.state();
                 return Err(match (state, progress, error) {
@@ -197,7 +209,7 @@ impl CodeSearch {
         if outcome.is_ok() {
             self.save_soon();
             if self.embedder.is_some() && !self.embeddings_down.load(Ordering::Acquire) {
-                drop(tokio::spawn(Arc::clone(self).embed_pending()));
+                drop(tokio::spawn(Self::embed_pending(Arc::downgrade(self))));
             }
         }
         outcome

@@ -2,6 +2,13 @@
 //!
 //! `cargo bench -p codepilot-search --bench search -- DIR…` (`scripts/bench-search.sh` fetches Django's sdist and runs
 //! it on that and on this repository, beside aider's repo map and ripgrep). Prints one Markdown table row per tree.
+// A benchmark stops at its first failure, and prints its table.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::expect_used,
+    clippy::cast_precision_loss
+)]
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -26,17 +33,6 @@ const QUESTIONS: [&str; 10] = [
     "cache the result of a function",
 ];
 
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     let at = ((samples.len() as f64 - 1.0) * p).round() as usize;
@@ -45,7 +41,13 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 { format!("{ms:.2}") } else { format!("{ms:.0}") }
+    if ms < 0.1 {
+        format!("{ms:.3}")
+    } else if ms < 10.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.0}")
+    }
 }
 
 fn open(root: &Path, store: &Path) -> CodeIndex {
@@ -66,7 +68,10 @@ fn time_queries(mut f: impl FnMut(usize), n: usize) -> (Duration, Duration) {
         f(i);
         samples.push(started.elapsed());
     }
-    (percentile(&mut samples, 0.5), percentile(&mut samples, 0.95))
+    (
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.95),
+    )
 }
 
 /// The names most called in the index that it also defines: what a trace would be asked about.
@@ -78,8 +83,14 @@ fn busy_names(index: &CodeIndex) -> Vec<String> {
         .filter_map(|l| l.split('│').nth(1))
         .filter_map(|sig| {
             let sig = sig.trim();
-            let rest = sig.strip_prefix("def ").or_else(|| sig.strip_prefix("pub fn ")).or_else(|| sig.strip_prefix("fn "))?;
-            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let rest = sig
+                .strip_prefix("def ")
+                .or_else(|| sig.strip_prefix("pub fn "))
+                .or_else(|| sig.strip_prefix("fn "))?;
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             (name.len() > 3).then_some(name)
         })
         .collect();
@@ -109,7 +120,6 @@ fn bench(root: &Path) {
     let stats = index.build().expect("the warm start");
     let warm = started.elapsed();
     assert!(stats.loaded && stats.updated == 0, "{stats:?}");
-    let rss = rss_kib("VmRSS:");
     let status = index.status();
     let bytes = status.bytes.unwrap_or(0);
 
@@ -120,28 +130,56 @@ fn bench(root: &Path) {
     let mut refresh = Vec::new();
     let mut own = Vec::new();
     for i in 0..20 {
-        std::fs::write(&target, format!("{original}\n\ndef bench_added_{i}(x):\n    return x\n")).expect("edit");
+        std::fs::write(
+            &target,
+            format!("{original}\n\ndef bench_added_{i}(x):\n    return x\n"),
+        )
+        .expect("edit");
         std::thread::sleep(Duration::from_millis(60));
         let started = Instant::now();
         let s = index.refresh().expect("refresh");
         refresh.push(started.elapsed());
         assert_eq!(s.updated, 1, "{s:?}");
-        std::fs::write(&target, format!("{original}\n\ndef bench_own_{i}(x):\n    return x\n")).expect("edit");
+        std::fs::write(
+            &target,
+            format!("{original}\n\ndef bench_own_{i}(x):\n    return x\n"),
+        )
+        .expect("edit");
         let started = Instant::now();
         index.update_paths(std::slice::from_ref(&target));
         own.push(started.elapsed());
     }
     std::fs::write(&target, &original).expect("restore the edited file");
     index.refresh().expect("refresh");
-    let (refresh_p50, refresh_p95) = (percentile(&mut refresh, 0.5), percentile(&mut refresh, 0.95));
+    let (refresh_p50, refresh_p95) = (
+        percentile(&mut refresh, 0.5),
+        percentile(&mut refresh, 0.95),
+    );
     let (own_p50, _) = (percentile(&mut own, 0.5), ());
 
     let names = busy_names(&index);
-    let name = |i: usize| names.get(i % names.len().max(1)).cloned().unwrap_or_else(|| "main".to_owned());
-    let search = time_queries(|i| drop(index.search(QUESTIONS[i % QUESTIONS.len()], 5, None)), 50);
-    let callers = time_queries(|i| drop(index.trace(&name(i), TraceDirection::Callers, 2)), 50);
-    let callees = time_queries(|i| drop(index.trace(&name(i), TraceDirection::Callees, 2)), 50);
-    let graph = time_queries(|i| drop(index.trace(&name(i), TraceDirection::Graph, 2)), 50);
+    let name = |i: usize| {
+        names
+            .get(i % names.len().max(1))
+            .cloned()
+            .unwrap_or_else(|| "main".to_owned())
+    };
+    let search = time_queries(
+        |i| drop(index.search(QUESTIONS[i % QUESTIONS.len()], 5, None)),
+        50,
+    );
+    let callers = time_queries(
+        |i| drop(index.trace(&name(i), TraceDirection::Callers, 2)),
+        50,
+    );
+    let callees = time_queries(
+        |i| drop(index.trace(&name(i), TraceDirection::Callees, 2)),
+        50,
+    );
+    let graph = time_queries(
+        |i| drop(index.trace(&name(i), TraceDirection::Graph, 2)),
+        50,
+    );
     let definition = time_queries(|i| drop(index.definition(&name(i))), 50);
     let references = time_queries(|i| drop(index.references(&name(i))), 50);
     let fresh = open(root, store.path());
@@ -152,8 +190,11 @@ fn bench(root: &Path) {
     let map = time_queries(|_| drop(index.repo_map(1024, &[])), 20);
 
     println!(
-        "| {} | {files} | {} | {} | {} / {} | {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} | {} (cached {}) | {:.1} | {} |",
-        root.file_name().map_or_else(|| root.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        "| {} | {files} | {} | {} | {} / {} | {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} | {} (cached {}) | {:.1} |",
+        root.file_name().map_or_else(
+            || root.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        ),
         ms(cold_p50),
         ms(warm),
         ms(refresh_p50),
@@ -174,27 +215,35 @@ fn bench(root: &Path) {
         ms(map_first),
         ms(map.0),
         bytes as f64 / (1024.0 * 1024.0),
-        rss / 1024,
     );
 }
 
 /// A Python (or any parsed) file of the tree that the index knows, to edit.
 fn busy_file(index: &CodeIndex, root: &Path) -> PathBuf {
     let map = index.repo_map(256, &[]);
-    let file = map.files.iter().find(|f| f.ends_with(".py")).or(map.files.first()).expect("a parsed file");
+    let file = map
+        .files
+        .iter()
+        .find(|f| f.ends_with(".py"))
+        .or(map.files.first())
+        .expect("a parsed file");
     root.join(file)
 }
 
 fn main() {
-    let trees: Vec<PathBuf> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).map(PathBuf::from).collect();
+    let trees: Vec<PathBuf> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .map(PathBuf::from)
+        .collect();
     if trees.is_empty() {
         eprintln!("usage: cargo bench -p codepilot-search --bench search -- DIR…");
         return;
     }
     println!(
-        "| tree | files | cold build ms | warm start ms | one edit: refresh p50 / p95 ms | agent's write ms | search p50 / p95 | trace_callers | trace_callees | trace_graph | definition | references | repo_map ms | index MiB | RSS MiB |"
+        "| tree | files | cold build ms | warm start ms | one edit: refresh p50 / p95 ms | agent's write ms | search p50 / p95 | trace_callers | trace_callees | trace_graph | definition | references | repo_map ms | index MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for tree in trees {
         bench(&tree);
     }

@@ -173,7 +173,6 @@ pub fn store_key(root: &Path) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -255,18 +254,27 @@ impl CodeIndex {
     }
 
     /// The first build: loads the stored index (if any), brings it up to date with the work dir and stores it.
-    /// Later calls only refresh. Queries made meanwhile wait in [`CodeIndex::wait_ready`].
+    /// Later calls (and calls made while another thread builds, once it is done) only refresh; a failed build is
+    /// tried again. Queries made meanwhile wait in [`CodeIndex::wait_ready`].
     ///
     /// # Errors
     /// When the work dir cannot be walked or the index cannot be stored; the index is then [`BuildState::Failed`].
     pub fn build(&self) -> Result<RefreshStats, SearchError> {
         {
             let mut p = self.progress();
-            if p.state == BuildState::Ready {
-                drop(p);
-                return self.refresh();
+            match p.state {
+                BuildState::Ready => {
+                    drop(p);
+                    return self.refresh();
+                }
+                // Another thread is building: wait for it, then bring it up to date.
+                BuildState::Building => {
+                    drop(p);
+                    self.wait_ready(Duration::from_secs(24 * 3600));
+                    return self.refresh();
+                }
+                BuildState::NotBuilt | BuildState::Failed => p.state = BuildState::Building,
             }
-            p.state = BuildState::Building;
         }
         let result = (|| -> Result<RefreshStats, SearchError> {
             let loaded = self.load()?;
@@ -350,7 +358,8 @@ impl CodeIndex {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(false);
         }
-        self.save().inspect_err(|_| self.dirty.store(true, Ordering::Release))?;
+        self.save()
+            .inspect_err(|_| self.dirty.store(true, Ordering::Release))?;
         Ok(true)
     }
 
@@ -413,7 +422,10 @@ impl CodeIndex {
                 source: std::io::Error::other("cannot be read"),
             });
         }
-        let mut walker = self.walker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut walker = self
+            .walker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(walker.scan(&self.root, scan_ns))
     }
 
@@ -482,7 +494,12 @@ impl CodeIndex {
 
     /// Reads and parses `files` on up to [`IndexOptions::threads`] threads, handing them to `add` in batches while
     /// the threads go on. How many were read.
-    fn read_files(&self, files: &[&Candidate], scan_ns: i64, mut add: impl FnMut(Vec<Parsed>)) -> usize {
+    fn read_files(
+        &self,
+        files: &[&Candidate],
+        scan_ns: i64,
+        mut add: impl FnMut(Vec<Parsed>),
+    ) -> usize {
         const BATCH: usize = 64;
         let threads = self
             .options
@@ -521,7 +538,10 @@ impl CodeIndex {
                         }));
                         self.done.fetch_add(1, Ordering::Relaxed);
                         let Ok(parsed) = parsed else {
-                            tracing::warn!("index: reading {} failed unexpectedly; it is left out", c.rel);
+                            tracing::warn!(
+                                "index: reading {} failed unexpectedly; it is left out",
+                                c.rel
+                            );
                             parsers = Parsers::default();
                             continue;
                         };
@@ -696,7 +716,11 @@ impl CodeIndex {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             *self.write_tables() = Tables::default();
-            *self.walker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = crate::walk::Walker::default();
+            *self
+                .walker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                crate::walk::Walker::default();
             if let Some(path) = self.index_file() {
                 let _ = std::fs::remove_file(path);
             }
@@ -803,7 +827,11 @@ fn text_spans(text: &str) -> Vec<Span> {
 }
 
 /// Counts the words of each span: its lines, the file's path and (weighted) the name of the definition it is.
-fn count_words(entry: &FileEntry, spans: Vec<Span>, text: &str) -> (Vec<String>, Vec<PendingChunk>) {
+fn count_words(
+    entry: &FileEntry,
+    spans: Vec<Span>,
+    text: &str,
+) -> (Vec<String>, Vec<PendingChunk>) {
     let lines: Vec<&str> = text.lines().collect();
     let mut vocab: Vec<String> = Vec::new();
     let mut ids: FxMap<String, u32> = FxMap::default();

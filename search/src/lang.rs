@@ -142,7 +142,9 @@ impl Lang {
     pub(crate) fn call_kinds(self) -> &'static [&'static str] {
         match self {
             Self::Python => &["call"],
-            Self::JavaScript | Self::TypeScript | Self::Tsx => &["call_expression", "new_expression"],
+            Self::JavaScript | Self::TypeScript | Self::Tsx => {
+                &["call_expression", "new_expression"]
+            }
             Self::Rust => &["call_expression", "macro_invocation"],
             Self::Go | Self::C | Self::Cpp => &["call_expression"],
             Self::Java => &["method_invocation", "object_creation_expression"],

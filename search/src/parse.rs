@@ -71,7 +71,10 @@ impl RefTable {
             .checked_sub(1)
             .and_then(|p| self.ends.get(p))
             .map_or((0, 0), |&(t, l)| (t as usize, l as usize));
-        let (to_text, to_line) = self.ends.get(i).map_or((0, 0), |&(t, l)| (t as usize, l as usize));
+        let (to_text, to_line) = self
+            .ends
+            .get(i)
+            .map_or((0, 0), |&(t, l)| (t as usize, l as usize));
         (
             self.text.get(from_text..to_text).unwrap_or(""),
             self.lines.get(from_line..to_line).unwrap_or_default(),
@@ -358,7 +361,12 @@ fn callee(lang: Lang, call: Node<'_>) -> Option<Node<'_>> {
             "field_expression" | "selector_expression" => node.child_by_field_name("field"),
             "scoped_identifier" | "qualified_identifier" => node.child_by_field_name("name"),
             "generic_function" => node.child_by_field_name("function"),
-            _ => return lang.identifier_kinds().contains(&node.kind()).then_some(node),
+            _ => {
+                return lang
+                    .identifier_kinds()
+                    .contains(&node.kind())
+                    .then_some(node);
+            }
         };
         node = next?;
     }
@@ -367,7 +375,12 @@ fn callee(lang: Lang, call: Node<'_>) -> Option<Node<'_>> {
 
 /// One walk over every node: each identifier outside a definition's name, grouped by name, and each call with the
 /// name it calls.
-fn walk<'t>(lang: Lang, root: Node<'t>, src: &str, found: &[Found<'_>]) -> (RefTable, Vec<(Node<'t>, Node<'t>)>) {
+fn walk<'t>(
+    lang: Lang,
+    root: Node<'t>,
+    src: &str,
+    found: &[Found<'_>],
+) -> (RefTable, Vec<(Node<'t>, Node<'t>)>) {
     let grammar = root.language();
     let ids = |names: &[&str]| -> Vec<u16> {
         names

@@ -65,18 +65,28 @@ fn stat_all(paths: &[&Path]) -> Vec<Option<std::fs::Metadata>> {
         .min(paths.len() / PER_THREAD)
         .max(1);
     if threads == 1 {
-        return paths.iter().map(|p| std::fs::symlink_metadata(p).ok()).collect();
+        return paths
+            .iter()
+            .map(|p| std::fs::symlink_metadata(p).ok())
+            .collect();
     }
     let per = paths.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let parts: Vec<_> = paths
-            .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(|p| std::fs::symlink_metadata(p).ok()).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        // Every thread starts before the first is joined.
+        let mut running = Vec::with_capacity(threads);
+        for part in paths.chunks(per) {
+            running.push(s.spawn(move || {
+                part.iter()
+                    .map(|p| std::fs::symlink_metadata(p).ok())
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut out = Vec::with_capacity(paths.len());
+        for (h, part) in running.into_iter().zip(paths.chunks(per)) {
+            // A thread that failed counts its paths as unreadable, keeping the answer aligned with `paths`.
+            out.extend(h.join().unwrap_or_else(|_| vec![None; part.len()]));
+        }
+        out
     })
 }
 
@@ -104,7 +114,9 @@ impl Walker {
         for ((abs, kind), meta) in self.files.iter().zip(metas) {
             match meta {
                 Some(meta) if meta.file_type().is_file() => {
-                    let Some(rel) = abs.strip_prefix(root).ok().and_then(Path::to_str) else { continue };
+                    let Some(rel) = abs.strip_prefix(root).ok().and_then(Path::to_str) else {
+                        continue;
+                    };
                     out.push(Candidate {
                         rel: rel.to_owned(),
                         abs: abs.clone(),
@@ -131,11 +143,14 @@ impl Walker {
                     continue;
                 }
             };
-            let Some(kind) = entry.file_type() else { continue };
+            let Some(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() {
                 if let Ok(meta) = entry.metadata() {
                     let m = mtime_ns(&meta);
-                    self.dirs.insert(entry.path().to_path_buf(), (m, m >= scan_ns - RACY_NS));
+                    self.dirs
+                        .insert(entry.path().to_path_buf(), (m, m >= scan_ns - RACY_NS));
                 }
             } else if kind.is_file() {
                 self.add_file(entry.path());
@@ -148,7 +163,8 @@ impl Walker {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if IGNORE_FILES.contains(&name) {
             if let Ok(meta) = std::fs::metadata(path) {
-                self.ignore_files.insert(path.to_path_buf(), fingerprint(&meta));
+                self.ignore_files
+                    .insert(path.to_path_buf(), fingerprint(&meta));
             }
         } else if let Some(kind) = crate::lang::classify(path) {
             self.files.insert(path.to_path_buf(), kind);
@@ -204,11 +220,14 @@ impl Walker {
             if entry.depth() == 0 {
                 if let Ok(meta) = entry.metadata() {
                     let m = mtime_ns(&meta);
-                    self.dirs.insert(dir.to_path_buf(), (m, m >= scan_ns - RACY_NS));
+                    self.dirs
+                        .insert(dir.to_path_buf(), (m, m >= scan_ns - RACY_NS));
                 }
                 continue;
             }
-            let Some(kind) = entry.file_type() else { continue };
+            let Some(kind) = entry.file_type() else {
+                continue;
+            };
             let path = entry.path().to_path_buf();
             if kind.is_dir() {
                 if !self.dirs.contains_key(&path) {

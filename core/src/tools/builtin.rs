@@ -212,28 +212,26 @@ impl Builtin {
                     opt("depth", json!(2)),
                     opt("top_k", json!(5)),
                 ],
-                "Search the code by meaning and structure (a local index of definitions, references and calls; \
-                 .gitignore respected; kept up to date). mode \"search\": query is a concept in words (\"where \
-                 user passwords are validated\"), returns the top_k best chunks as {file, start_line, end_line, \
-                 symbol, kind, score, snippet}. mode \"trace_callers\" / \"trace_callees\" / \"trace_graph\": \
-                 query is a function or method name; returns the call edges {caller, callee, file, line, depth, \
-                 defined_at} up to depth calls away (1-5). Calls are matched by name.",
+                "Search the code by meaning and structure (a local index, always up to date). mode \"search\": \
+                 query in words (\"where passwords are validated\") → the top_k best chunks {file, start_line, \
+                 end_line, symbol, kind, score, snippet}. mode \"trace_callers\" | \"trace_callees\" | \
+                 \"trace_graph\": query is a function name → call edges {caller, callee, file, line, depth, \
+                 defined_at}, up to depth (1-5) calls away, matched by name.",
             ),
             Self::Definition => (
                 vec![req("name")],
-                "Where a function, method, class, type or constant is defined (name or Type.method). Returns a \
-                 list of {name, kind, container, file, line, end_line, signature}.",
+                "Where a name (or Type.method) is defined → [{name, kind, container, file, line, end_line, \
+                 signature}].",
             ),
             Self::References => (
                 vec![req("name")],
-                "Every use of a name outside its definitions, calls marked. Returns a list of {file, line, kind \
-                 (\"call\" or \"reference\"), symbol (the definition it is in), text}.",
+                "Every use of a name outside its definitions → [{file, line, kind (\"call\" or \"reference\"), \
+                 symbol, text}].",
             ),
             Self::RepoMap => (
                 vec![opt("max_tokens", json!(1024)), opt("focus", Value::Null)],
-                "An overview of the repository: the files the rest of the code uses most, each with its key \
-                 definitions' signatures, ranked by a graph of references (personalised toward focus: a path or \
-                 list of paths), in about max_tokens tokens. Returns the map as text.",
+                "Overview of the repository: the most used files with their key definitions' signatures, ranked \
+                 by references (focus: a path or list of paths to rank around), in about max_tokens. Returns text.",
             ),
             Self::Execute => (
                 vec![

@@ -77,14 +77,26 @@ fn edits_deletes_renames_and_shell_writes_are_picked_up() {
 fn new_folders_ignore_rules_and_moves_are_followed() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(root, &[("src/a.py", "def keep():\n    pass\n"), ("src/gen/b.py", "def generated():\n    pass\n")]);
+    write(
+        root,
+        &[
+            ("src/a.py", "def keep():\n    pass\n"),
+            ("src/gen/b.py", "def generated():\n    pass\n"),
+        ],
+    );
     let index = built(root, None);
-    assert_eq!(defs(&index, "generated"), ["src/gen/b.py:1 function generated"]);
+    assert_eq!(
+        defs(&index, "generated"),
+        ["src/gen/b.py:1 function generated"]
+    );
 
     // A new folder two levels deep.
     write(root, &[("src/new/deeper/c.py", "def fresh():\n    pass\n")]);
     index.refresh().unwrap();
-    assert_eq!(defs(&index, "fresh"), ["src/new/deeper/c.py:1 function fresh"]);
+    assert_eq!(
+        defs(&index, "fresh"),
+        ["src/new/deeper/c.py:1 function fresh"]
+    );
 
     // A new ignore rule takes its files out; removing it brings them back.
     write(root, &[(".gitignore", "gen/\n")]);
@@ -93,7 +105,10 @@ fn new_folders_ignore_rules_and_moves_are_followed() {
     std::fs::remove_file(root.join(".gitignore")).unwrap();
     settle();
     index.refresh().unwrap();
-    assert_eq!(defs(&index, "generated"), ["src/gen/b.py:1 function generated"]);
+    assert_eq!(
+        defs(&index, "generated"),
+        ["src/gen/b.py:1 function generated"]
+    );
 
     // A folder moved and a folder removed.
     std::fs::rename(root.join("src/new"), root.join("moved")).unwrap();
@@ -101,7 +116,10 @@ fn new_folders_ignore_rules_and_moves_are_followed() {
     settle();
     let stats = index.refresh().unwrap();
     assert_eq!((stats.updated, stats.removed), (1, 2), "{stats:?}");
-    assert_eq!(defs(&index, "fresh"), ["moved/deeper/c.py:1 function fresh"]);
+    assert_eq!(
+        defs(&index, "fresh"),
+        ["moved/deeper/c.py:1 function fresh"]
+    );
     assert_eq!(defs(&index, "generated"), Vec::<String>::new());
     assert_eq!(defs(&index, "keep"), ["src/a.py:1 function keep"]);
 }
