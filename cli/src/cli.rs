@@ -64,6 +64,10 @@ pub struct IndexArgs {
         global = true
     )]
     pub dir: PathBuf,
+    /// Files larger than this are not indexed (the agent file's `search.max_file_kb`; an index with another limit
+    /// is kept apart).
+    #[arg(long, value_name = "KB", default_value_t = 1024, global = true, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_file_kb: u64,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -121,6 +125,9 @@ pub struct SearchArgs {
     /// The folder searched (the agent's work_dir).
     #[arg(long, short = 'd', value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
+    /// Files larger than this are not indexed (the agent file's `search.max_file_kb`).
+    #[arg(long, value_name = "KB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_file_kb: u64,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -17,13 +17,18 @@ use crate::cli;
 use crate::output;
 
 /// The index of `dir`, stored where the runtime keeps it, built (or brought up to date) with progress on a terminal.
-async fn open(dir: &std::path::Path, rebuild: bool) -> Result<Arc<CodeIndex>, Failure> {
+async fn open(
+    dir: &std::path::Path,
+    max_file_kb: u64,
+    rebuild: bool,
+) -> Result<Arc<CodeIndex>, Failure> {
     let store_dir = crate::codepilot_home()?.join("index");
     let index = Arc::new(
         CodeIndex::new(
             dir,
             IndexOptions {
                 store_dir: Some(store_dir),
+                max_file_bytes: max_file_kb * 1024,
                 ..IndexOptions::default()
             },
         )
@@ -115,7 +120,7 @@ fn status_text(s: &IndexStatus) -> String {
 /// `codepilot index status|rebuild|map`.
 pub(crate) async fn index(args: cli::IndexArgs) -> Result<Exit, Failure> {
     let rebuild = matches!(args.command, cli::IndexCommand::Rebuild);
-    let index = open(&args.dir, rebuild).await?;
+    let index = open(&args.dir, args.max_file_kb, rebuild).await?;
     match args.command {
         cli::IndexCommand::Status | cli::IndexCommand::Rebuild => {
             let status = index.status();
@@ -151,7 +156,7 @@ pub(crate) async fn search(args: cli::SearchArgs) -> Result<Exit, Failure> {
             "the query is empty: give words to search for, or a name with --mode",
         ));
     }
-    let index = open(&args.dir, false).await?;
+    let index = open(&args.dir, args.max_file_kb, false).await?;
     let query = args.query.trim();
     let (json, text, found) = match args.mode {
         cli::SearchMode::Search => {

@@ -26,13 +26,25 @@ const EMBED_ROUND: usize = 1024;
 /// How long a query's own embedding may take before search answers lexically.
 const QUERY_EMBED_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The index of one work dir and what feeds it; shared by a runtime and its workers.
+/// What makes two runtimes' indexes the same index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key {
+    root: PathBuf,
+    store_dir: PathBuf,
+    max_file_bytes: u64,
+    embeddings: Option<(String, String)>,
+}
+
+/// The indexes alive in this process: runtimes on one work dir (a daemon's sessions, a runtime and its workers)
+/// share one index instead of each building and holding its own.
+static LIVE: Mutex<Vec<(Key, Weak<CodeSearch>)>> = Mutex::new(Vec::new());
+
+/// The index of one work dir and what feeds it; shared by every runtime of this process on that work dir.
 pub(crate) struct CodeSearch {
     pub(crate) index: Arc<CodeIndex>,
     embedder: Option<Embedder>,
-    events: Mutex<Weak<EventBus>>,
-    /// Whether the "lexical only" note was given (once per runtime family).
-    told_lexical: AtomicBool,
+    /// The event buses of the runtimes using it (not workers': theirs reach their parent's anyway).
+    events: Mutex<Vec<Weak<EventBus>>>,
     /// Whether the embeddings endpoint failed (warned once; later searches are lexical).
     embeddings_down: AtomicBool,
     embedding: AtomicBool,
@@ -49,9 +61,39 @@ impl std::fmt::Debug for CodeSearch {
 }
 
 impl CodeSearch {
-    /// An index of `root` stored under `store_dir`, with `embedder` if configured; its first build starts at once on
-    /// a thread of its own.
+    /// The index of `root` stored under `store_dir`, with `embedder` if configured: the one this process already
+    /// has for them, or a new one whose first build starts at once on a thread of its own.
     pub(crate) fn start(
+        root: &std::path::Path,
+        store_dir: PathBuf,
+        max_file_bytes: u64,
+        embedder: Option<Embedder>,
+    ) -> Result<Arc<Self>, codepilot_search::SearchError> {
+        let key = Key {
+            root: root.canonicalize().unwrap_or_else(|_| root.to_path_buf()),
+            store_dir: store_dir.clone(),
+            max_file_bytes,
+            embeddings: embedder
+                .as_ref()
+                .map(|e| (e.url().to_owned(), e.model().to_owned())),
+        };
+        let mut live = LIVE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.retain(|(_, search)| search.strong_count() > 0);
+        if let Some(search) = live
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, s)| s.upgrade())
+        {
+            return Ok(search);
+        }
+        let search = Self::new(root, store_dir, max_file_bytes, embedder)?;
+        live.push((key, Arc::downgrade(&search)));
+        Ok(search)
+    }
+
+    fn new(
         root: &std::path::Path,
         store_dir: PathBuf,
         max_file_bytes: u64,
@@ -68,8 +110,7 @@ impl CodeSearch {
         let search = Arc::new(Self {
             index,
             embedder,
-            events: Mutex::new(Weak::new()),
-            told_lexical: AtomicBool::new(false),
+            events: Mutex::new(Vec::new()),
             embeddings_down: AtomicBool::new(false),
             embedding: AtomicBool::new(false),
             saving: AtomicBool::new(false),
@@ -96,28 +137,29 @@ impl CodeSearch {
         Ok(search)
     }
 
-    /// Where warnings go (the runtime's event bus, once it exists).
+    /// Sends warnings to this runtime's events too.
     pub(crate) fn attach(&self, events: &Arc<EventBus>) {
-        let mut slot = self
+        let mut buses = self
             .events
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if slot.upgrade().is_none() {
-            *slot = Arc::downgrade(events);
-        }
+        buses.retain(|b| b.strong_count() > 0);
+        buses.push(Arc::downgrade(events));
     }
 
     fn warn(&self, message: String) {
         tracing::warn!("{message}");
-        let bus = self
+        let buses: Vec<Arc<EventBus>> = self
             .events
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .upgrade();
-        if let Some(bus) = bus {
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for bus in buses {
             bus.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Search,
-                message,
+                message: message.clone(),
             }));
         }
     }
@@ -251,11 +293,12 @@ impl CodeSearch {
         }
     }
 
-    /// The note a search result carries about how it ranked: given once when there are no embeddings.
-    pub(crate) fn ranking_note(&self) -> Option<String> {
+    /// The note a search result carries about how it ranked: given once per runtime (`told`) when there are no
+    /// embeddings.
+    pub(crate) fn ranking_note(&self, told: &AtomicBool) -> Option<String> {
         if let Some(embedder) = &self.embedder {
             if self.embeddings_down.load(Ordering::Acquire) {
-                return (!self.told_lexical.swap(true, Ordering::AcqRel)).then(|| {
+                return (!told.swap(true, Ordering::AcqRel)).then(|| {
                     "embeddings unavailable: lexical and structural ranking only".to_owned()
                 });
             }
@@ -267,7 +310,7 @@ impl CodeSearch {
                 )
             });
         }
-        (!self.told_lexical.swap(true, Ordering::AcqRel)).then(|| {
+        (!told.swap(true, Ordering::AcqRel)).then(|| {
             "lexical and structural ranking; set search.embeddings for vector similarity".to_owned()
         })
     }

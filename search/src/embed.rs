@@ -97,6 +97,12 @@ impl Embedder {
         })
     }
 
+    /// The endpoint embeddings are asked of (`…/embeddings`).
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The model's name.
     #[must_use]
     pub fn model(&self) -> &str {
@@ -254,8 +260,12 @@ impl VectorStore {
 type Wanted = (u64, u32, u32, Option<String>);
 
 impl CodeIndex {
-    /// Loads the stored vectors of `model` (vectors of another model are dropped).
+    /// Loads the stored vectors of `model` (vectors of another model are dropped); nothing to do when they are
+    /// loaded already.
     pub fn load_vectors(&self, model: &str) {
+        if self.vectors.read().model == model {
+            return;
+        }
         let stored = self
             .vectors
             .path
@@ -306,10 +316,17 @@ impl CodeIndex {
                 if out.len() >= limit {
                     return out;
                 }
-                let body = lines
+                let body_lines = lines
                     .get(start.saturating_sub(1) as usize..(end as usize).min(lines.len()))
-                    .unwrap_or_default()
-                    .join("\n");
+                    .unwrap_or_default();
+                // The file changed since it was indexed: its vector would be stored under text it no longer has.
+                // The next refresh re-reads it, and the chunk gets its turn then.
+                let mut check = crate::index::TextHash::default();
+                body_lines.iter().for_each(|l| check.line(l));
+                if check.finish() != hash {
+                    continue;
+                }
+                let body = body_lines.join("\n");
                 let mut text = match symbol {
                     Some(s) => format!("{path}: {s}\n{body}"),
                     None => format!("{path}\n{body}"),
@@ -345,6 +362,10 @@ impl CodeIndex {
         let Some(path) = self.vectors.path.clone() else {
             return Ok(());
         };
+        // Never loaded: writing would replace the stored vectors with nothing.
+        if self.vectors.read().model.is_empty() {
+            return Ok(());
+        }
         let live: std::collections::HashSet<u64> = {
             let tables = self.read_tables();
             tables
@@ -361,13 +382,8 @@ impl CodeIndex {
             path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let mut packed = MAGIC.to_vec();
         packed.extend(zstd::encode_all(raw.as_slice(), 1).map_err(io)?);
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        std::fs::write(&tmp, &packed).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        crate::index::write_atomically(&path, &packed).map_err(io)
     }
 }

@@ -30,14 +30,15 @@ use crate::store::Tables;
 use crate::store::Terms;
 use crate::text;
 use crate::walk::Candidate;
-use crate::walk::RACY_NS;
 use crate::walk::fingerprint;
 
 /// Format version of the stored index: a stored index of another version is rebuilt.
 const STORE_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"CPINDEX\0";
-/// Lines longer than this mark a file as minified or generated.
+/// A file whose lines longer than this make up most of it, and whose lines are longer than
+/// [`MAX_AVERAGE_LINE_BYTES`] on average, is minified or generated.
 const MAX_LINE_BYTES: usize = 4096;
+const MAX_AVERAGE_LINE_BYTES: usize = 400;
 /// How often a symbol's name counts in its chunk: a match on the name outranks one in the body.
 const NAME_WEIGHT: u16 = 3;
 
@@ -145,6 +146,8 @@ pub struct CodeIndex {
     total: AtomicUsize,
     pub(crate) rank_cache: Mutex<Option<crate::graph::RankCache>>,
     walker: Mutex<crate::walk::Walker>,
+    /// One save at a time.
+    save_lock: Mutex<()>,
     /// The tables changed since they were last stored.
     dirty: std::sync::atomic::AtomicBool,
     pub(crate) vectors: crate::embed::VectorStore,
@@ -164,6 +167,17 @@ struct Stored {
     root: String,
     terms: Vec<String>,
     files: Vec<FileEntry>,
+}
+
+/// Writes `bytes` to `path` through a temporary file of its own in the same folder, renamed over `path`: a reader
+/// sees the old file or the new one, and two writers never share a temporary file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map(drop).map_err(|e| e.error)
 }
 
 /// The sub-folder of `store_dir` that keeps the index of `root`: a hash of its path.
@@ -195,7 +209,13 @@ impl CodeIndex {
                 source: std::io::Error::other("not a folder"),
             });
         }
-        let store_path = options.store_dir.as_ref().map(|d| d.join(store_key(&root)));
+        // An index built with another size limit decided differently which files to skip: it is kept apart.
+        let key = if options.max_file_bytes == IndexOptions::default().max_file_bytes {
+            store_key(&root)
+        } else {
+            format!("{}-{}k", store_key(&root), options.max_file_bytes / 1024)
+        };
+        let store_path = options.store_dir.as_ref().map(|d| d.join(key));
         Ok(Self {
             vectors: crate::embed::VectorStore::new(
                 store_path.as_ref().map(|p| p.join("vectors.bin")),
@@ -216,6 +236,7 @@ impl CodeIndex {
             rank_cache: Mutex::new(None),
             dirty: std::sync::atomic::AtomicBool::new(false),
             walker: Mutex::new(crate::walk::Walker::default()),
+            save_lock: Mutex::new(()),
         })
     }
 
@@ -283,7 +304,10 @@ impl CodeIndex {
             if !loaded {
                 self.dirty.store(true, Ordering::Release);
             }
-            self.save_if_dirty()?;
+            // The index in memory is complete; not being able to store it only costs the next start a rebuild.
+            if let Err(e) = self.save_if_dirty() {
+                tracing::warn!("{e}");
+            }
             Ok(stats)
         })();
         let mut p = self.progress();
@@ -383,6 +407,12 @@ impl CodeIndex {
             let Ok(rel) = abs.strip_prefix(&self.root) else {
                 continue;
             };
+            if !rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                continue;
+            }
             let Some(rel) = rel.to_str().map(str::to_owned) else {
                 continue;
             };
@@ -393,7 +423,6 @@ impl CodeIndex {
                 Ok(meta) if meta.file_type().is_file() => {
                     let candidate = Candidate {
                         rel,
-                        abs,
                         fp: fingerprint(&meta),
                         kind,
                     };
@@ -577,7 +606,7 @@ impl CodeIndex {
         let mut entry = FileEntry {
             path: c.rel.clone(),
             fp: c.fp,
-            racy: c.fp.mtime_ns >= scan_ns - RACY_NS,
+            racy: crate::walk::is_racy(c.fp.mtime_ns, scan_ns),
             lang: match c.kind {
                 FileKind::Code(l) => Some(l),
                 FileKind::Text => None,
@@ -593,7 +622,7 @@ impl CodeIndex {
             return Parsed::bare(entry);
         }
         let mut bytes = Vec::with_capacity(usize::try_from(c.fp.size).unwrap_or(0));
-        let read = std::fs::File::open(&c.abs).and_then(|f| {
+        let read = crate::walk::open_beneath(&self.root, &c.rel).and_then(|f| {
             f.take(self.options.max_file_bytes + 1)
                 .read_to_end(&mut bytes)
         });
@@ -610,7 +639,16 @@ impl CodeIndex {
             entry.skipped = Some(SkipReason::NotUtf8);
             return Parsed::bare(entry);
         };
-        if text.lines().any(|l| l.len() > MAX_LINE_BYTES) {
+        // Minified or generated: most of it in lines no person writes, which are long on average. One long line
+        // (a data URI, a table) in a hand-written file does not count.
+        let (mut long, mut lines) = (0usize, 0usize);
+        for line in text.lines() {
+            lines += 1;
+            if line.len() > MAX_LINE_BYTES {
+                long += line.len();
+            }
+        }
+        if long * 2 > text.len() && text.len() / lines.max(1) > MAX_AVERAGE_LINE_BYTES {
             entry.skipped = Some(SkipReason::Minified);
             return Parsed::bare(entry);
         }
@@ -678,6 +716,16 @@ impl CodeIndex {
         let Some(path) = self.index_file() else {
             return Ok(());
         };
+        let _saving = self
+            .save_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        {
+            let mut tables = self.write_tables();
+            if tables.terms.names.len() > 2 * tables.postings.len() + 4096 {
+                tables.compact_terms();
+            }
+        }
         let raw = {
             let tables = self.read_tables();
             let root = self.root.to_string_lossy();
@@ -694,12 +742,9 @@ impl CodeIndex {
             source,
         };
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
         let mut packed = MAGIC.to_vec();
         packed.extend(zstd::encode_all(raw.as_slice(), 1).map_err(io)?);
-        let tmp = dir.join(format!("index.bin.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, &packed).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        write_atomically(&path, &packed).map_err(io)?;
         // For people looking at the folder: which work dir it is.
         let _ = std::fs::write(dir.join("work_dir"), self.root.to_string_lossy().as_bytes());
         Ok(())
@@ -781,9 +826,12 @@ impl CodeIndex {
 
     /// Reads lines `start..=end` (1-based) of `file` from the work dir; empty when it is gone.
     pub(crate) fn lines(&self, file: &str, start: u32, end: u32) -> Vec<String> {
-        let Ok(text) = std::fs::read_to_string(self.root.join(file)) else {
+        let mut text = String::new();
+        let read = crate::walk::open_beneath(&self.root, file)
+            .and_then(|mut f| f.read_to_string(&mut text));
+        if read.is_err() {
             return Vec::new();
-        };
+        }
         text.lines()
             .skip(start.saturating_sub(1) as usize)
             .take((end + 1).saturating_sub(start.max(1)) as usize)
@@ -883,7 +931,7 @@ fn count_words(
 }
 
 /// A stable 64-bit hash (FNV-1a) of a chunk's lines joined by newlines: the key of its embedding.
-struct TextHash(u64, bool);
+pub(crate) struct TextHash(u64, bool);
 
 impl Default for TextHash {
     fn default() -> Self {
@@ -892,7 +940,11 @@ impl Default for TextHash {
 }
 
 impl TextHash {
-    fn line(&mut self, line: &str) {
+    pub(crate) fn finish(&self) -> u64 {
+        self.0
+    }
+
+    pub(crate) fn line(&mut self, line: &str) {
         let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         if self.1 {
             self.0 = step(self.0, b'\n');

@@ -294,7 +294,8 @@ fn extract(lang: Lang, query: &Query, root: Node<'_>, src: &str) -> Parsed {
         out_calls.push(Call {
             caller,
             callee: text(callee, src).to_owned(),
-            line: line_of(call),
+            // The name's line: in a chain over several lines, `.baz()` is on its own line.
+            line: line_of(callee),
         });
     }
 

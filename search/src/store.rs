@@ -82,6 +82,37 @@ impl Terms {
     }
 }
 
+impl Tables {
+    /// Drops the words no chunk has any more (edited and deleted files leave theirs behind) and numbers the rest
+    /// again, in every chunk and posting.
+    pub(crate) fn compact_terms(&mut self) {
+        let mut remap: Vec<u32> = vec![u32::MAX; self.terms.names.len()];
+        let mut names = Vec::with_capacity(self.postings.len());
+        for (old, name) in self.terms.names.iter().enumerate() {
+            let Ok(id) = u32::try_from(old) else { break };
+            if self.postings.contains_key(&id) {
+                remap[old] = u32::try_from(names.len()).unwrap_or(u32::MAX);
+                names.push(name.clone());
+            }
+        }
+        let new_id = |old: u32| remap.get(old as usize).copied().unwrap_or(u32::MAX);
+        for file in self.files.iter_mut().flatten() {
+            for chunk in &mut file.chunks {
+                for term in &mut chunk.terms {
+                    term.0 = new_id(term.0);
+                }
+                chunk.terms.sort_unstable();
+            }
+        }
+        self.postings = std::mem::take(&mut self.postings)
+            .into_iter()
+            .map(|(term, list)| (new_id(term), list))
+            .collect();
+        self.terms = Terms::from_names(names);
+        self.generation += 1;
+    }
+}
+
 /// A posting: a chunk (file id, chunk index) that has the word, and how often.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Posting {

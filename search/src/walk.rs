@@ -4,6 +4,7 @@
 //! A changed ignore file means a full walk again.
 
 use std::collections::BTreeMap;
+use std::io::ErrorKind;
 use std::path::Path;
 use std::path::PathBuf;
 
@@ -12,7 +13,66 @@ use crate::lang::FileKind;
 use crate::store::Fingerprint;
 
 /// A folder or file modified this close to the scan that saw it may change again within the same timestamp.
-pub(crate) const RACY_NS: i64 = 50_000_000;
+const RACY_NS: i64 = 50_000_000;
+/// The same on a file system that keeps whole seconds (FAT, HFS+, some network mounts): two writes in one second
+/// have one timestamp.
+const RACY_COARSE_NS: i64 = 2_000_000_000;
+
+/// Whether a modification at `mtime_ns`, seen by a scan that started at `scan_ns`, may hide a later one.
+pub(crate) fn is_racy(mtime_ns: i64, scan_ns: i64) -> bool {
+    let window = if mtime_ns % 1_000_000_000 == 0 {
+        RACY_COARSE_NS
+    } else {
+        RACY_NS
+    };
+    mtime_ns >= scan_ns - window
+}
+
+/// Opens `rel` (a path the walk found) for reading without leaving `root` and without following any symlink, in
+/// the file name or in a folder on the way: a file or folder swapped for a link after the walk is refused by the
+/// kernel (`openat2`); on kernels without it (before 5.6), the file is opened with `O_NOFOLLOW` after checking that
+/// its real path is inside the root.
+pub(crate) fn open_beneath(root: &Path, rel: &str) -> std::io::Result<std::fs::File> {
+    use rustix::fs::Mode;
+    use rustix::fs::OFlags;
+    let rel_path = Path::new(rel);
+    if !rel_path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(std::io::Error::other(format!(
+            "{rel} is not a plain path inside the work dir"
+        )));
+    }
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    match rustix::fs::openat2(
+        &dir,
+        rel_path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+        rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
+    ) {
+        Ok(fd) => Ok(std::fs::File::from(fd)),
+        Err(rustix::io::Errno::NOSYS) => {
+            let abs = root.join(rel_path);
+            if !abs.canonicalize()?.starts_with(root) {
+                return Err(std::io::Error::other(format!(
+                    "{rel} leads outside the work dir"
+                )));
+            }
+            Ok(std::fs::File::from(rustix::fs::open(
+                &abs,
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Names of the files whose rules decide what is walked.
 const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
@@ -20,7 +80,6 @@ const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
 /// A file to index, with its fingerprint.
 pub(crate) struct Candidate {
     pub(crate) rel: String,
-    pub(crate) abs: PathBuf,
     pub(crate) fp: Fingerprint,
     pub(crate) kind: FileKind,
 }
@@ -47,6 +106,17 @@ pub(crate) struct Walker {
     ignore_files: FxMap<PathBuf, Fingerprint>,
 }
 
+/// The path an error of the walk is about.
+fn error_path(e: &ignore::Error) -> Option<&Path> {
+    match e {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        _ => None,
+    }
+}
+
 fn builder(path: &Path) -> ignore::WalkBuilder {
     let mut b = ignore::WalkBuilder::new(path);
     b.hidden(false)
@@ -57,7 +127,7 @@ fn builder(path: &Path) -> ignore::WalkBuilder {
 }
 
 /// `symlink_metadata` of every path, on several threads when there are many (a stat is a system call each).
-fn stat_all(paths: &[&Path]) -> Vec<Option<std::fs::Metadata>> {
+fn stat_all(paths: &[&Path]) -> Vec<std::io::Result<std::fs::Metadata>> {
     const PER_THREAD: usize = 1500;
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
@@ -65,10 +135,7 @@ fn stat_all(paths: &[&Path]) -> Vec<Option<std::fs::Metadata>> {
         .min(paths.len() / PER_THREAD)
         .max(1);
     if threads == 1 {
-        return paths
-            .iter()
-            .map(|p| std::fs::symlink_metadata(p).ok())
-            .collect();
+        return paths.iter().map(std::fs::symlink_metadata).collect();
     }
     let per = paths.len().div_ceil(threads);
     std::thread::scope(|s| {
@@ -77,14 +144,20 @@ fn stat_all(paths: &[&Path]) -> Vec<Option<std::fs::Metadata>> {
         for part in paths.chunks(per) {
             running.push(s.spawn(move || {
                 part.iter()
-                    .map(|p| std::fs::symlink_metadata(p).ok())
+                    .map(std::fs::symlink_metadata)
                     .collect::<Vec<_>>()
             }));
         }
         let mut out = Vec::with_capacity(paths.len());
         for (h, part) in running.into_iter().zip(paths.chunks(per)) {
             // A thread that failed counts its paths as unreadable, keeping the answer aligned with `paths`.
-            out.extend(h.join().unwrap_or_else(|_| vec![None; part.len()]));
+            match h.join() {
+                Ok(metas) => out.extend(metas),
+                Err(_) => out.extend(
+                    part.iter()
+                        .map(|_| Err(std::io::Error::other("stat thread failed"))),
+                ),
+            }
         }
         out
     })
@@ -112,14 +185,13 @@ impl Walker {
         let paths: Vec<&Path> = self.files.keys().map(PathBuf::as_path).collect();
         let metas = stat_all(&paths);
         for ((abs, kind), meta) in self.files.iter().zip(metas) {
-            match meta {
+            match meta.ok() {
                 Some(meta) if meta.file_type().is_file() => {
                     let Some(rel) = abs.strip_prefix(root).ok().and_then(Path::to_str) else {
                         continue;
                     };
                     out.push(Candidate {
                         rel: rel.to_owned(),
-                        abs: abs.clone(),
                         fp: fingerprint(&meta),
                         kind: *kind,
                     });
@@ -139,7 +211,13 @@ impl Walker {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
+                    // A folder that could not be read is listed again at every scan until it can.
                     tracing::debug!("index walk: {e}");
+                    if let Some(path) = error_path(&e)
+                        && let Some(state) = self.dirs.get_mut(path)
+                    {
+                        state.1 = true;
+                    }
                     continue;
                 }
             };
@@ -150,7 +228,7 @@ impl Walker {
                 if let Ok(meta) = entry.metadata() {
                     let m = mtime_ns(&meta);
                     self.dirs
-                        .insert(entry.path().to_path_buf(), (m, m >= scan_ns - RACY_NS));
+                        .insert(entry.path().to_path_buf(), (m, is_racy(m, scan_ns)));
                 }
             } else if kind.is_file() {
                 self.add_file(entry.path());
@@ -186,12 +264,17 @@ impl Walker {
         let metas = stat_all(&paths);
         for ((dir, (mtime, racy)), meta) in self.dirs.iter().zip(metas) {
             match meta {
-                Some(meta) if meta.is_dir() => {
+                Ok(meta) if meta.is_dir() => {
                     if *racy || mtime_ns(&meta) != *mtime {
                         changed.push(dir.clone());
                     }
                 }
-                _ => removed.push(dir.clone()),
+                Ok(_) => removed.push(dir.clone()),
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    removed.push(dir.clone());
+                }
+                // Unreadable for now (permissions, a network hiccup): listed again, not forgotten.
+                Err(_) => changed.push(dir.clone()),
             }
         }
         if !root.is_dir() {
@@ -221,7 +304,7 @@ impl Walker {
                 if let Ok(meta) = entry.metadata() {
                     let m = mtime_ns(&meta);
                     self.dirs
-                        .insert(dir.to_path_buf(), (m, m >= scan_ns - RACY_NS));
+                        .insert(dir.to_path_buf(), (m, is_racy(m, scan_ns)));
                 }
                 continue;
             }

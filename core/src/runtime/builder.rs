@@ -553,7 +553,8 @@ impl RuntimeBuilder {
         });
         let events = Arc::new(EventBus::new(id.to_string(), started.last_seq));
         let search = self.code_search(workspace.root())?;
-        if let Some(search) = &search {
+        // A worker's warnings reach its parent's stream through its own; attaching it too would say them twice.
+        if let (Some(search), None) = (&search, &self.worker) {
             search.attach(&events);
         }
         let mcp = self.start_mcp(&events);
@@ -645,6 +646,7 @@ impl RuntimeBuilder {
                 workers,
                 worker: self.worker.map(Arc::new),
                 search,
+                search_note_given: std::sync::atomic::AtomicBool::new(false),
             }),
             tools,
             events,

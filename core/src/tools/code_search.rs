@@ -102,7 +102,7 @@ pub(super) async fn semantic_search(
     })
     .await?;
     let mut text = header;
-    if let Some(note) = search.ranking_note() {
+    if let Some(note) = search.ranking_note(&ctx.env.search_note_given) {
         text.push_str(&format!(" ({note})"));
     }
     text.push('\n');

@@ -161,6 +161,8 @@ pub(crate) struct ToolEnv {
     pub(crate) worker: Option<Arc<crate::state::WorkerLink>>,
     /// The code index behind the search tools (`None` when `search.enabled` is false).
     pub(crate) search: Option<Arc<crate::code_index::CodeSearch>>,
+    /// Whether this runtime's model was told how search ranks (once).
+    pub(crate) search_note_given: std::sync::atomic::AtomicBool,
 }
 
 /// What built-in tools reach during one control block: the runtime's resources and the answer's payloads.

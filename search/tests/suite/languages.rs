@@ -30,7 +30,7 @@ fn python() {
             ),
             (
                 "main.py",
-                "from app.auth import Login\n\nLogin().validate(None, 'x')\n",
+                "from app.auth import Login\n\nLogin().validate(None, 'x')\n\nchain = (Login()\n    .validate(None, 'y'))\n",
             ),
         ],
     );
@@ -64,6 +64,7 @@ fn python() {
         [
             "Login.validate → check_hash @app/auth.py:7 d1",
             "<module> → validate @main.py:3 d2",
+            "chain → validate @main.py:6 d2",
         ]
     );
     assert_eq!(
@@ -86,6 +87,7 @@ fn python() {
         [
             "main.py:1 Reference from app.auth import Login",
             "main.py:3 Call Login().validate(None, 'x')",
+            "main.py:5 Call chain = (Login()",
         ]
     );
     let r = &index.references("audit")[0];

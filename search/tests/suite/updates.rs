@@ -256,6 +256,98 @@ fn the_index_is_stored_and_a_later_start_reads_only_what_changed() {
 }
 
 #[test]
+fn a_file_swapped_for_a_link_after_indexing_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        &[
+            ("notes.py", "def notes():\n    pass\n"),
+            ("src/m.py", "def m():\n    pass\n"),
+        ],
+    );
+    write(
+        outside.path(),
+        &[("secret.py", "def leaked_secret():\n    pass\n")],
+    );
+    let index = built(root, None);
+    std::fs::remove_file(root.join("notes.py")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.py"), root.join("notes.py")).unwrap();
+    std::fs::remove_dir_all(root.join("src")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("src")).unwrap();
+    settle();
+    index.refresh().unwrap();
+    index.update_paths(&[
+        root.join("notes.py"),
+        root.join("src/secret.py"),
+        root.join("../x.py"),
+    ]);
+    assert_eq!(defs(&index, "leaked_secret"), Vec::<String>::new());
+    assert_eq!(defs(&index, "notes"), Vec::<String>::new());
+    assert!(index.search("leaked secret", 5, None).is_empty());
+}
+
+#[test]
+fn one_long_line_does_not_hide_a_hand_written_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let code: String = (0..200)
+        .map(|i| format!("def f{i}():\n    return {i}\n"))
+        .collect();
+    let table = format!(
+        "DATA = \"{}\"\n\ndef after_the_table():\n    return DATA\n{code}",
+        "x".repeat(10_000)
+    );
+    write(root, &[("table.py", table.as_str())]);
+    let index = built(root, None);
+    assert_eq!(
+        defs(&index, "after_the_table"),
+        ["table.py:3 function after_the_table"]
+    );
+}
+
+#[test]
+fn words_of_deleted_files_are_dropped_when_the_index_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let many: String = (0..6000).map(|i| format!("word{i}\n")).collect();
+    write(
+        root,
+        &[
+            ("keep.md", "the payment gateway\n"),
+            ("many.md", many.as_str()),
+        ],
+    );
+    let index = built(root, Some(home.path()));
+    let before = std::fs::metadata(
+        home.path()
+            .join(codepilot_search::store_key(&root.canonicalize().unwrap()))
+            .join("index.bin"),
+    )
+    .unwrap()
+    .len();
+    std::fs::remove_file(root.join("many.md")).unwrap();
+    settle();
+    index.refresh().unwrap();
+    index.save().unwrap();
+    let stored = home
+        .path()
+        .join(codepilot_search::store_key(&root.canonicalize().unwrap()))
+        .join("index.bin");
+    let after = std::fs::metadata(&stored).unwrap().len();
+    assert!(
+        after < before / 2,
+        "the 6,000 words are gone from the store: {before} → {after} bytes"
+    );
+    assert_eq!(index.search("payment gateway", 1, None)[0].file, "keep.md");
+    let again = built(root, Some(home.path()));
+    assert_eq!(again.search("payment gateway", 1, None)[0].file, "keep.md");
+    assert!(again.search("word42", 1, None).is_empty());
+}
+
+#[test]
 fn a_missing_work_dir_is_a_clear_error() {
     let err = codepilot_search::CodeIndex::new(
         std::path::Path::new("/nonexistent/dir"),
