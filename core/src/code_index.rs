@@ -178,6 +178,15 @@ impl CodeSearch {
                 break;
             };
             let index = Arc::clone(&me.index);
+            let model = embedder.model().to_owned();
+            // The stored vectors first (once): embedding without them would pay for vectors already on disk.
+            let loading = Arc::clone(&index);
+            if tokio::task::spawn_blocking(move || loading.load_vectors(&model))
+                .await
+                .is_err()
+            {
+                break;
+            }
             let Ok(pending) =
                 tokio::task::spawn_blocking(move || index.pending_embeddings(EMBED_ROUND)).await
             else {
