@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use codepilot_protocol::ToolError;
+use codepilot_search::CodeIndex;
 use codepilot_search::TraceDirection;
 use codepilot_search::render;
 use serde_json::Value;
@@ -114,24 +115,44 @@ pub(super) async fn definition(
     ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
 ) -> Result<ToolOutput, ToolError> {
-    let name = name_arg(args, "definition")?;
-    let search = fresh_index(ctx, "definition").await?;
-    let index = Arc::clone(&search.index);
-    let (symbols, name) = blocking("definition", move || (index.definition(&name), name)).await?;
-    let text = format!("[definition] {}", render::definitions(&name, &symbols));
-    Ok(ToolOutput::with_observation(text, to_value(&symbols)))
+    by_name(
+        ctx,
+        args,
+        "definition",
+        CodeIndex::definition,
+        render::definitions,
+    )
+    .await
 }
 
 pub(super) async fn references(
     ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
 ) -> Result<ToolOutput, ToolError> {
-    let name = name_arg(args, "references")?;
-    let search = fresh_index(ctx, "references").await?;
+    by_name(
+        ctx,
+        args,
+        "references",
+        CodeIndex::references,
+        render::references,
+    )
+    .await
+}
+
+/// A tool that looks a name up: `find` answers, `render` writes what the model reads after `[tool] `.
+async fn by_name<T: serde::Serialize + Send + 'static>(
+    ctx: &StepContext,
+    args: &serde_json::Map<String, Value>,
+    tool: &'static str,
+    find: fn(&CodeIndex, &str) -> Vec<T>,
+    render: fn(&str, &[T]) -> String,
+) -> Result<ToolOutput, ToolError> {
+    let name = name_arg(args, tool)?;
+    let search = fresh_index(ctx, tool).await?;
     let index = Arc::clone(&search.index);
-    let (refs, name) = blocking("references", move || (index.references(&name), name)).await?;
-    let text = format!("[references] {}", render::references(&name, &refs));
-    Ok(ToolOutput::with_observation(text, to_value(&refs)))
+    let (found, name) = blocking(tool, move || (find(&index, &name), name)).await?;
+    let text = format!("[{tool}] {}", render(&name, &found));
+    Ok(ToolOutput::with_observation(text, to_value(&found)))
 }
 
 pub(super) async fn repo_map(
