@@ -379,7 +379,6 @@ async fn without_cgroups_the_rlimit_floor_holds_and_stops_a_storm_per_shell() {
         .env("HOME", dir.path())
         .stdin(std::process::Stdio::null());
     super::support::detach_from_terminal(&mut cmd);
-    let started = std::time::Instant::now();
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
@@ -390,13 +389,9 @@ async fn without_cgroups_the_rlimit_floor_holds_and_stops_a_storm_per_shell() {
         "{}",
         results[0]
     );
+    // Stopped at bash's first fork retry: left alone, bash gives up on that fork after 15 s and the loop goes on to
+    // print `looped`.
     assert!(!results[0].contains("\nlooped\n"), "{}", results[0]);
     assert!(results[1].contains("\nafter=ok\n"), "{}", results[1]);
     assert_eq!(limits.len(), 1, "{limits:#?}");
-    // Stopped at bash's first retry, not after its 15 s of retries.
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
 }
