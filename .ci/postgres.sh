@@ -3,7 +3,8 @@
 #
 # - installs the `postgresql` package if no server is installed (apt-get update first),
 # - starts the cluster of the newest installed major version (creating `main` if it is missing),
-# - creates the role `root` (superuser) and the database `codepilot_test` if missing,
+# - creates the role `root` (superuser) and the database `codepilot_test` afresh (dropped first if it exists: a run
+#   never sees tables or migrations an earlier run — of another branch, say — left behind),
 # - prints the URL to put in CODEPILOT_TEST_PG_URL as the LAST line of stdout.
 #
 # Usage: export CODEPILOT_TEST_PG_URL="$(bash .ci/postgres.sh | tail -n 1)"
@@ -58,9 +59,11 @@ if [ "$(psql_pg -c "SELECT 1 FROM pg_roles WHERE rolname = 'root'")" != "1" ]; t
     runuser -u postgres -- createuser -h "$SOCKET_DIR" -s root
 fi
 
-if [ "$(psql_pg -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" != "1" ]; then
-    log "creating database $DB"
-    runuser -u postgres -- createdb -h "$SOCKET_DIR" -O root "$DB"
+if [ "$(psql_pg -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" = "1" ]; then
+    log "dropping database $DB left by an earlier run"
+    psql_pg -c "DROP DATABASE \"$DB\" WITH (FORCE)"
 fi
+log "creating database $DB"
+runuser -u postgres -- createdb -h "$SOCKET_DIR" -O root "$DB"
 
 echo "postgres://root@localhost/$DB?host=$SOCKET_DIR"
