@@ -66,7 +66,7 @@ pub struct IndexArgs {
     pub dir: PathBuf,
     /// Files larger than this are not indexed (the agent file's `search.max_file_kb`; an index with another limit
     /// is kept apart).
-    #[arg(long, value_name = "KB", default_value_t = 1024, global = true, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    #[arg(long, value_name = "KB", default_value_t = codepilot::search::DEFAULT_MAX_FILE_BYTES / 1024, global = true, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub max_file_kb: u64,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -83,7 +83,7 @@ pub enum IndexCommand {
     /// Print the repo map: the most used files and their key definitions.
     Map {
         /// Token budget of the map.
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = codepilot::search::DEFAULT_REPO_MAP_TOKENS)]
         max_tokens: usize,
         /// Personalise the ranking toward these files (repeatable).
         #[arg(long, value_name = "PATH")]
@@ -126,7 +126,7 @@ pub struct SearchArgs {
     #[arg(long, short = 'd', value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
     /// Files larger than this are not indexed (the agent file's `search.max_file_kb`).
-    #[arg(long, value_name = "KB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    #[arg(long, value_name = "KB", default_value_t = codepilot::search::DEFAULT_MAX_FILE_BYTES / 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub max_file_kb: u64,
     /// Print JSON instead of text.
     #[arg(long)]

@@ -11,6 +11,8 @@ use crate::store::Tables;
 
 const DAMPING: f64 = 0.85;
 const ITERATIONS: usize = 30;
+/// The repo map's token budget unless one is asked for (`repo_map(max_tokens=…)`, `codepilot index map`).
+pub const DEFAULT_REPO_MAP_TOKENS: usize = 1024;
 /// Characters per token, for the budget (a close enough estimate for code).
 const CHARS_PER_TOKEN: usize = 4;
 

@@ -42,12 +42,15 @@ const MAX_AVERAGE_LINE_BYTES: usize = 400;
 /// How often a symbol's name counts in its chunk: a match on the name outranks one in the body.
 const NAME_WEIGHT: u16 = 3;
 
+/// Files larger than this are listed as skipped, not read, unless the host says otherwise (`search.max_file_kb`).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// How the index is built and where it is kept.
 #[derive(Debug, Clone)]
 pub struct IndexOptions {
     /// The folder stored indexes live in (one sub-folder per work dir); `None` keeps the index in memory only.
     pub store_dir: Option<PathBuf>,
-    /// Files larger than this are listed as skipped, not read. Default 1 MiB.
+    /// Files larger than this are listed as skipped, not read. Default [`DEFAULT_MAX_FILE_BYTES`].
     pub max_file_bytes: u64,
     /// Threads for parsing; default: the machine's cores.
     pub threads: usize,
@@ -57,7 +60,7 @@ impl Default for IndexOptions {
     fn default() -> Self {
         Self {
             store_dir: None,
-            max_file_bytes: 1 << 20,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         }
     }
@@ -210,7 +213,7 @@ impl CodeIndex {
             });
         }
         // An index built with another size limit decided differently which files to skip: it is kept apart.
-        let key = if options.max_file_bytes == IndexOptions::default().max_file_bytes {
+        let key = if options.max_file_bytes == DEFAULT_MAX_FILE_BYTES {
             store_key(&root)
         } else {
             format!("{}-{}k", store_key(&root), options.max_file_bytes / 1024)

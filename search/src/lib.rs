@@ -35,8 +35,10 @@ use std::path::PathBuf;
 
 pub use embed::Embedder;
 pub use embed::EmbeddingsConfig;
+pub use graph::DEFAULT_REPO_MAP_TOKENS;
 pub use index::BuildState;
 pub use index::CodeIndex;
+pub use index::DEFAULT_MAX_FILE_BYTES;
 pub use index::IndexOptions;
 pub use index::IndexStatus;
 pub use index::RefreshStats;

@@ -88,7 +88,7 @@ pub struct SearchConfig {
     /// Whether the index is built (in the background, when the runtime starts). Default true; with false the
     /// search tools answer that the index is off.
     pub enabled: bool,
-    /// Files larger than this are not indexed. Default 1 MiB (`max_file_kb: 1024`).
+    /// Files larger than this are not indexed. Default [`codepilot_search::DEFAULT_MAX_FILE_BYTES`] (1 MiB).
     pub max_file_bytes: u64,
     /// An embeddings endpoint whose vectors join the ranking; `None`: lexical and structural search only.
     pub embeddings: Option<EmbeddingsSettings>,
@@ -98,7 +98,7 @@ impl Default for SearchConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            max_file_bytes: 1 << 20,
+            max_file_bytes: codepilot_search::DEFAULT_MAX_FILE_BYTES,
             embeddings: None,
         }
     }

@@ -209,8 +209,8 @@ impl Builtin {
                 vec![
                     req("query"),
                     opt("mode", json!("search")),
-                    opt("depth", json!(2)),
-                    opt("top_k", json!(5)),
+                    opt("depth", json!(super::code_search::DEFAULT_DEPTH)),
+                    opt("top_k", json!(super::code_search::DEFAULT_TOP_K)),
                 ],
                 "Search the code by meaning and structure (a local index, always up to date). mode \"search\": \
                  query in words (\"where passwords are validated\") → the top_k best chunks {file, start_line, \
@@ -229,7 +229,13 @@ impl Builtin {
                  symbol, text}].",
             ),
             Self::RepoMap => (
-                vec![opt("max_tokens", json!(1024)), opt("focus", Value::Null)],
+                vec![
+                    opt(
+                        "max_tokens",
+                        json!(codepilot_search::DEFAULT_REPO_MAP_TOKENS),
+                    ),
+                    opt("focus", Value::Null),
+                ],
                 "Overview of the repository: the most used files with their key definitions' signatures, ranked \
                  by references (focus: a path or list of paths to rank around), in about max_tokens. Returns text.",
             ),

@@ -15,6 +15,11 @@ use super::builtin::arg_str;
 use super::builtin::blocking;
 use crate::code_index::CodeSearch;
 
+/// `semantic_search`'s `depth` when none is given.
+pub(super) const DEFAULT_DEPTH: i64 = 2;
+/// `semantic_search`'s `top_k` when none is given.
+pub(super) const DEFAULT_TOP_K: i64 = 5;
+
 /// Most results `semantic_search` returns.
 const MAX_TOP_K: i64 = 50;
 
@@ -52,8 +57,8 @@ pub(super) async fn semantic_search(
 ) -> Result<ToolOutput, ToolError> {
     let query = arg_str(args, "semantic_search", "query")?;
     let mode = arg_str(args, "semantic_search", "mode")?;
-    let depth = arg_opt_int(args, "semantic_search", "depth")?.unwrap_or(2);
-    let top_k = arg_opt_int(args, "semantic_search", "top_k")?.unwrap_or(5);
+    let depth = arg_opt_int(args, "semantic_search", "depth")?.unwrap_or(DEFAULT_DEPTH);
+    let top_k = arg_opt_int(args, "semantic_search", "top_k")?.unwrap_or(DEFAULT_TOP_K);
     if query.trim().is_empty() {
         return Err(ToolError::value(
             "semantic_search(): `query` is empty".to_owned(),
@@ -86,7 +91,7 @@ pub(super) async fn semantic_search(
     if let Some(direction) = direction {
         let index = Arc::clone(&search.index);
         let name = query.trim().to_owned();
-        let depth = u32::try_from(depth).unwrap_or(2);
+        let depth = u32::try_from(depth).unwrap_or(1);
         let (edges, name) = blocking("semantic_search", move || {
             (index.trace(&name, direction, depth), name)
         })
@@ -96,7 +101,7 @@ pub(super) async fn semantic_search(
     }
     let vector = search.query_vector(&query).await;
     let index = Arc::clone(&search.index);
-    let top_k = usize::try_from(top_k).unwrap_or(5);
+    let top_k = usize::try_from(top_k).unwrap_or(1);
     let q = query.clone();
     let hits = blocking("semantic_search", move || {
         index.search(&q, top_k, vector.as_deref())
@@ -159,7 +164,8 @@ pub(super) async fn repo_map(
     ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
 ) -> Result<ToolOutput, ToolError> {
-    let max_tokens = arg_opt_int(args, "repo_map", "max_tokens")?.unwrap_or(1024);
+    let max_tokens = arg_opt_int(args, "repo_map", "max_tokens")?
+        .unwrap_or(i64::try_from(codepilot_search::DEFAULT_REPO_MAP_TOKENS).unwrap_or(i64::MAX));
     if !(64..=32_768).contains(&max_tokens) {
         return Err(ToolError::value(format!(
             "repo_map(): max_tokens must be 64 to 32768 (got {max_tokens})"
@@ -186,7 +192,8 @@ pub(super) async fn repo_map(
     };
     let search = fresh_index(ctx, "repo_map").await?;
     let index = Arc::clone(&search.index);
-    let max_tokens = usize::try_from(max_tokens).unwrap_or(1024);
+    let max_tokens =
+        usize::try_from(max_tokens).unwrap_or(codepilot_search::DEFAULT_REPO_MAP_TOKENS);
     let map = blocking("repo_map", move || index.repo_map(max_tokens, &focus)).await?;
     let text = if map.files.is_empty() {
         "[repo_map] the index has no definitions yet (no source files in a parsed language)"
