@@ -23,6 +23,8 @@ use crate::events::EventBus;
 const FIRST_BUILD_WAIT: Duration = Duration::from_secs(60);
 /// Chunks embedded per background round before the vectors are stored.
 const EMBED_ROUND: usize = 1024;
+/// The least time between two background saves of the index.
+const SAVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a query's own embedding may take before search answers lexically.
 const QUERY_EMBED_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,6 +52,8 @@ pub(crate) struct CodeSearch {
     embedding: AtomicBool,
     /// A background save of the index is running.
     saving: AtomicBool,
+    /// When the index was last stored by [`CodeSearch::save_soon`].
+    saved_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for CodeSearch {
@@ -114,6 +118,7 @@ impl CodeSearch {
             embeddings_down: AtomicBool::new(false),
             embedding: AtomicBool::new(false),
             saving: AtomicBool::new(false),
+            saved_at: Mutex::new(None),
         });
         let building = Arc::clone(&search);
         let handle = tokio::runtime::Handle::try_current().ok();
@@ -266,11 +271,26 @@ impl CodeSearch {
         outcome
     }
 
-    /// Stores the index (when it changed) on a blocking thread, one save at a time, so no step waits for it.
+    /// Stores the index (when it changed) on a blocking thread, one save at a time and at most once per
+    /// [`SAVE_INTERVAL`], so no step waits for it and an agent writing a file every step does not re-store a large
+    /// index every step. What is not stored yet costs the next start only a re-read of the changed files.
     fn save_soon(self: &Arc<Self>) {
+        {
+            let saved_at = self
+                .saved_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if saved_at.is_some_and(|t| t.elapsed() < SAVE_INTERVAL) {
+                return;
+            }
+        }
         if self.saving.swap(true, Ordering::AcqRel) {
             return;
         }
+        *self
+            .saved_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
         let me = Arc::clone(self);
         drop(tokio::task::spawn_blocking(move || {
             if let Err(e) = me.index.save_if_dirty() {
