@@ -47,6 +47,26 @@ pub enum Command {
     Index(IndexArgs),
     /// Search a folder's code: ranked by words, or a definition, its references, its callers or callees (SPEC §22).
     Search(SearchArgs),
+    /// Re-run an exported session with its recorded answers (no model) and report where it differs (SPEC §23).
+    Replay(ReplayArgs),
+}
+
+/// `codepilot replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The trajectory (`codepilot sessions export ID -o FILE`).
+    pub file: PathBuf,
+    /// Where to re-run it: an empty or new folder, kept afterwards. Default: a temporary folder, removed when the
+    /// replay is identical.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Start before this turn (its checkpoint id, e.g. `3`) instead of the first: the workspace recorded there, the
+    /// conversation before it, the tasks from it on.
+    #[arg(long, value_name = "N")]
+    pub from_checkpoint: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `codepilot index`.
@@ -513,6 +533,29 @@ pub enum SessionsCommand {
         /// Session id.
         id: String,
     },
+    /// Write a session as a trajectory (JSON lines): its agent, the workspace it started from, every message and
+    /// stored event, its checkpoints and the work directory's tree hash now — what `codepilot replay` re-runs.
+    Export {
+        /// Session id.
+        id: String,
+        /// Where to write it (default: stdout).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The agent file the session ran with, for sessions that did not record theirs (those `run` and `chat`
+        /// started): its text goes into the trajectory and its work_dir is the session's.
+        #[arg(long, short = 'c', value_name = "FILE", default_value = "agent.yaml")]
+        config: PathBuf,
+        /// The format (JSON lines; the only one).
+        #[arg(long, value_enum, default_value_t = TrajectoryFormat::Jsonl)]
+        format: TrajectoryFormat,
+    },
+}
+
+/// How `sessions export` writes a trajectory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrajectoryFormat {
+    /// One JSON object per line (`codepilot-trajectory/1`).
+    Jsonl,
 }
 
 #[cfg(test)]

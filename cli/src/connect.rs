@@ -159,6 +159,9 @@ pub(crate) async fn run(
     if let Some(schema) = &options.output_schema {
         turn["output_schema"] = schema.clone();
     }
+    if let Some(tp) = &options.traceparent {
+        turn["_meta"] = json!({ "traceparent": tp.to_string() });
+    }
     rpc.call("turn/start", turn, &mut queue).await?;
     let prompter = Prompter::new(args.yes, Arc::clone(&out));
     let mut signals = crate::signals::Signals::new();

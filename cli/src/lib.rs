@@ -13,6 +13,7 @@ mod demo;
 mod mcp;
 mod output;
 mod prompts;
+mod replay;
 mod search;
 mod secrets;
 mod serve;
@@ -114,6 +115,7 @@ enum Prepared {
     Rewind(AgentFile, cli::RewindArgs),
     Index(cli::IndexArgs),
     Search(cli::SearchArgs),
+    Replay(cli::ReplayArgs),
 }
 
 /// Reads the task and the agent file, then takes secrets out of the process's reach (which must happen while
@@ -161,6 +163,7 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         }
         Command::Index(args) => Prepared::Index(args),
         Command::Search(args) => Prepared::Search(args),
+        Command::Replay(args) => Prepared::Replay(args),
         Command::Mcp(args) => match args.command {
             cli::McpCommand::List { config, json } => Prepared::McpList(load_agent(&config)?, json),
         },
@@ -193,7 +196,8 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         | Prepared::Snapshots(_)
         | Prepared::Checkpoints(_)
         | Prepared::Index(_)
-        | Prepared::Search(_) => Vec::new(),
+        | Prepared::Search(_)
+        | Prepared::Replay(_) => Vec::new(),
     };
     if secrets::argv_has_credentials() {
         output::err_line(
@@ -310,6 +314,7 @@ async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit,
         Prepared::Rewind(agent, args) => checkpoints::rewind(agent, &args, env).await,
         Prepared::Index(args) => search::index(args).await,
         Prepared::Search(args) => search::search(args).await,
+        Prepared::Replay(args) => replay::run(args).await,
     }
 }
 
@@ -336,7 +341,7 @@ fn read_task(task: Option<String>) -> Result<String, Failure> {
     Ok(task)
 }
 
-fn load_agent(path: &Path) -> Result<AgentFile, Failure> {
+pub(crate) fn load_agent(path: &Path) -> Result<AgentFile, Failure> {
     if !path.exists() {
         return Err(usage(format!(
             "agent file {} not found. Create one with `codepilot init`, or pass --config FILE",
@@ -386,7 +391,9 @@ pub(crate) async fn build_runtime(
         return Err(usage("--db-url only applies with --session db"));
     }
     let snapshots = snapshots::store(&args.snapshot, &env)?;
+    // The agent file is recorded with the session, so `sessions export` (and another host) has it (SPEC §23).
     let mut builder = AsyncRuntime::builder(agent)
+        .record_agent_file()
         .session(session_backend(args.session, args.db_url.as_deref())?)
         .env(move |var| env.get(var));
     if let Some(store) = snapshots {
@@ -451,7 +458,21 @@ fn run_options(args: &cli::RunArgs) -> Result<codepilot::RunOptions, Failure> {
     Ok(codepilot::RunOptions {
         limits,
         output_schema,
+        traceparent: env_traceparent(),
     })
+}
+
+/// The caller's trace context from `TRACEPARENT` (SPEC §23); a value that is not one is reported and ignored, as
+/// W3C trace context asks.
+pub(crate) fn env_traceparent() -> Option<codepilot::telemetry::TraceParent> {
+    let value = std::env::var("TRACEPARENT").ok()?;
+    match value.parse() {
+        Ok(tp) => Some(tp),
+        Err(e) => {
+            output::err_line(&format!("codepilot: TRACEPARENT ignored: {e}"));
+            None
+        }
+    }
 }
 
 /// Runs one task with Ctrl-C, SIGTERM and SIGHUP wired to abort; prints the outcome. Returns the stop signal
@@ -556,6 +577,7 @@ async fn chat(
     args: &AgentArgs,
     env: secrets::EnvSnapshot,
 ) -> Result<Exit, Failure> {
+    let traceparent = env_traceparent();
     let mut signals = signals::Signals::new();
     let out = make_output(args.json);
     let rt = build_runtime(agent, args, &out, env).await?;
@@ -619,7 +641,10 @@ async fn chat(
         match run_task(
             &rt,
             text,
-            &codepilot::RunOptions::default(),
+            &codepilot::RunOptions {
+                traceparent,
+                ..codepilot::RunOptions::default()
+            },
             &out,
             &mut signals,
         )

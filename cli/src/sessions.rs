@@ -1,5 +1,6 @@
 //! `codepilot sessions list|show|rm`.
 
+use anyhow::Context as _;
 use codepilot::store::SessionId;
 
 use crate::Exit;
@@ -116,6 +117,48 @@ pub(crate) async fn run(args: SessionsArgs) -> Result<Exit, Failure> {
                     }
                 }
             }
+        }
+        SessionsCommand::Export {
+            id,
+            out,
+            config,
+            format: crate::cli::TrajectoryFormat::Jsonl,
+        } => {
+            let id: SessionId = id.parse().map_err(|e| usage(format!("{e}")))?;
+            let mut options = codepilot::trajectory::ExportOptions::default();
+            if config.exists() {
+                let agent = crate::load_agent(&config)?;
+                options.work_dir = Some(agent.runtime.work_dir);
+                options.agent_file =
+                    Some(std::path::absolute(&config).unwrap_or_else(|_| config.clone()));
+                options.agent_yaml = Some(
+                    std::fs::read_to_string(&config)
+                        .with_context(|| format!("reading {}", config.display()))?,
+                );
+            }
+            let mut writer: Box<dyn std::io::Write + Send> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            let stats =
+                codepilot::trajectory::export_trajectory(&*store, &id, &options, &mut *writer)
+                    .await?;
+            let written = std::io::Write::flush(&mut writer);
+            if let Some(path) = &out {
+                written.with_context(|| format!("writing {}", path.display()))?;
+            }
+            output::err_line(&format!(
+                "exported session {id}: {} message(s), {} event(s), {} file(s) of its starting workspace{}",
+                stats.messages,
+                stats.events,
+                stats.files,
+                out.as_ref()
+                    .map(|p| format!(" → {}", p.display()))
+                    .unwrap_or_default()
+            ));
         }
         SessionsCommand::Rm { id } => {
             let id: SessionId = id.parse().map_err(|e| usage(format!("{e}")))?;

@@ -3,6 +3,9 @@
 //! rendering, parsing, running the control block on the interpreter thread, the tool, the observation, the
 //! in-memory checkpoint.
 //!
+//! The 2-file case is measured again with OpenTelemetry traces on, exported over OTLP/HTTP to an in-process
+//! receiver (the testkit's), in runs interleaved with runs that trace nothing, so both see the same machine.
+//!
 //! Run with: `cargo bench -p codepilot --bench step` (prints medians; see docs/benchmarks.md).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark harness: failing loudly is the point
@@ -32,11 +35,15 @@ fn workspace(files: usize) -> tempfile::TempDir {
     dir
 }
 
-async fn one_run(work: &std::path::Path) -> Duration {
+/// One run of `STEPS` steps; with `traces`, spans go to that OTLP endpoint (`log_content` when the flag says so).
+async fn one_run(work: &std::path::Path, traces: Option<(&str, bool)>) -> Duration {
+    let observability = traces.map_or_else(String::new, |(endpoint, content)| {
+        format!("observability: {{endpoint: {endpoint}, log_content: {content}}}\n")
+    });
     let yaml = format!(
         "name: bench\nmodel: {{provider: scripted, name: bench}}\nruntime: {{work_dir: {}, max_steps: {}}}\n\
          tools: [{{name: execute, enabled: false}}, {{name: read_output, enabled: false}}, \
-         {{name: send_input, enabled: false}}, {{name: terminate_terminal, enabled: false}}]\n",
+         {{name: send_input, enabled: false}}, {{name: terminate_terminal, enabled: false}}]\n{observability}",
         serde_json::to_string(&work.display().to_string()).expect("json"),
         STEPS + 1
     );
@@ -129,7 +136,7 @@ fn main() {
     for files in [2usize, 2000] {
         let dir = workspace(files);
         let per_step: Vec<Duration> = (0..RUNS)
-            .map(|_| rt.block_on(one_run(dir.path())))
+            .map(|_| rt.block_on(one_run(dir.path(), None)))
             .collect();
         let med = median(per_step.clone());
         let min = per_step.iter().min().copied().unwrap_or_default();
@@ -140,4 +147,29 @@ fn main() {
             STEPS + 1
         );
     }
+
+    let receiver = rt
+        .block_on(codepilot_testkit::ScriptedServer::start(Vec::new()))
+        .expect("OTLP receiver");
+    let endpoint = receiver.base_url();
+    let dir = workspace(2);
+    let (mut off, mut on, mut content) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        off.push(rt.block_on(one_run(dir.path(), None)));
+        on.push(rt.block_on(one_run(dir.path(), Some((&endpoint, false)))));
+        content.push(rt.block_on(one_run(dir.path(), Some((&endpoint, true)))));
+    }
+    let spans = receiver.spans().len();
+    for (what, runs) in [
+        ("traces off", off),
+        ("traces on", on),
+        ("traces on, log_content", content),
+    ] {
+        println!(
+            "step overhead,    2 files, {what}: median {:.3} ms/step ({RUNS} interleaved runs × {} steps)",
+            median(runs).as_secs_f64() * 1e3,
+            STEPS + 1
+        );
+    }
+    println!("spans received by the OTLP receiver: {spans}");
 }

@@ -43,6 +43,13 @@ pub enum Error {
     /// A workspace snapshot could not be restored or saved.
     #[error("workspace snapshot: {0}")]
     Snapshot(#[from] codepilot_store::snapshot::SnapshotError),
+    /// A trajectory could not be exported or replayed: the session is unknown, its agent or work directory was
+    /// not recorded, the file is not a trajectory (SPEC §23).
+    #[error("{0}")]
+    Trajectory(String),
+    /// Traces were asked for with settings that cannot work (SPEC §23).
+    #[error("traces: {0}")]
+    Telemetry(#[from] codepilot_telemetry::TelemetryError),
     /// The code index could not be opened or its embeddings client built (SPEC §22).
     #[error("code search: {0}")]
     Search(#[from] codepilot_search::SearchError),
@@ -126,7 +133,9 @@ impl Error {
             | Error::BadEnvironment { .. }
             | Error::Register(_)
             | Error::OutputSchema(_)
-            | Error::Limits(_) => true,
+            | Error::Limits(_)
+            | Error::Trajectory(_)
+            | Error::Telemetry(_) => true,
             Error::Provider(e) => {
                 matches!(
                     e,

@@ -35,6 +35,8 @@ mod runtime;
 mod state;
 mod toolbox;
 mod tools;
+mod traces;
+pub mod trajectory;
 
 pub use agent::RunOptions;
 pub use codepilot_llm as llm;
@@ -60,6 +62,7 @@ pub use codepilot_search as search;
 pub use codepilot_store as store;
 pub use codepilot_store::StoreConfig;
 pub use codepilot_store::pools;
+pub use codepilot_telemetry as telemetry;
 pub use codepilot_terminal as terminal;
 pub use config::AgentFile;
 pub use config::BUILTIN_TOOLS;

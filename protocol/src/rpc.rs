@@ -225,6 +225,21 @@ pub struct CheckpointsResult {
     pub checkpoints: Vec<crate::CheckpointInfo>,
 }
 
+/// `session/export` result (SPEC §23).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExportResult {
+    /// The session.
+    pub session_id: String,
+    /// The trajectory, JSON lines ([`TrajectoryLine`](crate::TrajectoryLine)s); what `codepilot replay` reads.
+    pub jsonl: String,
+    /// Messages in it.
+    pub messages: u64,
+    /// Stored events in it.
+    pub events: u64,
+    /// Files of its starting workspace.
+    pub files: u64,
+}
+
 /// `session/rewind` params (SPEC §19).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -363,6 +378,19 @@ pub struct TurnParams {
     /// `turn/start`: a JSON Schema (2020-12) the completion must match; the outcome then carries `structured`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<serde_json::Value>,
+    /// `turn/start`: request metadata; its `traceparent` parents the turn's trace (SPEC §23).
+    #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<RequestMeta>,
+}
+
+/// `_meta` of a request: metadata beside its parameters, as MCP carries it. Keys this daemon does not know are
+/// ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestMeta {
+    /// A W3C trace context (`00-<trace id>-<parent id>-<flags>`): the turn's spans join the caller's trace, and the
+    /// agent's shells get it as `TRACEPARENT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// `turn/start` result.
@@ -445,6 +473,9 @@ pub enum ClientRequest {
     /// → [`CheckpointsResult`]: the session's checkpoints, oldest first.
     #[serde(rename = "session/checkpoints")]
     SessionCheckpoints(SessionParams),
+    /// → [`ExportResult`]: the session as a trajectory (SPEC §23), to replay with `codepilot replay`.
+    #[serde(rename = "session/export")]
+    SessionExport(SessionParams),
     /// → [`RewoundEvent`](crate::RewoundEvent): rewinds the session's files, conversation or both to a checkpoint
     /// (or, with `dry_run`, says what that would change). Error [`codes::TURN_RUNNING`] while a turn runs,
     /// [`codes::CHECKPOINT_FAILED`] for an unknown checkpoint or files that could not be written back.
@@ -478,6 +509,7 @@ impl ClientRequest {
             ClientRequest::SessionClose(_) => "session/close",
             ClientRequest::SessionSnapshot(_) => "session/snapshot",
             ClientRequest::SessionCheckpoints(_) => "session/checkpoints",
+            ClientRequest::SessionExport(_) => "session/export",
             ClientRequest::SessionRewind(_) => "session/rewind",
             ClientRequest::TurnStart(_) => "turn/start",
             ClientRequest::TurnSteer(_) => "turn/steer",
@@ -497,6 +529,7 @@ impl ClientRequest {
         "session/close",
         "session/snapshot",
         "session/checkpoints",
+        "session/export",
         "session/rewind",
         "turn/start",
         "turn/steer",
@@ -624,6 +657,10 @@ pub enum ProtocolMessage {
     CheckpointsResult(CheckpointsResult),
     /// `session/rewind`'s result.
     RewindResult(crate::RewoundEvent),
+    /// `session/export`'s result.
+    ExportResult(ExportResult),
+    /// A line of a trajectory (`session/export`, `codepilot sessions export`).
+    TrajectoryLine(crate::TrajectoryLine),
     /// The answer to `permission/request`.
     PermissionDecision(PermissionDecision),
     /// The answer to `ask_user/request`.

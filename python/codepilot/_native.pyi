@@ -50,7 +50,13 @@ class NativeRuntime:
         db_url: Optional[str] = None,
         stream: Optional[bool] = None,
     ) -> "NativeRuntime": ...
-    def start(self, task: str, limits: Optional[str] = None, output_schema: Optional[str] = None) -> RunHandle:
+    def start(
+        self,
+        task: str,
+        limits: Optional[str] = None,
+        output_schema: Optional[str] = None,
+        traceparent: Optional[str] = None,
+    ) -> RunHandle:
         """Starts a run of ``task``; ``limits`` and ``output_schema`` are JSON texts."""
     def send_message(self, text: str) -> None:
         """Queues a message for the model."""
@@ -60,6 +66,9 @@ class NativeRuntime:
         """Starts a new session (blocking); returns its id."""
     def reset_async(self) -> Awaitable[str]:
         """Starts a new session; awaitable."""
+    def flush_traces(self) -> None: ...
+    def export_trajectory(self, path: str) -> Dict[str, Any]:
+        """Writes the session as a trajectory (JSON lines) to `path`."""
     def checkpoints(self) -> List[Dict[str, Any]]:
         """The session's checkpoints, oldest first (blocking)."""
     def checkpoints_async(self) -> Awaitable[List[Dict[str, Any]]]:

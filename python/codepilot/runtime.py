@@ -91,6 +91,19 @@ class Outcome(_OutcomeFields):
         return self.status == "completed"
 
 
+def _current_traceparent() -> Optional[str]:
+    """The current OpenTelemetry span as a W3C ``traceparent``, when ``opentelemetry-api`` is installed and a span is
+    active; ``None`` otherwise."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags) & 0xFF:02x}"
+
+
 def _limits_json(limits: Optional[Dict[str, Any]]) -> Optional[str]:
     """``limits`` for the engine: a dict of ``max_total_tokens``, ``max_cost_usd``, ``max_wall_s``."""
     if limits is None:
@@ -290,6 +303,19 @@ class _Base:
         ``files``, ``bytes``, ``stored_bytes`` and ``skipped`` (files left out for size)."""
         return self._native.checkpoints()
 
+    def flush_traces(self) -> None:
+        """Sends the OpenTelemetry spans that ended to the collector now, waiting at most 3 seconds; nothing to do
+        when traces are off (docs/observability.md). ``close()`` does it; spans also leave on their own every few
+        seconds."""
+        self._native.flush_traces()
+
+    def export_trajectory(self, path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+        """Writes the session as a trajectory to ``path`` (JSON lines, ``codepilot-trajectory/1``): the agent file,
+        the workspace it started from, every message (answers as the model gave them), its events and checkpoints,
+        and the work_dir's tree hash now. ``codepilot replay PATH`` re-runs it with the recorded answers. Returns
+        ``{"messages", "events", "files", "lines"}``."""
+        return self._native.export_trajectory(os.fspath(path))
+
     def rewind(
         self,
         turn: Optional[int] = None,
@@ -424,13 +450,17 @@ class Runtime(_Base):
         *,
         limits: Optional[Dict[str, Any]] = None,
         output_schema: Any = None,
+        traceparent: Optional[str] = None,
     ) -> Any:
         """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit, an
         abort or a limit (:attr:`last_outcome` tells which). Ctrl-C aborts the task and raises ``KeyboardInterrupt``.
 
         ``limits`` (``max_total_tokens``, ``max_cost_usd``, ``max_wall_s``) replace the agent file's
         ``runtime.limits`` for this run. ``output_schema`` (a JSON Schema dict or a pydantic model class) makes the
-        result structured: the return value is then the validated dict, or an instance of the model."""
+        result structured: the return value is then the validated dict, or an instance of the model.
+
+        The run's trace joins the caller's: ``traceparent`` (a W3C value) when given, else the current OpenTelemetry
+        span when the ``opentelemetry-api`` package is installed."""
         if _running_loop() is not None:
             warnings.warn(
                 "Runtime.run() blocks the running event loop until the task ends; use AsyncRuntime and "
@@ -439,7 +469,7 @@ class Runtime(_Base):
                 stacklevel=2,
             )
         schema, model = _schema_json(output_schema)
-        handle = self._native.start(str(task), _limits_json(limits), schema)
+        handle = self._native.start(str(task), _limits_json(limits), schema, traceparent or _current_traceparent())
         try:
             while True:
                 items = handle.wait()
@@ -522,14 +552,15 @@ class AsyncRuntime(_Base):
         *,
         limits: Optional[Dict[str, Any]] = None,
         output_schema: Any = None,
+        traceparent: Optional[str] = None,
     ) -> Any:
         """Runs ``task`` to its end and returns the completion summary; ``None`` for a chat reply, the step limit, an
-        abort or a limit (:attr:`last_outcome` tells which). ``limits`` and ``output_schema`` as for
+        abort or a limit (:attr:`last_outcome` tells which). ``limits``, ``output_schema`` and ``traceparent`` as for
         :meth:`Runtime.run`."""
         import asyncio
 
         schema, model = _schema_json(output_schema)
-        handle = self._native.start(str(task), _limits_json(limits), schema)
+        handle = self._native.start(str(task), _limits_json(limits), schema, traceparent or _current_traceparent())
         pending: Set["asyncio.Future[Any]"] = set()
         batch: Optional["asyncio.Future[Any]"] = None
         try:

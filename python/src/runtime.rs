@@ -153,6 +153,7 @@ impl NativeRuntime {
         let session_id = session_id.unwrap_or_else(|| default_session_id(&agent.name));
         let bridge = Arc::new(Bridge::default());
         let builder = AsyncRuntime::builder(agent)
+            .record_agent_file()
             .session(store)
             .session_id(session_id)
             .permission_handler(PermissionHooks(Arc::clone(&bridge)))
@@ -176,14 +177,15 @@ impl NativeRuntime {
     }
 
     /// Starts a run of `task` and returns the handle its driver reads from. `limits` and `output_schema` are JSON
-    /// texts (SPEC §21).
-    #[pyo3(signature = (task, limits=None, output_schema=None))]
+    /// texts (SPEC §21); `traceparent` is the caller's W3C trace context (SPEC §23).
+    #[pyo3(signature = (task, limits=None, output_schema=None, traceparent=None))]
     fn start(
         &self,
         py: Python<'_>,
         task: String,
         limits: Option<&str>,
         output_schema: Option<&str>,
+        traceparent: Option<&str>,
     ) -> PyResult<RunHandle> {
         let engine = engine()?;
         let options = codepilot::RunOptions {
@@ -201,6 +203,11 @@ impl NativeRuntime {
                 .map_err(|e| {
                     pyo3::exceptions::PyValueError::new_err(format!("output_schema: {e}"))
                 })?,
+            traceparent: traceparent.map(str::parse).transpose().map_err(
+                |e: codepilot::telemetry::BadTraceParent| {
+                    pyo3::exceptions::PyValueError::new_err(format!("traceparent: {e}"))
+                },
+            )?,
         };
         if self.bridge.driven() {
             return Err(errors::to_py_err(py, &codepilot::Error::Busy));
@@ -285,6 +292,48 @@ impl NativeRuntime {
             .detach(|| engine.block_on(self.rt.checkpoints()))
             .map_err(|e| errors::to_py_err(py, &e))?;
         to_python(py, &list)
+    }
+
+    /// Sends the spans that ended to the trace collector, waiting at most 3 seconds (blocking).
+    fn flush_traces(&self, py: Python<'_>) -> PyResult<()> {
+        let engine = engine()?;
+        py.detach(|| engine.block_on(self.rt.flush_traces()));
+        Ok(())
+    }
+
+    /// Writes the session as a trajectory (JSON lines) to `path`; returns how many messages, events and files it
+    /// holds (blocking).
+    fn export_trajectory<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = engine()?;
+        let stats = py
+            .detach(|| {
+                engine.block_on(async {
+                    let file = std::fs::File::create(&path).map_err(|e| {
+                        codepilot::Error::Trajectory(format!(
+                            "cannot create {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    let mut out = std::io::BufWriter::new(file);
+                    let stats = self.rt.export_trajectory(&mut out).await?;
+                    std::io::Write::flush(&mut out).map_err(|e| {
+                        codepilot::Error::Trajectory(format!(
+                            "cannot write {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    Ok::<_, codepilot::Error>(stats)
+                })
+            })
+            .map_err(|e| errors::to_py_err(py, &e))?;
+        to_python(
+            py,
+            &serde_json::json!({"messages": stats.messages, "events": stats.events, "files": stats.files, "lines": stats.lines}),
+        )
     }
 
     /// The session's checkpoints; an awaitable.

@@ -114,6 +114,10 @@ class ScriptedServer:
     def remaining(self) -> int:
         return self._call("GET", "/_testkit/state")["remaining"]
 
+    def spans(self) -> List[Dict[str, Any]]:
+        """The OpenTelemetry spans exported to the server's ``/v1/traces`` so far."""
+        return self._call("GET", "/_testkit/spans")
+
     def received(self) -> int:
         """How many model requests arrived so far (a delayed turn is being served once its request arrived)."""
         return self._call("GET", "/_testkit/state")["requests"]

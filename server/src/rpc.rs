@@ -11,6 +11,7 @@ use codepilot_protocol::rpc::CheckpointsResult;
 use codepilot_protocol::rpc::ClientInfo;
 use codepilot_protocol::rpc::ClientRequest;
 use codepilot_protocol::rpc::Empty;
+use codepilot_protocol::rpc::ExportResult;
 use codepilot_protocol::rpc::InitializeResult;
 use codepilot_protocol::rpc::PROTOCOL_VERSION;
 use codepilot_protocol::rpc::RawMessage;
@@ -216,6 +217,22 @@ impl Daemon {
                     checkpoints,
                 })
             }
+            ClientRequest::SessionExport(p) => {
+                let mut jsonl = Vec::new();
+                let stats = self
+                    .host(&p.session_id)?
+                    .rt
+                    .export_trajectory(&mut jsonl)
+                    .await
+                    .map_err(|e| engine_error(&e))?;
+                ok(ExportResult {
+                    session_id: p.session_id,
+                    jsonl: String::from_utf8_lossy(&jsonl).into_owned(),
+                    messages: stats.messages,
+                    events: stats.events,
+                    files: stats.files,
+                })
+            }
             ClientRequest::SessionRewind(p) => {
                 let rt = &self.host(&p.session_id)?.rt;
                 let done = if p.dry_run {
@@ -239,17 +256,24 @@ impl Daemon {
                 ok(Empty {})
             }
             ClientRequest::TurnStart(p) => {
+                let traceparent = match p.meta.and_then(|m| m.traceparent) {
+                    Some(tp) => Some(tp.parse::<codepilot::telemetry::TraceParent>().map_err(
+                        |e| RpcError::new(codes::INVALID_PARAMS, format!("_meta.traceparent: {e}")),
+                    )?),
+                    None => None,
+                };
                 let options = codepilot::RunOptions {
                     limits: p.limits.unwrap_or_default(),
                     output_schema: p.output_schema,
+                    traceparent,
                 };
                 self.start_turn(&p.session_id, p.text, options).await
             }
             ClientRequest::TurnSteer(p) => {
-                if p.limits.is_some() || p.output_schema.is_some() {
+                if p.limits.is_some() || p.output_schema.is_some() || p.meta.is_some() {
                     return Err(RpcError::new(
                         codes::INVALID_PARAMS,
-                        "turn/steer takes session_id and text; limits and output_schema belong to turn/start",
+                        "turn/steer takes session_id and text; limits, output_schema and _meta belong to turn/start",
                     ));
                 }
                 self.host(&p.session_id)?.rt.send_message(p.text);

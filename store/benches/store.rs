@@ -48,6 +48,7 @@ fn cp(base: u64, messages: Vec<Message>, n: u64) -> Checkpoint {
         },
         title: None,
         archives: None,
+        answers: Vec::new(),
     }
 }
 

@@ -62,6 +62,9 @@ struct SessionFile {
     snapshot: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     agent_source: Option<AgentSource>,
+    /// [`crate::RawAnswer`]s by message index.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    answers: std::collections::BTreeMap<u64, String>,
 }
 
 /// The same document without its messages (serde skips them), for `list`.
@@ -327,6 +330,7 @@ impl Inner {
                 archives: Vec::new(),
                 snapshot: None,
                 agent_source: None,
+                answers: std::collections::BTreeMap::new(),
             };
             self.write_session(&s)?;
             s
@@ -385,6 +389,9 @@ impl Inner {
         if let Some(archives) = &cp.archives {
             s.archives.clone_from(archives);
         }
+        for a in &cp.answers {
+            s.answers.insert(a.index, a.content.clone());
+        }
         s.updated_at = now_secs();
         self.write_session(&s)
     }
@@ -398,6 +405,7 @@ impl Inner {
         s.messages.extend(rewrite.append.iter().cloned());
         s.message_count = rewrite.end();
         s.archives.clone_from(&rewrite.archives);
+        s.answers.retain(|index, _| *index < rewrite.keep);
         s.updated_at = now_secs();
         self.write_session(&s)
     }
@@ -613,6 +621,19 @@ impl SessionStore for FileStore {
         let source = source.clone();
         self.blocking(move |s| s.set_agent_source(&lease, &source))
             .await
+    }
+
+    async fn load_answers(&self, id: &SessionId) -> Result<Vec<crate::RawAnswer>> {
+        let id = id.clone();
+        self.blocking(move |s| {
+            Ok(s.read_session(&id)?.map_or_else(Vec::new, |f| {
+                f.answers
+                    .into_iter()
+                    .map(|(index, content)| crate::RawAnswer { index, content })
+                    .collect()
+            }))
+        })
+        .await
     }
 
     async fn load_events(

@@ -23,6 +23,7 @@
 //!     usage: record.usage,
 //!     title: codepilot_store::title_from_task("fix the bug"),
 //!     archives: None,
+//!     answers: Vec::new(),
 //! };
 //! store.checkpoint(&lease, &cp).await?;
 //! store.release(lease).await?;
@@ -69,6 +70,7 @@ pub use sql::sqlite::SqliteStore;
 pub use types::AgentSource;
 pub use types::Checkpoint;
 pub use types::HistoryRewrite;
+pub use types::RawAnswer;
 pub use types::SessionMeta;
 pub use types::SessionRecord;
 pub use types::SessionSummary;
@@ -175,6 +177,13 @@ pub trait SessionStore: Send + Sync {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
+
+    /// The model's answers of session `id` as it gave them, where the stored message differs ([`RawAnswer`]), by
+    /// message index (none for an unknown session). A rewind drops those past what it keeps.
+    ///
+    /// # Errors
+    /// I/O and database errors.
+    async fn load_answers(&self, id: &SessionId) -> Result<Vec<RawAnswer>>;
 
     /// The highest stored event `seq` of session `id`; 0 when it has none.
     ///

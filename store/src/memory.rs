@@ -38,6 +38,7 @@ struct Entry {
     record: SessionRecord,
     lease: Option<HeldLease>,
     events: Vec<crate::StoredEvent>,
+    answers: std::collections::BTreeMap<u64, String>,
 }
 
 type Sessions = HashMap<SessionId, Entry>;
@@ -129,6 +130,7 @@ impl SessionStore for MemoryStore {
             },
             lease: None,
             events: Vec::new(),
+            answers: std::collections::BTreeMap::new(),
         });
         if let Some(held) = &entry.lease
             && !self.opts.is_stale(&held.holder, held.expires_at_ms)
@@ -173,6 +175,9 @@ impl SessionStore for MemoryStore {
             }
             record.meta.updated_at = now_secs();
         }
+        for a in &cp.answers {
+            entry.answers.insert(a.index, a.content.clone());
+        }
         Ok(())
     }
 
@@ -187,8 +192,22 @@ impl SessionStore for MemoryStore {
         record.messages.extend(rewrite.append.iter().cloned());
         record.meta.message_count = rewrite.end();
         record.archives.clone_from(&rewrite.archives);
+        entry.answers.retain(|index, _| *index < rewrite.keep);
         record.meta.updated_at = now_secs();
         Ok(())
+    }
+
+    async fn load_answers(&self, id: &SessionId) -> Result<Vec<crate::RawAnswer>> {
+        let sessions = self.lock();
+        Ok(sessions.get(id).map_or_else(Vec::new, |e| {
+            e.answers
+                .iter()
+                .map(|(index, content)| crate::RawAnswer {
+                    index: *index,
+                    content: content.clone(),
+                })
+                .collect()
+        }))
     }
 
     async fn append_events(&self, lease: &Lease, events: &[crate::StoredEvent]) -> Result<()> {

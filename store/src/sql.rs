@@ -77,6 +77,13 @@ pub(crate) fn migrator() -> Migrator {
             AssertSqlSafe(include_str!("../migrations/0006_reasoning_tokens.sql")).into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            Cow::Borrowed("answers"),
+            MigrationType::Simple,
+            AssertSqlSafe(include_str!("../migrations/0007_answers.sql")).into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -118,6 +125,11 @@ const INSERT_EVENT: &str = "INSERT INTO events (session_id, seq, body) VALUES ($
 const SELECT_EVENTS: &str =
     "SELECT seq, body FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 const SELECT_LAST_EVENT: &str = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = $1";
+const UPSERT_ANSWER: &str = "INSERT INTO answers (session_id, idx, content) VALUES ($1, $2, $3) \
+     ON CONFLICT (session_id, idx) DO UPDATE SET content = excluded.content";
+const SELECT_ANSWERS: &str = "SELECT idx, content FROM answers WHERE session_id = $1 ORDER BY idx";
+const DELETE_ANSWERS_FROM: &str = "DELETE FROM answers WHERE session_id = $1 AND idx >= $2";
+const DELETE_ANSWERS: &str = "DELETE FROM answers WHERE session_id = $1";
 
 /// The `archives` column's text for a checkpoint: `None` keeps the stored list.
 pub(crate) fn encode_archives(
@@ -547,8 +559,33 @@ macro_rules! sql_store {
                     .bind(to_i64(cp.usage.reasoning_tokens))
                     .execute(&mut *tx)
                     .await?;
+                for answer in &cp.answers {
+                    sqlx::query($crate::sql::UPSERT_ANSWER)
+                        .bind(id.as_str())
+                        .bind(to_i64(answer.index))
+                        .bind($crate::sql::no_nul(&answer.content).into_owned())
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn load_answers(
+                &self,
+                id: &$crate::SessionId,
+            ) -> $crate::Result<Vec<$crate::RawAnswer>> {
+                let rows: Vec<(i64, String)> = sqlx::query_as($crate::sql::SELECT_ANSWERS)
+                    .bind(id.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(index, content)| $crate::RawAnswer {
+                        index: $crate::types::to_u64(index),
+                        content,
+                    })
+                    .collect())
             }
 
             async fn append_events(
@@ -614,6 +651,11 @@ macro_rules! sql_store {
                     .await?;
                 rewrite.check(id, $crate::types::to_u64(stored))?;
                 sqlx::query($crate::sql::DELETE_MESSAGES_FROM)
+                    .bind(id.as_str())
+                    .bind(to_i64(rewrite.keep))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::sql::DELETE_ANSWERS_FROM)
                     .bind(id.as_str())
                     .bind(to_i64(rewrite.keep))
                     .execute(&mut *tx)
@@ -739,6 +781,10 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query($crate::sql::DELETE_EVENTS)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::sql::DELETE_ANSWERS)
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;

@@ -134,6 +134,19 @@ pub struct Checkpoint {
     pub title: Option<String>,
     /// The whole archive list when it changed; `None` keeps the stored one.
     pub archives: Option<Vec<ArchiveEntry>>,
+    /// The model's answers among `messages` as it gave them, where the stored message differs (payload blocks are
+    /// compacted out of the history): what a replay (SPEC §23) feeds back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<RawAnswer>,
+}
+
+/// An assistant message's text as the model gave it ([`Checkpoint::answers`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawAnswer {
+    /// The message's position in the history.
+    pub index: u64,
+    /// The answer, payload blocks and all.
+    pub content: String,
 }
 
 /// A rewind of a session's history (SPEC §19): the first `keep` messages stay, the rest are replaced by `append`,

@@ -66,13 +66,16 @@ impl TerminalConfig {
 }
 
 /// True for variable names that must not reach the shell: the name, upper-cased, contains
-/// `KEY`, `TOKEN`, `SECRET`, `PASSWORD`, `PASSWD` or `CREDENTIAL` (this covers every `*_API_KEY`).
+/// `KEY`, `TOKEN`, `SECRET`, `PASSWORD`, `PASSWD` or `CREDENTIAL` (this covers every `*_API_KEY`), or is one of the
+/// OpenTelemetry exporter's `OTEL_EXPORTER_OTLP*_HEADERS` (where a trace backend's key goes).
 #[must_use]
 pub fn is_secret_var(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"]
         .iter()
         .any(|word| upper.contains(word))
+        // A trace backend's API key travels in the OTLP headers (`x-honeycomb-team=…`).
+        || (upper.starts_with("OTEL_EXPORTER_OTLP") && upper.ends_with("_HEADERS"))
 }
 
 /// True for values that carry credentials inside a URL, such as `postgres://user:password@host/db`

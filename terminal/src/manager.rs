@@ -70,6 +70,8 @@ struct ManagerInner {
     human: Arc<Mutex<VecDeque<HumanInput>>>,
     closed: CancellationToken,
     shut: AtomicBool,
+    /// The current run's W3C trace context, exported as `TRACEPARENT` in the shell before each agent command.
+    trace: Arc<Mutex<Option<String>>>,
 }
 
 impl ManagerInner {
@@ -203,6 +205,7 @@ impl TerminalManager {
             human: Arc::default(),
             closed: CancellationToken::new(),
             shut: AtomicBool::new(false),
+            trace: Arc::default(),
         });
         {
             use std::io::Write as _;
@@ -227,6 +230,15 @@ impl TerminalManager {
             inner.closed.clone(),
         ));
         Ok(Self { inner })
+    }
+
+    /// Sets the W3C trace context every terminal's shell exports as `TRACEPARENT` before each agent command from
+    /// now on (`None`: unset), so the programs an agent starts join the run's trace. It travels with the command's
+    /// private nonce, never through the screen.
+    pub fn set_traceparent(&self, traceparent: Option<String>) {
+        if let Ok(mut trace) = self.inner.trace.lock() {
+            *trace = traceparent;
+        }
     }
 
     /// Starts a new terminal (bash in a PTY) and its socket. Returns at once; the first
@@ -256,6 +268,7 @@ impl TerminalManager {
                 shell_dir: &self.inner.shell_dir,
                 human: Arc::clone(&self.inner.human),
                 events: self.inner.events.clone(),
+                trace: Arc::clone(&self.inner.trace),
             };
             let terminal = Terminal::spawn(name, &ctx)?;
             let listener = match bind(&terminal.sock_path) {

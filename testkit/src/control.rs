@@ -111,6 +111,12 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         )
         .route("/requests", get(requests))
         .route("/state", get(state))
+        .route("/spans", get(spans))
+}
+
+/// The spans posted to `/v1/traces` so far, as [`crate::ReceivedSpan`] JSON.
+async fn spans(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(shared.spans.all()))
 }
 
 fn bad_request(message: String) -> (StatusCode, Json<Value>) {

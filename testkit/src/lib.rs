@@ -21,12 +21,15 @@ use serde_json::Value;
 
 pub mod control;
 pub mod moto;
+pub mod otlp;
 mod server;
 pub mod service;
 mod turn;
 mod wire;
 
 pub use control::TurnSpec;
+pub use otlp::OtlpGrpcReceiver;
+pub use otlp::ReceivedSpan;
 pub use server::EMBEDDING_DIMS;
 pub use server::RecordedRequest;
 pub use server::ScriptedServer;

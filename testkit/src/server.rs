@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) cancelled: AtomicUsize,
     /// `/v1/embeddings` answers 503 while set.
     pub(crate) embeddings_down: std::sync::atomic::AtomicBool,
+    /// Spans posted to `/v1/traces`.
+    pub(crate) spans: crate::otlp::Received,
 }
 
 /// Dimensions of the scripted embeddings.
@@ -90,8 +92,9 @@ pub(crate) use codepilot_protocol::sync::lock;
 /// `scripted server: no turns left`, so tests fail loudly.
 ///
 /// Paths: `/v1/messages` is Anthropic, `/v1/chat/completions` is OpenAI, `/v1/embeddings` answers every request
-/// with [`scripted_embedding`]s (no turn consumed; 503 while [`ScriptedServer::set_embeddings_down`]), `/_testkit/…`
-/// are the [`control`] endpoints; other paths get a 404 (without consuming a turn).
+/// with [`scripted_embedding`]s (no turn consumed; 503 while [`ScriptedServer::set_embeddings_down`]), `/v1/traces` is
+/// an OTLP/HTTP protobuf trace receiver ([`ScriptedServer::spans`]), `/_testkit/…` are the [`control`] endpoints;
+/// other paths get a 404 (without consuming a turn).
 #[derive(Debug)]
 pub struct ScriptedServer {
     addr: SocketAddr,
@@ -120,6 +123,8 @@ impl ScriptedServer {
         let app = Router::new()
             .nest("/_testkit", control::router())
             .fallback(handle)
+            // Bodies as big as the OpenTelemetry Collector's OTLP/HTTP receiver takes (axum's default is 2 MiB).
+            .layer(axum::extract::DefaultBodyLimit::max(20 << 20))
             .with_state(Arc::clone(&shared));
         let task = tokio::spawn(async move {
             // Serving only fails when the listener dies; there is nobody to report it to, and the test
@@ -145,6 +150,22 @@ impl ScriptedServer {
     /// Makes `/v1/embeddings` answer 503 (`true`) or work again (`false`).
     pub fn set_embeddings_down(&self, down: bool) {
         self.shared.embeddings_down.store(down, Ordering::Relaxed);
+    }
+
+    /// The spans posted to `/v1/traces` so far (point `observability.endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT` at
+    /// [`ScriptedServer::base_url`]).
+    #[must_use]
+    pub fn spans(&self) -> Vec<crate::ReceivedSpan> {
+        self.shared.spans.all()
+    }
+
+    /// Waits until `done` holds for the spans received, at most `timeout`; returns them.
+    pub async fn wait_for_spans(
+        &self,
+        timeout: std::time::Duration,
+        done: impl Fn(&[crate::ReceivedSpan]) -> bool,
+    ) -> Vec<crate::ReceivedSpan> {
+        self.shared.spans.wait_for(timeout, done).await
     }
 
     /// Queues another turn after the remaining ones.
@@ -198,6 +219,9 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
+    if path == "/v1/traces" {
+        return traces(&shared, &body);
+    }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let recorded = RecordedRequest {
         path: path.clone(),
@@ -280,6 +304,25 @@ async fn handle(
 
 fn status_code(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// An OTLP/HTTP export: decoded and kept; a body that is not one gets a 400.
+fn traces(shared: &Shared, body: &[u8]) -> Response {
+    match crate::otlp::decode(body) {
+        Ok(spans) => {
+            shared.spans.extend(spans);
+            Response::builder()
+                .status(200)
+                .header("content-type", "application/x-protobuf")
+                .body(axum::body::Body::empty())
+                .unwrap_or_default()
+        }
+        Err(e) => json_response(
+            400,
+            None,
+            &json!({"error": {"message": format!("not an OTLP ExportTraceServiceRequest: {e}")}}),
+        ),
+    }
 }
 
 fn embeddings(shared: &Shared, body: &Value) -> Response {

@@ -53,6 +53,12 @@ pub async fn codepilot_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> 
         .env("ANTHROPIC_API_KEY", "test-key")
         .env_remove("OPENAI_API_KEY")
         .env_remove("CODEPILOT_DB_URL")
+        .env_remove("TRACEPARENT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("OTEL_TRACES_EXPORTER")
+        .env_remove("OTEL_SDK_DISABLED")
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null());
     for (k, v) in env {

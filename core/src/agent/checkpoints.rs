@@ -65,6 +65,11 @@ struct Done {
 }
 
 impl Checkpoints {
+    /// Where the checkpoints are kept, when not in the default place.
+    pub(crate) fn dir(&self) -> Option<std::path::PathBuf> {
+        self.opts.dir.clone()
+    }
+
     pub(crate) fn new(
         mode: CheckpointMode,
         opts: CheckpointOptions,
@@ -145,11 +150,17 @@ impl Checkpoints {
         state: &SessionState,
         turn: u64,
         step: Option<u32>,
+        parent: &codepilot_telemetry::Span,
     ) {
         match (self.mode, step) {
             (CheckpointMode::Off, _) | (CheckpointMode::Turn, Some(_)) => return,
             (CheckpointMode::Turn | CheckpointMode::Step, _) => {}
         }
+        let span = parent.child(
+            || "codepilot.checkpoint".into(),
+            codepilot_telemetry::SpanKind::Internal,
+            Vec::new,
+        );
         let position = Position {
             kind: if step.is_some() {
                 CheckpointKind::Step
@@ -177,6 +188,18 @@ impl Checkpoints {
         };
         match taken {
             Ok((captured, upload)) => {
+                span.set_with(|| {
+                    vec![
+                        codepilot_telemetry::KeyValue::new(
+                            codepilot_telemetry::names::CHECKPOINT_ID,
+                            captured.info.id.clone(),
+                        ),
+                        codepilot_telemetry::KeyValue::new(
+                            codepilot_telemetry::names::CHECKPOINT_FILES,
+                            i64::try_from(captured.new_objects.len()).unwrap_or(i64::MAX),
+                        ),
+                    ]
+                });
                 let fresh: Vec<String> = {
                     let mut reported = lock(&self.reported);
                     captured
@@ -199,10 +222,13 @@ impl Checkpoints {
                 }
                 self.after_capture(&state.id, upload, captured.pruned).await;
             }
-            Err(e) => report(
-                cx,
-                format!("no checkpoint {label}: {e}; the turn runs without one"),
-            ),
+            Err(e) => {
+                span.fail("checkpoint", || e.to_string());
+                report(
+                    cx,
+                    format!("no checkpoint {label}: {e}; the turn runs without one"),
+                );
+            }
         }
     }
 

@@ -62,6 +62,8 @@ pub(crate) struct Context {
     pub(crate) checkpoints: Arc<super::Checkpoints>,
     /// The runtime's part at a step's and a run's end.
     pub(crate) hooks: Option<Arc<dyn RunHooks>>,
+    /// OpenTelemetry traces, when configured (SPEC §23).
+    pub(crate) traces: Option<crate::traces::Traces>,
 }
 
 /// The agent's limits and prices, from agent.yaml.

@@ -10,6 +10,10 @@ use codepilot_protocol::Action;
 use codepilot_protocol::Observation;
 use codepilot_protocol::PermissionRefusal;
 use codepilot_protocol::ToolError;
+use codepilot_telemetry::KeyValue;
+use codepilot_telemetry::Span;
+use codepilot_telemetry::SpanKind;
+use codepilot_telemetry::names;
 use serde_json::Map;
 use serde_json::Value;
 
@@ -33,6 +37,8 @@ pub(super) struct StepHost {
     task: u64,
     step: u32,
     calls: AtomicU32,
+    /// The block's span, parent of each call's.
+    span: Span,
 }
 
 /// Emits a failed `ToolResult` for a call whose future was dropped (abort, block timeout), so every `ToolCall` a
@@ -42,11 +48,15 @@ struct CallGuard<'a> {
     call_id: String,
     tool: String,
     armed: bool,
+    /// The call's span, marked failed with the call.
+    span: Span,
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
+            self.span
+                .fail("cancelled", || "cancelled before it finished".to_owned());
             self.cx.emit(Event::ToolResult(ToolResultEvent {
                 call_id: std::mem::take(&mut self.call_id),
                 tool: std::mem::take(&mut self.tool),
@@ -65,6 +75,7 @@ impl StepHost {
         context: Arc<Mutex<crate::context::ContextBook>>,
         task: u64,
         step: u32,
+        span: Span,
     ) -> Self {
         Self {
             cx: Arc::clone(cx),
@@ -78,6 +89,7 @@ impl StepHost {
             task,
             step,
             calls: AtomicU32::new(0),
+            span,
         }
     }
 
@@ -157,11 +169,39 @@ impl codepilot_script::ToolHost for StepHost {
             args: Value::Object(args.clone()),
             label,
         }));
+        let span = self.span.child(
+            || format!("execute_tool {name}").into(),
+            SpanKind::Internal,
+            || {
+                let mut attributes = vec![
+                    KeyValue::new(names::GEN_AI_OPERATION_NAME, "execute_tool"),
+                    KeyValue::new(names::GEN_AI_TOOL_NAME, name.to_owned()),
+                    KeyValue::new(names::GEN_AI_TOOL_CALL_ID, call_id.clone()),
+                    KeyValue::new(
+                        names::GEN_AI_TOOL_TYPE,
+                        if self.cx.tools.mcp().is_some_and(|hub| hub.is_mcp_tool(name)) {
+                            "extension"
+                        } else {
+                            "function"
+                        },
+                    ),
+                ];
+                if self.span.records_content() {
+                    attributes.push(KeyValue::new(
+                        names::GEN_AI_TOOL_CALL_ARGUMENTS,
+                        crate::traces::capped(&Value::Object(args.clone()).to_string())
+                            .into_owned(),
+                    ));
+                }
+                attributes
+            },
+        );
         let mut guard = CallGuard {
             cx: &self.cx,
             call_id: call_id.clone(),
             tool: name.to_owned(),
             armed: true,
+            span: span.clone(),
         };
         let denied = match permission {
             Some(description) => self.permitted(name, &args, description).await.err(),
@@ -180,6 +220,7 @@ impl codepilot_script::ToolHost for StepHost {
                     args,
                     call_id: &call_id,
                     step: Some(&self.ctx),
+                    span: span.clone(),
                 };
                 match tool.call(call).await {
                     Ok(out) => (
@@ -196,6 +237,31 @@ impl codepilot_script::ToolHost for StepHost {
             }
         };
         guard.armed = false;
+        if span.is_recording() {
+            span.set(names::TOOL_OK, result.is_ok());
+            match &result {
+                Ok(value) => {
+                    if let Some(code) = value.get("exit_code").and_then(Value::as_i64) {
+                        span.set(names::EXIT_CODE, code);
+                    }
+                }
+                Err(e) => span.fail("tool_error", || {
+                    // The message may quote what the tool read: content.
+                    if span.records_content() {
+                        e.message.clone()
+                    } else {
+                        String::new()
+                    }
+                }),
+            }
+            if span.records_content() {
+                span.set(
+                    names::GEN_AI_TOOL_CALL_RESULT,
+                    crate::traces::capped(&entry).into_owned(),
+                );
+            }
+            span.end();
+        }
         self.push(entry.clone());
         self.cx.emit(Event::ToolResult(ToolResultEvent {
             call_id,

@@ -17,6 +17,9 @@ mod step;
 use std::sync::Arc;
 
 use codepilot_protocol::Message;
+use codepilot_telemetry::KeyValue;
+use codepilot_telemetry::Span;
+use codepilot_telemetry::names;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use checkpoints::Checkpoints;
@@ -54,6 +57,9 @@ pub struct RunOptions {
     pub limits: codepilot_protocol::Limits,
     /// A JSON Schema (draft 2020-12) the completion must match; the outcome then carries the parsed value.
     pub output_schema: Option<serde_json::Value>,
+    /// The host's trace context (W3C `traceparent`): the run's span becomes its child, and the agent's shells get
+    /// it as `TRACEPARENT` even when this runtime exports no traces (SPEC §23).
+    pub traceparent: Option<codepilot_telemetry::TraceParent>,
 }
 
 /// Runs one task. Holds the session for the whole run, so a second concurrent `run` gets [`Error::Busy`].
@@ -81,9 +87,25 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str, options: &RunOptions) -> 
     let owned = entered.own();
     // The project's instructions as they are now on disk: an edit between turns takes effect here.
     cx.tools.refresh_instructions()?;
+    let span = match &cx.traces {
+        Some(traces) => traces.run_span(
+            state.id.as_ref(),
+            (state.task_counter + 1, turn_id(state.task_counter + 1)),
+            task,
+            options.traceparent.as_ref(),
+        ),
+        None => Span::none(),
+    };
+    if let Some(terminals) = cx.terminals() {
+        // Programs the agent starts join the run's trace (or the host's, when this runtime exports none).
+        let parent = span
+            .traceparent()
+            .or_else(|| options.traceparent.map(|tp| tp.to_string()));
+        terminals.set_traceparent(parent);
+    }
     // The state before the turn: what a rewind to it brings back.
     cx.checkpoints
-        .capture(cx, &state, state.task_counter + 1, None)
+        .capture(cx, &state, state.task_counter + 1, None, &span)
         .await;
     state.task_counter += 1;
     if state.title.is_none() {
@@ -125,6 +147,8 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str, options: &RunOptions) -> 
         schema: schema.as_mut(),
         cancel: &turn,
         aborted: &owned.token,
+        span: &span,
+        step_span: Span::none(),
     };
     // Workers live as long as the run that can await them: an abort (or the wall limit) stops them at once, the
     // run's end stops those still running.
@@ -154,6 +178,7 @@ pub(crate) async fn run(cx: &Arc<Context>, task: &str, options: &RunOptions) -> 
     }
     cx.checkpoints.settle().await;
     cx.events.set_turn(None);
+    crate::traces::end_run(&span, &outcome);
     outcome
 }
 
@@ -192,6 +217,10 @@ struct Run<'a> {
     cancel: &'a CancellationToken,
     /// Cancelled by an abort only (the host's, a closing runtime's).
     aborted: &'a CancellationToken,
+    /// The run's span (nothing when tracing is off).
+    span: &'a Span,
+    /// The current step's span.
+    step_span: Span,
 }
 
 impl Run<'_> {
@@ -229,7 +258,7 @@ async fn finish_run(
         return Err(e);
     }
     // Whatever else happened, persist what we have: a crash later must not lose finished steps.
-    checkpoint(cx, state).await?;
+    checkpoint(cx, state, run.span).await?;
     if let Some(message) = cx.lease.lost_message() {
         return Err(Error::LeaseLost(message));
     }
@@ -276,13 +305,19 @@ async fn finish_run(
 }
 
 /// Stores the steps since the last checkpoint. A failure is reported as an event; a lost lease stops the run.
-async fn checkpoint(cx: &Context, state: &mut SessionState) -> Result<()> {
+async fn checkpoint(cx: &Context, state: &mut SessionState, parent: &Span) -> Result<()> {
     let Some(lease) = cx.lease.current() else {
         return Err(Error::Closed);
     };
+    let span = parent.child(
+        || "codepilot.save".into(),
+        codepilot_telemetry::SpanKind::Internal,
+        Vec::new,
+    );
     let Err(e) = cx.session.checkpoint(state, &lease).await else {
         return Ok(());
     };
+    span.fail("store", || e.to_string());
     cx.emit(Event::RuntimeError(RuntimeErrorEvent {
         kind: ErrorKind::Store,
         message: e.to_string(),
@@ -422,9 +457,14 @@ async fn step_loop(
                 steps: step.saturating_sub(1),
             });
         }
+        let step_span = run.span.child(
+            || "codepilot.step".into(),
+            codepilot_telemetry::SpanKind::Internal,
+            || vec![KeyValue::new(names::STEP, i64::from(step))],
+        );
         if step > 1 {
             cx.checkpoints
-                .capture(cx, state, state.task_counter, Some(step))
+                .capture(cx, state, state.task_counter, Some(step), &step_span)
                 .await;
         }
         drain_inbox(cx, state);
@@ -451,6 +491,17 @@ async fn step_loop(
             return Ok(stop.outcome(step.saturating_sub(1)));
         }
 
+        let model_span = match &cx.traces {
+            Some(traces) if step_span.is_recording() => {
+                let system = if traces.log_content() {
+                    format!("{}\n{}", toolset.static_prompt, request.dynamic)
+                } else {
+                    String::new()
+                };
+                traces.model_span(&step_span, &system, &request.messages)
+            }
+            _ => Span::none(),
+        };
         let Some(answer) = model::ask(
             cx,
             &toolset.static_prompt,
@@ -458,6 +509,7 @@ async fn step_loop(
             &request.messages,
             &request.cache_marks,
             cancel,
+            &model_span,
         )
         .await?
         else {
@@ -478,6 +530,35 @@ async fn step_loop(
             (answer.usage, false)
         };
         drop(request);
+        model_span.set_with(|| {
+            let mut attributes = vec![
+                KeyValue::new(
+                    names::GEN_AI_USAGE_INPUT_TOKENS,
+                    i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
+                ),
+                KeyValue::new(
+                    names::GEN_AI_USAGE_OUTPUT_TOKENS,
+                    i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
+                ),
+                KeyValue::new(names::MODEL_ATTEMPTS, i64::from(answer.attempts)),
+            ];
+            if let Some(reason) = &answer.stop_reason {
+                attributes.push(KeyValue::new(
+                    names::GEN_AI_RESPONSE_FINISH_REASONS,
+                    codepilot_telemetry::Value::Array(
+                        vec![codepilot_telemetry::StringValue::from(reason.clone())].into(),
+                    ),
+                ));
+            }
+            if model_span.records_content() {
+                attributes.push(KeyValue::new(
+                    names::GEN_AI_OUTPUT_MESSAGES,
+                    crate::traces::output_messages(&answer.text, answer.stop_reason.as_deref()),
+                ));
+            }
+            attributes
+        });
+        model_span.end();
         state.usage.add(&usage);
         let (event, warnings) = run.budget.record(usage, estimated, state.usage);
         cx.emit(Event::Usage(Box::new(event)));
@@ -485,11 +566,14 @@ async fn step_loop(
             cx.emit(Event::LimitWarning(warning));
         }
 
+        run.step_span = step_span.clone();
         let done = step::run(cx, state, &toolset, &answer.text, step, run).await;
+        run.step_span = Span::none();
         if let Some(feedback) = done.feedback {
             state.messages.push(Message::user(feedback.render()));
         }
-        checkpoint(cx, state).await?;
+        checkpoint(cx, state, &step_span).await?;
+        step_span.end();
         if done.outcome.is_none()
             && let Some(hooks) = &cx.hooks
         {

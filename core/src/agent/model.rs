@@ -5,6 +5,9 @@ use codepilot_llm::Completion;
 use codepilot_llm::StreamDelta;
 use codepilot_llm::WireMessage;
 use codepilot_protocol::StreamFilter;
+use codepilot_telemetry::KeyValue;
+use codepilot_telemetry::Span;
+use codepilot_telemetry::names;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
@@ -26,10 +29,13 @@ pub(super) async fn ask(
     messages: &[WireMessage],
     cache_marks: &[usize],
     cancel: &CancellationToken,
+    span: &Span,
 ) -> Result<Option<Completion>> {
     let mut filter = StreamFilter::new();
     let events = &cx.events;
-    let mut on_delta = |d: StreamDelta<'_>| match d {
+    let started = span.is_recording().then(std::time::Instant::now);
+    let mut first_token = true;
+    let mut forward = |d: StreamDelta<'_>| match d {
         StreamDelta::Text(t) => {
             let shown = filter.push(t);
             if !shown.is_empty() {
@@ -49,6 +55,12 @@ pub(super) async fn ask(
             reason,
         } => {
             filter = StreamFilter::new();
+            span.event(names::EVENT_RETRY, || {
+                vec![
+                    KeyValue::new(names::RETRY_ATTEMPT, i64::from(attempt)),
+                    KeyValue::new(names::RETRY_REASON, reason.to_owned()),
+                ]
+            });
             events.emit(Event::ModelRetry(ModelRetryEvent {
                 attempt: attempt.saturating_sub(1),
                 delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -56,6 +68,19 @@ pub(super) async fn ask(
             }));
         }
         _ => {}
+    };
+    let mut on_delta = |d: StreamDelta<'_>| {
+        if first_token
+            && let (Some(started), StreamDelta::Text(_) | StreamDelta::Thinking(_)) = (started, &d)
+        {
+            first_token = false;
+            let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            span.event(names::EVENT_FIRST_TOKEN, || {
+                vec![KeyValue::new(names::FIRST_TOKEN_MS, ms)]
+            });
+            span.set(names::FIRST_TOKEN_MS, ms);
+        }
+        forward(d);
     };
     let call = cx.provider.complete(
         ChatRequest {
@@ -73,6 +98,7 @@ pub(super) async fn ask(
     };
     match result {
         Err(e) => {
+            span.fail("provider", || e.to_string());
             cx.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Provider,
                 message: e.to_string(),

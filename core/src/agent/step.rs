@@ -9,11 +9,13 @@ use codepilot_protocol::BlockReport;
 use codepilot_protocol::CompletionRefusal;
 use codepilot_protocol::ExecutionFailure;
 use codepilot_protocol::Feedback;
-use codepilot_protocol::Message;
 use codepilot_script::FailureKind;
 use codepilot_script::RunRequest;
 use codepilot_script::ScriptFailure;
 use codepilot_script::ToolHost;
+use codepilot_telemetry::KeyValue;
+use codepilot_telemetry::Span;
+use codepilot_telemetry::names;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -58,11 +60,10 @@ pub(super) async fn run(
         Err(e) => {
             // Kept as written so the model can see its mistake, but bounded: a rejected answer may carry whole
             // files in payload blocks, and it is never compacted.
-            state
-                .messages
-                .push(Message::assistant(codepilot_protocol::cap_observation(
-                    answer.to_owned(),
-                )));
+            state.push_answer(
+                answer,
+                codepilot_protocol::cap_observation(answer.to_owned()),
+            );
             cx.emit(Event::RuntimeError(RuntimeErrorEvent {
                 kind: ErrorKind::Parse,
                 message: e.to_string(),
@@ -70,9 +71,7 @@ pub(super) async fn run(
             return StepDone::feedback(Feedback::ParseError(e));
         }
     };
-    state
-        .messages
-        .push(Message::assistant(action.compacted(answer)));
+    state.push_answer(answer, action.compacted(answer));
 
     let Some(control) = &action.control else {
         return match &action.completion {
@@ -144,6 +143,16 @@ async fn run_block(
     step: u32,
     run: &mut Run<'_>,
 ) -> StepDone {
+    let span = run.step_span.child(
+        || "codepilot.block".into(),
+        codepilot_telemetry::SpanKind::Internal,
+        || {
+            vec![KeyValue::new(
+                names::BLOCK_LINES,
+                i64::try_from(code.lines().count()).unwrap_or(i64::MAX),
+            )]
+        },
+    );
     let cancel: &CancellationToken = run.cancel;
     let host = Arc::new(StepHost::new(
         cx,
@@ -152,6 +161,7 @@ async fn run_block(
         Arc::clone(&state.context),
         state.task_counter,
         step,
+        span.clone(),
     ));
     let req = RunRequest {
         code: code.to_owned(),
@@ -168,6 +178,7 @@ async fn run_block(
         cancel.child_token(),
     )
     .await;
+    span.set(names::BLOCK_CALLS, i64::from(host.calls()));
     let mut report = BlockReport {
         observation: host.take_observation(),
         unused_payloads: host.leftover_payloads(),
@@ -175,7 +186,7 @@ async fn run_block(
         completion_refused: None,
     };
     let aborted = Some(Outcome::Aborted { steps: step });
-    match result {
+    let done = match result {
         Ok(_) if cancel.is_cancelled() => {
             report.end = cut_short(run);
             StepDone {
@@ -222,7 +233,33 @@ async fn run_block(
             }
             StepDone::feedback(Feedback::Block(report))
         }
-    }
+    };
+    report_block(&span, &done);
+    done
+}
+
+/// Records how the block ended on its span.
+fn report_block(span: &Span, done: &StepDone) {
+    let Some(Feedback::Block(report)) = &done.feedback else {
+        return;
+    };
+    let end = match &report.end {
+        BlockEnd::Finished => "finished",
+        BlockEnd::Failed(failure) => {
+            span.fail("execution", || {
+                // The exception's message may quote data: content; its type is not.
+                if span.records_content() {
+                    format!("{}: {}", failure.exc_type, failure.message)
+                } else {
+                    failure.exc_type.clone()
+                }
+            });
+            "failed"
+        }
+        BlockEnd::Aborted => "aborted",
+        BlockEnd::OutOfTime => "out_of_time",
+    };
+    span.set(names::BLOCK_END, end);
 }
 
 /// How a block the run's token stopped ended: aborted, or out of time.

@@ -77,6 +77,8 @@ pub struct AgentFile {
     pub subagents: SubagentsConfig,
     /// The code index behind the search tools (SPEC §22).
     pub search: SearchConfig,
+    /// `observability:` (SPEC §23): OpenTelemetry traces; the standard `OTEL_*` variables override it.
+    pub observability: codepilot_telemetry::TraceSettings,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -487,6 +489,7 @@ impl AgentFile {
                 mcp_servers: Vec::new(),
                 subagents: SubagentsConfig::default(),
                 search: SearchConfig::default(),
+                observability: codepilot_telemetry::TraceSettings::default(),
                 source: None,
             },
         }

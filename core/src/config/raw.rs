@@ -60,6 +60,19 @@ pub(super) struct RawAgent {
     mcp_servers: Option<Vec<Spanned<super::mcp::RawMcpServer>>>,
     subagents: Option<Spanned<RawSubagents>>,
     search: Option<Spanned<RawSearch>>,
+    observability: Option<Spanned<RawObservability>>,
+}
+
+/// `observability:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObservability {
+    enabled: Option<bool>,
+    endpoint: Option<String>,
+    protocol: Option<String>,
+    headers: Option<std::collections::BTreeMap<String, String>>,
+    service_name: Option<String>,
+    log_content: Option<bool>,
 }
 
 /// `search:`.
@@ -725,6 +738,10 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         Some(s) => search(s, ctx)?,
         None => super::SearchConfig::default(),
     };
+    let observability = match raw.observability {
+        Some(o) => observability(o, ctx)?,
+        None => codepilot_telemetry::TraceSettings::default(),
+    };
 
     Ok(AgentFile {
         name: name.value,
@@ -736,7 +753,76 @@ pub(super) fn convert(raw: RawAgent, ctx: &Ctx) -> Result<AgentFile> {
         mcp_servers,
         subagents,
         search,
+        observability,
         source: None,
+    })
+}
+
+/// `observability:` (SPEC §23): where traces go, checked here so a typo fails at load, not at the first span.
+fn observability(
+    raw: Spanned<RawObservability>,
+    ctx: &Ctx,
+) -> Result<codepilot_telemetry::TraceSettings> {
+    let line = line_of(raw.referenced);
+    let r = raw.value;
+    let endpoint = r.endpoint.filter(|e| !e.trim().is_empty());
+    if let Some(url) = &endpoint
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(invalid(
+            "observability.endpoint",
+            ctx,
+            line,
+            format!("must start with http:// or https:// (got {url}), e.g. http://localhost:4318"),
+        ));
+    }
+    let protocol = match r.protocol.as_deref() {
+        None => None,
+        Some(name) => Some(codepilot_telemetry::Protocol::parse(name).ok_or_else(|| {
+            invalid(
+                "observability.protocol",
+                ctx,
+                line,
+                format!("must be http/protobuf or grpc (got {name})"),
+            )
+        })?),
+    };
+    let headers: Vec<(String, String)> = r.headers.unwrap_or_default().into_iter().collect();
+    if let Some((name, _)) = headers.iter().find(|(name, _)| {
+        name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    }) {
+        return Err(invalid(
+            "observability.headers",
+            ctx,
+            line,
+            format!("`{name}` is not a header name (letters, digits, `-` and `_`)"),
+        ));
+    }
+    if let Some((name, _)) = headers.iter().find(|(_, value)| {
+        value.trim() != value
+            || !value
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    }) {
+        return Err(invalid(
+            "observability.headers",
+            ctx,
+            line,
+            format!(
+                "the value of `{name}` has spaces at an end or characters a header cannot carry (printable ASCII only)"
+            ),
+        ));
+    }
+    Ok(codepilot_telemetry::TraceSettings {
+        enabled: r.enabled,
+        endpoint,
+        protocol,
+        headers,
+        service_name: r.service_name.filter(|s| !s.trim().is_empty()),
+        log_content: r.log_content.unwrap_or(false),
     })
 }
 

@@ -724,3 +724,41 @@ fn checkpoints_default_to_every_turn_and_take_step_and_off() {
         assert!(err.contains(wanted), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn observability_is_read_and_checked() {
+    let a = load(&format!(
+        "{MINIMAL_NESTED}  observability:\n    endpoint: https://api.honeycomb.io\n    protocol: grpc\n    headers: {{x-honeycomb-team: k}}\n    service_name: bot\n    log_content: true\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        a.observability,
+        codepilot_telemetry::TraceSettings {
+            enabled: None,
+            endpoint: Some("https://api.honeycomb.io".to_owned()),
+            protocol: Some(codepilot_telemetry::Protocol::Grpc),
+            headers: vec![("x-honeycomb-team".to_owned(), "k".to_owned())],
+            service_name: Some("bot".to_owned()),
+            log_content: true,
+        }
+    );
+    assert_eq!(
+        load(MINIMAL_NESTED).unwrap().observability,
+        codepilot_telemetry::TraceSettings::default()
+    );
+    let e = err(&format!(
+        "{MINIMAL_NESTED}  observability:\n    protocol: http/json\n"
+    ));
+    assert!(
+        e.contains("observability.protocol") && e.contains("http/protobuf or grpc"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{MINIMAL_NESTED}  observability:\n    endpoint: localhost:4318\n"
+    ));
+    assert!(e.contains("observability.endpoint"), "{e}");
+    let e = err(&format!(
+        "{MINIMAL_NESTED}  observability:\n    log_contents: true\n"
+    ));
+    assert!(e.contains("log_contents"), "{e}");
+}

@@ -363,6 +363,7 @@ impl Server {
         tool: &str,
         block_name: &str,
         args: Map<String, Value>,
+        traceparent: Option<String>,
     ) -> Result<ToolOutput, ToolError> {
         let closed_while_idle = match &*self.service.lock().await {
             Some(s) => s.peer().is_transport_closed(),
@@ -397,7 +398,13 @@ impl Server {
                 )));
             }
         };
-        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
+        let mut params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
+        if let Some(tp) = traceparent {
+            // The server's own spans join the call's trace (W3C trace context in `_meta`, SEP-414).
+            let mut meta = rmcp::model::MetaObject::default();
+            meta.set_traceparent(tp);
+            params.meta = Some(rmcp::model::RequestMetaObject(meta));
+        }
         let result = match tokio::time::timeout(self.timeout(), peer.call_tool(params)).await {
             Err(_) => {
                 return Err(ToolError::new(
@@ -770,9 +777,32 @@ impl Tool for McpTool {
             let mut args = call.args;
             schema::check_args(&self.block_name, &self.schema, &mut args)
                 .map_err(ToolError::type_error)?;
-            self.hub.servers[self.server]
-                .call(&self.name, &self.block_name, args)
-                .await
+            let span = call.span.child(
+                || format!("tools/call {}", self.name).into(),
+                codepilot_telemetry::SpanKind::Client,
+                || {
+                    use codepilot_telemetry::KeyValue;
+                    use codepilot_telemetry::names;
+                    vec![
+                        KeyValue::new(names::MCP_METHOD_NAME, "tools/call"),
+                        KeyValue::new(names::GEN_AI_TOOL_NAME, self.name.clone()),
+                        KeyValue::new(names::MCP_SERVER_NAME, self.config().name.clone()),
+                    ]
+                },
+            );
+            let result = self.hub.servers[self.server]
+                .call(&self.name, &self.block_name, args, span.traceparent())
+                .await;
+            if let Err(e) = &result {
+                span.fail("mcp", || {
+                    if span.records_content() {
+                        e.message.clone()
+                    } else {
+                        String::new()
+                    }
+                });
+            }
+            result
         })
     }
 

@@ -120,6 +120,14 @@ impl Runtime {
         self.rt.block_on(self.inner.checkpoints())
     }
 
+    /// See [`AsyncRuntime::export_trajectory`].
+    pub fn export_trajectory(
+        &self,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<crate::trajectory::ExportStats> {
+        self.rt.block_on(self.inner.export_trajectory(out))
+    }
+
     /// See [`AsyncRuntime::rewind`].
     pub fn rewind(
         &self,
@@ -249,6 +257,11 @@ impl Runtime {
     #[must_use]
     pub fn workspace_restore(&self) -> Option<&codepilot_store::snapshot::Prepared> {
         self.inner.workspace_restore()
+    }
+
+    /// See [`AsyncRuntime::flush_traces`].
+    pub fn flush_traces(&self) {
+        self.rt.block_on(self.inner.flush_traces());
     }
 
     /// See [`AsyncRuntime::close`]. Dropping the runtime does the same.

@@ -308,6 +308,28 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Record the agent file this builder's agent was loaded from (its text as it is on disk now, the file, the
+    /// work directory) with the session, as [`RuntimeBuilder::agent_source`] does; nothing when the agent was not
+    /// loaded from a file or the file cannot be read. Hosts that load agent files (the CLI, the Python package)
+    /// call it so a session can be exported and replayed (SPEC §23) or opened by another host.
+    #[must_use]
+    pub fn record_agent_file(mut self) -> Self {
+        let Some(file) = self.agent.source.clone() else {
+            return self;
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(yaml) => {
+                self.agent_source = Some(AgentSource {
+                    yaml,
+                    file: Some(std::path::absolute(&file).unwrap_or(file)),
+                    work_dir: self.agent.runtime.work_dir.clone(),
+                });
+            }
+            Err(e) => tracing::debug!("not recording the agent file {}: {e}", file.display()),
+        }
+        self
+    }
+
     /// Limits for each control block. Default: `runtime.step_timeout_s` of wall clock, the rest as
     /// [`Limits::default`] ([`codepilot_script::DEFAULT_MAX_TOOL_CALLS`] tool calls).
     #[must_use]
@@ -475,6 +497,14 @@ impl RuntimeBuilder {
             Some(p) => Arc::clone(p),
             None => codepilot_llm::build_provider(self.provider_config()?)?,
         };
+        let traces = crate::traces::Traces::new(
+            &self.agent,
+            self.worker.as_ref().map(|w| (w.agent_id, w.parent_id)),
+            |var| match &self.env {
+                Some(f) => f(var),
+                None => std::env::var(var).ok(),
+            },
+        )?;
         let rt = &self.agent.runtime;
         let workspace =
             Workspace::new(&rt.work_dir, rt.unsafe_mode).map_err(|source| Error::WorkDir {
@@ -665,6 +695,7 @@ impl RuntimeBuilder {
                 output_retries: self.agent.runtime.output_retries,
             },
             last_spend: std::sync::Mutex::new(None),
+            traces,
             worker_spend,
             checkpoints,
             hooks: snapshots.as_ref().map(|s| {

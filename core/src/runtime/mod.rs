@@ -239,6 +239,27 @@ impl AsyncRuntime {
         self.inner.cx.checkpoints.list(&id).await
     }
 
+    /// Writes this runtime's session as a trajectory (SPEC §23) to `out`: see
+    /// [`export_trajectory`](crate::trajectory::export_trajectory). The agent file is the one recorded with the
+    /// session ([`RuntimeBuilder::record_agent_file`], the daemon's agent), the work directory this runtime's.
+    ///
+    /// # Errors
+    /// As [`export_trajectory`](crate::trajectory::export_trajectory).
+    pub async fn export_trajectory(
+        &self,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<crate::trajectory::ExportStats> {
+        let id = codepilot_store::SessionId::new(self.session_id())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let options = crate::trajectory::ExportOptions {
+            work_dir: Some(self.work_dir().to_path_buf()),
+            checkpoint_dir: self.inner.cx.checkpoints.dir(),
+            ..crate::trajectory::ExportOptions::default()
+        };
+        crate::trajectory::export_trajectory(&**self.inner.cx.session.store(), &id, &options, out)
+            .await
+    }
+
     /// Rewinds the work directory, the conversation or both to checkpoint `checkpoint` (`"3"`: before turn 3,
     /// `"3.2"`: before its step 2, `"rewind-1"`: the state a rewind replaced). Records the current state first as
     /// a checkpoint of its own (returned as `saved_as`), so the rewind can be undone. Files: the work directory
@@ -447,6 +468,22 @@ impl AsyncRuntime {
         crate::agent::system_prompt(&self.inner.cx)
     }
 
+    /// Sends the spans that ended to the trace collector, waiting at most 3 seconds (SPEC §23); nothing to do when
+    /// tracing is off. [`Self::close`] does it; a host that exits without closing (or wants a trace to show now)
+    /// calls it. Spans also leave on their own every few seconds.
+    pub async fn flush_traces(&self) {
+        if self.inner.cx.traces.is_none() {
+            return;
+        }
+        let cx = Arc::clone(&self.inner.cx);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(traces) = &cx.traces {
+                traces.flush(std::time::Duration::from_secs(3));
+            }
+        })
+        .await;
+    }
+
     /// Shuts down cleanly: waits for a running task to stop (call [`AsyncRuntime::abort`] first to hurry it), kills
     /// the terminals and removes their sockets, and releases the session lease.
     pub async fn close(&self) -> Result<()> {
@@ -460,6 +497,10 @@ impl AsyncRuntime {
         }
         if let Some(log) = &self.inner.event_log {
             log.flush().await;
+        }
+        // A worker's spans leave with its parent's (the exporter is shared): its result never waits for them.
+        if self.inner.cx.env.worker.is_none() {
+            self.flush_traces().await;
         }
         self.inner.cx.lease.release().await?;
         Ok(())

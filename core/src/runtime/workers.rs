@@ -75,6 +75,8 @@ struct Worker {
     runtime: Mutex<Option<AsyncRuntime>>,
     /// Cancelled with the parent's run: a worker still being built stops before it starts.
     stop: tokio_util::sync::CancellationToken,
+    /// The `spawn_subagent` call's span (W3C `traceparent`), parent of the worker's run span.
+    trace: Option<String>,
 }
 
 /// The workers of one runtime.
@@ -150,6 +152,7 @@ impl Workers {
         context: &str,
         tools: Option<Vec<String>>,
         model: Option<String>,
+        trace: Option<String>,
     ) -> Result<u32, SpawnError> {
         let max_depth = self.recipe.agent.subagents.max_depth;
         if self.recipe.depth >= max_depth {
@@ -170,6 +173,7 @@ impl Workers {
             replies,
             runtime: Mutex::new(None),
             stop: tokio_util::sync::CancellationToken::new(),
+            trace,
         });
         lock(&self.workers).insert(id, Arc::clone(&worker));
         self.emit(Event::SubagentSpawn(SubagentSpawnEvent {
@@ -295,7 +299,11 @@ impl Workers {
         let result = if worker.stop.is_cancelled() {
             Ok(Outcome::Aborted { steps: 0 })
         } else {
-            let run = rt.run(task);
+            let options = crate::RunOptions {
+                traceparent: worker.trace.as_deref().and_then(|tp| tp.parse().ok()),
+                ..crate::RunOptions::default()
+            };
+            let run = rt.run_with(task, &options);
             tokio::pin!(run);
             tokio::select! {
                 biased;
@@ -472,12 +480,13 @@ impl crate::tools::Delegate for Workers {
         context: &str,
         tools: Option<Vec<String>>,
         model: Option<String>,
+        trace: Option<String>,
     ) -> Result<u32, String> {
         let this = self
             .this
             .upgrade()
             .ok_or_else(|| "the runtime is closing".to_owned())?;
-        this.start(task, context, tools, model)
+        this.start(task, context, tools, model, trace)
             .map_err(|e| e.to_string())
     }
 

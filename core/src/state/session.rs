@@ -28,6 +28,8 @@ pub(crate) struct SessionState {
     pub(crate) title: Option<String>,
     /// What the model sees of `messages`; shared with the context tools while a block runs (a leaf lock).
     pub(crate) context: Arc<Mutex<ContextBook>>,
+    /// Answers as the model gave them, for messages stored compacted, not yet in the store.
+    pending_answers: Vec<codepilot_store::RawAnswer>,
 }
 
 impl SessionState {
@@ -42,7 +44,20 @@ impl SessionState {
             usage: record.usage,
             title: record.meta.title,
             context: Arc::new(Mutex::new(book)),
+            pending_answers: Vec::new(),
         }
+    }
+
+    /// Adds the model's answer to the history as `stored` (compacted or capped); when that differs from what the
+    /// model gave, the answer itself is stored beside it for replays (SPEC §23).
+    pub(crate) fn push_answer(&mut self, answer: &str, stored: String) {
+        if stored != answer {
+            self.pending_answers.push(codepilot_store::RawAnswer {
+                index: self.messages.len() as u64,
+                content: answer.to_owned(),
+            });
+        }
+        self.messages.push(Message::assistant(stored));
     }
 
     /// This state after the store applied `rewrite` (a rewind): the history cut and appended to, the archives
@@ -62,6 +77,7 @@ impl SessionState {
             usage: self.usage,
             title: self.title.clone(),
             context: Arc::new(Mutex::new(book)),
+            pending_answers: Vec::new(),
         }
     }
 
@@ -141,11 +157,13 @@ impl SessionCell {
             usage: state.usage,
             title: state.title.clone(),
             archives,
+            answers: std::mem::take(&mut state.pending_answers),
         };
         if let Err(e) = self.store.checkpoint(lease, &cp).await {
             if cp.archives.is_some() {
                 state.book().mark_archives_changed();
             }
+            state.pending_answers = cp.answers;
             return Err(e);
         }
         state.stored_len = total;

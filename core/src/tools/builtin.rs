@@ -523,7 +523,7 @@ impl Tool for Builtin {
                 Self::ArchiveContext => super::context_tools::archive(ctx, args),
                 Self::RevealContext => super::context_tools::reveal(ctx, args),
                 Self::ListArchivedContext => Ok(super::context_tools::list(ctx)),
-                Self::SpawnSubagent => spawn_subagent(ctx, args),
+                Self::SpawnSubagent => spawn_subagent(ctx, args, &call.span),
                 Self::AwaitSubagent => await_subagent(ctx, args).await,
                 Self::ReplySubagent => reply_subagent(ctx, args),
                 Self::ListSubagents => list_subagents(ctx),
@@ -990,6 +990,7 @@ fn agent_id(args: &serde_json::Map<String, Value>, tool: &str) -> Result<u32, To
 fn spawn_subagent(
     ctx: &StepContext,
     args: &serde_json::Map<String, Value>,
+    span: &codepilot_telemetry::Span,
 ) -> Result<ToolOutput, ToolError> {
     let workers = workers(ctx, "spawn_subagent")?;
     let task = arg_str(args, "spawn_subagent", "task")?;
@@ -1022,7 +1023,7 @@ fn spawn_subagent(
         Some(_) => Some(arg_str(args, "spawn_subagent", "model")?),
     };
     let id = workers
-        .spawn(&task, &context, tools, model)
+        .spawn(&task, &context, tools, model, span.traceparent())
         .map_err(|e| ToolError::runtime(format!("spawn_subagent(): {e}")))?;
     Ok(ToolOutput::with_observation(
         format!("[spawn_subagent] started sub-agent #{id}"),

@@ -80,6 +80,8 @@ pub struct ToolCall<'a> {
     pub call_id: &'a str,
     /// What the built-ins reach while a block runs; `None` for a call made outside a step.
     pub(crate) step: Option<&'a StepContext>,
+    /// The call's `execute_tool` span, parent of what the tool traces itself (MCP calls, workers).
+    pub(crate) span: codepilot_telemetry::Span,
 }
 
 impl<'a> ToolCall<'a> {
@@ -90,6 +92,7 @@ impl<'a> ToolCall<'a> {
             args,
             call_id,
             step: None,
+            span: codepilot_telemetry::Span::none(),
         }
     }
 }
@@ -130,13 +133,14 @@ pub trait Tool: Send + Sync {
 
 /// What the sub-agent tools ask of the runtime's workers (SPEC §20; the runtime's `Workers`).
 pub(crate) trait Delegate: Send + Sync {
-    /// Starts a worker; its id, or why not.
+    /// Starts a worker; its id, or why not. `trace` parents the worker's run span (the `spawn_subagent` call's).
     fn spawn(
         &self,
         task: &str,
         context: &str,
         tools: Option<Vec<String>>,
         model: Option<String>,
+        trace: Option<String>,
     ) -> Result<u32, String>;
     /// What `await_subagent` returns once worker `id` ended, or after `timeout`.
     fn wait(&self, id: u32, timeout: std::time::Duration) -> BoxFuture<'_, String>;

@@ -233,6 +233,7 @@ async fn the_wall_limit_stops_a_long_shell_command() {
             ..RunLimits::default()
         },
         output_schema: None,
+        ..RunOptions::default()
     };
     let outcome = tokio::time::timeout(Duration::from_secs(30), rt.run_with("wait", &options))
         .await
@@ -360,6 +361,7 @@ async fn structured_results_are_validated_refused_with_the_errors_and_retried() 
     let options = RunOptions {
         limits: RunLimits::default(),
         output_schema: Some(schema()),
+        ..RunOptions::default()
     };
     // Valid the first time.
     let outcome = rt.run_with("count", &options).await.unwrap();
@@ -427,6 +429,7 @@ async fn a_result_that_never_matches_ends_as_invalid_output() {
     let options = RunOptions {
         limits: RunLimits::default(),
         output_schema: Some(schema()),
+        ..RunOptions::default()
     };
     let outcome = rt.run_with("count", &options).await.unwrap();
     let Outcome::InvalidOutput {
@@ -449,6 +452,7 @@ async fn a_result_that_never_matches_ends_as_invalid_output() {
     let bad = RunOptions {
         limits: RunLimits::default(),
         output_schema: Some(json!({"type": 12})),
+        ..RunOptions::default()
     };
     let err = rt.run_with("count", &bad).await.unwrap_err();
     assert!(err.to_string().contains("output schema"), "{err}");

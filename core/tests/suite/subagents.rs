@@ -331,6 +331,7 @@ async fn a_workers_spend_counts_toward_the_parents_limits() {
             ..codepilot::RunLimits::default()
         },
         output_schema: None,
+        ..codepilot::RunOptions::default()
     };
     let outcome = rt.run_with("delegate", &options).await.unwrap();
     let Outcome::LimitExceeded { spent, .. } = outcome else {

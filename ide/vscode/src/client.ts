@@ -4,6 +4,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import type {
+  ExportResult,
   AskUserRequestParams,
   AskUserResponse,
   CheckpointInfo,
@@ -44,6 +45,7 @@ export interface Methods {
   "session/close": [{ session_id: string }, Record<string, never>];
   "session/checkpoints": [{ session_id: string }, CheckpointsResult];
   "session/rewind": [RewindParams, RewoundEvent];
+  "session/export": [{ session_id: string }, ExportResult];
   "turn/start": [TurnParams, TurnStartResult];
   "turn/steer": [{ session_id: string; text: string }, Record<string, never>];
   "turn/interrupt": [{ session_id: string }, Record<string, never>];

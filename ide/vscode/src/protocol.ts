@@ -42,6 +42,10 @@ export type ProtocolMessage =
           params: SessionParams;
         }
       | {
+          method: "session/export";
+          params: SessionParams;
+        }
+      | {
           method: "session/rewind";
           params: RewindParams;
         }
@@ -104,6 +108,27 @@ export type ProtocolMessage =
   | TerminalListResult
   | CheckpointsResult
   | RewoundEvent1
+  | ExportResult
+  | (
+      | (TrajectoryHeader & {
+          type: "header";
+        })
+      | (TrajectoryWorkspace & {
+          type: "workspace";
+        })
+      | (TrajectoryMessage & {
+          type: "message";
+        })
+      | (TrajectoryEvent & {
+          type: "event";
+        })
+      | (CheckpointInfo & {
+          type: "checkpoint";
+        })
+      | (TrajectoryEnd & {
+          type: "end";
+        })
+    )
   | (
       | {
           decision: "allow";
@@ -263,6 +288,10 @@ export interface RewindParams {
  */
 export interface TurnParams {
   /**
+   * `turn/start`: request metadata; its `traceparent` parents the turn's trace (SPEC §23).
+   */
+  _meta?: RequestMeta | null;
+  /**
    * `turn/start`: limits for this turn, each replacing the agent's `runtime.limits` value (SPEC §21).
    */
   limits?: Limits | null;
@@ -280,6 +309,17 @@ export interface TurnParams {
    * The task (`turn/start`) or the message for the running turn (`turn/steer`).
    */
   text: string;
+}
+/**
+ * `_meta` of a request: metadata beside its parameters, as MCP carries it. Keys this daemon does not know are
+ * ignored.
+ */
+export interface RequestMeta {
+  /**
+   * A W3C trace context (`00-<trace id>-<parent id>-<flags>`): the turn's spans join the caller's trace, and the
+   * agent's shells get it as `TRACEPARENT`.
+   */
+  traceparent?: string | null;
 }
 /**
  * Bounds on what a run (or a whole session) may spend. A limit left out does not apply.
@@ -1448,6 +1488,168 @@ export interface RewoundEvent1 {
    * What a rewind brings back.
    */
   scope: "files" | "conversation" | "both";
+}
+/**
+ * `session/export`'s result.
+ */
+export interface ExportResult {
+  /**
+   * Stored events in it.
+   */
+  events: number;
+  /**
+   * Files of its starting workspace.
+   */
+  files: number;
+  /**
+   * The trajectory, JSON lines ([`TrajectoryLine`](crate::TrajectoryLine)s); what `codepilot replay` reads.
+   */
+  jsonl: string;
+  /**
+   * Messages in it.
+   */
+  messages: number;
+  /**
+   * The session.
+   */
+  session_id: string;
+}
+/**
+ * [`TrajectoryLine::Header`].
+ */
+export interface TrajectoryHeader {
+  /**
+   * The file it was read from: its folder is the base of the text's relative paths.
+   */
+  agent_file?: string | null;
+  /**
+   * The agent's name.
+   */
+  agent_name: string;
+  /**
+   * The agent file's YAML text, when the session recorded it.
+   */
+  agent_yaml?: string | null;
+  /**
+   * The CodePilot version that exported it.
+   */
+  codepilot_version: string;
+  /**
+   * When the session was created (Unix seconds).
+   */
+  created_at: number;
+  /**
+   * When it was exported (Unix seconds).
+   */
+  exported_at: number;
+  /**
+   * [`TRAJECTORY_FORMAT`].
+   */
+  format: string;
+  /**
+   * The session.
+   */
+  session_id: string;
+  /**
+   * Tasks run.
+   */
+  tasks: number;
+  /**
+   * The work directory the session ran in.
+   */
+  work_dir: string;
+}
+/**
+ * [`TrajectoryLine::Workspace`].
+ */
+export interface TrajectoryWorkspace {
+  /**
+   * The checkpoint the files come from (`"1"`: before the first task, `"3"`: before the third).
+   */
+  checkpoint: string;
+  /**
+   * The files (what `.gitignore` leaves), sorted by path.
+   */
+  files: TrajectoryFile[];
+  /**
+   * Their tree hash.
+   */
+  tree_hash: string;
+}
+/**
+ * One file of [`TrajectoryWorkspace`].
+ */
+export interface TrajectoryFile {
+  /**
+   * The content, base64 (regular files), unless an earlier workspace line of the file already held it.
+   */
+  data?: string | null;
+  /**
+   * Where the link points (symlinks).
+   */
+  link?: string | null;
+  /**
+   * Unix permission bits.
+   */
+  mode: number;
+  /**
+   * Relative to the work directory, `/`-separated.
+   */
+  path: string;
+  /**
+   * The content's sha256 (hex), by which a later workspace line names the same content without repeating it.
+   */
+  sha256?: string | null;
+}
+/**
+ * [`TrajectoryLine::Message`].
+ */
+export interface TrajectoryMessage {
+  /**
+   * Its text as the history keeps it (and as it is sent back to the model).
+   */
+  content: string;
+  /**
+   * Its position in the conversation, from 0.
+   */
+  index: number;
+  /**
+   * For an answer stored compacted (its payload blocks left out of the history), the answer as the model gave
+   * it: what a replay feeds back.
+   */
+  raw?: string | null;
+  /**
+   * Its author.
+   */
+  role: "user" | "assistant";
+}
+/**
+ * [`TrajectoryLine::Event`].
+ */
+export interface TrajectoryEvent {
+  /**
+   * The event envelope as it was streamed.
+   */
+  envelope: {
+    [k: string]: unknown;
+  };
+  /**
+   * Its number in the session.
+   */
+  seq: number;
+}
+/**
+ * [`TrajectoryLine::End`].
+ */
+export interface TrajectoryEnd {
+  /**
+   * Messages in the conversation.
+   */
+  messages: number;
+  /**
+   * The tree hash of the work directory when it was exported.
+   */
+  tree_hash: string;
 }
 /**
  * The answer to `ask_user/request`.

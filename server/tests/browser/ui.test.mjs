@@ -9,7 +9,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -291,11 +291,13 @@ test("a deep link opens its session, after a restart too; a session with no reco
   assert.equal(address.hash, `#session=${encodeURIComponent(session)}`, "the deep link stays");
   await linked.close();
 
-  // The daemon restarts; meanwhile `codepilot run` adds a session of its own to the same store, with no agent
-  // recorded for a daemon.
+  // The daemon restarts; meanwhile `codepilot run` adds a session of its own to the same store. The CLI records its
+  // agent file; the test takes it out again, making the session one that records none (as a version before the CLI
+  // recorded its agent stored it).
   await daemon.stop();
   await post(`${modelUrl}/_testkit/turns`, [{ answer: "Checked.\n```completion\nFrom the CLI\n```" }]);
   await runTask(dir, agentFile, "made-by-the-cli", "Check from the CLI");
+  execFileSync("sqlite3", [join(dir, "home", "sessions.db"), "UPDATE sessions SET agent_source = '' WHERE id = 'made-by-the-cli'"]);
   daemon = await startDaemon(t, dir);
 
   // The same link opens the session in this daemon by its id alone (with the agent the first daemon recorded):

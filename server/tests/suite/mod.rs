@@ -4,4 +4,5 @@ mod rewind;
 mod rpc;
 mod spend;
 mod support;
+mod traces;
 mod web;

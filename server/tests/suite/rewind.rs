@@ -121,3 +121,56 @@ async fn a_client_lists_previews_and_rewinds_and_every_subscriber_hears_it() {
     assert_eq!(heard["params"]["event"]["saved_as"], "rewind-1");
     assert_eq!(heard["params"]["event"]["files_deleted"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_exports_the_session_as_a_trajectory() {
+    let server = ScriptedServer::start(vec![
+        Turn::answer("```codepilot\nwrite_file(\"a.txt\")\n```\n\n```text filename=a.txt\nA\n```"),
+        Turn::answer(DONE),
+    ])
+    .await
+    .unwrap();
+    let d = TestDaemon::start(DaemonConfig::default()).await;
+    let work = d.work_dir();
+    let mut c = d.client().await;
+    let id = c.start_session(agent_yaml(&server, &work, "")).await;
+    c.call("turn/start", json!({"session_id": id, "text": "write a"}))
+        .await
+        .unwrap();
+    c.until_completed().await;
+    let exported = c
+        .call("session/export", json!({"session_id": id}))
+        .await
+        .unwrap();
+    assert_eq!(exported["messages"], 4, "{exported}");
+    assert!(
+        exported["events"].as_u64().unwrap() > 0,
+        "the daemon stores events: {exported}"
+    );
+    let lines: Vec<serde_json::Value> = exported["jsonl"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "header");
+    assert!(
+        lines[0]["agent_yaml"].as_str().is_some(),
+        "the daemon records its agent"
+    );
+    assert_eq!(lines.last().unwrap()["type"], "end");
+    let answer = lines.iter().find(|l| l["role"] == "assistant").unwrap();
+    assert!(
+        answer["raw"]
+            .as_str()
+            .unwrap()
+            .contains("filename=a.txt\nA\n"),
+        "{answer}"
+    );
+    assert!(lines.iter().any(|l| l["type"] == "event"));
+    let unknown = c
+        .call("session/export", json!({"session_id": "nope"}))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown["code"], 1001, "{unknown}");
+}

@@ -153,6 +153,76 @@ pub struct Tail {
     pub messages: String,
 }
 
+/// A file of a checkpoint ([`SessionCheckpoints::files_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedFile {
+    /// Relative to the work directory, `/`-separated.
+    pub path: String,
+    /// Unix permission bits.
+    pub mode: u32,
+    /// What it holds.
+    pub content: RecordedContent,
+}
+
+/// What a [`RecordedFile`] holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedContent {
+    /// A regular file's bytes.
+    Bytes(Vec<u8>),
+    /// A symlink's target.
+    Link(String),
+}
+
+/// The sha256 of `bytes`, lower-case hex: a file's content hash, as [`tree_hash`] and trajectories name it.
+#[must_use]
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    objects::hex(&sha2::Sha256::digest(bytes))
+}
+
+/// The tree hash of `files` (sorted by path): sha256 over each file's path, mode and the sha256 of its bytes (or its
+/// link target). Two work directories with the same hash hold the same files.
+#[must_use]
+pub fn tree_hash(files: &[RecordedFile]) -> String {
+    use sha2::Digest;
+    let mut tree = sha2::Sha256::new();
+    for f in files {
+        let (kind, digest) = match &f.content {
+            RecordedContent::Bytes(b) => ("f", content_hash(b)),
+            RecordedContent::Link(t) => ("l", t.clone()),
+        };
+        tree.update(format!("{kind} {:o} {} {digest}\n", f.mode & 0o7777, f.path).as_bytes());
+    }
+    objects::hex(&tree.finalize())
+}
+
+/// The files of `work_dir` a checkpoint would record (what `.gitignore` leaves, never `.git`), sorted by path.
+///
+/// # Errors
+/// When the work directory cannot be walked or a file cannot be read.
+pub fn read_tree(work_dir: &Path) -> std::io::Result<Vec<RecordedFile>> {
+    let (entries, _) = manifest::walk(work_dir)?;
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let content = match e.kind {
+            manifest::Kind::Dir => continue,
+            manifest::Kind::File => RecordedContent::Bytes(std::fs::read(work_dir.join(&e.path))?),
+            manifest::Kind::Link => RecordedContent::Link(
+                std::fs::read_link(work_dir.join(&e.path))?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+        };
+        out.push(RecordedFile {
+            path: e.path,
+            mode: e.mode,
+            content,
+        });
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 /// One checkpoint as the index keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointRecord {
@@ -408,6 +478,36 @@ impl SessionCheckpoints {
                     .map(|r| r.info.id.clone())
                     .collect(),
             })
+    }
+
+    /// The files checkpoint `id` recorded — regular files with their contents, symlinks with their targets —
+    /// sorted by path (folders are implied by the paths).
+    ///
+    /// # Errors
+    /// [`CheckpointError::Unknown`] for an id the session does not have; [`CheckpointError::Damaged`] when its
+    /// manifest or a file's contents cannot be read.
+    pub fn files_of(&self, id: &str) -> Result<Vec<RecordedFile>, CheckpointError> {
+        let record = self.find(id)?;
+        let manifest = self.manifest(record)?;
+        let mut out = Vec::with_capacity(manifest.entries.len());
+        for e in &manifest.entries {
+            let content = match e.kind {
+                manifest::Kind::Dir => continue,
+                manifest::Kind::File => RecordedContent::Bytes(
+                    self.objects
+                        .get(&e.target)
+                        .map_err(|err| self.damaged(id, format!("{}: {err}", e.path)))?,
+                ),
+                manifest::Kind::Link => RecordedContent::Link(e.target.clone()),
+            };
+            out.push(RecordedFile {
+                path: e.path.clone(),
+                mode: e.mode,
+                content,
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
     }
 
     fn damaged(&self, id: &str, reason: impl std::fmt::Display) -> CheckpointError {

@@ -11,6 +11,7 @@ use codepilot_store::AgentSource;
 use codepilot_store::Checkpoint;
 use codepilot_store::HistoryRewrite;
 use codepilot_store::Lease;
+use codepilot_store::RawAnswer;
 use codepilot_store::SessionId;
 use codepilot_store::SessionMeta;
 use codepilot_store::SessionRecord;
@@ -42,6 +43,7 @@ for_each_backend!(
     snapshot_key_and_holder,
     agent_source_is_recorded_under_the_lease,
     history_rewrite_cuts_and_replaces_the_tail,
+    raw_answers_are_kept_cut_by_a_rewind_and_deleted,
 );
 
 fn usage(n: u64) -> Usage {
@@ -73,6 +75,7 @@ fn cp(base_len: u64, messages: Vec<Message>, task_counter: u64) -> Checkpoint {
         usage: usage(task_counter),
         title: None,
         archives: None,
+        answers: Vec::new(),
     }
 }
 
@@ -833,4 +836,50 @@ async fn history_rewrite_cuts_and_replaces_the_tail(b: Backend) {
     assert_eq!(store.load(&id).await.unwrap().unwrap().messages, want);
     store.release(lease).await.unwrap();
     assert!(store.delete(&id).await.unwrap());
+}
+
+async fn raw_answers_are_kept_cut_by_a_rewind_and_deleted(b: Backend) {
+    let store = b.store().await;
+    let id = SessionId::generate();
+    let (lease, _) = store.open(&id, "a").await.unwrap();
+    let answer = |index: u64| RawAnswer {
+        index,
+        content: format!("step {index}: ```python filename=a.py\nprint(\"héllo\")\n```"),
+    };
+    let mut first = cp(0, step(1), 1);
+    first.answers = vec![answer(0)];
+    store.checkpoint(&lease, &first).await.unwrap();
+    // A retried checkpoint stores nothing twice.
+    store.checkpoint(&lease, &first).await.unwrap();
+    let mut second = cp(2, step(2), 2);
+    second.answers = vec![answer(2)];
+    store.checkpoint(&lease, &second).await.unwrap();
+    assert_eq!(
+        store.load_answers(&id).await.unwrap(),
+        vec![answer(0), answer(2)]
+    );
+
+    // A rewind to before the second step drops its answer; a resume sees the rest.
+    store
+        .rewrite_history(
+            &lease,
+            &HistoryRewrite {
+                keep: 2,
+                ..HistoryRewrite::default()
+            },
+        )
+        .await
+        .unwrap();
+    store.release(lease).await.unwrap();
+    assert_eq!(store.load_answers(&id).await.unwrap(), vec![answer(0)]);
+    assert!(
+        store
+            .load_answers(&SessionId::generate())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(store.delete(&id).await.unwrap());
+    assert!(store.load_answers(&id).await.unwrap().is_empty());
 }

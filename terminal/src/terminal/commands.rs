@@ -109,7 +109,14 @@ impl Terminal {
                     Next::WaitPromptEnd
                 } else {
                     let nonce = random_hex();
-                    write_private(&self.nonce_path, nonce.as_bytes())?;
+                    // The second line: the trace context the shell exports for this command (`-`: none).
+                    let trace = self
+                        .trace
+                        .lock()
+                        .ok()
+                        .and_then(|t| t.clone())
+                        .unwrap_or_else(|| "-".to_owned());
+                    write_private(&self.nonce_path, format!("{nonce}\n{trace}\n").as_bytes())?;
                     let index = st.next_index;
                     st.next_index += 1;
                     st.phase = Phase::Submitting;

@@ -269,6 +269,8 @@ pub(crate) struct Terminal {
     rc_path: PathBuf,
     pub(crate) sock_path: PathBuf,
     human: Arc<Mutex<VecDeque<HumanInput>>>,
+    /// The run's trace context, sent with each agent command's nonce.
+    trace: Arc<Mutex<Option<String>>>,
     /// The session's resource limits, when in force.
     limits: Option<Arc<codepilot_sandbox::resources::SessionLimits>>,
     /// Whether the shell runs in the sandbox (then it is the child of `pid`, which waits for it).

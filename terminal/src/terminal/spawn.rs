@@ -49,7 +49,8 @@ fn shell_quote(path: &Path) -> String {
 /// the nonce into a shell variable (never exported) and empties the file before the command's first simple
 /// command runs, in the shell itself, before anything is forked. (A command line without a simple command, such
 /// as a function definition, leaves it to `PROMPT_COMMAND`.) The trap stays set, as a cheap test of a flag,
-/// while the command runs in this shell; subshells and scripts do not inherit it.
+/// while the command runs in this shell; subshells and scripts do not inherit it. The file's second line is the
+/// run's trace context: exported as `TRACEPARENT` (`-`: unset) for the command, by the same read.
 fn integration_script(nonce_path: &Path) -> String {
     format!(
         r#"builtin unset HISTFILE
@@ -60,7 +61,7 @@ PS0='\e]6973;C\a'
 __cp_nf={nonce}
 __cp_n=
 __cp_armed=
-__cp_take() {{ __cp_armed=; builtin read -r __cp_n 2>/dev/null <"$__cp_nf"; : 2>/dev/null >|"$__cp_nf"; }}
+__cp_take() {{ __cp_armed=; __cp_tp=; {{ builtin read -r __cp_n; builtin read -r __cp_tp; }} 2>/dev/null <"$__cp_nf"; : 2>/dev/null >|"$__cp_nf"; case $__cp_tp in '') ;; -) builtin unset TRACEPARENT ;; *) builtin export TRACEPARENT="$__cp_tp" ;; esac; }}
 builtin exec {{__cp_out}}>&1
 PROMPT_COMMAND='__cp_rc=$?; builtin trap - DEBUG; [[ -z $__cp_armed ]] || __cp_take; builtin printf "\033]6973;D;%s;%s;%s\007" "$__cp_n" "$__cp_rc" "$PWD" >&$__cp_out; __cp_n=; __cp_armed=1; builtin trap "[[ -z \$__cp_armed ]] || __cp_take" DEBUG'
 builtin readonly -f __cp_take
@@ -81,6 +82,8 @@ pub(crate) struct SpawnContext<'a> {
     pub(crate) shell_dir: &'a Path,
     pub(crate) human: Arc<Mutex<VecDeque<HumanInput>>>,
     pub(crate) events: broadcast::Sender<ControlEvent>,
+    /// The current run's trace context (see `TerminalManager::set_traceparent`).
+    pub(crate) trace: Arc<Mutex<Option<String>>>,
 }
 
 impl Terminal {
@@ -223,6 +226,7 @@ impl Terminal {
             rc_path,
             sock_path,
             human: Arc::clone(&ctx.human),
+            trace: Arc::clone(&ctx.trace),
             limits: cfg.limits.clone(),
             sandboxed,
             next_counters: Mutex::new(None),

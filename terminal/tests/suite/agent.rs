@@ -388,6 +388,11 @@ fn secret_variables_are_removed() {
             "DB_DSN",
             "postgres://app@db/app?sslmode=require&password=hunter3",
         ),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=abc"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "authorization=Basic eA==",
+        ),
         ("PATH", "/bin"),
         ("PS1", "x"),
         ("LC_ALL", "C"),
