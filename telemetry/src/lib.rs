@@ -39,8 +39,8 @@ pub use span::Span;
 pub use traceparent::BadTraceParent;
 pub use traceparent::TraceParent;
 
-/// How long dropping the last runtime of an exporter waits for its spans to leave.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest a host's flush (`close()`, `flush_traces()`) or the last runtime's drop waits for spans to leave.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why traces could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,7 @@ impl Drop for Exporting {
         let provider = self.provider.clone();
         let _ = std::thread::Builder::new()
             .name("codepilot-otel-shutdown".to_owned())
-            .spawn(move || provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT));
+            .spawn(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT));
     }
 }
 

@@ -478,7 +478,7 @@ impl AsyncRuntime {
         let cx = Arc::clone(&self.inner.cx);
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(traces) = &cx.traces {
-                traces.flush(std::time::Duration::from_secs(3));
+                traces.flush(codepilot_telemetry::FLUSH_TIMEOUT);
             }
         })
         .await;
