@@ -70,7 +70,9 @@ async fn one_runaway_session_does_not_touch_nine_others() {
     let mut outcomes: HashMap<String, Value> = HashMap::new();
     let mut events: HashMap<String, Vec<Value>> = HashMap::new();
     while outcomes.len() < sessions.len() {
-        let msg = c.next().await;
+        // The runaway shell's forks are refused and bash retries them with back-off: on a loaded machine its
+        // command can be silent for more than the usual 10 s before the limit's event.
+        let msg = c.next_within(std::time::Duration::from_secs(90)).await;
         let session = msg["params"]["session_id"]
             .as_str()
             .unwrap_or_default()

@@ -130,9 +130,14 @@ impl Client {
 
     /// The next message from the daemon (10 s at most).
     pub async fn read(&mut self) -> Value {
-        let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+        self.read_within(Duration::from_secs(10)).await
+    }
+
+    /// The next message from the daemon, `limit` at most.
+    pub async fn read_within(&mut self, limit: Duration) -> Value {
+        let line = tokio::time::timeout(limit, self.lines.next_line())
             .await
-            .expect("the daemon said nothing for 10 s")
+            .unwrap_or_else(|_| panic!("the daemon said nothing for {} s", limit.as_secs()))
             .unwrap()
             .expect("the daemon closed the connection");
         serde_json::from_str(&line).unwrap()
@@ -171,6 +176,14 @@ impl Client {
         match self.backlog.pop_front() {
             Some(m) => m,
             None => self.read().await,
+        }
+    }
+
+    /// [`Client::next`], waiting `limit` at most for a new message.
+    pub async fn next_within(&mut self, limit: Duration) -> Value {
+        match self.backlog.pop_front() {
+            Some(m) => m,
+            None => self.read_within(limit).await,
         }
     }
 
