@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command from the README: every crate's unit, integration, example and doc tests, then the Python
 # package's (scripts/test-python.sh: a fresh venv, `pip install ./python`, pytest) and the JavaScript side's
-# (scripts/test-node.sh: the VS Code extension and the web UI in headless Chromium). Arguments go to `cargo test`
-# and skip the others.
+# (scripts/test-node.sh: the VS Code extension and the web UI in headless Chromium), then the official MCP
+# conformance suite's client scenarios against the binary (scripts/mcp-conformance.sh; Node 22 and the suite from
+# npm). Arguments go to `cargo test` and skip the others.
 # Postgres-backed store tests need CODEPILOT_TEST_PG_URL (`.ci/postgres.sh` prints one). The snapshot tests run
 # moto's S3 server, installed here from PyPI (scripts/moto.sh) unless CODEPILOT_TEST_MOTO names one; the MCP tests
 # run servers from PyPI and npm (scripts/mcp-fixtures.sh); the sandbox tests need user namespaces. A test whose
@@ -49,4 +50,6 @@ cargo test --workspace --locked "$@"
 if [ "$#" -eq 0 ]; then
     bash scripts/test-python.sh
     bash scripts/test-node.sh
+    # The official MCP conformance suite against the binary the cargo tests built.
+    CODEPILOT_BIN="${CARGO_TARGET_DIR:-target}/debug/codepilot" bash scripts/mcp-conformance.sh
 fi

@@ -224,6 +224,32 @@ pub enum McpCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Log in to an MCP server behind the MCP authorization spec (OAuth): prints the authorization URL on its own
+    /// line (and opens a browser when there is one), waits for the browser to come back to the loopback
+    /// redirect, keeps the tokens under CODEPILOT_HOME (0600) for every later run; exit 0 when authorized.
+    Login {
+        /// The server's name in the agent file.
+        server: String,
+        /// The agent file.
+        #[arg(long, short = 'c', value_name = "FILE", default_value = "agent.yaml")]
+        config: PathBuf,
+    },
+    /// Forget the tokens `mcp login` kept for a server.
+    Logout {
+        /// The server's name in the agent file.
+        server: String,
+        /// The agent file.
+        #[arg(long, short = 'c', value_name = "FILE", default_value = "agent.yaml")]
+        config: PathBuf,
+    },
+    /// The client the official MCP conformance suite drives (`scripts/mcp-conformance.sh`): connects to URL
+    /// through the same client the runtime uses, calls every tool it lists with arguments made from their
+    /// signatures, answers questions with their defaults; `MCP_CONFORMANCE_SCENARIO` names the scenario.
+    #[command(hide = true)]
+    Conformance {
+        /// The server's streamable-HTTP URL (the suite appends it).
+        url: String,
+    },
 }
 
 /// Workspace snapshots (SPEC §17), for `run`, `chat` and `serve`.

@@ -219,8 +219,26 @@ pub(crate) async fn run(
                     .await?;
             }
             Incoming::Request(id, ServerRequest::AskUser(q)) => {
-                let answer = prompter.question(&q.question).await;
-                rpc.send(&json!({"jsonrpc": "2.0", "id": id, "result": {"answer": answer}}))
+                let result = match &q.schema {
+                    // An MCP server's form: asked field by field here, sent back whole.
+                    Some(schema) => json!({
+                        "content": codepilot::elicit::by_questions(&prompter, &q.question, schema).await,
+                    }),
+                    None => json!({"answer": prompter.question(&q.question).await}),
+                };
+                rpc.send(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+                    .await?;
+            }
+            Incoming::Request(id, ServerRequest::McpLogin(login)) => {
+                out.suspend();
+                output::err_line(&format!(
+                    "MCP server `{}` needs a login; open this URL in a browser (the run goes on, and its tools come \
+                     once you approve):",
+                    login.server
+                ));
+                output::err_line(&login.url);
+                crate::mcp::open_browser(&login.url);
+                rpc.send(&json!({"jsonrpc": "2.0", "id": id, "result": {"opened": true}}))
                     .await?;
             }
         }

@@ -111,6 +111,12 @@ enum Prepared {
     Snapshots(cli::SnapshotsArgs),
     /// `mcp list`: the agent, whether to print JSON.
     McpList(AgentFile, bool),
+    /// `mcp conformance`: the server's URL.
+    McpConformance(String),
+    /// `mcp login`: the agent, the server's name.
+    McpLogin(AgentFile, String),
+    /// `mcp logout`: the agent, the server's name.
+    McpLogout(AgentFile, String),
     Checkpoints(cli::CheckpointsArgs),
     Rewind(AgentFile, cli::RewindArgs),
     Index(cli::IndexArgs),
@@ -166,6 +172,13 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         Command::Replay(args) => Prepared::Replay(args),
         Command::Mcp(args) => match args.command {
             cli::McpCommand::List { config, json } => Prepared::McpList(load_agent(&config)?, json),
+            cli::McpCommand::Conformance { url } => Prepared::McpConformance(url),
+            cli::McpCommand::Login { server, config } => {
+                Prepared::McpLogin(load_agent(&config)?, server)
+            }
+            cli::McpCommand::Logout { server, config } => {
+                Prepared::McpLogout(load_agent(&config)?, server)
+            }
         },
     };
     let hidden: Vec<String> = match &prepared {
@@ -173,6 +186,8 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         | Prepared::PrintPrompt(agent, _)
         | Prepared::Chat(agent, _)
         | Prepared::McpList(agent, _)
+        | Prepared::McpLogin(agent, _)
+        | Prepared::McpLogout(agent, _)
         | Prepared::Rewind(agent, _) => agent
             .model
             .api_key_env
@@ -183,6 +198,12 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
                     .embeddings
                     .as_ref()
                     .and_then(|e| e.api_key_env.as_ref()),
+            )
+            .chain(
+                agent
+                    .mcp_servers
+                    .iter()
+                    .filter_map(|s| s.oauth.as_ref()?.client_secret_env.as_ref()),
             )
             .cloned()
             .collect(),
@@ -197,7 +218,8 @@ fn prepare(cli: Cli) -> Result<(Prepared, secrets::EnvSnapshot), Failure> {
         | Prepared::Checkpoints(_)
         | Prepared::Index(_)
         | Prepared::Search(_)
-        | Prepared::Replay(_) => Vec::new(),
+        | Prepared::Replay(_)
+        | Prepared::McpConformance(_) => Vec::new(),
     };
     if secrets::argv_has_credentials() {
         output::err_line(
@@ -310,6 +332,9 @@ async fn dispatch(prepared: Prepared, env: secrets::EnvSnapshot) -> Result<Exit,
         Prepared::Serve(args) => serve::run(args, env).await,
         Prepared::Snapshots(args) => snapshots::run(args, &env).await,
         Prepared::McpList(agent, json) => mcp::list(&agent, json, env).await,
+        Prepared::McpConformance(url) => mcp::conformance(&url).await,
+        Prepared::McpLogin(agent, server) => mcp::login(&agent, &server, env).await,
+        Prepared::McpLogout(agent, server) => mcp::logout(&agent, &server),
         Prepared::Checkpoints(args) => checkpoints::list(args, &env).await,
         Prepared::Rewind(agent, args) => checkpoints::rewind(agent, &args, env).await,
         Prepared::Index(args) => search::index(args).await,

@@ -5,6 +5,7 @@
 //! leaves the terminal free for the next prompt.
 
 use std::collections::HashSet;
+use std::io::IsTerminal as _;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -156,19 +157,37 @@ impl Prompter {
     }
 }
 
+impl codepilot::AskUserHandler for Prompter {
+    fn ask<'a>(&'a self, question: &'a str) -> codepilot::BoxFuture<'a, Option<String>> {
+        Box::pin(self.question(question))
+    }
+}
+
 /// Installs the CLI's handlers: `--yes` approves everything; otherwise each gated call is asked on the terminal.
+/// With a person at the terminal, an MCP server that needs an OAuth login shows its URL (and opens a browser) while
+/// the run goes on.
 pub(crate) fn install(builder: RuntimeBuilder, yes: bool, out: Arc<dyn Output>) -> RuntimeBuilder {
-    let prompter = Prompter::new(yes, out);
+    let prompter = Prompter::new(yes, Arc::clone(&out));
     let asker = prompter.clone();
+    let builder = if std::io::stdin().is_terminal() {
+        builder.mcp_login_handler(move |server: &str, url: &str| {
+            out.suspend();
+            crate::output::err_line(&format!(
+                "MCP server `{server}` needs a login; open this URL in a browser (the run goes on, and its tools \
+                 come once you approve):"
+            ));
+            crate::output::err_line(url);
+            crate::mcp::open_browser(url);
+        })
+    } else {
+        builder
+    };
     builder
         .permission_handler(move |req: PermissionRequest| {
             let prompter = prompter.clone();
             async move { prompter.permission(&req).await }
         })
-        .ask_user_handler(move |question: String| {
-            let asker = asker.clone();
-            async move { asker.question(&question).await }
-        })
+        .ask_user_handler(asker)
 }
 
 #[cfg(test)]

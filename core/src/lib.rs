@@ -75,6 +75,7 @@ pub use handlers::BoxFuture;
 pub use handlers::PermissionDecision;
 pub use handlers::PermissionHandler;
 pub use handlers::PermissionRequest;
+pub use handlers::elicit;
 pub use runtime::AsyncRuntime;
 pub use runtime::Runtime;
 pub use runtime::RuntimeBuilder;

@@ -23,6 +23,7 @@ fn step_notes_escalate() {
 #[test]
 fn tools_render_signature_and_indented_doc() {
     let tools = vec![ToolSpec {
+        var_keyword: None,
         name: "greet".to_owned(),
         params: vec![
             codepilot_script::ParamSpec {

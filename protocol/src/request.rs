@@ -44,4 +44,8 @@ pub struct AskUserResponse {
     /// The answer.
     #[serde(default)]
     pub answer: Option<String>,
+    /// The filled-in form, for a question that came with a `schema` (an MCP server's form): an object of the
+    /// schema's fields. Absent with no `answer`: the person declined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<serde_json::Value>,
 }

@@ -611,8 +611,35 @@ pub struct AskUserRequestParams {
     pub session_id: String,
     /// The turn.
     pub turn_id: String,
-    /// The question.
+    /// The question (for an MCP server's form, its message).
     pub question: String,
+    /// An MCP server's form (`elicitation/create`): a flat JSON Schema object whose properties are strings,
+    /// numbers, integers, booleans or lists of choices. A client that can show a form answers with
+    /// [`AskUserResponse::content`]; one that answers with text only is asked field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+}
+
+/// `mcp/login` params: an MCP server needs an OAuth login (SPEC §18). The client shows `url` to the person (opens it
+/// in a browser); the authorization server sends the browser back to the daemon's loopback address, so the
+/// browser must run on the daemon's machine. The login waits up to 300 s; the server's tools come with the step
+/// after it is approved, and runs never wait for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct McpLoginParams {
+    /// The session whose runtime connects to the server.
+    pub session_id: String,
+    /// The server's name in the agent file.
+    pub server: String,
+    /// The authorization URL to open.
+    pub url: String,
+}
+
+/// The answer to `mcp/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct McpLoginResponse {
+    /// Whether the client opened the URL (or showed it).
+    #[serde(default)]
+    pub opened: bool,
 }
 
 /// What the daemon asks a client: `{"method": ..., "params": ...}` of a server request.
@@ -625,6 +652,9 @@ pub enum ServerRequest {
     /// → [`AskUserResponse`].
     #[serde(rename = "ask_user/request")]
     AskUser(AskUserRequestParams),
+    /// → [`McpLoginResponse`].
+    #[serde(rename = "mcp/login")]
+    McpLogin(McpLoginParams),
 }
 
 /// Every message type of the protocol, for schema generation: the root of `docs/protocol.schema.json`.
@@ -665,6 +695,8 @@ pub enum ProtocolMessage {
     PermissionDecision(PermissionDecision),
     /// The answer to `ask_user/request`.
     AskUserResponse(AskUserResponse),
+    /// The answer to `mcp/login`.
+    McpLoginResponse(McpLoginResponse),
     /// The envelope of every message.
     RawMessage(RawMessage),
 }

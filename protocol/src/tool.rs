@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-/// One tool the block may call: its name, parameters (all positional-or-keyword) and doc string.
+/// One tool the block may call: its name, parameters (positional-or-keyword, then an optional `**name` that takes
+/// every other keyword) and doc string.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolSpec {
     /// The Python name the block calls, e.g. `read_file`.
@@ -20,6 +21,8 @@ pub struct ToolSpec {
     pub doc: String,
     /// The return type as written in Python (`str`, `list[str]`), shown after `->` in the signature.
     pub returns: Option<String>,
+    /// `Some(name)`: keywords that name no parameter are collected into a dict bound to `name` (`**name`).
+    pub var_keyword: Option<String>,
 }
 
 /// One parameter of a [`ToolSpec`].
@@ -71,7 +74,15 @@ impl ToolSpec {
             params,
             doc: doc.into(),
             returns: None,
+            var_keyword: None,
         }
+    }
+
+    /// The same tool taking every other keyword as a dict bound to `name` (`**name`).
+    #[must_use]
+    pub fn with_var_keyword(mut self, name: impl Into<String>) -> Self {
+        self.var_keyword = Some(name.into());
+        self
     }
 
     /// The Python signature, e.g. `read_file(path, start_line=1, end_line=None)`, with annotations where given:
@@ -96,6 +107,13 @@ impl ToolSpec {
                 });
                 out.push_str(&py_literal(default));
             }
+        }
+        if let Some(rest) = &self.var_keyword {
+            if !self.params.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str("**");
+            out.push_str(rest);
         }
         out.push(')');
         if let Some(returns) = &self.returns {

@@ -88,7 +88,7 @@ class NativeRuntime:
     ) -> bool:
         """Registers a tool the driver answers; returns whether one was replaced."""
     def set_hooks(self, kind: str, present: bool) -> None:
-        """Whether answering hooks exist for ``permission_request`` or ``ask_user``."""
+        """Whether answering hooks exist for ``permission_request`` or ``ask_user``, or ``mcp_auth`` hooks."""
     def take_idle(self) -> List[_Item]:
         """Events emitted while no run was driven."""
     def close(self) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "on_tool_call",
     "on_tool_result",
     "on_ask_user",
+    "on_mcp_auth",
     "on_permission_request",
     "on_finish",
     "on_runtime_error",
@@ -78,6 +79,10 @@ class EventType(str, enum.Enum):
     """``summary``, ``reason`` (``completed`` or ``replied``): the task ended with an answer."""
     MAX_STEPS = "max_steps"
     """``steps``: the step limit was reached."""
+    MCP_AUTH = "mcp_auth"
+    """``url``, ``server``: an MCP server needs an OAuth login; show ``url`` to the person (open a browser on this
+    machine). The login waits up to 300 s for the browser's return on a loopback port; the server's tools come with
+    the step after it is approved, and runs never wait for it."""
     ABORTED = "aborted"
     """``step``: the run was aborted."""
     USER_MESSAGE_QUEUED = "user_message_queued"
@@ -267,6 +272,11 @@ on_runtime_error = _replacing(
 )
 on_ask_user = _appending(
     EventType.ASK_USER, "``@on_ask_user(runtime)``: ``fn(question, **_) -> str`` answers the agent's questions."
+)
+on_mcp_auth = _appending(
+    EventType.MCP_AUTH,
+    "``@on_mcp_auth(runtime)``: ``fn(url, server, **_)`` shows an MCP server's authorization URL (e.g. "
+    "``webbrowser.open(url)``).",
 )
 on_user_message_queued = _appending(
     EventType.USER_MESSAGE_QUEUED, "``@on_user_message_queued(runtime)``: ``fn(message, **_)``."

@@ -355,7 +355,7 @@ class _Base:
         return tool.func(*positional, **args)
 
     def _hooks_changed(self, kind: EventType, present: bool) -> None:
-        if kind in (EventType.PERMISSION_REQUEST, EventType.ASK_USER):
+        if kind in (EventType.PERMISSION_REQUEST, EventType.ASK_USER, EventType.MCP_AUTH):
             self._native.set_hooks(kind.value, present)
 
     def _deliver_idle(self) -> None:

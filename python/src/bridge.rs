@@ -58,6 +58,8 @@ pub(crate) enum HostItem {
     },
     /// Ask the ask-user hooks.
     AskUser { question: String, reply: Reply },
+    /// Show the `mcp_auth` hooks an MCP server's authorization URL.
+    McpAuth { server: String, url: String },
     /// The run ended, with what it spent.
     Done(Result<(Outcome, codepilot::Spend), codepilot::Error>),
 }
@@ -114,6 +116,19 @@ impl<'py> IntoPyObject<'py> for HostItem {
                         "ask_user".into_pyobject(py)?.into_any(),
                         convert::dict(py, &kwargs)?.into_any(),
                         Bound::new(py, reply)?.into_any(),
+                    ],
+                )?
+            }
+            HostItem::McpAuth { server, url } => {
+                let mut kwargs = Map::new();
+                kwargs.insert("url".to_owned(), Value::String(url));
+                kwargs.insert("server".to_owned(), Value::String(server));
+                PyTuple::new(
+                    py,
+                    [
+                        "event".into_pyobject(py)?.into_any(),
+                        "mcp_auth".into_pyobject(py)?.into_any(),
+                        convert::dict(py, &kwargs)?.into_any(),
                     ],
                 )?
             }
@@ -197,6 +212,7 @@ pub(crate) struct Bridge {
     route: Mutex<Route>,
     permission_hooks: AtomicBool,
     ask_user_hooks: AtomicBool,
+    mcp_auth_hooks: AtomicBool,
 }
 
 impl Bridge {
@@ -242,13 +258,18 @@ impl Bridge {
 
     /// Delivers an event to the driver, or keeps it for the next one.
     pub(crate) fn event(&self, event: Event) {
+        self.deliver(HostItem::Event(event));
+    }
+
+    /// Delivers an item that needs no answer to the driver, or keeps it for the next one.
+    fn deliver(&self, item: HostItem) {
         let mut route = lock(&self.route);
         let item = match &route.driver {
-            Some((_, tx)) => match tx.send(HostItem::Event(event)) {
+            Some((_, tx)) => match tx.send(item) {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(item)) => item,
             },
-            None => HostItem::Event(event),
+            None => item,
         };
         if route.idle.len() == IDLE_EVENTS {
             route.idle.pop_front();
@@ -281,11 +302,13 @@ impl Bridge {
         rx.await.ok()
     }
 
-    /// Python registered (`true`) or cleared (`false`) the hooks of `kind` (`permission_request`, `ask_user`).
+    /// Python registered (`true`) or cleared (`false`) the hooks of `kind` (`permission_request`, `ask_user`,
+    /// `mcp_auth`).
     pub(crate) fn set_hooks(&self, kind: &str, present: bool) -> bool {
         match kind {
             "permission_request" => self.permission_hooks.store(present, Ordering::Relaxed),
             "ask_user" => self.ask_user_hooks.store(present, Ordering::Relaxed),
+            "mcp_auth" => self.mcp_auth_hooks.store(present, Ordering::Relaxed),
             _ => return false,
         }
         true
@@ -351,6 +374,22 @@ impl codepilot::AskUserHandler for AskUserHooks {
                 Some(Answer::Value(other)) => Some(other.to_string()),
             }
         })
+    }
+}
+
+/// MCP logins shown by the `mcp_auth` hooks: the URL goes to the run being driven, or to the next one.
+pub(crate) struct McpAuthHooks(pub(crate) Arc<Bridge>);
+
+impl codepilot::mcp::loopback::LoginHandler for McpAuthHooks {
+    fn available(&self) -> bool {
+        self.0.mcp_auth_hooks.load(Ordering::Relaxed)
+    }
+
+    fn open(&self, server: &str, url: &str) {
+        self.0.deliver(HostItem::McpAuth {
+            server: server.to_owned(),
+            url: url.to_owned(),
+        });
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::bridge::AskUserHooks;
 use crate::bridge::Bridge;
 use crate::bridge::HostItem;
+use crate::bridge::McpAuthHooks;
 use crate::bridge::PermissionHooks;
 use crate::bridge::PyTool;
 use crate::convert;
@@ -157,7 +158,8 @@ impl NativeRuntime {
             .session(store)
             .session_id(session_id)
             .permission_handler(PermissionHooks(Arc::clone(&bridge)))
-            .ask_user_handler(AskUserHooks(Arc::clone(&bridge)));
+            .ask_user_handler(AskUserHooks(Arc::clone(&bridge)))
+            .mcp_login_handler(McpAuthHooks(Arc::clone(&bridge)));
         let rt = py
             .detach(|| engine.block_on(builder.build()))
             .map_err(|e| errors::to_py_err(py, &e))?;
@@ -435,7 +437,8 @@ impl NativeRuntime {
         result.map_err(|e| errors::to_py_err(py, &e))
     }
 
-    /// Python has (`true`) or no longer has (`false`) hooks that answer `kind` (`permission_request`, `ask_user`).
+    /// Python has (`true`) or no longer has (`false`) hooks that answer `kind` (`permission_request`, `ask_user`)
+    /// or show MCP logins (`mcp_auth`).
     fn set_hooks(&self, kind: &str, present: bool) -> PyResult<()> {
         if self.bridge.set_hooks(kind, present) {
             Ok(())

@@ -88,14 +88,15 @@ Turn = Union[str, Dict[str, Any]]
 class ScriptedServer:
     """A scripted model server process: answers requests with queued turns, records what it received."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [testkit_binary()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+    def __init__(self, oauth_mcp: bool = False) -> None:
+        args = [testkit_binary()] + (["--oauth-mcp"] if oauth_mcp else [])
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         if not self.url.startswith("http://"):
             raise RuntimeError(f"codepilot-testkit did not start: {self.url!r}")
+        # With oauth_mcp: an MCP server behind a local OAuth authorization server that approves at once.
+        self.mcp_url = self.proc.stdout.readline().strip() if oauth_mcp else ""
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()

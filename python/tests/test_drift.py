@@ -10,6 +10,8 @@ from codepilot import EventType, _native
 # Python names with no engine event behind them, each with the reason.
 PYTHON_ONLY = {
     "security_error": "kept so code written against the original still imports; the original never emitted it",
+    "mcp_auth": "an MCP server's login URL, which the runtime hands to the bridge (McpAuthHooks in python/src/bridge.rs), "
+    "not an event",
 }
 
 

@@ -517,3 +517,55 @@ def test_mcp_servers_come_from_the_agent_file(project: Path, server: ScriptedSer
         rt.close()
     assert "calc__add(a: int, b: int) -> dict" in server.system()
     assert "sum 42" in server.observation(1)
+
+
+def test_an_mcp_server_that_needs_a_login_shows_its_url_to_on_mcp_auth(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server behind OAuth: the run goes on without it, ``on_mcp_auth`` gets the URL, and once the browser came
+    back (here urllib following the redirects) its tools come with the next step (SPEC §18). The first step takes
+    two seconds so the login ends during the run."""
+    import socket
+    import urllib.request
+
+    protected = ScriptedServer(oauth_mcp=True)
+    try:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", protected.url)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        write_agent(
+            project / "agent.yaml",
+            f"""\
+            mcp_servers:
+              - name: remote
+                url: {protected.mcp_url}
+                oauth:
+                  redirect_port: {port}
+            """,
+        )
+        rt = Runtime("agent.yaml")
+        shown: List[Dict[str, str]] = []
+        browsed: List[str] = []
+
+        @codepilot.on_mcp_auth(rt)
+        def login(url: str, server: str, **_: Any) -> None:
+            shown.append({"url": url, "server": server})
+            browsed.append(urllib.request.urlopen(url, timeout=30).read().decode())
+
+        protected.push(
+            block('print("FIRST")\nexecute("main", "sleep 2")'),
+            block('print("WHO", remote__whoami())'),
+            DONE,
+        )
+        try:
+            assert rt.run("who am i") == "All tests pass."
+        finally:
+            rt.close()
+        assert [s["server"] for s in shown] == ["remote"]
+        assert "code_challenge=" in shown[0]["url"]
+        assert "you can close this tab" in browsed[0]
+        assert "WHO authorized" in protected.observation(2), protected.observation(2)
+        assert list((project / "home" / "mcp-auth").iterdir())
+    finally:
+        protected.close()

@@ -22,8 +22,17 @@ pub(crate) fn bind(
     for (slot, value) in slots.iter_mut().zip(positional) {
         *slot = Some(value);
     }
+    let mut rest = Map::new();
     for (key, value) in keywords {
         let Some(index) = params.iter().position(|p| p.name == key) else {
+            if spec.var_keyword.is_some() {
+                if rest.insert(key.clone(), value).is_some() {
+                    return Err(format!(
+                        "{name}() got multiple values for keyword argument '{key}'"
+                    ));
+                }
+                continue;
+            }
             let mut msg = format!("{name}() got an unexpected keyword argument '{key}'");
             if let Some(close) = closest(&key, params.iter().map(|p| p.name.as_str())) {
                 msg.push_str(&format!(". Did you mean '{close}'?"));
@@ -55,6 +64,9 @@ pub(crate) fn bind(
             .or_else(|| param.default.clone())
             .unwrap_or(Value::Null);
         bound.insert(param.name.clone(), value);
+    }
+    if let Some(var) = &spec.var_keyword {
+        bound.insert(var.clone(), Value::Object(rest));
     }
     Ok(bound)
 }

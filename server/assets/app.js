@@ -251,8 +251,116 @@ function onPermission(id, p) {
 
 function onAsk(id, p) {
   if (p.session_id !== current) return;
+  if (p.schema) return onForm(id, p);
   const answer = prompt(p.question);
   respond(id, { answer });
+}
+
+// An MCP server's form (elicitation): one input per field, typed, with its default; the daemon checks the answers.
+function onForm(id, p) {
+  const box = document.createElement("form");
+  box.className = "prompt form";
+  box.dataset.request = JSON.stringify(id);
+  const title = document.createElement("p");
+  title.textContent = p.question;
+  box.appendChild(title);
+  const props = p.schema.properties || {};
+  const required = new Set(p.schema.required || []);
+  const read = {};
+  for (const [name, field] of Object.entries(props)) {
+    const label = document.createElement("label");
+    label.textContent = `${field.title || name}${required.has(name) ? " *" : ""} `;
+    if (field.description) label.title = field.description;
+    const options = choices(field.type === "array" ? field.items || {} : field);
+    let input;
+    if (options && field.type === "array") {
+      input = document.createElement("select");
+      input.multiple = true;
+      read[name] = () => [...input.selectedOptions].map((o) => o.value);
+    } else if (options) {
+      input = document.createElement("select");
+      // No choice made until the person makes one; a required field cannot be sent without it.
+      const none = new Option("", "");
+      none.disabled = required.has(name);
+      none.selected = field.default === undefined;
+      input.appendChild(none);
+      input.required = required.has(name);
+      read[name] = () => (input.value === "" ? undefined : input.value);
+    } else if (field.type === "boolean") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = field.default === true;
+      read[name] = () => input.checked;
+    } else if (field.type === "array") {
+      input = document.createElement("input");
+      input.placeholder = "separated by commas";
+      if (Array.isArray(field.default)) input.value = field.default.join(", ");
+      read[name] = () => {
+        const items = input.value.split(",").map((v) => v.trim()).filter((v) => v !== "");
+        return items.length ? items : undefined;
+      };
+    } else {
+      input = document.createElement("input");
+      const numeric = field.type === "number" || field.type === "integer";
+      input.type = numeric ? "number" : field.format === "email" ? "email" : "text";
+      if (field.type === "number") input.step = "any";
+      if (field.default !== undefined) input.value = String(field.default);
+      input.required = required.has(name);
+      read[name] = () => (input.value === "" ? undefined : numeric ? Number(input.value) : input.value);
+    }
+    for (const [value, text] of options || []) {
+      const o = new Option(text, value);
+      o.selected = field.default === value || (Array.isArray(field.default) && field.default.includes(value));
+      input.appendChild(o);
+    }
+    input.name = name;
+    label.appendChild(input);
+    box.appendChild(label);
+  }
+  const send = document.createElement("button");
+  send.type = "submit";
+  send.textContent = "Send";
+  const decline = document.createElement("button");
+  decline.type = "button";
+  decline.textContent = "Decline";
+  decline.onclick = () => { respond(id, {}); box.remove(); };
+  box.append(send, decline);
+  box.onsubmit = (e) => {
+    e.preventDefault();
+    const content = {};
+    for (const [name, get] of Object.entries(read)) {
+      const v = get();
+      if (v !== undefined) content[name] = v;
+    }
+    respond(id, { content });
+    box.remove();
+  };
+  $("timeline").appendChild(box);
+}
+
+// A field's choices as [value, label]: enum (+ enumNames) or oneOf/anyOf of const + title.
+function choices(field) {
+  if (Array.isArray(field.enum)) return field.enum.map((v, i) => [String(v), (field.enumNames || [])[i] || String(v)]);
+  const list = field.oneOf || field.anyOf;
+  if (Array.isArray(list)) return list.filter((o) => o.const !== undefined).map((o) => [String(o.const), o.title || String(o.const)]);
+  return null;
+}
+
+// An MCP server needs an OAuth login: a link the person opens (the browser returns to the daemon's machine).
+function onLogin(id, p) {
+  if (p.session_id !== current) return;
+  const box = document.createElement("div");
+  box.className = "prompt";
+  box.dataset.request = JSON.stringify(id);
+  box.append(`MCP server ${p.server} needs a login. `);
+  const link = document.createElement("a");
+  link.href = /^https?:\/\//.test(p.url) ? p.url : "#";
+  link.target = "_blank";
+  link.rel = "noopener noreferrer";
+  link.textContent = "Log in";
+  link.onclick = () => { respond(id, { opened: true }); box.remove(); };
+  box.appendChild(link);
+  $("timeline").appendChild(box);
 }
 
 function onMessage(raw) {
@@ -271,6 +379,7 @@ function onMessage(raw) {
     case "turn/failed": if (m.params.session_id === current) entry("error", m.params.error.message); break;
     case "permission/request": onPermission(m.id, m.params); break;
     case "ask_user/request": onAsk(m.id, m.params); break;
+    case "mcp/login": onLogin(m.id, m.params); break;
     case "serverRequest/resolved":
       for (const box of document.querySelectorAll(".prompt")) {
         if (box.dataset.request === JSON.stringify(m.params.request_id)) box.remove();

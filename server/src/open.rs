@@ -25,6 +25,7 @@ use codepilot_protocol::rpc::codes;
 use crate::Daemon;
 use crate::engine_error;
 use crate::session::AskViaClients;
+use crate::session::LoginViaClients;
 use crate::session::PermissionViaClients;
 use crate::session::SessionHost;
 use crate::session::Shared;
@@ -321,6 +322,7 @@ impl Daemon {
             .session_id(id.to_string())
             .permission_handler(PermissionViaClients(Arc::clone(&shared)))
             .ask_user_handler(AskViaClients(Arc::clone(&shared)))
+            .mcp_login_handler(LoginViaClients::new(Arc::clone(&shared)))
             .build()
             .await
             .map_err(|e| engine_error(&e))?;

@@ -22,6 +22,7 @@ use codepilot::PermissionRequest;
 use codepilot_protocol::AskUserResponse;
 use codepilot_protocol::TurnCompleted;
 use codepilot_protocol::rpc::AskUserRequestParams;
+use codepilot_protocol::rpc::McpLoginParams;
 use codepilot_protocol::rpc::PermissionRequestParams;
 use codepilot_protocol::rpc::RequestId;
 use codepilot_protocol::rpc::RequestResolved;
@@ -248,6 +249,15 @@ impl Shared {
 
     /// Asks every subscriber `request`; the first answer wins, none within the timeout gives `None`.
     async fn ask(&self, request: ServerRequest) -> Option<Value> {
+        self.ask_until(request, std::future::pending()).await
+    }
+
+    /// [`Shared::ask`], taken back (resolved for every client) when `withdrawn` completes first.
+    async fn ask_until(
+        &self,
+        request: ServerRequest,
+        withdrawn: impl Future<Output = ()>,
+    ) -> Option<Value> {
         let id = RequestId::String(format!(
             "srv-{}",
             self.next_request.fetch_add(1, Ordering::Relaxed)
@@ -260,10 +270,10 @@ impl Shared {
             answer: Some(tx),
         });
         self.broadcast(&line);
-        let answer = tokio::time::timeout(self.request_timeout, rx)
-            .await
-            .ok()
-            .and_then(Result::ok);
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(self.request_timeout, rx) => answer.ok().and_then(Result::ok),
+            () = withdrawn => None,
+        };
         self.resolve(&id, None);
         answer
     }
@@ -445,12 +455,85 @@ impl codepilot::AskUserHandler for AskViaClients {
                 session_id: self.0.session_id.clone(),
                 turn_id: self.0.running_turn().unwrap_or_default(),
                 question: question.to_owned(),
+                schema: None,
             };
             let value = self.0.ask(ServerRequest::AskUser(params)).await?;
             serde_json::from_value::<AskUserResponse>(value)
                 .ok()?
                 .answer
         })
+    }
+
+    /// An MCP server's form goes to the clients whole (`schema`); a client that answers with text only is asked
+    /// field by field.
+    fn elicit<'a>(&'a self, message: &'a str, schema: &'a Value) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(async move {
+            let params = AskUserRequestParams {
+                session_id: self.0.session_id.clone(),
+                turn_id: self.0.running_turn().unwrap_or_default(),
+                question: message.to_owned(),
+                schema: Some(schema.clone()),
+            };
+            let value = self.0.ask(ServerRequest::AskUser(params)).await?;
+            match serde_json::from_value::<AskUserResponse>(value).ok()? {
+                AskUserResponse {
+                    content: Some(content),
+                    ..
+                } => Some(content),
+                AskUserResponse {
+                    answer: Some(_),
+                    content: None,
+                } => codepilot::elicit::by_questions(self, message, schema).await,
+                AskUserResponse {
+                    answer: None,
+                    content: None,
+                } => None,
+            }
+        })
+    }
+}
+
+/// The OAuth logins of one session's MCP servers, shown by its subscribers (`mcp/login`): the URL goes out at once
+/// and the login waits for the browser's return on the daemon's loopback address, whatever the clients answer; the
+/// request is taken back when the login ends.
+pub(crate) struct LoginViaClients {
+    shared: Arc<Shared>,
+    /// The logins being shown, by server: completing one takes its request back.
+    shown: Mutex<HashMap<String, oneshot::Sender<()>>>,
+}
+
+impl LoginViaClients {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            shown: Mutex::default(),
+        }
+    }
+}
+
+impl codepilot::mcp::loopback::LoginHandler for LoginViaClients {
+    fn open(&self, server: &str, url: &str) {
+        let shared = Arc::clone(&self.shared);
+        let request = ServerRequest::McpLogin(McpLoginParams {
+            session_id: shared.session_id.clone(),
+            server: server.to_owned(),
+            url: url.to_owned(),
+        });
+        let (done, ended) = oneshot::channel();
+        lock(&self.shown).insert(server.to_owned(), done);
+        tokio::spawn(async move {
+            shared
+                .ask_until(request, async {
+                    let _ = ended.await;
+                })
+                .await;
+        });
+    }
+
+    fn finished(&self, server: &str) {
+        if let Some(done) = lock(&self.shown).remove(server) {
+            let _ = done.send(());
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 pub mod control;
 pub mod moto;
+pub mod oauth;
 pub mod otlp;
 mod server;
 pub mod service;
@@ -28,6 +29,7 @@ mod turn;
 mod wire;
 
 pub use control::TurnSpec;
+pub use oauth::OAuthMcpServer;
 pub use otlp::OtlpGrpcReceiver;
 pub use otlp::ReceivedSpan;
 pub use server::EMBEDDING_DIMS;

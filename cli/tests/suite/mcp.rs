@@ -475,3 +475,217 @@ async fn no_server_outlives_sigterm_or_sighup() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_and_prompts_are_block_functions() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let block = "```codepilot\nfor r in mcp_resources(\"calc\"):\n    print(\"R\", r.get(\"uri\") or r.get(\"uriTemplate\"))\nprint(\"READ\", mcp_read(\"calc\", \"note://greeting\")[0][\"text\"])\nprint(\"TEMPLATE\", mcp_read(\"calc\", \"note://rust\")[0][\"text\"])\nprint(\"PROMPTS\", [p[\"name\"] for p in mcp_prompts(\"calc\")])\np = mcp_prompt(\"calc\", \"review\", language=\"rust\", strict=\"yes\")\nprint(\"PROMPT\", p[\"messages\"][0][\"content\"][\"text\"])\ntry:\n    mcp_read(\"nope\", \"x\")\nexcept ValueError as e:\n    print(\"ERR\", e)\n```";
+    let server = run_with_calc(
+        dir.path(),
+        &python,
+        vec![Turn::answer(block), Turn::answer(DONE)],
+    )
+    .await;
+    let seen = observation(&server, 1);
+    assert!(seen.contains("R note://greeting"), "{seen}");
+    assert!(seen.contains("R note://{topic}"), "{seen}");
+    assert!(seen.contains("READ hello from the resource"), "{seen}");
+    assert!(seen.contains("TEMPLATE a note about rust"), "{seen}");
+    assert!(seen.contains("PROMPTS ['review']"), "{seen}");
+    assert!(
+        seen.contains("PROMPT Review this rust code (strict: yes)."),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("ERR no MCP server `nope`; the agent has: calc"),
+        "{seen}"
+    );
+    let system = codepilot_testkit::system_text(&server.requests()[0].body);
+    assert!(
+        system.contains("mcp_prompt(server: str, name: str, **args) -> dict"),
+        "{system}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_is_denied_by_default_and_answered_by_the_agents_model_when_allowed() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let block = "```codepilot\ntry:\n    print(\"ANSWER\", calc__ask_model(question=\"two plus two?\"))\nexcept RuntimeError as e:\n    print(\"REFUSED\", e)\n```";
+    // Denied: the server's request never reaches the model.
+    let server = run_with_calc(
+        dir.path(),
+        &python,
+        vec![Turn::answer(block), Turn::answer(DONE)],
+    )
+    .await;
+    let seen = observation(&server, 1);
+    assert!(
+        seen.contains("REFUSED") && seen.contains("sampling: deny"),
+        "{seen}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "no sampling request reached the model"
+    );
+
+    // Allowed: the agent's model answers, the server gets the text.
+    let dir = tempfile::tempdir().unwrap();
+    let server = ScriptedServer::start(vec![
+        Turn::answer(block),
+        Turn::answer("four"),
+        Turn::answer(DONE),
+    ])
+    .await
+    .unwrap();
+    agent_with(
+        dir.path(),
+        &server,
+        &stdio_server(&python, "calc", "      sampling: allow\n"),
+    );
+    let out = codepilot(dir.path(), &["run", "--session", "memory", "ask"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(
+        codepilot_testkit::last_user_text(&requests[1].body),
+        "two plus two?"
+    );
+    assert!(codepilot_testkit::system_text(&requests[1].body).contains("Answer in one word."));
+    let seen = observation(&server, 2);
+    assert!(seen.contains("ANSWER {'result': 'four'}"), "{seen}");
+}
+
+/// `elicitation: ask` (the default): a server's form goes to the host's ask-user handler, one question per field,
+/// typed and defaulted; without anyone to ask, it is declined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_question_goes_to_the_hosts_ask_user_handler() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let block = "```codepilot\nprint(\"RESULT\", calc__book())\n```";
+    let server = ScriptedServer::start(vec![
+        Turn::answer(block),
+        Turn::answer(DONE),
+        Turn::answer(block),
+        Turn::answer(DONE),
+    ])
+    .await
+    .unwrap();
+    let path = agent_with(dir.path(), &server, &stdio_server(&python, "calc", ""));
+    let agent = codepilot::AgentFile::load(&path).unwrap();
+    let asked: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let log = std::sync::Arc::clone(&asked);
+    let rt = codepilot::AsyncRuntime::builder(agent)
+        .env(|var| (var == "OPENAI_API_KEY").then(|| "test-key".to_owned()))
+        .checkpoint_dir(dir.path().join("checkpoints"))
+        .index_dir(dir.path().join("index"))
+        .ask_user_handler(move |question: String| {
+            let log = std::sync::Arc::clone(&log);
+            async move {
+                let answer = if question.contains("nights") {
+                    ""
+                } else {
+                    "Ada"
+                };
+                log.lock().unwrap().push(question);
+                Some(answer.to_owned())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    rt.run("book").await.unwrap();
+    rt.close().await.unwrap();
+    let seen = observation(&server, 1);
+    assert!(
+        seen.contains("RESULT {'result': 'booked 1 night(s) for Ada'}"),
+        "{seen}"
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .any(|q| q.starts_with("MCP server `calc` asks: Book a room")
+                && q.contains("how many nights")
+                && q.contains("Enter for 1")),
+        "{asked:?}"
+    );
+
+    // The CLI without a terminal to ask on declines.
+    let out = codepilot(dir.path(), &["run", "--session", "memory", "book"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = observation(&server, 3);
+    assert!(seen.contains("booking decline"), "{seen}");
+}
+
+/// Through the daemon, a server's form goes whole to the clients (`ask_user/request` with its `schema`): an answer
+/// that does not fit is asked again saying why, and fields left out take their defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_form_is_answered_whole_by_a_daemon_client() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::Builder::new()
+        .prefix("cpf")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let block = "```codepilot\nprint(\"RESULT\", calc__book())\n```";
+    let server = ScriptedServer::start(vec![Turn::answer(block), Turn::answer(DONE)])
+        .await
+        .unwrap();
+    let agent = agent_with(
+        dir.path(),
+        &server,
+        &stdio_server(&python, "calc", "      timeout_s: 2\n"),
+    );
+    let mut daemon = super::support::StdioDaemon::start(dir.path()).await;
+    let started = daemon
+        .call(
+            "session/start",
+            serde_json::json!({"agent_file": agent.display().to_string()}),
+        )
+        .await;
+    let session = started["session_id"].as_str().unwrap().to_owned();
+    daemon
+        .call(
+            "turn/start",
+            serde_json::json!({"session_id": session, "text": "book"}),
+        )
+        .await;
+    let form = daemon.until("ask_user/request").await;
+    assert!(
+        form["params"]["question"]
+            .as_str()
+            .unwrap()
+            .starts_with("MCP server `calc` asks: Book a room"),
+        "{form}"
+    );
+    let schema = &form["params"]["schema"];
+    assert_eq!(schema["properties"]["nights"]["default"], 1, "{schema}");
+    assert_eq!(schema["required"], serde_json::json!(["guest"]), "{schema}");
+    // A person slower than the call's 2 s timeout_s: the wait for the answer does not count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon
+        .respond(
+            &form["id"],
+            serde_json::json!({"content": {"nights": "two"}}),
+        )
+        .await;
+    let again = daemon.until("ask_user/request").await;
+    let question = again["params"]["question"].as_str().unwrap();
+    assert!(question.contains("did not fit"), "{question}");
+    daemon
+        .respond(
+            &again["id"],
+            serde_json::json!({"content": {"guest": "Ada"}}),
+        )
+        .await;
+    let done = daemon.until("turn/completed").await;
+    assert_eq!(done["params"]["outcome"]["status"], "completed", "{done}");
+    let seen = observation(&server, 1);
+    assert!(
+        seen.contains("RESULT {'result': 'booked 1 night(s) for Ada'}"),
+        "{seen}"
+    );
+    daemon.close().await;
+}

@@ -9,6 +9,7 @@ mod hardening;
 mod hosted;
 mod limits;
 mod mcp;
+mod mcp_auth;
 mod output;
 mod replay;
 mod rewind;

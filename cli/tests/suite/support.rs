@@ -132,3 +132,113 @@ pub fn detach_from_terminal(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// `codepilot serve --listen stdio://` in `dir` (isolated home), spoken to over its stdin and stdout.
+pub struct StdioDaemon {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    next_id: i64,
+    /// Messages read while waiting for a call's result, in order.
+    pub backlog: std::collections::VecDeque<serde_json::Value>,
+}
+
+impl StdioDaemon {
+    /// Starts the daemon and initializes the connection.
+    pub async fn start(dir: &Path) -> Self {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_codepilot"))
+            .current_dir(dir)
+            .args(["serve", "--listen", "stdio://"])
+            .env("CODEPILOT_HOME", dir.join("home"))
+            .env("ANTHROPIC_API_KEY", "test-key")
+            .env_remove("CODEPILOT_DB_URL")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut daemon = Self {
+            child,
+            stdin,
+            lines,
+            next_id: 0,
+            backlog: std::collections::VecDeque::new(),
+        };
+        daemon
+            .call(
+                "initialize",
+                serde_json::json!({"client": {"name": "test"}}),
+            )
+            .await;
+        daemon
+    }
+
+    async fn send(&mut self, message: &serde_json::Value) {
+        use tokio::io::AsyncWriteExt as _;
+        self.stdin
+            .write_all(format!("{message}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    async fn read(&mut self) -> serde_json::Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(90), self.lines.next_line())
+            .await
+            .expect("the daemon said nothing for 90 s")
+            .unwrap()
+            .expect("the daemon closed its stdout");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Calls `method`; its result (panics on an error).
+    pub async fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(
+            &serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .await;
+        loop {
+            let m = self.read().await;
+            if m["id"] == id && m.get("method").is_none() {
+                assert!(m.get("error").is_none(), "{method}: {m}");
+                return m["result"].clone();
+            }
+            self.backlog.push_back(m);
+        }
+    }
+
+    /// The next message (the backlog first).
+    pub async fn next(&mut self) -> serde_json::Value {
+        match self.backlog.pop_front() {
+            Some(m) => m,
+            None => self.read().await,
+        }
+    }
+
+    /// Skips messages until one with `method`; returns it.
+    pub async fn until(&mut self, method: &str) -> serde_json::Value {
+        loop {
+            let m = self.next().await;
+            if m["method"] == method {
+                return m;
+            }
+        }
+    }
+
+    /// Answers the daemon's request `id`.
+    pub async fn respond(&mut self, id: &serde_json::Value, result: serde_json::Value) {
+        self.send(&serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}))
+            .await;
+    }
+
+    /// Closes stdin and waits for the daemon to exit.
+    pub async fn close(mut self) {
+        drop(self.stdin);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait()).await;
+    }
+}

@@ -31,6 +31,83 @@ pub struct McpServerConfig {
     pub include: Vec<String>,
     /// Tools left out.
     pub exclude: Vec<String>,
+    /// What a question of the server (`elicitation/create`) gets. Default [`Elicitation::Ask`].
+    pub elicitation: Elicitation,
+    /// How a login to a server behind the MCP authorization spec registers and what it asks for (`oauth:`);
+    /// `None`: discovery and dynamic registration decide everything.
+    pub oauth: Option<OAuthConfig>,
+    /// Whether the server may ask the agent's model for a completion (`sampling/createMessage`). Default
+    /// [`Sampling::Deny`].
+    pub sampling: Sampling,
+}
+
+/// What a server's request for a completion (`sampling/createMessage`) gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sampling {
+    /// Refused.
+    #[default]
+    Deny,
+    /// Put to the host's permission handler first (refused when there is none).
+    Ask,
+    /// Answered by the agent's model, counted in the run's usage and limits.
+    Allow,
+}
+
+impl Sampling {
+    /// Reads `sampling:`; `None` for a value this runtime does not know.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "deny" => Some(Self::Deny),
+            "ask" => Some(Self::Ask),
+            "allow" => Some(Self::Allow),
+            _ => None,
+        }
+    }
+}
+
+/// `mcp_servers[].oauth:`: all optional; discovery and registration fill in what is missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OAuthConfig {
+    /// A client id registered with the authorization server beforehand.
+    pub client_id: Option<String>,
+    /// The variable holding that client's secret (read when logging in; hidden from the agent's shell).
+    pub client_secret_env: Option<String>,
+    /// The scopes to ask for (default: those the server's challenge or metadata name).
+    pub scopes: Vec<String>,
+    /// The loopback port the browser is sent back to (default 8976): a pre-registered client's redirect URI is
+    /// `http://127.0.0.1:PORT/callback`.
+    pub redirect_port: Option<u16>,
+    /// An https URL where this client's metadata document is published, used as its client id by authorization
+    /// servers that support client ID metadata documents.
+    pub client_metadata_url: Option<String>,
+    /// `grant: client_credentials`: machine to machine, the client id and secret buy the token without a person.
+    pub client_credentials: bool,
+}
+
+/// How a server's questions (`elicitation/create`) are answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Elicitation {
+    /// Put to the person through the host's ask-user path (declined when nobody can answer).
+    #[default]
+    Ask,
+    /// Declined: the server goes on without an answer.
+    Decline,
+    /// Accepted with the defaults the requested schema gives (fields without one are left out).
+    AcceptDefaults,
+}
+
+impl Elicitation {
+    /// Reads `elicitation:`; `None` for a value this runtime does not know.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "ask" => Some(Self::Ask),
+            "decline" => Some(Self::Decline),
+            "accept-defaults" => Some(Self::AcceptDefaults),
+            _ => None,
+        }
+    }
 }
 
 /// How an MCP server is reached.
@@ -96,6 +173,20 @@ pub(super) struct RawMcpServer {
     timeout_s: Option<Spanned<u64>>,
     require_permission: Option<bool>,
     tools: Option<Spanned<RawToolFilter>>,
+    elicitation: Option<Spanned<String>>,
+    oauth: Option<Spanned<RawOAuth>>,
+    sampling: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    client_id: Option<String>,
+    client_secret_env: Option<String>,
+    scopes: Option<Vec<String>>,
+    redirect_port: Option<u16>,
+    client_metadata_url: Option<String>,
+    grant: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -181,6 +272,108 @@ pub(super) fn convert(raw: Vec<Spanned<RawMcpServer>>, ctx: &Ctx) -> Result<Vec<
                 t.value.exclude.unwrap_or_default(),
             )
         });
+        let elicitation = match &r.elicitation {
+            None => Elicitation::default(),
+            Some(e) => Elicitation::parse(&e.value).ok_or_else(|| {
+                invalid(
+                    "mcp_servers.elicitation",
+                    ctx,
+                    line_of(e.referenced).or(name_line),
+                    format!("must be ask, decline or accept-defaults (got {})", e.value),
+                )
+            })?,
+        };
+        let sampling = match &r.sampling {
+            None => Sampling::default(),
+            Some(v) => Sampling::parse(&v.value).ok_or_else(|| {
+                invalid(
+                    "mcp_servers.sampling",
+                    ctx,
+                    line_of(v.referenced).or(name_line),
+                    format!("must be deny, ask or allow (got {})", v.value),
+                )
+            })?,
+        };
+        let oauth = match r.oauth {
+            None => None,
+            Some(o) => {
+                let line = line_of(o.referenced).or(name_line);
+                if !matches!(transport, McpTransport::Http { .. }) {
+                    return Err(invalid(
+                        "mcp_servers.oauth",
+                        ctx,
+                        line,
+                        format!(
+                            "server '{}' runs a command; `oauth` applies to a `url` server only",
+                            name.value
+                        ),
+                    ));
+                }
+                let o = o.value;
+                if o.redirect_port == Some(0) {
+                    return Err(invalid(
+                        "mcp_servers.oauth.redirect_port",
+                        ctx,
+                        line,
+                        "must be a port from 1 to 65535 (the browser comes back to it)".to_owned(),
+                    ));
+                }
+                if o.client_secret_env.is_some() && o.client_id.is_none() {
+                    return Err(invalid(
+                        "mcp_servers.oauth.client_secret_env",
+                        ctx,
+                        line,
+                        "a client secret belongs to a pre-registered client: add `client_id`"
+                            .to_owned(),
+                    ));
+                }
+                if let Some(url) = &o.client_metadata_url
+                    && !url.starts_with("https://")
+                {
+                    return Err(invalid(
+                        "mcp_servers.oauth.client_metadata_url",
+                        ctx,
+                        line,
+                        format!("must be an https:// URL (got {url})"),
+                    ));
+                }
+                let client_credentials = match o.grant.as_deref() {
+                    None | Some("authorization_code") => false,
+                    Some("client_credentials")
+                        if o.client_id.is_some() && o.client_secret_env.is_some() =>
+                    {
+                        true
+                    }
+                    Some("client_credentials") => {
+                        return Err(invalid(
+                            "mcp_servers.oauth.grant",
+                            ctx,
+                            line,
+                            "client_credentials needs `client_id` and `client_secret_env`"
+                                .to_owned(),
+                        ));
+                    }
+                    Some(other) => {
+                        return Err(invalid(
+                            "mcp_servers.oauth.grant",
+                            ctx,
+                            line,
+                            format!(
+                                "must be authorization_code or client_credentials (got {other})"
+                            ),
+                        ));
+                    }
+                };
+                Some(OAuthConfig {
+                    client_credentials,
+                    client_id: o.client_id,
+                    client_secret_env: o.client_secret_env,
+                    scopes: o.scopes.unwrap_or_default(),
+                    redirect_port: o.redirect_port,
+                    client_metadata_url: o.client_metadata_url,
+                })
+            }
+        };
         let server = McpServerConfig {
             name: name.value,
             transport,
@@ -191,6 +384,9 @@ pub(super) fn convert(raw: Vec<Spanned<RawMcpServer>>, ctx: &Ctx) -> Result<Vec<
             require_permission: r.require_permission.unwrap_or(false),
             include,
             exclude,
+            elicitation,
+            oauth,
+            sampling,
         };
         let timeout_line = r.timeout_s.as_ref().and_then(|t| line_of(t.referenced));
         check_server(&server, &out, ctx, name_line, timeout_line)?;

@@ -762,3 +762,59 @@ fn observability_is_read_and_checked() {
     ));
     assert!(e.contains("log_contents"), "{e}");
 }
+
+#[test]
+fn mcp_oauth_and_elicitation_are_read_and_checked() {
+    let a = load(&format!(
+        "{MINIMAL_NESTED}  mcp_servers:\n    - name: linear\n      url: https://mcp.linear.app/mcp\n      elicitation: accept-defaults\n      oauth: {{client_id: cp, client_secret_env: LINEAR_SECRET, scopes: [read, write], redirect_port: 9000, grant: client_credentials}}\n"
+    ))
+    .unwrap();
+    let server = &a.mcp_servers[0];
+    assert_eq!(
+        server.elicitation,
+        crate::config::Elicitation::AcceptDefaults
+    );
+    assert_eq!(
+        server.oauth,
+        Some(crate::config::OAuthConfig {
+            client_id: Some("cp".to_owned()),
+            client_secret_env: Some("LINEAR_SECRET".to_owned()),
+            scopes: vec!["read".to_owned(), "write".to_owned()],
+            redirect_port: Some(9000),
+            client_metadata_url: None,
+            client_credentials: true,
+        })
+    );
+    for (extra, key) in [
+        ("      elicitation: ask-me\n", "mcp_servers.elicitation"),
+        (
+            "      oauth: {grant: implicit}\n",
+            "mcp_servers.oauth.grant",
+        ),
+        (
+            "      oauth: {grant: client_credentials}\n",
+            "mcp_servers.oauth.grant",
+        ),
+        (
+            "      oauth: {client_secret_env: X}\n",
+            "mcp_servers.oauth.client_secret_env",
+        ),
+        (
+            "      oauth: {client_metadata_url: http://x/c.json}\n",
+            "mcp_servers.oauth.client_metadata_url",
+        ),
+        (
+            "      oauth: {redirect_port: 0}\n",
+            "mcp_servers.oauth.redirect_port",
+        ),
+    ] {
+        let e = err(&format!(
+            "{MINIMAL_NESTED}  mcp_servers:\n    - name: remote\n      url: https://example.com/mcp\n{extra}"
+        ));
+        assert!(e.contains(key), "{extra}: {e}");
+    }
+    let e = err(&format!(
+        "{MINIMAL_NESTED}  mcp_servers:\n    - name: local\n      command: x\n      oauth: {{scopes: [a]}}\n"
+    ));
+    assert!(e.contains("`oauth` applies to a `url` server only"), "{e}");
+}

@@ -9,6 +9,9 @@
 //! Child processes die with the runtime: they are killed when the hub shuts down or is dropped, and the kernel
 //! kills them if this process dies first (`PR_SET_PDEATHSIG`).
 
+pub mod auth;
+pub mod loopback;
+mod resources;
 mod schema;
 
 use codepilot_protocol::sync::lock;
@@ -33,6 +36,7 @@ use rmcp::service::RunningService;
 use serde_json::Map;
 use serde_json::Value;
 
+use crate::config::Elicitation;
 use crate::config::McpServerConfig;
 use crate::config::McpTransport;
 use crate::handlers::BoxFuture;
@@ -82,6 +86,8 @@ pub enum ServerState {
     Ready,
     /// Not reachable: did not start, or stopped. The message says why.
     Failed(String),
+    /// It asks for authorization and no login was kept: `codepilot mcp login NAME` (the message says so).
+    NeedsLogin(String),
 }
 
 /// A server's state and tools, as `codepilot mcp list` shows them.
@@ -97,13 +103,235 @@ pub struct ServerStatus {
     pub tools: Vec<ToolSpec>,
 }
 
-/// Receives the server's notifications: a changed tool list marks the tools stale.
+/// A server's request for a completion, in the runtime's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamplingRequest {
+    /// The server's system prompt.
+    pub system: Option<String>,
+    /// The conversation it sends, text only.
+    pub messages: Vec<(codepilot_protocol::Role, String)>,
+    /// The most tokens it wants back.
+    pub max_tokens: u32,
+}
+
+/// The agent's model answering servers' sampling requests (SPEC §18): set by the runtime, which counts the usage in
+/// the run's limits.
+pub trait Sampler: Send + Sync {
+    /// Answers `request` of server `server` (`ask`: the host approves first); the text and the model's name.
+    fn sample<'a>(
+        &'a self,
+        server: &'a str,
+        ask: bool,
+        request: SamplingRequest,
+    ) -> BoxFuture<'a, Result<(String, String), String>>;
+}
+
+/// The runtime's sampler, once it exists (the hub starts before the runtime is complete).
+type SamplerSlot = Arc<Mutex<Option<Arc<dyn Sampler>>>>;
+
+/// The host's ask-user handler, for servers' questions.
+type AskerSlot = Arc<Mutex<Option<Arc<dyn crate::AskUserHandler>>>>;
+
+/// Receives the server's notifications (a changed tool list marks the tools stale) and answers its questions.
 #[derive(Clone)]
 struct Handler {
     stale: Arc<AtomicBool>,
+    elicitation: Elicitation,
+    sampling: crate::config::Sampling,
+    server: String,
+    sampler: SamplerSlot,
+    asker: AskerSlot,
+    asking: Arc<Asking>,
+}
+
+/// A server's questions a person is answering (a form, a sampling approval): the time they take does not count
+/// against the calls waiting on that server (all of them: the server does not say which call asked).
+#[derive(Default)]
+struct Asking {
+    open: std::sync::atomic::AtomicUsize,
+    last_answered: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Asking {
+    /// Waits for `answer` with the question counted open (also when the wait is dropped half-way).
+    async fn around<T>(&self, answer: impl Future<Output = T>) -> T {
+        struct Open<'a>(&'a Asking);
+        impl Drop for Open<'_> {
+            fn drop(&mut self) {
+                *lock(&self.0.last_answered) = Some(tokio::time::Instant::now());
+                self.0.open.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.open.fetch_add(1, Ordering::SeqCst);
+        let _open = Open(self);
+        answer.await
+    }
+
+    /// Runs `call` within `limit`, the limit starting again while a person answers and after their answer.
+    async fn timed<T>(&self, limit: Duration, call: impl Future<Output = T>) -> Result<T, ()> {
+        let mut call = std::pin::pin!(call);
+        let mut deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Ok(out) = tokio::time::timeout_at(deadline, &mut call).await {
+                return Ok(out);
+            }
+            let now = tokio::time::Instant::now();
+            let answered = *lock(&self.last_answered);
+            deadline = if self.open.load(Ordering::SeqCst) > 0 {
+                now + limit
+            } else {
+                match answered.map(|t| t + limit) {
+                    Some(later) if later > now => later,
+                    _ => return Err(()),
+                }
+            };
+        }
+    }
 }
 
 impl ClientHandler for Handler {
+    /// Who this client is and what it does: the protocol version is the newest that starts with `initialize`
+    /// (rmcp's default, 2026-07-28, has no initialize handshake); elicitation is offered when this server's
+    /// questions get an answer.
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut capabilities = rmcp::model::ClientCapabilities::default();
+        if self.elicitation != Elicitation::Decline {
+            capabilities.elicitation = Some(
+                rmcp::model::ElicitationCapability::new()
+                    .with_form(rmcp::model::FormElicitationCapability::new()),
+            );
+        }
+        if self.sampling != crate::config::Sampling::Deny {
+            #[allow(
+                deprecated,
+                reason = "2025-11-25, the version this client speaks, has sampling"
+            )]
+            {
+                capabilities.sampling = Some(rmcp::model::SamplingCapability::default());
+            }
+        }
+        rmcp::model::ClientConfig::new(
+            capabilities,
+            rmcp::model::Implementation::new("codepilot", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE)
+    }
+
+    fn create_elicitation(
+        &self,
+        request: rmcp::model::ElicitRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> impl Future<Output = Result<rmcp::model::ElicitResult, rmcp::ErrorData>> + Send + '_ {
+        let asker = lock(&self.asker).clone().filter(|a| a.available());
+        let policy = self.elicitation;
+        let server = self.server.clone();
+        let asking = Arc::clone(&self.asking);
+        async move {
+            let decline = rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Decline);
+            let rmcp::model::ElicitRequestParams::FormElicitationParams {
+                message,
+                requested_schema,
+                ..
+            } = request
+            else {
+                return Ok(decline);
+            };
+            Ok(match (policy, asker) {
+                (Elicitation::AcceptDefaults, _) => match schema_defaults(&requested_schema) {
+                    Some(content) => {
+                        rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+                            .with_content(content)
+                    }
+                    None => decline,
+                },
+                (Elicitation::Ask, Some(asker)) => {
+                    let schema = serde_json::to_value(&requested_schema).unwrap_or(Value::Null);
+                    // The person sees which server asks.
+                    let message = format!("MCP server `{server}` asks: {message}");
+                    // The call that asked waits for the person without its timeout running.
+                    let answer = asking
+                        .around(ask_form(asker.as_ref(), &message, &schema))
+                        .await;
+                    match answer {
+                        Some(content) => {
+                            rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+                                .with_content(content)
+                        }
+                        None => decline,
+                    }
+                }
+                (Elicitation::Ask | Elicitation::Decline, _) => decline,
+            })
+        }
+    }
+
+    #[allow(
+        deprecated,
+        reason = "2025-11-25, the version this client speaks, has sampling"
+    )]
+    async fn create_message(
+        &self,
+        params: rmcp::model::CreateMessageRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, rmcp::ErrorData> {
+        let refuse =
+            |message: String| rmcp::ErrorData::new(rmcp::model::ErrorCode(-1), message, None);
+        let ask = match self.sampling {
+            crate::config::Sampling::Deny => {
+                return Err(refuse(format!(
+                    "sampling is off for MCP server `{}` (sampling: deny in the agent file)",
+                    self.server
+                )));
+            }
+            crate::config::Sampling::Ask => true,
+            crate::config::Sampling::Allow => false,
+        };
+        let sampler = lock(&self.sampler).clone();
+        let Some(sampler) = sampler else {
+            return Err(refuse("no model is available to answer".to_owned()));
+        };
+        let mut messages = Vec::with_capacity(params.messages.len());
+        for m in params.messages {
+            let role = match m.role {
+                rmcp::model::Role::User => codepilot_protocol::Role::User,
+                rmcp::model::Role::Assistant => codepilot_protocol::Role::Assistant,
+            };
+            let mut text = String::new();
+            for block in m.content.into_vec() {
+                match block {
+                    rmcp::model::SamplingMessageContentBlock::Text(t) => text.push_str(&t.text),
+                    _ => {
+                        return Err(refuse(
+                            "this client samples text only (no images, audio or tool use)"
+                                .to_owned(),
+                        ));
+                    }
+                }
+            }
+            messages.push((role, text));
+        }
+        let request = SamplingRequest {
+            system: params.system_prompt,
+            messages,
+            max_tokens: params.max_tokens,
+        };
+        let sampled = sampler.sample(&self.server, ask, request);
+        let (text, model) = if ask {
+            self.asking.around(sampled).await
+        } else {
+            sampled.await
+        }
+        .map_err(refuse)?;
+        Ok(rmcp::model::CreateMessageResult::new(
+            rmcp::model::SamplingMessage::new(
+                rmcp::model::Role::Assistant,
+                rmcp::model::SamplingMessageContentBlock::text(text),
+            ),
+            model,
+        )
+        .with_stop_reason("endTurn"))
+    }
+
     fn on_tool_list_changed(
         &self,
         _context: NotificationContext<RoleClient>,
@@ -111,6 +339,48 @@ impl ClientHandler for Handler {
         self.stale.store(true, Ordering::SeqCst);
         std::future::ready(())
     }
+}
+
+/// Puts a form to the host, checks the answers against `schema` (defaults for omitted fields) and asks again,
+/// saying what did not fit, at most three times; `None` when the person declined.
+async fn ask_form(
+    asker: &dyn crate::AskUserHandler,
+    message: &str,
+    schema: &Value,
+) -> Option<Value> {
+    let mut shown = message.to_owned();
+    for _ in 0..3 {
+        let content = asker.elicit(&shown, schema).await?;
+        match crate::elicit::check_form(schema, content) {
+            Ok(content) => return Some(content),
+            Err(why) => shown = format!("{message}\n(The last answer did not fit: {why}.)"),
+        }
+    }
+    None
+}
+
+/// The answer a form built from `schema`'s defaults gives: each property with a `default`, by name; `None` when a
+/// required field has none (the form cannot be answered without a person).
+fn schema_defaults(schema: &rmcp::model::ElicitationSchema) -> Option<Value> {
+    let schema = serde_json::to_value(schema).unwrap_or(Value::Null);
+    let props = schema.get("properties").and_then(Value::as_object);
+    let defaults: Map<String, Value> = props
+        .map(|props| {
+            props
+                .iter()
+                .filter_map(|(name, p)| Some((name.clone(), p.get("default")?.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let required_missing = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .any(|n| !defaults.contains_key(n))
+        });
+    (!required_missing).then_some(Value::Object(defaults))
 }
 
 type Service = RunningService<RoleClient, Handler>;
@@ -139,6 +409,52 @@ struct Server {
     group: Mutex<Option<u32>>,
     /// The hub shut down: a start still in progress must not leave a live server behind.
     closed: Arc<AtomicBool>,
+    /// Where its tokens are and who may approve a login.
+    auth: McpAuth,
+    /// The authorization of a streamable-HTTP connection, swapped after a login (the connection stays).
+    authorizer: tokio::sync::Mutex<
+        Option<Arc<tokio::sync::Mutex<rmcp::transport::auth::AuthorizationManager>>>,
+    >,
+    /// Logins made for this server by this process: a server that keeps refusing stops being asked.
+    authorizations: std::sync::atomic::AtomicU32,
+    /// It asked for a login nobody could approve.
+    needs_login: AtomicBool,
+    /// One login at a time for a live connection.
+    login_turn: tokio::sync::Mutex<()>,
+    /// Logins given to the live connection so far.
+    logins: std::sync::atomic::AtomicU64,
+    /// The challenge of the login it asked for, for a login in the background.
+    challenge: Mutex<Option<String>>,
+    /// A login in the background is under way.
+    logging_in: AtomicBool,
+    /// A login in the background was started for the current need.
+    login_tried: AtomicBool,
+    /// The login in the background, stopped when the hub shuts down.
+    login_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// When its token file last changed as this process saw it (a login elsewhere, `codepilot mcp login`, changes
+    /// it: the server is tried again).
+    token_seen: Mutex<Option<std::time::SystemTime>>,
+    /// Who answers its sampling requests.
+    sampler: SamplerSlot,
+    /// Who answers its questions.
+    asker: AskerSlot,
+    /// Its questions a person is answering.
+    asking: Arc<Asking>,
+}
+
+/// The most logins one server gets from one process (a server that refuses every token cannot loop).
+const MAX_AUTHORIZATIONS: u32 = 3;
+
+/// How MCP servers behind the authorization spec are logged in to.
+#[derive(Clone, Default)]
+pub struct McpAuth {
+    /// Where tokens are kept (`CODEPILOT_HOME`); `None`: no server can be authorized.
+    pub home: Option<std::path::PathBuf>,
+    /// Who approves a login while the runtime runs; `None` (runtimes): a server that needs one says
+    /// `codepilot mcp login NAME` and offers no tools.
+    pub approver: Option<Arc<dyn auth::Approver>>,
+    /// How logins register (the conformance client's pre-registered client, its metadata document).
+    pub login: auth::LoginOptions,
 }
 
 impl Server {
@@ -162,37 +478,19 @@ impl Server {
 
     /// `${VAR}` replaced by the runtime's value of VAR (empty when unset).
     fn expand(&self, text: &str) -> String {
-        let mut out = String::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            match after.find('}') {
-                Some(end) => {
-                    let var = &after[..end];
-                    match (self.env)(var) {
-                        Some(value) => out.push_str(&value),
-                        None => tracing::warn!(
-                            "MCP server `{}`: ${{{var}}} is not set; it expands to nothing",
-                            self.config.name
-                        ),
-                    }
-                    rest = &after[end + 1..];
-                }
-                None => {
-                    out.push_str(&rest[start..]);
-                    rest = "";
-                }
-            }
-        }
-        out.push_str(rest);
-        out
+        expand_vars(text, &self.env)
     }
 
     /// Connects (within the timeout) and lists the tools.
     async fn connect(&self) -> Result<(), String> {
         let handler = Handler {
             stale: Arc::clone(&self.stale),
+            elicitation: self.config.elicitation,
+            sampling: self.config.sampling,
+            server: self.config.name.clone(),
+            sampler: Arc::clone(&self.sampler),
+            asker: Arc::clone(&self.asker),
+            asking: Arc::clone(&self.asking),
         };
         let started = tokio::time::timeout(self.timeout(), async {
             let service = match &self.config.transport {
@@ -233,29 +531,18 @@ impl Server {
                         .map_err(|e| handshake_failed(&e))?
                 }
                 McpTransport::Http { url, headers } => {
-                    crate::install_tls_provider();
-                    let mut config =
-                        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
-                            url.as_str(),
-                        );
-                    for (name, value) in headers {
-                        let value = self.expand(value);
-                        let (Ok(n), Ok(v)) = (
-                            http::HeaderName::try_from(name.as_str()),
-                            http::HeaderValue::try_from(value.as_str()),
-                        ) else {
-                            return Err(format!("header `{name}` is not a valid HTTP header"));
-                        };
-                        config.custom_headers.insert(n, v);
-                    }
-                    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-                    handler
-                        .serve(transport)
-                        .await
-                        .map_err(|e| handshake_failed(&e))?
+                    self.connect_http(&handler, url, headers).await?
                 }
             };
-            let tools = service.list_all_tools().await.map_err(|e| e.to_string())?;
+            let tools = match service.list_all_tools().await {
+                Ok(tools) => tools,
+                // A server may let the handshake through and ask for authorization with its first request.
+                Err(e) if e.auth_challenge().is_some() => {
+                    self.authorize(e.auth_challenge()).await?;
+                    service.list_all_tools().await.map_err(|e| e.to_string())?
+                }
+                Err(e) => return Err(e.to_string()),
+            };
             Ok::<_, String>((service, tools))
         })
         .await;
@@ -287,6 +574,190 @@ impl Server {
         Ok(())
     }
 
+    /// Connects to a streamable-HTTP server through an authorizing client: tokens from an earlier login are
+    /// sent (and refreshed); a server that asks for authorization at the handshake is logged in to when someone
+    /// can approve, else it fails saying `codepilot mcp login`.
+    async fn connect_http(
+        &self,
+        handler: &Handler,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Service, String> {
+        crate::install_tls_provider();
+        let mut config =
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                url,
+            );
+        for (name, value) in headers {
+            let value = self.expand(value);
+            let (Ok(n), Ok(v)) = (
+                http::HeaderName::try_from(name.as_str()),
+                http::HeaderValue::try_from(value.as_str()),
+            ) else {
+                return Err(format!("header `{name}` is not a valid HTTP header"));
+            };
+            config.custom_headers.insert(n, v);
+        }
+        let Some(store) = self.token_file() else {
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+            return handler
+                .clone()
+                .serve(transport)
+                .await
+                .map_err(|e| handshake_failed(&e));
+        };
+        let manager = match auth::stored(url, &store).await? {
+            Some(manager) => manager,
+            None => rmcp::transport::auth::AuthorizationManager::new(url)
+                .await
+                .map_err(|e| format!("cannot prepare authorization for {url}: {e}"))?,
+        };
+        let client = rmcp::transport::AuthClient::new(reqwest::Client::new(), manager);
+        *self.authorizer.lock().await = Some(Arc::clone(&client.auth_manager));
+        let transport =
+            rmcp::transport::StreamableHttpClientTransport::with_client(client, config.clone());
+        match handler.clone().serve(transport).await {
+            Ok(service) => Ok(service),
+            Err(e) if e.auth_challenge().is_some() || e.is_authorization_required() => {
+                let challenge = e.auth_challenge().map(str::to_owned);
+                let manager = self.login(challenge.as_deref()).await?;
+                let client = rmcp::transport::AuthClient::new(reqwest::Client::new(), manager);
+                *self.authorizer.lock().await = Some(Arc::clone(&client.auth_manager));
+                let transport =
+                    rmcp::transport::StreamableHttpClientTransport::with_client(client, config);
+                handler
+                    .clone()
+                    .serve(transport)
+                    .await
+                    .map_err(|e| handshake_failed(&e))
+            }
+            Err(e) => Err(handshake_failed(&e)),
+        }
+    }
+
+    /// Where this server's tokens are kept, when it is an HTTP server and tokens can be kept.
+    fn token_file(&self) -> Option<std::path::PathBuf> {
+        let McpTransport::Http { url, .. } = &self.config.transport else {
+            return None;
+        };
+        let home = self.auth.home.as_ref()?;
+        Some(auth::token_file(home, &self.config.name, url))
+    }
+
+    /// Logs in again for a live connection (a 401 or 403 after the handshake) and gives the connection the new
+    /// authorization.
+    async fn authorize(&self, challenge: Option<&str>) -> Result<(), String> {
+        // Calls refused at once (parallel calls after an expiry) share one login: who waited for the turn finds the
+        // new authorization in place and retries with it.
+        let seen = self.logins.load(Ordering::SeqCst);
+        let _turn = self.login_turn.lock().await;
+        if self.logins.load(Ordering::SeqCst) != seen {
+            return Ok(());
+        }
+        let manager = self.login(challenge).await?;
+        self.logins.fetch_add(1, Ordering::SeqCst);
+        let held = self.authorizer.lock().await.clone();
+        match held {
+            Some(slot) => *slot.lock().await = manager,
+            None => {
+                return Err(format!(
+                    "MCP server `{}` asked for authorization on a connection that cannot carry it",
+                    self.config.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs in for the server's `challenge` (a 403's asks for more scopes: those and the ones held), when someone
+    /// can approve and the server has not refused too often.
+    async fn login(
+        &self,
+        challenge: Option<&str>,
+    ) -> Result<rmcp::transport::auth::AuthorizationManager, String> {
+        let name = &self.config.name;
+        let options = self.login_options();
+        if options.client_credentials
+            && let (Some(store), McpTransport::Http { url, .. }) =
+                (self.token_file(), &self.config.transport)
+        {
+            if self.authorizations.fetch_add(1, Ordering::SeqCst) >= MAX_AUTHORIZATIONS {
+                return Err(format!(
+                    "MCP server `{name}` refused the last {MAX_AUTHORIZATIONS} tokens; not asking again"
+                ));
+            }
+            let wanted = challenge.map(auth::challenged_scopes).unwrap_or_default();
+            return auth::client_credentials(url, &store, challenge, &options, &wanted).await;
+        }
+        let (Some(approver), Some(_), McpTransport::Http { .. }) = (
+            &self.auth.approver,
+            self.token_file(),
+            &self.config.transport,
+        ) else {
+            self.needs_login.store(true, Ordering::SeqCst);
+            return Err(format!(
+                "it needs a login: run `codepilot mcp login {name}`, then start again"
+            ));
+        };
+        if approver.waits_for_person() {
+            // A person approves in a browser: that runs in the background (`login_in_background`), never in a
+            // step.
+            self.needs_login.store(true, Ordering::SeqCst);
+            *lock(&self.challenge) = challenge.map(str::to_owned);
+            return Err(if approver.available() {
+                format!(
+                    "it needs a login: the authorization URL went to the host; its tools come when the login is \
+                     approved (or run `codepilot mcp login {name}`)"
+                )
+            } else {
+                format!(
+                    "it needs a login: run `codepilot mcp login {name}`; it connects at the next step"
+                )
+            });
+        }
+        self.login_now(challenge).await
+    }
+
+    /// Runs the login (`login`'s approver) for `challenge`, at most [`MAX_AUTHORIZATIONS`] in a row.
+    async fn login_now(
+        &self,
+        challenge: Option<&str>,
+    ) -> Result<rmcp::transport::auth::AuthorizationManager, String> {
+        let name = &self.config.name;
+        let options = self.login_options();
+        let (Some(approver), Some(store), McpTransport::Http { url, .. }) = (
+            &self.auth.approver,
+            self.token_file(),
+            &self.config.transport,
+        ) else {
+            return Err(format!(
+                "it needs a login: run `codepilot mcp login {name}`, then start again"
+            ));
+        };
+        if self.authorizations.fetch_add(1, Ordering::SeqCst) >= MAX_AUTHORIZATIONS {
+            return Err(format!(
+                "MCP server `{name}` refused the last {MAX_AUTHORIZATIONS} logins' tokens; not asking again"
+            ));
+        }
+        let held = self.authorizer.lock().await.clone();
+        let mut scopes = match &held {
+            Some(m) => m.lock().await.get_current_scopes().await,
+            None => Vec::new(),
+        };
+        // The scopes held stay (a 401 after a revocation names none), and those the challenge asks for join them.
+        for s in challenge.map(auth::challenged_scopes).unwrap_or_default() {
+            if !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        auth::login(name, url, &store, challenge, &options, &scopes, approver).await
+    }
+
+    /// How a login registers: the server's `oauth:` section, else the hub's defaults.
+    fn login_options(&self) -> auth::LoginOptions {
+        login_options(&self.config, &self.env).unwrap_or_else(|| self.auth.login.clone())
+    }
+
     /// Kills the stdio server's process group (what it started too).
     fn kill_group(&self) {
         if let Some(pid) = lock(&self.group).take()
@@ -296,6 +767,13 @@ impl Server {
             unsafe {
                 libc::killpg(pid, libc::SIGKILL);
             }
+        }
+    }
+
+    /// Stops a login waiting in the background (its listener and port go with it).
+    fn stop_login(&self) {
+        if let Some(task) = lock(&self.login_task).take() {
+            task.abort();
         }
     }
 
@@ -325,8 +803,131 @@ impl Server {
     async fn start(self: Arc<Self>) {
         if let Err(why) = self.connect().await {
             self.fail(format!("did not start: {why}"));
+            if self.needs_login.load(Ordering::SeqCst) {
+                self.wait_for_login();
+            }
         }
         self.started.send_replace(true);
+    }
+
+    /// The server failed because it needs a login: it waits for one (its state says so), notes the token file to
+    /// see a login made elsewhere, and starts one in the background when a person can approve it.
+    fn wait_for_login(self: &Arc<Self>) {
+        {
+            let mut state = lock(&self.state);
+            if let ServerState::Failed(message) = &*state {
+                *state = ServerState::NeedsLogin(message.clone());
+            }
+        }
+        self.note_token_file();
+        self.login_in_background();
+    }
+
+    /// Notes when the token file last changed, to try again once a login elsewhere changes it.
+    fn note_token_file(&self) {
+        *lock(&self.token_seen) = self.token_file_changed_at();
+    }
+
+    /// When the token file last changed; `None` when there is none.
+    fn token_file_changed_at(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.token_file()?)
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// A server that needs a login and whose tokens changed since (`codepilot mcp login` in another process):
+    /// connects again in the background.
+    fn recheck_login(self: &Arc<Self>) {
+        if !matches!(*lock(&self.state), ServerState::NeedsLogin(_))
+            || self.logging_in.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        // Someone to show the login to may have come since (a Python hook registered after the runtime was built).
+        self.login_in_background();
+        let now = self.token_file_changed_at();
+        if now.is_none() || now == *lock(&self.token_seen) {
+            return;
+        }
+        *lock(&self.token_seen) = now;
+        if self.logging_in.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let server = Arc::clone(self);
+        tokio::spawn(async move {
+            server.reconnect_after_login().await;
+            server.logging_in.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// When the login waits for a person (a browser through the host's login handler): logs in in the background
+    /// and connects again once approved; the tools come with the next step. Runs and steps never wait for it.
+    fn login_in_background(self: &Arc<Self>) {
+        if !self.person_can_approve()
+            || !self.needs_login.load(Ordering::SeqCst)
+            || self.closed.load(Ordering::SeqCst)
+            || self.login_tried.load(Ordering::SeqCst)
+            || self.logging_in.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        // One login shown per need: one that does not finish is not started again by itself (a
+        // `codepilot mcp login` elsewhere is still noticed, by `recheck_login`).
+        self.login_tried.store(true, Ordering::SeqCst);
+        let server = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let challenge = lock(&server.challenge).clone();
+            match server.login_now(challenge.as_deref()).await {
+                Ok(_) => server.reconnect_after_login().await,
+                Err(why) => {
+                    let message = format!(
+                        "MCP server `{}` ({}): the login did not finish: {why}; run `codepilot mcp login {}` \
+                         (the server connects at the next step)",
+                        server.config.name,
+                        server.endpoint(),
+                        server.config.name
+                    );
+                    *lock(&server.state) = ServerState::NeedsLogin(message.clone());
+                    (server.warn)(&message);
+                }
+            }
+            server.logging_in.store(false, Ordering::SeqCst);
+        });
+        *lock(&self.login_task) = Some(task.abort_handle());
+    }
+
+    /// Whether a person can approve a login now: the host showed a login handler, and it has someone to show it to.
+    fn person_can_approve(&self) -> bool {
+        self.auth
+            .approver
+            .as_ref()
+            .is_some_and(|a| a.waits_for_person() && a.available())
+    }
+
+    /// Connects again with the tokens a login just stored; the tools come with the next step.
+    async fn reconnect_after_login(&self) {
+        self.stop().await;
+        self.needs_login.store(false, Ordering::SeqCst);
+        self.login_tried.store(false, Ordering::SeqCst);
+        let connected = self.connect().await;
+        // What this connection wrote (a refresh) is not a login from elsewhere.
+        self.note_token_file();
+        match connected {
+            Ok(()) => tracing::info!("MCP server `{}` logged in", self.config.name),
+            Err(why) => {
+                let message = format!(
+                    "MCP server `{}` ({}): {why}",
+                    self.config.name,
+                    self.endpoint()
+                );
+                *lock(&self.state) = if self.needs_login.load(Ordering::SeqCst) {
+                    ServerState::NeedsLogin(message.clone())
+                } else {
+                    ServerState::Failed(message.clone())
+                };
+                (self.warn)(&message);
+            }
+        }
     }
 
     /// Refetches the tool list after a `list_changed` notification.
@@ -359,7 +960,7 @@ impl Server {
 
     /// Calls server tool `tool`, restarting a failed server once first.
     async fn call(
-        &self,
+        self: &Arc<Self>,
         tool: &str,
         block_name: &str,
         args: Map<String, Value>,
@@ -373,6 +974,9 @@ impl Server {
             self.fail("stopped while idle".to_owned());
         }
         let state = lock(&self.state).clone();
+        if let ServerState::NeedsLogin(why) = state {
+            return Err(ToolError::permission(why));
+        }
         if let ServerState::Failed(why) = state {
             if self.restarted.swap(true, Ordering::SeqCst) {
                 return Err(ToolError::runtime(format!(
@@ -383,6 +987,16 @@ impl Server {
             self.stop().await;
             if let Err(e) = self.connect().await {
                 self.fail(format!("did not restart: {e}"));
+                if self.needs_login.load(Ordering::SeqCst) {
+                    // Not a crash: it wants a login, which keeps its one restart for a real one.
+                    self.restarted.store(false, Ordering::SeqCst);
+                    self.wait_for_login();
+                    return Err(ToolError::permission(format!(
+                        "MCP server `{}` ({}): {e}",
+                        self.config.name,
+                        self.endpoint()
+                    )));
+                }
                 return Err(ToolError::runtime(format!(
                     "MCP server `{}` is unavailable: it stopped and did not restart ({e})",
                     self.config.name
@@ -405,7 +1019,32 @@ impl Server {
             meta.set_traceparent(tp);
             params.meta = Some(rmcp::model::RequestMetaObject(meta));
         }
-        let result = match tokio::time::timeout(self.timeout(), peer.call_tool(params)).await {
+        let mut answer = self
+            .asking
+            .timed(self.timeout(), peer.call_tool(params.clone()))
+            .await;
+        // A 401 (expired or revoked) or a 403 asking for more scopes: log in again when someone can approve, then
+        // try once more.
+        while let Ok(Err(e)) = &answer
+            && let Some(challenge) = e.auth_challenge().map(str::to_owned)
+        {
+            if let Err(why) = self.authorize(Some(&challenge)).await {
+                if self.needs_login.load(Ordering::SeqCst) {
+                    *lock(&self.state) = ServerState::Failed(format!(
+                        "MCP server `{}` ({}): {why}",
+                        self.config.name,
+                        self.endpoint()
+                    ));
+                    self.wait_for_login();
+                }
+                return Err(ToolError::permission(format!("{block_name}: {why}")));
+            }
+            answer = self
+                .asking
+                .timed(self.timeout(), peer.call_tool(params.clone()))
+                .await;
+        }
+        let result = match answer {
             Err(_) => {
                 return Err(ToolError::new(
                     ExcKind::TimeoutError,
@@ -428,7 +1067,12 @@ impl Server {
                     self.config.name
                 )));
             }
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => {
+                // The server took the token: logins count again from nothing (a short-lived client-credentials
+                // token is bought again at every expiry).
+                self.authorizations.store(0, Ordering::SeqCst);
+                result
+            }
         };
         let text = content_text(&result.content);
         if result.is_error == Some(true) {
@@ -518,9 +1162,112 @@ async fn close_service(mut service: Service) {
     }
 }
 
+/// `text` with each `${VAR}` replaced by its value from `env` (nothing, with a warning, when it is not set).
+fn expand_vars(text: &str, env: &EnvLookup) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let var = &after[..end];
+                match env(var) {
+                    Some(value) => out.push_str(&value),
+                    None => {
+                        tracing::warn!("MCP server: ${{{var}}} is not set; it expands to nothing")
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// How a login to `server` registers, from its `oauth:` section (the secret read through `env`); `None` without one.
+fn login_options(server: &McpServerConfig, env: &EnvLookup) -> Option<auth::LoginOptions> {
+    let o = server.oauth.as_ref()?;
+    Some(auth::LoginOptions {
+        client_id: o.client_id.clone(),
+        client_secret: o.client_secret_env.as_deref().and_then(|v| env(v)),
+        scopes: o.scopes.clone(),
+        redirect_port: o.redirect_port,
+        client_metadata_url: o.client_metadata_url.clone(),
+        client_credentials: o.client_credentials,
+    })
+}
+
+/// Logs in to the streamable-HTTP `server` (`codepilot mcp login`): asks it for its challenge, runs the login
+/// `approver` approves, and keeps the tokens under `home` for every later runtime. `Ok(false)` when the server
+/// asks for no authorization.
+///
+/// # Errors
+/// A stdio server, an unreachable one, or why the login failed.
+pub async fn login(
+    server: &McpServerConfig,
+    home: &std::path::Path,
+    env: EnvLookup,
+    approver: Arc<dyn auth::Approver>,
+) -> Result<bool, String> {
+    let McpTransport::Http { url, headers } = &server.transport else {
+        return Err(format!(
+            "MCP server `{}` runs a command; only url servers log in",
+            server.name
+        ));
+    };
+    let expanded: BTreeMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), expand_vars(v, &env)))
+        .collect();
+    let Some(challenge) = auth::challenge(url, &expanded).await? else {
+        return Ok(false);
+    };
+    let options = login_options(server, &env).unwrap_or_default();
+    auth::login(
+        &server.name,
+        url,
+        &auth::token_file(home, &server.name, url),
+        Some(&challenge),
+        &options,
+        &[],
+        &approver,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Forgets `server`'s tokens (`codepilot mcp logout`); `Ok(false)` when there were none.
+///
+/// # Errors
+/// A stdio server, or a token file that cannot be removed.
+pub fn logout(server: &McpServerConfig, home: &std::path::Path) -> Result<bool, String> {
+    let McpTransport::Http { url, .. } = &server.transport else {
+        return Err(format!(
+            "MCP server `{}` runs a command; only url servers log in",
+            server.name
+        ));
+    };
+    let file = auth::token_file(home, &server.name, url);
+    match std::fs::remove_file(&file) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("cannot remove {}: {e}", file.display())),
+    }
+}
+
 /// The configured MCP servers of one runtime.
 pub struct McpHub {
     servers: Vec<Arc<Server>>,
+    /// Who answers the servers' sampling requests.
+    sampler: SamplerSlot,
+    /// Who answers the servers' questions.
+    asker: AskerSlot,
     closed: Arc<AtomicBool>,
     /// Warnings held until the first step: a server that fails at once (a missing command) would otherwise warn
     /// while the runtime is being built, before any host listens. `None` once released.
@@ -548,6 +1295,27 @@ impl McpHub {
     /// about servers that fail.
     #[must_use]
     pub fn start(configs: &[McpServerConfig], env: EnvLookup, warn: Warn) -> Arc<Self> {
+        Self::start_with_auth(
+            configs,
+            env,
+            warn,
+            McpAuth {
+                home: codepilot_store::codepilot_home().ok(),
+                ..McpAuth::default()
+            },
+        )
+    }
+
+    /// [`McpHub::start`] with `auth` deciding where tokens are kept and who approves a login.
+    #[must_use]
+    pub fn start_with_auth(
+        configs: &[McpServerConfig],
+        env: EnvLookup,
+        warn: Warn,
+        auth: McpAuth,
+    ) -> Arc<Self> {
+        let sampler: SamplerSlot = Arc::default();
+        let asker: AskerSlot = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let held: Arc<Mutex<Option<Vec<String>>>> = Arc::new(Mutex::new(Some(Vec::new())));
         let hold: Warn = {
@@ -581,6 +1349,20 @@ impl McpHub {
                     started: tokio::sync::watch::Sender::new(false),
                     group: Mutex::new(None),
                     closed: Arc::clone(&closed),
+                    auth: auth.clone(),
+                    authorizer: tokio::sync::Mutex::new(None),
+                    authorizations: std::sync::atomic::AtomicU32::new(0),
+                    needs_login: AtomicBool::new(false),
+                    login_turn: tokio::sync::Mutex::new(()),
+                    logins: std::sync::atomic::AtomicU64::new(0),
+                    challenge: Mutex::new(None),
+                    logging_in: AtomicBool::new(false),
+                    login_tried: AtomicBool::new(false),
+                    login_task: Mutex::new(None),
+                    token_seen: Mutex::new(None),
+                    sampler: Arc::clone(&sampler),
+                    asker: Arc::clone(&asker),
+                    asking: Arc::default(),
                 })
             })
             .collect();
@@ -589,10 +1371,22 @@ impl McpHub {
         }
         Arc::new(Self {
             servers,
+            sampler,
+            asker,
             closed,
             held,
             warn,
         })
+    }
+
+    /// Sets who answers the servers' sampling requests (the runtime, once built).
+    pub fn set_sampler(&self, sampler: Arc<dyn Sampler>) {
+        *lock(&self.sampler) = Some(sampler);
+    }
+
+    /// Sets who answers the servers' questions (`elicitation: ask`): the host's ask-user handler.
+    pub fn set_asker(&self, asker: Arc<dyn crate::AskUserHandler>) {
+        *lock(&self.asker) = Some(asker);
     }
 
     /// Gives the warnings held since the start to the host, in order; later ones go out at once.
@@ -625,6 +1419,9 @@ impl McpHub {
     /// Fetches the tool lists servers said changed; `true` when any server's tools changed since the last call
     /// (the runtime then rebuilds its tool set).
     pub(crate) async fn refresh(&self) -> bool {
+        for server in &self.servers {
+            server.recheck_login();
+        }
         let stale = self
             .servers
             .iter()
@@ -647,14 +1444,64 @@ impl McpHub {
                 }
             }
         }
+        if !self.servers.is_empty() {
+            for function in resources::Function::ALL {
+                out.push(Arc::new(resources::HubFunction {
+                    hub: Arc::clone(self),
+                    function,
+                }));
+            }
+        }
         out
+    }
+
+    /// Whether any server's tools need the host's permission.
+    fn any_gated(&self) -> bool {
+        self.servers.iter().any(|s| s.config.require_permission)
+    }
+
+    /// The live connection to server `name` and its per-call timeout, for the resource and prompt functions.
+    async fn peer(&self, name: &str) -> Result<(rmcp::Peer<RoleClient>, Duration), ToolError> {
+        let Some(server) = self.servers.iter().find(|s| s.config.name == name) else {
+            let names: Vec<&str> = self
+                .servers
+                .iter()
+                .map(|s| s.config.name.as_str())
+                .collect();
+            return Err(ToolError::new(
+                ExcKind::ValueError,
+                format!(
+                    "no MCP server `{name}`; the agent has: {}",
+                    names.join(", ")
+                ),
+            ));
+        };
+        let state = lock(&server.state).clone();
+        match state {
+            ServerState::Ready => {}
+            ServerState::Starting => {
+                return Err(ToolError::runtime(format!(
+                    "MCP server `{name}` is still starting; try again in a moment"
+                )));
+            }
+            ServerState::Failed(why) => return Err(ToolError::runtime(why)),
+            ServerState::NeedsLogin(why) => return Err(ToolError::permission(why)),
+        }
+        match &*server.service.lock().await {
+            Some(s) => Ok((s.peer().clone(), server.timeout())),
+            None => Err(ToolError::runtime(format!(
+                "MCP server `{name}` is not connected"
+            ))),
+        }
     }
 
     /// The block names of every server's tools (also of servers that are down), to replace them as a whole.
     pub(crate) fn is_mcp_tool(&self, name: &str) -> bool {
-        self.servers
-            .iter()
-            .any(|s| name.starts_with(&format!("{}__", s.config.name)))
+        resources::Function::ALL.iter().any(|f| f.name() == name)
+            || self
+                .servers
+                .iter()
+                .any(|s| name.starts_with(&format!("{}__", s.config.name)))
     }
 
     /// Each server's state and tools.
@@ -680,6 +1527,9 @@ impl McpHub {
     /// still starting is stopped as soon as it is up.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        for server in &self.servers {
+            server.stop_login();
+        }
         futures_util::future::join_all(self.servers.iter().map(|s| s.stop())).await;
     }
 }
@@ -694,6 +1544,9 @@ impl Drop for McpHub {
             .filter_map(|s| s.service.try_lock().ok().and_then(|mut g| g.take()))
             .collect();
         self.closed.store(true, Ordering::SeqCst);
+        for server in &self.servers {
+            server.stop_login();
+        }
         let groups: Vec<u32> = self
             .servers
             .iter()

@@ -125,6 +125,7 @@ pub struct RuntimeBuilder {
     provider: Option<Arc<dyn Provider>>,
     permission: Option<Arc<dyn PermissionHandler>>,
     ask_user: Option<Arc<dyn AskUserHandler>>,
+    mcp_login: Option<Arc<dyn crate::mcp::loopback::LoginHandler>>,
     tools: Vec<Arc<dyn Tool>>,
     env: Option<EnvLookup>,
     socket_dir: Option<PathBuf>,
@@ -149,6 +150,7 @@ impl RuntimeBuilder {
             provider: None,
             permission: None,
             ask_user: None,
+            mcp_login: None,
             tools: Vec::new(),
             env: None,
             socket_dir: None,
@@ -233,6 +235,19 @@ impl RuntimeBuilder {
     #[must_use]
     pub fn ask_user_handler(mut self, handler: impl AskUserHandler + 'static) -> Self {
         self.ask_user = Some(Arc::new(handler));
+        self
+    }
+
+    /// Shows a person the authorization URL of an MCP server that needs an OAuth login (SPEC §18): the login then
+    /// runs in the background — the redirect comes back to a loopback listener — and the server's tools come with
+    /// the step after it is approved. Default: none, so such a server says `codepilot mcp login NAME` and offers
+    /// no tools.
+    #[must_use]
+    pub fn mcp_login_handler(
+        mut self,
+        handler: impl crate::mcp::loopback::LoginHandler + 'static,
+    ) -> Self {
+        self.mcp_login = Some(Arc::new(handler));
         self
     }
 
@@ -588,6 +603,19 @@ impl RuntimeBuilder {
             search.attach(&events);
         }
         let mcp = self.start_mcp(&events);
+        let worker_spend: Arc<std::sync::Mutex<crate::state::WorkerSpend>> = Arc::default();
+        if let Some(hub) = &mcp {
+            hub.set_sampler(Arc::new(super::sampling::RuntimeSampler {
+                provider: Arc::clone(&provider),
+                permission: self.permission.clone(),
+                spend: Arc::clone(&worker_spend),
+                prices: self.agent.model.prices(),
+                model: self.agent.model.name.clone(),
+            }));
+            if let Some(asker) = &self.ask_user {
+                hub.set_asker(Arc::clone(asker));
+            }
+        }
         let event_log = self.store_events.then(|| {
             let writer = super::event_log::EventWriter::start(Arc::clone(&lease));
             let pushed = Arc::clone(&writer);
@@ -614,7 +642,6 @@ impl RuntimeBuilder {
             workspace.root(),
         );
         let control = Arc::new(RunControl::new());
-        let worker_spend: Arc<std::sync::Mutex<crate::state::WorkerSpend>> = Arc::default();
         let depth = self.worker.as_ref().map_or(0, |w| w.depth);
         let own_id = self.worker.as_ref().map_or(0, |w| w.agent_id);
         let workers = self
@@ -759,6 +786,13 @@ impl RuntimeBuilder {
                         .as_ref()
                         .and_then(|e| e.api_key_env.clone()),
                 );
+                // So do MCP servers' client secrets.
+                cfg.hidden_vars.extend(
+                    self.agent
+                        .mcp_servers
+                        .iter()
+                        .filter_map(|s| s.oauth.as_ref()?.client_secret_env.clone()),
+                );
                 if let Some(n) = settings.max_output_chars {
                     cfg.max_output_chars = n;
                 }
@@ -826,7 +860,16 @@ impl RuntimeBuilder {
             None => Arc::new(|var: &str| std::env::var(var).ok()),
         };
         let bus = Arc::downgrade(events);
-        Some(crate::mcp::McpHub::start(
+        let auth = crate::mcp::McpAuth {
+            home: codepilot_store::codepilot_home().ok(),
+            approver: self.mcp_login.as_ref().map(|handler| {
+                Arc::new(crate::mcp::loopback::LoopbackApprover::new(Arc::clone(
+                    handler,
+                ))) as Arc<dyn crate::mcp::auth::Approver>
+            }),
+            login: crate::mcp::auth::LoginOptions::default(),
+        };
+        Some(crate::mcp::McpHub::start_with_auth(
             &self.agent.mcp_servers,
             env,
             Arc::new(move |message: &str| {
@@ -837,6 +880,7 @@ impl RuntimeBuilder {
                     }));
                 }
             }),
+            auth,
         ))
     }
 }

@@ -23,6 +23,7 @@
 mod blocking;
 mod builder;
 mod event_log;
+mod sampling;
 mod snapshots;
 mod workers;
 

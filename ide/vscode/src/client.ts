@@ -11,6 +11,8 @@ import type {
   CheckpointsResult,
   EventEnvelope,
   InitializeResult,
+  McpLoginParams,
+  McpLoginResponse,
   PermissionRequestParams,
   RequestId,
   RequestResolved,
@@ -63,11 +65,73 @@ export type Notification =
 /** What the daemon asks. The handler's result is the answer. */
 export type ServerRequest =
   | { id: RequestId; method: "permission/request"; params: PermissionRequestParams }
-  | { id: RequestId; method: "ask_user/request"; params: AskUserRequestParams };
+  | { id: RequestId; method: "ask_user/request"; params: AskUserRequestParams }
+  | { id: RequestId; method: "mcp/login"; params: McpLoginParams };
 
 /** The answers to server requests. */
 export type PermissionAnswer = { decision: "allow" } | { decision: "deny"; reason?: string | null };
-export type RequestHandler = (request: ServerRequest) => Promise<PermissionAnswer | AskUserResponse>;
+export type RequestHandler = (
+  request: ServerRequest,
+) => Promise<PermissionAnswer | AskUserResponse | McpLoginResponse>;
+
+/** One field of an MCP server's form (`ask_user/request` with a `schema`), as a client asks it. */
+export interface FormField {
+  name: string;
+  title: string;
+  description?: string;
+  type: "string" | "number" | "integer" | "boolean" | "array";
+  required: boolean;
+  /** `[value, label]` pairs for a choice (or, for an array, the choices to pick several of). */
+  choices?: [string, string][];
+  default?: unknown;
+}
+
+/** The fields of a form's flat JSON Schema, in order. */
+export function formFields(schema: { [k: string]: unknown }): FormField[] {
+  const props = (schema.properties ?? {}) as Record<string, Record<string, unknown>>;
+  const required = new Set((schema.required ?? []) as string[]);
+  return Object.entries(props).map(([name, field]) => {
+    const type = (field.type ?? "string") as FormField["type"];
+    const source = type === "array" ? ((field.items ?? {}) as Record<string, unknown>) : field;
+    return {
+      name,
+      title: typeof field.title === "string" ? field.title : name,
+      description: typeof field.description === "string" ? field.description : undefined,
+      type,
+      required: required.has(name),
+      choices: fieldChoices(source),
+      default: field.default,
+    };
+  });
+}
+
+function fieldChoices(field: Record<string, unknown>): [string, string][] | undefined {
+  if (Array.isArray(field.enum)) {
+    const names = Array.isArray(field.enumNames) ? (field.enumNames as string[]) : [];
+    return field.enum.map((v, i) => [String(v), names[i] ?? String(v)]);
+  }
+  const list = (field.oneOf ?? field.anyOf) as Array<Record<string, unknown>> | undefined;
+  if (!Array.isArray(list)) return undefined;
+  return list.filter((o) => o.const !== undefined).map((o) => [String(o.const), String(o.title ?? o.const)]);
+}
+
+/** A typed value from what the person typed: `undefined` for an empty answer, `null` when it does not fit. */
+export function parseField(field: FormField, text: string): unknown {
+  const t = text.trim();
+  if (t === "") return undefined;
+  switch (field.type) {
+    case "integer":
+      return /^-?\d+$/.test(t) ? Number(t) : null;
+    case "number":
+      return Number.isFinite(Number(t)) ? Number(t) : null;
+    case "boolean":
+      return /^(y|yes|true)$/i.test(t) ? true : /^(n|no|false)$/i.test(t) ? false : null;
+    case "array":
+      return t.split(",").map((v) => v.trim()).filter((v) => v !== "");
+    default:
+      return t;
+  }
+}
 
 /** A JSON-RPC error from the daemon. */
 export class DaemonError extends Error {
@@ -192,7 +256,9 @@ export class DaemonClient {
         : Promise.resolve(
             request.method === "permission/request"
               ? { decision: "deny" as const, reason: "the client has no permission handler" }
-              : { answer: null },
+              : request.method === "mcp/login"
+                ? { opened: false }
+                : { answer: null },
           );
       answer.then(
         (result) => this.send({ jsonrpc: "2.0", id: m.id, result }),

@@ -9,6 +9,8 @@ import {
   checkpointDetail,
   checkpointLabel,
   defaultSocketPath,
+  formFields,
+  parseField,
   limitAmount,
   rewindChanges,
   rewoundSummary,
@@ -200,8 +202,55 @@ async function onRequest(request: ServerRequest) {
     );
     return choice === "Allow" ? { decision: "allow" as const } : { decision: "deny" as const, reason: null };
   }
+  if (request.method === "mcp/login") {
+    const { server, url } = request.params;
+    const choice = await vscode.window.showInformationMessage(
+      `CodePilot: MCP server ${server} needs a login (the browser returns to the daemon's machine).`,
+      "Open",
+    );
+    if (choice !== "Open" || !/^https?:\/\//.test(url)) return { opened: false };
+    return { opened: await vscode.env.openExternal(vscode.Uri.parse(url, true)) };
+  }
+  if (request.params.schema) return fillForm(request.params.question, request.params.schema);
   const answer = await vscode.window.showInputBox({ prompt: request.params.question, ignoreFocusOut: true });
   return { answer: answer ?? null };
+}
+
+/** An MCP server's form, one field at a time (VS Code has no form widget); Escape declines the whole form. */
+async function fillForm(message: string, schema: { [k: string]: unknown }) {
+  const content: Record<string, unknown> = {};
+  for (const field of formFields(schema)) {
+    const title = `${message} — ${field.title}${field.required ? "" : " (optional)"}`;
+    if (field.choices || field.type === "boolean") {
+      const items = (field.choices ?? [["true", "Yes"], ["false", "No"]]).map(([value, label]) => ({ label, value }));
+      const picked = await vscode.window.showQuickPick(items, {
+        title,
+        placeHolder: field.description,
+        canPickMany: field.type === "array",
+        ignoreFocusOut: true,
+      });
+      if (picked === undefined) return {};
+      const values = (Array.isArray(picked) ? picked : [picked]).map((p) => p.value);
+      content[field.name] =
+        field.type === "array" ? values : field.type === "boolean" ? values[0] === "true" : values[0];
+      continue;
+    }
+    const text = await vscode.window.showInputBox({
+      title,
+      prompt: field.description,
+      value: field.default === undefined ? "" : String(field.default),
+      ignoreFocusOut: true,
+      validateInput: (t) => {
+        const v = parseField(field, t);
+        if (v === null) return `a ${field.type}`;
+        return v === undefined && field.required ? "required" : undefined;
+      },
+    });
+    if (text === undefined) return {};
+    const value = parseField(field, text);
+    if (value !== undefined && value !== null) content[field.name] = value;
+  }
+  return { content };
 }
 
 async function newSession(): Promise<void> {

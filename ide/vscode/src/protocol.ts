@@ -97,6 +97,10 @@ export type ProtocolMessage =
           method: "ask_user/request";
           params: AskUserRequestParams;
         }
+      | {
+          method: "mcp/login";
+          params: McpLoginParams;
+        }
     )
   | InitializeResult
   | SessionStartResult
@@ -142,6 +146,7 @@ export type ProtocolMessage =
         }
     )
   | AskUserResponse
+  | McpLoginResponse
   | RawMessage;
 /**
  * What `session/start` does with the work directory of a session that has a workspace snapshot (SPEC §17).
@@ -1175,9 +1180,17 @@ export interface PermissionRequestParams {
  */
 export interface AskUserRequestParams {
   /**
-   * The question.
+   * The question (for an MCP server's form, its message).
    */
   question: string;
+  /**
+   * An MCP server's form (`elicitation/create`): a flat JSON Schema object whose properties are strings,
+   * numbers, integers, booleans or lists of choices. A client that can show a form answers with
+   * [`AskUserResponse::content`]; one that answers with text only is asked field by field.
+   */
+  schema?: {
+    [k: string]: unknown;
+  };
   /**
    * The session.
    */
@@ -1186,6 +1199,26 @@ export interface AskUserRequestParams {
    * The turn.
    */
   turn_id: string;
+}
+/**
+ * `mcp/login` params: an MCP server needs an OAuth login (SPEC §18). The client shows `url` to the person (opens it
+ * in a browser); the authorization server sends the browser back to the daemon's loopback address, so the
+ * browser must run on the daemon's machine. The login waits up to 300 s; the server's tools come with the step
+ * after it is approved, and runs never wait for it.
+ */
+export interface McpLoginParams {
+  /**
+   * The server's name in the agent file.
+   */
+  server: string;
+  /**
+   * The session whose runtime connects to the server.
+   */
+  session_id: string;
+  /**
+   * The authorization URL to open.
+   */
+  url: string;
 }
 /**
  * `initialize`'s result.
@@ -1659,6 +1692,22 @@ export interface AskUserResponse {
    * The answer.
    */
   answer?: string | null;
+  /**
+   * The filled-in form, for a question that came with a `schema` (an MCP server's form): an object of the
+   * schema's fields. Absent with no `answer`: the person declined.
+   */
+  content?: {
+    [k: string]: unknown;
+  };
+}
+/**
+ * The answer to `mcp/login`.
+ */
+export interface McpLoginResponse {
+  /**
+   * Whether the client opened the URL (or showed it).
+   */
+  opened?: boolean;
 }
 /**
  * The envelope of every message.

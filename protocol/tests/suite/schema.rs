@@ -65,6 +65,7 @@ fn requests_parse_from_method_and_params() {
             session_id: "s".into(),
             turn_id: "t".into(),
             question: "which?".into(),
+            schema: None,
         },
     ))
     .unwrap();
@@ -72,4 +73,23 @@ fn requests_parse_from_method_and_params() {
         asked,
         json!({"method": "ask_user/request", "params": {"session_id": "s", "turn_id": "t", "question": "which?"}})
     );
+    let login = serde_json::to_value(ServerRequest::McpLogin(
+        codepilot_protocol::rpc::McpLoginParams {
+            session_id: "s".into(),
+            server: "linear".into(),
+            url: "https://auth.example/authorize?state=x".into(),
+        },
+    ))
+    .unwrap();
+    assert_eq!(
+        login,
+        json!({"method": "mcp/login", "params": {"session_id": "s", "server": "linear", "url": "https://auth.example/authorize?state=x"}})
+    );
+    // A form's answer: the content; an old client's text answer still reads.
+    let answered: codepilot_protocol::AskUserResponse =
+        serde_json::from_value(json!({"content": {"name": "Ada"}})).unwrap();
+    assert_eq!(answered.content, Some(json!({"name": "Ada"})));
+    let text: codepilot_protocol::AskUserResponse =
+        serde_json::from_value(json!({"answer": "yes"})).unwrap();
+    assert_eq!((text.answer.as_deref(), text.content), (Some("yes"), None));
 }

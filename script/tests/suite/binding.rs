@@ -56,6 +56,42 @@ async fn star_args_and_star_kwargs_are_bound() {
     );
 }
 
+#[tokio::test]
+async fn keywords_no_parameter_names_go_to_the_star_star_parameter() {
+    let (host, result) = run(
+        "prompt('docs', 'review', language='rust', depth=2)\nprompt(server='docs', name='plain')\nkw = {'x': 1}\nprompt('d', 'n', **kw)\n",
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(
+        host.calls(),
+        vec![
+            (
+                "prompt".to_owned(),
+                json!({"server": "docs", "name": "review", "args": {"language": "rust", "depth": 2}})
+            ),
+            (
+                "prompt".to_owned(),
+                json!({"server": "docs", "name": "plain", "args": {}})
+            ),
+            (
+                "prompt".to_owned(),
+                json!({"server": "d", "name": "n", "args": {"x": 1}})
+            ),
+        ]
+    );
+    assert_eq!(
+        type_error("prompt('d')").await,
+        "prompt() missing 1 required positional argument: 'name'"
+    );
+    assert_eq!(
+        ToolSpec::new("prompt", vec![ParamSpec::required("server")], "")
+            .with_var_keyword("args")
+            .signature(),
+        "prompt(server, **args)"
+    );
+}
+
 async fn type_error(code: &str) -> String {
     let (host, failure) = run_err(code).await;
     assert_eq!(failure.kind, FailureKind::Exception, "{failure:?}");

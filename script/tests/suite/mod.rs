@@ -117,6 +117,7 @@ impl ToolHost for FakeHost {
                 Ok(json!(format!("contents of {path}")))
             }
             "echo" => Ok(args.get("value").cloned().unwrap_or(Value::Null)),
+            "prompt" => Ok(Value::Null),
             "boom" => Err(ToolError::new(ExcKind::ValueError, text("message"))),
             "nap" => {
                 let secs = args.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
@@ -173,6 +174,12 @@ pub fn tools() -> Arc<[ToolSpec]> {
         ),
         ToolSpec::new("nap", vec![ParamSpec::required("seconds")], "Sleep."),
         ToolSpec::new("hang", vec![], "Never return."),
+        ToolSpec::new(
+            "prompt",
+            vec![ParamSpec::required("server"), ParamSpec::required("name")],
+            "Get a prompt with its arguments.",
+        )
+        .with_var_keyword("args"),
     ])
 }
 

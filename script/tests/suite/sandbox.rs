@@ -36,7 +36,7 @@ async fn open_raises_permission_error_naming_the_tools() {
     assert_eq!(
         message,
         "open() is not allowed: the control block has no direct OS access (files, environment, \
-         clock); use the tools instead: execute, read_file, echo, boom, nap, hang"
+         clock); use the tools instead: execute, read_file, echo, boom, nap, hang, prompt"
     );
 }
 

@@ -2,7 +2,8 @@
 // a gated command run, and keys typed into the xterm reach the shell (and the agent hears of them); a deep link
 // (`?token=T#session=ID`) opens its session, also after a restart (the daemon resumes it with the agent the store
 // recorded), and a session with no recorded agent (the CLI's) is read, then resumed with an agent file; "rewind to
-// here" on a turn previews, confirms in the page, rewinds the work dir and the conversation, and undoes.
+// here" on a turn previews, confirms in the page, rewinds the work dir and the conversation, and undoes; an MCP
+// server's OAuth login is a link that the browser follows back to the daemon, and a server's question is a form.
 //
 // Needs CODEPILOT_BIN (the codepilot binary), CODEPILOT_TESTKIT (the scripted model server) and Debian's chromium
 // (CHROMIUM, default /usr/bin/chromium). Leaves a screenshot in ARTIFACTS_DIR (default ./artifacts).
@@ -11,6 +12,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -409,5 +411,79 @@ test("rewind to here previews and confirms in the page, takes the turn back, and
   assert.equal(await again.locator(".prompt.rewind").count(), 0);
   await permission.getByRole("button", { name: "Allow" }).click();
   await again.waitForFunction(() => document.querySelectorAll(".entry.finish").length === 2);
+  assert.deepEqual(errors, []);
+});
+
+test("an MCP server's login is a link in the page, and its question is a form", async (t) => {
+  assert.ok(bin && testkit, "set CODEPILOT_BIN and CODEPILOT_TESTKIT");
+  const python = process.env.CODEPILOT_TEST_MCP_PYTHON;
+  if (!python) {
+    assert.ok(!process.env.CI, "CI needs CODEPILOT_TEST_MCP_PYTHON (bash scripts/mcp-fixtures.sh)");
+    t.skip("needs CODEPILOT_TEST_MCP_PYTHON (bash scripts/mcp-fixtures.sh)");
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "cp-ui-"));
+  mkdirSync(join(dir, "work"));
+  // The scripted model and, on the second line, an MCP server behind a local OAuth server that approves at once.
+  const served = spawn(testkit, ["--oauth-mcp"], { stdio: ["pipe", "pipe", "inherit"] });
+  t.after(() => served.kill());
+  const [modelUrl, mcpUrl] = await new Promise((resolvePromise) => {
+    const got = [];
+    createInterface({ input: served.stdout }).on("line", (line) => {
+      got.push(line.trim());
+      if (got.length === 2) resolvePromise(got);
+    });
+  });
+  const port = await new Promise((resolvePromise) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port: free } = probe.address();
+      probe.close(() => resolvePromise(free));
+    });
+  });
+  const script = resolve(new URL(".", import.meta.url).pathname, "../../../cli/tests/fixtures/mcp/server.py");
+  const agentFile = writeAgent(dir, modelUrl, [
+    "  mcp_servers:",
+    "    - name: remote",
+    `      url: ${mcpUrl}`,
+    `      oauth: {redirect_port: ${port}}`,
+    "    - name: calc",
+    `      command: ${python}`,
+    `      args: [${JSON.stringify(script)}, stdio]`,
+  ]);
+  await post(`${modelUrl}/_testkit/turns`, [
+    { answer: 'Booking.\n```codepilot\nprint("WHO", remote__whoami())\nprint("RESULT", calc__book())\n```' },
+    { answer: "Done.\n```completion\nBooked\n```" },
+  ]);
+
+  const daemon = await startDaemon(t, dir);
+  const { newPage, errors } = await launch(t);
+  const page = await newPage();
+  await page.goto(daemon.url);
+  await page.waitForSelector("#status:text('connected')");
+  await page.fill("#agent-file", agentFile);
+  await page.click("#start-session button");
+
+  // The login: a link; the browser goes to the authorization server and comes back to the daemon.
+  const login = page.locator(".prompt", { hasText: "MCP server remote needs a login" });
+  await login.waitFor();
+  const [tab] = await Promise.all([page.waitForEvent("popup"), login.getByRole("link", { name: "Log in" }).click()]);
+  await tab.waitForFunction(() => document.body.innerText.includes("you can close this tab"));
+  await login.waitFor({ state: "detached" });
+  // The daemon connects on its own with the new token; give it a moment before the task.
+  await new Promise((r) => setTimeout(r, 1000));
+
+  await page.fill("#task", "Book a room");
+  await page.click("#send");
+  const form = page.locator("form.prompt");
+  await form.waitFor();
+  assert.match(await form.innerText(), /MCP server `calc` asks: Book a room/);
+  assert.equal(await form.locator("input[name=nights]").inputValue(), "1", "the default is filled in");
+  await form.locator("input[name=guest]").fill("Ada");
+  await form.getByRole("button", { name: "Send" }).click();
+  await page.waitForSelector(".entry.finish");
+  const requests = await (await fetch(`${modelUrl}/_testkit/requests`)).json();
+  const seen = JSON.stringify(requests.at(-1).body);
+  assert.match(seen, /WHO authorized/);
+  assert.match(seen, /booked 1 night\(s\) for Ada/);
   assert.deepEqual(errors, []);
 });

@@ -15,6 +15,8 @@ import {
   checkpointDetail,
   checkpointLabel,
   defaultSocketPath,
+  formFields,
+  parseField,
   rewindChanges,
   rewoundSummary,
   spendSummary,
@@ -140,6 +142,33 @@ test("a worker's events arrive with its agent_id and read as lines of their own"
   assert.match(lines[1], /^    \[#1\] ⚙ /);
   assert.match(lines.at(-1)!, /^⇠ sub-agent #1 completed in \d+\.\d s: no files$/);
   assert.ok(envelopes.filter((e) => e.agent_id === 1).every((e) => e.parent === 0));
+});
+
+test("an MCP server's form reads as typed fields with their choices and defaults", () => {
+  const fields = formFields({
+    type: "object",
+    properties: {
+      name: { type: "string", title: "Your name" },
+      size: { type: "integer", default: 2 },
+      tier: { type: "string", oneOf: [{ const: "f", title: "Free" }, { const: "p", title: "Pro" }] },
+      tags: { type: "array", items: { enum: ["a", "b"] } },
+    },
+    required: ["name"],
+  });
+  assert.deepEqual(
+    fields.map((f) => [f.name, f.title, f.type, f.required, f.choices, f.default]),
+    [
+      ["name", "Your name", "string", true, undefined, undefined],
+      ["size", "size", "integer", false, undefined, 2],
+      ["tier", "tier", "string", false, [["f", "Free"], ["p", "Pro"]], undefined],
+      ["tags", "tags", "array", false, [["a", "a"], ["b", "b"]], undefined],
+    ],
+  );
+  assert.equal(parseField(fields[1], "3"), 3);
+  assert.equal(parseField(fields[1], "3.5"), null);
+  assert.equal(parseField(fields[1], " "), undefined);
+  assert.equal(parseField({ ...fields[0], type: "boolean" }, "yes"), true);
+  assert.deepEqual(parseField({ ...fields[0], type: "array" }, "a, b,"), ["a", "b"]);
 });
 
 test("the default socket follows XDG_RUNTIME_DIR, else CODEPILOT_HOME", () => {

@@ -3,6 +3,8 @@
 //! Both are async so a UI can wait for a person. With no handler registered, a gated tool call is denied and
 //! `ask_user` fails, each with a message that says why; the library never reads stdin.
 
+pub mod elicit;
+
 use std::future::Future;
 use std::pin::Pin;
 
@@ -43,6 +45,17 @@ pub trait AskUserHandler: Send + Sync {
     /// Whether anyone can answer right now; `false` fails `ask_user` as with no handler at all. Default: `true`.
     fn available(&self) -> bool {
         true
+    }
+
+    /// An MCP server's form (`elicitation/create`, `elicitation: ask`): `message` and a flat object `schema`; the
+    /// answers as an object, `None` to decline. Default: one [`AskUserHandler::ask`] per field, typed and
+    /// defaulted; a host that can show a whole form overrides it.
+    fn elicit<'a>(
+        &'a self,
+        message: &'a str,
+        schema: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Option<serde_json::Value>> {
+        Box::pin(elicit::by_questions(self, message, schema))
     }
 }
 
