@@ -17,6 +17,8 @@ use std::path::Path;
 use std::process::Command;
 use std::process::Stdio;
 
+mod common;
+
 use codepilot_testkit::ScriptedServer;
 use codepilot_testkit::Turn;
 use serde_json::Value;
@@ -55,22 +57,10 @@ fn run(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Reaped by wait4 below, which also reports the child's CPU time (std's wait does not).
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    let mut status = 0;
-    // SAFETY: a zeroed `rusage` is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet waited for; both pointers are valid for the call.
-    let waited = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
-    assert_eq!(waited, pid, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "codepilot run failed: {status}"
-    );
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = common::wait(&child).cpu;
     let requests = server.requests();
     assert_eq!(requests.len(), steps, "every step asked the model once");
-    (secs(usage.ru_utime) + secs(usage.ru_stime), requests)
+    (cpu, requests)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -36,6 +36,36 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// The HTTP clients of the process, by (https, connect timeout): every provider (a runtime's, its workers', other
+/// runtimes') shares one and its connection pool. A client for `http://` (a local model server) never reads the
+/// system's CA roots — reading them (the bundle and the certificate folder) was most of a run's start; an https one
+/// reads them once per process.
+static CLIENTS: std::sync::Mutex<Vec<(bool, Duration, reqwest::Client)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn shared_client(https: bool, connect_timeout: Duration) -> Result<reqwest::Client> {
+    let mut clients = CLIENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, _, client)) = clients
+        .iter()
+        .find(|(h, t, _)| *h == https && *t == connect_timeout)
+    {
+        return Ok(client.clone());
+    }
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder().connect_timeout(connect_timeout);
+    if !https {
+        // No roots: a plain-HTTP server needs none (a redirect to https fails, naming the certificate).
+        builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
+    }
+    let client = builder
+        .build()
+        .map_err(|e| LlmError::InvalidConfig(format!("cannot build the HTTP client: {e}")))?;
+    clients.push((https, connect_timeout, client.clone()));
+    Ok(client)
+}
+
 /// A provider that speaks one [`Dialect`] over HTTP.
 pub(crate) struct HttpProvider {
     cfg: ProviderConfig,
@@ -58,11 +88,10 @@ impl HttpProvider {
             )));
         }
         let url = dialect.url(&base);
-        install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(30)))
-            .build()
-            .map_err(|e| LlmError::InvalidConfig(format!("cannot build the HTTP client: {e}")))?;
+        let client = shared_client(
+            base.starts_with("https://"),
+            cfg.request_timeout.min(Duration::from_secs(30)),
+        )?;
         Ok(Self {
             cfg,
             client,
@@ -220,18 +249,35 @@ impl std::fmt::Display for ChunkError {
     }
 }
 
-/// Wraps a body stream so that a silence longer than `idle` becomes an error.
+/// Wraps a body stream so that a silence longer than `idle` becomes an error. One timer for the whole stream,
+/// moved on only when it fires: a chunk costs a clock read, not a timer of its own (a stream of tiny chunks has
+/// thousands).
 fn timed_stream(
     inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     idle: Duration,
 ) -> impl Stream<Item = std::result::Result<Bytes, ChunkError>> + Send {
-    futures_util::stream::unfold(Some(Box::pin(inner)), move |state| async move {
-        let mut inner = state?;
-        match tokio::time::timeout(idle, inner.next()).await {
-            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(inner))),
-            Ok(Some(Err(e))) => Some((Err(ChunkError::Transport(describe_reqwest(&e))), None)),
-            Ok(None) => None,
-            Err(_) => Some((Err(ChunkError::Idle(idle)), None)),
+    let quiet = Box::pin(tokio::time::sleep(idle));
+    let state = Some((Box::pin(inner), quiet, tokio::time::Instant::now()));
+    futures_util::stream::unfold(state, move |state| async move {
+        let (mut inner, mut quiet, mut last) = state?;
+        loop {
+            tokio::select! {
+                biased;
+                item = inner.next() => {
+                    last = tokio::time::Instant::now();
+                    return match item {
+                        Some(Ok(bytes)) => Some((Ok(bytes), Some((inner, quiet, last)))),
+                        Some(Err(e)) => Some((Err(ChunkError::Transport(describe_reqwest(&e))), None)),
+                        None => None,
+                    };
+                }
+                () = &mut quiet => {
+                    if last.elapsed() >= idle {
+                        return Some((Err(ChunkError::Idle(idle)), None));
+                    }
+                    quiet.as_mut().reset(last + idle);
+                }
+            }
         }
     })
 }

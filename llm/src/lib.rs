@@ -1,6 +1,6 @@
 //! Model providers for CodePilot: Anthropic Messages, OpenAI Chat Completions and any compatible server
-//! (Ollama, vLLM, llama.cpp, OpenRouter, DeepSeek, Groq, Together, Gemini), hand-rolled on `reqwest` and
-//! `eventsource-stream`, plus a `scripted` provider for demos and tests.
+//! (Ollama, vLLM, llama.cpp, OpenRouter, DeepSeek, Groq, Together, Gemini), hand-rolled on `reqwest` with an
+//! incremental event-stream decoder, plus a `scripted` provider for demos and tests.
 //!
 //! Every call streams deltas to a callback, retries rate limits, server errors and broken streams with
 //! exponential backoff (honouring `retry-after`), and returns the whole answer with its token usage.

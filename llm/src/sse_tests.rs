@@ -164,3 +164,34 @@ fn thinking_deltas_are_separate_from_text() {
     assert_eq!(result.unwrap().text, TEXT);
     assert_eq!(deltas[0], r#"Thinking("think")"#);
 }
+
+/// Events as the decoder dispatches them, for `body` fed in `chunk`-byte pieces.
+fn decode(body: &[u8], chunk: usize) -> Result<Vec<(String, String)>> {
+    let mut decoder = Decoder::default();
+    let mut events = Vec::new();
+    for piece in body.chunks(chunk) {
+        decoder.feed(piece, |event, data| {
+            events.push((event.to_owned(), data.to_owned()));
+            Ok(false)
+        })?;
+    }
+    Ok(events)
+}
+
+#[test]
+fn the_decoder_follows_the_event_stream_format() {
+    let body = b": a comment\n\nevent: first\ndata: one\ndata:  two\nid: 7\nretry: 10\n\ndata\n\nevent: nothing\n\ndata: last\r\n\r\ndata: cut off";
+    for chunk in [1, 2, 3, 7, body.len()] {
+        assert_eq!(
+            decode(body, chunk).unwrap(),
+            [
+                ("first".to_owned(), "one\n two".to_owned()),
+                ("message".to_owned(), String::new()),
+                ("message".to_owned(), "last".to_owned()),
+            ],
+            "chunks of {chunk}"
+        );
+    }
+    let err = decode(b"data: \xff\n\n", 4).unwrap_err();
+    assert!(matches!(err, LlmError::Decode(_)), "{err}");
+}

@@ -319,7 +319,10 @@ impl TerminalManager {
         let terminal = removed.ok_or_else(|| TerminalError::NotFound {
             name: name.to_owned(),
         })?;
-        let killed = terminal.kill_now();
+        // The report names every process that went: found first (a sandboxed shell's namespace dies whole).
+        let mut killed = crate::procs::tree(terminal.pid);
+        killed.extend(terminal.kill_now());
+        let killed: Vec<u32> = killed.into_iter().collect();
         let exit_code = terminal.wait_exit(Duration::from_secs(5)).await;
         Ok(TerminateReport {
             terminal: name.to_owned(),

@@ -445,10 +445,20 @@ impl Terminal {
 
     /// Kills the whole process tree (synchronous; safe in `Drop`) and removes the files.
     pub(crate) fn kill_now(&self) -> Vec<u32> {
-        let killed = procs::kill_tree(self.pid);
+        let killed = self.kill_processes();
         self.closed.cancel();
         self.remove_files();
         killed.into_iter().collect()
+    }
+
+    /// Kills the shell and everything it started: a sandboxed shell's PID namespace as a whole, else the tree found
+    /// in `/proc`.
+    pub(crate) fn kill_processes(&self) -> std::collections::BTreeSet<u32> {
+        if self.sandboxed {
+            procs::kill_namespace(self.pid)
+        } else {
+            procs::kill_tree(self.pid)
+        }
     }
 
     /// Waits until the waiter task has reaped the shell.

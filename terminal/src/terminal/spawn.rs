@@ -28,7 +28,6 @@ use crate::config::normalised_env;
 use crate::control::ControlEvent;
 use crate::error::Result;
 use crate::error::TerminalError;
-use crate::procs;
 use crate::scan::Scanner;
 use crate::scan::Seg;
 use crate::scan::parse_marker;
@@ -330,8 +329,11 @@ async fn waiter_task(
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
         Err(_) => -1,
     };
-    // Whatever the shell left behind (background jobs) dies with it.
-    procs::kill_tree(terminal.pid);
+    // Whatever the shell left behind (background jobs) dies with it — unless the terminal was killed as a whole
+    // already.
+    if !terminal.closed.is_cancelled() {
+        terminal.kill_processes();
+    }
     terminal.state().exit_code = Some(code);
     terminal.changed.notify_waiters();
     terminal.closed.cancel();
