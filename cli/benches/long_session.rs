@@ -63,11 +63,6 @@ fn run(
     (cpu, requests)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn text_of(message: &Value) -> String {
     match &message["content"] {
         Value::String(s) => s.clone(),
@@ -77,18 +72,8 @@ fn text_of(message: &Value) -> String {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let runs = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(3);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runs = common::runs(3);
+    let rt = common::server_runtime();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("a.txt"),
@@ -104,7 +89,7 @@ fn main() {
         let samples: Vec<f64> = (0..runs)
             .map(|_| run(&rt, dir.path(), steps, "").0)
             .collect();
-        let m = median(samples);
+        let m = common::median(samples);
         println!("  {steps:>5} steps: {:8.1} ms", m * 1e3);
         cpu.push(m);
     }

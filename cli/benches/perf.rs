@@ -61,11 +61,7 @@ struct Bench {
 
 impl Bench {
     fn new() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = common::server_runtime();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("work")).unwrap();
         std::fs::write(
@@ -152,9 +148,9 @@ impl Bench {
             .map(|_| self.run(steps, wire, session, sandbox))
             .collect();
         Sample {
-            wall: median(samples.iter().map(|s| s.wall).collect()),
-            cpu: median(samples.iter().map(|s| s.cpu).collect()),
-            rss_mib: median(samples.iter().map(|s| s.rss_mib).collect()),
+            wall: common::median(samples.iter().map(|s| s.wall).collect()),
+            cpu: common::median(samples.iter().map(|s| s.cpu).collect()),
+            rss_mib: common::median(samples.iter().map(|s| s.rss_mib).collect()),
         }
     }
 
@@ -177,11 +173,6 @@ impl Bench {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// `codepilot --version`, spawn to exit, seconds.
 fn version(bin: &std::ffi::OsStr) -> f64 {
     let started = Instant::now();
@@ -195,13 +186,7 @@ fn version(bin: &std::ffi::OsStr) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let runs = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5);
+    let runs = common::runs(5);
     let bench = Bench::new();
     let path = Path::new(&bench.bin);
     println!(
@@ -214,7 +199,7 @@ fn main() {
     println!("|---|---|---|");
 
     let starts = runs * 6;
-    let version_ms = median((0..starts).map(|_| version(path.as_os_str())).collect()) * 1e3;
+    let version_ms = common::median((0..starts).map(|_| version(path.as_os_str())).collect()) * 1e3;
     let start = bench.median(starts, 1, Wire::Whole, Session::Memory, true);
     let start_off = bench.median(starts, 1, Wire::Whole, Session::Memory, false);
     println!(

@@ -29,3 +29,28 @@ pub fn wait(child: &std::process::Child) -> Cost {
         rss_mib: usage.ru_maxrss as f64 / 1024.0,
     }
 }
+
+/// The `--runs N` argument, or `default`.
+pub fn runs(default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A tokio runtime with one worker, for the scripted model server the benchmark talks to.
+pub fn server_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
