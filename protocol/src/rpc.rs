@@ -622,7 +622,7 @@ pub struct AskUserRequestParams {
 
 /// `mcp/login` params: an MCP server needs an OAuth login (SPEC §18). The client shows `url` to the person (opens it
 /// in a browser); the authorization server sends the browser back to the daemon's loopback address, so the
-/// browser must run on the daemon's machine. The login waits up to 300 s; the server's tools come with the step
+/// browser must run on the daemon's machine. The login waits a while (the runtime's `LOGIN_WAIT`); the server's tools come with the step
 /// after it is approved, and runs never wait for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct McpLoginParams {

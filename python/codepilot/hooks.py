@@ -81,7 +81,7 @@ class EventType(str, enum.Enum):
     """``steps``: the step limit was reached."""
     MCP_AUTH = "mcp_auth"
     """``url``, ``server``: an MCP server needs an OAuth login; show ``url`` to the person (open a browser on this
-    machine). The login waits up to 300 s for the browser's return on a loopback port; the server's tools come with
+    machine). The login waits a few minutes for the browser's return on a loopback port (docs/mcp.md); the server's tools come with
     the step after it is approved, and runs never wait for it."""
     ABORTED = "aborted"
     """``step``: the run was aborted."""

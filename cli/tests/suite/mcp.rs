@@ -639,13 +639,7 @@ async fn a_servers_form_is_answered_whole_by_a_daemon_client() {
         &stdio_server(&python, "calc", "      timeout_s: 2\n"),
     );
     let mut daemon = super::support::StdioDaemon::start(dir.path()).await;
-    let started = daemon
-        .call(
-            "session/start",
-            serde_json::json!({"agent_file": agent.display().to_string()}),
-        )
-        .await;
-    let session = started["session_id"].as_str().unwrap().to_owned();
+    let session = daemon.start_session(&agent).await;
     daemon
         .call(
             "turn/start",

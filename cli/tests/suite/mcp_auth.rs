@@ -177,13 +177,7 @@ async fn the_daemon_sends_the_login_to_its_clients_and_the_tools_come_after_the_
     );
     let agent = write_agent(dir.path(), &model, Wire::Anthropic, true, &servers);
     let mut daemon = super::support::StdioDaemon::start(dir.path()).await;
-    let started = daemon
-        .call(
-            "session/start",
-            serde_json::json!({"agent_file": agent.display().to_string()}),
-        )
-        .await;
-    let session = started["session_id"].as_str().unwrap().to_owned();
+    let session = daemon.start_session(&agent).await;
     let login = daemon.until("mcp/login").await;
     assert_eq!(login["params"]["session_id"], session.as_str());
     assert_eq!(login["params"]["server"], "remote");

@@ -212,6 +212,17 @@ impl StdioDaemon {
         }
     }
 
+    /// `session/start` with the agent file at `agent`; the session id.
+    pub async fn start_session(&mut self, agent: &Path) -> String {
+        let started = self
+            .call(
+                "session/start",
+                serde_json::json!({"agent_file": agent.display().to_string()}),
+            )
+            .await;
+        started["session_id"].as_str().unwrap().to_owned()
+    }
+
     /// The next message (the backlog first).
     pub async fn next(&mut self) -> serde_json::Value {
         match self.backlog.pop_front() {

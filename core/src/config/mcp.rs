@@ -75,7 +75,7 @@ pub struct OAuthConfig {
     pub client_secret_env: Option<String>,
     /// The scopes to ask for (default: those the server's challenge or metadata name).
     pub scopes: Vec<String>,
-    /// The loopback port the browser is sent back to (default 8976): a pre-registered client's redirect URI is
+    /// The loopback port the browser is sent back to (default [`DEFAULT_REDIRECT_PORT`](crate::mcp::auth::DEFAULT_REDIRECT_PORT)): a pre-registered client's redirect URI is
     /// `http://127.0.0.1:PORT/callback`.
     pub redirect_port: Option<u16>,
     /// An https URL where this client's metadata document is published, used as its client id by authorization
