@@ -512,15 +512,25 @@ pub(crate) async fn run_task(
     out: &Arc<dyn Output>,
     signals: &mut signals::Signals,
 ) -> Result<(Exit, Option<signals::Stop>), Failure> {
-    let run = rt.run_with(task, options);
+    // The run is a task of its own: every wake-up of a step (a streamed chunk, an event) polls the run alone, not
+    // this wait on the signals too.
+    let run = {
+        let (rt, task, options) = (rt.clone(), task.to_owned(), options.clone());
+        tokio::spawn(async move { rt.run_with(&task, &options).await })
+    };
+    let abort_run = run.abort_handle();
     tokio::pin!(run);
     let mut stopped: Option<signals::Stop> = None;
     let result = loop {
         tokio::select! {
-            r = &mut run => break r,
+            r = &mut run => break r.map_err(|e| Failure {
+                exit: Exit::Error,
+                error: anyhow::anyhow!("the run stopped unexpectedly: {e}"),
+            })?,
             stop = signals.next() => {
                 if stopped.is_some() {
                     // A second signal: quit at once (the runtime's drop still kills the terminals).
+                    abort_run.abort();
                     return Ok((Exit::Aborted, Some(stop)));
                 }
                 stopped = Some(stop);

@@ -4,7 +4,7 @@
 
 Each PYTHON is the interpreter of a venv with one implementation installed (`pip install ./python` for this one,
 `pip install codepilot-ai==0.9.2` for the original). Every figure comes from fresh processes (median of --runs):
-`import codepilot`; `Runtime("agent.yaml")` with terminal `main` ready; per-step cost of a task whose every step
+`import codepilot`; `Runtime("agent.yaml")` with terminal `main` declared; per-step cost of a task whose every step
 reads a file, from the difference between a 10-step and a 110-step task against the scripted model server
 (`codepilot-testkit`, Anthropic wire format, streamed), in wall time and in CPU time of the whole process; RSS;
 with `AsyncRuntime` waiting for a 5-second model answer, the longest stall of the event loop and how long `abort()`

@@ -1,7 +1,7 @@
 """One measurement in a fresh process, printed as JSON; run by compare.py for each implementation.
 
     python measure.py import             seconds spent in `import codepilot`
-    python measure.py construct          seconds for `Runtime("agent.yaml")` (terminal `main` ready), and RSS after
+    python measure.py construct          seconds for `Runtime("agent.yaml")` (terminal `main` declared), and RSS after
     python measure.py steps N            a task of N steps against the scripted server: wall and CPU seconds, RSS
     python measure.py loop               an AsyncRuntime run waiting for a slow model answer: the longest gap between
                                          the ticks of another task on the loop over one second, then how long

@@ -431,7 +431,7 @@ class Runtime(_Base):
 
     ``Runtime(agent_file, session="memory"|"file"|"db", session_id=None, session_dir=None, stream=None,
     db_url=None, db=None)``: loads ``agent.yaml`` (a bad one raises :class:`~codepilot.errors.ConfigError` naming
-    the key and line), opens the session and starts the agent's terminal ``main``.
+    the key and line), opens the session and declares the agent's terminal ``main`` (its shell starts on first use).
 
     - ``session="file"`` keeps one JSON file per session in ``session_dir`` (default ``~/.codepilot/sessions``;
       ``CODEPILOT_HOME`` moves ``~/.codepilot``); ``session="db"`` uses ``db_url`` (SQLAlchemy forms such as

@@ -133,7 +133,7 @@ pub(crate) struct NativeRuntime {
 
 #[pymethods]
 impl NativeRuntime {
-    /// Loads the agent file, opens the session and starts terminal `main`.
+    /// Loads the agent file, opens the session and declares terminal `main` (its shell starts on first use).
     #[new]
     #[pyo3(signature = (agent_file, session = "memory", session_id = None, session_dir = None, db_url = None, stream = None))]
     fn new(

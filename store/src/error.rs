@@ -102,6 +102,10 @@ pub enum StoreError {
     #[error("session database error: {0}")]
     Sql(#[from] sqlx::Error),
 
+    /// A SQLite checkpoint failed ([`crate::SqliteStore`] writes them on a connection of its own).
+    #[error("session database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
     /// Applying the embedded schema migrations failed.
     #[error("could not migrate the session database: {0}; was it created by a newer codepilot?")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -5,6 +5,8 @@
 //! transaction is `BEGIN IMMEDIATE`), so concurrent writers of one session are serialised and a lease check
 //! and the write it guards are atomic.
 
+pub(crate) mod step_writer;
+
 use std::borrow::Cow;
 
 use sqlx::AssertSqlSafe;
@@ -100,14 +102,17 @@ const LIST_SESSIONS: &str = "SELECT id, agent_name, title, created_at, updated_a
      FROM sessions ORDER BY updated_at DESC, created_at DESC, id ASC";
 const SET_LEASE: &str = "UPDATE sessions SET lease_token = $2, lease_pid = $3, lease_host = $4, \
      lease_acquired_at = $5, lease_expires_at = $6 WHERE id = $1";
-const SELECT_MESSAGES: &str = "SELECT role, content, encoding FROM messages \
+pub(crate) const SELECT_MESSAGES: &str = "SELECT role, content, encoding FROM messages \
      WHERE session_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq";
-const TOUCH_OWNED: &str = "UPDATE sessions SET updated_at = $2 WHERE id = $1 AND lease_token = $3";
-const SELECT_COUNT: &str = "SELECT message_count FROM sessions WHERE id = $1";
-const UPDATE_COUNTERS: &str = "UPDATE sessions SET message_count = $2, task_counter = $3, \
+/// Touches the session row when `lease_token` still holds it; returns its `message_count` (no row: the lease is lost).
+pub(crate) const TOUCH_OWNED: &str = "UPDATE sessions SET updated_at = $2 WHERE id = $1 AND lease_token = $3 RETURNING message_count";
+pub(crate) const UPDATE_COUNTERS: &str = "UPDATE sessions SET message_count = $2, task_counter = $3, \
      input_tokens = $4, output_tokens = $5, cache_read_tokens = $6, cache_write_tokens = $7, calls = $8, \
      title = COALESCE($9, title), updated_at = $10, archives = COALESCE($11, archives), reasoning_tokens = $12 \
      WHERE id = $1";
+/// One message (the SQLite step writer's, [`step_writer`]; the sqlx path inserts many rows at once).
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (session_id, seq, role, content, encoding, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
 const DELETE_MESSAGES_FROM: &str = "DELETE FROM messages WHERE session_id = $1 AND seq >= $2";
 const SET_HISTORY: &str =
     "UPDATE sessions SET message_count = $2, archives = $3, updated_at = $4 WHERE id = $1";
@@ -125,7 +130,7 @@ const INSERT_EVENT: &str = "INSERT INTO events (session_id, seq, body) VALUES ($
 const SELECT_EVENTS: &str =
     "SELECT seq, body FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 const SELECT_LAST_EVENT: &str = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = $1";
-const UPSERT_ANSWER: &str = "INSERT INTO answers (session_id, idx, content) VALUES ($1, $2, $3) \
+pub(crate) const UPSERT_ANSWER: &str = "INSERT INTO answers (session_id, idx, content) VALUES ($1, $2, $3) \
      ON CONFLICT (session_id, idx) DO UPDATE SET content = excluded.content";
 const SELECT_ANSWERS: &str = "SELECT idx, content FROM answers WHERE session_id = $1 ORDER BY idx";
 const DELETE_ANSWERS_FROM: &str = "DELETE FROM answers WHERE session_id = $1 AND idx >= $2";
@@ -189,7 +194,7 @@ fn insert_messages_sql(rows: usize) -> String {
 }
 
 /// Content as stored, and its `encoding`: text holding NUL is stored as a JSON string literal.
-fn encode_content(content: &str) -> (Cow<'_, str>, &'static str) {
+pub(crate) fn encode_content(content: &str) -> (Cow<'_, str>, &'static str) {
     if content.contains('\0') {
         match serde_json::to_string(content) {
             Ok(json) => (Cow::Owned(json), "json"),
@@ -201,7 +206,7 @@ fn encode_content(content: &str) -> (Cow<'_, str>, &'static str) {
     }
 }
 
-fn decode_content(
+pub(crate) fn decode_content(
     session: &crate::SessionId,
     content: String,
     encoding: &str,
@@ -220,7 +225,7 @@ fn decode_content(
 }
 
 /// Text for a TEXT column that is not message content: NUL characters are dropped.
-fn no_nul(text: &str) -> Cow<'_, str> {
+pub(crate) fn no_nul(text: &str) -> Cow<'_, str> {
     if text.contains('\0') {
         Cow::Owned(text.replace('\0', ""))
     } else {
@@ -228,7 +233,10 @@ fn no_nul(text: &str) -> Cow<'_, str> {
     }
 }
 
-fn parse_role(session: &crate::SessionId, role: &str) -> crate::Result<codepilot_protocol::Role> {
+pub(crate) fn parse_role(
+    session: &crate::SessionId,
+    role: &str,
+) -> crate::Result<codepilot_protocol::Role> {
     match role {
         "user" => Ok(codepilot_protocol::Role::User),
         "assistant" => Ok(codepilot_protocol::Role::Assistant),
@@ -246,14 +254,17 @@ struct RowLease {
     expires_at_ms: i64,
 }
 
-/// Generates a `SessionStore` over one sqlx driver. `begin(&pool)` must be in scope where it expands.
+/// Generates a `SessionStore` over one sqlx driver. Where it expands, `begin(&pool)` must be in scope, and
+/// `open_writer(&pool)` and `write_checkpoint(&writer, lease, cp)` for `$writer`, which may write checkpoints its own
+/// way (`None` from `write_checkpoint`: through sqlx).
 macro_rules! sql_store {
-    ($(#[$doc:meta])* $name:ident, $pool:ty, $row:ty, $db:ty) => {
+    ($(#[$doc:meta])* $name:ident, $pool:ty, $row:ty, $db:ty, $writer:ty) => {
         $(#[$doc])*
         #[derive(Debug, Clone)]
         pub struct $name {
             pool: $pool,
             opts: $crate::StoreOptions,
+            writer: $writer,
         }
 
         impl $name {
@@ -277,28 +288,29 @@ macro_rules! sql_store {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Ok(Self { pool, opts })
+                let writer = open_writer(&pool)?;
+                Ok(Self { pool, opts, writer })
             }
 
-            /// A transaction in which `lease` is confirmed to hold its session (the row touched at `now`), or
-            /// the lease-lost error naming the new holder.
+            /// A transaction in which `lease` is confirmed to hold its session (the row touched at `now`), with
+            /// the session's stored message count; or the lease-lost error naming the new holder.
             async fn begin_owned(
                 &self,
                 lease: &$crate::Lease,
                 now: i64,
-            ) -> $crate::Result<sqlx::Transaction<'static, $db>> {
+            ) -> $crate::Result<(sqlx::Transaction<'static, $db>, i64)> {
                 let mut tx = begin(&self.pool).await?;
-                let owned = sqlx::query($crate::sql::TOUCH_OWNED)
+                let count: Option<i64> = sqlx::query_scalar($crate::sql::TOUCH_OWNED)
                     .bind(lease.session().as_str())
                     .bind(now)
                     .bind(lease.token())
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                if owned.rows_affected() == 0 {
+                let Some(count) = count else {
                     drop(tx);
                     return Err(self.lease_lost(lease).await);
-                }
-                Ok(tx)
+                };
+                Ok((tx, count))
             }
 
             /// Stores `messages` of session `id` from position `seq` on, in chunks; returns the position after them.
@@ -518,13 +530,15 @@ macro_rules! sql_store {
                 cp: &$crate::Checkpoint,
             ) -> $crate::Result<()> {
                 use $crate::types::to_i64;
+                match write_checkpoint(&self.writer, lease, cp).await {
+                    Some(Ok($crate::sql::step_writer::Written::Done)) => return Ok(()),
+                    Some(Ok($crate::sql::step_writer::Written::LeaseLost)) => return Err(self.lease_lost(lease).await),
+                    Some(Err(e)) => return Err(e),
+                    None => {}
+                }
                 let id = lease.session();
                 let now = $crate::lease::now_secs();
-                let mut tx = self.begin_owned(lease, now).await?;
-                let stored: i64 = sqlx::query_scalar($crate::sql::SELECT_COUNT)
-                    .bind(id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let (mut tx, stored) = self.begin_owned(lease, now).await?;
                 let stored = $crate::types::to_u64(stored);
                 let range = $crate::types::overlap_range(stored, cp);
                 let overlap = if range.is_empty() {
@@ -594,7 +608,7 @@ macro_rules! sql_store {
                 events: &[$crate::StoredEvent],
             ) -> $crate::Result<()> {
                 let id = lease.session();
-                let mut tx = self.begin_owned(lease, $crate::lease::now_secs()).await?;
+                let (mut tx, _) = self.begin_owned(lease, $crate::lease::now_secs()).await?;
                 for event in events {
                     sqlx::query($crate::sql::INSERT_EVENT)
                         .bind(id.as_str())
@@ -644,11 +658,7 @@ macro_rules! sql_store {
                 use $crate::types::to_i64;
                 let id = lease.session();
                 let now = $crate::lease::now_secs();
-                let mut tx = self.begin_owned(lease, now).await?;
-                let stored: i64 = sqlx::query_scalar($crate::sql::SELECT_COUNT)
-                    .bind(id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let (mut tx, stored) = self.begin_owned(lease, now).await?;
                 rewrite.check(id, $crate::types::to_u64(stored))?;
                 sqlx::query($crate::sql::DELETE_MESSAGES_FROM)
                     .bind(id.as_str())
@@ -678,7 +688,7 @@ macro_rules! sql_store {
             }
 
             async fn set_snapshot(&self, lease: &$crate::Lease, key: &str) -> $crate::Result<()> {
-                let mut tx = self.begin_owned(lease, $crate::lease::now_secs()).await?;
+                let (mut tx, _) = self.begin_owned(lease, $crate::lease::now_secs()).await?;
                 sqlx::query($crate::sql::SET_SNAPSHOT)
                     .bind(lease.session().as_str())
                     .bind($crate::sql::no_nul(key).into_owned())
@@ -818,17 +828,42 @@ pub(crate) mod sqlite {
     use sqlx::SqlitePool;
     use sqlx::Transaction;
 
+    use crate::sql::step_writer::StepWriter;
+    use crate::sql::step_writer::Written;
+
     /// `BEGIN IMMEDIATE`: take the write lock up front so a writer never fails to upgrade a read snapshot.
     async fn begin(pool: &SqlitePool) -> crate::Result<Transaction<'static, sqlx::Sqlite>> {
         Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// The step writer for a database file; `None` for a database in memory, which another connection would not
+    /// see (its name is no file on disk: the pool created the file before migrating it).
+    fn open_writer(pool: &SqlitePool) -> crate::Result<Option<StepWriter>> {
+        let options = pool.connect_options();
+        let file = options.get_filename();
+        if !file.is_file() {
+            return Ok(None);
+        }
+        Ok(Some(StepWriter::open(file)?))
+    }
+
+    async fn write_checkpoint(
+        writer: &Option<StepWriter>,
+        lease: &crate::Lease,
+        cp: &crate::Checkpoint,
+    ) -> Option<crate::Result<Written>> {
+        Some(writer.as_ref()?.checkpoint(lease, cp).await)
+    }
+
     sql_store!(
-        /// Sessions in SQLite (WAL mode, busy timeout). Built by [`open_store`](crate::open_store).
+        /// Sessions in SQLite (WAL mode, busy timeout). Built by [`open_store`](crate::open_store). Checkpoints of
+        /// a database file are written on a connection of their own: one blocking call a step instead of a round
+        /// trip to sqlx's worker thread per statement.
         SqliteStore,
         sqlx::SqlitePool,
         sqlx::sqlite::SqliteRow,
-        sqlx::Sqlite
+        sqlx::Sqlite,
+        Option<StepWriter>
     );
 }
 
@@ -842,11 +877,27 @@ pub(crate) mod postgres {
         Ok(pool.begin().await?)
     }
 
+    #[allow(clippy::unnecessary_wraps)] // the macro's signature: SQLite's counterpart can fail
+    fn open_writer(_pool: &PgPool) -> crate::Result<()> {
+        Ok(())
+    }
+
+    /// Postgres checkpoints go through sqlx.
+    #[allow(clippy::unused_async)] // the macro's signature: SQLite's counterpart awaits
+    async fn write_checkpoint(
+        (): &(),
+        _lease: &crate::Lease,
+        _cp: &crate::Checkpoint,
+    ) -> Option<crate::Result<crate::sql::step_writer::Written>> {
+        None
+    }
+
     sql_store!(
         /// Sessions in PostgreSQL. Built by [`open_store`](crate::open_store).
         PgStore,
         sqlx::PgPool,
         sqlx::postgres::PgRow,
-        sqlx::Postgres
+        sqlx::Postgres,
+        ()
     );
 }

@@ -1,5 +1,6 @@
 //! `TerminalManager`: owns the terminals, the socket directory and the control socket.
 
+use std::collections::BTreeSet;
 use std::collections::VecDeque;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -7,6 +8,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::Weak;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,12 +24,14 @@ use crate::error::Result;
 use crate::error::TerminalError;
 use crate::mux::serve_control;
 use crate::mux::serve_terminal;
+use crate::mux::terminal_client;
 use crate::output::CommandResult;
 use crate::registry::Registry;
 use crate::terminal::HumanInput;
 use crate::terminal::SpawnContext;
 use crate::terminal::Terminal;
 use crate::terminal::TerminalInfo;
+use crate::terminal::TerminalState;
 use crate::terminal::lock;
 
 /// What `terminate` did.
@@ -35,7 +39,7 @@ use crate::terminal::lock;
 pub struct TerminateReport {
     /// Terminal name.
     pub terminal: String,
-    /// The shell's pid.
+    /// The shell's pid (0: a declared terminal that never started).
     pub pid: u32,
     /// Every process that was sent `SIGKILL` (the shell, its jobs and their children).
     pub killed: Vec<u32>,
@@ -44,9 +48,16 @@ pub struct TerminateReport {
 }
 
 impl TerminateReport {
-    /// The observation text: `[terminal:T] Terminal destroyed (PID p and N processes killed).`
+    /// The observation text: `[terminal:T] Terminal destroyed (PID p and N processes killed).` (or, for a declared
+    /// terminal that never started, that its shell had not started).
     #[must_use]
     pub fn render(&self) -> String {
+        if self.pid == 0 {
+            return format!(
+                "[terminal:{}] Terminal destroyed (its shell had not started).",
+                self.terminal
+            );
+        }
         let others = self.killed.iter().filter(|pid| **pid != self.pid).count();
         format!(
             "[terminal:{}] Terminal destroyed (PID {} terminated, {others} other processes killed).",
@@ -72,9 +83,71 @@ struct ManagerInner {
     shut: AtomicBool,
     /// The current run's W3C trace context, exported as `TRACEPARENT` in the shell before each agent command.
     trace: Arc<Mutex<Option<String>>>,
+    /// Terminals declared ([`TerminalManager::declare`]) and not started yet.
+    declared: Mutex<BTreeSet<String>>,
 }
 
 impl ManagerInner {
+    /// Starts terminal `name` (bash in a PTY) and registers it. A `declared` terminal is started once (a caller
+    /// that finds it started gets it), and its socket already listens; any other name must be free, and its socket is
+    /// bound and served here.
+    fn start(&self, name: &str, declared: bool) -> Result<Arc<Terminal>> {
+        if self.shut.load(Ordering::SeqCst) {
+            return Err(TerminalError::ShutDown);
+        }
+        let terminal = {
+            let mut terminals = self.registry.locked();
+            if declared {
+                if let Some(terminal) = terminals.get(name) {
+                    return Ok(Arc::clone(terminal));
+                }
+                if !lock(&self.declared).contains(name) {
+                    return Err(TerminalError::NotFound {
+                        name: name.to_owned(),
+                    });
+                }
+            } else if terminals.contains_key(name) || lock(&self.declared).contains(name) {
+                return Err(TerminalError::AlreadyExists {
+                    name: name.to_owned(),
+                });
+            }
+            let ctx = SpawnContext {
+                cfg: &self.cfg,
+                dir: &self.dir,
+                shell_dir: &self.shell_dir,
+                human: Arc::clone(&self.human),
+                events: self.events.clone(),
+                trace: Arc::clone(&self.trace),
+            };
+            // A declared terminal that cannot start stays declared: its next use tries again and says why.
+            let terminal = Terminal::spawn(name, &ctx)?;
+            if declared {
+                lock(&self.declared).remove(name);
+            } else {
+                let listener = match bind(&terminal.sock_path) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        terminal.kill_now();
+                        return Err(e);
+                    }
+                };
+                tokio::spawn(serve_terminal(
+                    listener,
+                    Arc::clone(&terminal),
+                    Arc::clone(&self.token),
+                ));
+            }
+            terminals.insert(name.to_owned(), Arc::clone(&terminal));
+            terminal
+        };
+        let _ = self.events.send(ControlEvent::TerminalCreated {
+            terminal: name.to_owned(),
+            pid: terminal.pid,
+            socket: terminal.sock_path.clone(),
+        });
+        Ok(terminal)
+    }
+
     /// Synchronous, best-effort cleanup: kill every tree, remove every file we made.
     fn cleanup_now(&self) {
         self.shut.store(true, Ordering::SeqCst);
@@ -83,6 +156,9 @@ impl ManagerInner {
             .collect();
         for terminal in &terminals {
             terminal.kill_now();
+        }
+        for name in std::mem::take(&mut *lock(&self.declared)) {
+            let _ = std::fs::remove_file(self.dir.join(format!("{name}.sock")));
         }
         self.closed.cancel();
         let _ = std::fs::remove_dir_all(&self.shell_dir);
@@ -158,6 +234,44 @@ fn private_dir(cfg: &TerminalConfig) -> Result<(PathBuf, bool, Option<std::fs::F
     Ok((dir, true, Some(lock)))
 }
 
+/// Accepts clients of a declared terminal: the first one starts it (unless a use already did). Ends when the
+/// manager closes, or when the terminal was terminated (its socket is gone then).
+async fn serve_declared(
+    listener: UnixListener,
+    inner: Weak<ManagerInner>,
+    name: String,
+    closed: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = closed.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(terminal = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        let terminal = match inner.start(&name, true) {
+            Ok(terminal) => terminal,
+            // Terminated before it ever started: nobody is to be served here any more.
+            Err(TerminalError::NotFound { .. }) => return,
+            Err(e) => {
+                tracing::warn!("terminal {name} cannot start for a client: {e}");
+                continue;
+            }
+        };
+        if terminal.closed.is_cancelled() {
+            return;
+        }
+        tokio::spawn(terminal_client(stream, terminal, Arc::clone(&inner.token)));
+    }
+}
+
 fn bind(path: &Path) -> Result<UnixListener> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path).map_err(|e| {
@@ -206,6 +320,7 @@ impl TerminalManager {
             closed: CancellationToken::new(),
             shut: AtomicBool::new(false),
             trace: Arc::default(),
+            declared: Mutex::default(),
         });
         {
             use std::io::Write as _;
@@ -245,8 +360,26 @@ impl TerminalManager {
     /// command waits for the shell's first prompt.
     ///
     /// # Errors
-    /// Invalid name (`[A-Za-z0-9_-]{1,64}`), name in use, shut down, or the shell cannot start.
+    /// Invalid name (`[A-Za-z0-9_-]{1,64}`), name in use (or declared), shut down, or the shell cannot start.
     pub async fn create(&self, name: &str) -> Result<TerminalHandle> {
+        if !valid_name(name) {
+            return Err(TerminalError::InvalidName {
+                name: name.to_owned(),
+            });
+        }
+        let terminal = self.inner.start(name, false)?;
+        Ok(TerminalHandle { terminal })
+    }
+
+    /// Declares terminal `name`, to be started on first use rather than now: the first [`get`](Self::get) or
+    /// [`open`](Self::open) of it, or the first client connecting to its socket (`<name>.sock`, which listens from
+    /// now on, so `codepilot attach` and the web terminal work at any time). A run that never uses a terminal never
+    /// starts a shell: a sandboxed bash costs a few milliseconds of every start. [`list`](Self::list) shows it as
+    /// idle with pid 0 until then.
+    ///
+    /// # Errors
+    /// Invalid name, name in use, shut down, or its socket cannot be bound.
+    pub fn declare(&self, name: &str) -> Result<()> {
         if !valid_name(name) {
             return Err(TerminalError::InvalidName {
                 name: name.to_owned(),
@@ -255,58 +388,75 @@ impl TerminalManager {
         if self.inner.shut.load(Ordering::SeqCst) {
             return Err(TerminalError::ShutDown);
         }
-        let terminal = {
-            let mut terminals = self.inner.registry.locked();
-            if terminals.contains_key(name) {
-                return Err(TerminalError::AlreadyExists {
-                    name: name.to_owned(),
-                });
-            }
-            let ctx = SpawnContext {
-                cfg: &self.inner.cfg,
-                dir: &self.inner.dir,
-                shell_dir: &self.inner.shell_dir,
-                human: Arc::clone(&self.inner.human),
-                events: self.inner.events.clone(),
-                trace: Arc::clone(&self.inner.trace),
-            };
-            let terminal = Terminal::spawn(name, &ctx)?;
-            let listener = match bind(&terminal.sock_path) {
-                Ok(listener) => listener,
-                Err(e) => {
-                    terminal.kill_now();
-                    return Err(e);
-                }
-            };
-            tokio::spawn(serve_terminal(
-                listener,
-                Arc::clone(&terminal),
-                Arc::clone(&self.inner.token),
-            ));
-            terminals.insert(name.to_owned(), Arc::clone(&terminal));
-            terminal
-        };
-        let _ = self.inner.events.send(ControlEvent::TerminalCreated {
-            terminal: name.to_owned(),
-            pid: terminal.pid,
-            socket: terminal.sock_path.clone(),
-        });
-        Ok(TerminalHandle { terminal })
+        let terminals = self.inner.registry.locked();
+        let mut declared = lock(&self.inner.declared);
+        if terminals.contains_key(name) || declared.contains(name) {
+            return Err(TerminalError::AlreadyExists {
+                name: name.to_owned(),
+            });
+        }
+        let listener = bind(&self.inner.dir.join(format!("{name}.sock")))?;
+        declared.insert(name.to_owned());
+        tokio::spawn(serve_declared(
+            listener,
+            Arc::downgrade(&self.inner),
+            name.to_owned(),
+            self.inner.closed.clone(),
+        ));
+        Ok(())
     }
 
-    /// The terminal called `name`, if any (exited terminals stay until terminated).
+    /// The terminal called `name`, starting it when it is declared and not started yet.
+    ///
+    /// # Errors
+    /// A declared terminal whose shell cannot start.
+    pub fn open(&self, name: &str) -> Result<Option<TerminalHandle>> {
+        if let Some(terminal) = self.inner.registry.get(name) {
+            return Ok(Some(TerminalHandle { terminal }));
+        }
+        if !lock(&self.inner.declared).contains(name) {
+            return Ok(None);
+        }
+        let terminal = self.inner.start(name, true)?;
+        Ok(Some(TerminalHandle { terminal }))
+    }
+
+    /// The terminal called `name`, if any (exited terminals stay until terminated); a declared one is started
+    /// now, and when it cannot start the reason is logged and the answer is `None` ([`open`](Self::open) returns
+    /// it).
     #[must_use]
     pub fn get(&self, name: &str) -> Option<TerminalHandle> {
-        self.inner
-            .registry
-            .get(name)
-            .map(|terminal| TerminalHandle { terminal })
+        match self.open(name) {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::warn!("terminal {name} cannot start: {e}");
+                None
+            }
+        }
     }
 
-    /// Every terminal, by name.
+    /// Every terminal, by name; a declared one not started yet is idle, with pid 0.
     #[must_use]
     pub fn list(&self) -> Vec<TerminalInfo> {
-        self.inner.registry.all().iter().map(|t| t.info()).collect()
+        let mut all: Vec<TerminalInfo> =
+            self.inner.registry.all().iter().map(|t| t.info()).collect();
+        let declared: Vec<String> = lock(&self.inner.declared).iter().cloned().collect();
+        for name in declared {
+            if all.iter().any(|t| t.name == name) {
+                continue;
+            }
+            all.push(TerminalInfo {
+                name,
+                pid: 0,
+                state: TerminalState::Idle,
+                cwd: self.inner.cfg.work_dir.clone(),
+                commands_run: 0,
+                cols: self.inner.cfg.cols,
+                rows: self.inner.cfg.rows,
+            });
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// Kills the terminal's whole process tree (every process group in its session and every
@@ -315,7 +465,20 @@ impl TerminalManager {
     /// # Errors
     /// When no terminal has this name.
     pub async fn terminate(&self, name: &str) -> Result<TerminateReport> {
-        let removed = self.inner.registry.locked().remove(name);
+        let removed = {
+            let mut terminals = self.inner.registry.locked();
+            if lock(&self.inner.declared).remove(name) {
+                // Never started: nothing to kill; its socket goes.
+                let _ = std::fs::remove_file(self.inner.dir.join(format!("{name}.sock")));
+                return Ok(TerminateReport {
+                    terminal: name.to_owned(),
+                    pid: 0,
+                    killed: Vec::new(),
+                    exit_code: None,
+                });
+            }
+            terminals.remove(name)
+        };
         let terminal = removed.ok_or_else(|| TerminalError::NotFound {
             name: name.to_owned(),
         })?;
@@ -363,9 +526,7 @@ impl TerminalManager {
     /// # Errors
     /// Unknown terminal or a zero size.
     pub fn resize(&self, name: &str, cols: u16, rows: u16) -> Result<()> {
-        self.inner
-            .registry
-            .get(name)
+        self.open(name)?
             .ok_or_else(|| TerminalError::NotFound {
                 name: name.to_owned(),
             })?

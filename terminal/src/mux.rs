@@ -112,7 +112,7 @@ pub(crate) async fn serve_terminal(
     }
 }
 
-async fn terminal_client(stream: UnixStream, terminal: Arc<Terminal>, token: Arc<str>) {
+pub(crate) async fn terminal_client(stream: UnixStream, terminal: Arc<Terminal>, token: Arc<str>) {
     let Some((mut read, mut write)) = handshake(stream, &token).await else {
         return;
     };

@@ -107,6 +107,25 @@ pub(crate) fn kill_namespace(leader: u32) -> BTreeSet<u32> {
     killed
 }
 
+/// The processes of a shell the runtime just started from `leader` (the process it started): the shell itself,
+/// or, `sandboxed`, `leader` (which waits for the shell) and its children (the shell, PID 1 of its namespace).
+pub(crate) fn shell_pids(leader: u32, sandboxed: bool) -> Vec<u32> {
+    if !sandboxed {
+        return vec![leader];
+    }
+    match std::fs::read_to_string(format!("/proc/{leader}/task/{leader}/children")) {
+        Ok(children) => std::iter::once(leader)
+            .chain(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            )
+            .collect(),
+        // A kernel without CONFIG_PROC_CHILDREN: the scan.
+        Err(_) => tree(leader).into_iter().collect(),
+    }
+}
+
 /// Stops the command a shell runs: `SIGKILL` to every process of the terminal but the shell (and, when
 /// `sandboxed`, the process in between that waits for it: `leader`), and `SIGINT` to the shell, which ends a
 /// command line it runs itself (a loop waiting to retry a fork).

@@ -6,7 +6,7 @@
 //! | `POST /_testkit/turns` | appends the turns in the body, a JSON array of [`TurnSpec`]s |
 //! | `DELETE /_testkit/turns` | drops the turns not yet served |
 //! | `GET /_testkit/requests` | the requests received so far: `[{"path", "headers", "body"}]` |
-//! | `GET /_testkit/state` | `{"remaining", "requests", "cancelled"}` |
+//! | `GET /_testkit/state` | `{"remaining", "requests", "cancelled", "busy_ms"}` (`busy_ms`: time spent serving model requests, as [`crate::ScriptedServer::busy`]) |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -167,6 +167,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "remaining": lock(&shared.turns).len(),
         "requests": lock(&shared.requests).len(),
         "cancelled": shared.cancelled.load(Ordering::SeqCst),
+        "busy_ms": shared.busy_nanos.load(Ordering::Relaxed) as f64 / 1e6,
     }))
 }
 

@@ -4,19 +4,26 @@ use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
+use std::task::Context;
+use std::task::Poll;
 use std::time::Duration;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::http::Uri;
 use axum::http::header;
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::ListenerExt as _;
 use bytes::Bytes;
@@ -60,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) embeddings_down: std::sync::atomic::AtomicBool,
     /// Spans posted to `/v1/traces`.
     pub(crate) spans: crate::otlp::Received,
+    /// Nanoseconds spent serving requests, each from its arrival to the end of its response body.
+    pub(crate) busy_nanos: AtomicU64,
 }
 
 /// Dimensions of the scripted embeddings.
@@ -125,6 +134,10 @@ impl ScriptedServer {
             .fallback(handle)
             // Bodies as big as the OpenTelemetry Collector's OTLP/HTTP receiver takes (axum's default is 2 MiB).
             .layer(axum::extract::DefaultBodyLimit::max(20 << 20))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&shared),
+                timed,
+            ))
             .with_state(Arc::clone(&shared));
         let task = tokio::spawn(async move {
             // Serving only fails when the listener dies; there is nobody to report it to, and the test
@@ -145,6 +158,14 @@ impl ScriptedServer {
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// The time spent serving requests so far: the sum, over requests, of arrival to the end of the response body
+    /// (reading the request, answering it, streaming the answer out). A benchmark subtracts it from its wall clock
+    /// to get the client's own overhead.
+    #[must_use]
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.shared.busy_nanos.load(Ordering::Relaxed))
     }
 
     /// Makes `/v1/embeddings` answer 503 (`true`) or work again (`false`).
@@ -195,6 +216,59 @@ impl ScriptedServer {
 impl Drop for ScriptedServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Times each request from its arrival until its response body has been sent (or abandoned) into
+/// [`Shared::busy_nanos`].
+/// The control endpoints are not timed.
+async fn timed(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/_testkit/") {
+        return next.run(request).await;
+    }
+    let arrived = Instant::now();
+    let (parts, body) = next.run(request).await.into_parts();
+    let body = TimedBody {
+        inner: body,
+        arrived,
+        shared,
+    };
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// A response body that adds the time since its request arrived to [`Shared::busy_nanos`] when it is dropped:
+/// after its last chunk was written, or when the client went away.
+/// Sizes and frames are the inner body's, so a whole answer keeps its `content-length`.
+struct TimedBody {
+    inner: Body,
+    arrived: Instant,
+    shared: Arc<Shared>,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        let nanos = u64::try_from(self.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.shared.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 }
 

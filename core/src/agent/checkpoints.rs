@@ -34,6 +34,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::events::ErrorKind;
 use crate::events::Event;
+use crate::events::EventBus;
 use crate::events::RuntimeErrorEvent;
 use crate::state::SessionState;
 
@@ -55,6 +56,10 @@ pub(crate) struct Checkpoints {
     reported: Mutex<std::collections::HashSet<String>>,
     /// Copies to the mirror and collections, in order; awaited at a run's end.
     background: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The capture still under way: it runs beside the model's answer and is awaited ([`Checkpoints::ready`])
+    /// before anything that could change the files it reads runs, and before the next capture, a listing or a
+    /// rewind.
+    pending: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What a blocking rewind step found and did.
@@ -84,6 +89,15 @@ impl Checkpoints {
             digest: Mutex::new(HistoryDigest::default()),
             reported: Mutex::new(std::collections::HashSet::new()),
             background: tokio::sync::Mutex::new(None),
+            pending: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits for the capture under way, if any.
+    pub(crate) async fn ready(&self) {
+        let pending = self.pending.lock().await.take();
+        if let Some(pending) = pending {
+            let _ = pending.await;
         }
     }
 
@@ -142,10 +156,12 @@ impl Checkpoints {
         out
     }
 
-    /// Takes the checkpoint before turn `turn` (and, with `step`, before that step), unless checkpoints are off
-    /// or this is a step checkpoint and the mode is `turn`. Failures are reported, never returned.
+    /// Starts the checkpoint before turn `turn` (and, with `step`, before that step), unless checkpoints are off
+    /// or this is a step checkpoint and the mode is `turn`. It is taken in the background, beside the model's
+    /// answer (a large work directory takes a while to compare); [`Checkpoints::ready`] waits for it. Failures are
+    /// reported, never returned.
     pub(crate) async fn capture(
-        &self,
+        self: &Arc<Self>,
         cx: &Context,
         state: &SessionState,
         turn: u64,
@@ -156,6 +172,7 @@ impl Checkpoints {
             (CheckpointMode::Off, _) | (CheckpointMode::Turn, Some(_)) => return,
             (CheckpointMode::Turn | CheckpointMode::Step, _) => {}
         }
+        self.ready().await;
         let span = parent.child(
             || "codepilot.checkpoint".into(),
             codepilot_telemetry::SpanKind::Internal,
@@ -174,18 +191,38 @@ impl Checkpoints {
             archives: state.book().archives().to_vec(),
             cut: None,
         };
+        let label = match step {
+            Some(s) => format!("before step {s} of turn {turn}"),
+            None => format!("before turn {turn}"),
+        };
+        let this = Arc::clone(self);
+        let events = Arc::clone(&cx.events);
         let work_dir = cx.env.workspace.root().to_path_buf();
+        let session = state.id.clone();
+        let task = tokio::spawn(async move {
+            this.take(&events, &session, work_dir, position, &label, &span)
+                .await;
+        });
+        *self.pending.lock().await = Some(task);
+    }
+
+    /// Takes a checkpoint [`Checkpoints::capture`] started.
+    async fn take(
+        &self,
+        events: &EventBus,
+        session: &SessionId,
+        work_dir: PathBuf,
+        position: Position,
+        label: &str,
+        span: &codepilot_telemetry::Span,
+    ) {
         let taken = self
-            .with(&state.id, move |c| {
+            .with(session, move |c| {
                 let captured = c.capture(&work_dir, &position)?;
                 let upload = c.upload(&captured.new_objects)?;
                 Ok((captured, upload))
             })
             .await;
-        let label = match step {
-            Some(s) => format!("before step {s} of turn {turn}"),
-            None => format!("before turn {turn}"),
-        };
         match taken {
             Ok((captured, upload)) => {
                 span.set_with(|| {
@@ -212,7 +249,7 @@ impl Checkpoints {
                 };
                 if !fresh.is_empty() {
                     report(
-                        cx,
+                        events,
                         format!(
                             "the checkpoint {label} left out {} (over {} MiB, runtime.checkpoint_max_file_mb, or a name that is not UTF-8); a rewind leaves them as they are",
                             fresh.join(", "),
@@ -220,12 +257,12 @@ impl Checkpoints {
                         ),
                     );
                 }
-                self.after_capture(&state.id, upload, captured.pruned).await;
+                self.after_capture(session, upload, captured.pruned).await;
             }
             Err(e) => {
                 span.fail("checkpoint", || e.to_string());
                 report(
-                    cx,
+                    events,
                     format!("no checkpoint {label}: {e}; the turn runs without one"),
                 );
             }
@@ -272,6 +309,7 @@ impl Checkpoints {
     /// Waits for the background copies to the mirror queued so far, so a session resumed elsewhere finds them.
     /// Without a mirror, collections finish on their own.
     pub(crate) async fn settle(&self) {
+        self.ready().await;
         if self.mirror.is_none() {
             return;
         }
@@ -286,6 +324,7 @@ impl Checkpoints {
         if self.mode == CheckpointMode::Off {
             return Err(Error::CheckpointsOff);
         }
+        self.ready().await;
         self.with(session, |c| Ok(c.list())).await
     }
 
@@ -333,6 +372,7 @@ impl Checkpoints {
         scope: RewindScope,
         preview: bool,
     ) -> Result<RewoundEvent> {
+        self.ready().await;
         if self.mode == CheckpointMode::Off {
             return Err(Error::CheckpointsOff);
         }
@@ -493,9 +533,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(Error::from)
 }
 
-fn report(cx: &Context, message: String) {
+fn report(events: &EventBus, message: String) {
     tracing::warn!("{message}");
-    cx.emit(Event::RuntimeError(RuntimeErrorEvent {
+    events.emit(Event::RuntimeError(RuntimeErrorEvent {
         kind: ErrorKind::Checkpoint,
         message,
     }));

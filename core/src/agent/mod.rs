@@ -567,6 +567,8 @@ async fn step_loop(
         }
 
         run.step_span = step_span.clone();
+        // The checkpoint before this step was taken beside the model's answer; the answer's block may change files.
+        cx.checkpoints.ready().await;
         let done = step::run(cx, state, &toolset, &answer.text, step, run).await;
         run.step_span = Span::none();
         if let Some(feedback) = done.feedback {

@@ -208,7 +208,8 @@ pub struct RuntimeConfig {
     /// Wall clock for one control block, in seconds. Default 600, must be > 0.
     pub step_timeout_s: u64,
     /// The sandbox the agent's shells (and file tools) run in. Default `workspace-write`; where the kernel
-    /// cannot provide it, the runtime says so and runs without.
+    /// cannot provide it, the runtime says so at the first shell and runs the shells without it (the file tools keep
+    /// their write rules).
     pub sandbox: codepilot_sandbox::Mode,
     /// Whether sandboxed shells have the network. Default true.
     pub network: bool,

@@ -48,34 +48,15 @@ use crate::tools::builtin::Builtin;
 use crate::tools::fs::ReadLedger;
 use crate::tools::workspace::Workspace;
 
-/// The sandbox policy for `runtime`, or `None` when it is off — configured so, or unavailable here (said once
-/// per process, as is a kernel without Landlock).
+/// The sandbox policy for `runtime`, or `None` when it is off. Whether this machine can enforce it for shells is
+/// found out when the first shell starts (`codepilot-terminal` says so there, once per process): a run that never
+/// starts one never pays for the check. The file tools enforce their part in the runtime either way.
 fn sandbox_policy(
     runtime: &crate::config::RuntimeConfig,
     work_dir: &std::path::Path,
 ) -> Option<codepilot_sandbox::Policy> {
-    static UNAVAILABLE: std::sync::Once = std::sync::Once::new();
-    static NO_LANDLOCK: std::sync::Once = std::sync::Once::new();
     if runtime.sandbox == codepilot_sandbox::Mode::Off {
         return None;
-    }
-    let support = codepilot_sandbox::probe();
-    if let Err(why) = &support.namespaces {
-        UNAVAILABLE.call_once(|| {
-            tracing::warn!(
-                "the sandbox is not available here ({why}); the agent's shells run without it (runtime.sandbox: \
-                 off). `codepilot sandbox check` shows what this machine enforces"
-            );
-        });
-        return None;
-    }
-    if support.landlock_abi.is_none() {
-        NO_LANDLOCK.call_once(|| {
-            tracing::warn!(
-                "this kernel has no Landlock: the sandbox hides the runtime and controls the network, but cannot \
-                 restrict where the agent's shells write"
-            );
-        });
     }
     Some(codepilot_sandbox::Policy::new(
         runtime.sandbox,
@@ -504,7 +485,7 @@ impl RuntimeBuilder {
     }
 
     /// Builds the runtime: checks the API key, opens the session (taking its lease), creates the work directory and
-    /// starts terminal `main` when terminal tools are enabled.
+    /// declares terminal `main` when terminal tools are enabled (its shell starts on first use).
     pub async fn build(self) -> Result<AsyncRuntime> {
         self.agent.validate()?;
         let budget = self.agent.model.context_budget()?;
@@ -801,7 +782,9 @@ impl RuntimeBuilder {
                 // The session's limits: the same the file tools obey.
                 cfg.limits = workspace.limits().cloned();
                 let mgr = TerminalManager::new(cfg).await?;
-                mgr.create("main").await?;
+                // Started on first use (a tool, a person attaching): a run that never uses a terminal never waits
+                // for bash.
+                mgr.declare("main")?;
                 Some(mgr)
             }
             None => None,

@@ -826,12 +826,12 @@ async fn execute(
         .unwrap_or(false);
     let mgr = terminals(ctx, "execute")?;
     let handle = if new_terminal {
-        match mgr.get(&name) {
+        match mgr.open(&name).map_err(|e| terminal_error(&e))? {
             Some(h) => h,
             None => mgr.create(&name).await.map_err(|e| terminal_error(&e))?,
         }
     } else {
-        mgr.get(&name).ok_or_else(|| {
+        mgr.open(&name).map_err(|e| terminal_error(&e))?.ok_or_else(|| {
             ToolError::not_found(format!(
                         "terminal '{name}' does not exist. Live terminals: {}. Pass new_terminal=True to create it.",
                         live_names(mgr)
@@ -884,12 +884,14 @@ fn existing(
     mgr: &TerminalManager,
     name: &str,
 ) -> Result<codepilot_terminal::TerminalHandle, ToolError> {
-    mgr.get(name).ok_or_else(|| {
-        ToolError::not_found(format!(
-            "terminal '{name}' does not exist. Live terminals: {}.",
-            live_names(mgr)
-        ))
-    })
+    mgr.open(name)
+        .map_err(|e| terminal_error(&e))?
+        .ok_or_else(|| {
+            ToolError::not_found(format!(
+                "terminal '{name}' does not exist. Live terminals: {}.",
+                live_names(mgr)
+            ))
+        })
 }
 
 async fn read_output(

@@ -278,23 +278,28 @@ impl SessionLimits {
         self.group.as_ref().is_some_and(cgroup::Group::has_pids)
     }
 
-    /// What a new shell must do before `exec` to come under these limits: join the cgroups, set the rlimits.
-    ///
-    /// # Errors
-    /// When a cgroup's `cgroup.procs` cannot be opened.
-    pub fn join(&self) -> io::Result<Join> {
-        let procs = match &self.group {
-            Some(group) => group.open_procs()?,
-            None => Vec::new(),
-        };
-        Ok(Join {
-            procs,
+    /// What a new shell must do before `exec` to come under these limits: set the rlimits. It joins the cgroups
+    /// afterwards, from the runtime ([`SessionLimits::membership`]).
+    #[must_use]
+    pub fn join(&self) -> Join {
+        Join {
             nofile: self.limits.max_open_files,
             fsize: self
                 .limits
                 .max_disk_mb
                 .map(|mb| mb.saturating_mul(1024 * 1024)),
-        })
+        }
+    }
+
+    /// The session's cgroups, ready to take a new shell ([`Membership::attach`]); `None` without cgroups.
+    ///
+    /// # Errors
+    /// When a cgroup's `cgroup.procs` cannot be opened.
+    pub fn membership(&self) -> io::Result<Option<Membership>> {
+        self.group
+            .as_ref()
+            .map(|group| group.open_procs().map(|procs| Membership { procs }))
+            .transpose()
     }
 
     /// The `RLIMIT_NPROC` a sandboxed shell sets in its own user namespace, when no cgroup counts processes.
@@ -458,29 +463,20 @@ impl SessionLimits {
 /// calls only, so it can run in `pre_exec`.
 #[derive(Debug)]
 pub struct Join {
-    procs: Vec<OwnedFd>,
     nofile: Option<u64>,
     fsize: Option<u64>,
 }
 
 impl Join {
-    /// Moves the calling process into the session's cgroups and sets its file size limit. Call it in the forked
-    /// child before `exec`, and before [`crate::Plan::enter`], which must start inside the cgroups.
+    /// Sets the calling process's file size limit. Call it in the forked child before `exec`.
     ///
     /// # Errors
-    /// The first system call that failed.
+    /// When the limit cannot be set.
     pub fn enter(&self) -> io::Result<()> {
-        for fd in &self.procs {
-            // SAFETY: writing one byte from a literal to a descriptor this plan holds open.
-            let n = unsafe { libc::write(fd.as_raw_fd(), c"0".as_ptr().cast(), 1) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
+        match self.fsize {
+            Some(n) => set_limit(libc::RLIMIT_FSIZE, n),
+            None => Ok(()),
         }
-        if let Some(n) = self.fsize {
-            set_limit(libc::RLIMIT_FSIZE, n)?;
-        }
-        Ok(())
     }
 
     /// Sets the open files limit. Call it last before `exec` (after [`crate::Plan::enter`]): the descriptors the
@@ -493,6 +489,38 @@ impl Join {
             Some(n) => set_limit(libc::RLIMIT_NOFILE, n),
             None => Ok(()),
         }
+    }
+}
+
+/// The session's cgroups, open for a new shell to join ([`SessionLimits::membership`]).
+///
+/// The runtime moves a shell in after starting it, before the shell's first input, rather than the shell joining
+/// itself before `exec`: moving a process between cgroups takes the kernel's cgroup-wide threadgroup lock for
+/// writing, which waits for an RCU grace period (~10 ms measured on cgroup v1) — on the start of every session,
+/// while a run that never types into its shell needs no join at all. Until its first input the shell only starts
+/// and waits at its prompt; what it then runs, and everything that starts, is inside.
+#[derive(Debug)]
+pub struct Membership {
+    procs: Vec<OwnedFd>,
+}
+
+impl Membership {
+    /// Moves each of `pids` into every one of the session's cgroups. Blocks for the kernel's grace period.
+    ///
+    /// # Errors
+    /// The first write to a `cgroup.procs` that failed.
+    pub fn attach(&self, pids: &[u32]) -> io::Result<()> {
+        for fd in &self.procs {
+            for pid in pids {
+                let text = pid.to_string();
+                // SAFETY: writing `text`'s bytes, which outlive the call, to a descriptor this value holds open.
+                let n = unsafe { libc::write(fd.as_raw_fd(), text.as_ptr().cast(), text.len()) };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -596,13 +624,13 @@ mod tests {
         let stop = session.must_stop(before, false, || 1).unwrap();
         assert_eq!((stop.kind, stop.limit), (LimitKind::Processes, 64));
 
-        // Joining opens the cgroup's `cgroup.procs`.
+        // Membership opens the cgroup's `cgroup.procs`.
         assert!(
-            session.join().is_err(),
+            session.membership().is_err(),
             "no cgroup.procs yet in the fake tree"
         );
         std::fs::write(dir.join("cgroup.procs"), "").unwrap();
-        assert!(session.join().is_ok());
+        assert!(session.membership().unwrap().is_some());
 
         // The kernel removes a cgroup's files with it; the fake tree's go first.
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -682,12 +710,12 @@ mod tests {
             .iter()
             .map(|d| d.to_path_buf())
             .collect();
-        let join = session.join().unwrap();
-        let mut cmd = std::process::Command::new("sleep");
-        cmd.arg("30");
-        // SAFETY: `Join::enter` makes system calls only.
-        unsafe { std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || join.enter()) };
-        let mut child = cmd.spawn().unwrap();
+        let membership = session.membership().unwrap().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        membership.attach(&[child.id()]).unwrap();
         assert!(
             std::fs::read_to_string(dirs[0].join("cgroup.procs"))
                 .unwrap()

@@ -22,7 +22,7 @@ use crate::output::render_span;
 /// How long to wait for a prompt marker the shell is known to print before sending anyway. Generous: on a loaded
 /// machine bash can take seconds to redraw, and sending early can lose the command's first bytes.
 const PROMPT_WAIT: Duration = Duration::from_secs(10);
-/// How long `execute` waits for the shell's first prompt at least.
+/// How long `execute` and `send_input` wait for the shell's first prompt at least.
 const READY_WAIT: Duration = Duration::from_secs(20);
 /// What bash prints when a fork is refused and it will try again (after 1, 2, 4 and 8 s): the sign of the
 /// process limit where only the rlimits count processes.
@@ -411,7 +411,13 @@ impl Terminal {
                 reason: "send_input needs some text (\"\\x03\" is Ctrl-C, \"\\n\" is Enter)".into(),
             });
         }
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start + timeout;
+        // Bytes typed before the shell's line editor is ready can be lost (a terminal this call started).
+        self.wait_until(start + timeout.max(READY_WAIT), |s| {
+            s.ready || s.exit_code.is_some()
+        })
+        .await;
         let (running, prompts) = {
             let mut st = self.state();
             if st.exit_code.is_some() {

@@ -110,46 +110,49 @@ impl Terminal {
         let master = rustix::io::fcntl_dupfd_cloexec(&pty, 0)
             .map_err(|e| TerminalError::io("cannot duplicate the PTY descriptor", e.into()))?;
         let env = normalised_env(std::env::vars_os(), &cfg.env, &cfg.hidden_vars, name);
-        let sandbox =
-            match &cfg.sandbox {
-                Some(policy) if policy.mode != codepilot_sandbox::Mode::Off => {
-                    let mut policy = policy.clone();
-                    policy.always_writable.push(ctx.shell_dir.to_path_buf());
-                    // The sockets and the token (which would let the shell attach to, and type into, every terminal)
-                    // and the user's runtime folder (D-Bus, agent sockets) are out of its sight.
-                    policy.hidden.push(ctx.dir.to_path_buf());
-                    policy.hidden.extend(
-                        std::env::var_os("XDG_RUNTIME_DIR")
-                            .map(std::path::PathBuf::from)
-                            .filter(|d| !ctx.shell_dir.starts_with(d)),
-                    );
-                    let plan = codepilot_sandbox::Plan::new(&policy).map_err(|e| {
-                        TerminalError::io(
-                            format!("cannot prepare the sandbox for terminal {name}"),
-                            std::io::Error::other(e),
-                        )
-                    })?;
-                    Some(plan.with_process_limit(
+        let sandbox = match &cfg.sandbox {
+            Some(policy) if policy.mode != codepilot_sandbox::Mode::Off && sandbox_available() => {
+                let mut policy = policy.clone();
+                policy.always_writable.push(ctx.shell_dir.to_path_buf());
+                // The sockets and the token (which would let the shell attach to, and type into, every terminal)
+                // and the user's runtime folder (D-Bus, agent sockets) are out of its sight.
+                policy.hidden.push(ctx.dir.to_path_buf());
+                policy.hidden.extend(
+                    std::env::var_os("XDG_RUNTIME_DIR")
+                        .map(std::path::PathBuf::from)
+                        .filter(|d| !ctx.shell_dir.starts_with(d)),
+                );
+                let plan = codepilot_sandbox::Plan::new(&policy).map_err(|e| {
+                    TerminalError::io(
+                        format!("cannot prepare the sandbox for terminal {name}"),
+                        std::io::Error::other(e),
+                    )
+                })?;
+                Some(
+                    plan.with_process_limit(
                         cfg.limits.as_ref().and_then(|l| l.shell_process_limit()),
-                    ))
-                }
-                Some(_) | None => None,
-            };
+                    ),
+                )
+            }
+            Some(_) | None => None,
+        };
         let sandboxed = sandbox.is_some();
-        let join = cfg
+        let join = cfg.limits.as_ref().map(|l| l.join());
+        let membership = cfg
             .limits
             .as_ref()
-            .map(|l| l.join())
+            .map(|l| l.membership())
             .transpose()
             .map_err(|e| {
                 TerminalError::io(
                     format!("cannot open the session's cgroups for terminal {name}"),
                     e,
                 )
-            })?;
+            })?
+            .flatten();
         let mut command = pty_process::Command::new(&cfg.shell);
         // SAFETY: `default_signals`, `Join::enter` and `Plan::enter` make system calls only, as `pre_exec`
-        // requires. The shell joins its session's cgroups first, so the sandbox's processes all start in them.
+        // requires. The shell joins its session's cgroups later, before its first input (`writer_task`).
         command = unsafe {
             command.pre_exec(move || {
                 default_signals();
@@ -231,7 +234,17 @@ impl Terminal {
             next_counters: Mutex::new(None),
         });
         tokio::spawn(reader_task(Arc::clone(&terminal), read_half));
-        tokio::spawn(writer_task(write_half, input_rx, terminal.closed.clone()));
+        let join_later = membership.map(|membership| Joining {
+            membership,
+            pid,
+            sandboxed,
+        });
+        tokio::spawn(writer_task(
+            write_half,
+            input_rx,
+            terminal.closed.clone(),
+            join_later,
+        ));
         tokio::spawn(waiter_task(
             Arc::clone(&terminal),
             child,
@@ -239,6 +252,33 @@ impl Terminal {
         ));
         Ok(terminal)
     }
+}
+
+/// Whether this machine can put a shell in the sandbox: [`codepilot_sandbox::probe`], once per process, at the first
+/// shell rather than at every start. Where it cannot, that is said once and shells run without it; a kernel without
+/// Landlock is said once too.
+fn sandbox_available() -> bool {
+    static UNAVAILABLE: std::sync::Once = std::sync::Once::new();
+    static NO_LANDLOCK: std::sync::Once = std::sync::Once::new();
+    let support = codepilot_sandbox::probe();
+    if let Err(why) = &support.namespaces {
+        UNAVAILABLE.call_once(|| {
+            tracing::warn!(
+                "the sandbox is not available here ({why}); the agent's shells run without it (runtime.sandbox: \
+                 off). `codepilot sandbox check` shows what this machine enforces"
+            );
+        });
+        return false;
+    }
+    if support.landlock_abi.is_none() {
+        NO_LANDLOCK.call_once(|| {
+            tracing::warn!(
+                "this kernel has no Landlock: the sandbox hides the runtime and controls the network, but cannot \
+                 restrict where the agent's shells write"
+            );
+        });
+    }
+    true
 }
 
 async fn reader_task(terminal: Arc<Terminal>, mut pty: pty_process::OwnedReadPty) {
@@ -294,10 +334,51 @@ async fn reader_task(terminal: Arc<Terminal>, mut pty: pty_process::OwnedReadPty
     terminal.changed.notify_waiters();
 }
 
+/// A shell still to be moved into its session's cgroups ([`codepilot_sandbox::resources::Membership`]).
+struct Joining {
+    membership: codepilot_sandbox::resources::Membership,
+    /// The process the runtime started: the shell, or (sandboxed) the process waiting for it.
+    pid: u32,
+    sandboxed: bool,
+}
+
+impl Joining {
+    /// Moves the shell (and, sandboxed, the process waiting for it) into the cgroups. On failure the shell is
+    /// killed: it must not run anything outside its limits.
+    async fn join(self) -> bool {
+        let Self {
+            membership,
+            pid,
+            sandboxed,
+        } = self;
+        let joined = tokio::task::spawn_blocking(move || {
+            membership.attach(&crate::procs::shell_pids(pid, sandboxed))
+        })
+        .await;
+        let error = match joined {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(
+            "cannot move shell {pid} into its session's cgroups ({error}); it is stopped, so nothing runs outside \
+             the session's limits"
+        );
+        if sandboxed {
+            crate::procs::kill_namespace(pid);
+        } else {
+            crate::procs::kill_tree(pid);
+        }
+        false
+    }
+}
+
+/// Writes input to the shell. Before the first input, the shell joins its session's cgroups (`joining`).
 async fn writer_task(
     mut pty: pty_process::OwnedWritePty,
     mut rx: mpsc::Receiver<Vec<u8>>,
     closed: CancellationToken,
+    mut joining: Option<Joining>,
 ) {
     loop {
         let bytes = tokio::select! {
@@ -307,6 +388,11 @@ async fn writer_task(
                 None => break,
             },
         };
+        if let Some(joining) = joining.take()
+            && !joining.join().await
+        {
+            break;
+        }
         let write = async {
             pty.write_all(&bytes).await?;
             pty.flush().await

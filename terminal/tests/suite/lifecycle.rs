@@ -75,3 +75,77 @@ async fn dropping_the_last_manager_handle_cleans_up() {
     assert!(!dir.exists());
     wait_gone(pid).await;
 }
+
+/// A declared terminal starts no shell until it is used; then it is a terminal like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_terminal_starts_on_first_use() {
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(work.path()).await;
+    m.declare("main").unwrap();
+    let listed = m.list();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].pid, &listed[0].state),
+        ("main", 0, &TerminalState::Idle)
+    );
+    assert_eq!(listed[0].cwd, work.path());
+    assert!(
+        m.socket_dir().join("main.sock").exists(),
+        "its socket listens before it starts"
+    );
+    assert!(matches!(
+        m.create("main").await.err().unwrap(),
+        TerminalError::AlreadyExists { .. }
+    ));
+    assert!(matches!(
+        m.declare("main").unwrap_err(),
+        TerminalError::AlreadyExists { .. }
+    ));
+
+    let t = m.get("main").expect("started by its first use");
+    assert!(t.pid() > 0);
+    assert_eq!(m.list()[0].pid, t.pid());
+    assert_eq!(m.get("main").unwrap().pid(), t.pid(), "started once");
+    let r = t.execute("echo started", T).await.unwrap();
+    assert_eq!(r.output, "started");
+    m.shutdown().await;
+    wait_gone(t.pid()).await;
+}
+
+/// A person attaching to a declared terminal's socket starts it, and sees its shell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_starts_a_declared_terminal() {
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(work.path()).await;
+    m.declare("main").unwrap();
+    let c = codepilot_terminal::client::connect(m.socket_dir(), "main", m.token())
+        .await
+        .unwrap();
+    let pid = m.list()[0].pid;
+    assert!(pid > 0, "the attach started the shell");
+    assert_eq!(c.hello.pid, pid);
+    let r = m
+        .get("main")
+        .unwrap()
+        .execute("echo seen", T)
+        .await
+        .unwrap();
+    assert_eq!(r.output, "seen");
+    m.shutdown().await;
+}
+
+/// Terminating a declared terminal that never started removes it (and its socket) without killing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_terminal_can_go_before_it_starts() {
+    let work = tempfile::tempdir().unwrap();
+    let m = manager(work.path()).await;
+    m.declare("main").unwrap();
+    let report = m.terminate("main").await.unwrap();
+    assert_eq!((report.pid, report.killed.len()), (0, 0));
+    insta::assert_snapshot!("terminated_before_start", report.render());
+    assert!(m.list().is_empty());
+    assert!(m.get("main").is_none());
+    assert!(!m.socket_dir().join("main.sock").exists());
+    m.create("main").await.unwrap();
+    m.shutdown().await;
+}
